@@ -1,0 +1,182 @@
+"""The command line: parse, load the configuration, call the engine or the app. Heavy imports stay lazy."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from . import __version__
+from .engine.errors import SwarmError, UsageError
+
+log = logging.getLogger("swarm_tui")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                   help="configuration file (default: ~/.config/swarm-tui/config.toml)")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="offline demo: workers stream from a built-in loopback endpoint, no keys needed")
+    return p
+
+
+def _priority(v: str) -> int:
+    names = {"low": 2, "normal": 5, "high": 8}
+    if v.lower() in names:
+        return names[v.lower()]
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected 0..9 or low, normal, high") from None
+    if not 0 <= n <= 9:
+        raise argparse.ArgumentTypeError("expected 0..9 or low, normal, high")
+    return n
+
+
+def _nonneg_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {v!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("expected a number >= 0")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = argparse.ArgumentParser(
+        prog="swarm-tui", parents=[common],
+        description="The control room of a hybrid LLM swarm: a local heartbeat model proposes, cheap cloud "
+                    "workers execute, NATS JetStream is the bus. With no command: the full-screen app.",
+    )
+    p.add_argument("--version", action="version", version=f"swarm-tui {__version__}")
+    p.add_argument("--attach", metavar="URL", help="observe and control an engine running elsewhere (a NATS URL)")
+    p.add_argument("--refresh-ms", type=int, metavar="MS", help="screen refresh of streaming output "
+                   "(raise it on slow ssh links; default from ui.refresh_ms)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", parents=[common], help="run the engine (with --headless: no screen)")
+    r.add_argument("--headless", action="store_true", help="the engine alone, until SIGINT/SIGTERM")
+
+    s = sub.add_parser("submit", parents=[common], help="publish a task and print its id")
+    s.add_argument("text", help="the task; '-' reads it from stdin")
+    s.add_argument("--priority", "-p", type=_priority, default=5, help="0..9 or low/normal/high (default normal)")
+
+    st = sub.add_parser("status", parents=[common], help="tasks, decisions, workers, spend, RAM, conductor")
+    st.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
+
+    a = sub.add_parser("approve", parents=[common], help="approve a pending decision")
+    a.add_argument("id", help="decision id (or a unique suffix)")
+    a.add_argument("--workers", type=_nonneg_int, help="approve with this many workers")
+    rj = sub.add_parser("reject", parents=[common], help="reject a pending decision")
+    rj.add_argument("id", help="decision id (or a unique suffix)")
+    rj.add_argument("--reason", default="", help="why (kept in the log)")
+    ed = sub.add_parser("edit", parents=[common], help="change the worker count of a pending decision")
+    ed.add_argument("id", help="decision id (or a unique suffix)")
+    ed.add_argument("workers", type=_nonneg_int, help="the new worker count")
+
+    sc = sub.add_parser("scale", parents=[common], help="set the number of concurrent workers")
+    sc.add_argument("n", type=_nonneg_int, help="concurrent workers (0 pauses dispatch)")
+
+    c = sub.add_parser("cancel", parents=[common], help="cancel a worker, a decision's workers, or all")
+    c.add_argument("worker", nargs="?", help="worker id (or a unique suffix)")
+    c.add_argument("--decision", metavar="ID", help="cancel every worker of this decision")
+    c.add_argument("--all", action="store_true", help="cancel every worker")
+
+    sub.add_parser("pause", parents=[common], help="pause the heartbeat (no new decisions)")
+    sub.add_parser("resume", parents=[common], help="resume the heartbeat")
+
+    w = sub.add_parser("worker", parents=[common], help="a standalone worker process on the same NATS")
+    w.add_argument("--concurrency", type=_nonneg_int, help="concurrent jobs (default: swarm.scale)")
+
+    sub.add_parser("doctor", parents=[common], help="check NATS, Ollama and its model, the OpenRouter key, RAM")
+    cf = sub.add_parser("config", parents=[common], help="print the effective configuration, secrets masked")
+    cf.add_argument("--json", action="store_true")
+    rs = sub.add_parser("result", parents=[common], help="print a task's results in order")
+    rs.add_argument("task_id", help="task id (or a unique suffix)")
+    rs.add_argument("--json", action="store_true")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .engine.config import load_config
+    from .engine.logs import setup_logging
+    from .engine.paths import data_dir, log_path
+
+    cfg = load_config(getattr(args, "config", None))
+    setup_logging(log_path(data_dir(cfg["paths.data_dir"])), cfg["log.level"], cfg.secrets)
+    return cfg
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from . import cmds
+
+    cmd = args.command
+    demo = bool(getattr(args, "demo", False))
+    cfg = _load(args)
+    if cmd == "config":
+        return cmds.show_config(cfg, args.json)
+    if cmd == "submit":
+        text = cmds.read_task_text(args.text)
+        return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
+    if cmd == "status":
+        return cmds.run(cmds.status(cfg, args.json))
+    if cmd == "result":
+        return cmds.run(cmds.result(cfg, args.task_id, args.json))
+    if cmd == "approve":
+        extra = {"workers": args.workers} if args.workers is not None else {}
+        return cmds.run(cmds.control(cfg, "approve", {"id": args.id, **extra}))
+    if cmd == "reject":
+        return cmds.run(cmds.control(cfg, "reject", {"id": args.id, "reason": args.reason}))
+    if cmd == "edit":
+        return cmds.run(cmds.control(cfg, "edit", {"id": args.id, "workers": args.workers}))
+    if cmd == "scale":
+        return cmds.run(cmds.control(cfg, "scale", {"n": args.n}))
+    if cmd == "cancel":
+        chosen = sum(bool(x) for x in (args.worker, args.decision, args.all))
+        if chosen != 1:
+            raise UsageError("cancel takes exactly one of: WORKER_ID, --decision ID, --all")
+        return cmds.run(cmds.control(cfg, "cancel", {"worker": args.worker, "decision": args.decision,
+                                                     "all": args.all}))
+    if cmd in ("pause", "resume"):
+        return cmds.run(cmds.control(cfg, cmd, {}))
+    if cmd == "doctor":
+        from .engine.doctor import run_doctor
+
+        checks = cmds.run_value(run_doctor(cfg))
+        for ch in checks:
+            print(ch.line())
+        return 1 if any(not c.ok and c.required for c in checks) else 0
+    if cmd == "worker":
+        from .runner import run_worker
+
+        return run_worker(cfg, concurrency=args.concurrency, demo=demo)
+    if cmd == "run" and args.headless:
+        from .runner import run_headless
+
+        return run_headless(cfg, demo=demo)
+    # the full-screen app (no command, or `run` without --headless)
+    from .runner import run_app
+
+    return run_app(cfg, demo=demo, attach=getattr(args, "attach", None),
+                   refresh_ms=getattr(args, "refresh_ms", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(args)
+    except SwarmError as exc:
+        print(f"swarm-tui: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the details (redacted) in the log
+        log.exception("internal error")
+        print(f"swarm-tui: internal error: {type(exc).__name__} (details in the log under the data dir)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,115 @@
+"""`swarm-tui doctor`: one line per check; required checks decide the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .bus import Bus
+from .config import Config
+from .errors import BusError
+from .memory import ram_snapshot
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.required else "warn")
+        return f"{mark} {self.name:<11} {self.detail}"
+
+
+def ollama_url(host: str) -> str:
+    """OLLAMA_HOST as Ollama reads it: host, host:port or a URL; default port 11434."""
+    h = host.strip().rstrip("/")
+    if "://" not in h:
+        h = "http://" + h
+    scheme, rest = h.split("://", 1)
+    hostport = rest.split("/", 1)[0]
+    if ":" not in hostport.rsplit("]", 1)[-1]:
+        hostport += ":11434"
+    if hostport.startswith("0.0.0.0"):
+        hostport = "127.0.0.1" + hostport[len("0.0.0.0"):]
+    return f"{scheme}://{hostport}"
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:
+    async with session.get(url, **kw) as resp:
+        try:
+            body = await resp.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            body = None
+        return resp.status, body
+
+
+async def check_nats(cfg: Config) -> Check:
+    bus = Bus(cfg)
+    try:
+        await bus.connect(connect_timeout=3)
+    except BusError as exc:
+        return Check("nats", False, str(exc))
+    kind = bus.kind
+    await bus.close()
+    extra = " (started for this check, stopped again)" if kind == "embedded" else ""
+    return Check("nats", True, f"{kind} server reachable, JetStream streams ready{extra}")
+
+
+async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
+    base = ollama_url(cfg["ollama.host"])
+    model = cfg["ollama.model"]
+    try:
+        status, body = await _get_json(session, f"{base}/api/tags")
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return Check("ollama", False, f"not reachable at {base}: the conductor decides by rules alone",
+                     required=False)
+    if status != 200 or not isinstance(body, dict):
+        return Check("ollama", False, f"{base} answered HTTP {status}", required=False)
+    names = {m.get("name", "") for m in body.get("models", []) if isinstance(m, dict)}
+    want = model if ":" in model else model + ":latest"
+    if model in names or want in names:
+        return Check("ollama", True, f"{base}, model {model} is pulled", required=False)
+    return Check("ollama", False, f"{base} reachable but model {model} is not pulled: run `ollama pull {model}`",
+                 required=False)
+
+
+async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:
+    key = cfg["openrouter.api_key"]
+    if not key:
+        return Check("openrouter", False, "OPENROUTER_API_KEY is not set: workers cannot run (try --demo)")
+    base = cfg["openrouter.api_base"].rstrip("/")
+    try:
+        status, body = await _get_json(session, f"{base}/key", headers={"Authorization": f"Bearer {key}"})
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return Check("openrouter", True, "key present; OpenRouter not reachable to verify it")
+    if status == 200 and isinstance(body, dict):
+        data = body.get("data", body)
+        left = data.get("limit_remaining") if isinstance(data, dict) else None
+        extra = f", limit remaining ${left:.2f}" if isinstance(left, int | float) else ""
+        return Check("openrouter", True, f"key valid{extra}")
+    if status in (401, 403):
+        return Check("openrouter", False, f"key rejected by OpenRouter (HTTP {status})")
+    return Check("openrouter", True, f"key present; OpenRouter answered HTTP {status}")
+
+
+def check_ram(cfg: Config) -> Check:
+    r = ram_snapshot(cfg)
+    ok = not r["low"]
+    detail = f"{r['available_mb']} MB available of {r['total_mb']} MB, headroom {r['headroom_mb']} MB"
+    if not ok:
+        detail += ": below headroom, local inference will be deferred"
+    return Check("ram", ok, detail, required=False)
+
+
+async def run_doctor(cfg: Config) -> list[Check]:
+    timeout = aiohttp.ClientTimeout(total=4)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        nats_c, oll, orr = await asyncio.gather(check_nats(cfg), check_ollama(cfg, session),
+                                                check_openrouter(cfg, session))
+    return [nats_c, oll, orr, check_ram(cfg)]

@@ -1,0 +1,30 @@
+"""Errors that carry a one-line message and an exit code for the CLI."""
+
+from __future__ import annotations
+
+
+class SwarmError(Exception):
+    """A failure the user should read as one line; ``code`` is the process exit code."""
+
+    code = 1
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(SwarmError):
+    code = 2
+
+
+class UsageError(SwarmError):
+    code = 2
+
+
+class BusError(SwarmError):
+    code = 1
+
+
+class InvalidMessage(ValueError):
+    """A message on the bus that does not decode to a known, valid type."""
