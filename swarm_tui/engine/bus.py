@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import ssl
 import time
 import uuid
@@ -147,8 +148,14 @@ class Bus:
         if c["nats.user"]:
             opts["user"] = c["nats.user"]
             opts["password"] = c["nats.password"]
-        if c["nats.creds"]:
-            opts["user_credentials"] = c["nats.creds"]
+        for key, opt in (("nats.creds", "user_credentials"), ("nats.nkey_seed", "nkeys_seed")):
+            if c[key]:
+                if not os.path.isfile(c[key]):
+                    raise BusError(f"{key} file {c[key]} does not exist", code=2)
+                opts[opt] = c[key]
+        for key in ("nats.tls_ca", "nats.tls_cert", "nats.tls_key"):
+            if c[key] and not os.path.isfile(c[key]):
+                raise BusError(f"{key} file {c[key]} does not exist", code=2)
         if c["nats.tls_ca"] or c["nats.tls_cert"]:
             ctx = ssl.create_default_context(cafile=c["nats.tls_ca"] or None)
             if c["nats.tls_cert"]:
@@ -174,13 +181,13 @@ class Bus:
             return
 
     async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0) -> Bus:
+        opts = self._auth_options()
         try:
             url = await self._resolve()
         except OSError as exc:
             raise BusError(f"cannot start the embedded NATS server: {exc}") from None
         self.url = url
-        opts = self._auth_options()
-        self._check_exposure(url, bool({"token", "user", "user_credentials"} & opts.keys()))
+        self._check_exposure(url, bool({"token", "user", "user_credentials", "nkeys_seed"} & opts.keys()))
 
         async def disconnected() -> None:
             if self.state != "closed":
@@ -189,7 +196,12 @@ class Bus:
         async def reconnected() -> None:
             await self._set_state("connected")
 
+        auth_failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
         async def error_cb(exc: Exception) -> None:
+            text = str(exc).lower()
+            if ("authorization" in text or "authentication" in text) and not auth_failed.done():
+                auth_failed.set_result(_reason(exc))
             log.debug("nats: %s", type(exc).__name__)
 
         async def closed() -> None:
@@ -198,8 +210,7 @@ class Bus:
         if not await _any_reachable(url, connect_timeout):
             await self.close()
             raise BusError(f"cannot connect to NATS at {_safe_url(url)}: nothing answers there")
-        try:
-            self.nc = await nats.connect(
+        connecting = asyncio.ensure_future(nats.connect(
                 servers=[u.strip() for u in url.split(",")],
                 name="swarm-tui",
                 max_reconnect_attempts=-1,
@@ -213,8 +224,22 @@ class Bus:
                 error_cb=error_cb,
                 closed_cb=closed,
                 **opts,
-            )
-        except (NoServersError, OSError, asyncio.TimeoutError) as exc:
+            ))
+        try:
+            # nats-py retries a refused login forever when reconnects are unlimited: stop at the first refusal
+            await asyncio.wait({connecting, auth_failed}, timeout=connect_timeout * 3,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+                reason = auth_failed.result() if auth_failed.done() else "timed out"
+                raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {reason}")
+            self.nc = connecting.result()
+        except BusError:
+            await self.close()
+            raise
+        except (TimeoutError, NoServersError, OSError) as exc:
             await self.close()
             raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
         except Exception as exc:  # nats raises auth errors as plain errors
@@ -306,7 +331,7 @@ class Bus:
         while True:
             try:
                 return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
-            except (NatsTimeout, NoRespondersError, asyncio.TimeoutError, ConnectionError) as exc:
+            except (TimeoutError, NatsTimeout, NoRespondersError, ConnectionError) as exc:
                 if time.monotonic() > end:
                     raise BusError(f"NATS did not store a message on {subject} in time ({_reason(exc)})") from None
                 await asyncio.sleep(delay)
@@ -419,7 +444,7 @@ async def _any_reachable(url: str, timeout: float) -> bool:
         try:
             _r, w = await asyncio.wait_for(asyncio.open_connection(p.hostname or "127.0.0.1", p.port or default),
                                            timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             continue
         w.close()
         with contextlib.suppress(Exception):
