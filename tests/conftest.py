@@ -62,6 +62,7 @@ async def bus(cfg: Config) -> AsyncIterator[Bus]:
 
 def run_cli(args: list[str], env: dict[str, str], *, input: bytes | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "swarm_tui", *args], env=env, cwd=ROOT,
-                          input=input.decode() if input is not None else None,
-                          capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run([sys.executable, "-m", "swarm_tui", *args], env=env, cwd=ROOT, input=input,
+                         capture_output=True, timeout=timeout)
+    return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(errors="replace"),
+                                       res.stderr.decode(errors="replace"))
