@@ -27,7 +27,7 @@ def test_submit_then_status_shows_the_task(tmp_path: Path, nats_server: Embedded
     assert res.returncode == 0, res.stderr
     tid = res.stdout.strip()
     assert tid.startswith("t-")
-    res = run_cli(["submit", "-"], env, input="from stdin\nsecond line".encode())
+    res = run_cli(["submit", "-"], env, input=b"from stdin\nsecond line")
     assert res.returncode == 0, res.stderr
     tid2 = res.stdout.strip()
     st = run_cli(["status", "--json"], env)

@@ -66,7 +66,7 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
     model = cfg["ollama.model"]
     try:
         status, body = await _get_json(session, f"{base}/api/tags")
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return Check("ollama", False, f"not reachable at {base}: the conductor decides by rules alone",
                      required=False)
     if status != 200 or not isinstance(body, dict):
@@ -86,7 +86,7 @@ async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check
     base = cfg["openrouter.api_base"].rstrip("/")
     try:
         status, body = await _get_json(session, f"{base}/key", headers={"Authorization": f"Bearer {key}"})
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return Check("openrouter", True, "key present; OpenRouter not reachable to verify it")
     if status == 200 and isinstance(body, dict):
         data = body.get("data", body)

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg as NatsMsg
 from . import subjects as S
 from .bus import Bus, EventFollower
 from .config import Config
-from .control import ControlServer, Controls
+from .control import Controls, ControlServer
 from .state import SwarmState
 
 log = logging.getLogger(__name__)
