@@ -1,0 +1,307 @@
+"""The heartbeat conductor: wakes, computes the rules' envelope, asks the local model, clamps, decides.
+
+It wakes on new tasks (debounced, so a burst makes one decision), on an interval and on a scheduled review. All
+scheduling uses the monotonic clock, and the next wake is always "now + period", so a clock jump (a laptop
+waking from sleep) gives at most one beat, never a backlog. While the swarm is paused (``state.paused``, set by
+``swarm-tui pause``) no decision is made. Decisions go to the event log; approval is a person's (manual) or the
+policy's (auto, under a cost limit); pending decisions expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .advisor import AdviceResult, Advisor
+from .bus import Bus
+from .config import Config
+from .envelope import Envelope, ReadyTask, RoleSpec, clamp, compute_envelope, rules_advice
+from .guards import RamGuardP, RateLimitsP, SpendGuardP
+from .lane import LocalLane
+from .messages import Approval, ControlEvent, Decision, Task, new_id
+from .state import SwarmState
+
+log = logging.getLogger(__name__)
+
+
+class Conductor:
+    name = "conductor"
+
+    def __init__(self, cfg: Config, bus: Bus, state: SwarmState, *, spend: SpendGuardP | None = None,
+                 ram: RamGuardP | None = None, rate_limits: RateLimitsP | None = None,
+                 lane: LocalLane | None = None, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic, advisor: Advisor | None = None,
+                 use_ollama: bool = True, lookup: Callable[[str], Any] | None = None, demo: bool = False,
+                 tick_s: float = 0.5) -> None:
+        self.cfg = cfg
+        self.bus = bus
+        self.state = state
+        self.spend = spend
+        self.ram = ram
+        self.rate_limits = rate_limits
+        self.lane = lane or LocalLane()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.use_ollama = use_ollama
+        self.advisor = advisor
+        self.lookup = lookup
+        self.demo = demo
+        self.tick_s = tick_s
+        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
+        self.beats = 0
+        self.decisions = 0
+        self.status = "idle"
+        self.last_decision = ""
+        self.last_trigger = ""
+        self.note = ""  # why the last beat published nothing
+        self.reachable: bool | None = None  # None: not asked yet
+        self.last_error = ""
+        self.last_envelope: dict[str, Any] = {}
+        self._started = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._debounce_at: float | None = None
+        self._burst_start: float | None = None
+        self._next_interval = math.inf
+        self._next_review = math.inf
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self.lookup is not None:
+            self.spend = self.spend or self.lookup("spend")
+            self.ram = self.ram or self.lookup("ram")
+            pool = self.lookup("pool")
+            if self.rate_limits is None and pool is not None and hasattr(pool, "rate_limits"):
+                self.rate_limits = pool
+        if self.advisor is None and self.use_ollama:
+            self.advisor = Advisor(self.cfg, self.lane, ram=self.ram, monotonic=self.monotonic)
+        now = self.monotonic()
+        self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        self._next_review = now + float(self.cfg["heartbeat.review_s"])
+        self._started = True
+        if self.state.pending_tasks():  # tasks left from before a restart
+            self._schedule_debounce()
+        self._task = asyncio.create_task(self._run(), name="conductor")
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self.advisor is not None:
+            await self.advisor.close()
+
+    def on_event(self, ev: Any) -> None:
+        if not self._started:
+            return  # replayed history before start: start() looks at the state once
+        if isinstance(ev, Task):
+            self._schedule_debounce()
+        elif isinstance(ev, ControlEvent) and ev.what in ("resume", "scale"):
+            if self.state.pending_tasks():
+                self._schedule_debounce()
+        if isinstance(ev, ControlEvent) and ev.what in ("pause", "resume"):
+            self.status = "paused" if self.state.paused else "idle"
+
+    def _schedule_debounce(self) -> None:
+        now = self.monotonic()
+        d = float(self.cfg["heartbeat.debounce_s"])
+        if self._burst_start is None:
+            self._burst_start = now
+        # trailing debounce, but never later than 4 debounce periods after the burst began
+        self._debounce_at = min(now + d, self._burst_start + 4 * d)
+        self._wake.set()
+
+    def beat_now(self, trigger: str = "requested") -> None:
+        """Ask for a beat as soon as possible (the TUI's "decide now")."""
+        self._debounce_at = self.monotonic()
+        self.last_trigger = trigger
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the loop
+    def _due(self) -> float:
+        return min(self._debounce_at if self._debounce_at is not None else math.inf, self._next_interval,
+                   self._next_review)
+
+    async def _run(self) -> None:
+        while True:
+            wait = max(0.0, min(self._due() - self.monotonic(), self.tick_s))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            try:
+                await self._expire_due()
+                trigger = self._take_trigger()
+                if trigger:
+                    await self.beat(trigger)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a beat that fails must not stop the heartbeat
+                log.exception("heartbeat beat failed")
+                self.note = f"last beat failed: {type(exc).__name__}: {str(exc)[:200]}"
+                self.status = "paused" if self.state.paused else "idle"
+
+    def _take_trigger(self) -> str:
+        now = self.monotonic()
+        triggers = []
+        if self._debounce_at is not None and now >= self._debounce_at:
+            triggers.append("new tasks")
+            self._debounce_at = self._burst_start = None
+        if now >= self._next_review:
+            triggers.append("scheduled review")
+            self._next_review = now + float(self.cfg["heartbeat.review_s"])
+            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        elif now >= self._next_interval:
+            triggers.append("interval")
+            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        return " + ".join(triggers)
+
+    # ------------------------------------------------------------------ one beat
+    async def beat(self, trigger: str) -> Decision | None:
+        """One decision round; returns the published decision, or None (``note`` says why)."""
+        self.beats += 1
+        self.last_trigger = trigger
+        if self.state.paused:
+            self.status = "paused"
+            self.note = "paused: no decision (swarm-tui resume)"
+            return None
+        views = self.state.pending_tasks()[: int(self.cfg["heartbeat.max_tasks_per_beat"])]
+        if not views:
+            self.note = "no pending tasks"
+            return None
+        tasks = [ReadyTask(v.id, v.task.text, v.task.priority) for v in views]
+        env = self.envelope(tasks)
+        self.last_envelope = env.summary()
+        if env.max_workers <= 0:
+            self.note = f"no decision: the envelope allows 0 workers ({env.why_zero()})"
+            return None
+        self.status = "deciding"
+        try:
+            return await self._decide(trigger, env)
+        finally:
+            self.status = "paused" if self.state.paused else "idle"
+
+    async def _decide(self, trigger: str, env: Envelope) -> Decision | None:
+        result: AdviceResult | None = None
+        if self.advisor is not None:
+            result = await self.advisor.advise(env, env.tasks)
+            self.reachable = result.reachable
+            self.last_error = result.error
+        if self.state.paused:
+            self.note = "paused during the beat: no decision"
+            return None
+        still = {v.id for v in self.state.pending_tasks()}
+        env.tasks = [t for t in env.tasks if t.id in still]
+        raw = result.raw if result else ""
+        latency = result.latency_ms if result else 0.0
+        source, error, early = "rules", "", []
+        clamped = None
+        if result is None:
+            error = "the local model is off: the rules decide"
+        elif result.advice is None:
+            error = result.error
+        else:
+            model_plan = clamp(env, result.advice, self.estimate, self.roles)
+            if model_plan.items:
+                clamped, source = model_plan, result.source
+            else:  # keep the clamps that explain why nothing of the model's plan was left
+                error = "the model's plan had no usable worker after the clamp: the rules decide"
+                early = model_plan.clamps
+        if clamped is None:
+            clamped = clamp(env, rules_advice(env), self.estimate, self.roles)
+        if not clamped.items:
+            self.note = "no decision: every planned worker was clamped away (" + "; ".join(
+                c.reason for c in clamped.clamps[:3]) + ")"
+            return None
+        now = self.clock()
+        task_ids = list(dict.fromkeys(p.task_id for p in clamped.items))
+        summary = f"{trigger}: {len(clamped.items)} worker(s) for {len(task_ids)} task(s)"
+        if result is not None and result.advice is not None and result.advice.reason and source != "rules":
+            summary += f"; model: {result.advice.reason[:300]}"
+        decision = Decision(
+            id=new_id("d"), task_ids=task_ids, plan=clamped.items, est_cost_min=clamped.est_min,
+            est_cost_max=clamped.est_max, source=source, clamps=(early + clamped.clamps)[:500], raw=raw,
+            latency_ms=latency, error=error[:2000], reason=summary[:2000], created_at=now,
+            expires_at=now + float(self.cfg["approval.expire_s"]), demo=self.demo)
+        await self.bus.publish_event(decision, msg_id=decision.id)
+        self.state.apply(decision)
+        self.decisions += 1
+        self.last_decision = decision.id
+        self.note = ""
+        await self._maybe_auto_approve(decision)
+        return decision
+
+    def envelope(self, tasks: list[ReadyTask]) -> Envelope:
+        scale = self.state.scale if self.state.scale is not None else int(self.cfg["swarm.scale"])
+        remaining: float | None = None
+        blocked = ""
+        if self.spend is not None:
+            remaining = float(self.spend.remaining_usd())
+            blocked = self.spend.cloud_blocked() if hasattr(self.spend, "cloud_blocked") else ""
+        ram_ok = self.ram.headroom_ok() if self.ram is not None else None
+        rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
+        return compute_envelope(list(self.roles.values()), tasks, scale=scale,
+                                live_workers=len(self.state.live_workers()),
+                                max_per_task=int(self.cfg["heartbeat.max_workers_per_task"]),
+                                estimate=self.estimate, remaining_usd=remaining,
+                                per_decision_usd=float(self.cfg["budget.per_decision_usd"]), ram_ok=ram_ok,
+                                rate_limits=rl, now=self.clock(), cloud_blocked=blocked)
+
+    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
+        """(likely, worst) USD of one worker: the spend guard's, else the conservative fallback prices."""
+        if model.startswith("ollama_chat/"):
+            return 0.0, 0.0
+        if self.spend is not None:
+            likely, worst = self.spend.estimate(model, prompt_chars, max_tokens)
+            return float(likely), float(worst)
+        p = float(self.cfg["openrouter.fallback_prompt_usd_per_mtok"]) / 1e6
+        c = float(self.cfg["openrouter.fallback_completion_usd_per_mtok"]) / 1e6
+        prompt_tokens = prompt_chars / 3  # generous: real text runs ~4 characters a token
+        return prompt_tokens * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
+
+    # ------------------------------------------------------------------ approval
+    async def _maybe_auto_approve(self, d: Decision) -> None:
+        if self.cfg["approval.mode"] != "auto":
+            return
+        limit = float(self.cfg["approval.auto_max_usd"])
+        if d.est_cost_max > limit:
+            self.note = f"{d.id} waits for approval: worst case ${d.est_cost_max:.4f} > auto limit ${limit:.4f}"
+            return
+        ev = Approval(decision_id=d.id, action="approved", by="auto", at=self.clock(),
+                      reason=f"worst case ${d.est_cost_max:.4f} <= ${limit:.4f}")
+        await self.bus.publish_event(ev, msg_id=f"{d.id}-final")
+        self.state.apply(ev)
+
+    async def _expire_due(self) -> None:
+        now = self.clock()
+        for dv in self.state.pending_decisions():
+            if now < dv.decision.expires_at:
+                continue
+            ev = Approval(decision_id=dv.id, action="expired", by="conductor", at=now,
+                          reason=f"not approved within {self.cfg['approval.expire_s']:g} s")
+            await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
+            self.state.apply(ev)
+
+    # ------------------------------------------------------------------ status
+    def info(self) -> dict[str, Any]:
+        mode = self.cfg["approval.mode"]
+        approval = f"auto (<= ${float(self.cfg['approval.auto_max_usd']):.4f})" if mode == "auto" else "manual"
+        use = self.advisor is not None and self.reachable is not False
+        source = self.advisor.source if (use and self.advisor is not None) else "rules"
+        nxt = self._due() - self.monotonic() if self._started else None
+        status = "paused" if self.state.paused and self.status != "deciding" else self.status
+        return {
+            "source": source, "state": status,
+            "ollama_model": self.cfg["ollama.model"] if self.use_ollama else None,
+            "ollama_reachable": self.reachable, "ollama_error": self.last_error,
+            "next_beat_s": None if nxt is None or math.isinf(nxt) else round(max(0.0, nxt), 1),
+            "last_decision": self.last_decision, "beats": self.beats, "decisions": self.decisions,
+            "approval": approval, "last_trigger": self.last_trigger, "note": self.note,
+            "envelope": self.last_envelope,
+        }

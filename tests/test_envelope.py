@@ -1,0 +1,183 @@
+"""The rules alone: the envelope, the advice parser, the clamp, and the property that nothing escapes it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swarm_tui.engine.envelope import (
+    Advice,
+    AdviceError,
+    AdviceWorker,
+    ReadyTask,
+    RoleSpec,
+    advice_schema,
+    clamp,
+    compute_envelope,
+    parse_advice,
+    rules_advice,
+    violations,
+)
+
+ROLES = [RoleSpec("research", "openrouter/a/cheap", 800), RoleSpec("analysis", "openrouter/b/mid", 1200),
+         RoleSpec("code", "openrouter/c/coder", 1500), RoleSpec("local", "ollama_chat/gemma2:2b", 500)]
+ALL = {r.name: r for r in ROLES}
+PRICE = {"openrouter/a/cheap": 1e-6, "openrouter/b/mid": 4e-6, "openrouter/c/coder": 3e-6}
+
+
+def est(model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
+    p = PRICE.get(model, 0.0)
+    return p * (prompt_chars / 4 + max_tokens / 2), p * (prompt_chars / 3 + max_tokens)
+
+
+def tasks(n: int) -> list[ReadyTask]:
+    return [ReadyTask(f"t-{i}", f"task number {i}") for i in range(n)]
+
+
+def env_of(n_tasks: int = 3, roles: list[RoleSpec] = ROLES, **kw: Any) -> Any:
+    args: dict[str, Any] = dict(scale=10, live_workers=0, max_per_task=3, estimate=est, remaining_usd=None)
+    args.update(kw)
+    return compute_envelope(roles, tasks(n_tasks), **args)
+
+
+def test_envelope_is_the_minimum_of_scale_and_budget_and_names_missing_guards() -> None:
+    env = env_of(scale=10, live_workers=7)
+    assert env.max_workers == 3 and "leaves 3" in env.limits["scale"]
+    assert any("no spend guard" in n for n in env.notes) and any("no RAM guard" in n for n in env.notes)
+    cheapest_worst = est("openrouter/a/cheap", 400 + len("task number 0"), 800)[1]
+    env = env_of(roles=ROLES[:3], remaining_usd=cheapest_worst * 2.5)
+    assert env.max_workers == 2 and "budget" in env.limits
+    env = env_of(remaining_usd=0.0)  # the local role costs nothing, so it still fits
+    assert env.max_workers == 10
+
+
+def test_ram_and_rate_limits_exclude_or_cap_roles() -> None:
+    env = env_of(ram_ok=False, rate_limits={"openrouter/c/coder": {"limit": 2, "backoff_until": 0},
+                                            "openrouter/b/mid": {"limit": 4, "backoff_until": 150.0}},
+                 now=100.0)
+    assert "local" in env.excluded and "RAM" in env.excluded["local"]
+    assert "analysis" in env.excluded and "rate limited for 50 s" in env.excluded["analysis"]
+    assert env.model_caps == {"openrouter/c/coder": 2}
+    plan = Advice(workers=[AdviceWorker(task_id="t-0", role="code", count=3),
+                           AdviceWorker(task_id="t-1", role="local"),
+                           AdviceWorker(task_id="t-2", role="analysis")])
+    out = clamp(env, plan, est, ALL)
+    assert [p.role for p in out.items] == ["code", "code"]
+    reasons = " | ".join(c.reason for c in out.clamps)
+    assert "rate limit: at most 2" in reasons and "RAM headroom is low" in reasons and "rate limited" in reasons
+
+
+def test_out_of_credit_excludes_cloud_roles_only() -> None:
+    env = env_of(cloud_blocked="out of credit (402)")
+    assert list(env.roles) == ["local"] and "out of credit" in env.excluded["code"]
+
+
+def test_no_roles_means_zero_workers_with_a_reason() -> None:
+    env = compute_envelope([ROLES[3]], tasks(2), scale=5, live_workers=0, max_per_task=3, estimate=est,
+                           remaining_usd=1.0, ram_ok=False)
+    assert env.max_workers == 0 and "RAM headroom" in env.why_zero()
+
+
+def test_clamp_records_each_change_with_its_reason() -> None:
+    env = env_of(n_tasks=2, scale=4)
+    plan = Advice(workers=[
+        AdviceWorker(task_id="t-0", role="research", count=5, max_tokens=99_999),
+        AdviceWorker(task_id="nope", role="research"),
+        AdviceWorker(task_id="t-1", role="poet"),
+        AdviceWorker(task_id="t-1", role="analysis", count=2, step=1, max_tokens=100),
+    ])
+    out = clamp(env, plan, est, ALL)
+    assert [(p.task_id, p.role, p.max_tokens, p.step) for p in out.items] == [
+        ("t-0", "research", 800, 0), ("t-0", "research", 800, 0), ("t-0", "research", 800, 0),
+        ("t-1", "analysis", 100, 1)]
+    by_what = {c.what: c for c in out.clamps}
+    assert by_what["workers[0].max_tokens"].before == 99_999 and by_what["workers[0].max_tokens"].after == 800
+    assert "per task" in by_what["workers[0].count"].reason and by_what["workers[0].count"].after == 3
+    assert "not a ready task" in by_what["workers[1].task_id"].reason
+    assert "not a configured role" in by_what["workers[2].role"].reason
+    assert "scale 4" in by_what["workers"].reason
+    assert violations(env, out.items, out.est_max) == []
+    assert out.est_max >= out.est_min > 0
+
+
+def test_budget_clamp_keeps_the_worst_case_under_the_budget() -> None:
+    one = est("openrouter/c/coder", 400 + len("task number 0"), 1500)[1]
+    env = env_of(n_tasks=3, remaining_usd=one * 2.2)
+    out = clamp(env, Advice(workers=[AdviceWorker(task_id=t, role="code") for t in ("t-0", "t-1", "t-2")]),
+                est, ALL)
+    assert len(out.items) == 2 and out.est_max <= one * 2.2
+    assert any(c.what == "budget" for c in out.clamps)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("not json at all {", "not valid JSON"),
+    ('{"jobs": []}', "workers"),
+    ('{"workers": [{"task_id": "t-0"}]}', "role"),
+    ('[1, 2]', "schema"),
+    ('{"workers": [{"task_id": "t-0", "role": "code", "count": -1}]}', "count"),
+])
+def test_parse_advice_rejects_bad_answers_with_a_reason(text: str, fragment: str) -> None:
+    with pytest.raises(AdviceError) as ei:
+        parse_advice(text)
+    assert fragment in str(ei.value)
+
+
+def test_schema_lists_roles_and_tasks_as_enums() -> None:
+    schema = advice_schema(["research", "code"], ["t-1", "t-2"])
+    w = schema["$defs"]["AdviceWorker"]["properties"]
+    assert w["role"]["enum"] == ["research", "code"] and w["task_id"]["enum"] == ["t-1", "t-2"]
+    assert "workers" in schema["required"]
+    json.dumps(schema)
+
+
+def test_rules_choose_a_role_from_the_task_words() -> None:
+    ts = [ReadyTask("t-a", "Implement a python function to parse dates"),
+          ReadyTask("t-b", "Compare NATS and Kafka: trade-offs"), ReadyTask("t-c", "Summarise the news")]
+    env = compute_envelope(ROLES, ts, scale=10, live_workers=0, max_per_task=3, estimate=est, remaining_usd=None)
+    assert [(w.task_id, w.role) for w in rules_advice(env).workers] == [
+        ("t-a", "code"), ("t-b", "analysis"), ("t-c", "research")]
+
+
+# ---------------------------------------------------------------------------------------------- the property
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
+                         st.sampled_from(["t-0", "t-1", "t-9", "research", "code", "local", "poet", ""]),
+                         st.text(max_size=12))
+json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(
+    st.sampled_from(["task_id", "role", "count", "step", "max_tokens", "workers", "reason", "x"]), c, max_size=5),
+    max_leaves=20)
+worker_like = st.fixed_dictionaries({
+    "task_id": st.sampled_from(["t-0", "t-1", "t-2", "t-3", "t-9", "x"]),
+    "role": st.sampled_from(["research", "analysis", "code", "local", "poet"]),
+}, optional={"count": st.integers(-3, 60), "step": st.integers(-1, 25),
+             "max_tokens": st.integers(-5, 300_000) | st.none()})
+answers = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.lists(worker_like, max_size=12).map(lambda ws: json.dumps({"workers": ws, "reason": "r"})),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answer=answers, scale=st.integers(0, 12), live=st.integers(0, 12), n_tasks=st.integers(0, 4),
+       budget=st.none() | st.floats(0, 0.05), per_task=st.integers(1, 4), ram_ok=st.none() | st.booleans(),
+       coder_cap=st.none() | st.integers(0, 3))
+def test_no_model_answer_leaves_the_envelope(answer: str, scale: int, live: int, n_tasks: int,
+                                             budget: float | None, per_task: int, ram_ok: bool | None,
+                                             coder_cap: int | None) -> None:
+    rl = {"openrouter/c/coder": {"limit": coder_cap, "backoff_until": 0}} if coder_cap is not None else None
+    env = compute_envelope(ROLES, tasks(n_tasks), scale=scale, live_workers=live, max_per_task=per_task,
+                           estimate=est, remaining_usd=budget, ram_ok=ram_ok, rate_limits=rl)
+    try:
+        advice = parse_advice(answer)
+    except AdviceError:
+        advice = rules_advice(env)  # what the conductor does: the rules decide
+    out = clamp(env, advice, est, ALL)
+    assert violations(env, out.items, out.est_max) == []
+    assert len(out.items) <= max(0, scale - live)
+    if ram_ok is False:
+        assert all(not p.model.startswith("ollama_chat/") for p in out.items)
+    assert all(p.task_id in env.task_ids for p in out.items)
