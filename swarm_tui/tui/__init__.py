@@ -1,0 +1,1 @@
+"""The full-screen app (Textual). The engine never imports this package."""

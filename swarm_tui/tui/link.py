@@ -1,0 +1,237 @@
+"""The app's view of an engine: in-process (``LocalLink``) or over the bus (``RemoteLink``).
+
+Both expose the same things: a ``SwarmState`` projection, a live ``info()`` snapshot, the bus state, chunks of
+worker output, and control requests. Controls always travel as bus requests (``swarm.ctl.<verb>``), which the
+engine serves, so an in-process UI and an attached one take the same path. Nothing here imports Textual: the
+App registers plain callbacks and turns them into its own messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..engine import subjects as S
+from ..engine.bus import Bus, EventFollower
+from ..engine.config import Config
+from ..engine.control import request
+from ..engine.errors import InvalidMessage
+from ..engine.messages import Chunk, Reply, Task, decode, new_id
+from ..engine.state import SwarmState
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[str, Any, int], None]
+ChunkCallback = Callable[[Chunk], None]
+StateCallback = Callable[[str], None]
+
+
+class Link:
+    """What the App needs from an engine. Subclasses fill in ``start``, ``stop`` and ``refresh_info``."""
+
+    kind = "link"  # "embedded engine" or "remote engine"
+
+    def __init__(self, cfg: Config, *, demo: bool = False) -> None:
+        self.cfg = cfg
+        self.demo = demo
+        self.state = SwarmState()
+        self.bus: Bus | None = None
+        self.on_event: EventCallback | None = None
+        self.on_chunk: ChunkCallback | None = None
+        self.on_bus_state: StateCallback | None = None
+        self.bad_chunks = 0
+        self._info: dict[str, Any] = {}
+        self._chunk_sub: Any = None
+
+    # ---- what the App calls
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def refresh_info(self) -> dict[str, Any]:
+        return self._info
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    @property
+    def bus_state(self) -> str:
+        return self.bus.state if self.bus is not None else "disconnected"
+
+    @property
+    def bus_kind(self) -> str:
+        return self.bus.kind if self.bus is not None else ""
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        """A control request to the engine; None when no engine answers."""
+        if self.bus is None or self.bus.nc is None:
+            return Reply(ok=False, error="not connected to the bus")
+        return await request(self.bus, verb, {"by": "tui", **args})
+
+    async def submit_task(self, text: str, priority: int = 5) -> str:
+        if self.bus is None:
+            raise RuntimeError("not connected to the bus")
+        task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source="tui",
+                    demo=self.demo)
+        await self.bus.publish_event(task, msg_id=task.id)
+        return task.id
+
+    # ---- shared plumbing
+    def _event(self, subject: str, ev: Any, seq: int) -> None:
+        if self.on_event is not None:
+            self.on_event(subject, ev, seq)
+
+    def _bus_state(self, state: str) -> None:
+        if self.on_bus_state is not None:
+            self.on_bus_state(state)
+
+    async def _subscribe_chunks(self) -> None:
+        assert self.bus is not None and self.bus.nc is not None
+        self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk_msg)
+
+    async def _on_chunk_msg(self, msg: Any) -> None:
+        try:
+            chunk = decode(msg.data, expect="chunk")
+        except InvalidMessage:
+            self.bad_chunks += 1  # counted and ignored: live chunks are not stored anywhere
+            return
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
+
+    async def _unsubscribe_chunks(self) -> None:
+        if self._chunk_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._chunk_sub.unsubscribe()
+            self._chunk_sub = None
+
+
+class LocalLink(Link):
+    """An engine running in this process: its state and info are read directly."""
+
+    kind = "embedded engine"
+
+    def __init__(self, engine: Any, *, connect: bool = True) -> None:
+        super().__init__(engine.cfg, demo=engine.demo)
+        self.engine = engine
+        self.bus = engine.bus
+        self.state = engine.state
+        self._connect = connect
+        self._started = False
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        self.bus.on_state(self._bus_state)
+        if self._connect and self.bus.nc is None:
+            await self.bus.connect()
+        self.engine.on_event(self._event)
+        await self.engine.start()
+        self._started = True
+        await self._subscribe_chunks()
+        self._bus_state(self.bus.state)
+
+    async def stop(self) -> None:
+        """The engine's single stop path (components, control server, follower, bus)."""
+        await self._unsubscribe_chunks()
+        await self.engine.stop()
+
+    async def refresh_info(self) -> dict[str, Any]:
+        try:
+            self._info = self.engine.info()
+        except Exception:  # noqa: BLE001 - a component's info() must not take the screen down
+            log.exception("engine info failed")
+        if "ram" not in self._info:  # no RAM guard in this engine: read the machine ourselves
+            with contextlib.suppress(Exception):
+                from ..engine.memory import ram_snapshot
+
+                self._info["ram"] = ram_snapshot(self.cfg)
+        return self._info
+
+
+class RemoteLink(Link):
+    """An engine elsewhere (``--attach URL``): our own state from the log, info by request every second."""
+
+    kind = "remote engine"
+
+    def __init__(self, cfg: Config, url: str, *, demo: bool = False) -> None:
+        super().__init__(cfg.replace(nats__url=url), demo=demo)
+        self.url = url
+        self.bus = Bus(self.cfg)
+        self._follower: EventFollower | None = None
+        self.engine_seen = False
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        self.bus.on_state(self._bus_state)
+        await self.bus.connect(setup=False)
+        self._follower = await self.bus.replay(self._apply, follow=True)
+        await self._subscribe_chunks()
+        self._bus_state(self.bus.state)
+        await self.refresh_info()
+
+    def _apply(self, subject: str, ev: Any, seq: int) -> None:
+        self.state.apply(ev, seq)
+        self._event(subject, ev, seq)
+
+    async def refresh_info(self) -> dict[str, Any]:
+        if self.bus is None or self.bus.nc is None or self.bus.nc.is_closed:
+            return self._info
+        try:
+            msg = await self.bus.nc.request(S.ENGINE_INFO, b"", timeout=0.9)
+            data = json.loads(msg.data)
+        except Exception:  # noqa: BLE001 - no engine answers right now (timeout, no responders, bad JSON)
+            self._info = {}
+            return self._info
+        self._info = data if isinstance(data, dict) else {}
+        self.engine_seen = self.engine_seen or bool(self._info)
+        return self._info
+
+    async def stop(self) -> None:
+        await self._unsubscribe_chunks()
+        if self._follower is not None:
+            await self._follower.stop()
+        if self.bus is not None:
+            await self.bus.close()
+
+
+class StaticLink(Link):
+    """A link with fixed state and info and no bus: for snapshots, screenshots and layout work."""
+
+    kind = "embedded engine"
+
+    def __init__(self, cfg: Config, state: SwarmState, info: dict[str, Any], *, demo: bool = False,
+                 bus_state: str = "connected", bus_kind: str = "embedded") -> None:
+        super().__init__(cfg, demo=demo)
+        self.state = state
+        self._info = info
+        self._bus_state_value = bus_state
+        self._bus_kind_value = bus_kind
+        self.controls: list[tuple[str, dict[str, Any]]] = []
+        self.tasks: list[str] = []
+
+    @property
+    def bus_state(self) -> str:
+        return self._bus_state_value
+
+    @property
+    def bus_kind(self) -> str:
+        return self._bus_kind_value
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        self.controls.append((verb, args))
+        return Reply(ok=True, data={})
+
+    async def submit_task(self, text: str, priority: int = 5) -> str:
+        self.tasks.append(text)
+        return "t-static"

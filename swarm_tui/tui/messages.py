@@ -1,0 +1,36 @@
+"""The App's own messages: engine happenings turned into Textual messages. Frequent ones coalesce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class StateChanged(Message):
+    """Something in the event log moved; a burst (a replay, 50 workers finishing) becomes one message."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StateChanged)
+
+
+class BusStateChanged(Message):
+    def __init__(self, state: str) -> None:
+        super().__init__()
+        self.state = state
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, BusStateChanged)
+
+
+class InfoUpdated(Message):
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__()
+        self.info = info
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, InfoUpdated)
+
+
+class LinkReady(Message):
+    """The engine (or the remote link) is running and caught up with the log."""

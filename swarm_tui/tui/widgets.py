@@ -1,0 +1,429 @@
+"""The panels. Each renders state handed to it; none of them decides anything or talks to the bus.
+
+Text that came from a model, a task or the bus goes through ``textsafe.plain`` (via ``one_line`` or the output
+ring) and is put into ``rich.text.Text`` objects directly: it is never parsed as markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from ..engine.messages import FINAL_STATES, WorkerEvent
+from ..engine.state import DecisionView, SwarmState, TaskView
+from ..textsafe import plain
+from .model import (
+    OutputRing,
+    fmt_age,
+    fmt_mb,
+    fmt_usd,
+    num,
+    one_line,
+    short_id,
+    short_model,
+    sparkline,
+)
+
+STATE_STYLE = {
+    "pending": "yellow", "awaiting_approval": "bold yellow", "awaiting_followup": "yellow", "running": "cyan",
+    "done": "green", "failed": "bold red", "cancelled": "dim", "rejected": "dim red",
+    "queued": "dim", "waiting": "yellow", "over_budget": "bold red", "retrying": "yellow",
+    "approved": "green", "expired": "dim",
+}
+
+
+def bar(frac: float, width: int, *, mark: float | None = None, fill: str = "█", empty: str = "░") -> str:
+    """A horizontal bar; ``mark`` (0..1) puts a ``│`` at that position (the headroom or ceiling line)."""
+    width = max(1, width)
+    frac = min(1.0, max(0.0, frac))
+    n = int(round(frac * width))
+    cells = [fill] * n + [empty] * (width - n)
+    if mark is not None:
+        i = min(width - 1, max(0, int(round(mark * width))))
+        cells[i] = "│"
+    return "".join(cells)
+
+
+# --------------------------------------------------------------------------------------------- header
+class HeaderBar(Static):
+    """One line: bus, conductor, approval mode, scale, DEMO."""
+
+    def show(self, *, bus_state: str, bus_kind: str, link_kind: str, info: dict[str, Any], state: SwarmState,
+             demo: bool, approval: str, now: float, engine_error: str = "", compact: bool = False) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if demo or (info.get("engine") or {}).get("demo"):
+            t.append(" DEMO ", style="bold reverse magenta")
+            t.append(" ")
+        elif not compact:
+            t.append(" swarm-tui ", style="bold reverse")
+            t.append(" ")
+        ok = bus_state == "connected"
+        t.append("● " if ok else "○ ", style="green" if ok else "bold red")
+        t.append(f"bus {bus_state}" if not compact or not ok else "bus", style="" if ok else "bold red")
+        t.append(f" ({bus_kind or '-'})", style="dim")
+        t.append(" │ ", style="dim")
+        if engine_error:
+            t.append(f"engine failed: {plain(engine_error)[:60]}", style="bold red")
+        else:
+            cond = info.get("conductor") or {}
+            paused = bool(cond.get("paused", state.paused))
+            source = plain(str(cond.get("source", "-")))[:28]
+            cstate = plain(str(cond.get("state", "-")))[:20]
+            t.append(f"{'' if compact else 'conductor '}{source} · {cstate}")
+            if paused:
+                t.append(" · PAUSED", style="bold yellow")
+            else:
+                nxt = _next_beat(cond, now)
+                if nxt is not None:
+                    t.append(f" · {'' if compact else 'next beat '}{nxt}s")
+        t.append(" │ ", style="dim")
+        cond = info.get("conductor") or {}
+        mode = plain(str(cond.get("approval_mode") or cond.get("approval") or approval))[:12]
+        t.append(mode if compact else f"approval {mode}")
+        pending = len(state.pending_decisions())
+        if pending:
+            t.append(f" ({pending} waiting)" if not compact else f" {pending}!", style="bold yellow")
+        scale = state.scale
+        t.append(" │ ", style="dim")
+        t.append(f"scale {scale if scale is not None else '-'}")
+        if link_kind == "remote engine":
+            eng = info.get("engine") or {}
+            t.append(" │ ", style="dim")
+            t.append(f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
+                     style="" if eng else "bold red")
+        self.update(t)
+
+
+def _next_beat(cond: dict[str, Any], now: float) -> int | None:
+    for key in ("next_beat_in_s", "next_beat_s"):
+        v = num(cond, key)
+        if v is not None:
+            return max(0, int(round(v)))
+    for key in ("next_beat_at", "next_beat"):
+        v = num(cond, key)
+        if v is not None:
+            return max(0, int(round(v - now)))
+    return None
+
+
+# --------------------------------------------------------------------------------------------- tables
+def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Bring a DataTable to these rows, keeping the cursor on the same key where it still exists."""
+    keys = [k for k, _ in rows]
+    current = [str(rk.value) for rk in table.rows]
+    if keys == current:
+        for key, cells in rows:
+            old = table.get_row(key)
+            for col, (a, b) in enumerate(zip(old, cells, strict=False)):
+                if str(a) != str(b):
+                    table.update_cell(key, table.ordered_columns[col].key, b, update_width=True)
+        return
+    selected = None
+    if table.row_count and 0 <= table.cursor_row < table.row_count:
+        selected = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    if selected in keys:
+        table.move_cursor(row=keys.index(selected), animate=False, scroll=False)
+
+
+def task_rows(state: SwarmState, now: float, flt: str, width: int = 60,
+              limit: int = 300) -> list[tuple[str, tuple[Any, ...]]]:
+    order = {"awaiting_approval": 0, "running": 1, "awaiting_followup": 1, "pending": 2}
+    tasks: list[TaskView] = sorted(state.tasks.values(),
+                                   key=lambda t: (order.get(t.state, 3), -t.task.priority, -t.task.created_at))
+    out = []
+    for tv in tasks:
+        text = one_line(tv.task.text, 300)
+        if flt and not _match(flt, tv.id, text, tv.state):
+            continue
+        out.append((tv.id, (
+            Text(short_id(tv.id, 14), style="dim"),
+            fmt_age(now - tv.task.created_at),
+            str(tv.task.priority),
+            Text(tv.state.replace("_", " "), style=STATE_STYLE.get(tv.state, "")),
+            Text(text if len(text) <= width else text[: width - 1] + "…"),
+        )))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def decision_rows(state: SwarmState, flt: str, width: int = 30,
+                  limit: int = 200) -> list[tuple[str, tuple[Any, ...]]]:
+    views = sorted(state.decisions.values(), key=lambda d: d.decision.created_at, reverse=True)
+    out = []
+    for dv in views:
+        d = dv.decision
+        plan = plan_summary(dv)
+        if flt and not _match(flt, dv.id, d.source, plan, dv.status):
+            continue
+        pending = dv.status == "pending"
+        mark = Text("▶ PENDING" if pending else dv.status, style=STATE_STYLE.get(
+            "awaiting_approval" if pending else dv.status, ""))
+        label = f"{len(dv.plan)}: {plan}"
+        out.append((dv.id, (
+            mark,
+            Text(short_id(dv.id, 10), style="dim"),
+            Text(label if len(label) <= width else label[: width - 1] + "…"),
+            f"≤{fmt_usd(d.est_cost_max)}",
+        )))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def plan_summary(dv: DecisionView) -> str:
+    counts: dict[str, int] = {}
+    for p in dv.plan:
+        m = short_model(p.model)
+        counts[m] = counts.get(m, 0) + 1
+    if not counts:
+        return "no workers"
+    return ", ".join(f"{n} × {one_line(m, 40)}" for m, n in counts.items())
+
+
+def _match(flt: str, *fields: str) -> bool:
+    f = flt.lower()
+    return any(f in x.lower() for x in fields)
+
+
+class DecisionDetail(Static):
+    """The highlighted decision: plan, cost, source, reasons and clamps."""
+
+    def show(self, dv: DecisionView | None, now: float) -> None:
+        if dv is None:
+            self.update(Text("no decision yet: the heartbeat proposes one when tasks arrive", style="dim"))
+            return
+        d = dv.decision
+        t = Text()
+        t.append(f"{dv.id}", style="bold")
+        t.append(f"  {dv.status}", style=STATE_STYLE.get(dv.status, ""))
+        t.append(" ")
+        if dv.status == "pending":
+            left = d.expires_at - now
+            t.append(f"· expires in {fmt_age(left)}" if left > 0 else "· expiring", style="yellow")
+            t.append("\na approve · r reject · e edit workers · enter details", style="dim")
+        elif dv.by:
+            t.append(f" by {one_line(dv.by, 32)}", style="dim")
+        t.append("\nplan: ", style="dim")
+        t.append(f"{len(dv.plan)} workers: {plan_summary(dv)}")
+        if dv.workers is not None and dv.workers != len(d.plan):
+            t.append(f" (edited from {len(d.plan)})", style="yellow")
+        t.append("\ncost: ", style="dim")
+        t.append(f"{fmt_usd(d.est_cost_min)} – {fmt_usd(d.est_cost_max)} (estimated)")
+        t.append("  source: ", style="dim")
+        t.append(one_line(d.source, 60))
+        if d.latency_ms:
+            t.append(f" · {d.latency_ms:.0f} ms", style="dim")
+        if d.reason:
+            t.append("\nwhy: ", style="dim")
+            t.append(one_line(d.reason, 300))
+        if d.error:
+            t.append("\nmodel advice not used: ", style="yellow")
+            t.append(one_line(d.error, 300))
+        for c in d.clamps[:6]:
+            t.append("\nclamp ", style="yellow")
+            t.append(one_line(c.what, 40) + " ", style="bold")
+            if c.before is not None or c.after is not None:
+                t.append(f"{one_line(str(c.before), 20)} → {one_line(str(c.after), 20)}")
+            t.append(f": {one_line(c.reason, 200)}", style="dim")
+        if len(d.clamps) > 6:
+            t.append(f"\n… {len(d.clamps) - 6} more clamps (enter shows all)", style="dim")
+        if d.raw:
+            t.append("\nenter: the model's raw answer", style="dim")
+        self.update(t)
+
+
+def decision_full_text(dv: DecisionView) -> Text:
+    d = dv.decision
+    t = Text()
+    t.append(f"decision {dv.id} ({dv.status})\n", style="bold")
+    t.append(f"source {one_line(d.source, 80)}, round {d.round}, tasks {', '.join(d.task_ids)}\n")
+    for p in dv.plan:
+        t.append(f"  step {p.step} {one_line(p.role, 32)}: {one_line(p.model, 80)} "
+                 f"(max {p.max_tokens} tokens) for {p.task_id}\n")
+    for c in d.clamps:
+        t.append(f"clamp {one_line(c.what, 64)}: {one_line(str(c.before), 40)} → {one_line(str(c.after), 40)}: "
+                 f"{one_line(c.reason, 500)}\n", style="yellow")
+    if d.error:
+        t.append(f"model advice not used: {one_line(d.error, 2000)}\n", style="yellow")
+    if d.reason:
+        t.append(f"why: {one_line(d.reason, 2000)}\n")
+    t.append("\nthe model's raw answer:\n", style="bold")
+    t.append(plain(d.raw, keep_newlines=True) if d.raw else "(none: the rules decided alone)")
+    return t
+
+
+# --------------------------------------------------------------------------------------------- workers
+class WorkerCard(Widget, can_focus=True):
+    """One live worker: a header line and the latest lines of its output (a bounded ring)."""
+
+    DEFAULT_CSS = """
+    WorkerCard { height: 7; border: round $panel-lighten-2; padding: 0 1; text-wrap: nowrap; }
+    WorkerCard:focus { border: round $accent; }
+    WorkerCard.-final { border: round $panel; color: $text-muted; }
+    """
+
+    def __init__(self, worker_id: str, ring: OutputRing, ev: WorkerEvent, task_text: str) -> None:
+        super().__init__(id="w_" + worker_id, classes="worker-card")
+        self.worker_id = worker_id
+        self.ring = ring
+        self.ev = ev
+        self.task_text = task_text
+        self.border_title = short_id(worker_id, 22)
+
+    def set_event(self, ev: WorkerEvent, task_text: str) -> None:
+        if ev is not self.ev or task_text != self.task_text:
+            self.ev, self.task_text = ev, task_text
+            self.set_class(ev.state in FINAL_STATES, "-final")
+            self.refresh()
+
+    def render(self) -> Group:
+        ev = self.ev
+        width = max(10, self.content_size.width)
+        height = max(1, self.content_size.height)
+        head = Text()
+        head.append(ev.state, style=STATE_STYLE.get(ev.state, ""))
+        tokens = max(ev.tokens, self.ring.tokens)
+        head.append(f" {tokens} tok {fmt_usd(ev.cost_usd)} ", style="dim")
+        head.append(f"{one_line(short_model(ev.model), 40)}", style="bold")
+        if ev.role:
+            head.append(f" {one_line(ev.role, 12)}", style="dim")
+        if ev.reason and ev.state != "running":
+            head.append(f" {one_line(ev.reason, 60)}", style="yellow")
+        lines = [head, Text(one_line(self.task_text, width + 1), style="italic dim")]
+        lines += [Text(line) for line in self.ring.tail_lines(width, height - 2)]
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+            line.no_wrap = True
+        return Group(*lines)  # a Group keeps the output's indentation as it is
+
+
+# --------------------------------------------------------------------------------------------- guards
+class RamPanel(Widget):
+    """A gauge of used/available RAM with the headroom line, a sparkline, and who uses what."""
+
+    DEFAULT_CSS = "RamPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ram: dict[str, Any] | None = None
+        self.history: list[float] = []
+
+    def show(self, ram: dict[str, Any] | None, history: list[float]) -> None:
+        self.ram, self.history = ram, history
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return self.build(self.ram, self.history, self.content_size.width or 40)
+
+    @staticmethod
+    def build(ram: dict[str, Any] | None, history: list[float], width: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        total, avail = num(ram, "total_mb"), num(ram, "available_mb")
+        headroom = num(ram, "headroom_mb")
+        w = max(10, width)
+        if not total or avail is None:
+            t.append("no RAM reading", style="dim")
+            return t
+        used = total - avail
+        low = bool(ram.get("low")) if ram else False
+        if headroom is not None and avail < headroom:
+            low = True
+        mark = (total - headroom) / total if headroom is not None else None
+        t.append(bar(used / total, w, mark=mark), style="bold red" if low else "green")
+        t.append("\n")
+        t.append(f"used {fmt_mb(used)} · available {fmt_mb(avail)} of {fmt_mb(total)}")
+        if headroom is not None:
+            t.append(f"\nheadroom {fmt_mb(headroom)} (│)")
+            if low:
+                t.append("  LOW: local work waits", style="bold red")
+        if history:
+            t.append("\n")
+            recent = history[-w:]
+            lo, hi = min(recent), max(recent)
+            if hi - lo < 256:  # a flat line for small wobbles, not a magnified one
+                mid = (hi + lo) / 2
+                lo, hi = mid - 128, mid + 128
+            t.append(sparkline(history, w, lo=lo, hi=hi), style="cyan")
+            t.append("\n")
+            t.append(f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {len(recent)} readings",
+                     style="dim")
+        own, kids = num(ram, "own_rss_mb"), num(ram, "children_rss_mb")
+        models = (ram or {}).get("local_models") or []
+        t.append("\n")
+        t.append(f"this app {fmt_mb(own)}" + (f" + children {fmt_mb(kids)}" if kids else ""))
+        if isinstance(models, list) and models:
+            shares = []
+            for m in models[:3]:
+                if isinstance(m, dict):
+                    shares.append(f"{one_line(str(m.get('name', '?')), 24)} {fmt_mb(num(m, 'size_mb'))}")
+            t.append("\nlocal models: " + ", ".join(shares))
+        else:
+            t.append(" · no local model loaded", style="dim")
+        return t
+
+
+class SpendPanel(Widget):
+    """Today and session spend against the ceiling, reserved money, per-model breakdown, credits, prices."""
+
+    DEFAULT_CSS = "SpendPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spend: dict[str, Any] | None = None
+
+    def show(self, spend: dict[str, Any] | None) -> None:
+        self.spend = spend
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return self.build(self.spend, self.content_size.width or 40)
+
+    @staticmethod
+    def build(spend: dict[str, Any] | None, width: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if not spend:
+            t.append("no spend information", style="dim")
+            return t
+        w = max(10, width)
+        ceiling = num(spend, "ceiling_usd")
+        today = num(spend, "today_usd") or 0.0
+        reserved = num(spend, "reserved_usd") or 0.0
+        session = num(spend, "session_usd")
+        frac = (today / ceiling) if ceiling else 0.0
+        rfrac = ((today + reserved) / ceiling) if ceiling else 0.0
+        style = "bold red" if rfrac >= 0.9 else "yellow" if rfrac >= 0.7 else "green"
+        n_today = int(round(min(1.0, frac) * w))
+        n_res = max(0, int(round(min(1.0, rfrac) * w)) - n_today)
+        t.append("█" * n_today, style=style)
+        t.append("▒" * n_res, style="yellow")
+        t.append("░" * max(0, w - n_today - n_res), style="dim")
+        t.append("\n")
+        t.append(f"today {fmt_usd(today)} of {fmt_usd(ceiling, 2)}")
+        if ceiling:
+            t.append(f" ({frac * 100:.0f}%)", style=style)
+        t.append(f" · reserved {fmt_usd(reserved)}")
+        remaining = num(spend, "remaining_usd")
+        t.append(f"\nsession {fmt_usd(session)} · left {fmt_usd(remaining)}")
+        if ceiling and rfrac >= 0.9:
+            t.append("  NEARLY SPENT", style="bold red")
+        credits = spend.get("credits_left_usd")
+        t.append(f"\ncredits left {fmt_usd(credits, 2) if credits is not None else '-'}")
+        t.append("\nprices: ", style="dim")
+        t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
+        by_model = spend.get("by_model") or {}
+        if isinstance(by_model, dict):
+            items = sorted(((str(k), v) for k, v in by_model.items() if isinstance(v, int | float)),
+                           key=lambda kv: -kv[1])
+            for model, usd in items[:4]:
+                t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
+            if len(items) > 4:
+                t.append(f"\n  … {len(items) - 4} more models", style="dim")
+        return t
