@@ -45,6 +45,16 @@ def _nonneg_int(v: str) -> int:
     return n
 
 
+def _usd(v: str) -> float:
+    try:
+        f = float(v.lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, got {v!r}") from None
+    if not 0 <= f < 1e9:
+        raise argparse.ArgumentTypeError("expected an amount in USD >= 0")
+    return f
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     p = argparse.ArgumentParser(
@@ -88,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("pause", parents=[common], help="pause the heartbeat (no new decisions)")
     sub.add_parser("resume", parents=[common], help="resume the heartbeat")
+    bd = sub.add_parser("budget", parents=[common], help="set the daily spend ceiling (USD) live")
+    bd.add_argument("usd", type=_usd, help="the new ceiling in USD (overrides budget.daily_usd)")
 
     w = sub.add_parser("worker", parents=[common], help="a standalone worker process on the same NATS")
     w.add_argument("--concurrency", type=_nonneg_int, help="concurrent jobs (default: swarm.scale)")
@@ -107,6 +119,9 @@ def _load(args: argparse.Namespace) -> Any:
     from .engine.paths import data_dir, log_path
 
     cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "demo", False):
+        # The demo keeps its own store (and so its own tasks, results and spend) beside the real one.
+        cfg = cfg.replace(paths__data_dir=str(data_dir(cfg["paths.data_dir"]) / "demo"))
     setup_logging(log_path(data_dir(cfg["paths.data_dir"])), cfg["log.level"], cfg.secrets)
     return cfg
 
@@ -141,6 +156,8 @@ def dispatch(args: argparse.Namespace) -> int:
             raise UsageError("cancel takes exactly one of: WORKER_ID, --decision ID, --all")
         return cmds.run(cmds.control(cfg, "cancel", {"worker": args.worker, "decision": args.decision,
                                                      "all": args.all}))
+    if cmd == "budget":
+        return cmds.run(cmds.control(cfg, "ceiling", {"usd": args.usd}))
     if cmd in ("pause", "resume"):
         return cmds.run(cmds.control(cfg, cmd, {}))
     if cmd == "doctor":

@@ -79,6 +79,11 @@ async def status_data(cfg: Config) -> dict[str, Any]:
     async with connected(cfg) as bus:
         state = await load_state(bus)
         info = await engine_info(bus)
+        ledger = None
+        if not (info and info.get("spend")):
+            from .engine.spend import read_ledger
+
+            ledger = await read_ledger(bus, cfg, state.clock())
         bus_info = {"kind": bus.kind, "state": bus.state, "malformed": dict(bus.dead.counts),
                     "warnings": list(bus.warnings)}
     out: dict[str, Any] = {"version": __version__, "bus": bus_info}
@@ -93,7 +98,7 @@ async def status_data(cfg: Config) -> dict[str, Any]:
     if out["spend"] is None:
         from .engine.spend import offline_spend_summary
 
-        out["spend"] = offline_spend_summary(cfg, state)
+        out["spend"] = offline_spend_summary(cfg, state, ledger)
     return out
 
 
@@ -131,6 +136,8 @@ def format_status(d: dict[str, Any]) -> str:
         lines.append(f"spend: today {_fmt_usd(sp.get('today_usd'))} of {_fmt_usd(sp.get('ceiling_usd'))}, "
                      f"reserved {_fmt_usd(sp.get('reserved_usd'))}, session {_fmt_usd(sp.get('session_usd'))}, "
                      f"prices: {sp.get('price_source', '?')}")
+        if sp.get("blocked_reason"):
+            lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
     ram = d.get("ram") or {}
     if ram:
         lines.append(f"ram: {ram.get('available_mb', '?')} MB available of {ram.get('total_mb', '?')} MB, "
@@ -173,6 +180,8 @@ def _describe(verb: str, data: dict[str, Any]) -> str:
         return f"decision {data.get('decision_id')} now has {data.get('workers')} workers"
     if verb == "scale":
         return f"scale set to {data.get('scale')}"
+    if verb == "ceiling":
+        return f"daily spend ceiling set to ${float(data.get('ceiling_usd', 0)):.2f}"
     if verb in ("pause", "resume"):
         return "heartbeat paused" if data.get("paused") else "heartbeat resumed"
     if verb == "cancel":

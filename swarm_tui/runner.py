@@ -41,15 +41,79 @@ def run_headless(cfg: Config, *, demo: bool = False) -> int:
     return asyncio.run(_headless(cfg, demo))
 
 
-def run_worker(cfg: Config, *, concurrency: int | None = None, demo: bool = False) -> int:
-    from .engine.errors import SwarmError
+async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
+    """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
+    from .engine.memory import RamGuard
+    from .engine.pool import Pool
+    from .engine.prices import PriceBook
+    from .engine.spend import SpendGuard
 
-    raise SwarmError("the standalone worker is not built yet")
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    bus = Bus(cfg)
+    await bus.connect()
+    parts: list[Any] = []
+    endpoint = None
+    if demo:
+        from .engine.demo import DemoEndpoint
+
+        endpoint = DemoEndpoint(cfg)
+        parts.append(endpoint)
+    spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
+    ram = RamGuard(cfg)
+    pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
+    parts += [spend, ram, pool]
+    started: list[Any] = []
+    try:
+        for part in parts:
+            await part.start()
+            started.append(part)
+        blocked = pool.blocked()
+        print(f"swarm-tui worker running on {pool.host} (bus: {bus.kind}, capacity {pool.capacity}"
+              f"{', DEMO' if demo else ''}{'; takes no jobs: ' + blocked if blocked else ''}); stop with Ctrl-C",
+              flush=True)
+        await stop.wait()
+    finally:
+        for part in reversed(started):
+            try:
+                await asyncio.wait_for(part.stop(), 10)
+            except Exception:  # noqa: BLE001
+                log.exception("stopping %s failed", getattr(part, "name", part))
+        await bus.close()
+    return 0
+
+
+def run_worker(cfg: Config, *, concurrency: int | None = None, demo: bool = False) -> int:
+    return asyncio.run(_worker(cfg, concurrency, demo))
 
 
 def run_app(cfg: Config, *, demo: bool = False, attach: str | None = None, refresh_ms: Any = None) -> int:
-    from . import cmds
+    """The full-screen app: the engine in this process (or a link to one elsewhere with ``attach``)."""
+    import os
 
-    code = cmds.run(cmds.status(cfg, False))
-    print("\n(the full-screen app is not built yet: use the commands above; see swarm-tui --help)")
-    return code
+    os.environ.setdefault("TEXTUAL_FPS", "240")  # read once when textual is imported (see docs/design)
+    from .engine.errors import UsageError
+
+    if refresh_ms is not None and not 20 <= int(refresh_ms) <= 5000:
+        raise UsageError("--refresh-ms must be 20..5000")
+    from .tui.app import SwarmApp
+    from .tui.link import Link, LocalLink, RemoteLink
+
+    link: Link
+    if attach:
+        link = RemoteLink(cfg, attach, demo=demo)
+    else:
+        from .engine.assemble import assemble
+
+        link = LocalLink(assemble(cfg, Bus(cfg), demo=demo))
+    app = SwarmApp(link, refresh_ms=refresh_ms, handle_signals=True)
+    try:
+        code = app.run()
+    finally:
+        # After a crash the loop is gone: at least stop an embedded NATS server we started.
+        bus = link.bus
+        if bus is not None and bus.lease is not None:
+            bus.lease.stop()
+    if app.return_code not in (None, 0):
+        return int(app.return_code or 1)
+    return int(code or 0)

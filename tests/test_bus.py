@@ -65,13 +65,23 @@ def _nats_children(pid: int) -> list[psutil.Process]:
 
 def test_embedded_server_starts_and_stops_with_no_orphan(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    before = {p.pid for p in psutil.process_iter() if p.name() == "nats-server"}
+    store = str(tmp_path / "data")
+
+    def ours() -> list[int]:  # nats-servers on this test's store only (other tests run servers too)
+        out = []
+        for p in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if p.info["name"] == "nats-server" and store in " ".join(p.info["cmdline"] or []):
+                    out.append(p.pid)
+            except psutil.Error:
+                pass
+        return out
+
     res = run_cli(["submit", "embedded please"], env)
     assert res.returncode == 0, res.stderr
     tid = res.stdout.strip()
     time.sleep(0.2)
-    after = {p.pid for p in psutil.process_iter() if p.name() == "nats-server"}
-    assert after <= before, "the one-shot command left its nats-server running"
+    assert ours() == [], "the one-shot command left its nats-server running"
     # the store persisted: a second one-shot run (new embedded server, same store) still sees the task
     st = run_cli(["status", "--json"], env)
     assert tid in {t["id"] for t in json.loads(st.stdout)["tasks"]}

@@ -227,7 +227,8 @@ class Bus:
             ))
         try:
             # nats-py retries a refused login forever when reconnects are unlimited: stop at the first refusal
-            await asyncio.wait({connecting, auth_failed}, timeout=connect_timeout * 3,
+            waiters: set[asyncio.Future[Any]] = {connecting, auth_failed}
+            await asyncio.wait(waiters, timeout=connect_timeout * 3,
                                return_when=asyncio.FIRST_COMPLETED)
             if not connecting.done():
                 connecting.cancel()
@@ -287,7 +288,8 @@ class Bus:
             duplicate_window=120.0,
         ))
         await js.add_consumer(S.JOBS_STREAM, jsapi.ConsumerConfig(
-            durable_name=S.JOBS_CONSUMER, ack_policy=jsapi.AckPolicy.EXPLICIT, ack_wait=30.0,
+            durable_name=S.JOBS_CONSUMER, ack_policy=jsapi.AckPolicy.EXPLICIT,
+            ack_wait=float(self.cfg.get("swarm.ack_wait_s", 30.0)),
             max_deliver=5, max_ack_pending=1000, filter_subject=S.JOBS_ALL,
             deliver_policy=jsapi.DeliverPolicy.ALL,
         ))

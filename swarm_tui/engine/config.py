@@ -115,6 +115,8 @@ OPTIONS: list[Option] = [
            check=lambda v: v >= 1),
     Option("heartbeat.max_tasks_per_beat", int, 8, "tasks considered in one decision",
            allowed="an integer 1..100", check=_range(1, 100)),
+    Option("heartbeat.max_workers_per_task", int, 3, "workers one decision may give a single task",
+           allowed="an integer 1..20", check=_range(1, 20)),
     # --- approval
     Option("approval.mode", str, "manual", "manual: every decision waits for a person; auto: approve "
            "decisions whose estimated cost is at most approval.auto_max_usd", env="SWARM_APPROVAL",
@@ -145,6 +147,9 @@ OPTIONS: list[Option] = [
            check=_range(0, 10)),
     Option("swarm.chunk_flush_ms", int, 50, "chunks are coalesced for this long", allowed="an integer 5..2000",
            check=_range(5, 2000)),
+    Option("swarm.ack_wait_s", float, 30.0, "a job held this long without a sign of life from its worker is "
+           "redelivered (workers send in-progress every third of it)", env="SWARM_ACK_WAIT_S",
+           allowed="a number 3..600", check=_range(3, 600)),
     Option("swarm.context_max_chars", int, 6000, "earlier result passed to a chained role, at most",
            allowed="an integer 200..200000", check=_range(200, 200000)),
     # --- RAM

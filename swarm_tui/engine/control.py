@@ -25,7 +25,7 @@ from .state import SwarmState
 
 log = logging.getLogger(__name__)
 
-VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume")
+VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling")
 
 
 class ControlError(Exception):
@@ -106,6 +106,19 @@ class Controls:
             await self.bus.nc.publish(S.BCAST_SCALE, json.dumps({"scale": n}).encode())
         self.state.apply(ev)
         return {"scale": n}
+
+    async def do_ceiling(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Set the daily spend ceiling live (overrides budget.daily_usd until set again)."""
+        v = args.get("usd")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9 or v != v:
+            raise ControlError("the ceiling must be a number of USD >= 0")
+        at = self.clock()
+        kv = await self.bus.kv(S.KV_STATE)
+        await kv.put("ceiling", json.dumps({"usd": float(v), "at": at}).encode())
+        ev = ControlEvent(what="ceiling", value=float(v), by=str(args.get("by", "cli"))[:32], at=at)
+        await self.bus.publish_event(ev)
+        self.state.apply(ev)
+        return {"ceiling_usd": float(v)}
 
     async def do_pause(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self._pause(True, args)
