@@ -39,7 +39,8 @@ def assemble(cfg: Config, bus: Bus, *, demo: bool = False, clock: Callable[[], f
         from .pool import Pool
 
         engine.add(Pool(cfg, bus, spend=engine.get("spend"), ram=engine.get("ram"), lane=engine.get("lane"),
-                        clock=clock, host=engine.host, demo=demo, demo_endpoint=endpoint))
+                        clock=clock, host=engine.host, demo=demo, demo_endpoint=endpoint,
+                        warm_on_start=False))
     if conductor:
         # keep this last: it starts after the guards and the pool it reads (looked up again at start)
         from .conductor import Conductor

@@ -32,7 +32,7 @@ from .errors import InvalidMessage
 from .guards import RamGuardP, SpendGuardP
 from .jobrun import JobRun, Run
 from .lane import LocalLane
-from .messages import ControlEvent, Job, decode
+from .messages import ControlEvent, Decision, Job, decode
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,13 @@ class Pool:
 
     def __init__(self, cfg: Config, bus: Bus, *, spend: SpendGuardP | None = None, ram: RamGuardP | None = None,
                  lane: LocalLane | None = None, clock: Callable[[], float] = time.time, host: str | None = None,
-                 concurrency: int | None = None, demo: bool = False, demo_endpoint: Any = None) -> None:
+                 concurrency: int | None = None, demo: bool = False, demo_endpoint: Any = None,
+                 warm_on_start: bool = True) -> None:
         self.cfg = cfg
+        # A standalone worker loads litellm at once; inside the app it waits for the first decision, so an
+        # idle app stays small (litellm costs ~115 MB) and is loaded by the time a person approves.
+        self.warm_on_start = warm_on_start
+        self._warming: asyncio.Task[None] | None = None
         self.bus = bus
         self.spend = spend
         self.ram = ram
@@ -157,8 +162,8 @@ class Pool:
         self.bus.on_state(self._on_bus_state)
         if self.blocked():
             log.warning("the worker pool takes no jobs: %s", self.blocked())
-        else:  # warm up: litellm's import takes ~2 s; do it in a thread before the first job needs it
-            self._tasks.append(asyncio.create_task(self._warm_up(), name="pool-warm-up"))
+        elif self.warm_on_start:  # litellm's import takes ~2 s: do it in a thread before the first job needs it
+            self.warm_up()
         for coro, name in ((self._fetch_loop(), "pool-fetch"), (self._heartbeat_loop(), "pool-heartbeat"),
                            (self._flush_loop(), "pool-flush")):
             self._tasks.append(asyncio.create_task(coro, name=name))
@@ -198,7 +203,14 @@ class Pool:
             "counts": dict(self.counts), "rate_limits": self.rate_limits(), "lane": self.lane.info(),
         }
 
+    def warm_up(self) -> None:
+        if self._warming is None and not self._stopping:
+            self._warming = asyncio.create_task(self._warm_up(), name="pool-warm-up")
+            self._tasks.append(self._warming)
+
     def on_event(self, ev: Any) -> None:
+        if isinstance(ev, Decision) and ev.plan and self._tasks and not self.blocked():
+            self.warm_up()
         if not isinstance(ev, ControlEvent):
             return
         if ev.what == "scale" and ev.value is not None and self._tasks:
