@@ -32,7 +32,8 @@ is empty, as OpenRouter sends it; one JSON completion otherwise), ``GET /models`
 
 Each request record: ``model``, ``max_tokens``, ``stream``, ``body``, ``auth`` (True when a bearer key was
 sent; the key itself is not kept), ``status``, ``t_start``, ``t_first_byte``, ``t_end`` (time.monotonic(),
-None until then), ``tokens_sent``, ``closed_by_client`` (the client closed the stream before its end).
+None until then), ``tokens_sent``, ``closed_by_client`` (the client closed the stream before its end),
+``cost`` (the USD the usage chunk reported, set once it was sent; absent for a stream that did not finish).
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ class FakeOpenRouter:
         pieces = ans.pieces()
         rec["tokens_sent"] = len(pieces)
         rec["t_first_byte"] = rec["t_end"] = time.monotonic()
+        rec["cost"] = self._usage(ans, len(pieces)).get("cost")
         return web.json_response({
             "id": "gen-fake", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
@@ -256,6 +258,7 @@ class FakeOpenRouter:
             usage_obj = {"id": "gen-fake", "provider": "Fake", "model": model, "object": "chat.completion.chunk",
                          "created": created, "choices": [], "usage": self._usage(ans, len(pieces))}
             await resp.write(f"data: {json.dumps(usage_obj)}\n\n".encode())
+            rec["cost"] = usage_obj["usage"].get("cost")  # what this stream charged (None: not reported)
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             rec["t_end"] = time.monotonic()
