@@ -98,6 +98,8 @@ class Bus:
         self.dead = DeadLetters()
         self._state_cbs: list[StateCallback] = []
         self._kv: dict[str, KeyValue] = {}
+        self._fast: JetStreamContext | None = None
+        self._fast_nc: NATS | None = None
 
     # ------------------------------------------------------------------ connection
     def on_state(self, cb: StateCallback) -> None:
@@ -318,6 +320,15 @@ class Bus:
         return self._kv[bucket]
 
     @property
+    def _lookup_js(self) -> JetStreamContext:
+        """A context with a short timeout for lookups: a request lost in a reconnect is asked again soon."""
+        if self.nc is None:
+            raise BusError("not connected to NATS")
+        if self._fast is None or self._fast_nc is not self.nc:
+            self._fast, self._fast_nc = self.nc.jetstream(timeout=1.0), self.nc
+        return self._fast
+
+    @property
     def _js(self) -> JetStreamContext:
         if self.js is None:
             raise BusError("not connected to NATS")
@@ -347,12 +358,21 @@ class Bus:
     async def publish_event(self, m: Msg, *, msg_id: str | None = None) -> jsapi.PubAck:
         return await self.publish(event_subject(m), m.to_bytes(), msg_id=msg_id)
 
-    async def last_event(self, subject: str) -> Any | None:
-        """The newest decoded event on an exact subject, or None."""
-        try:
-            raw = await self._js.get_last_msg(S.EVENTS_STREAM, subject)
-        except NotFoundError:
-            return None
+    async def last_event(self, subject: str, *, deadline_s: float = 20.0) -> Any | None:
+        """The newest decoded event on an exact subject, or None. Retries through a short outage."""
+        delay, end = 0.05, time.monotonic() + deadline_s
+        while True:
+            try:
+                raw = await self._lookup_js.get_last_msg(S.EVENTS_STREAM, subject)
+                break
+            except NotFoundError:
+                return None
+            except (NatsTimeout, NoRespondersError, TimeoutError, ConnectionError) as exc:
+                # a request lost with a dead connection: ask again on the new one instead of failing the job
+                if time.monotonic() > end:
+                    raise BusError(f"NATS did not answer a lookup of {subject}: {_reason(exc)}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
         try:
             return decode(raw.data or b"")
         except InvalidMessage:
