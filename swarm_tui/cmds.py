@@ -119,11 +119,18 @@ def format_status(d: dict[str, Any]) -> str:
     cond = d.get("conductor")
     if cond:
         lines.append("conductor: " + ", ".join(f"{k}={v}" for k, v in cond.items() if not isinstance(v, dict | list)))
+    lane = d.get("lane")
+    if lane:
+        waiting = [plain(str(w)) for w in lane.get("waiting") or []]
+        lines.append(f"local lane: {plain(str(lane.get('holder') or 'free'))}"
+                     + (f" (+{len(waiting)} waiting: {', '.join(waiting[:5])})" if waiting else "")
+                     + f", {lane.get('turns', 0)} turns so far")
     counts = d.get("task_counts", {})
     lines.append("tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
     for t in d["tasks"][-20:]:
         text = plain(t["text"]).replace("\n", " ")
-        lines.append(f"  {t['id']}  p{t['priority']}  {t['state']:<17} {text[:60]}")
+        rnd = f" r{t['round']}" if t.get("round", 0) > 0 else ""
+        lines.append(f"  {t['id']}  p{t['priority']}  {t['state']:<17} {text[:60]}{rnd}")
     pend = [x for x in d["decisions"] if x["status"] == "pending"]
     lines.append(f"decisions: {len(d['decisions'])} ({len(pend)} pending approval)")
     for x in pend[:10]:

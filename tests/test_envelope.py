@@ -93,8 +93,9 @@ def test_clamp_records_each_change_with_its_reason() -> None:
     out = clamp(env, plan, est, ALL)
     assert [(p.task_id, p.role, p.max_tokens, p.step) for p in out.items] == [
         ("t-0", "research", 800, 0), ("t-0", "research", 800, 0), ("t-0", "research", 800, 0),
-        ("t-1", "analysis", 100, 1)]
+        ("t-1", "analysis", 100, 0)]  # its only step: renumbered to 0 so the chain has no gap
     by_what = {c.what: c for c in out.clamps}
+    assert by_what["step"].before == [1] and by_what["step"].after == [0]
     assert by_what["workers[0].max_tokens"].before == 99_999 and by_what["workers[0].max_tokens"].after == 800
     assert "per task" in by_what["workers[0].count"].reason and by_what["workers[0].count"].after == 3
     assert "not a ready task" in by_what["workers[1].task_id"].reason

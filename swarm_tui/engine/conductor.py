@@ -5,6 +5,12 @@ scheduling uses the monotonic clock, and the next wake is always "now + period",
 waking from sleep) gives at most one beat, never a backlog. While the swarm is paused (``state.paused``, set by
 ``swarm-tui pause``) no decision is made. Decisions go to the event log; approval is a person's (manual) or the
 policy's (auto, under a cost limit); pending decisions expire.
+
+Closing the loop: a beat also reviews finished tasks with new results (each set of results once). The local
+model is given a bounded summary of them and may propose a follow-up decision for the same task (``round`` one
+more than the task's last); it is clamped like any plan, plus the task's own limits (``budget.task_max_followups``
+rounds, ``budget.task_max_usd`` total spend), and approved like any decision. A task at either limit is not
+offered. The rules alone never propose follow-ups: they cannot judge results.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .advisor import AdviceResult, Advisor
+from .advisor import AdviceResult, Advisor, ReviewTask
 from .bus import Bus
 from .config import Config
-from .envelope import Envelope, ReadyTask, RoleSpec, clamp, compute_envelope, rules_advice
+from .envelope import Advice, Clamped, Envelope, ReadyTask, RoleSpec, clamp, compute_envelope, limit_tasks, rules_advice
 from .guards import RamGuardP, RateLimitsP, SpendGuardP
 from .lane import LocalLane
-from .messages import Approval, ControlEvent, Decision, Task, new_id
+from .messages import Approval, ControlEvent, Decision, Result, Task, new_id
 from .state import SwarmState
 
 log = logging.getLogger(__name__)
+
+REVIEWABLE = ("done", "failed")  # finished task states the heartbeat reviews (cancelled is a person's word)
 
 
 class Conductor:
@@ -69,6 +77,10 @@ class Conductor:
         self._burst_start: float | None = None
         self._next_interval = math.inf
         self._next_review = math.inf
+        self._reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
+        self._results_due = False
+        self.followups = 0
+        self.review_note = ""  # what the last review of finished tasks came to
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -84,6 +96,9 @@ class Conductor:
         self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
         self._next_review = now + float(self.cfg["heartbeat.review_s"])
         self._started = True
+        for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
+            if tv.state in REVIEWABLE:
+                self._reviewed[tv.id] = len(tv.results)
         if self.state.pending_tasks():  # tasks left from before a restart
             self._schedule_debounce()
         self._task = asyncio.create_task(self._run(), name="conductor")
@@ -103,6 +118,11 @@ class Conductor:
             return  # replayed history before start: start() looks at the state once
         if isinstance(ev, Task):
             self._schedule_debounce()
+        elif isinstance(ev, Result):
+            tv = self.state.tasks.get(ev.task_id)
+            if tv is not None and tv.state in REVIEWABLE and self._reviewed.get(tv.id) != len(tv.results):
+                self._results_due = True  # the task is finished with new results: review them soon
+                self._schedule_debounce()
         elif isinstance(ev, ControlEvent) and ev.what in ("resume", "scale"):
             if self.state.pending_tasks():
                 self._schedule_debounce()
@@ -151,7 +171,10 @@ class Conductor:
         now = self.monotonic()
         triggers = []
         if self._debounce_at is not None and now >= self._debounce_at:
-            triggers.append("new tasks")
+            news = (["new tasks"] if self.state.pending_tasks() or not self._results_due else []) + (
+                ["new results"] if self._results_due else [])
+            triggers.append(" + ".join(news))
+            self._results_due = False
             self._debounce_at = self._burst_start = None
         if now >= self._next_review:
             triggers.append("scheduled review")
@@ -171,6 +194,13 @@ class Conductor:
             self.status = "paused"
             self.note = "paused: no decision (swarm-tui resume)"
             return None
+        decision = await self._new_work(trigger)
+        if self.state.paused:
+            return decision
+        follow = await self.review(trigger)
+        return decision or (follow[0] if follow else None)
+
+    async def _new_work(self, trigger: str) -> Decision | None:
         views = self.state.pending_tasks()[: int(self.cfg["heartbeat.max_tasks_per_beat"])]
         if not views:
             self.note = "no pending tasks"
@@ -207,14 +237,14 @@ class Conductor:
         elif result.advice is None:
             error = result.error
         else:
-            model_plan = clamp(env, result.advice, self.estimate, self.roles)
+            model_plan = self._clamp(env, result.advice)
             if model_plan.items:
                 clamped, source = model_plan, result.source
             else:  # keep the clamps that explain why nothing of the model's plan was left
                 error = "the model's plan had no usable worker after the clamp: the rules decide"
                 early = model_plan.clamps
         if clamped is None:
-            clamped = clamp(env, rules_advice(env), self.estimate, self.roles)
+            clamped = self._clamp(env, rules_advice(env))
         if not clamped.items:
             self.note = "no decision: every planned worker was clamped away (" + "; ".join(
                 c.reason for c in clamped.clamps[:3]) + ")"
@@ -236,6 +266,102 @@ class Conductor:
         self.note = ""
         await self._maybe_auto_approve(decision)
         return decision
+
+    def _clamp(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
+        """The envelope's clamp, then each task's own limits (spend so far, follow-up rounds)."""
+        c = clamp(env, advice, self.estimate, self.roles)
+        spent = {t.id: self.state.task_spend(t.id) for t in env.tasks}
+        return limit_tasks(c, spent=spent, max_usd=float(self.cfg["budget.task_max_usd"]), rounds=rounds,
+                           max_rounds=int(self.cfg["budget.task_max_followups"]) if rounds is not None else None)
+
+    # ------------------------------------------------------------------ follow-ups
+    def reviewable(self) -> list[ReviewTask]:
+        """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
+        reviewed, with the limit they are at in ``review_note``)."""
+        max_rounds = int(self.cfg["budget.task_max_followups"])
+        max_usd = float(self.cfg["budget.task_max_usd"])
+        out: list[tuple[int, float, ReviewTask]] = []
+        for tv in self.state.tasks.values():
+            if tv.state not in REVIEWABLE or not tv.results or self._reviewed.get(tv.id) == len(tv.results):
+                continue
+            nxt = self.state.task_round(tv.id) + 1
+            if nxt > max_rounds:
+                self._reviewed[tv.id] = len(tv.results)
+                self.review_note = f"task {tv.id} is at its follow-up limit ({max_rounds} rounds): not offered"
+                continue
+            spent = self.state.task_spend(tv.id)
+            if spent >= max_usd - 1e-12:
+                self._reviewed[tv.id] = len(tv.results)
+                self.review_note = (f"task {tv.id} has spent ${spent:.4f} of its ${max_usd:.4f} limit "
+                                    "(budget.task_max_usd): no follow-up")
+                continue
+            results = [(r.role or "worker", str(r.state), r.text or r.reason) for r in self.state.task_results(tv.id)]
+            out.append((-tv.task.priority, tv.task.created_at,
+                        ReviewTask(tv.id, tv.task.text, results, nxt, max_rounds, spent, max_usd)))
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [r for _, _, r in out[: int(self.cfg["heartbeat.max_tasks_per_beat"])]]
+
+    async def review(self, trigger: str) -> list[Decision]:
+        """Offer finished tasks' new results to the local model; publish the follow-ups it proposes (one
+        decision per task, clamped, approved like any decision)."""
+        items = self.reviewable()
+        if not items:
+            return []
+        for t in items:
+            self._reviewed[t.id] = len(self.state.tasks[t.id].results)
+        if self.advisor is None:
+            self.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
+            return []
+        ctx = int(self.cfg["swarm.context_max_chars"])
+        prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
+        env = self.envelope([ReadyTask(t.id, t.text, prio[t.id], min(ctx, sum(len(x[2]) for x in t.results)))
+                             for t in items])
+        if env.max_workers <= 0:
+            self.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
+            return []
+        self.status = "deciding"
+        try:
+            result = await self.advisor.review(env, items)
+        finally:
+            self.status = "paused" if self.state.paused else "idle"
+        self.reachable = result.reachable
+        if result.advice is None:
+            self.review_note = f"no follow-up review: {result.error}"
+            return []
+        if self.state.paused:
+            return []
+        env.tasks = [t for t in env.tasks if self.state.tasks[t.id].state in REVIEWABLE]
+        rounds = {t.id: self.state.task_round(t.id) + 1 for t in env.tasks}
+        clamped = self._clamp(env, result.advice, rounds)
+        if not clamped.items:
+            why = "; ".join(c.reason for c in clamped.clamps[:3])
+            self.review_note = f"no follow-up for {len(items)} task(s)" + (f" (clamped: {why})" if why else "")
+            return []
+        out = []
+        now = self.clock()
+        for tid in dict.fromkeys(p.task_id for p in clamped.items):
+            idx = [i for i, p in enumerate(clamped.items) if p.task_id == tid]
+            plan = [clamped.items[i] for i in idx]
+            est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
+            est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
+            summary = (f"{trigger}: follow-up round {rounds[tid]} of {int(self.cfg['budget.task_max_followups'])}"
+                       f" for task {tid}: {len(plan)} worker(s)")
+            if result.advice.reason:
+                summary += f"; model: {result.advice.reason[:300]}"
+            d = Decision(id=new_id("d"), task_ids=[tid], plan=plan, est_cost_min=est_min, est_cost_max=est_max,
+                         source=result.source, clamps=clamped.clamps[:500], raw=result.raw,
+                         latency_ms=result.latency_ms, reason=summary[:2000], created_at=now,
+                         expires_at=now + float(self.cfg["approval.expire_s"]), round=min(100, rounds[tid]),
+                         demo=self.demo)
+            await self.bus.publish_event(d, msg_id=d.id)
+            self.state.apply(d)
+            self.decisions += 1
+            self.followups += 1
+            self.last_decision = d.id
+            out.append(d)
+            await self._maybe_auto_approve(d)
+        self.review_note = f"{len(out)} follow-up decision(s) for {len(items)} reviewed task(s)"
+        return out
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
         scale = self.state.scale if self.state.scale is not None else int(self.cfg["swarm.scale"])
@@ -303,5 +429,5 @@ class Conductor:
             "next_beat_s": None if nxt is None or math.isinf(nxt) else round(max(0.0, nxt), 1),
             "last_decision": self.last_decision, "beats": self.beats, "decisions": self.decisions,
             "approval": approval, "last_trigger": self.last_trigger, "note": self.note,
-            "envelope": self.last_envelope,
+            "envelope": self.last_envelope, "followups": self.followups, "review": self.review_note,
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +90,7 @@ class ReadyTask:
     id: str
     text: str
     priority: int = 5
+    context_chars: int = 0  # earlier results a worker of this task is given (a follow-up): counted in its prompt
 
 
 @dataclass
@@ -192,7 +193,7 @@ def _cheapest_prompt(tasks: Sequence[ReadyTask]) -> int:
 
 
 def prompt_chars(task: ReadyTask) -> int:
-    return PROMPT_OVERHEAD_CHARS + len(task.text)
+    return PROMPT_OVERHEAD_CHARS + len(task.text) + task.context_chars
 
 
 # ---------------------------------------------------------------------------------------------- plans
@@ -228,6 +229,68 @@ class Clamped:
     clamps: list[Clamp]
     est_min: float
     est_max: float
+    costs: list[tuple[float, float]] = field(default_factory=list)  # (likely, worst) of each item
+
+
+def chain_steps(items: list[PlanItem], clamps: list[Clamp]) -> list[PlanItem]:
+    """Keep each task's steps a chain without gaps (0, 1, 2 ...): after a clamp dropped a step, or when a plan
+    skipped numbers, the steps left are renumbered in order, so a later step never waits for a step that will
+    not come. Items of the same step stay together (they run in parallel)."""
+    by_task: dict[str, list[int]] = {}
+    for p in items:
+        by_task.setdefault(p.task_id, [])
+        if p.step not in by_task[p.task_id]:
+            by_task[p.task_id].append(p.step)
+    out = []
+    for p in items:
+        order = sorted(by_task[p.task_id])
+        new = order.index(p.step)
+        if new != p.step:
+            p = p.model_copy(update={"step": new})
+        out.append(p)
+    changed = {t: sorted(s) for t, s in by_task.items() if sorted(s) != list(range(len(s)))}
+    for t, steps in list(changed.items())[:20]:
+        if len(clamps) < 400:
+            clamps.append(Clamp(what="step", reason=f"task {t}: steps {steps} renumbered 0..{len(steps) - 1} so "
+                                                    "they run in order without a gap", before=steps,
+                                after=list(range(len(steps)))))
+    return out
+
+
+def limit_tasks(c: Clamped, *, spent: dict[str, float], max_usd: float, rounds: dict[str, int] | None = None,
+                max_rounds: int | None = None) -> Clamped:
+    """The per-task limits on a clamped plan: a task's spend so far plus the worst case of its new workers
+    stays within ``max_usd`` (budget.task_max_usd), and a follow-up round beyond ``max_rounds``
+    (budget.task_max_followups) gets no worker. What is cut is a Clamp with the reason."""
+    clamps = list(c.clamps)
+    items: list[PlanItem] = []
+    costs: list[tuple[float, float]] = []
+    worst_by_task: dict[str, float] = defaultdict(float)
+    costs_in = c.costs if len(c.costs) == len(c.items) else [(0.0, 0.0)] * len(c.items)
+    told: set[tuple[str, str]] = set()
+
+    def note(what: str, task: str, reason: str, before: Any, after: Any) -> None:
+        if (what, task) not in told and len(clamps) < 400:
+            told.add((what, task))
+            clamps.append(Clamp(what=what, reason=reason[:500], before=before, after=after))
+
+    for p, (likely, worst) in zip(c.items, costs_in, strict=True):
+        r = (rounds or {}).get(p.task_id, 0)
+        if max_rounds is not None and r > max_rounds:
+            note("round", p.task_id, f"task {p.task_id}: follow-up round {r} is over the limit of {max_rounds} "
+                                     "(budget.task_max_followups)", r, None)
+            continue
+        had = spent.get(p.task_id, 0.0)
+        if had + worst_by_task[p.task_id] + worst > max_usd + 1e-12:
+            note("task_budget", p.task_id,
+                 f"task {p.task_id}: spent ${had:.4f}; with this worker's worst case ${worst:.4f} it would pass "
+                 f"its limit of ${max_usd:.4f} (budget.task_max_usd)", round(had, 6), None)
+            continue
+        worst_by_task[p.task_id] += worst
+        items.append(p)
+        costs.append((likely, worst))
+    items = chain_steps(items, clamps)
+    return Clamped(items, clamps, round(sum(x for x, _ in costs), 8), round(sum(w for _, w in costs), 8), costs)
 
 
 def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str, RoleSpec]) -> Clamped:
@@ -289,7 +352,8 @@ def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str
             per_model[spec.model] += 1
             spent_worst += worst
             spent_likely += likely
-    return Clamped(items, clamps, round(spent_likely, 8), round(spent_worst, 8))
+    items = chain_steps(items, clamps)
+    return Clamped(items, clamps, round(spent_likely, 8), round(spent_worst, 8), costs)
 
 
 def violations(env: Envelope, items: Sequence[PlanItem], est_max: float) -> list[str]:

@@ -22,6 +22,7 @@ from .messages import (
     SpendEntry,
     Task,
     WorkerEvent,
+    job_id,
 )
 
 
@@ -219,21 +220,51 @@ class SwarmState:
         elif last.status == "expired" and not approved:
             tv.state, tv.reason = "pending", "decision expired"
             return
-        # approved work exists: the task runs until every expected job has a final state
-        expected = sum(len([p for p in v.plan if p.task_id == tv.id]) for v in approved)
-        finals = [s for s in tv.jobs.values() if s in FINAL_STATES]
+        # approved work exists: the task runs until every expected job has a final state. The expected count
+        # comes from the approved plans, not from the jobs seen: a chained plan's later steps have no job (and
+        # no worker event) until the earlier steps' results are stored.
         if last.status == "pending":
             return
-        if len(finals) < expected or any(s not in FINAL_STATES for s in tv.jobs.values()):
+        expected = {job_id(v.id, i) for v in approved for i, p in enumerate(v.plan) if p.task_id == tv.id}
+        if not expected:
+            tv.state, tv.reason = "cancelled", "the approved plan has no worker for this task"
+            return
+        if any(tv.jobs.get(j) not in FINAL_STATES for j in expected) \
+                or any(s not in FINAL_STATES for s in tv.jobs.values()):
             tv.state, tv.reason = "running", ""
             return
+        # the outcome is the latest approved decision's last step (the end of its chain); earlier rounds and
+        # steps are context, their results stay readable
+        latest = approved[-1]
+        items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
+        if not items:
+            latest = next(v for v in reversed(approved) if any(p.task_id == tv.id for p in v.plan))
+            items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
+        last_step = max(p.step for _, p in items)
+        ends = [job_id(latest.id, i) for i, p in items if p.step == last_step]
+        finals = [tv.jobs[j] for j in ends]
         if any(s == "done" for s in finals):
             tv.state, tv.reason = "done", ""
-        elif all(s == "cancelled" for s in finals):
+        elif all(s == "cancelled" for s in finals) and all(tv.jobs[j] == "cancelled" for j in expected):
             tv.state, tv.reason = "cancelled", "all workers cancelled"
         else:
-            reasons = {self.results[j].reason for j in tv.results if j in self.results and self.results[j].reason}
-            tv.state, tv.reason = "failed", "; ".join(sorted(reasons))[:300]
+            reasons = {self.results[j].reason for j in tv.results if j in self.results and self.results[j].reason
+                       and self.results[j].decision_id == latest.id and self.results[j].state != "done"}
+            tv.state, tv.reason = "failed", "; ".join(sorted(reasons))[:300] or "no worker succeeded"
+
+    def task_spend(self, task_id: str) -> float:
+        """What a task has cost: its spend entries, or its results' costs when those are ahead (a result is
+        stored just before its spend entry)."""
+        tv = self.tasks.get(task_id)
+        if tv is None:
+            return 0.0
+        return max(tv.spend_usd, sum(self.results[j].cost_usd for j in tv.results if j in self.results))
+
+    def task_round(self, task_id: str) -> int:
+        """The round of the newest decision that covers a task (0: its first decision; -1: none yet)."""
+        tv = self.tasks.get(task_id)
+        rounds = [self.decisions[d].decision.round for d in (tv.decisions if tv else []) if d in self.decisions]
+        return max(rounds, default=-1)
 
     def today_spend(self, now: float | None = None) -> float:
         return self.spend_days.get(utc_day(self.clock() if now is None else now), 0.0)
@@ -266,6 +297,7 @@ class SwarmState:
                     "id": t.id, "text": t.task.text[:500], "priority": t.task.priority, "state": t.state,
                     "reason": t.reason, "created_at": t.task.created_at, "age_s": round(now - t.task.created_at, 1),
                     "decisions": list(t.decisions), "results": len(t.results), "spend_usd": round(t.spend_usd, 6),
+                    "round": self.task_round(t.id),
                     "demo": t.task.demo,
                 }
                 for t in sorted(self.tasks.values(), key=lambda t: t.task.created_at)
