@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .common import ROOT, Figure, as_json, machine
@@ -133,8 +133,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="raw samples (--json) of an earlier run: figures this run did not measure take them")
     ap.add_argument("--analysis", default=str(ROOT / "bench" / "analysis.md"),
                     help="text appended under the table (the explanations of missed targets)")
+    ap.add_argument("--configs", default="",
+                    help="stream load settings to run, e.g. 50x100,25x100 (workers x tokens/s; default: all six)")
+    ap.add_argument("--runs", type=int, default=0, help="runs per figure (default: 3, the slow ones 2)")
     a = ap.parse_args(argv)
     s = QUICK if a.quick else Setting()
+    if a.configs:
+        try:
+            configs = tuple((int(n), float(t)) for n, t in (c.split("x") for c in a.configs.split(",")))
+        except ValueError:
+            ap.error("--configs: a comma list of NxR, e.g. 50x100,25x100")
+        s = replace(s, configs=configs)
+    if a.runs > 0:
+        s = replace(s, runs=a.runs, slow_runs=a.runs, control_runs=a.runs)
     flist = figures(s)
     figs = {f.key: f for f in flist}
     t0 = time.monotonic()

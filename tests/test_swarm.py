@@ -244,6 +244,7 @@ async def test_over_budget_waits_and_goes_when_allowed(tmp_path, nats_server):
             assert fo.requests == []
             spend.allow = True
             await until(lambda: job_id(d.id, 0) in engine.state.results, 5, "result")
+            await until(lambda: job_id(d.id, 0) in spend.settled, 5, "settled")  # settled after the result
         finally:
             await engine.stop()
         jid = job_id(d.id, 0)

@@ -396,6 +396,8 @@ async def test_hostile_output_renders_inert(engine: Engine, observer: Bus) -> No
         await _nc(observer).publish(S.chunk("d-evil-w0"),
                                   Chunk(worker_id="d-evil-w0", seq=0, text=HOSTILE + "\nnext line").to_bytes())
         await until(lambda: "next line" in app.rings.get("d-evil-w0", OutputRing()).text())
+        # the card is mounted at once; the tables follow at the next (throttled, <= 250 ms) state refresh
+        await until(lambda: "t-evil" in app.query_one("#tasks", DataTable).rows and bool(app.query(WorkerCard)))
         await pilot.pause(0.1)
         card = app.query_one(WorkerCard)
         shown = _render_plain(card, 150)

@@ -21,10 +21,11 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
-from ..engine.messages import FINAL_STATES, Chunk
+from ..engine.messages import FINAL_STATES, Chunk, WorkerEvent
 from ..engine.state import DecisionView
 from ..textsafe import plain
 from .benchprobe import LatencyProbe
@@ -88,7 +89,7 @@ class SwarmApp(App[int]):
     def __init__(self, link: Link, *, refresh_ms: int | None = None, clock: Callable[[], float] = time.time,
                  deterministic: bool = False, handle_signals: bool = False,
                  rings: dict[str, OutputRing] | None = None, ram_history: list[float] | None = None) -> None:
-        super().__init__()
+        super().__init__(driver_class=_real_terminal_driver() if handle_signals else None)
         self.link = link
         self.cfg = link.cfg
         self.refresh_s = (refresh_ms or self.cfg["ui.refresh_ms"]) / 1000.0
@@ -113,6 +114,9 @@ class SwarmApp(App[int]):
         self._shutting_down = False
         self.flushes = 0
         self._probe = LatencyProbe.from_env()  # bench only (SWARM_BENCH_LATENCY_FILE), else None
+        self._flush_timer: Timer | None = None  # paused while nothing is dirty (idle CPU), see _wake
+        self._flush_paused = False
+        self._new_workers = False
         if self.cfg.keys:
             self.set_keymap(dict(self.cfg.keys))
 
@@ -161,9 +165,10 @@ class SwarmApp(App[int]):
         if self.deterministic:
             self.ready = True
         else:
-            self.set_interval(self.refresh_s, self._flush_output, name="flush")
+            self._flush_timer = self.set_interval(self.refresh_s, self._flush_output, name="flush")
             self.set_interval(1.0, self._tick, name="info")
-            self.start_link()
+            # the first full frame first, then the engine (its start-up shares this loop: ~0.5 s with NATS)
+            self.call_after_refresh(self.start_link)
         self.query_one("#decisions", DataTable).focus()
 
     def on_resize(self, event: Any) -> None:
@@ -236,7 +241,16 @@ class SwarmApp(App[int]):
 
     def _on_link_event(self, subject: str, ev: Any, seq: int) -> None:
         self._state_dirty = True
+        if isinstance(ev, WorkerEvent) and ev.worker_id not in self._cards and ev.state not in FINAL_STATES:
+            self._new_workers = True  # its card is mounted at once, not at the next (throttled) state refresh
+        self._wake()
         self.post_message(StateChanged())
+
+    def _wake(self) -> None:
+        """Something is dirty: make sure the flush timer runs (it pauses itself when a tick finds nothing)."""
+        if self._flush_paused and self._flush_timer is not None:
+            self._flush_paused = False
+            self._flush_timer.resume()
 
     def _on_link_chunk(self, chunk: Chunk) -> None:
         ring = self.rings.get(chunk.worker_id)
@@ -245,6 +259,8 @@ class SwarmApp(App[int]):
                 return  # a flood of unknown worker ids: ignore rather than grow without bound
             ring = self.rings[chunk.worker_id] = OutputRing()
         if ring.append(chunk.text, chunk.tokens, chunk.seq):
+            if not self._dirty_workers:
+                self._wake()
             self._dirty_workers.add(chunk.worker_id)
             if self._probe is not None:
                 self._probe.chunk(chunk)
@@ -261,7 +277,11 @@ class SwarmApp(App[int]):
 
     def on_state_changed(self, _: StateChanged) -> None:
         if time.monotonic() - self._last_state_refresh >= STATE_REFRESH_S:
+            self._new_workers = False
             self.refresh_state()
+        elif self._new_workers:
+            self._new_workers = False
+            self._sync_workers()
 
     def on_bus_state_changed(self, event: BusStateChanged) -> None:
         self._refresh_header()
@@ -284,11 +304,17 @@ class SwarmApp(App[int]):
         if self.ready:
             self.poll_info()
         self._state_dirty = True  # ages and countdowns move
+        self._wake()
         self._prune_rings()
 
     def _flush_output(self) -> None:
         """The one timer: state views when something moved, then the worker cards with new output."""
         self.flushes += 1
+        if not self._dirty_workers and not self._state_dirty:
+            if self._flush_timer is not None:
+                self._flush_paused = True
+                self._flush_timer.pause()  # idle: no 20 wake-ups a second; _wake resumes it
+            return
         if self._state_dirty and time.monotonic() - self._last_state_refresh >= STATE_REFRESH_S:
             self.refresh_state()
         if self._dirty_workers:
@@ -607,8 +633,9 @@ class SwarmApp(App[int]):
                     t.append(f" · spent {fmt_usd(tv.spend_usd)}\n\n")
                     t.append(plain(tv.task.text, keep_newlines=True))
                     for r in self.link.state.task_results(tv.id):
-                        t.append(f"\n\n--- {plain(r.role) or 'worker'} · {plain(r.model)} · {r.state}\n",
-                                 style="bold")
+                        why = f" · {plain(r.reason)[:200]}" if r.reason else ""
+                        t.append(f"\n\n--- {plain(r.role) or 'worker'} step {r.step} · {plain(r.model)} · "
+                                 f"{r.state}{why}\n", style="bold")
                         t.append(plain(r.text, keep_newlines=True))
                     self.push_screen(TextScreen(f"task {tv.id}", t))
             return
@@ -682,11 +709,16 @@ class SwarmApp(App[int]):
         self.query_one("#header", HeaderBar).update(Text(" stopping the engine… ", style="bold reverse"))
         try:
             await asyncio.wait_for(self.link.stop(), 15)
+            log.info("the engine stopped; leaving the screen")
         except Exception:  # noqa: BLE001
             log.exception("stopping the engine failed")
         if self._probe is not None:
             self._probe.write()
         self.exit(code)
+
+    def terminal_lost(self) -> None:
+        """The pty closed or the ssh link dropped (called by the driver on the loop): the clean stop."""
+        self._tasks.add(asyncio.ensure_future(self.shutdown(0)))
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM/SIGHUP lead to the same clean stop as `q` (the terminal is restored by Textual on exit).
@@ -717,6 +749,17 @@ class SwarmApp(App[int]):
         tb = Traceback(show_locals=False, width=None, suppress=[rich])
         self._exit_renderables.append(Segments(self.console.render(tb, self.console.options)))
         self._close_messages_no_wait()
+
+
+def _real_terminal_driver() -> Any:
+    """On Linux, a driver that notices when the terminal goes away (see driver.py); else Textual's choice."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        from .driver import SafeLinuxDriver
+
+        return SafeLinuxDriver
+    return None
 
 
 def _ram_low(ram: dict[str, Any]) -> bool:

@@ -90,12 +90,21 @@ class HeaderBar(Static):
         scale = state.scale
         t.append(" │ ", style="dim")
         t.append(f"scale {scale if scale is not None else '-'}")
+        lane = info.get("lane") or {}
+        if isinstance(lane, dict) and (lane.get("holder") or lane.get("waiting")):
+            waiting = lane.get("waiting") or []
+            t.append(" │ ", style="dim")
+            t.append(f"{'lane' if compact else 'local lane'}: {plain(str(lane.get('holder') or 'free'))[:24]}")
+            if isinstance(waiting, list) and waiting:
+                t.append(f" (+{len(waiting)} waiting)", style="yellow")
         if link_kind == "remote engine":
             eng = info.get("engine") or {}
             t.append(" │ ", style="dim")
             t.append(f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
                      style="" if eng else "bold red")
-        self.update(t)
+        if t != getattr(self, "_shown", None):  # one line of a fixed height: repaint when changed, no re-layout
+            self._shown = t
+            self.update(t, layout=False)
 
 
 def _next_beat(cond: dict[str, Any], now: float) -> int | None:
@@ -195,6 +204,14 @@ def _match(flt: str, *fields: str) -> bool:
 
 class DecisionDetail(Static):
     """The highlighted decision: plan, cost, source, reasons and clamps."""
+
+    _shown: Any = None
+
+    def update(self, content: Any = "", *, layout: bool = True) -> None:
+        if content == self._shown:  # unchanged: no repaint, no re-layout (this runs with every state refresh)
+            return
+        self._shown = content
+        super().update(content, layout=layout)
 
     def show(self, dv: DecisionView | None, now: float) -> None:
         if dv is None:
@@ -306,6 +323,15 @@ class WorkerCard(Widget, can_focus=True):
 
 
 # --------------------------------------------------------------------------------------------- guards
+def _repaint_if_changed(widget: Widget, text: Text) -> None:
+    """Repaint a panel only when its text changed, and re-layout only when its number of lines did."""
+    last: Text | None = getattr(widget, "_shown", None)
+    if last is not None and text == last:
+        return
+    widget._shown = text  # type: ignore[attr-defined]
+    widget.refresh(layout=last is None or text.plain.count("\n") != last.plain.count("\n"))
+
+
 class RamPanel(Widget):
     """A gauge of used/available RAM with the headroom line, a sparkline, and who uses what."""
 
@@ -318,7 +344,7 @@ class RamPanel(Widget):
 
     def show(self, ram: dict[str, Any] | None, history: list[float]) -> None:
         self.ram, self.history = ram, history
-        self.refresh(layout=True)
+        _repaint_if_changed(self, self.build(ram, history, self.content_size.width or 40))
 
     def render(self) -> Text:
         return self.build(self.ram, self.history, self.content_size.width or 40)
@@ -381,7 +407,7 @@ class SpendPanel(Widget):
 
     def show(self, spend: dict[str, Any] | None) -> None:
         self.spend = spend
-        self.refresh(layout=True)
+        _repaint_if_changed(self, self.build(spend, self.content_size.width or 40))
 
     def render(self) -> Text:
         return self.build(self.spend, self.content_size.width or 40)
