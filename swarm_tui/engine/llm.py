@@ -352,14 +352,18 @@ def _absorb_dict(obj: dict[str, Any], progress: Progress, on_text: Callable[[str
         delta = ch.get("delta")
         text = delta.get("content") if isinstance(delta, dict) else None
         if text and isinstance(text, str):
-            now = time.time()
-            if not progress.first_token_at:
-                progress.first_token_at = now
-            progress.parts.append(text)
-            progress.tokens += 1
-            on_text(text, now)
+            _add_text(progress, text, on_text)
         if ch.get("finish_reason") == "error":
             raise CallError("stream_error", "error mid-stream: the provider ended the stream with an error")
+
+
+def _add_text(progress: Progress, text: str, on_text: Callable[[str, float], None]) -> None:
+    now = time.time()
+    if not progress.first_token_at:
+        progress.first_token_at = now
+    progress.parts.append(text)
+    progress.tokens += 1
+    on_text(text, now)
 
 
 def _absorb(chunk: Any, progress: Progress, on_text: Callable[[str, float], None]) -> None:
@@ -376,9 +380,4 @@ def _absorb(chunk: Any, progress: Progress, on_text: Callable[[str, float], None
         delta = getattr(ch, "delta", None)
         text = getattr(delta, "content", None) if delta is not None else None
         if text:
-            now = time.time()
-            if not progress.first_token_at:
-                progress.first_token_at = now
-            progress.parts.append(text)
-            progress.tokens += 1
-            on_text(text, now)
+            _add_text(progress, text, on_text)
