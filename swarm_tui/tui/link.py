@@ -13,15 +13,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import subjects as S
-from ..engine.bus import Bus, EventFollower
 from ..engine.config import Config
-from ..engine.control import request
 from ..engine.errors import InvalidMessage
 from ..engine.messages import Chunk, Reply, Task, decode, new_id
 from ..engine.state import SwarmState
+
+if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
+    from ..engine.bus import Bus, EventFollower
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Link:
         """A control request to the engine; None when no engine answers."""
         if self.bus is None or self.bus.nc is None:
             return Reply(ok=False, error="not connected to the bus")
+        from ..engine.control import request
+
         return await request(self.bus, verb, {"by": "tui", **args})
 
     async def submit_task(self, text: str, priority: int = 5) -> str:
@@ -153,6 +156,39 @@ class LocalLink(Link):
         return self._info
 
 
+class EmbeddedLink(LocalLink):
+    """The in-process engine, built when the link starts (after the app's first frame).
+
+    The engine's modules, nats-py and aiohttp (~0.25 s of imports) are loaded by ``start``, not before the
+    screen is drawn. Until then the state is an empty projection (the engine's is empty until its log replay
+    anyway) and there is no bus.
+    """
+
+    def __init__(self, cfg: Config, *, demo: bool = False) -> None:
+        Link.__init__(self, cfg, demo=demo)
+        self.engine: Any = None
+        self._connect = True
+        self._started = False
+
+    async def start(self) -> None:
+        if self.engine is None:
+            from ..engine.assemble import assemble
+            from ..engine.bus import Bus
+
+            engine = assemble(self.cfg, Bus(self.cfg), demo=self.demo)
+            self.engine, self.bus, self.state = engine, engine.bus, engine.state
+        await super().start()
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await super().stop()
+
+    async def refresh_info(self) -> dict[str, Any]:
+        if self.engine is None:
+            return self._info
+        return await super().refresh_info()
+
+
 class RemoteLink(Link):
     """An engine elsewhere (``--attach URL``): our own state from the log, info by request every second."""
 
@@ -160,6 +196,8 @@ class RemoteLink(Link):
 
     def __init__(self, cfg: Config, url: str, *, demo: bool = False) -> None:
         super().__init__(cfg.replace(nats__url=url), demo=demo)
+        from ..engine.bus import Bus
+
         self.url = url
         self.bus = Bus(self.cfg)
         self._follower: EventFollower | None = None
@@ -189,6 +227,9 @@ class RemoteLink(Link):
             return self._info
         self._info = data if isinstance(data, dict) else {}
         self.engine_seen = self.engine_seen or bool(self._info)
+        pool = self._info.get("pool")
+        if self.state.scale is None and isinstance(pool, dict) and isinstance(pool.get("scale"), int):
+            self.state.scale = pool["scale"]  # no scale change in the log yet: the engine's starting scale
         return self._info
 
     async def stop(self) -> None:
