@@ -138,6 +138,15 @@ def format_status(d: dict[str, Any]) -> str:
                      f"{_fmt_usd(x['est_cost_usd'][1])}  source {plain(x['source'])}")
     live = [w for w in d["workers"] if w["state"] not in ("done", "failed", "cancelled")]
     lines.append(f"workers: {len(live)} live, {d['results']} results stored")
+    pool = d.get("pool")
+    if isinstance(pool, dict):
+        line = (f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, "
+                f"{pool.get('held', 0)} held")
+        if pool.get("blocked"):
+            line += f"; takes no jobs: {plain(str(pool['blocked']))}"
+        if pool.get("out_of_credit"):
+            line += "; out of credit"
+        lines.append(line)
     sp = d.get("spend") or {}
     if sp:
         lines.append(f"spend: today {_fmt_usd(sp.get('today_usd'))} of {_fmt_usd(sp.get('ceiling_usd'))}, "
