@@ -127,11 +127,13 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from . import cmds
-
     cmd = args.command
     demo = bool(getattr(args, "demo", False))
     cfg = _load(args)
+    if cmd in (None, "run", "worker"):
+        return _long_running(args, cfg, demo)  # not through cmds: it imports nats-py before the first frame
+    from . import cmds
+
     if cmd == "config":
         return cmds.show_config(cfg, args.json)
     if cmd == "submit":
@@ -167,6 +169,11 @@ def dispatch(args: argparse.Namespace) -> int:
         for ch in checks:
             print(ch.line())
         return 1 if any(not c.ok and c.required for c in checks) else 0
+    return _long_running(args, cfg, demo)
+
+
+def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
+    cmd = args.command
     if cmd == "worker":
         from .runner import run_worker
 

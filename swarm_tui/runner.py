@@ -7,7 +7,6 @@ import logging
 import signal
 from typing import Any
 
-from .engine.bus import Bus
 from .engine.config import Config
 
 log = logging.getLogger(__name__)
@@ -21,6 +20,7 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 
 async def _headless(cfg: Config, demo: bool) -> int:
     from .engine.assemble import assemble
+    from .engine.bus import Bus
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -43,6 +43,7 @@ def run_headless(cfg: Config, *, demo: bool = False) -> int:
 
 async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
+    from .engine.bus import Bus
     from .engine.memory import RamGuard
     from .engine.pool import Pool
     from .engine.prices import PriceBook
@@ -97,15 +98,13 @@ def run_app(cfg: Config, *, demo: bool = False, attach: str | None = None, refre
     if refresh_ms is not None and not 20 <= int(refresh_ms) <= 5000:
         raise UsageError("--refresh-ms must be 20..5000")
     from .tui.app import SwarmApp
-    from .tui.link import Link, LocalLink, RemoteLink
+    from .tui.link import EmbeddedLink, Link, RemoteLink
 
     link: Link
     if attach:
         link = RemoteLink(cfg, attach, demo=demo)
     else:
-        from .engine.assemble import assemble
-
-        link = LocalLink(assemble(cfg, Bus(cfg), demo=demo))
+        link = EmbeddedLink(cfg, demo=demo)  # the engine (and nats-py) is built after the first frame
     app = SwarmApp(link, refresh_ms=refresh_ms, handle_signals=True)
     try:
         code = app.run()

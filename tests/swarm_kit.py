@@ -58,7 +58,14 @@ async def approve(bus: Bus, n: int, *, model: str = MODEL, max_tokens: int = 100
 async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> float:
     """Poll until pred() is true; return the seconds it took."""
     t0 = time.monotonic()
-    while not pred():
+
+    def ready() -> bool:
+        try:
+            return bool(pred())
+        except (KeyError, IndexError):  # what it looks at has not arrived yet
+            return False
+
+    while not ready():
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)

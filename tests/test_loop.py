@@ -48,7 +48,10 @@ async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "con
     """Poll until pred() is truthy; return its value."""
     end = time.monotonic() + timeout
     while True:
-        v = pred()
+        try:
+            v = pred()
+        except (KeyError, IndexError):  # what it looks at has not arrived yet
+            v = None
         if v:
             return v
         if time.monotonic() > end:

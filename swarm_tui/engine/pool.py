@@ -78,6 +78,7 @@ class Pool:
         self.out_of_credit = ""  # the pool's own 402 flag when no spend guard is injected
         self._credit_at = 0.0
         self._slot = asyncio.Event()
+        self._busy = asyncio.Event()  # set while jobs run: the chunk flush loop sleeps on it when idle
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._psub: Any = None
@@ -325,6 +326,7 @@ class Pool:
             return
         run = Run(job=job, msg=m)
         self.runs[job.id] = run
+        self._busy.set()
         run.task = asyncio.create_task(self._run(run), name=f"job-{job.id}")
 
     async def _run(self, run: Run) -> None:
@@ -361,6 +363,9 @@ class Pool:
     async def _flush_loop(self) -> None:
         every = int(self.cfg["swarm.chunk_flush_ms"]) / 1000
         while True:
+            if not self.runs:  # idle: no 20 wake-ups a second (idle CPU); a new run sets _busy
+                self._busy.clear()
+                await self._busy.wait()
             await asyncio.sleep(every)
             for r in list(self.runs.values()):
                 if r.buf:

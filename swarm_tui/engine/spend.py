@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
 from . import subjects as S
 from .bus import Bus
@@ -384,7 +384,9 @@ class SpendGuard:
         kv = await self.bus.kv(S.KV_BUDGET)
         try:
             keys = await kv.keys()
-        except Exception:  # noqa: BLE001 - nats raises NoKeysError for an empty bucket
+        except Exception as exc:  # noqa: BLE001 - nats raises NoKeysError for an empty bucket
+            if isinstance(exc, NoKeysError):  # nothing to purge: not again at every refresh (idle CPU)
+                self._last_housekeep = self.clock()
             return 0
         now = self.clock()
         oldest = utc_day(now - KEEP_DAYS * 86400)

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 LINGER_S = 30.0  # a finished worker's card stays this long
 MAX_CARDS = 60
 STATE_REFRESH_S = 0.25  # tables and cards are rebuilt at most this often
+MOUNT_BATCH = 10  # new worker cards mounted per frame
+BUSY_CARDS = 10  # with this many cards streaming, the tables' ages move every BUSY_TABLE_TICKS seconds
+BUSY_STATE_REFRESH_S = 0.5
+BUSY_TABLE_TICKS = 5  # (a state change still refreshes them at once): their repaint delayed the cards
 COMPACT_WIDTH = 110
 COMPACT_HEIGHT = 30
 TABS = ("decisions", "workers", "tasks", "guards")
@@ -117,6 +121,9 @@ class SwarmApp(App[int]):
         self._flush_timer: Timer | None = None  # paused while nothing is dirty (idle CPU), see _wake
         self._flush_paused = False
         self._new_workers = False
+        self._ticks = 0
+        self._streaming = 0  # cards with new output at the last flush
+        self._state_version = -1  # the state version the tables show
         if self.cfg.keys:
             self.set_keymap(dict(self.cfg.keys))
 
@@ -168,7 +175,7 @@ class SwarmApp(App[int]):
             self._flush_timer = self.set_interval(self.refresh_s, self._flush_output, name="flush")
             self.set_interval(1.0, self._tick, name="info")
             # the first full frame first, then the engine (its start-up shares this loop: ~0.5 s with NATS)
-            self.call_after_refresh(self.start_link)
+            self._start_when_drawn()
         self.query_one("#decisions", DataTable).focus()
 
     def on_resize(self, event: Any) -> None:
@@ -215,6 +222,19 @@ class SwarmApp(App[int]):
             self.action_show_tab(name)
 
     # ------------------------------------------------------------------ the link
+    def _start_when_drawn(self, tries: int = 0) -> None:
+        """Start the engine once the first full frame is out.
+
+        The footer's keys arrive a few frames after mount (Textual recomposes the footer after the screen's
+        bindings settle); starting the engine before that held the whole frame back by the engine's start-up
+        (~0.3 s of imports, embedded nats-server, JetStream setup and log replay on this loop). So: wait for
+        the footer's keys, one more refresh, and a short gap for the driver's writer thread.
+        """
+        if not self.query_one(Footer).children and tries < 25:
+            self.set_timer(0.02, lambda: self._start_when_drawn(tries + 1))
+            return
+        self.call_after_refresh(lambda: self.set_timer(0.02, self.start_link))
+
     @work(group="engine", exit_on_error=False, description="engine start (connect, replay the log, components)")
     async def start_link(self) -> None:
         await self.link.start()
@@ -276,7 +296,7 @@ class SwarmApp(App[int]):
         self.poll_info()
 
     def on_state_changed(self, _: StateChanged) -> None:
-        if time.monotonic() - self._last_state_refresh >= STATE_REFRESH_S:
+        if self._state_refresh_due():
             self._new_workers = False
             self.refresh_state()
         elif self._new_workers:
@@ -303,8 +323,13 @@ class SwarmApp(App[int]):
     def _tick(self) -> None:
         if self.ready:
             self.poll_info()
-        self._state_dirty = True  # ages and countdowns move
-        self._wake()
+        self._ticks += 1
+        if (self._streaming < BUSY_CARDS or self._ticks % BUSY_TABLE_TICKS == 0
+                or self.link.state.version != self._state_version):
+            self._state_dirty = True  # ages and countdowns move
+            self._wake()
+        else:  # many cards streaming and no event since: only the header's countdown moves this second
+            self._refresh_header()
         self._prune_rings()
 
     def _flush_output(self) -> None:
@@ -313,12 +338,14 @@ class SwarmApp(App[int]):
         if not self._dirty_workers and not self._state_dirty:
             if self._flush_timer is not None:
                 self._flush_paused = True
+                self._streaming = 0
                 self._flush_timer.pause()  # idle: no 20 wake-ups a second; _wake resumes it
             return
-        if self._state_dirty and time.monotonic() - self._last_state_refresh >= STATE_REFRESH_S:
+        if self._state_dirty and self._state_refresh_due():
             self.refresh_state()
         if self._dirty_workers:
             dirty, self._dirty_workers = self._dirty_workers, set()
+            self._streaming = len(dirty)
             for wid in dirty:
                 card = self._cards.get(wid)
                 if card is not None:
@@ -327,6 +354,12 @@ class SwarmApp(App[int]):
                         self._probe.flushed(wid)
             if self._probe is not None:
                 self.call_after_refresh(self._probe.rendered)
+
+    def _state_refresh_due(self) -> bool:
+        """Tables and cards at most every 0.25 s; every 0.5 s while many cards stream (a burst of results
+        re-sorted and rebuilt the task table several times in a row, each time delaying the cards' next frame)."""
+        every = STATE_REFRESH_S if self._streaming < BUSY_CARDS else BUSY_STATE_REFRESH_S
+        return time.monotonic() - self._last_state_refresh >= every
 
     def _prune_rings(self) -> None:
         if len(self.rings) <= 200:
@@ -346,6 +379,7 @@ class SwarmApp(App[int]):
         self._state_dirty = False
         self._last_state_refresh = time.monotonic()
         state = self.link.state
+        self._state_version = state.version
         now = self.clock()
         ttable = self.query_one("#tasks", DataTable)
         sync_table(ttable, task_rows(state, now, self.filter_text, width=max(16, ttable.size.width - 50)))
@@ -371,6 +405,8 @@ class SwarmApp(App[int]):
         spend = self.info.get("spend")
         if isinstance(spend, dict) and spend:
             return spend
+        if not self.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
+            return None
         with contextlib.suppress(Exception):
             from ..engine.spend import offline_spend_summary
 
@@ -397,14 +433,14 @@ class SwarmApp(App[int]):
         counts: dict[str, int] = {}
         for t in state.tasks.values():
             counts[t.state] = counts.get(t.state, 0) + 1
-        self.query_one("#tasks-panel").border_title = (
+        _set_title(self.query_one("#tasks-panel"), (
             f"Tasks {len(state.tasks)} · {counts.get('running', 0)} running · {counts.get('pending', 0)} pending"
-            f" · {counts.get('done', 0)} done")
-        self.query_one("#decisions-panel").border_title = (
-            f"Decisions · {pending} waiting for approval" if pending else "Decisions")
-        self.query_one("#workers-panel").border_title = (
+            f" · {counts.get('done', 0)} done"))
+        _set_title(self.query_one("#decisions-panel"),
+                   f"Decisions · {pending} waiting for approval" if pending else "Decisions")
+        _set_title(self.query_one("#workers-panel"), (
             f"Workers {live} live · scale {state.scale if state.scale is not None else '-'}"
-            + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else ""))
+            + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")))
         if self.compact:
             ram = self.info.get("ram") if isinstance(self.info.get("ram"), dict) else None
             labels = {
@@ -437,12 +473,17 @@ class SwarmApp(App[int]):
         for wid in list(self._cards):
             if wid not in want:
                 self._cards.pop(wid).remove()
-        new = []
+        new: list[WorkerCard] = []
+        more = False
+        batch = MOUNT_BATCH if not self.deterministic else len(shown)
         for w in shown:
             tv = state.tasks.get(w.task_id)
             task_text = tv.task.text if tv is not None else w.task_id
             card = self._cards.get(w.worker_id)
             if card is None:
+                if len(new) >= batch:
+                    more = True  # the rest in the next frames: one layout of 50 new cards took ~90 ms
+                    continue
                 ring = self.rings.setdefault(w.worker_id, OutputRing())
                 card = WorkerCard(w.worker_id, ring, w, task_text)
                 card.set_class(w.state in FINAL_STATES, "-final")
@@ -452,13 +493,20 @@ class SwarmApp(App[int]):
                 card.set_event(w, task_text)
         if new:
             self.query_one("#workers-grid", Grid).mount_all(new)
+        if more:
+            self.call_after_refresh(self._sync_workers)
         empty = self.query_one("#workers-empty", Static)
-        empty.display = not shown or hidden > 0
+        show_empty = not shown or hidden > 0
+        if empty.display != show_empty:
+            empty.display = show_empty
+        note = ""
         if hidden:
-            empty.update(Text(f"{hidden} more workers not shown (use / to filter)", style="dim"))
+            note = f"{hidden} more workers not shown (use / to filter)"
         elif not shown:
-            empty.update(Text("no live workers: approve a decision to start some"
-                              if self.ready else "starting the engine…", style="dim"))
+            note = "no live workers: approve a decision to start some" if self.ready else "starting the engine…"
+        if note and note != getattr(empty, "_note", None):  # Static.update re-lays out the whole screen
+            empty._note = note  # type: ignore[attr-defined]
+            empty.update(Text(note, style="dim"))
 
     # ------------------------------------------------------------------ selection
     def selected_decision(self) -> DecisionView | None:
@@ -760,6 +808,12 @@ def _real_terminal_driver() -> Any:
 
         return SafeLinuxDriver
     return None
+
+
+def _set_title(widget: Any, title: str) -> None:
+    """A panel's border title, set only when it changed (every assignment repaints the whole panel)."""
+    if widget.border_title != title:
+        widget.border_title = title
 
 
 def _ram_low(ram: dict[str, Any]) -> bool:

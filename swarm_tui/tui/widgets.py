@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
@@ -128,8 +129,10 @@ def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]]) -
         for key, cells in rows:
             old = table.get_row(key)
             for col, (a, b) in enumerate(zip(old, cells, strict=False)):
-                if str(a) != str(b):
-                    table.update_cell(key, table.ordered_columns[col].key, b, update_width=True)
+                was, now = str(a), str(b)
+                if was != now:  # columns only grow: re-measure only a cell that got wider (it is costly)
+                    table.update_cell(key, table.ordered_columns[col].key, b,
+                                      update_width=cell_len(now) > cell_len(was))
         return
     selected = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
