@@ -109,7 +109,15 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
                 await submit(2)
                 stored = len(state.results)
                 await until(lambda s=stored: len(state.results) > s, 30, "a result before the kill")
-                await fo.wait_open(1, 30)
+                # streams open right now: on a slow machine the round's jobs may all be done already, so
+                # keep the swarm busy with one more task while none is streaming
+                end, fed = time.monotonic() + 45, time.monotonic()
+                while fo.open < 1:
+                    assert time.monotonic() < end, "no stream ever opened"
+                    if time.monotonic() - fed > 1.5:
+                        await submit(1)
+                        fed = time.monotonic()
+                    await asyncio.sleep(0.01)
                 srv.kill()  # kill -9: no goodbye
                 t_kill = time.monotonic()
                 await asyncio.sleep(0.7)  # the outage

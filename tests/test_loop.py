@@ -475,8 +475,9 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
                     role=d.plan[i].role, model=MODEL, step=i, state="done", text=text, started_at=1.0,
                     ended_at=2.0 + i))
             await until(lambda: len(engine.state.task_results(tid)) == 2, 5, "results")
-            table = app.query_one("#tasks", DataTable)
-            await until(lambda: table.row_count == 1, 5, "the task row")
+            # under load the panels may still be settling: wait for the table rather than query it once
+            table = await until(lambda: next(iter(app.query("#tasks").results(DataTable)), None), 10, "the table")
+            await until(lambda: table.row_count == 1, 10, "the task row")
             table.focus()
             await pilot.press("enter")
             await until(lambda: isinstance(app.screen, TextScreen), 5, "the results screen")

@@ -75,7 +75,7 @@ def make_app(engine: Engine) -> SwarmApp:
 
 
 async def started(app: SwarmApp, pilot: Any) -> None:
-    await until(lambda: app.ready)
+    await until(lambda: app.ready, 15)  # the engine starts after the first frame; a loaded machine is slow
     await pilot.pause()
 
 
