@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input
 
 from swarm_tui.engine import subjects as S
@@ -31,10 +32,14 @@ HOSTILE = ("[bold red]ALERT[/] \x1b[2J\x1b[H \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;p
 SIZE = (160, 48)
 
 
-async def until(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
+async def until(cond: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll until cond() is truthy. Generous: a loaded CI machine refreshes the screen slowly."""
     end = time.monotonic() + timeout
     while True:
-        v = cond()
+        try:
+            v = cond()
+        except (KeyError, IndexError, LookupError, NoMatches):  # a row or widget that has not arrived yet
+            v = None
         if v:
             return v
         if time.monotonic() > end:
@@ -42,7 +47,7 @@ async def until(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
         await asyncio.sleep(0.02)
 
 
-async def until_async(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+async def until_async(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
     end = time.monotonic() + timeout
     while True:
         v = await fn()
