@@ -158,7 +158,7 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
           f"{len(fo.requests)} calls ({cut} cut), outages {[round(x, 2) for x in outages]} s, "
           f"first result after restart {[round(x, 2) for x in recoveries]} s, spend ${stored_spend:.6f} "
           f"= provider ${reported:.6f}")
-    assert len(submitted) == 24
+    assert len(submitted) >= 24  # 6 + 3 rounds x (2 + 4 during the outage), plus any fed to keep it busy
     decided = {tid for e in evs if isinstance(e, Decision) for tid in e.task_ids}
     assert decided >= set(submitted)  # every task decided
     assert not dup
