@@ -5,10 +5,10 @@ Usage::
     async with FakeOllama() as fo:              # listens on 127.0.0.1:<free port>
         client = ollama.AsyncClient(host=fo.url)  # fo.url == "http://127.0.0.1:PORT"
         fo.pulled.add("gemma2:2b")                # default: {"gemma2:2b"}
-        fo.script('{"workers": []}')              # next /api/chat answers this text
+        fo.script('{"reason": "", "tasks": []}')  # next /api/chat answers this text
         fo.script(Answer(status=500, error="boom"), Answer(delay=2.0, content="late"))
-        fo.script(Answer(content='{"workers": [', disconnect=True))   # dies mid-answer
-        fo.default = '{"workers": []}'            # answer when the queue is empty (str, Answer or
+        fo.script(Answer(content='{"tasks": [', disconnect=True))   # dies mid-answer
+        fo.default = '{"reason": "", "tasks": []}'  # answer when the queue is empty (str, Answer or
                                                   # a callable(body: dict) -> str | Answer)
         fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000}]    # what /api/ps reports
         ...
@@ -41,6 +41,8 @@ class Answer:
     error: str = ""
     delay: float = 0.0         # seconds before anything is sent
     disconnect: bool = False   # send part of the answer, then drop the connection
+    done_reason: str = "stop"  # "length": the answer was cut at num_predict (Ollama API doc, chat response)
+    prompt_eval_count: int | None = None  # None: the prompt's characters / 4, at most num_ctx (see _prompt_tokens)
 
 
 Scripted = str | Answer | Callable[[dict[str, Any]], "str | Answer"]
@@ -62,7 +64,7 @@ class FakeOllama:
         self.pulled: set[str] = set(pulled) if pulled is not None else {"gemma2:2b"}
         self.loaded: list[dict[str, Any]] = []
         self.queue: list[Scripted] = []
-        self.default: Scripted = '{"workers": []}'
+        self.default: Scripted = '{"reason": "", "tasks": []}'
         self.requests: list[dict[str, Any]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -153,8 +155,9 @@ class FakeOllama:
         stream = bool(body.get("stream", True))
         final: dict[str, Any] = {"model": model, "created_at": _now(),
                                  "message": {"role": "assistant", "content": ""},
-                                 "done": True, "done_reason": "stop", "total_duration": 1_000_000, "load_duration": 0,
-                                 "prompt_eval_count": 10, "prompt_eval_duration": 1000, "eval_count": 5,
+                                 "done": True, "done_reason": ans.done_reason, "total_duration": 1_000_000,
+                                 "load_duration": 0, "prompt_eval_count": _prompt_tokens(body, ans),
+                                 "prompt_eval_duration": 1000, "eval_count": max(1, len(ans.content) // 4),
                                  "eval_duration": 1000}
         if not stream:
             final["message"]["content"] = ans.content
@@ -190,3 +193,29 @@ class FakeOllama:
             request.transport.close()
         resp.force_close()
         return resp
+
+
+def _prompt_tokens(body: dict[str, Any], ans: Answer) -> int:
+    """``prompt_eval_count`` as Ollama reports it (API doc, "Generate a chat completion": the number of tokens in
+    the prompt): here the messages' characters / 4, and never more than ``num_ctx``, since Ollama cuts an
+    over-long prompt from the front to fit the window (docs/faq.md, context window) without an error."""
+    if ans.prompt_eval_count is not None:
+        return ans.prompt_eval_count
+    chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or [] if isinstance(m, dict))
+    ctx = int((body.get("options") or {}).get("num_ctx") or 2048)
+    return min(ctx, 16 + chars // 4)
+
+
+def offered_ids(body: dict[str, Any]) -> list[str]:
+    """The task ids a heartbeat request offered (the enum of its ``format`` schema)."""
+    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"])
+
+
+def offered_roles(body: dict[str, Any]) -> list[str]:
+    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["roles"]["items"]["enum"])
+
+
+def plan(*entries: tuple[str, list[str] | str, int], reason: str = "looks right") -> str:
+    """A compact plan as the model writes it: (task id, roles in step order, count) per task."""
+    return json.dumps({"reason": reason, "tasks": [
+        {"task_id": t, "roles": [r] if isinstance(r, str) else list(r), "count": n} for t, r, n in entries]})

@@ -23,7 +23,7 @@ from swarm_tui.engine.messages import Approval, Decision, Task, new_id
 from swarm_tui.engine.state import SwarmState
 
 from .conftest import base_env, make_config, run_cli
-from .fake_ollama import Answer, FakeOllama
+from .fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, plan
 
 MODEL = "gemma2:2b"
 
@@ -71,13 +71,11 @@ def decisions(engine: Engine) -> list[Decision]:
 
 def echo_plan(body: dict[str, Any]) -> str:
     """A valid plan for whatever tasks the request offers: one research worker each."""
-    ids = body["format"]["$defs"]["AdviceWorker"]["properties"]["task_id"]["enum"]
-    return plan_json(*((i, "research", 1) for i in ids))
+    return plan_json(*((i, "research", 1) for i in offered_ids(body)))
 
 
 def plan_json(*workers: tuple[str, str, int]) -> str:
-    return json.dumps({"workers": [{"task_id": t, "role": r, "count": n} for t, r, n in workers],
-                       "reason": "looks right"})
+    return plan(*workers)
 
 
 class Spend:
@@ -154,10 +152,7 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(tmp_path: P
         async with running(cfg, ram=Ram(True)) as (engine, cond):
             a = await submit(engine, "write a python function")
             b = await submit(engine, "summarise the docs")
-            answer = json.dumps({"workers": [{"task_id": a, "role": "code", "count": 1},
-                                             {"task_id": b, "role": "research", "count": 1},
-                                             {"task_id": b, "role": "analysis", "count": 1, "step": 1}],
-                                 "reason": "split by kind"})
+            answer = plan((a, "code", 1), (b, ["research", "analysis"], 1), reason="split by kind")
             fo.default = answer
             d = (await until(lambda: decisions(engine)))[0]
             assert d.source == f"ollama:{MODEL}" and d.error == "" and d.clamps == []
@@ -167,10 +162,11 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(tmp_path: P
             assert d.raw == answer and d.latency_ms > 0 and 0 < d.est_cost_min <= d.est_cost_max
             assert "split by kind" in d.reason
             body = fo.chats()[0]["json"]
-            assert body["options"] == {"num_ctx": cfg["ollama.num_ctx"], "temperature": 0}
+            assert body["options"]["num_ctx"] == cfg["ollama.num_ctx"] and body["options"]["temperature"] == 0
+            assert 0 < body["options"]["num_predict"] <= cfg["ollama.num_ctx"] // 2  # every call is bounded
             assert body["keep_alive"] == cfg["ollama.keep_alive"] and body["stream"] is False
-            assert body["format"]["$defs"]["AdviceWorker"]["properties"]["role"]["enum"] == list(cfg.roles)
-            assert sorted(body["format"]["$defs"]["AdviceWorker"]["properties"]["task_id"]["enum"]) == sorted([a, b])
+            assert offered_roles(body) == list(cfg.roles)
+            assert sorted(offered_ids(body)) == sorted([a, b])
             info = cond.info()
             assert info["source"] == f"ollama:{MODEL}" and info["ollama_reachable"] is True
             assert info["last_decision"] == d.id and info["approval"] == "manual"
@@ -190,18 +186,17 @@ async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path,
         cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=5)
         async with running(cfg, spend=Spend(remaining=1.0, worst=0.01)) as (engine, cond):
             ids: list[str] = []
-            fo.default = lambda body: json.dumps({"workers": [
-                {"task_id": ids[0], "role": "research", "count": 9, "max_tokens": 99_999},
-                {"task_id": "t-made-up", "role": "research"},
-                {"task_id": ids[0], "role": "openrouter/some/free-model"},
-                {"task_id": ids[1], "role": "analysis", "count": 4}]})
+            fo.default = lambda body: json.dumps({"reason": "", "tasks": [
+                {"task_id": ids[0], "roles": ["research"], "count": 9},
+                {"task_id": "t-made-up", "roles": ["research"], "count": 1},
+                {"task_id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
+                {"task_id": ids[1], "roles": ["analysis"], "count": 4}]})
             ids += [await submit(engine, "summarise everything"), await submit(engine, "compare them")]
             d = (await until(lambda: decisions(engine)))[0]
             assert d.source == f"ollama:{MODEL}"
             assert [(p.task_id, p.role) for p in d.plan] == [(ids[0], "research")] * 3 + [(ids[1], "analysis")] * 2
             assert all(p.max_tokens == cfg.roles[p.role].max_tokens for p in d.plan)
             reasons = {c.what: c.reason for c in d.clamps}
-            assert "allows at most" in reasons["workers[0].max_tokens"]
             assert "3 workers per task" in reasons["workers[0].count"]
             assert "not a ready task" in reasons["workers[1].task_id"]
             assert "not a configured role" in reasons["workers[2].role"]
@@ -237,7 +232,7 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(case: str, tmp_pat
         if case == "garbage":
             fo.default = lambda body: "Sure! Here is the plan: " + greedy()
         elif case == "wrong_schema":
-            fo.default = lambda body: json.dumps({"jobs": json.loads(greedy())["workers"]})
+            fo.default = lambda body: json.dumps({"jobs": json.loads(greedy())["tasks"]})
         elif case == "not_pulled":
             fo.pulled = set()
         elif case == "timeout":
@@ -416,13 +411,14 @@ async def test_hostile_answers_never_leave_the_envelope(tmp_path: Path, nats_ser
     ids: list[str] = []
     nasty = [
         lambda: plan_json((ids[-1], "code", 50)),
-        lambda: json.dumps({"workers": [{"task_id": ids[-1], "role": "code", "max_tokens": 10**9}]}),
-        lambda: json.dumps({"workers": [{"task_id": ids[-1], "role": "research", "step": 99}]}),
-        lambda: json.dumps({"workers": [{"task_id": ids[-1], "role": "research", "count": 2}] * 200}),
+        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["code"], "count": 1,
+                                                     "max_tokens": 10**9}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
         lambda: "[" * 50_000 + "]" * 50_000,
-        lambda: json.dumps({"workers": [{"task_id": ids[-1] + "\u202e", "role": "code"}]}),
-        lambda: json.dumps({"workers": [{"task_id": ids[-1], "role": "research", "model": "openai/gpt-5",
-                                         "count": 1}], "reason": "x" * 5000}),
+        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
+        lambda: json.dumps({"tasks": [{"task_id": ids[-1], "roles": ["research"], "model": "openai/gpt-5",
+                                       "count": 1}], "reason": "x" * 5000}),
         lambda: "\x00\xff" * 1000,
     ]
     async with FakeOllama() as fo:
@@ -445,11 +441,11 @@ async def test_fake_ollama_speaks_both_wire_formats() -> None:
 
     async with FakeOllama() as fo:
         client = ollama.AsyncClient(host=fo.url)
-        fo.script('{"workers": []}', '{"workers": [1, 2, 3]}', Answer(content="x" * 40, disconnect=True))
+        fo.script('{"tasks": []}', '{"tasks": [1, 2, 3]}', Answer(content="x" * 40, disconnect=True))
         r = await client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-        assert r.message.content == '{"workers": []}'
+        assert r.message.content == '{"tasks": []}'
         parts = [p.message.content or "" async for p in await client.chat(model=MODEL, messages=[], stream=True)]
-        assert "".join(parts) == '{"workers": [1, 2, 3]}' and len(parts) > 2
+        assert "".join(parts) == '{"tasks": [1, 2, 3]}' and len(parts) > 2
         with pytest.raises(httpx.HTTPError):
             async for _ in await client.chat(model=MODEL, messages=[], stream=True):
                 pass

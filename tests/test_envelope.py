@@ -21,6 +21,7 @@ from swarm_tui.engine.envelope import (
     parse_advice,
     rules_advice,
     violations,
+    worst_case_tokens,
 )
 
 ROLES = [RoleSpec("research", "openrouter/a/cheap", 800), RoleSpec("analysis", "openrouter/b/mid", 1200),
@@ -116,10 +117,11 @@ def test_budget_clamp_keeps_the_worst_case_under_the_budget() -> None:
 
 @pytest.mark.parametrize("text, fragment", [
     ("not json at all {", "not valid JSON"),
-    ('{"jobs": []}', "workers"),
-    ('{"workers": [{"task_id": "t-0"}]}', "role"),
+    ('{"jobs": []}', "tasks"),
+    ('{"reason": "", "tasks": [{"task_id": "t-0", "count": 1}]}', "roles"),
     ('[1, 2]', "schema"),
-    ('{"workers": [{"task_id": "t-0", "role": "code", "count": -1}]}', "count"),
+    ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": ["code"], "count": -1}]}', "count"),
+    ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": [], "count": 1}]}', "roles"),
 ])
 def test_parse_advice_rejects_bad_answers_with_a_reason(text: str, fragment: str) -> None:
     with pytest.raises(AdviceError) as ei:
@@ -128,11 +130,50 @@ def test_parse_advice_rejects_bad_answers_with_a_reason(text: str, fragment: str
 
 
 def test_schema_lists_roles_and_tasks_as_enums() -> None:
-    schema = advice_schema(["research", "code"], ["t-1", "t-2"])
-    w = schema["$defs"]["AdviceWorker"]["properties"]
-    assert w["role"]["enum"] == ["research", "code"] and w["task_id"]["enum"] == ["t-1", "t-2"]
-    assert "workers" in schema["required"]
-    json.dumps(schema)
+    schema = advice_schema(["research", "code"], ["t-1", "t-2"], max_per_task=3)
+    w = schema["properties"]["tasks"]["items"]["properties"]
+    assert w["roles"]["items"]["enum"] == ["research", "code"] and w["task_id"]["enum"] == ["t-1", "t-2"]
+    assert w["count"]["enum"] == [1, 2, 3]  # the grammar converter ignores minimum/maximum: an enum binds
+    assert schema["required"] == ["reason", "tasks"] and json.dumps(schema)
+
+
+def _bounds(node: Any) -> list[int]:
+    out = []
+    if isinstance(node, dict):
+        out += [int(v) for k, v in node.items() if k in ("maxLength", "maxItems", "minItems", "minLength")]
+        for v in node.values():
+            out += _bounds(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _bounds(v)
+    return out
+
+
+@pytest.mark.parametrize("n_tasks, max_workers", [(1, 10), (8, 10), (100, 50), (100, 200)])
+def test_schema_bounds_stay_far_from_the_grammar_limit(n_tasks: int, max_workers: int) -> None:
+    """llama.cpp's grammar parser refuses repetitions at MAX_REPETITION_THRESHOLD (2000): every bound here stays
+    far below, and the arrays are bounded by what the beat can use."""
+    ids = [f"t-mfx3k2a1-{i:04x}" for i in range(n_tasks)]
+    schema = advice_schema(["research", "analysis", "code"], ids, max_per_task=3, max_workers=max_workers)
+    assert max(_bounds(schema)) <= 200
+    assert schema["properties"]["tasks"]["maxItems"] == min(n_tasks, max_workers)
+    assert schema["properties"]["tasks"]["items"]["properties"]["roles"]["maxItems"] == 3
+    worst = worst_case_tokens(schema)
+    assert worst_case_tokens(advice_schema(["research"], ids[:1])) < worst
+    longest = plan(*[(i, ["research", "analysis", "code"], 3) for i in ids[:min(n_tasks, max_workers)]],
+                   reason="x" * 160)
+    assert len(longest) / 2 < worst  # the densest real answer stays inside the bound
+
+
+def plan(*entries: tuple[str, list[str], int], reason: str = "") -> str:
+    return json.dumps({"reason": reason, "tasks": [{"task_id": t, "roles": r, "count": n} for t, r, n in entries]})
+
+
+def test_the_compact_plan_becomes_steps_in_order() -> None:
+    advice = parse_advice(plan(("t-0", ["research", "analysis"], 2), ("t-1", ["code"], 1), reason="r"))
+    assert [(w.task_id, w.role, w.step, w.count) for w in advice.workers] == [
+        ("t-0", "research", 0, 2), ("t-0", "analysis", 1, 2), ("t-1", "code", 0, 1)]
+    assert parse_advice(plan(reason="x" * 5000)).reason == "x" * 160
 
 
 def test_rules_choose_a_role_from_the_task_words() -> None:
@@ -148,17 +189,17 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), s
                          st.sampled_from(["t-0", "t-1", "t-9", "research", "code", "local", "poet", ""]),
                          st.text(max_size=12))
 json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(
-    st.sampled_from(["task_id", "role", "count", "step", "max_tokens", "workers", "reason", "x"]), c, max_size=5),
+    st.sampled_from(["task_id", "roles", "count", "step", "max_tokens", "tasks", "reason", "x"]), c, max_size=5),
     max_leaves=20)
-worker_like = st.fixed_dictionaries({
+task_like = st.fixed_dictionaries({
     "task_id": st.sampled_from(["t-0", "t-1", "t-2", "t-3", "t-9", "x"]),
-    "role": st.sampled_from(["research", "analysis", "code", "local", "poet"]),
-}, optional={"count": st.integers(-3, 60), "step": st.integers(-1, 25),
-             "max_tokens": st.integers(-5, 300_000) | st.none()})
+    "roles": st.lists(st.sampled_from(["research", "analysis", "code", "local", "poet"]), max_size=5),
+    "count": st.integers(-3, 60),
+}, optional={"max_tokens": st.integers(-5, 300_000) | st.none()})
 answers = st.one_of(
     st.text(max_size=200),
     json_values.map(json.dumps),
-    st.lists(worker_like, max_size=12).map(lambda ws: json.dumps({"workers": ws, "reason": "r"})),
+    st.lists(task_like, max_size=12).map(lambda ts: json.dumps({"tasks": ts, "reason": "r"})),
 )
 
 

@@ -36,7 +36,7 @@ from swarm_tui.engine.pool import Pool
 from swarm_tui.engine.state import SwarmState
 from tests.conftest import base_env, make_config, run_cli
 from tests.fake_ollama import Answer as OAnswer
-from tests.fake_ollama import FakeOllama
+from tests.fake_ollama import FakeOllama, offered_ids, plan
 from tests.fake_openrouter import Answer, FakeOpenRouter
 from tests.swarm_kit import KEY, MODEL, swarm_config
 from tests.test_envelope import ALL, env_of, est
@@ -258,11 +258,11 @@ def review_or_plan(follow: list[dict[str, Any]], *, review_log: list[dict[str, A
     """A fake model: a plan of one research worker per new task; in a review, ``follow`` (task ids filled)."""
 
     def answer(body: dict[str, Any]) -> str:
-        ids = body["format"]["$defs"]["AdviceWorker"]["properties"]["task_id"]["enum"]
+        ids = offered_ids(body)
         if "reviewing the results" in body["messages"][0]["content"]:
             review_log.append(body)
-            return json.dumps({"workers": [dict(w, task_id=ids[0]) for w in follow], "reason": "dig deeper"})
-        return json.dumps({"workers": [{"task_id": i, "role": "research"} for i in ids], "reason": "go"})
+            return plan(*((ids[0], w["role"], w["count"]) for w in follow), reason="dig deeper")
+        return plan(*((i, "research", 1) for i in ids), reason="go")
 
     return answer
 
@@ -359,7 +359,7 @@ async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server:
         assert max(d.decision.round for d in engine.state.decisions.values()) == 1
         assert "no follow-up" in cond.info()["review"]
         # the first review offered the cheap task only
-        offered = reviews[0]["format"]["$defs"]["AdviceWorker"]["properties"]["task_id"]["enum"]
+        offered = offered_ids(reviews[0])
         assert offered == [ids["cheap"]]
         assert engine.state.tasks[ids["pricey"]].spend_usd >= 0.0025
         assert len(d1) == 1 and d1[0].decision.task_ids == [ids["cheap"]]
@@ -390,9 +390,7 @@ async def test_the_conductor_and_a_local_worker_never_overlap_on_the_local_lane(
     async with FakeOllama() as ol, FakeOpenRouter() as fo:
         def answer(body: dict[str, Any]) -> OAnswer:
             if "format" in body:  # the conductor's structured call
-                ids = body["format"]["$defs"]["AdviceWorker"]["properties"]["task_id"]["enum"]
-                return OAnswer(delay=0.25, content=json.dumps({"workers": [{"task_id": i, "role": "research"}
-                                                                           for i in ids]}))
+                return OAnswer(delay=0.25, content=plan(*((i, "research", 1) for i in offered_ids(body))))
             return OAnswer(delay=0.25, content="local worker output")
 
         ol.default = answer

@@ -98,6 +98,10 @@ async def test_ollama_loaded_models_are_read(tmp_path: Path) -> None:
         assert g.loaded_mb("ollama_chat/gemma2:2b") == pytest.approx(1907.3, abs=0.1)
         assert g.loaded_mb("ollama_chat/llama3:8b") is None
         assert g.ollama_reachable is True
+        # size includes the part on a GPU (size_vram): only the rest takes RAM
+        fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000, "size_vram": 1_500_000_000}]
+        r = await g.sample()
+        assert r.local_models == [{"name": "gemma2:2b", "size_mb": pytest.approx(476.8, abs=0.1)}]
         assert g.info()["local_models"][0]["name"] == "gemma2:2b"
         fo.loaded = []
         assert (await g.sample()).local_models == []

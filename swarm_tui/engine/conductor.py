@@ -69,6 +69,7 @@ class Conductor:
         self.note = ""  # why the last beat published nothing
         self.reachable: bool | None = None  # None: not asked yet
         self.last_error = ""
+        self.last_warning = ""  # the last model call's warning (its prompt filled the window)
         self.last_envelope: dict[str, Any] = {}
         self._started = False
         self._task: asyncio.Task[None] | None = None
@@ -223,6 +224,7 @@ class Conductor:
             result = await self.advisor.advise(env, env.tasks)
             self.reachable = result.reachable
             self.last_error = result.error
+            self.last_warning = result.warning
         if self.state.paused:
             self.note = "paused during the beat: no decision"
             return None
@@ -258,7 +260,8 @@ class Conductor:
             id=new_id("d"), task_ids=task_ids, plan=clamped.items, est_cost_min=clamped.est_min,
             est_cost_max=clamped.est_max, source=source, clamps=(early + clamped.clamps)[:500], raw=raw,
             latency_ms=latency, error=error[:2000], reason=summary[:2000], created_at=now,
-            expires_at=now + float(self.cfg["approval.expire_s"]), demo=self.demo)
+            expires_at=now + float(self.cfg["approval.expire_s"]), demo=self.demo,
+            warning=(result.warning if result is not None else "")[:500])
         await self.bus.publish_event(decision, msg_id=decision.id)
         self.state.apply(decision)
         self.decisions += 1
@@ -325,6 +328,7 @@ class Conductor:
         finally:
             self.status = "paused" if self.state.paused else "idle"
         self.reachable = result.reachable
+        self.last_warning = result.warning
         if result.advice is None:
             self.review_note = f"no follow-up review: {result.error}"
             return []
@@ -352,7 +356,7 @@ class Conductor:
                          source=result.source, clamps=clamped.clamps[:500], raw=result.raw,
                          latency_ms=result.latency_ms, reason=summary[:2000], created_at=now,
                          expires_at=now + float(self.cfg["approval.expire_s"]), round=min(100, rounds[tid]),
-                         demo=self.demo)
+                         demo=self.demo, warning=result.warning[:500])
             await self.bus.publish_event(d, msg_id=d.id)
             self.state.apply(d)
             self.decisions += 1
@@ -426,6 +430,7 @@ class Conductor:
             "source": source, "state": status,
             "ollama_model": self.cfg["ollama.model"] if self.use_ollama else None,
             "ollama_reachable": self.reachable, "ollama_error": self.last_error,
+            "ollama_warning": self.last_warning,
             "next_beat_s": None if nxt is None or math.isinf(nxt) else round(max(0.0, nxt), 1),
             "last_decision": self.last_decision, "beats": self.beats, "decisions": self.decisions,
             "approval": approval, "last_trigger": self.last_trigger, "note": self.note,

@@ -26,7 +26,33 @@ Estimate = Callable[[str, int, int], tuple[float, float]]  # (model, prompt_char
 
 
 # ---------------------------------------------------------------------------------------------- the advice
+# What the local model answers is a *compact plan*: per task, its roles in step order and a worker count per
+# step. The JSON schema below is sent as Ollama's ``format``; Ollama hands it to llama.cpp, whose
+# ``common/json-schema-to-grammar`` turns it into a GBNF grammar that binds every generated token. The limits
+# that shape it (llama.cpp's grammar parser and converter, measured against llama-cpp-python here):
+#
+# - The grammar parser refuses a repetition count at its ``MAX_REPETITION_THRESHOLD`` (2000), and a
+#   ``maxLength``/``maxItems`` is expanded into that many repetitions: a 2000-character ``reason`` alone was
+#   refused ("number of repetitions exceeds sane defaults"), every beat. Every bound here stays far below:
+#   ``reason`` REASON_CHARS; ``tasks`` at most the tasks offered (heartbeat.max_tasks_per_beat, <= MAX_TASKS)
+#   and at most the workers the beat may start; ``roles`` at most the roles allowed this beat, MAX_CHAIN and the
+#   per-task worker limit.
+# - The converter does not enforce integer ``minimum``/``maximum``: ``count`` is an ``enum`` of 1..the
+#   per-task limit, and everything is clamped again after parsing anyway.
+# - Every property is required, so the model writes one fixed shape with no optional key to decide on, and
+#   nothing it need not say: no per-worker max_tokens (the role has one), no step numbers (the order of
+#   ``roles`` is the order of steps).
+# - ``reason`` comes first: one short sentence before the plan is the only "thinking" a small model gets.
+# - Bounded arrays make the worst-case answer finite: ``worst_case_tokens`` sizes ``num_predict`` from it.
+MAX_TASKS = 100  # the most tasks one beat may offer (heartbeat.max_tasks_per_beat allows 1..100)
+MAX_CHAIN = 4  # the most roles one task may chain in one plan
+MAX_COUNT = 20  # the most workers per step the schema can express (heartbeat.max_workers_per_task allows 1..20)
+REASON_CHARS = 160  # one sentence
+
+
 class AdviceWorker(BaseModel):
+    """One worker (or ``count`` parallel workers) of a plan, as the clamp reads it."""
+
     model_config = ConfigDict(extra="ignore")
     task_id: str = Field(max_length=64, description="id of a ready task")
     role: str = Field(max_length=32, description="one of the configured roles")
@@ -36,22 +62,73 @@ class AdviceWorker(BaseModel):
 
 
 class Advice(BaseModel):
-    """What the local model is asked to answer (its JSON schema is Ollama's ``format``)."""
+    """A plan: what the clamp takes, from the model's compact answer (``parse_advice``) or from the rules."""
 
     model_config = ConfigDict(extra="ignore")
-    workers: list[AdviceWorker] = Field(max_length=200)
+    workers: list[AdviceWorker] = Field(max_length=400)
     reason: str = Field(default="", max_length=2000)
 
 
-def advice_schema(roles: Sequence[str], task_ids: Sequence[str]) -> dict[str, Any]:
-    """Advice's JSON schema, with the allowed roles and task ids as enums (a grammar for the model)."""
-    schema = Advice.model_json_schema()
-    props = schema["$defs"]["AdviceWorker"]["properties"]
-    if roles:
-        props["role"]["enum"] = list(roles)
-    if task_ids:
-        props["task_id"]["enum"] = list(task_ids)
-    return schema
+class PlanTask(BaseModel):
+    """One task of the model's compact answer: its roles in step order, ``count`` workers at each step."""
+
+    model_config = ConfigDict(extra="ignore")
+    task_id: str = Field(max_length=64)
+    roles: list[str] = Field(min_length=1, max_length=MAX_CHAIN)
+    count: int = Field(ge=1, le=50)
+
+
+class ModelPlan(BaseModel):
+    """The model's answer, exactly the shape of ``advice_schema``."""
+
+    model_config = ConfigDict(extra="ignore")
+    reason: str = ""
+    tasks: list[PlanTask] = Field(max_length=MAX_TASKS)
+
+    def to_advice(self) -> Advice:
+        workers = [AdviceWorker(task_id=t.task_id, role=r, count=t.count, step=i)
+                   for t in self.tasks for i, r in enumerate(t.roles)]
+        return Advice(workers=workers, reason=self.reason[:REASON_CHARS])
+
+
+def advice_schema(roles: Sequence[str], task_ids: Sequence[str], *, max_per_task: int = 3,
+                  max_workers: int | None = None) -> dict[str, Any]:
+    """The grammar for one beat: the allowed roles and task ids as enums, every array bounded by what the beat
+    can use (see the limits above): at most one entry per offered task and no more entries than workers the
+    beat may start; a chain no longer than the roles allowed or the per-task worker limit; a count within it."""
+    roles = list(roles)[:32] or ["none"]
+    task_ids = list(task_ids)[:MAX_TASKS]
+    per_task = max(1, min(MAX_COUNT, max_per_task))
+    entries = max(1, min(len(task_ids), max_workers if max_workers is not None else len(task_ids)))
+    task = {"type": "object",
+            "properties": {"task_id": {"type": "string", "enum": task_ids},
+                           "roles": {"type": "array", "items": {"type": "string", "enum": roles},
+                                     "minItems": 1, "maxItems": min(MAX_CHAIN, len(roles), per_task)},
+                           "count": {"type": "integer", "enum": list(range(1, per_task + 1))}},
+            "required": ["task_id", "roles", "count"]}
+    return {"type": "object",
+            "properties": {"reason": {"type": "string", "maxLength": REASON_CHARS},
+                           "tasks": {"type": "array", "items": task, "maxItems": entries}},
+            "required": ["reason", "tasks"]}
+
+
+def worst_case_tokens(schema: dict[str, Any]) -> int:
+    """The most tokens an answer bound by ``schema`` can take: each character of ``reason`` a token (the grammar
+    lets any character through), the enum literals and punctuation at two characters a token (generous: JSON
+    and ids tokenize at 2.5-4), and one token of whitespace per element (the grammar allows a newline and
+    indentation between any two)."""
+    props = schema["properties"]
+    item = props["tasks"]["items"]["properties"]
+    longest = max((len(json.dumps(t)) for t in item["task_id"]["enum"]), default=2)
+    role = max(len(json.dumps(r)) for r in item["roles"]["items"]["enum"])
+    chain = int(item["roles"]["maxItems"])
+    count = max(len(str(c)) for c in item["count"]["enum"])
+    n = int(props["tasks"]["maxItems"])
+    item_chars = len('{"task_id": , "roles": [], "count": }') + longest + chain * (role + 2) + count
+    item_elems = 8 + chain
+    reason = int(props["reason"]["maxLength"])
+    head = len('{"reason": "", "tasks": []}')
+    return reason + math.ceil((head + n * item_chars) / 2) + 8 + n * item_elems
 
 
 class AdviceError(ValueError):
@@ -59,13 +136,14 @@ class AdviceError(ValueError):
 
 
 def parse_advice(text: str) -> Advice:
-    """The model's raw text to an Advice, or AdviceError (invalid JSON or a schema mismatch)."""
+    """The model's raw text (a compact plan) to an Advice, or AdviceError (invalid JSON or a schema
+    mismatch)."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise AdviceError(f"the model's answer is not valid JSON ({type(exc).__name__})") from None
     try:
-        return Advice.model_validate(obj)
+        return ModelPlan.model_validate(obj).to_advice()
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())) or "answer"

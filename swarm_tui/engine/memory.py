@@ -57,17 +57,24 @@ def psutil_reading() -> RamReading:
                       children_rss_mb=kids, at=time.time())
 
 
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def parse_ps(body: Any) -> list[dict[str, Any]]:
-    """Ollama's ``{"models": [{"name", "size"}]}`` to ``[{"name", "size_mb"}]``."""
+    """Ollama's ``{"models": [{"name", "size", "size_vram"}]}`` to ``[{"name", "size_mb"}]``, where ``size_mb``
+    is the model's share of *RAM*: Ollama's API doc ("List Running Models") gives ``size`` as the whole loaded
+    model, VRAM included, and ``size_vram`` as the part on the GPU, so RAM is ``size - size_vram``."""
     out: list[dict[str, Any]] = []
     models = body.get("models") if isinstance(body, dict) else None
     for m in models if isinstance(models, list) else []:
         if not isinstance(m, dict):
             continue
         name = m.get("name") or m.get("model")
-        size = m.get("size", 0)
-        if isinstance(name, str) and isinstance(size, int | float) and not isinstance(size, bool):
-            out.append({"name": name[:128], "size_mb": round(max(0.0, float(size)) / MB, 1)})
+        size = _num(m.get("size", 0))
+        vram = _num(m.get("size_vram", 0)) or 0.0
+        if isinstance(name, str) and size is not None:
+            out.append({"name": name[:128], "size_mb": round(max(0.0, size - max(0.0, vram)) / MB, 1)})
     return out
 
 

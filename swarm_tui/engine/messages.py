@@ -107,6 +107,7 @@ class Decision(Msg):
     created_at: float
     expires_at: float
     round: int = Field(default=0, ge=0, le=100)  # 0: first decision for its tasks; n: n-th follow-up
+    warning: str = Field(default="", max_length=500)  # about the model's call (its prompt filled the window)
     demo: bool = False
 
 
