@@ -259,6 +259,32 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(case: str, tmp_pat
                 assert d.raw.startswith("Sure! Here is the plan")
 
 
+async def test_a_cut_answer_is_recorded_as_cut(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+    """done_reason "length": the answer hit num_predict (Ollama's chat response says so): the rules decide and the
+    decision's error says why, even when the cut text happens to parse."""
+    async with FakeOllama() as fo:
+        fo.default = lambda body: Answer(content=echo_plan(body), done_reason="length")
+        async with running(conf(tmp_path, nats_server, fo.url)) as (engine, cond):
+            await submit(engine, "summarise the docs")
+            d = (await until(lambda: decisions(engine)))[0]
+            n = fo.chats()[0]["json"]["options"]["num_predict"]
+            assert d.source == "rules" and f"cut at num_predict={n} tokens (done_reason: length)" in d.error
+
+
+async def test_a_full_window_is_a_warning_on_the_decision(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+    """prompt_eval_count with no room left for the answer means Ollama may have cut the prompt's front: the plan
+    is still used, and the decision and the conductor's info carry the warning."""
+    async with FakeOllama() as fo:
+        fo.default = lambda body: Answer(content=echo_plan(body),
+                                         prompt_eval_count=body["options"]["num_ctx"] - 10)
+        async with running(conf(tmp_path, nats_server, fo.url)) as (engine, cond):
+            await submit(engine, "summarise the docs")
+            d = (await until(lambda: decisions(engine)))[0]
+            assert d.source == f"ollama:{MODEL}" and d.error == ""
+            assert "front may have been cut" in d.warning and "num_ctx 4096" in d.warning
+            assert cond.info()["ollama_warning"] == d.warning
+
+
 async def test_ollama_is_retried_on_later_beats(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOllama() as fo:
         fo.pulled = set()

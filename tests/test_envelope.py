@@ -223,3 +223,41 @@ def test_no_model_answer_leaves_the_envelope(answer: str, scale: int, live: int,
     if ram_ok is False:
         assert all(not p.model.startswith("ollama_chat/") for p in out.items)
     assert all(p.task_id in env.task_ids for p in out.items)
+
+
+# ---------------------------------------------------------------------------------------------- prompt sizing
+def test_prompts_shrink_to_the_window_with_the_system_part_whole(tmp_path: Any) -> None:
+    """The review beat with 8 finished tasks and 6 long results each fits the default num_ctx by the sizer's
+    own (conservative) estimate; texts shrink before any task is dropped, and a tiny window still keeps one."""
+    from swarm_tui.engine.advisor import (
+        RESULT_CHARS,
+        REVIEW_SYSTEM,
+        TASK_CHARS,
+        TEMPLATE_TOKENS,
+        Advisor,
+        ReviewTask,
+        build_review_prompt,
+    )
+    from swarm_tui.engine.lane import LocalLane
+
+    from .conftest import make_config
+
+    env = compute_envelope(ROLES[:3], tasks(8), scale=10, live_workers=0, max_per_task=3, estimate=est,
+                           remaining_usd=None)
+    items = [ReviewTask(t.id, "y" * 2000, [("research", "done", "z" * 5000)] * 6, 1, 2, 0.0, 1.0) for t in env.tasks]
+    for ctx, want in ((4096, 8), (1024, None)):
+        adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx), LocalLane())
+        prompt, offered, schema = adv.fit(REVIEW_SYSTEM, items, lambda ts, k: build_review_prompt(
+            env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)), lambda ids: Advisor.schema(env, ids))
+        num_predict, _ = adv.prompt_budget(schema, REVIEW_SYSTEM)
+        assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == [t.id for t in offered]
+        used = adv.sizer.tokens(len(prompt) + len(REVIEW_SYSTEM)) + TEMPLATE_TOKENS
+        assert used + num_predict <= ctx, (ctx, used, num_predict)
+        assert (len(offered) == want) if want else (1 <= len(offered) < 8)
+        full = build_review_prompt(env, offered)
+        assert len(prompt) < len(full)  # trimmed, not sent whole
+    # the sizer learns from prompt_eval_count, and only ever toward a smaller ratio than it saw
+    adv.sizer.learn(12_000, 3_000)
+    assert adv.sizer.chars_per_token == pytest.approx(0.9 * 12_000 / (3_000 - TEMPLATE_TOKENS / 2))
+    adv.sizer.learn(12_000, 500)  # a cached prefix makes a prompt look cheap: ignored by the minimum
+    assert adv.sizer.chars_per_token < 4.0

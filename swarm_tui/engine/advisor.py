@@ -224,23 +224,36 @@ class Advisor:
         left = ctx - num_predict - TEMPLATE_TOKENS - self.sizer.tokens(len(system))
         return num_predict, max(0, int(left * self.sizer.chars_per_token))
 
-    async def advise(self, env: Envelope, tasks: Sequence[ReadyTask]) -> AdviceResult:
-        def schema_for(ids: list[str]) -> dict[str, Any]:
-            return advice_schema(list(env.roles), ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
+    def fit(self, system: str, tasks: Sequence[T], build: Callable[[Sequence[T], float], str],
+            schema_for: Callable[[list[str]], dict[str, Any]]) -> tuple[str, list[T], dict[str, Any]]:
+        """(user prompt, tasks offered, schema) that fit num_ctx together. Fewer tasks offered make a smaller
+        worst-case answer, which leaves the prompt more room: so the fit is tried again for what was kept."""
+        offered = list(tasks)
+        for _ in range(4):
+            schema = schema_for([t.id for t in offered])
+            _, budget = self.prompt_budget(schema, system)
+            prompt, kept = fit_prompt(offered, build, budget)
+            if len(kept) == len(offered):
+                return prompt, kept, schema
+            offered = kept
+        return prompt, kept, schema_for([t.id for t in kept])
 
-        _, budget = self.prompt_budget(schema_for([t.id for t in tasks]), SYSTEM)
-        prompt, offered = fit_prompt(tasks, lambda ts, k: build_prompt(env, ts, int(TASK_CHARS * k)), budget)
-        return await self._ask(SYSTEM, prompt, schema_for([t.id for t in offered]), [t.id for t in offered])
+    async def advise(self, env: Envelope, tasks: Sequence[ReadyTask]) -> AdviceResult:
+        prompt, offered, schema = self.fit(SYSTEM, tasks, lambda ts, k: build_prompt(env, ts, int(TASK_CHARS * k)),
+                                           lambda ids: self.schema(env, ids))
+        return await self._ask(SYSTEM, prompt, schema, [t.id for t in offered])
 
     async def review(self, env: Envelope, tasks: Sequence[ReviewTask]) -> AdviceResult:
         """Ask whether finished tasks need a follow-up (same schema; no tasks listed means none)."""
-        def schema_for(ids: list[str]) -> dict[str, Any]:
-            return advice_schema(list(env.roles), ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
+        prompt, offered, schema = self.fit(
+            REVIEW_SYSTEM, tasks,
+            lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)),
+            lambda ids: self.schema(env, ids))
+        return await self._ask(REVIEW_SYSTEM, prompt, schema, [t.id for t in offered])
 
-        _, budget = self.prompt_budget(schema_for([t.id for t in tasks]), REVIEW_SYSTEM)
-        prompt, offered = fit_prompt(
-            tasks, lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)), budget)
-        return await self._ask(REVIEW_SYSTEM, prompt, schema_for([t.id for t in offered]), [t.id for t in offered])
+    @staticmethod
+    def schema(env: Envelope, task_ids: list[str]) -> dict[str, Any]:
+        return advice_schema(list(env.roles), task_ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
 
     async def _ask(self, system: str, prompt: str, schema: dict[str, Any], offered: list[str]) -> AdviceResult:
         timeout = float(self.cfg["ollama.timeout_s"])
