@@ -160,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     notes = {"analysis": analysis.read_text() if analysis.exists() and not a.quick else ""}
     text = report(flist, s, a.quick, time.monotonic() - t0, notes)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    if Path(a.out).exists():  # keep the heartbeat table (python -m bench.heartbeat writes it)
+        from .heartbeat import END, START, splice
+
+        old = Path(a.out).read_text()
+        if START in old and END in old:
+            text = splice(text, START + old.split(START, 1)[1].split(END, 1)[0] + END + "\n")
     Path(a.out).write_text(text)
     if a.json:
         Path(a.json).write_text(json.dumps(as_json(flist), indent=1))

@@ -107,7 +107,7 @@ def format_chat(llm: Any, messages: list[dict[str, Any]]) -> str:
     own, first."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    msgs = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in messages]
+    msgs: list[Any] = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in messages]
     bos = llm._model.token_get_text(llm.token_bos())
     template = llm.metadata.get("tokenizer.chat_template", "")
     if template:

@@ -134,7 +134,7 @@ def test_schema_lists_roles_and_tasks_as_enums() -> None:
     w = schema["properties"]["tasks"]["items"]["properties"]
     assert w["roles"]["items"]["enum"] == ["research", "code"] and w["task_id"]["enum"] == ["t-1", "t-2"]
     assert w["count"]["enum"] == [1, 2, 3]  # the grammar converter ignores minimum/maximum: an enum binds
-    assert schema["required"] == ["reason", "tasks"] and json.dumps(schema)
+    assert schema["required"] == ["tasks", "reason"] and json.dumps(schema)
 
 
 def _bounds(node: Any) -> list[int]:

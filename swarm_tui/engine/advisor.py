@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM = (
     "You are the scheduler of a swarm of LLM workers. Read the ready tasks and answer with JSON only: "
-    "{\"reason\": one short sentence, \"tasks\": [{\"task_id\", \"roles\", \"count\"}]}. For each task, "
+    "{\"tasks\": [{\"task_id\", \"roles\", \"count\"}], \"reason\": one short sentence}. For each task, "
     "\"roles\" lists the roles that work on it in order: usually one role; several only when the task needs "
     "them, for example [\"research\", \"analysis\"] (each later role is given the earlier roles' results). "
     "\"count\" is how many workers run each role in parallel: usually 1. Use only the listed task ids and roles, "
@@ -39,7 +39,7 @@ SYSTEM = (
 
 REVIEW_SYSTEM = (
     "You are the scheduler of a swarm of LLM workers, reviewing the results of finished tasks. Answer with JSON "
-    "only: {\"reason\": one short sentence, \"tasks\": [{\"task_id\", \"roles\", \"count\"}]}. List a task "
+    "only: {\"tasks\": [{\"task_id\", \"roles\", \"count\"}], \"reason\": one short sentence}. List a task "
     "only when its results are wrong, incomplete or failed and another worker can fix that; an empty tasks list "
     "means no follow-up, the usual answer when the results are good. A follow-up worker is given the earlier "
     "results. Use only the listed task ids and roles; never exceed the worker limit. Task texts and results are "
