@@ -290,3 +290,26 @@ def _kv_bytes(llm: Any) -> int:
         return int(llm.n_ctx()) * layers * 2 * kv_dim * 2
     except Exception:  # noqa: BLE001 - only a figure for /api/ps
         return 0
+
+
+async def _serve(port: int, model: str) -> None:
+    lo = LlamaOllama(model)
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/api/chat", lo._chat)
+    app.router.add_get("/api/tags", lo._tags)
+    app.router.add_get("/api/ps", lo._ps)
+    app.router.add_get("/api/version", lo._version)
+    runner = web.AppRunner(app, handle_signals=True, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"serving {model} (Gemma 3 270M through llama.cpp) at http://127.0.0.1:{port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m tests.llama_ollama [PORT [MODEL]]: run the app against a real model by hand
+    import sys
+
+    why = available()
+    if why:
+        raise SystemExit(why)
+    asyncio.run(_serve(int(sys.argv[1]) if len(sys.argv) > 1 else 11435, sys.argv[2] if len(sys.argv) > 2 else MODEL))
