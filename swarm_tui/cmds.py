@@ -84,6 +84,9 @@ async def status_data(cfg: Config) -> dict[str, Any]:
             from .engine.spend import read_ledger
 
             ledger = await read_ledger(bus, cfg, state.clock())
+        from .engine.reconcile import read_pending
+
+        pending = await read_pending(bus)
         bus_info = {"kind": bus.kind, "state": bus.state, "malformed": dict(bus.dead.counts),
                     "warnings": list(bus.warnings)}
     out: dict[str, Any] = {"version": __version__, "bus": bus_info}
@@ -99,6 +102,8 @@ async def status_data(cfg: Config) -> dict[str, Any]:
         from .engine.spend import offline_spend_summary
 
         out["spend"] = offline_spend_summary(cfg, state, ledger)
+    if isinstance(out["spend"], dict) and "reconciling" not in out["spend"]:
+        out["spend"]["reconciling"], out["spend"]["reconciling_usd"] = pending
     return out
 
 
@@ -152,6 +157,13 @@ def format_status(d: dict[str, Any]) -> str:
         lines.append(f"spend: today {_fmt_usd(sp.get('today_usd'))} of {_fmt_usd(sp.get('ceiling_usd'))}, "
                      f"reserved {_fmt_usd(sp.get('reserved_usd'))}, session {_fmt_usd(sp.get('session_usd'))}, "
                      f"prices: {sp.get('price_source', '?')}")
+        if sp.get("reconciling"):
+            lines.append(f"reconciling: {sp['reconciling']} attempt(s) awaiting their cost from OpenRouter, "
+                         f"{_fmt_usd(sp.get('reconciling_usd'))} held at worst case")
+        if "credits_left_usd" in sp:
+            left = sp.get("credits_left_usd")
+            lines.append("key limit left: " + (_fmt_usd(left) if left is not None else "none (no limit on the key, "
+                                               "or not checked)"))
         if sp.get("blocked_reason"):
             lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
     ram = d.get("ram") or {}

@@ -23,17 +23,35 @@ content byte), ``prompt_tokens``, ``cost`` (USD in the final usage chunk; None: 
 ``{"error": {"code", "message"}}``), ``retry_after`` (seconds, the Retry-After header with a 429),
 ``error_after`` (after this many tokens send an error chunk with ``finish_reason: "error"`` and end),
 ``drop_after`` (after this many tokens drop the TCP connection), ``stall_after``/``stall_s`` (after this
-many tokens send nothing for stall_s seconds, then go on).
+many tokens send nothing for stall_s seconds, then go on), ``keepalive_s`` (while waiting, before the first
+token or in a stall, send a ``: OPENROUTER PROCESSING`` comment this often; 0: only the one at the start),
+``reasoning`` (this many reasoning pieces "think<i> " in ``delta.reasoning`` / ``reasoning_details`` before the
+content), ``finish`` (the last chunk's ``finish_reason``: "length" with ``tokens=0`` is a model that spent
+max_tokens on reasoning), ``error_code`` / ``error_message`` (of the ``error_after`` chunk), ``headers`` (more
+response headers with an error ``status``, e.g. ``X-RateLimit-Reset``), ``afford`` (with ``status=402``: the
+per-request 402 "... You requested up to N tokens, but can only afford <afford>"; without it a 402 is the
+account's "Insufficient credits").
 
 Endpoints under ``/api/v1``: ``POST /chat/completions`` (SSE ``data: {...}`` chunks then ``data: [DONE]``
 when the body's ``stream`` is true, with the usage, including ``cost``, in a last chunk whose ``choices``
 is empty, as OpenRouter sends it; one JSON completion otherwise), ``GET /models`` (``{"data": [{"id",
-"pricing": {"prompt", "completion"}}]}``), ``GET /key`` (``{"data": fo.key}``).
+"pricing": {"prompt", "completion"}}]}``), ``GET /key`` (``{"data": fo.key}``), ``GET /generation?id=``
+(``{"data": {"id", "total_cost", "cancelled", "tokens_prompt", "tokens_completion", ...}}``, 404 "Generation
+not found" until ``fo.generation_lag`` seconds after the generation ended).
+
+Billing, as OpenRouter does it (``_bill``; ``fo.billed`` is the total, ``fo.generations`` the records by id): a
+complete answer costs its usage cost; a stream the client closed costs the complete answer when the model's
+provider bills cancellations (Google, Groq, Mistral, Bedrock: ``google/`` and ``mistralai/`` models, or
+``fo.providers[model] = "Groq"``), else the share of the tokens sent; an error chunk or a dropped connection
+costs the tokens sent. An HTTP error costs nothing.
 
 Each request record: ``model``, ``max_tokens``, ``stream``, ``body``, ``auth`` (True when a bearer key was
-sent; the key itself is not kept), ``status``, ``t_start``, ``t_first_byte``, ``t_end`` (time.monotonic(),
-None until then), ``tokens_sent``, ``closed_by_client`` (the client closed the stream before its end),
-``cost`` (the USD the usage chunk reported, set once it was sent; absent for a stream that did not finish).
+sent; the key itself is not kept), ``id`` (the generation id ``gen-<n>`` every chunk carries), ``status``,
+``t_start``, ``t_first_byte``, ``t_end`` (time.monotonic(), None until then), ``tokens_sent``,
+``closed_by_client`` (the client closed the stream before its end), ``cost`` (the USD the usage chunk
+reported, set once it was sent; absent for a stream that did not finish), ``headers`` (the request's headers
+but Authorization), ``reasoning_sent`` (reasoning pieces sent), ``billed`` (what the generation cost, once it
+ended).
 """
 
 from __future__ import annotations
@@ -64,6 +82,13 @@ class Answer:
     drop_after: int | None = None
     stall_after: int | None = None
     stall_s: float = 0.0
+    keepalive_s: float = 0.0
+    reasoning: int = 0
+    finish: str = "stop"
+    error_code: int | str = 502
+    error_message: str = "Provider returned error: upstream died"
+    headers: dict[str, str] | None = None
+    afford: int | None = None  # with status 402: "... You requested up to N tokens, but can only afford <afford>"
 
     def pieces(self) -> list[str]:
         if self.text is not None:
@@ -73,8 +98,18 @@ class Answer:
 
 Scripted = Answer | Callable[[dict[str, Any]], Answer]
 
+# Error bodies and codes as OpenRouter's "Errors and Debugging" page lists them
+# (https://openrouter.ai/docs/api/reference/errors-and-debugging).
 ERROR_TEXT = {402: "Insufficient credits", 429: "Rate limit exceeded", 500: "Internal Server Error",
-              502: "Bad gateway", 503: "Service unavailable", 401: "No auth credentials found"}
+              502: "Bad gateway", 503: "Service unavailable", 401: "No auth credentials found",
+              403: "Your chosen model requires moderation and your input was flagged", 408: "Request timed out"}
+
+
+# Providers that bill a cancelled stream in full: OpenRouter's streaming doc, "Stream Cancellation", lists them
+# as "Not Currently Supported" (https://openrouter.ai/docs/api-reference/streaming): "For non-streaming requests
+# or unsupported providers, the model will continue processing and you will be billed for the complete response."
+BILLS_CANCELLED = ("Google", "Google AI Studio", "Groq", "Mistral", "Amazon Bedrock")
+PROVIDER_OF_PREFIX = {"google/": "Google", "mistralai/": "Mistral"}
 
 
 class _Closed(Exception):
@@ -92,6 +127,14 @@ class FakeOpenRouter:
         }
         self.key: dict[str, Any] = {"limit_remaining": 10.0, "usage": 0.0, "limit": 10.0}
         self.requests: list[dict[str, Any]] = []
+        self._gen = 0  # generation ids handed out: gen-1, gen-2, ...
+        # Billing, as GET /api/v1/generation reports it (https://openrouter.ai/docs/api-reference/get-a-generation,
+        # "Get a generation"): one record per generation, readable ``generation_lag`` seconds after its end (404
+        # "not found" before: the stats lag); float("inf"): never. ``providers``: model -> provider name.
+        self.generations: dict[str, dict[str, Any]] = {}
+        self.generation_lag = 0.0
+        self.generation_asks = 0
+        self.providers: dict[str, str] = {}
         self.open = 0
         self.max_open = 0
         self._open_changed = asyncio.Event()
@@ -130,6 +173,7 @@ class FakeOpenRouter:
         app.router.add_post("/api/v1/chat/completions", self._chat)
         app.router.add_get("/api/v1/models", self._models)
         app.router.add_get("/api/v1/key", self._key)
+        app.router.add_get("/api/v1/generation", self._generation)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -159,21 +203,87 @@ class FakeOpenRouter:
             "body": body, "auth": request.headers.get("Authorization", "").startswith("Bearer "),
             "t_start": time.monotonic(), "t_first_byte": None, "t_end": None, "tokens_sent": 0,
             "closed_by_client": False, "status": 200,
+            # Who is calling: HTTP-Referer / X-Title (https://openrouter.ai/docs/app-attribution, "App
+            # Attribution"). Every header is kept but the key's.
+            "headers": {k: v for k, v in request.headers.items() if k.lower() != "authorization"},
         }
+        # Every chunk of one generation carries the same ``id``, the key of GET /api/v1/generation?id=
+        # (https://openrouter.ai/docs/api-reference/streaming, "Streaming": also the X-Generation-Id header).
+        self._gen += 1
+        rec["id"] = f"gen-{self._gen}"
         self.requests.append(rec)
         ans = self._next(body)
         if ans.status != 200:
             rec["status"] = ans.status
-            headers = {}
+            headers = dict(ans.headers or {})
             if ans.retry_after is not None:
+                # Retry-After (seconds) on 429 and 503 ("Errors and Debugging", "Retry-After header"); a 429
+                # also carries X-RateLimit-* headers, scripted in ``headers``
+                # (https://openrouter.ai/docs/api_reference/limits, "Limits").
                 headers["Retry-After"] = str(ans.retry_after)
             rec["t_end"] = time.monotonic()
-            msg = ERROR_TEXT.get(ans.status, "error")
-            return web.json_response({"error": {"code": ans.status, "message": msg}}, status=ans.status,
-                                     headers=headers)
+            err: dict[str, Any] = {"code": ans.status, "message": ERROR_TEXT.get(ans.status, "error")}
+            if ans.status == 402 and ans.afford is not None:
+                # a 402 for this request only ("Errors and Debugging", 402): fewer max_tokens would do
+                err["message"] = (f"This request requires more credits, or fewer max_tokens. You requested up to "
+                                  f"{body.get('max_tokens')} tokens, but can only afford {ans.afford}. To increase, "
+                                  "visit https://openrouter.ai/settings/credits and add more credits")
+            if ans.status == 403:  # a moderation flag carries its reasons ("Errors and Debugging", Moderation)
+                err["metadata"] = {"reasons": ["violence"], "flagged_input": "hi", "provider_name": "Fake",
+                                   "model_slug": body.get("model")}
+            return web.json_response({"error": err}, status=ans.status, headers=headers)
         if not rec["stream"]:
-            return await self._complete(request, body, ans, rec)
-        return await self._stream(request, body, ans, rec)
+            out: web.StreamResponse = await self._complete(request, body, ans, rec)
+        else:
+            out = await self._stream(request, body, ans, rec)
+        self._bill(rec, ans)
+        return out
+
+    # ------------------------------------------------------------------ billing
+    def provider_of(self, model: str) -> str:
+        for prefix, name in PROVIDER_OF_PREFIX.items():
+            if model.startswith(prefix):
+                return self.providers.get(model, name)
+        return self.providers.get(model, "Fake")
+
+    @property
+    def billed(self) -> float:
+        """What this fake OpenRouter has charged in all: every generation's total_cost."""
+        return round(sum(g["total_cost"] for g in self.generations.values()), 9)
+
+    def _bill(self, rec: dict[str, Any], ans: Answer) -> None:
+        """Charge a finished generation the way OpenRouter does: the usage cost of a complete answer; for a
+        stream the client closed, the complete answer when its provider bills cancellations in full (streaming
+        doc, "Stream Cancellation"), else the tokens sent; for an error or a drop, the tokens sent."""
+        units = len(ans.pieces()) + ans.reasoning
+        full = ans.cost if ans.cost is not None else round(len(ans.pieces()) * 1e-6, 9)
+        sent = int(rec.get("tokens_sent") or 0) + int(rec.get("reasoning_sent") or 0)
+        provider = self.provider_of(str(rec.get("model") or ""))
+        done = rec.get("cost") is not None or (sent >= units and not rec.get("closed_by_client"))
+        cancelled = bool(rec.get("closed_by_client")) and not done
+        if done or (cancelled and provider in BILLS_CANCELLED):
+            cost, n = (rec["cost"] if rec.get("cost") is not None else full), units
+        else:
+            cost, n = (round(full * sent / units, 9) if units else 0.0), sent
+        gid = str(rec.get("id") or f"gen-x{len(self.generations)}")
+        self.generations[gid] = {
+            "id": gid, "model": rec.get("model"), "provider_name": provider, "total_cost": cost,
+            "cancelled": cancelled, "streamed": rec.get("stream", False), "tokens_prompt": ans.prompt_tokens,
+            "tokens_completion": n, "finish_reason": "stop" if done else "cancelled" if cancelled else "error",
+            "ready_at": time.monotonic() + self.generation_lag,
+        }
+        rec["billed"] = cost
+
+    async def _generation(self, request: web.Request) -> web.Response:
+        """GET /api/v1/generation?id= ("Get a generation"): ``{"data": {..., "total_cost", "cancelled"}}``; 404
+        until the generation's stats are ready (they lag its end by seconds)."""
+        self.generation_asks += 1
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.json_response({"error": {"code": 401, "message": "No auth credentials found"}}, status=401)
+        g = self.generations.get(request.query.get("id", ""))
+        if g is None or time.monotonic() < g["ready_at"]:
+            return web.json_response({"error": {"code": 404, "message": "Generation not found"}}, status=404)
+        return web.json_response({"data": {k: v for k, v in g.items() if k != "ready_at"}})
 
     async def _complete(self, request: web.Request, body: dict[str, Any], ans: Answer,
                         rec: dict[str, Any]) -> web.Response:
@@ -184,7 +294,7 @@ class FakeOpenRouter:
         rec["t_first_byte"] = rec["t_end"] = time.monotonic()
         rec["cost"] = self._usage(ans, len(pieces)).get("cost")
         return web.json_response({
-            "id": "gen-fake", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
+            "id": rec["id"], "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
                          "finish_reason": "stop"}],
             "usage": self._usage(ans, len(pieces)),
@@ -197,14 +307,23 @@ class FakeOpenRouter:
             usage["cost"] = ans.cost if ans.cost is not None else round(n * 1e-6, 9)
         return usage
 
-    async def _pause(self, request: web.Request, seconds: float) -> None:
-        """Sleep, noticing a client that goes away meanwhile."""
-        end = time.monotonic() + seconds
+    async def _pause(self, request: web.Request, seconds: float, resp: web.StreamResponse | None = None,
+                     keepalive: float = 0.0) -> None:
+        """Sleep, noticing a client that goes away meanwhile; with ``keepalive`` and ``resp``, send an SSE
+        comment that often, as OpenRouter does "to prevent connection timeouts"
+        (https://openrouter.ai/docs/api-reference/streaming, "Streaming", Additional Information)."""
+        now = time.monotonic()
+        end = now + seconds
+        beat = now + keepalive if keepalive > 0 and resp is not None else None
         while True:
             tr = request.transport
             if tr is None or tr.is_closing():
                 raise _Closed
-            left = end - time.monotonic()
+            now = time.monotonic()
+            if beat is not None and now >= beat and resp is not None:
+                await resp.write(b": OPENROUTER PROCESSING\n\n")
+                beat = now + keepalive
+            left = end - now
             if left <= 0:
                 return
             await asyncio.sleep(min(0.02, left))
@@ -212,12 +331,12 @@ class FakeOpenRouter:
     async def _stream(self, request: web.Request, body: dict[str, Any], ans: Answer,
                       rec: dict[str, Any]) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
-                                                      "Cache-Control": "no-cache"})
+                                                      "Cache-Control": "no-cache", "X-Generation-Id": rec["id"]})
         model = body.get("model", "")
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-            obj = {"id": "gen-fake", "provider": "Fake", "model": model, "object": "chat.completion.chunk",
+            obj = {"id": rec["id"], "provider": "Fake", "model": model, "object": "chat.completion.chunk",
                    "created": created,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish,
                                 "logprobs": None}], **extra}
@@ -230,8 +349,18 @@ class FakeOpenRouter:
             await resp.prepare(request)
             await resp.write(b": OPENROUTER PROCESSING\n\n")
             if ans.first_token_delay:
-                await self._pause(request, ans.first_token_delay)
+                await self._pause(request, ans.first_token_delay, resp, ans.keepalive_s)
             gap = 1.0 / ans.tps if ans.tps > 0 else 0.0
+            for i in range(ans.reasoning):
+                # Reasoning tokens stream as delta.reasoning (and reasoning_details) before the content
+                # (https://openrouter.ai/docs/use-cases/reasoning-tokens, "Reasoning Tokens").
+                if i and gap:
+                    await self._pause(request, gap, resp, ans.keepalive_s)
+                text = f"think{i} "
+                await resp.write(chunk({"role": "assistant", "content": None, "reasoning": text,
+                                        "reasoning_details": [{"type": "reasoning.text", "text": text,
+                                                               "format": "unknown", "index": 0}]}))
+                rec["reasoning_sent"] = i + 1
             pieces = ans.pieces()
             for i, piece in enumerate(pieces):
                 if ans.drop_after is not None and i == ans.drop_after:
@@ -240,22 +369,27 @@ class FakeOpenRouter:
                     request.transport.abort()
                     raise _Closed
                 if ans.error_after is not None and i == ans.error_after:
+                    # An error after streaming started: HTTP stays 200, a data event carries error.code and
+                    # finish_reason "error" (https://openrouter.ai/docs/api-reference/streaming, "Handling
+                    # Errors During Streaming"; codes as in "Errors and Debugging").
                     err = chunk({"role": "assistant", "content": ""}, "error",
-                                error={"code": 502, "message": "Provider returned error: upstream died"})
+                                error={"code": ans.error_code, "message": ans.error_message})
                     await resp.write(err)
                     await resp.write(b"data: [DONE]\n\n")
                     rec["t_end"] = time.monotonic()
                     return resp
                 if ans.stall_after is not None and i == ans.stall_after:
-                    await self._pause(request, ans.stall_s)
+                    await self._pause(request, ans.stall_s, resp, ans.keepalive_s)
                 if i and gap:
                     await self._pause(request, gap)
                 await resp.write(chunk({"role": "assistant", "content": piece}))
                 if rec["t_first_byte"] is None:
                     rec["t_first_byte"] = time.monotonic()
                 rec["tokens_sent"] = i + 1
-            await resp.write(chunk({"role": "assistant", "content": ""}, "stop"))
-            usage_obj = {"id": "gen-fake", "provider": "Fake", "model": model, "object": "chat.completion.chunk",
+            # "length" with no content: reasoning tokens are output tokens and count against max_tokens
+            # (https://openrouter.ai/docs/use-cases/reasoning-tokens, "Reasoning Tokens")
+            await resp.write(chunk({"role": "assistant", "content": ""}, ans.finish))
+            usage_obj = {"id": rec["id"], "provider": "Fake", "model": model, "object": "chat.completion.chunk",
                          "created": created, "choices": [], "usage": self._usage(ans, len(pieces))}
             await resp.write(f"data: {json.dumps(usage_obj)}\n\n".encode())
             rec["cost"] = usage_obj["usage"].get("cost")  # what this stream charged (None: not reported)

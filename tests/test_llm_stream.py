@@ -53,11 +53,11 @@ async def test_text_usage_and_cost_are_the_same_on_both_paths(path):
     assert progress.usage_seen and progress.cost == pytest.approx(0.00042)
 
 
-async def test_error_chunk_mid_stream_is_a_stream_error_keeping_the_partial_text(path):
+async def test_error_chunk_mid_stream_is_classified_by_its_code_keeping_the_partial_text(path):
     async with FakeOpenRouter() as fo:
-        fo.default = Answer(tokens=10, error_after=3)
+        fo.default = Answer(tokens=10, error_after=3)  # error.code 502: the retryable path
         progress, _, err = await _call(fo)
-    assert err is not None and err.kind == "stream_error"
+    assert err is not None and err.kind == "retryable"
     assert "error mid-stream" in err.reason and "upstream died" in err.reason
     assert progress.text == "tok0 tok1 tok2 "
 

@@ -64,7 +64,7 @@ async def test_headless_start_provider_errors_and_commands_never_show_the_key(tm
                                                                             token_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=401), Answer(status=500), Answer(status=500), Answer(status=500),
-                  Answer(tokens=5, error_after=2))
+                  Answer(tokens=5, error_after=2, error_code=400))
         fo.default = Answer(tokens=3)
         env = _env(tmp_path, token_server, fo.base, SWARM_MAX_RETRIES="2")
         cfg = make_config(tmp_path, token_server.url, SWARM_NATS_TOKEN=TOKEN, OPENROUTER_API_KEY=CANARY)

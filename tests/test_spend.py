@@ -270,9 +270,9 @@ async def test_out_of_credit_stops_cloud_dispatch(tmp_path: Path, nats_server: E
         assert g.cloud_blocked() == "" and g.credits_left == 10.0
         fo.key = {"limit_remaining": 0, "usage": 10.0, "limit": 10.0}
         await g.poll_key()
-        assert g.cloud_blocked() == "out of credit: key limit reached"
+        assert g.cloud_blocked() == "key limit reached: the key's limit_remaining is 0"
         r = await g.reserve(job(1))
-        assert not r.ok and r.reason == "out of credit: key limit reached"
+        assert not r.ok and r.reason == "key limit reached: the key's limit_remaining is 0"
         assert (await g.reserve(job(2, model="ollama_chat/gemma2:2b"))).ok  # local work goes on
         info = g.info()
         assert info["out_of_credit"] is True and info["credits_left_usd"] == 0

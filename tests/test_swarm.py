@@ -83,6 +83,8 @@ async def test_cancel_one_a_decision_and_all_within_a_second(tmp_path, nats_serv
             t_all = await until(lambda: all(closed(worker_id(b.id, i)) for i in range(3)), 5, "all cancelled")
             await until(lambda: fo.open == 0, 5, "streams closed")
             t_closed = time.monotonic() - t0
+            # no usage came: each cancelled attempt's cost is asked of GET /generation (tests/test_reconcile.py)
+            await until(lambda: len(engine.state.spend_entries) == 6, 10, "the cancelled attempts reconciled")
         finally:
             await engine.stop()
         print(f"cancel: cli round trip {t_cli:.2f}s, decision {t_dec:.3f}s, all {t_all:.3f}s, "
@@ -95,7 +97,10 @@ async def test_cancel_one_a_decision_and_all_within_a_second(tmp_path, nats_serv
                 r = engine.state.results[job_id(d.id, i)]
                 assert r.state == "cancelled"
                 assert r.text.startswith("tok0 tok1 ")  # the partial output is kept
-                assert r.cost_estimated and r.cost_usd > 0  # no usage came: estimated for the tokens seen
+                assert r.cost_usd == 0  # no usage came: the attempt's own SpendEntry says what was billed
+        # a Google model bills a cancelled stream in full: recorded as billed, not as the tokens seen
+        assert abs(sum(s.cost_usd for s in engine.state.spend_entries.values()) - fo.billed) < 1e-9
+        assert fo.billed == 6 * 2000 * 1e-6
         assert "cancelled" in engine.state.results[job_id(a.id, 0)].reason
 
 
@@ -245,12 +250,17 @@ async def test_over_budget_waits_and_goes_when_allowed(tmp_path, nats_server):
             spend.allow = True
             await until(lambda: job_id(d.id, 0) in engine.state.results, 5, "result")
             await until(lambda: job_id(d.id, 0) in spend.settled, 5, "settled")  # settled after the result
+            await until(lambda: any(k.startswith(job_id(d.id, 0) + "-a") for k in engine.state.spend_entries), 10,
+                        "the attempt reconciled")
         finally:
             await engine.stop()
         jid = job_id(d.id, 0)
         r = engine.state.results[jid]
-        assert r.state == "done" and r.cost_estimated  # no usage.cost: priced by spend.cost_of
-        assert spend.settled[jid] == (r.cost_usd, True)
+        assert r.state == "done" and r.cost_usd == 0  # no usage.cost: its cost comes from GET /generation
+        assert spend.settled[jid] == (0.0, False)
+        (entry,) = (e for e in engine.state.spend_entries.values() if e.id.startswith(jid + "-a"))
+        assert entry.cost_usd == fo.billed > 0 and not entry.estimated
+        assert sum(e.cost_usd for e in engine.state.spend_entries.values()) == fo.billed
         assert engine.state.workers[wid].reason == ""
         assert "over budget" in " ".join(e.reason for e in await events(cfg)
                                         if isinstance(e, WorkerEvent))

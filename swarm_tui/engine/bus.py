@@ -295,7 +295,8 @@ class Bus:
             max_deliver=5, max_ack_pending=1000, filter_subject=S.JOBS_ALL,
             deliver_policy=jsapi.DeliverPolicy.ALL,
         ))
-        for bucket, ttl in ((S.KV_STATE, None), (S.KV_BUDGET, None), (S.KV_CANCEL, 86400.0)):
+        for bucket, ttl in ((S.KV_STATE, None), (S.KV_BUDGET, None), (S.KV_CANCEL, 86400.0),
+                            (S.KV_RECONCILE, None)):
             await self._ensure_kv(bucket, ttl)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .paths import config_path
+from .routing import role_options
 
 Check = Callable[[Any], bool]
 
@@ -95,6 +96,17 @@ OPTIONS: list[Option] = [
            allowed="a number >= 0", check=_nonneg),
     Option("openrouter.key_poll_s", float, 60.0, "how often GET /api/v1/key is polled",
            allowed="a number >= 5", check=lambda v: v >= 5),
+    Option("openrouter.referer", str, "https://github.com/swarm-tui/swarm-tui", "HTTP-Referer sent with every "
+           "OpenRouter call (app attribution)", allowed="an http(s) URL",
+           check=lambda v: v.startswith(("http://", "https://")) and len(v) <= 500),
+    Option("openrouter.title", str, "swarm-tui", "X-Title sent with every OpenRouter call (app attribution)",
+           allowed="a non-empty name of at most 100 characters", check=lambda v: 0 < len(v.strip()) <= 100),
+    Option("openrouter.reconcile_max_s", float, 300.0, "an attempt that ended without usage.cost keeps its "
+           "worst-case reservation until GET /api/v1/generation answers; after this long it is charged the "
+           "worst case, marked estimated", allowed="a number >= 1", check=lambda v: v >= 1),
+    Option("openrouter.min_afford_tokens", int, 256, "after a 402 \"can only afford N tokens\" the job is "
+           "retried with max_tokens N when N is at least this (or half the job's max_tokens), else it fails",
+           allowed="an integer 1..100000", check=_range(1, 100000)),
     # --- Ollama / the conductor's model
     Option("ollama.host", str, "http://127.0.0.1:11434", "Ollama server", env="OLLAMA_HOST",
            allowed="host[:port] or an http(s) URL", check=lambda v: bool(v.strip())),
@@ -141,8 +153,11 @@ OPTIONS: list[Option] = [
            check=_range(1, 200)),
     Option("swarm.request_timeout_s", float, 180.0, "time limit of one worker call", allowed="a number > 0",
            check=_pos),
-    Option("swarm.first_token_timeout_s", float, 30.0, "time limit to the first token", allowed="a number > 0",
-           check=_pos),
+    Option("swarm.first_token_timeout_s", float, 30.0, "stall limit: a call that receives no byte at all for "
+           "this long is retried (OpenRouter's keepalive comments count)", allowed="a number > 0", check=_pos),
+    Option("swarm.first_content_timeout_s", float, 300.0, "time limit from the request to the first content "
+           "token (reasoning models think first); roles.<name>.first_token_timeout_s overrides it",
+           allowed="a number > 0", check=_pos),
     Option("swarm.max_retries", int, 3, "retries of a 5xx or a timeout", allowed="an integer 0..10",
            check=_range(0, 10)),
     Option("swarm.chunk_flush_ms", int, 50, "chunks are coalesced for this long", allowed="an integer 5..2000",
@@ -182,6 +197,12 @@ class Role:
     name: str
     model: str
     max_tokens: int
+    # optional (routing.role_options): the limit to the first content token (None: swarm.first_content_timeout_s)
+    # and what goes to OpenRouter with the call (routing.extras)
+    first_token_timeout_s: float | None = None
+    reasoning: dict[str, Any] | None = field(default=None, hash=False)
+    provider: dict[str, Any] | None = field(default=None, hash=False)
+    fallback_models: tuple[str, ...] = ()
 
 
 @dataclass
@@ -217,6 +238,9 @@ class Config:
             out[o.key] = v
         for r in self.roles.values():
             out[f"roles.{r.name}"] = {"model": r.model, "max_tokens": r.max_tokens}
+            for opt in ("first_token_timeout_s", "reasoning", "provider", "fallback_models"):
+                if getattr(r, opt):
+                    out[f"roles.{r.name}"][opt] = getattr(r, opt)
         for k, v in sorted(self.keys.items()):
             out[f"keys.{k}"] = v
         return out
@@ -281,7 +305,7 @@ def _parse_roles(raw: Any, where: str) -> dict[str, Role]:
         if isinstance(mt, bool) or not isinstance(mt, int) or not 1 <= mt <= 200000:
             raise ConfigError(f"bad value {mt!r} for roles.{name}.max_tokens in {where}: expected an integer "
                               "1..200000")
-        roles[name] = Role(name, model, mt)
+        roles[name] = Role(name, model, mt, **role_options(name, d, where, model))
     return roles
 
 

@@ -91,7 +91,8 @@ async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check
     if status == 200 and isinstance(body, dict):
         data = body.get("data", body)
         left = data.get("limit_remaining") if isinstance(data, dict) else None
-        extra = f", limit remaining ${left:.2f}" if isinstance(left, int | float) else ""
+        # the key's own limit (null: none), not the account's credit
+        extra = f", key limit left ${left:.2f}" if isinstance(left, int | float) else ", no key limit"
         return Check("openrouter", True, f"key valid{extra}")
     if status in (401, 403):
         return Check("openrouter", False, f"key rejected by OpenRouter (HTTP {status})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +21,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from . import subjects as S
 from .llm import CallError, Progress, stream_call
 from .messages import MAX_TEXT, Chunk, Job, Result, SpendEntry, Usage, WorkerEvent, WorkerState
+from .routing import attribution, extras
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -43,6 +45,7 @@ class Run:
     reason: str = ""
     buf: list[str] = field(default_factory=list)
     buf_tokens: int = 0
+    rbuf: list[str] = field(default_factory=list)  # reasoning text not yet published (shown dimmed)
     sent_at: float = 0.0
     seq: int = 0
     reserved: bool = False
@@ -53,6 +56,15 @@ class Run:
     called: bool = False
     acked: bool = False
     started_at: float = field(default_factory=time.time)
+    delivered: int = 1  # JetStream's num_delivered of this message
+    max_tokens: int = 0  # 0: the job's; lower after a 402 "can only afford N tokens"
+    attempt: str = ""  # the attempt in flight (engine/reconcile.py), its ledger keys and worst case
+    attempt_keys: tuple[str, ...] = ()
+    attempt_worst: float = 0.0
+    attempts: int = 0  # attempts settled in the ledger one by one (not by the job's settle at its end)
+    pending: int = 0  # attempts whose cost OpenRouter has not told yet (reconciled after the job ends)
+    gen_noted: str = ""
+    noting: asyncio.Task[None] | None = None
 
     def cancel(self, reason: str) -> int:
         if self.cancel_reason or self.acked:
@@ -81,12 +93,14 @@ class JobRun:
         await p.bus.publish_event(ev, msg_id=f"{state}-{j.id}" if final else None)
 
     async def flush(self, run: Run) -> None:
-        if not run.buf or self.pool.bus.nc is None:
+        if not (run.buf or run.rbuf) or self.pool.bus.nc is None:
             return
-        text, n = "".join(run.buf), run.buf_tokens
+        text, n, thought = "".join(run.buf), run.buf_tokens, "".join(run.rbuf)
         run.buf.clear()
+        run.rbuf.clear()
         run.buf_tokens = 0
-        c = Chunk(worker_id=run.job.worker_id, seq=run.seq, text=text[:MAX_TEXT], tokens=n, sent_at=run.sent_at)
+        c = Chunk(worker_id=run.job.worker_id, seq=run.seq, text=text[:MAX_TEXT], tokens=n, sent_at=run.sent_at,
+                  reasoning=thought[-MAX_TEXT:])
         run.seq += 1
         with contextlib.suppress(Exception):
             await self.pool.bus.nc.publish(S.chunk(run.job.worker_id), c.to_bytes())
@@ -103,7 +117,7 @@ class JobRun:
             run.cancel_reason = mark
             await self.finish(run, "cancelled", mark)
             return
-        retries = rate_limited = 0
+        retries = rate_limited = shrinks = 0
         max_retries = int(p.cfg["swarm.max_retries"])
         while True:
             if not await self.gates(run) or run.cancel_reason:
@@ -127,10 +141,23 @@ class JobRun:
                     p.mark_out_of_credit(e.reason)
                     await self.event(run, "waiting", e.reason)
                     continue
+                if e.kind == "cannot_afford":  # this request only: retry smaller when that is still useful
+                    asked = run.max_tokens or job.max_tokens
+                    useful = min(int(p.cfg["openrouter.min_afford_tokens"]), max(1, asked // 2))
+                    if e.afford is not None and useful <= e.afford < asked and shrinks < 3:
+                        shrinks += 1
+                        run.max_tokens = e.afford
+                        await self.event(run, "retrying", f"{e.reason}: retrying with max_tokens {e.afford}")
+                        continue
+                    await self.finish(run, "failed", e.reason)
+                    return
                 if e.kind == "retryable" and retries < max_retries:
                     retries += 1
                     await self.event(run, "retrying", f"{e.reason} (retry {retries} of {max_retries})")
-                    await self.pause(run, min(8.0, 0.25 * 2 ** retries))
+                    wait = min(8.0, 0.25 * 2 ** retries)
+                    if e.retry_after is not None:  # a 503 with Retry-After: wait that long (bounded)
+                        wait = min(300.0, max(wait, e.retry_after))
+                    await self.pause(run, wait)
                     continue
                 reason = e.reason if e.kind != "retryable" else f"{e.reason} (after {retries} retries)"
                 await self.finish(run, "failed", reason)
@@ -138,7 +165,7 @@ class JobRun:
             if run.cancel_reason:
                 await self.finish(run, "cancelled", run.cancel_reason)
                 return
-            p.on_success(job.model)
+            p.on_success(job.model, run.progress.started)
             await self.finish(run, "done", "")
             return
 
@@ -182,7 +209,7 @@ class JobRun:
             if p.spend is not None and not run.reserved:
                 res = await p.spend.reserve(job)
                 if not res.ok:
-                    credit = res.reason.startswith("out of credit")
+                    credit = res.reason.startswith(("out of credit", "key limit"))
                     await self.event(run, "waiting" if credit else "over_budget", res.reason)
                     await self.pause(run, 1.0)
                     continue
@@ -216,6 +243,30 @@ class JobRun:
             return job.model, p.api_base, p.api_key
         raise CallError("fatal", f"unsupported model {job.model!r}: expected openrouter/... or ollama_chat/...")
 
+    def call_options(self, job: Job, model: str) -> dict[str, Any]:
+        """The role's limit to the first content token, and for OpenRouter the attribution headers and the
+        role's reasoning / provider / fallback options with ``max_price`` from the spend guard's price."""
+        cfg = self.pool.cfg
+        role = cfg.roles.get(job.role)
+        first = role.first_token_timeout_s if role is not None else None
+        opts: dict[str, Any] = {"first_content_timeout": first or float(cfg.get("swarm.first_content_timeout_s",
+                                                                                 300.0))}
+        if model.startswith("openrouter/"):
+            opts["headers"] = attribution(str(cfg.get("openrouter.referer", "https://github.com/swarm-tui/swarm-tui")),
+                                          str(cfg.get("openrouter.title", "swarm-tui")))
+            opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
+        return opts
+
+    def price_per_mtok(self, model: str) -> tuple[float, float] | None:
+        """(prompt, completion) USD per million tokens the spend guard prices ``model`` at; None: no guard."""
+        cost_of = getattr(self.pool.spend, "cost_of", None)
+        if cost_of is None:
+            return None
+        try:
+            return float(cost_of(model, 1_000_000, 0)), float(cost_of(model, 0, 1_000_000))
+        except Exception:  # noqa: BLE001 - no price: no max_price rather than no call
+            return None
+
     async def call(self, run: Run) -> None:
         p, job = self.pool, run.job
         model, base, key = self.route(job)
@@ -228,15 +279,25 @@ class JobRun:
             run.buf.append(text)
             run.buf_tokens += 1
             run.sent_at = at
+            if run.attempt and run.progress.generation_id != run.gen_noted:
+                self.note_generation(run)
+
+        def on_reasoning(text: str, at: float) -> None:
+            run.rbuf.append(text)
+
+        opts = self.call_options(job, model)
 
         async def go() -> None:
             await stream_call(model=model, messages=[m.model_dump() for m in job.messages],
-                              max_tokens=job.max_tokens, api_base=base, api_key=key,
+                              max_tokens=run.max_tokens or job.max_tokens, api_base=base, api_key=key,
                               timeout=float(p.cfg["swarm.request_timeout_s"]),
                               first_token_timeout=float(p.cfg["swarm.first_token_timeout_s"]),
-                              progress=run.progress, on_text=on_text, secrets=p.cfg.secrets)
+                              progress=run.progress, on_text=on_text, secrets=p.cfg.secrets,
+                              on_reasoning=on_reasoning, **opts)
 
+        await self.begin_attempt(run)
         run.called = True
+        outcome: BaseException | None = None
         try:
             if model.startswith("ollama_chat/"):
                 if p.lane.busy:
@@ -245,9 +306,52 @@ class JobRun:
                     await self._inner(run, go)
             else:
                 await self._inner(run, go)
+        except BaseException as exc:
+            outcome = exc
+            raise
         finally:
             lim.active -= 1
-            self.account(run)
+            if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
+                if run.attempt and p.reconciler is not None:
+                    p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
+                run.attempt = ""
+            else:
+                await self.account(run, outcome)
+
+    # ------------------------------------------------------------------ attempts (see reconcile.py)
+    def reconciled(self, job: Job) -> bool:
+        """OpenRouter calls are attempts reconciled with GET /generation (not the demo endpoint, not Ollama)."""
+        p = self.pool
+        return p.reconciler is not None and p.demo_endpoint is None and job.model.startswith("openrouter/")
+
+    def worst_of(self, run: Run) -> float:
+        p, job = self.pool, run.job
+        mt = run.max_tokens or job.max_tokens
+        j = job if mt == job.max_tokens else job.model_copy(update={"max_tokens": mt})
+        if p.spend is not None and hasattr(p.spend, "worst_case"):
+            with contextlib.suppress(Exception):
+                return float(p.spend.worst_case(j))
+        chars = sum(len(m.content) for m in job.messages)
+        return self.cost_of(job.model, math.ceil(chars / 3) + 32 + 4 * len(job.messages), mt)
+
+    async def begin_attempt(self, run: Run) -> None:
+        """The attempt's record before its call; the job's reservation becomes the attempt's."""
+        rec, job = self.pool.reconciler, run.job
+        if rec is None or not self.reconciled(job):
+            return
+        run.attempt, run.attempt_keys, run.attempt_worst = await rec.begin(
+            job, worst=self.worst_of(run), max_tokens=run.max_tokens or job.max_tokens)
+        run.gen_noted = ""
+        if rec.spend is not None:  # the ledger knows attempts: the job's reservation is the attempt's now
+            run.attempts += 1
+            run.reserved = False  # a retry reserves anew: this attempt holds its money until it is reconciled
+
+    def note_generation(self, run: Run) -> None:
+        rec, gen = self.pool.reconciler, run.progress.generation_id
+        if rec is None or not gen or (run.noting is not None and not run.noting.done()):
+            return
+        run.gen_noted = gen
+        run.noting = asyncio.create_task(rec.note_generation(run.attempt, gen))
 
     async def _inner(self, run: Run, go: Any) -> None:
         if run.cancel_reason:
@@ -263,11 +367,34 @@ class JobRun:
         finally:
             run.call = None
 
-    def account(self, run: Run) -> None:
-        """Add the attempt's cost: the provider's usage.cost, else an estimate for the tokens seen."""
+    async def account(self, run: Run, outcome: BaseException | None = None) -> None:
+        """Add the attempt's cost: the provider's usage.cost; for an OpenRouter attempt without it, what the
+        reconciler says (later: pending); else (demo, local) an estimate for the tokens seen."""
         p, job, pr = self.pool, run.job, run.progress
         completion = pr.completion_tokens or pr.tokens
         prompt = pr.prompt_tokens or (sum(len(m.content) for m in job.messages) // 4 if pr.tokens else 0)
+        if run.attempt and p.reconciler is not None:
+            aid, run.attempt = run.attempt, ""
+            if run.noting is not None:
+                with contextlib.suppress(Exception):
+                    await run.noting
+            # nothing was billed when the provider never took the request (an HTTP error, no connection)
+            billed = pr.opened or bool(pr.generation_id) or pr.tokens > 0
+            try:
+                got = await p.reconciler.end(aid, run.attempt_keys, cost=pr.cost, gen=pr.generation_id,
+                                             billed=billed, worst=run.attempt_worst)
+            except Exception as exc:  # noqa: BLE001 - the bus is away: the record is reconciled by the scan
+                log.warning("attempt %s not accounted: %s", aid, type(exc).__name__)
+                p.reconciler.abandon(aid)
+                got = None
+            if got is None:
+                run.pending += 1  # its SpendEntry comes from the reconciler, with the provider's figures
+                return
+            run.prompt_tokens += prompt
+            run.completion_tokens += completion
+            run.cost += got[0]
+            run.estimated = run.estimated or got[1]
+            return
         run.prompt_tokens += prompt
         run.completion_tokens += completion
         if pr.cost is not None:
@@ -309,7 +436,7 @@ class JobRun:
             await p.bus.publish_event(se, msg_id=f"spend-{job.id}")
         if p.spend is not None and run.reserved:
             try:
-                if run.called:
+                if run.called and not run.attempts:
                     await p.spend.settle(job, run.cost, estimated=run.estimated)
                 else:
                     await p.spend.release(job)

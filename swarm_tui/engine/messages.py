@@ -176,6 +176,7 @@ class Chunk(Msg):
     text: str = Field(max_length=MAX_TEXT)
     tokens: int = Field(default=0, ge=0)
     sent_at: float = 0.0  # when the provider sent the newest token in this chunk (for latency figures)
+    reasoning: str = Field(default="", max_length=MAX_TEXT)  # the model's reasoning meanwhile: shown dimmed
 
 
 class Usage(BaseModel):

@@ -28,15 +28,22 @@ from nats.errors import TimeoutError as NatsTimeout
 from . import subjects as S
 from .bus import Bus
 from .config import Config
+from .deliveries import ADVISORY, on_max_deliveries
 from .errors import InvalidMessage
 from .guards import RamGuardP, SpendGuardP
-from .jobrun import JobRun, Run
+from .jobrun import MAX_DELIVER, JobRun, Run
 from .lane import LocalLane
 from .messages import ControlEvent, Decision, Job, decode
+from .reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 MISSING_KEY = "OPENROUTER_API_KEY is not set"
+FETCH_WAIT_S = 0.5
+# A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
+# this pool's own last pull request (alive for FETCH_WAIT_S after the fetch loop stopped), where nobody reads
+# it: a delivery used up and the job stuck until ack_wait.
+NAK_DELAY_S = FETCH_WAIT_S + 0.5
 
 
 @dataclass
@@ -85,6 +92,9 @@ class Pool:
         self.held: list[NatsMsg] = []  # jobs delivered beyond our free slots: heartbeated, started first
         self._stopping = False
         self.runner = JobRun(self)
+        # OpenRouter attempts without usage.cost are reconciled with GET /generation (not the demo endpoint's)
+        self.reconciler: Reconciler | None = None if demo_endpoint is not None else Reconciler(
+            cfg, bus, spend=spend, api_base=lambda: self.api_base, api_key=lambda: self.api_key, clock=clock)
 
     # ------------------------------------------------------------------ settings
     @property
@@ -119,6 +129,15 @@ class Pool:
             self.out_of_credit = reason if reason.startswith("out of credit") else f"out of credit: {reason}"
             self._credit_at = self.clock()
 
+    def credit_ok(self, since: float) -> None:
+        """A call sent after the account ran out of credit went through: dispatch resumes."""
+        if self.spend is not None:
+            ok = getattr(self.spend, "credit_ok", None)
+            if ok is not None:
+                ok(since)
+        elif self.out_of_credit and since >= self._credit_at:
+            self.out_of_credit = ""
+
     def set_scale(self, n: int) -> None:
         n = max(0, min(int(n), int(self.cfg["swarm.max_scale"])))
         if n != self.scale:
@@ -140,7 +159,8 @@ class Pool:
         lim.ok = 0
         lim.backoff_until = max(lim.backoff_until, self.clock() + min(120.0, retry_after or 1.0))
 
-    def on_success(self, model: str) -> None:
+    def on_success(self, model: str, started: float = 0.0) -> None:
+        self.credit_ok(started)
         lim = self.limits.get(model)
         if lim is None or lim.limit is None:
             return
@@ -159,12 +179,15 @@ class Pool:
         assert nc is not None
         self._subs.append(await nc.subscribe(S.BCAST_SCALE, cb=self._on_scale))
         self._subs.append(await nc.subscribe(S.BCAST_CANCEL, cb=self._on_cancel))
+        self._subs.append(await nc.subscribe(ADVISORY, cb=self._on_max_deliveries))
         self._psub = await self.bus._js.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
         self.bus.on_state(self._on_bus_state)
         if self.blocked():
             log.warning("the worker pool takes no jobs: %s", self.blocked())
         elif self.warm_on_start:  # litellm's import takes ~2 s: do it in a thread before the first job needs it
             self.warm_up()
+        if self.reconciler is not None:
+            await self.reconciler.start()
         for coro, name in ((self._fetch_loop(), "pool-fetch"), (self._heartbeat_loop(), "pool-heartbeat"),
                            (self._flush_loop(), "pool-flush")):
             self._tasks.append(asyncio.create_task(coro, name=name))
@@ -179,10 +202,12 @@ class Pool:
                 r.task.cancel()
         await asyncio.gather(*self._tasks, *(r.task for r in runs if r.task is not None), return_exceptions=True)
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self._drain_late()  # delivered to our last fetch after it gave up: handed back below too
         held, self.held = self.held, []
-        for m in held:  # hand them back at once
+        for m in held:  # hand them back soon (see NAK_DELAY_S)
             with contextlib.suppress(Exception):
-                await m.nak()
+                await m.nak(delay=NAK_DELAY_S)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -191,6 +216,8 @@ class Pool:
             with contextlib.suppress(Exception):
                 await self._psub.unsubscribe()
             self._psub = None
+        if self.reconciler is not None:
+            await self.reconciler.stop()
 
     def info(self) -> dict[str, Any]:
         states = Counter(r.state for r in self.runs.values())
@@ -202,6 +229,7 @@ class Pool:
             "guards": {"spend": self.spend is not None, "ram": self.ram is not None,
                        "note": "" if self.spend is not None else "no spend guard: nothing is reserved"},
             "counts": dict(self.counts), "rate_limits": self.rate_limits(), "lane": self.lane.info(),
+            "reconcile": self.reconciler.info() if self.reconciler is not None else None,
         }
 
     def warm_up(self) -> None:
@@ -243,6 +271,10 @@ class Pool:
                 self.set_scale(n)
         except (ValueError, KeyError, TypeError):
             self.counts["bad_broadcast"] += 1
+
+    async def _on_max_deliveries(self, msg: NatsMsg) -> None:
+        if not self._stopping:
+            await on_max_deliveries(self, msg)
 
     async def _on_cancel(self, msg: NatsMsg) -> None:
         try:
@@ -299,7 +331,7 @@ class Pool:
                     await asyncio.wait_for(self._slot.wait(), 0.5)
                 continue
             try:
-                msgs = await self._psub.fetch(free, timeout=0.5)
+                msgs = await self._psub.fetch(free, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
@@ -325,6 +357,8 @@ class Pool:
                 await m.in_progress()
             return
         run = Run(job=job, msg=m)
+        with contextlib.suppress(Exception):
+            run.delivered = int(m.metadata.num_delivered or 1)
         self.runs[job.id] = run
         self._busy.set()
         run.task = asyncio.create_task(self._run(run), name=f"job-{job.id}")
@@ -333,16 +367,31 @@ class Pool:
         try:
             await self.runner.process(run)
         except asyncio.CancelledError:
-            if self._stopping:  # hand the job back at once rather than after ack_wait
-                with contextlib.suppress(Exception):
-                    await run.msg.nak()
+            if self._stopping and not run.acked:
+                if run.delivered >= MAX_DELIVER:  # JetStream would never deliver it again: end it now
+                    await self._last_word(run, "the engine stopped during its last allowed delivery "
+                                               f"({run.delivered} of {MAX_DELIVER})")
+                else:  # hand the job back soon rather than after ack_wait
+                    with contextlib.suppress(Exception):
+                        await run.msg.nak(delay=NAK_DELAY_S)
             raise
-        except Exception:  # noqa: BLE001 - a bug or the bus gone: the job is redelivered after ack_wait
+        except Exception as exc:  # noqa: BLE001 - a bug or the bus gone: the job is redelivered after ack_wait
             log.exception("job %s failed unexpectedly", run.job.id)
             self.counts["crashed"] += 1
+            if run.delivered >= MAX_DELIVER and not run.acked:
+                await self._last_word(run, f"failed unexpectedly ({type(exc).__name__}) during its last allowed "
+                                           f"delivery ({run.delivered} of {MAX_DELIVER})")
         finally:
             self.runs.pop(run.job.id, None)
             self._slot.set()
+
+    async def _last_word(self, run: Run, reason: str) -> None:
+        """A failed result for a job on its last delivery that cannot finish (no delivery would follow)."""
+        try:
+            await asyncio.shield(self.runner.finish(run, "failed", reason))
+            self.counts["last_delivery_failed"] += 1
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - the bus is gone: nothing more to do
+            log.warning("job %s: no result stored on its last delivery: %s", run.job.id, type(exc).__name__)
 
     async def _warm_up(self) -> None:
         from .llm import load_litellm
@@ -368,5 +417,7 @@ class Pool:
                 await self._busy.wait()
             await asyncio.sleep(every)
             for r in list(self.runs.values()):
-                if r.buf:
+                if r.buf or r.rbuf:
                     await self.runner.flush(r)
+                if r.attempt and r.progress.generation_id != r.gen_noted:  # from a header, or reasoning only
+                    self.runner.note_generation(r)

@@ -52,6 +52,7 @@ REFRESH_S = 2.0
 STALE_MARGIN_S = 60.0
 MAX_CAS = 200
 EPS = 1e-12
+RC_MARGIN_S = 6 * 3600.0  # an attempt's reservation outlives its reconciliation deadline by this much at most
 CEILING_KEY = "ceiling"  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
 
@@ -72,7 +73,7 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
     try:
         doc = json.loads(raw or b"")
         spent = float(doc.get("spent", 0.0))
-        reserved = {str(k): {"usd": float(v["usd"]), "at": float(v["at"])}
+        reserved = {str(k): {"usd": float(v["usd"]), "at": float(v["at"])} | ({"rc": 1} if v.get("rc") else {})
                     for k, v in dict(doc.get("reserved", {})).items()}
         settled = [str(x) for x in list(doc.get("settled", []))][-SETTLED_KEEP:]
         at = float(doc.get("at", 0.0))
@@ -118,6 +119,7 @@ class SpendGuard:
         self._credit_at = 0.0
         self._last_poll = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self.reconciling: tuple[int, float] = (0, 0.0)  # attempts awaiting their cost, USD they hold (reconcile.py)
         self._last_housekeep = 0.0
         self._http: aiohttp.ClientSession | None = None
 
@@ -228,7 +230,9 @@ class SpendGuard:
 
     def _drop_stale(self, doc: dict[str, Any]) -> bool:
         limit = self.clock() - self.stale_s
-        stale = [j for j, r in doc["reserved"].items() if r["at"] < limit]
+        # an attempt's reservation ("rc") is settled by the reconciler (engine/reconcile.py): kept far longer
+        rc_limit = limit - float(self.cfg["openrouter.reconcile_max_s"]) - RC_MARGIN_S
+        stale = [j for j, r in doc["reserved"].items() if r["at"] < (rc_limit if r.get("rc") else limit)]
         for j in stale:
             del doc["reserved"][j]
             self._held.pop(j, None)
@@ -359,6 +363,53 @@ class SpendGuard:
         self._held.pop(job.id, None)
         self.counts["released"] += 1
 
+    # ------------------------------------------------------------------ attempts (see engine/reconcile.py)
+    async def ledger_keys(self, job: Job) -> tuple[str, ...]:
+        """The ledger keys that hold (or would hold) the job's reservation."""
+        if is_local(job.model) and not self.demo:
+            return ()
+        return tuple(await self._retrying(lambda: self._keys_of(job)))
+
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
+        """The job's reservation becomes the attempt's (``reserved[attempt_id]``, marked ``rc``) before its call:
+        when the attempt ends without a cost, or its process dies, the money stays held until the attempt is
+        reconciled, and a retry or a redelivery of the job has to reserve anew. Returns the amount held."""
+        def change(doc: dict[str, Any]) -> tuple[float, bool]:
+            mine = doc["reserved"].pop(job.id, None)
+            if mine is None:
+                return 0.0, False
+            doc["reserved"][attempt_id] = {"usd": mine["usd"], "at": self.clock(), "rc": 1}
+            return float(mine["usd"]), True
+
+        held = 0.0
+        for k in keys:
+            held = max(held, float(await self._retrying(functools.partial(self._cas, k, change))))
+        self._held.pop(job.id, None)
+        return held
+
+    async def settle_attempt(self, attempt_id: str, keys: tuple[str, ...] | list[str], cost_usd: float, *,
+                             estimated: bool) -> bool:
+        """Replace an attempt's reservation by what it cost, once per attempt id. True when it was counted."""
+        cost = float(cost_usd) if math.isfinite(cost_usd) and cost_usd > 0 else 0.0
+
+        def change(doc: dict[str, Any]) -> tuple[bool, bool]:
+            mine = doc["reserved"].pop(attempt_id, None)
+            if attempt_id in doc["settled"]:
+                return False, mine is not None
+            doc["spent"] = float(doc["spent"]) + cost
+            doc["settled"] = (doc["settled"] + [attempt_id])[-SETTLED_KEEP:]
+            return True, True
+
+        counted = False
+        for k in keys:
+            counted = bool(await self._retrying(functools.partial(self._cas, k, change))) or counted
+        if counted:
+            self.counts["settled_attempts"] += 1
+            self._session_usd += cost
+            if estimated:
+                self.counts["settled_estimated"] += 1
+        return counted
+
     async def reconcile(self) -> float:
         """Raise today's ledger to the log's spend for today if it knows less. Returns the amount added."""
         if self.state is None:
@@ -430,6 +481,12 @@ class SpendGuard:
             self._credit_reason = ""
         return self._credit_reason
 
+    def credit_ok(self, since: float) -> None:
+        """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
+        if self._credit_reason and since >= self._credit_at:
+            log.info("a call went through again: cloud dispatch resumes")
+            self._credit_reason = ""
+
     def mark_out_of_credit(self, reason: str) -> None:
         r = (reason or "the provider refused for lack of credit").strip()[:200]
         self._credit_reason = r if r.startswith("out of credit") else f"out of credit: {r}"
@@ -468,9 +525,11 @@ class SpendGuard:
         self.key_status = "ok"
         if isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr):
             self.credits_left = float(lr)
-            self._key_blocked = "out of credit: key limit reached" if lr <= 0 else ""
+            # limit_remaining is the key's own limit, not the account's credit ("key limit left")
+            self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
             if lr > 0 and self._credit_reason and polled_at > self._credit_at:
-                log.info("the key shows credit again (%s): cloud dispatch resumes", usd(float(lr)))
+                # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
+                log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
                 self._credit_reason = ""
         else:
             self.credits_left = None
@@ -538,7 +597,10 @@ class SpendGuard:
                         "estimated_usd": None, "by_model": {}, "by_decision": {}})
         out.update(self.prices.info())
         blocked = self.cloud_blocked()
-        out.update({"credits_left_usd": self.credits_left, "key_status": self.key_status,
+        n, held = self.reconciling
+        out.update({"reconciling": n, "reconciling_usd": round(held, 6)})
+        out.update({"credits_left_usd": self.credits_left, "key_limit_left_usd": self.credits_left,
+                    "key_status": self.key_status,
                     "out_of_credit": bool(blocked), "blocked_reason": blocked, "demo": self.demo,
                     "counts": dict(self.counts)})
         return out

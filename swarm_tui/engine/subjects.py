@@ -56,3 +56,4 @@ ENGINE_INFO = f"{PREFIX}.engine.info"  # request: a live snapshot (RAM, conducto
 KV_STATE = "swarm_state"  # scale, paused, ceiling override
 KV_BUDGET = "swarm_budget"  # spend reservations per day and per decision (compare-and-set)
 KV_CANCEL = "swarm_cancel"  # cancelled job / decision ids, so a queued job is never started
+KV_RECONCILE = "swarm_reconcile"  # attempts whose cost OpenRouter has not told yet (engine/reconcile.py)

@@ -278,7 +278,7 @@ class SwarmApp(App[int]):
             if len(self.rings) > 2000:
                 return  # a flood of unknown worker ids: ignore rather than grow without bound
             ring = self.rings[chunk.worker_id] = OutputRing()
-        if ring.append(chunk.text, chunk.tokens, chunk.seq):
+        if ring.append(chunk.text, chunk.tokens, chunk.seq, chunk.reasoning):
             if not self._dirty_workers:
                 self._wake()
             self._dirty_workers.add(chunk.worker_id)
@@ -662,7 +662,8 @@ class SwarmApp(App[int]):
         focused = self.focused
         if isinstance(focused, WorkerCard):
             ring = focused.ring
-            body = Text(ring.text() or "(no output yet)")
+            body = Text(ring.text()) if ring.size else Text(ring.reasoning or "(no output yet)",
+                                                             style="dim italic" if ring.reasoning else "")
             note = f"{focused.worker_id}: the last {ring.size} characters on screen"
             if ring.dropped:
                 note += f" ({ring.dropped} earlier ones are in the result: swarm-tui result {focused.ev.task_id})"

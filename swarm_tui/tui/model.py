@@ -11,12 +11,13 @@ from typing import Any
 from ..textsafe import plain
 
 RING_CHARS = 6000  # characters of recent output kept per worker on screen
+REASONING_CHARS = 2000  # characters of recent reasoning kept per worker (shown dimmed until content comes)
 
 
 class OutputRing:
     """The recent output of one worker: at most ``limit`` characters, already made inert."""
 
-    __slots__ = ("parts", "size", "limit", "tokens", "last_seq", "dropped")
+    __slots__ = ("parts", "size", "limit", "tokens", "last_seq", "dropped", "reasoning")
 
     def __init__(self, limit: int = RING_CHARS) -> None:
         self.parts: deque[str] = deque()
@@ -25,15 +26,19 @@ class OutputRing:
         self.tokens = 0
         self.last_seq = -1
         self.dropped = 0  # characters that fell off the front
+        self.reasoning = ""  # the tail of the model's reasoning (not part of the output)
 
-    def append(self, text: str, tokens: int = 0, seq: int | None = None) -> bool:
+    def append(self, text: str, tokens: int = 0, seq: int | None = None, reasoning: str = "") -> bool:
         if seq is not None:
             if seq <= self.last_seq:
                 return False  # a duplicate or late chunk
             self.last_seq = seq
         self.tokens += tokens
+        if reasoning:
+            self.reasoning = (self.reasoning + plain(reasoning[-REASONING_CHARS:], keep_newlines=True))[
+                -REASONING_CHARS:]
         if not text:
-            return tokens > 0
+            return tokens > 0 or bool(reasoning)
         text = plain(text, keep_newlines=True)
         if len(text) >= self.limit:
             self.dropped += self.size + len(text) - self.limit
@@ -64,18 +69,27 @@ class OutputRing:
 
     def tail_lines(self, width: int, lines: int) -> list[str]:
         """The last ``lines`` screen lines of the output, hard-wrapped at ``width`` columns."""
-        if lines <= 0:
-            return []
-        width = max(4, width)
-        src = self.text()[-(width * lines * 2 + 2):].rstrip("\n")
-        out: list[str] = []
-        for raw in reversed(src.split("\n")):
-            raw = raw.expandtabs(4)
-            wrapped = [raw[i:i + width] for i in range(0, len(raw), width)] or [""]
-            out[:0] = wrapped
-            if len(out) >= lines:
-                break
-        return out[-lines:]
+        return wrap_tail(self.text(), width, lines)
+
+    def reasoning_lines(self, width: int, lines: int) -> list[str]:
+        """The last ``lines`` screen lines of the reasoning."""
+        return wrap_tail(self.reasoning, width, lines)
+
+
+def wrap_tail(text: str, width: int, lines: int) -> list[str]:
+    """The last ``lines`` screen lines of ``text``, hard-wrapped at ``width`` columns."""
+    if lines <= 0:
+        return []
+    width = max(4, width)
+    src = text[-(width * lines * 2 + 2):].rstrip("\n")
+    out: list[str] = []
+    for raw in reversed(src.split("\n")):
+        raw = raw.expandtabs(4)
+        wrapped = [raw[i:i + width] for i in range(0, len(raw), width)] or [""]
+        out[:0] = wrapped
+        if len(out) >= lines:
+            break
+    return out[-lines:]
 
 
 def fmt_usd(v: Any, digits: int = 4) -> str:

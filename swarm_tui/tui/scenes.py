@@ -172,6 +172,7 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         _decision(state, "d-scene06", ids[2:], 3, 20)
         info = base_info(spend_today=0.934, reserved=0.031, ceiling=1.0)
         info["spend"]["credits_left_usd"] = 0.42
+        info["spend"].update({"reconciling": 2, "reconciling_usd": 0.021})  # cancelled: cost not told yet
     else:
         raise ValueError(f"unknown scene {name}")
     link = StaticLink(cfg, state, info, demo=True)

@@ -247,6 +247,9 @@ class DecisionDetail(Static):
         if d.error:
             t.append("\nmodel advice not used: ", style="yellow")
             t.append(one_line(d.error, 300))
+        if d.warning:
+            t.append("\nmodel call: ", style="yellow")
+            t.append(one_line(d.warning, 300))
         for c in d.clamps[:6]:
             t.append("\nclamp ", style="yellow")
             t.append(one_line(c.what, 40) + " ", style="bold")
@@ -273,6 +276,8 @@ def decision_full_text(dv: DecisionView) -> Text:
                  f"{one_line(c.reason, 500)}\n", style="yellow")
     if d.error:
         t.append(f"model advice not used: {one_line(d.error, 2000)}\n", style="yellow")
+    if d.warning:
+        t.append(f"model call: {one_line(d.warning, 500)}\n", style="yellow")
     if d.reason:
         t.append(f"why: {one_line(d.reason, 2000)}\n")
     t.append("\nthe model's raw answer:\n", style="bold")
@@ -318,7 +323,10 @@ class WorkerCard(Widget, can_focus=True):
         if ev.reason and ev.state != "running":
             head.append(f" {one_line(ev.reason, 60)}", style="yellow")
         lines = [head, Text(one_line(self.task_text, width + 1), style="italic dim")]
-        lines += [Text(line) for line in self.ring.tail_lines(width, height - 2)]
+        if self.ring.reasoning and not self.ring.size:  # the model thinks before it answers: dimmed
+            lines += [Text(line, style="dim italic") for line in self.ring.reasoning_lines(width, height - 2)]
+        else:
+            lines += [Text(line) for line in self.ring.tail_lines(width, height - 2)]
         for line in lines:
             line.truncate(width, overflow="ellipsis")
             line.no_wrap = True
@@ -400,7 +408,8 @@ class RamPanel(Widget):
 
 
 class SpendPanel(Widget):
-    """Today and session spend against the ceiling, reserved money, per-model breakdown, credits, prices."""
+    """Today and session spend against the ceiling, reserved money (attempts being reconciled included),
+    per-model breakdown, the key's own limit, prices."""
 
     DEFAULT_CSS = "SpendPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
 
@@ -443,8 +452,12 @@ class SpendPanel(Widget):
         t.append(f"\nsession {fmt_usd(session)} · left {fmt_usd(remaining)}")
         if ceiling and rfrac >= 0.9:
             t.append("  NEARLY SPENT", style="bold red")
-        credits = spend.get("credits_left_usd")
-        t.append(f"\ncredits left {fmt_usd(credits, 2) if credits is not None else '-'}")
+        n_rc, rc_usd = spend.get("reconciling") or 0, num(spend, "reconciling_usd") or 0.0
+        if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
+            t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held",
+                     style="yellow")
+        key_left = spend.get("credits_left_usd")  # the key's own limit (null: none), not the account's credit
+        t.append(f"\nkey limit left {fmt_usd(key_left, 2) if key_left is not None else 'none'}")
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
         by_model = spend.get("by_model") or {}
