@@ -191,7 +191,17 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     assert r.first_token_timeout_s == 600 and r.reasoning == {"max_tokens": 2000, "exclude": False}
     assert r.provider == {"order": ["DeepInfra"], "allow_fallbacks": False, "data_collection": "deny"}
     assert r.fallback_models == ("qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1")
-    assert cfg["swarm.first_content_timeout_s"] == 300 and cfg["openrouter.title"] == "swarm-tui"
+    assert cfg["swarm.first_content_timeout_s"] == 150 and cfg["openrouter.title"] == "swarm-tui"
+    # a role's limit never outlives the whole call (the spend guard's stale-reservation limit is built on it)
+    from types import SimpleNamespace
+
+    from swarm_tui.engine.jobrun import JobRun
+    from swarm_tui.engine.messages import Job
+
+    job = Job(id="j-1", decision_id="d-1", task_id="t-1", worker_id="w-1", role="think", model=r.model,
+              max_tokens=100, messages=[{"role": "user", "content": "hi"}], created_at=0.0)
+    opts = JobRun(SimpleNamespace(cfg=cfg, spend=None)).call_options(job, r.model)  # type: ignore[arg-type]
+    assert opts["first_content_timeout"] == cfg["swarm.request_timeout_s"] == 180
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

@@ -155,8 +155,9 @@ OPTIONS: list[Option] = [
            check=_pos),
     Option("swarm.first_token_timeout_s", float, 30.0, "stall limit: a call that receives no byte at all for "
            "this long is retried (OpenRouter's keepalive comments count)", allowed="a number > 0", check=_pos),
-    Option("swarm.first_content_timeout_s", float, 300.0, "time limit from the request to the first content "
-           "token (reasoning models think first); roles.<name>.first_token_timeout_s overrides it",
+    Option("swarm.first_content_timeout_s", float, 150.0, "time limit from the request to the first content "
+           "token (reasoning models think first); roles.<name>.first_token_timeout_s overrides it; never more "
+           "than swarm.request_timeout_s, which bounds the whole call (and how long a reservation is held)",
            allowed="a number > 0", check=_pos),
     Option("swarm.max_retries", int, 3, "retries of a 5xx or a timeout", allowed="an integer 0..10",
            check=_range(0, 10)),

@@ -249,8 +249,10 @@ class JobRun:
         cfg = self.pool.cfg
         role = cfg.roles.get(job.role)
         first = role.first_token_timeout_s if role is not None else None
-        opts: dict[str, Any] = {"first_content_timeout": first or float(cfg.get("swarm.first_content_timeout_s",
-                                                                                 300.0))}
+        # The whole call ends at swarm.request_timeout_s however long the first content may take: the spend
+        # guard's stale-reservation limit is built on it, so no call may outlive its reservation.
+        limit = first or float(cfg.get("swarm.first_content_timeout_s", 150.0))
+        opts: dict[str, Any] = {"first_content_timeout": min(limit, float(cfg["swarm.request_timeout_s"]))}
         if model.startswith("openrouter/"):
             opts["headers"] = attribution(str(cfg.get("openrouter.referer", "https://github.com/swarm-tui/swarm-tui")),
                                           str(cfg.get("openrouter.title", "swarm-tui")))
