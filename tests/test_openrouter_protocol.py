@@ -215,6 +215,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     ("provider = { fastest = true }", "roles.r.provider.fastest"),
     ("fallback_models = \"qwen/qwen3-coder\"", "roles.r.fallback_models"),
     ("fallback_models = [\"openrouter/a/b:nitro\"]", "roles.r.fallback_models"),
+    ("max_token = 10", "unknown key roles.r.max_token"),  # a typo is an error, not a silent default
 ])
 def test_bad_role_options_are_one_line_naming_the_key(tmp_path, extra, needle):
     with pytest.raises(ConfigError) as exc:

@@ -284,6 +284,9 @@ def _coerce(opt: Option, raw: Any, where: str) -> Any:
     return val
 
 
+ROLE_KEYS = {"model", "max_tokens", "first_token_timeout_s", "reasoning", "provider", "fallback_models"}
+
+
 def _parse_roles(raw: Any, where: str) -> dict[str, Role]:
     roles = {n: Role(n, d["model"], d["max_tokens"]) for n, d in DEFAULT_ROLES.items()}
     if raw is None:
@@ -295,6 +298,10 @@ def _parse_roles(raw: Any, where: str) -> dict[str, Role]:
     for name, d in raw.items():
         if not isinstance(d, dict):
             raise ConfigError(f"bad value for roles.{name} in {where}: expected a table with model and max_tokens")
+        unknown = sorted(set(d) - ROLE_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown key roles.{name}.{unknown[0]} in {where}: a role takes "
+                              + ", ".join(sorted(ROLE_KEYS)))
         model = d.get("model")
         mt = d.get("max_tokens", 1000)
         if not isinstance(model, str) or not model.startswith(("openrouter/", "ollama_chat/")):
