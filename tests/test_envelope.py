@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -226,14 +227,11 @@ def test_no_model_answer_leaves_the_envelope(answer: str, scale: int, live: int,
 
 
 # ---------------------------------------------------------------------------------------------- prompt sizing
-def test_prompts_shrink_to_the_window_with_the_system_part_whole(tmp_path: Any) -> None:
-    """The review beat with 8 finished tasks and 6 long results each fits the default num_ctx by the sizer's
-    own (conservative) estimate; texts shrink before any task is dropped, and a tiny window still keeps one."""
+def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_tasks: int = 8) -> Any:
     from swarm_tui.engine.advisor import (
         RESULT_CHARS,
         REVIEW_SYSTEM,
         TASK_CHARS,
-        TEMPLATE_TOKENS,
         Advisor,
         ReviewTask,
         build_review_prompt,
@@ -242,22 +240,60 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(tmp_path: Any) 
 
     from .conftest import make_config
 
-    env = compute_envelope(ROLES[:3], tasks(8), scale=10, live_workers=0, max_per_task=3, estimate=est,
+    env = compute_envelope(ROLES[:3], tasks(n), scale=max_tasks, live_workers=0, max_per_task=3, estimate=est,
                            remaining_usd=None)
-    items = [ReviewTask(t.id, "y" * 2000, [("research", "done", "z" * 5000)] * 6, 1, 2, 0.0, 1.0) for t in env.tasks]
-    for ctx, want in ((4096, 8), (1024, None)):
-        adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx), LocalLane())
-        prompt, offered, schema = adv.fit(REVIEW_SYSTEM, items, lambda ts, k: build_review_prompt(
-            env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)), lambda ids: Advisor.schema(env, ids))
-        num_predict, _ = adv.prompt_budget(schema, REVIEW_SYSTEM)
-        assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == [t.id for t in offered]
-        used = adv.sizer.tokens(len(prompt) + len(REVIEW_SYSTEM)) + TEMPLATE_TOKENS
-        assert used + num_predict <= ctx, (ctx, used, num_predict)
-        assert (len(offered) == want) if want else (1 <= len(offered) < 8)
-        full = build_review_prompt(env, offered)
-        assert len(prompt) < len(full)  # trimmed, not sent whole
-    # the sizer learns from prompt_eval_count, and only ever toward a smaller ratio than it saw
-    adv.sizer.learn(12_000, 3_000)
-    assert adv.sizer.chars_per_token == pytest.approx(0.9 * 12_000 / (3_000 - TEMPLATE_TOKENS / 2))
-    adv.sizer.learn(12_000, 500)  # a cached prefix makes a prompt look cheap: ignored by the minimum
-    assert adv.sizer.chars_per_token < 4.0
+    items = [ReviewTask(t.id, items_text * 2000, [("research", "done", items_text * 5000)] * 6, 1, 2, 0.0, 1.0)
+             for t in env.tasks]
+    adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx), LocalLane())
+    fitted = adv.fit(REVIEW_SYSTEM, items, lambda ts, k: build_review_prompt(
+        env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)), lambda ids: Advisor.schema(env, ids))
+    return adv, env, fitted
+
+
+@pytest.mark.parametrize("ctx, text, want", [(4096, "y", 8), (1024, "y", None), (4096, "ж", None),
+                                             (2048, "中", None)])
+def test_prompts_shrink_to_the_window_with_the_system_part_whole(tmp_path: Any, ctx: int, text: str,
+                                                                 want: int | None) -> None:
+    """The review beat with 8 finished tasks and 6 long results each fits the default num_ctx by the sizer's
+    own (conservative) estimate; texts shrink before any task is dropped; a smaller window, or text that is not
+    ASCII (a token a character, near enough), keeps fewer tasks but never sends a prompt that cannot fit."""
+    from swarm_tui.engine.advisor import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt, worst_case_tokens
+
+    adv, env, fitted = _review_fit(tmp_path, ctx, text)
+    prompt, offered, schema = fitted
+    num_predict = adv.num_predict(schema)
+    assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == [t.id for t in offered]
+    used = adv.sizer.tokens(prompt + REVIEW_SYSTEM) + TEMPLATE_TOKENS
+    assert used + num_predict <= ctx, (ctx, used, num_predict)
+    assert num_predict >= worst_case_tokens(schema)  # the answer's worst case is never cut
+    assert (len(offered) == want) if want else (1 <= len(offered) < 8)
+    assert text in prompt and "\\u" not in prompt  # sent as the characters, not as 6-character escapes
+    assert len(prompt) < len(build_review_prompt(env, offered))  # trimmed, not sent whole
+
+
+def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
+    """With many tasks in a small window, tasks are dropped until the answer's worst case fits half of it."""
+    adv, env, fitted = _review_fit(tmp_path, 2048, n=100, max_tasks=100)
+    prompt, offered, schema = fitted
+    from swarm_tui.engine.envelope import worst_case_tokens
+
+    assert 1 <= len(offered) < 100 and adv.num_predict(schema) >= worst_case_tokens(schema)
+    assert adv.num_predict(schema) <= 2048 // 2
+
+
+async def test_a_window_too_small_for_one_task_is_an_error_without_a_call(tmp_path: Any) -> None:
+    adv, env, fitted = _review_fit(tmp_path, 512)
+    assert fitted is None
+    result = await adv.advise(env, env.tasks)
+    assert result.advice is None and "num_ctx 512 is too small" in result.error and adv.calls == 0
+
+
+def test_the_sizer_learns_toward_the_smallest_ratio_it_saw() -> None:
+    from swarm_tui.engine.advisor import TEMPLATE_TOKENS, PromptSizer
+
+    sizer = PromptSizer()
+    sizer.learn("x" * 12_000, 3_000)
+    assert sizer.chars_per_token == pytest.approx(0.9 * 12_000 / (3_000 - TEMPLATE_TOKENS / 2))
+    sizer.learn("x" * 12_000, 500)  # a cached prefix makes a prompt look cheap: ignored by the minimum
+    assert sizer.chars_per_token == pytest.approx(0.9 * 12_000 / (3_000 - TEMPLATE_TOKENS / 2))
+    assert sizer.tokens("ж" * 100 + "x" * 300) == 100 + math.ceil(300 / sizer.chars_per_token)

@@ -321,6 +321,30 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
         assert engine.state.task_round(t.id) == 1 and len(engine.state.task_results(t.id)) == 4
 
 
+async def test_finished_tasks_left_out_of_a_full_review_window_are_reviewed_later(
+        tmp_path: Path, nats_server: EmbeddedServer) -> None:
+    """A small num_ctx holds fewer finished tasks than the review offers: those left out are not marked as
+    reviewed, and a later beat offers them."""
+    async with FakeOpenRouter() as fo, FakeOllama() as ol:
+        fo.default = lambda body: Answer(text="long findings " * 400, cost=0.0001)
+        reviews: list[dict[str, Any]] = []
+        ol.default = review_or_plan([], review_log=reviews)
+        cfg = loop_cfg(tmp_path, nats_server, fo, ol, ollama__num_ctx=1024, approval__mode="auto",
+                       approval__auto_max_usd=1.0)
+        async with loop_engine(cfg) as (engine, cond):
+            ids = []
+            for i in range(6):
+                t = Task(id=new_id("t"), text=f"research topic {i} " * 40, created_at=time.time())
+                await engine.bus.publish_event(t, msg_id=t.id)
+                ids.append(t.id)
+            await until(lambda: all(engine.state.tasks[i].state == "done" for i in ids if i in engine.state.tasks)
+                        and len(engine.state.tasks) == 6, 30, "the tasks to finish")
+            await until(lambda: set().union(*(offered_ids(r) for r in reviews)) >= set(ids) if reviews else False,
+                        20, "every finished task reviewed")
+        assert len(offered_ids(reviews[0])) < 6  # the first review could not hold them all
+        assert all(r["options"]["num_ctx"] == 1024 for r in reviews)
+
+
 class Spend:
     name = "spend"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from swarm_tui.engine.advisor import REVIEW_SYSTEM, Advisor, ReviewTask
+from swarm_tui.engine.advisor import Advisor, ReviewTask
 from swarm_tui.engine.bus import Bus
 from swarm_tui.engine.conductor import Conductor
 from swarm_tui.engine.config import Config
@@ -92,11 +92,11 @@ async def test_a_burst_of_three_tasks_is_decided_by_the_model(tmp_path: Path, na
             await engine.stop()
 
 
-def _env(n_tasks: int) -> Any:
+def _env(n_tasks: int, text: str = "x") -> Any:
     roles = [RoleSpec(r, f"openrouter/x/{r}", 1000) for r in ROLES]
     from swarm_tui.engine.envelope import ReadyTask
 
-    tasks = [ReadyTask(t, "x", 5) for t in ids(n_tasks)]
+    tasks = [ReadyTask(t, text, 5) for t in ids(n_tasks)]
     return compute_envelope(roles, tasks, scale=10, live_workers=0, max_per_task=3,
                             estimate=lambda m, p, t: (0.001, 0.002), remaining_usd=1.0)
 
@@ -119,10 +119,27 @@ async def test_a_review_beat_with_full_results_fits_the_window(tmp_path: Path) -
         print(f"\nreview: {len(body['messages'][1]['content'])} chars, prompt_eval_count "
               f"{resp['prompt_eval_count']}, num_predict {body['options']['num_predict']}, "
               f"{result.latency_ms:.0f} ms, offered {len(result.offered)} tasks: {result.raw}")
-        assert body["messages"][0]["content"] == REVIEW_SYSTEM  # the system part whole
         assert result.error == "" and result.warning == "" and result.advice is not None, result
         assert resp["prompt_eval_count"] + body["options"]["num_predict"] <= 4096
         assert len(result.offered) == 8  # trimmed texts, not dropped tasks
         assert json.loads(result.raw)  # a whole answer
         # the sizer learned from prompt_eval_count: the next estimate uses the measured ratio
         assert adv.sizer.seen and adv.sizer.chars_per_token <= 4.5
+
+
+@pytest.mark.parametrize("text", ["Исследуй историю системы обмена сообщениями NATS и сравни её с Kafka. " * 12,
+                                  "研究 NATS 消息系统的历史，并与 Kafka 比较其优缺点。" * 20])
+async def test_text_that_is_not_ascii_fits_the_window_too(tmp_path: Path, text: str) -> None:
+    """Cyrillic and Chinese take about a token a character in Gemma's tokenizer (English about four characters):
+    sized as such, 8 long tasks still fit the default window with the whole answer."""
+    async with LlamaOllama() as lo:
+        cfg = make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST=lo.url)
+        env = _env(8, text)
+        adv = Advisor(cfg, LocalLane())
+        result = await adv.advise(env, env.tasks)
+        body, resp = lo.chats()[-1]["json"], lo.chats()[-1]["response"]
+        print(f"\n{len(body['messages'][1]['content'])} chars, prompt_eval_count {resp['prompt_eval_count']}, "
+              f"num_predict {body['options']['num_predict']}, offered {len(result.offered)}: {result.raw}")
+        assert resp["prompt_eval_count"] + body["options"]["num_predict"] <= 4096
+        assert result.error == "" and result.warning == "" and result.advice is not None, result
+        assert text[:20] in body["messages"][1]["content"]  # the characters, not \\u escapes

@@ -8,6 +8,7 @@ mid-call, invalid JSON, schema mismatch). The conductor then falls back to the r
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -88,14 +89,17 @@ class AdviceResult:
 
 
 class PromptSizer:
-    """How many tokens a prompt will take, before it is sent: characters over a conservative characters-per-token
-    figure that learns from each response's ``prompt_eval_count`` (the smallest ratio seen lately, less 10%).
+    """How many tokens a prompt will take, before it is sent: its ASCII characters over a conservative
+    characters-per-token figure, plus one token for every other character (measured on Gemma's tokenizer:
+    English ~4 characters a token, Cyrillic and Chinese ~1.06, emoji ~1.3). The figure learns from each
+    response's ``prompt_eval_count``: the smallest ratio seen lately, less 10%.
 
     A response whose ``prompt_eval_count`` is smaller than the prompt (Ollama counts only what it evaluated, so a
-    cached prefix looks cheap) gives a larger ratio, which the minimum ignores."""
+    cached prefix looks cheap) gives a larger ratio, which the minimum ignores; one whose window was full (the
+    prompt was cut) gives a ratio that is still too large but smaller than the estimate that let it through."""
 
     START = 3.0  # English runs ~4 characters a token; JSON, ids and numbers fewer
-    FLOOR, CEILING = 1.5, 4.5
+    FLOOR, CEILING = 1.0, 4.5
 
     def __init__(self) -> None:
         self.seen: list[float] = []
@@ -106,12 +110,21 @@ class PromptSizer:
             return self.START
         return max(self.FLOOR, min(self.CEILING, 0.9 * min(self.seen)))
 
-    def tokens(self, chars: int) -> int:
-        return math.ceil(chars / self.chars_per_token)
+    @staticmethod
+    def split(text: str) -> tuple[int, int]:
+        """(ASCII characters, other characters)."""
+        other = sum(1 for c in text if ord(c) > 127) if not text.isascii() else 0
+        return len(text) - other, other
 
-    def learn(self, chars: int, prompt_eval_count: int) -> None:
-        if chars > 0 and prompt_eval_count > TEMPLATE_TOKENS:
-            self.seen = (self.seen + [chars / (prompt_eval_count - TEMPLATE_TOKENS / 2)])[-20:]
+    def tokens(self, text: str) -> int:
+        ascii_chars, other = self.split(text)
+        return math.ceil(ascii_chars / self.chars_per_token) + other
+
+    def learn(self, text: str, prompt_eval_count: int) -> None:
+        ascii_chars, other = self.split(text)
+        rest = prompt_eval_count - other - TEMPLATE_TOKENS / 2
+        if ascii_chars > 0 and rest > 0:
+            self.seen = (self.seen + [ascii_chars / rest])[-20:]
 
 
 def _cut(text: str, n: int) -> str:
@@ -127,7 +140,8 @@ def build_prompt(env: Envelope, tasks: Sequence[ReadyTask], text_chars: int = TA
     lines = [f"Worker limit this beat: {env.max_workers} (at most {env.max_per_task} per task).", _roles_line(env),
              "Ready tasks (highest priority first):"]
     for t in tasks:
-        lines.append(json.dumps({"task_id": t.id, "priority": t.priority, "text": _cut(t.text, text_chars)}))
+        lines.append(json.dumps({"task_id": t.id, "priority": t.priority, "text": _cut(t.text, text_chars)},
+                                ensure_ascii=False))
     return "\n".join(lines)
 
 
@@ -143,31 +157,26 @@ def build_review_prompt(env: Envelope, tasks: Sequence[ReviewTask], text_chars: 
             results.append({"role": role, "state": state, "output": cut})
         lines.append(json.dumps({"task_id": t.id, "text": _cut(t.text, text_chars), "results": results,
                                  "follow_up_round": f"{t.round} of at most {t.max_rounds}",
-                                 "spent_usd": f"{t.spent_usd:.4f} of {t.max_usd:.4f}"}))
+                                 "spent_usd": f"{t.spent_usd:.4f} of {t.max_usd:.4f}"}, ensure_ascii=False))
     return "\n".join(lines)
 
 
 T = TypeVar("T", ReadyTask, ReviewTask)
 
 
-def fit_prompt(tasks: Sequence[T], build: Callable[[Sequence[T], float], str],
-               budget_chars: int) -> tuple[str, list[T]]:
-    """The prompt for as many tasks as fit in ``budget_chars``: the texts shrink first (``build`` takes a scale,
-    1.0 for the full limits), then tasks are dropped from the end (the lowest priority), never below one."""
-    offered = list(tasks)
+def shrink_to_fit(tasks: Sequence[T], build: Callable[[Sequence[T], float], str],
+                  fits: Callable[[str], bool]) -> str | None:
+    """The prompt for ``tasks`` with their texts shrunk until it ``fits`` (``build`` takes a scale, 1.0 for the
+    full limits, down to MIN_TASK_CHARS / MIN_RESULT_CHARS); None when even the shortest does not."""
+    floor = max(MIN_TASK_CHARS / TASK_CHARS, MIN_RESULT_CHARS / RESULT_CHARS)
+    scale = 1.0
     while True:
-        scale = 1.0
-        for _ in range(12):
-            text = build(offered, scale)
-            if len(text) <= budget_chars:
-                return text, offered
-            floor = max(MIN_TASK_CHARS / TASK_CHARS, MIN_RESULT_CHARS / RESULT_CHARS)
-            if scale <= floor:
-                break
-            scale = max(floor, scale * min(0.9, budget_chars / len(text)))
-        if len(offered) <= 1:
-            return text, offered  # one task at the smallest limits: the warning after the call tells
-        offered.pop()
+        text = build(tasks, scale)
+        if fits(text):
+            return text
+        if scale <= floor:
+            return None
+        scale = max(floor, scale * 0.8)
 
 
 class Advisor:
@@ -216,40 +225,56 @@ class Advisor:
     def num_ctx(self) -> int:
         return int(self.cfg["ollama.num_ctx"])
 
-    def prompt_budget(self, schema: dict[str, Any], system: str) -> tuple[int, int]:
-        """(num_predict, characters the user prompt may take): the answer's worst case is reserved first, then
-        the chat template and the whole system prompt; what is left of num_ctx is the user prompt's."""
-        ctx = self.num_ctx()
-        num_predict = min(math.ceil(worst_case_tokens(schema) * PREDICT_MARGIN), ctx // 2)
-        left = ctx - num_predict - TEMPLATE_TOKENS - self.sizer.tokens(len(system))
-        return num_predict, max(0, int(left * self.sizer.chars_per_token))
+    def _fits(self, room: int, text: str) -> bool:
+        return self.sizer.tokens(text) <= room
+
+    def num_predict(self, schema: dict[str, Any]) -> int:
+        return math.ceil(worst_case_tokens(schema) * PREDICT_MARGIN)
 
     def fit(self, system: str, tasks: Sequence[T], build: Callable[[Sequence[T], float], str],
-            schema_for: Callable[[list[str]], dict[str, Any]]) -> tuple[str, list[T], dict[str, Any]]:
-        """(user prompt, tasks offered, schema) that fit num_ctx together. Fewer tasks offered make a smaller
-        worst-case answer, which leaves the prompt more room: so the fit is tried again for what was kept."""
-        offered = list(tasks)
-        for _ in range(4):
+            schema_for: Callable[[list[str]], dict[str, Any]]) -> tuple[str, list[T], dict[str, Any]] | None:
+        """(user prompt, tasks offered, schema) that fit num_ctx together, or None when not even one task does.
+
+        For as many tasks as possible (the lowest priority dropped first): the answer's worst case is reserved
+        first and never cut (at most half the window), then the chat template and the whole system prompt; the
+        user prompt gets what is left, its texts shrunk to fit. Fewer tasks make a smaller worst case, which
+        leaves the prompt more room."""
+        ctx = self.num_ctx()
+        system_tokens = self.sizer.tokens(system)
+        for n in range(len(tasks), 0, -1):
+            offered = list(tasks[:n])
             schema = schema_for([t.id for t in offered])
-            _, budget = self.prompt_budget(schema, system)
-            prompt, kept = fit_prompt(offered, build, budget)
-            if len(kept) == len(offered):
-                return prompt, kept, schema
-            offered = kept
-        return prompt, kept, schema_for([t.id for t in kept])
+            predict = self.num_predict(schema)
+            left = ctx - predict - TEMPLATE_TOKENS - system_tokens
+            if predict > ctx // 2 or left <= 0:
+                continue
+            prompt = shrink_to_fit(offered, build, functools.partial(self._fits, left))
+            if prompt is not None:
+                return prompt, offered, schema
+        return None
 
     async def advise(self, env: Envelope, tasks: Sequence[ReadyTask]) -> AdviceResult:
-        prompt, offered, schema = self.fit(SYSTEM, tasks, lambda ts, k: build_prompt(env, ts, int(TASK_CHARS * k)),
-                                           lambda ids: self.schema(env, ids))
+        fitted = self.fit(SYSTEM, tasks, lambda ts, k: build_prompt(env, ts, int(TASK_CHARS * k)),
+                          lambda ids: self.schema(env, ids))
+        if fitted is None:
+            return self.too_small()
+        prompt, offered, schema = fitted
         return await self._ask(SYSTEM, prompt, schema, [t.id for t in offered])
 
     async def review(self, env: Envelope, tasks: Sequence[ReviewTask]) -> AdviceResult:
         """Ask whether finished tasks need a follow-up (same schema; no tasks listed means none)."""
-        prompt, offered, schema = self.fit(
-            REVIEW_SYSTEM, tasks,
-            lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)),
-            lambda ids: self.schema(env, ids))
+        fitted = self.fit(REVIEW_SYSTEM, tasks,
+                          lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)),
+                          lambda ids: self.schema(env, ids))
+        if fitted is None:
+            return self.too_small()
+        prompt, offered, schema = fitted
         return await self._ask(REVIEW_SYSTEM, prompt, schema, [t.id for t in offered])
+
+    def too_small(self) -> AdviceResult:
+        return AdviceResult(None, error=f"ollama.num_ctx {self.num_ctx()} is too small for the system prompt, one "
+                                        "task and its answer: raise it (1024 or more); the rules decide",
+                            source=self.source)
 
     @staticmethod
     def schema(env: Envelope, task_ids: list[str]) -> dict[str, Any]:
@@ -260,9 +285,9 @@ class Advisor:
         keep_alive = self.keep_alive()
         self.last_keep_alive = keep_alive
         ctx = self.num_ctx()
-        num_predict, _ = self.prompt_budget(schema, system)
+        num_predict = self.num_predict(schema)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-        chars = len(system) + len(prompt)
+        sent = system + prompt
         t0 = self.monotonic()
         raw = ""
         resp: Any = None
@@ -300,12 +325,12 @@ class Advisor:
         raw = str(getattr(getattr(resp, "message", None), "content", "") or "")
         used = int(getattr(resp, "prompt_eval_count", 0) or 0)
         warning = ""
+        if used:
+            self.sizer.learn(sent, used)  # a full window too: its ratio is still lower than the one that erred
         if used and used + num_predict > ctx:
             warning = (f"the prompt took {used} of num_ctx {ctx} tokens, leaving less than the answer's "
                        f"{num_predict}: its front may have been cut (Ollama drops it silently)")
             log.warning("heartbeat prompt: %s", warning)
-        elif used:
-            self.sizer.learn(chars, used)
         if getattr(resp, "done_reason", "") == "length":
             return done(None, f"the answer was cut at num_predict={num_predict} tokens (done_reason: length)",
                         warning=warning)

@@ -329,6 +329,9 @@ class Conductor:
             self.status = "paused" if self.state.paused else "idle"
         self.reachable = result.reachable
         self.last_warning = result.warning
+        left_out = [t.id for t in items if result.offered and t.id not in result.offered]
+        for tid in left_out:  # the window held fewer tasks: the rest are offered at a later beat
+            self._reviewed.pop(tid, None)
         if result.advice is None:
             self.review_note = f"no follow-up review: {result.error}"
             return []
@@ -364,7 +367,8 @@ class Conductor:
             self.last_decision = d.id
             out.append(d)
             await self._maybe_auto_approve(d)
-        self.review_note = f"{len(out)} follow-up decision(s) for {len(items)} reviewed task(s)"
+        self.review_note = f"{len(out)} follow-up decision(s) for {len(items) - len(left_out)} reviewed task(s)" + (
+            f"; {len(left_out)} more did not fit the model's window: reviewed at a later beat" if left_out else "")
         return out
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
