@@ -13,6 +13,12 @@ Usage::
         client = ollama.AsyncClient(host=lo.url)
         lo.requests                             # [{"path", "json", "status", "t_start", "t_end", "response"}]
 
+Where it differs from Ollama: ``format`` goes through llama-cpp-python's Python port of json-schema-to-grammar,
+whose whitespace rule is ``" "?`` where Ollama's C++ converter allows a newline and up to 20 spaces or tabs
+between elements; the C++ parser that checks the result is llama.cpp's own. A model that pads its answer with
+whitespace therefore runs longer under real Ollama: ``num_predict`` still bounds it, and a cut answer is
+recorded as ``done_reason: length``.
+
 ``POST /api/chat`` (``stream`` false: one JSON object; true: NDJSON, a line per token), ``GET /api/tags``,
 ``GET /api/ps``, ``GET /api/version``. ``available()`` says why real-model tests must skip, or "".
 """

@@ -297,3 +297,9 @@ def test_the_sizer_learns_toward_the_smallest_ratio_it_saw() -> None:
     sizer.learn("x" * 12_000, 500)  # a cached prefix makes a prompt look cheap: ignored by the minimum
     assert sizer.chars_per_token == pytest.approx(0.9 * 12_000 / (3_000 - TEMPLATE_TOKENS / 2))
     assert sizer.tokens("ж" * 100 + "x" * 300) == 100 + math.ceil(300 / sizer.chars_per_token)
+
+
+def test_a_raw_newline_inside_the_reason_is_tolerated() -> None:
+    """llama-cpp-python's grammar port lets a raw control character into a string (seen from Gemma 3 270M)."""
+    advice = parse_advice('{"tasks": [{"task_id": "t-0", "roles": ["code"], "count": 1}], "reason": "a\nb"}')
+    assert advice.reason == "a\nb" and advice.workers[0].role == "code"

@@ -117,7 +117,8 @@ def worst_case_tokens(schema: dict[str, Any]) -> int:
     """The most tokens an answer bound by ``schema`` can take: each character of ``reason`` a token (the grammar
     lets any character through), the enum literals and punctuation at two characters a token (generous: JSON
     and ids tokenize at 2.5-4), and one token of whitespace per element (the grammar allows a newline and
-    indentation between any two)."""
+    indentation between any two). Not covered: a reason written in ``\\uXXXX`` escapes (~6 tokens a
+    character) or runs of whitespace over a token; such an answer is cut at num_predict and recorded as cut."""
     props = schema["properties"]
     item = props["tasks"]["items"]["properties"]
     longest = max((len(json.dumps(t)) for t in item["task_id"]["enum"]), default=2)
@@ -140,7 +141,9 @@ def parse_advice(text: str) -> Advice:
     """The model's raw text (a compact plan) to an Advice, or AdviceError (invalid JSON or a schema
     mismatch)."""
     try:
-        obj = json.loads(text)
+        # strict=False: a raw control character (a newline) inside the reason string is let through; some
+        # grammar converters allow one there, and it harms nothing in a one-sentence reason.
+        obj = json.loads(text, strict=False)
     except (ValueError, RecursionError) as exc:
         raise AdviceError(f"the model's answer is not valid JSON ({type(exc).__name__})") from None
     try:
