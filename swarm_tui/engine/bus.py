@@ -491,3 +491,24 @@ def _reason(exc: BaseException) -> str:
     if "authorization" in text.lower() or "auth" in type(exc).__name__.lower():
         return "authorization failed (check nats.token / user / password / creds)"
     return text.splitlines()[0][:200]
+
+
+async def retrying(op: Callable[[], Awaitable[Any]], deadline_s: float = 30.0, *,
+                   passthrough: tuple[type[BaseException], ...] = (),
+                   on_error: Callable[[], None] | None = None) -> Any:
+    """``op()`` retried through a bus outage (backoff 0.1 s doubling to 2 s) until ``deadline_s``; errors of the
+    ``passthrough`` types are raised at once. For KV operations that must outlive a reconnect."""
+    end = time.monotonic() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            return await op()
+        except passthrough:
+            raise
+        except Exception:  # noqa: BLE001 - connection closed or reconnecting errors from nats-py
+            if time.monotonic() > end:
+                raise
+            if on_error is not None:
+                on_error()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -251,11 +251,10 @@ class JobRun:
         first = role.first_token_timeout_s if role is not None else None
         # The whole call ends at swarm.request_timeout_s however long the first content may take: the spend
         # guard's stale-reservation limit is built on it, so no call may outlive its reservation.
-        limit = first or float(cfg.get("swarm.first_content_timeout_s", 150.0))
+        limit = first or float(cfg["swarm.first_content_timeout_s"])
         opts: dict[str, Any] = {"first_content_timeout": min(limit, float(cfg["swarm.request_timeout_s"]))}
         if model.startswith("openrouter/"):
-            opts["headers"] = attribution(str(cfg.get("openrouter.referer", "https://github.com/swarm-tui/swarm-tui")),
-                                          str(cfg.get("openrouter.title", "swarm-tui")))
+            opts["headers"] = attribution(str(cfg["openrouter.referer"]), str(cfg["openrouter.title"]))
             opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
         return opts
 

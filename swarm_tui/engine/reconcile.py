@@ -39,7 +39,7 @@ import aiohttp
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
 from . import subjects as S
-from .bus import Bus
+from .bus import Bus, retrying
 from .config import Config
 from .messages import Job, SpendEntry
 
@@ -123,8 +123,8 @@ class Reconciler:
                "keys": list(keys), "worst": worst, "owner": self.owner, "state": "calling", "gen": "",
                "started_at": now, "ended_at": 0.0, "tries": 0, "next_at": 0.0}
         try:
-            await _retrying(self._beat)
-            await _retrying(lambda: self._put(f"a.{aid}", doc))  # through a bus outage: no call without a record
+            await retrying(self._beat)
+            await retrying(lambda: self._put(f"a.{aid}", doc))  # through a bus outage: no call without a record
             if self.spend is not None and keys:
                 held = await self.spend.begin_attempt(job, aid, keys)
                 if held > 0 and abs(held - worst) > 1e-12:
@@ -342,19 +342,6 @@ class Reconciler:
         await self.bus.publish_event(se, msg_id=f"spend-{aid}")
         await self._settle_ledger(aid, list(doc.get("keys") or []), cost, estimated=estimated)
         await self._delete(f"a.{aid}")
-
-
-async def _retrying(op: Callable[[], Any], deadline_s: float = 30.0) -> Any:
-    end = time.monotonic() + deadline_s
-    delay = 0.1
-    while True:
-        try:
-            return await op()
-        except Exception:  # noqa: BLE001 - reconnecting
-            if time.monotonic() > end:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 def _int(v: Any) -> int:

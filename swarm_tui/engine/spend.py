@@ -33,7 +33,7 @@ import aiohttp
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
 from . import subjects as S
-from .bus import Bus
+from .bus import Bus, retrying
 from .config import Config
 from .errors import SwarmError
 from .guards import Reservation
@@ -214,19 +214,10 @@ class SpendGuard:
 
     async def _retrying(self, op: Callable[[], Awaitable[Any]], deadline_s: float = 30.0) -> Any:
         """Run a ledger operation, retrying through a bus outage (settling twice is harmless: once per job)."""
-        end = time.monotonic() + deadline_s
-        delay = 0.1
-        while True:
-            try:
-                return await op()
-            except SwarmError:
-                raise
-            except Exception:  # noqa: BLE001
-                if time.monotonic() > end:
-                    raise
-                self.counts["ledger_errors"] += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return await retrying(op, deadline_s, passthrough=(SwarmError,), on_error=self._count_ledger_error)
+
+    def _count_ledger_error(self) -> None:
+        self.counts["ledger_errors"] += 1
 
     def _drop_stale(self, doc: dict[str, Any]) -> bool:
         limit = self.clock() - self.stale_s
