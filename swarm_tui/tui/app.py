@@ -321,6 +321,8 @@ class SwarmApp(App[int]):
         self._refresh_header()
 
     def _tick(self) -> None:
+        if not self.is_running:
+            return
         if self.ready:
             self.poll_info()
         self._ticks += 1
@@ -334,6 +336,8 @@ class SwarmApp(App[int]):
 
     def _flush_output(self) -> None:
         """The one timer: state views when something moved, then the worker cards with new output."""
+        if not self.is_running:  # shutting down: the panels are being removed, a late tick must not query them
+            return
         self.flushes += 1
         if not self._dirty_workers and not self._state_dirty:
             if self._flush_timer is not None:
@@ -376,6 +380,8 @@ class SwarmApp(App[int]):
         self._refresh_guards()
 
     def refresh_state(self) -> None:
+        if not self.is_running:  # a call_after_refresh that lands during shutdown
+            return
         self._state_dirty = False
         self._last_state_refresh = time.monotonic()
         state = self.link.state
