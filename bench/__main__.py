@@ -31,24 +31,41 @@ class Setting:
     control_runs: int = 5
 
 
-QUICK = Setting(runs=1, slow_runs=1, idle_s=2.0, stream_s=2.0, configs=((3, 50),), n_jobs=3, job_tokens=20,
-                job_tps=50.0, control_runs=1)
+QUICK = Setting(
+    runs=1,
+    slow_runs=1,
+    idle_s=2.0,
+    stream_s=2.0,
+    configs=((3, 50),),
+    n_jobs=3,
+    job_tokens=20,
+    job_tps=50.0,
+    control_runs=1,
+)
 
 
 def figures(s: Setting) -> list[Figure]:
     big = max(s.configs)
     f = [
-        Figure("start_frame", "1. start-up: process start → first full frame (`--demo`, 120x36 pty)", "s",
-               "< 0.6 s", 0.6),
-        Figure("start_bus_tui", "1. start-up: process start → header shows `bus connected` (TUI, embedded NATS)",
-               "s"),
-        Figure("start_bus", "1. start-up: process start → engine running on a connected bus "
-               "(`run --headless --demo`, embedded NATS)", "s"),
+        Figure(
+            "start_frame", "1. start-up: process start → first full frame (`--demo`, 120x36 pty)", "s", "< 0.6 s", 0.6
+        ),
+        Figure("start_bus_tui", "1. start-up: process start → header shows `bus connected` (TUI, embedded NATS)", "s"),
+        Figure(
+            "start_bus",
+            "1. start-up: process start → engine running on a connected bus (`run --headless --demo`, embedded NATS)",
+            "s",
+        ),
         Figure("rss_idle", "2. RSS idle, litellm not imported (app process)", "MB", "< 80 MB", 80),
         Figure("rss_idle_nats", "2. RSS idle: the embedded nats-server child", "MB"),
         Figure("rss_idle_demo", "2. RSS idle `--demo` after the pool's litellm warm-up (app process)", "MB"),
-        Figure("rss_stream", f"2. RSS with {big[0]} workers streaming at {big[1]:g} tok/s (peak, app process)", "MB",
-               "< 200 MB", 200),
+        Figure(
+            "rss_stream",
+            f"2. RSS with {big[0]} workers streaming at {big[1]:g} tok/s (peak, app process)",
+            "MB",
+            "< 200 MB",
+            200,
+        ),
         Figure("cpu_idle", f"2. idle CPU over {s.idle_s:g} s (app process)", "% core", "< 1%", 1.0),
     ]
     for n, tps in s.configs:
@@ -56,10 +73,20 @@ def figures(s: Setting) -> list[Figure]:
         is_big = (n, tps) == big
         f += [
             Figure(f"lat50_{key}", f"3. {n} workers × {tps:g} tok/s: chunk-to-screen p50", "ms"),
-            Figure(f"lat99_{key}", f"3. {n} workers × {tps:g} tok/s: chunk-to-screen p99", "ms",
-                   "< 100 ms" if is_big else "", 100 if is_big else None),
-            Figure(f"cpu_{key}", f"3. {n} workers × {tps:g} tok/s: app CPU", "% core",
-                   "< 60%" if is_big else "", 60 if is_big else None),
+            Figure(
+                f"lat99_{key}",
+                f"3. {n} workers × {tps:g} tok/s: chunk-to-screen p99",
+                "ms",
+                "< 100 ms" if is_big else "",
+                100 if is_big else None,
+            ),
+            Figure(
+                f"cpu_{key}",
+                f"3. {n} workers × {tps:g} tok/s: app CPU",
+                "% core",
+                "< 60%" if is_big else "",
+                60 if is_big else None,
+            ),
         ]
     stream = f"{s.job_tokens} tokens at {s.job_tps:g} tok/s"
     f += [
@@ -71,8 +98,9 @@ def figures(s: Setting) -> list[Figure]:
         Figure("ctl_approve", "5. approve → first request on the wire", "ms", "< 50 ms", 50),
         Figure("ctl_scale", "5. rescale 2 → 10: request → 10 streams open at the endpoint", "ms"),
         Figure("ctl_cancel", "5. cancel → the endpoint sees the stream closed", "ms", "< 50 ms", 50),
-        Figure("recovery", "6. nats-server killed (-9) and restarted: restart → next chunk on the bus", "s",
-               "< 2 s", 2.0),
+        Figure(
+            "recovery", "6. nats-server killed (-9) and restarted: restart → next chunk on the bus", "s", "< 2 s", 2.0
+        ),
     ]
     return f
 
@@ -129,12 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="the report (markdown)")
     ap.add_argument("--json", default="", help="also write the raw samples here")
     ap.add_argument("--only", default="", help="comma list: startup,idle,stream,swarm,recovery")
-    ap.add_argument("--keep", default="",
-                    help="raw samples (--json) of an earlier run: figures this run did not measure take them")
-    ap.add_argument("--analysis", default=str(ROOT / "bench" / "analysis.md"),
-                    help="text appended under the table (the explanations of missed targets)")
-    ap.add_argument("--configs", default="",
-                    help="stream load settings to run, e.g. 50x100,25x100 (workers x tokens/s; default: all six)")
+    ap.add_argument(
+        "--keep", default="", help="raw samples (--json) of an earlier run: figures this run did not measure take them"
+    )
+    ap.add_argument(
+        "--analysis",
+        default=str(ROOT / "bench" / "analysis.md"),
+        help="text appended under the table (the explanations of missed targets)",
+    )
+    ap.add_argument(
+        "--configs",
+        default="",
+        help="stream load settings to run, e.g. 50x100,25x100 (workers x tokens/s; default: all six)",
+    )
     ap.add_argument("--runs", type=int, default=0, help="runs per figure (default: 3, the slow ones 2)")
     a = ap.parse_args(argv)
     s = QUICK if a.quick else Setting()

@@ -49,8 +49,10 @@ class Figure:
         sp = self.spread
         spread = f"{f(sp[0])} – {f(sp[1])}" if sp else "-"
         met = {True: "yes", False: "**no**", None: "-"}[self.met]
-        return (f"| {self.name} | {f(self.median)} {self.unit} | {spread} | {len(self.samples)} | {self.target or '-'} "
-                f"| {met} |")
+        return (
+            f"| {self.name} | {f(self.median)} {self.unit} | {spread} | {len(self.samples)} | {self.target or '-'} "
+            f"| {met} |"
+        )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -72,19 +74,23 @@ def machine() -> str:
     except OSError:
         pass
     mem = psutil.virtual_memory().total / 2**30
-    return (f"{platform.system()} {platform.machine()}, {psutil.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, "
-            f"Python {sys.version.split()[0]}")
+    return (
+        f"{platform.system()} {platform.machine()}, {psutil.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
 def app_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "OPENROUTER_", "OLLAMA_", "XDG_"))}
-    env.update({
-        "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-        "SWARM_DATA_DIR": str(tmp / "data"),
-        "SWARM_NATS_PROBE_DEFAULT": "0",
-        "OLLAMA_HOST": "http://127.0.0.1:9",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
+            "SWARM_DATA_DIR": str(tmp / "data"),
+            "SWARM_NATS_PROBE_DEFAULT": "0",
+            "OLLAMA_HOST": "http://127.0.0.1:9",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 

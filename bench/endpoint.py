@@ -38,9 +38,16 @@ class Stream:
         self.sends: list[float] = []
 
     def as_dict(self, sends: bool) -> dict[str, Any]:
-        d: dict[str, Any] = {"tag": self.tag, "model": self.model, "n": self.n, "t_arrive": self.t_arrive,
-                             "t_end": self.t_end, "closed_by_client": self.closed_by_client,
-                             "sent": len(self.sends), "t_first": self.sends[0] if self.sends else None}
+        d: dict[str, Any] = {
+            "tag": self.tag,
+            "model": self.model,
+            "n": self.n,
+            "t_arrive": self.t_arrive,
+            "t_end": self.t_end,
+            "closed_by_client": self.closed_by_client,
+            "sent": len(self.sends),
+            "t_first": self.sends[0] if self.sends else None,
+        }
         if sends:
             d["sends"] = self.sends
         return d
@@ -67,8 +74,9 @@ class BenchEndpoint:
 
     async def models(self, request: web.Request) -> web.Response:
         ids = sorted({s.model for s in self.streams} | {"google/gemini-2.5-flash-lite"})
-        return web.json_response({"data": [{"id": m, "pricing": {"prompt": "0.0000001", "completion": "0.0000004"}}
-                                           for m in ids]})
+        return web.json_response(
+            {"data": [{"id": m, "pricing": {"prompt": "0.0000001", "completion": "0.0000004"}} for m in ids]}
+        )
 
     async def key(self, request: web.Request) -> web.Response:
         return web.json_response({"data": {"limit_remaining": None, "usage": 0.0, "limit": None}})
@@ -87,8 +95,9 @@ class BenchEndpoint:
 
     async def stats(self, request: web.Request) -> web.Response:
         sends = request.query.get("sends") == "1"
-        return web.json_response({"open": self.open, "open_log": self.open_log,
-                                  "streams": [s.as_dict(sends) for s in self.streams]})
+        return web.json_response(
+            {"open": self.open, "open_log": self.open_log, "streams": [s.as_dict(sends) for s in self.streams]}
+        )
 
     def _opened(self, delta: int) -> None:
         self.open += delta
@@ -106,8 +115,10 @@ class BenchEndpoint:
         st.t_arrive = t_arrive
         self.streams.append(st)
         usage = {"prompt_tokens": 20, "completion_tokens": n, "total_tokens": 20 + n, "cost": (20 + n) * 4e-7}
-        pre = f'data: {{"id":"gen-bench","object":"chat.completion.chunk","created":{int(t_arrive)},' \
-              f'"model":{json.dumps(model)},'
+        pre = (
+            f'data: {{"id":"gen-bench","object":"chat.completion.chunk","created":{int(t_arrive)},'
+            f'"model":{json.dumps(model)},'
+        )
         head = pre + '"choices":[{"index":0,"delta":{"role":"assistant","content":"'
         tail = '"},"finish_reason":null}]}\n\n'
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -128,9 +139,22 @@ class BenchEndpoint:
                 sends.append(time.time())
                 await resp.write((head + word + tail).encode())
             await resp.write((pre + '"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n').encode())
-            await resp.write(("data: " + json.dumps({"id": "gen-bench", "object": "chat.completion.chunk",
-                                                     "created": int(t_arrive), "model": model, "choices": [],
-                                                     "usage": usage}) + "\n\ndata: [DONE]\n\n").encode())
+            await resp.write(
+                (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": "gen-bench",
+                            "object": "chat.completion.chunk",
+                            "created": int(t_arrive),
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + "\n\ndata: [DONE]\n\n"
+                ).encode()
+            )
             await resp.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             st.closed_by_client = True

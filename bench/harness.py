@@ -26,12 +26,12 @@ from typing import Any
 import aiohttp
 import psutil
 
-from swarm_tui.engine import subjects as S
-from swarm_tui.engine.bus import Bus
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, WorkerEvent, new_id
 from swarm_tui.engine.config import load_config
-from swarm_tui.engine.control import request
-from swarm_tui.engine.embedded import EmbeddedServer
-from swarm_tui.engine.messages import Approval, Decision, PlanItem, Result, Task, WorkerEvent, new_id
+from swarm_tui.engine.control_requests import request
 
 from .common import ROOT, app_env
 
@@ -42,8 +42,12 @@ KEY = "sk-or-v1-bench-not-a-real-key-000000"
 # ---------------------------------------------------------------- the endpoint (its own process)
 class Endpoint:
     def __init__(self, tps: float = 50, tokens: int = 200) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.endpoint", "--tps", str(tps), "--tokens",
-                                      str(tokens)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.endpoint", "--tps", str(tps), "--tokens", str(tokens)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         m = re.match(r"port (\d+)", line)
@@ -115,8 +119,14 @@ def free_port() -> int:
 
 def swarm_env(tmp: Path, *, nats_url: str = "", base: str = "", **extra: str) -> dict[str, str]:
     """The app's environment: a private data dir, no user config, the bench endpoint as OpenRouter."""
-    kw = {"SWARM_BUDGET_USD": "1000", "SWARM_SCALE": "50", "SWARM_DEBOUNCE_S": "3600", "SWARM_INTERVAL_S": "3600",
-          "SWARM_APPROVAL": "manual", "SWARM_HEADROOM_MB": "64"}
+    kw = {
+        "SWARM_BUDGET_USD": "1000",
+        "SWARM_SCALE": "50",
+        "SWARM_DEBOUNCE_S": "3600",
+        "SWARM_INTERVAL_S": "3600",
+        "SWARM_APPROVAL": "manual",
+        "SWARM_HEADROOM_MB": "64",
+    }
     if nats_url:
         kw["SWARM_NATS_URL"] = nats_url
     if base:
@@ -131,8 +141,13 @@ class Headless:
 
     def __init__(self, env: dict[str, str], args: tuple[str, ...] = (), timeout: float = 30) -> None:
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "swarm_tui", "run", "--headless", *args], cwd=ROOT,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm_tui", "run", "--headless", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         assert self.proc.stdout is not None
         self.out: list[str] = []
         deadline = t0 + timeout
@@ -175,8 +190,16 @@ class PtyApp:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = dict(env, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "swarm_tui", *args], cwd=ROOT, env=env, stdin=slave,
-                                     stdout=slave, stderr=slave, start_new_session=True, close_fds=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm_tui", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            close_fds=True,
+        )
         os.close(slave)
         self.master = master
         self.bytes = 0
@@ -219,8 +242,10 @@ class PtyApp:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.005)
-        raise RuntimeError(f"the app did not show {name!r} within {timeout}s: "
-                           + ANSI.sub(b"", self._tail)[-300:].decode(errors="replace"))
+        raise RuntimeError(
+            f"the app did not show {name!r} within {timeout}s: "
+            + ANSI.sub(b"", self._tail)[-300:].decode(errors="replace")
+        )
 
     @property
     def pid(self) -> int:
@@ -288,12 +313,19 @@ class Observer:
             tasks.append(t)
             await self.bus.publish_event(t, msg_id=t.id)
         plan = [PlanItem(task_id=t.id, role="research", model=MODEL, max_tokens=max_tokens) for t in tasks]
-        d = Decision(id=new_id("d"), task_ids=[t.id for t in tasks], plan=plan, source="rules", created_at=now,
-                     expires_at=now + 900)
+        d = Decision(
+            id=new_id("d"),
+            task_ids=[t.id for t in tasks],
+            plan=plan,
+            source="rules",
+            created_at=now,
+            expires_at=now + 900,
+        )
         await self.bus.publish_event(d, msg_id=d.id)
         if approve:
-            await self.bus.publish_event(Approval(decision_id=d.id, action="approved", by="bench", at=time.time()),
-                                         msg_id=f"{d.id}-final")
+            await self.bus.publish_event(
+                Approval(decision_id=d.id, action="approved", by="bench", at=time.time()), msg_id=f"{d.id}-final"
+            )
         return d
 
     async def control(self, verb: str, **args: Any) -> Any:

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import time
 
-from swarm_tui.engine import llm
+from swarm_tui.engine.swarm import worker_call as llm
 
 from .harness import KEY, MODEL, Endpoint
 
@@ -24,10 +24,22 @@ async def run(streams: int, tokens: int, path: str, ep: Endpoint) -> tuple[float
     try:
         progress = [llm.Progress() for _ in range(streams)]
         c0 = time.process_time()
-        await asyncio.gather(*(llm.stream_call(
-            model=MODEL, messages=[{"role": "user", "content": f"bench-job-micro-{path}-{i}"}], max_tokens=tokens,
-            api_base=ep.base, api_key=KEY, timeout=120, first_token_timeout=30, progress=p,
-            on_text=lambda t, at: None) for i, p in enumerate(progress)))
+        await asyncio.gather(
+            *(
+                llm.stream_call(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": f"bench-job-micro-{path}-{i}"}],
+                    max_tokens=tokens,
+                    api_base=ep.base,
+                    api_key=KEY,
+                    timeout=120,
+                    first_token_timeout=30,
+                    progress=p,
+                    on_text=lambda t, at: None,
+                )
+                for i, p in enumerate(progress)
+            )
+        )
         cpu = time.process_time() - c0
     finally:
         llm.raw_sse_lines = real  # type: ignore[assignment]

@@ -23,8 +23,9 @@ from .common import Figure, cpu_seconds, percentile
 from .harness import Endpoint, Observer, PtyApp, nats, settle_cpu, swarm_env, until
 
 
-async def one(n: int, tps: float, seconds: float, tmp: Path, ep: Endpoint, url: str, tag: str,
-              profile: Path | None = None) -> dict[str, Any]:
+async def one(
+    n: int, tps: float, seconds: float, tmp: Path, ep: Endpoint, url: str, tag: str, profile: Path | None = None
+) -> dict[str, Any]:
     lat_file = tmp / f"lat-{tag}.jsonl"
     env = swarm_env(tmp / tag, nats_url=url, base=ep.base, SWARM_BENCH_LATENCY_FILE=str(lat_file))
     tokens = int(tps * seconds)
@@ -53,9 +54,24 @@ async def one(n: int, tps: float, seconds: float, tmp: Path, ep: Endpoint, url: 
         window = max(0.5, seconds - (time.monotonic() - t0) - 0.5)
         spy = None
         if profile is not None:  # py-spy (sampling, from outside) over the measured window
-            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(app.pid),  # noqa: ASYNC220
-                                    "-d", str(int(window)), "-r", "200", "--format", "raw", "-o", str(profile)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(  # noqa: ASYNC220
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(app.pid),
+                    "-d",
+                    str(int(window)),
+                    "-r",
+                    "200",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(profile),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         end = time.monotonic() + window
         while time.monotonic() < end:
             await asyncio.sleep(0.25)
@@ -130,8 +146,18 @@ def summarize(profile: Path, top: int = 25) -> str:
         for f in frames:
             name = f.split(" (")[0]
             path = f.split(" (")[-1]
-            for key in ("litellm", "textual", "rich", "nats", "aiohttp", "pydantic", "swarm_tui", "asyncio",
-                        "httpx", "openai"):
+            for key in (
+                "litellm",
+                "textual",
+                "rich",
+                "nats",
+                "aiohttp",
+                "pydantic",
+                "swarm_tui",
+                "asyncio",
+                "httpx",
+                "openai",
+            ):
                 if f"/{key}/" in path and key not in seen_p:
                     pkg[key] += c
                     seen_p.add(key)
@@ -139,8 +165,10 @@ def summarize(profile: Path, top: int = 25) -> str:
             if label not in seen_f:
                 fn[label] += c
                 seen_f.add(label)
-    out = [f"{total} samples", "by package (inclusive): " + ", ".join(f"{k} {100 * v / total:.0f}%"
-                                                                      for k, v in pkg.most_common())]
+    out = [
+        f"{total} samples",
+        "by package (inclusive): " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in pkg.most_common()),
+    ]
     out += [f"{100 * v / total:5.1f}%  {k}" for k, v in fn.most_common(top)]
     return "\n".join(out)
 

@@ -23,21 +23,28 @@ async def _batch(obs: Observer, ep: Endpoint, tags: list[str]) -> float:
 
 async def naive(ep: Endpoint, n: int, tag: str) -> float:
     """The original sketch: each worker called after the other, the same litellm streaming call."""
-    from swarm_tui.engine.llm import load_litellm
+    from swarm_tui.engine.swarm.worker_call import load_litellm
 
     litellm = await load_litellm()
     t0 = time.monotonic()
     for i in range(n):
-        resp = await litellm.acompletion(model=MODEL, api_base=ep.base, api_key=KEY, stream=True, max_tokens=100000,
-                                         messages=[{"role": "user", "content": f"bench-job-{tag}-{i}: write"}],
-                                         stream_options={"include_usage": True})
+        resp = await litellm.acompletion(
+            model=MODEL,
+            api_base=ep.base,
+            api_key=KEY,
+            stream=True,
+            max_tokens=100000,
+            messages=[{"role": "user", "content": f"bench-job-{tag}-{i}: write"}],
+            stream_options={"include_usage": True},
+        )
         async for _chunk in resp:
             pass
     return time.monotonic() - t0
 
 
-async def swarm_figures(runs: int, n_jobs: int, tokens: int, tps: float, naive_runs: int, control_runs: int,
-                        figs: dict[str, Figure]) -> None:
+async def swarm_figures(
+    runs: int, n_jobs: int, tokens: int, tps: float, naive_runs: int, control_runs: int, figs: dict[str, Figure]
+) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as d:
         tmp = Path(d)
         srv = nats(tmp / "nats")

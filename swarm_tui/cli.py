@@ -7,18 +7,26 @@ import logging
 import sys
 from typing import Any
 
-from . import __version__
-from .engine.errors import SwarmError, UsageError
+from swarm_tui import __version__
+from swarm_tui.engine.errors import SwarmError, UsageError
 
 log = logging.getLogger("swarm_tui")
 
 
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                   help="configuration file (default: ~/.config/swarm-tui/config.toml)")
-    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
-                   help="offline demo: workers stream from a built-in loopback endpoint, no keys needed")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: ~/.config/swarm-tui/config.toml)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="offline demo: workers stream from a built-in loopback endpoint, no keys needed",
+    )
     return p
 
 
@@ -58,14 +66,19 @@ def _usd(v: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     p = argparse.ArgumentParser(
-        prog="swarm-tui", parents=[common],
+        prog="swarm-tui",
+        parents=[common],
         description="The control room of a hybrid LLM swarm: a local heartbeat model proposes, cheap cloud "
-                    "workers execute, NATS JetStream is the bus. With no command: the full-screen app.",
+        "workers execute, NATS JetStream is the bus. With no command: the full-screen app.",
     )
     p.add_argument("--version", action="version", version=f"swarm-tui {__version__}")
     p.add_argument("--attach", metavar="URL", help="observe and control an engine running elsewhere (a NATS URL)")
-    p.add_argument("--refresh-ms", type=int, metavar="MS", help="screen refresh of streaming output "
-                   "(raise it on slow ssh links; default from ui.refresh_ms)")
+    p.add_argument(
+        "--refresh-ms",
+        type=int,
+        metavar="MS",
+        help="screen refresh of streaming output (raise it on slow ssh links; default from ui.refresh_ms)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", parents=[common], help="run the engine (with --headless: no screen)")
@@ -114,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .engine.config import load_config
-    from .engine.logs import setup_logging
-    from .engine.paths import data_dir, log_path
+    from swarm_tui.engine.config import load_config
+    from swarm_tui.engine.logs import setup_logging
+    from swarm_tui.engine.paths import data_dir, log_path
 
     cfg = load_config(getattr(args, "config", None))
     if getattr(args, "demo", False):
@@ -132,7 +145,7 @@ def dispatch(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cmd in (None, "run", "worker"):
         return _long_running(args, cfg, demo)  # not through cmds: it imports nats-py before the first frame
-    from . import cmds
+    from swarm_tui import cli_commands as cmds
 
     if cmd == "config":
         return cmds.show_config(cfg, args.json)
@@ -156,14 +169,15 @@ def dispatch(args: argparse.Namespace) -> int:
         chosen = sum(bool(x) for x in (args.worker, args.decision, args.all))
         if chosen != 1:
             raise UsageError("cancel takes exactly one of: WORKER_ID, --decision ID, --all")
-        return cmds.run(cmds.control(cfg, "cancel", {"worker": args.worker, "decision": args.decision,
-                                                     "all": args.all}))
+        return cmds.run(
+            cmds.control(cfg, "cancel", {"worker": args.worker, "decision": args.decision, "all": args.all})
+        )
     if cmd == "budget":
         return cmds.run(cmds.control(cfg, "ceiling", {"usd": args.usd}))
     if cmd in ("pause", "resume"):
         return cmds.run(cmds.control(cfg, cmd, {}))
     if cmd == "doctor":
-        from .engine.doctor import run_doctor
+        from swarm_tui.engine.doctor import run_doctor
 
         checks = cmds.run_value(run_doctor(cfg))
         for ch in checks:
@@ -175,18 +189,17 @@ def dispatch(args: argparse.Namespace) -> int:
 def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
     cmd = args.command
     if cmd == "worker":
-        from .runner import run_worker
+        from swarm_tui.runner import run_worker
 
         return run_worker(cfg, concurrency=args.concurrency, demo=demo)
     if cmd == "run" and args.headless:
-        from .runner import run_headless
+        from swarm_tui.runner import run_headless
 
         return run_headless(cfg, demo=demo)
     # the full-screen app (no command, or `run` without --headless)
-    from .runner import run_app
+    from swarm_tui.runner import run_app
 
-    return run_app(cfg, demo=demo, attach=getattr(args, "attach", None),
-                   refresh_ms=getattr(args, "refresh_ms", None))
+    return run_app(cfg, demo=demo, attach=getattr(args, "attach", None), refresh_ms=getattr(args, "refresh_ms", None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user, the details (redacted) in the log
         log.exception("internal error")
-        print(f"swarm-tui: internal error: {type(exc).__name__} (details in the log under the data dir)",
-              file=sys.stderr)
+        print(
+            f"swarm-tui: internal error: {type(exc).__name__} (details in the log under the data dir)", file=sys.stderr
+        )
         return 1

@@ -7,7 +7,7 @@ import logging
 import signal
 from typing import Any
 
-from .engine.config import Config
+from swarm_tui.engine.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 
 
 async def _headless(cfg: Config, demo: bool) -> int:
-    from .engine.assemble import assemble
-    from .engine.bus import Bus
+    from swarm_tui.engine.assemble import assemble
+    from swarm_tui.engine.bus.client import Bus
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -29,8 +29,7 @@ async def _headless(cfg: Config, demo: bool) -> int:
     engine = assemble(cfg, bus, demo=demo)
     try:
         await engine.start()
-        print(f"swarm-tui engine running (bus: {bus.kind}{', DEMO' if demo else ''}); stop with Ctrl-C",
-              flush=True)
+        print(f"swarm-tui engine running (bus: {bus.kind}{', DEMO' if demo else ''}); stop with Ctrl-C", flush=True)
         await stop.wait()
     finally:
         await engine.stop()
@@ -43,11 +42,11 @@ def run_headless(cfg: Config, *, demo: bool = False) -> int:
 
 async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
-    from .engine.bus import Bus
-    from .engine.memory import RamGuard
-    from .engine.pool import Pool
-    from .engine.prices import PriceBook
-    from .engine.spend import SpendGuard
+    from swarm_tui.engine.bus.client import Bus
+    from swarm_tui.engine.guards.memory import RamGuard
+    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.spend import SpendGuard
+    from swarm_tui.engine.swarm.pool import Pool
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -56,7 +55,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     parts: list[Any] = []
     endpoint = None
     if demo:
-        from .engine.demo import DemoEndpoint
+        from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
         endpoint = DemoEndpoint(cfg)
         parts.append(endpoint)
@@ -70,9 +69,11 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
             await part.start()
             started.append(part)
         blocked = pool.blocked()
-        print(f"swarm-tui worker running on {pool.host} (bus: {bus.kind}, capacity {pool.capacity}"
-              f"{', DEMO' if demo else ''}{'; takes no jobs: ' + blocked if blocked else ''}); stop with Ctrl-C",
-              flush=True)
+        print(
+            f"swarm-tui worker running on {pool.host} (bus: {bus.kind}, capacity {pool.capacity}"
+            f"{', DEMO' if demo else ''}{'; takes no jobs: ' + blocked if blocked else ''}); stop with Ctrl-C",
+            flush=True,
+        )
         await stop.wait()
     finally:
         for part in reversed(started):
@@ -93,12 +94,12 @@ def run_app(cfg: Config, *, demo: bool = False, attach: str | None = None, refre
     import os
 
     os.environ.setdefault("TEXTUAL_FPS", "240")  # read once when textual is imported (see docs/design)
-    from .engine.errors import UsageError
+    from swarm_tui.engine.errors import UsageError
 
     if refresh_ms is not None and not 20 <= int(refresh_ms) <= 5000:
         raise UsageError("--refresh-ms must be 20..5000")
-    from .tui.app import SwarmApp
-    from .tui.link import EmbeddedLink, Link, RemoteLink
+    from swarm_tui.tui.app import SwarmApp
+    from swarm_tui.tui.link import EmbeddedLink, Link, RemoteLink
 
     link: Link
     if attach:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from swarm_tui.engine.bus import Bus
-from swarm_tui.engine.config import Config, load_config
-from swarm_tui.engine.embedded import EmbeddedServer
-
-ROOT = Path(__file__).resolve().parent.parent
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.config import Config
+from tests.support.env import make_config
 
 
 @pytest.fixture
@@ -22,29 +18,6 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     srv = EmbeddedServer(tmp_path / "nats-store", memory_mb=64, disk_mb=1024).run()
     yield srv
     srv.stop()
-
-
-def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """An environment for the app that reads nothing of the user's (no config, no keys, no default NATS)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SWARM_", "OPENROUTER_", "OLLAMA_", "XDG_"))}
-    env.update({
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-        "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
-        "SWARM_DATA_DIR": str(tmp_path / "data"),
-        "SWARM_NATS_PROBE_DEFAULT": "0",
-        "OLLAMA_HOST": "http://127.0.0.1:9",  # nothing listens on the discard port
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra)
-    return env
-
-
-def make_config(tmp_path: Path, nats_url: str = "", **extra: str) -> Config:
-    env = base_env(tmp_path, **extra)
-    if nats_url:
-        env["SWARM_NATS_URL"] = nats_url
-    return load_config(None, env)
 
 
 @pytest.fixture
@@ -58,11 +31,3 @@ async def bus(cfg: Config) -> AsyncIterator[Bus]:
     await b.connect()
     yield b
     await b.close()
-
-
-def run_cli(args: list[str], env: dict[str, str], *, input: bytes | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "swarm_tui", *args], env=env, cwd=ROOT, input=input,
-                         capture_output=True, timeout=timeout)
-    return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(errors="replace"),
-                                       res.stderr.decode(errors="replace"))

@@ -5,47 +5,75 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .bus import Bus
-from .config import Config
-from .engine import Engine
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.engine import Engine
 
 
-def assemble(cfg: Config, bus: Bus, *, demo: bool = False, clock: Callable[[], float] = time.time,
-             pool: bool = True, conductor: bool = True) -> Engine:
+def assemble(
+    cfg: Config,
+    bus: Bus,
+    *,
+    demo: bool = False,
+    clock: Callable[[], float] = time.time,
+    pool: bool = True,
+    conductor: bool = True,
+) -> Engine:
     engine = Engine(cfg, bus, clock=clock, demo=demo)
     # Components are added here in start order (they stop in reverse order).
     # The guards come first: the pool and the conductor look them up with engine.get("spend"/"ram").
-    from .memory import RamGuard
-    from .prices import PriceBook
-    from .spend import SpendGuard
+    from swarm_tui.engine.guards.memory import RamGuard
+    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.spend import SpendGuard
 
     engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=demo, clock=clock), clock=clock))
     engine.add(RamGuard(cfg, clock=clock))
     if engine.get("lane") is None:
-        from .lane import LocalLane
+        from swarm_tui.engine.guards.local_lane import LocalLane
 
         engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
-    from .controller import Controller
+    from swarm_tui.engine.swarm.dispatcher import Controller
 
     endpoint = None
     if demo:
-        from .demo import DemoEndpoint
+        from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
         endpoint = engine.add(DemoEndpoint(cfg))
-    engine.add(Controller(cfg, bus, engine.state, spend=engine.get("spend"), demo=demo, clock=clock,
-                          host=engine.host))
+    engine.add(Controller(cfg, bus, engine.state, spend=engine.get("spend"), demo=demo, clock=clock, host=engine.host))
     if pool:
-        from .pool import Pool
+        from swarm_tui.engine.swarm.pool import Pool
 
-        engine.add(Pool(cfg, bus, spend=engine.get("spend"), ram=engine.get("ram"), lane=engine.get("lane"),
-                        clock=clock, host=engine.host, demo=demo, demo_endpoint=endpoint,
-                        warm_on_start=False))
+        engine.add(
+            Pool(
+                cfg,
+                bus,
+                spend=engine.get("spend"),
+                ram=engine.get("ram"),
+                lane=engine.get("lane"),
+                clock=clock,
+                host=engine.host,
+                demo=demo,
+                demo_endpoint=endpoint,
+                warm_on_start=False,
+            )
+        )
     if conductor:
         # keep this last: it starts after the guards and the pool it reads (looked up again at start)
-        from .conductor import Conductor
+        from swarm_tui.engine.heartbeat.conductor import Conductor
 
-        engine.add(Conductor(cfg, bus, engine.state, spend=engine.get("spend"), ram=engine.get("ram"),
-                             rate_limits=engine.get("pool"), lane=engine.get("lane"), clock=clock,
-                             lookup=engine.get, demo=demo))
+        engine.add(
+            Conductor(
+                cfg,
+                bus,
+                engine.state,
+                spend=engine.get("spend"),
+                ram=engine.get("ram"),
+                rate_limits=engine.get("pool"),
+                lane=engine.get("lane"),
+                clock=clock,
+                lookup=engine.get,
+                demo=demo,
+            )
+        )
     return engine

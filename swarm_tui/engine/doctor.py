@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 
-from .bus import Bus
-from .config import Config
-from .errors import BusError
-from .memory import ram_snapshot
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.errors import BusError
+from swarm_tui.engine.guards.memory import ram_snapshot
 
 
 @dataclass
@@ -36,7 +36,7 @@ def ollama_url(host: str) -> str:
     if ":" not in hostport.rsplit("]", 1)[-1]:
         hostport += ":11434"
     if hostport.startswith("0.0.0.0"):
-        hostport = "127.0.0.1" + hostport[len("0.0.0.0"):]
+        hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
     return f"{scheme}://{hostport}"
 
 
@@ -67,16 +67,16 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
     try:
         status, body = await _get_json(session, f"{base}/api/tags")
     except (TimeoutError, aiohttp.ClientError, OSError):
-        return Check("ollama", False, f"not reachable at {base}: the conductor decides by rules alone",
-                     required=False)
+        return Check("ollama", False, f"not reachable at {base}: the conductor decides by rules alone", required=False)
     if status != 200 or not isinstance(body, dict):
         return Check("ollama", False, f"{base} answered HTTP {status}", required=False)
     names = {m.get("name", "") for m in body.get("models", []) if isinstance(m, dict)}
     want = model if ":" in model else model + ":latest"
     if model in names or want in names:
         return Check("ollama", True, f"{base}, model {model} is pulled", required=False)
-    return Check("ollama", False, f"{base} reachable but model {model} is not pulled: run `ollama pull {model}`",
-                 required=False)
+    return Check(
+        "ollama", False, f"{base} reachable but model {model} is not pulled: run `ollama pull {model}`", required=False
+    )
 
 
 async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:
@@ -111,6 +111,7 @@ def check_ram(cfg: Config) -> Check:
 async def run_doctor(cfg: Config) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        nats_c, oll, orr = await asyncio.gather(check_nats(cfg), check_ollama(cfg, session),
-                                                check_openrouter(cfg, session))
+        nats_c, oll, orr = await asyncio.gather(
+            check_nats(cfg), check_ollama(cfg, session), check_openrouter(cfg, session)
+        )
     return [nats_c, oll, orr, check_ram(cfg)]

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from nats.aio.msg import Msg as NatsMsg
 
-from . import subjects as S
-from .bus import Bus, EventFollower
-from .config import Config
-from .control import Controls, ControlServer
-from .state import SwarmState
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus, EventFollower
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.control_requests import Controls, ControlServer
+from swarm_tui.engine.projection import SwarmState
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,15 @@ class Component(Protocol):
 
 
 class Engine:
-    def __init__(self, cfg: Config, bus: Bus, *, clock: Callable[[], float] = time.time, demo: bool = False,
-                 components: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        bus: Bus,
+        *,
+        clock: Callable[[], float] = time.time,
+        demo: bool = False,
+        components: list[Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.bus = bus
         self.clock = clock
@@ -118,10 +125,20 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "engine": {"pid": os.getpid(), "host": self.host, "started_at": self.started_at, "demo": self.demo,
-                       "uptime_s": round(self.clock() - self.started_at, 1)},
-            "bus": {"url": _display_url(self.bus.url), "kind": self.bus.kind, "state": self.bus.state,
-                    "malformed": dict(self.bus.dead.counts), "warnings": list(self.bus.warnings)},
+            "engine": {
+                "pid": os.getpid(),
+                "host": self.host,
+                "started_at": self.started_at,
+                "demo": self.demo,
+                "uptime_s": round(self.clock() - self.started_at, 1),
+            },
+            "bus": {
+                "url": _display_url(self.bus.url),
+                "kind": self.bus.kind,
+                "state": self.bus.state,
+                "malformed": dict(self.bus.dead.counts),
+                "warnings": list(self.bus.warnings),
+            },
         }
         for c in self.components:
             try:
@@ -137,6 +154,6 @@ class Engine:
 
 
 def _display_url(url: str) -> str:
-    from .bus import _safe_url
+    from swarm_tui.engine.bus.client import _safe_url
 
     return _safe_url(url) if url else ""

@@ -25,16 +25,16 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
-from ..engine.messages import FINAL_STATES, Chunk, WorkerEvent
-from ..engine.state import DecisionView
-from ..textsafe import plain
-from .benchprobe import LatencyProbe
-from .commands import SwarmCommands
-from .link import Link
-from .messages import BusStateChanged, InfoUpdated, LinkReady, StateChanged
-from .model import OutputRing, fmt_usd, num
-from .screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from .widgets import (
+from swarm_tui.engine.bus.wire import FINAL_STATES, Chunk, WorkerEvent
+from swarm_tui.engine.projection import DecisionView
+from swarm_tui.textsafe import plain
+from swarm_tui.tui.benchprobe import LatencyProbe
+from swarm_tui.tui.commands import SwarmCommands
+from swarm_tui.tui.link import Link
+from swarm_tui.tui.messages import BusStateChanged, InfoUpdated, LinkReady, StateChanged
+from swarm_tui.tui.model import OutputRing, fmt_usd, num
+from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.widgets import (
     DecisionDetail,
     HeaderBar,
     RamPanel,
@@ -71,17 +71,30 @@ class SwarmApp(App[int]):
         Binding("r", "reject", "Reject", id="reject", tooltip="reject the selected (or newest pending) decision"),
         Binding("e", "edit_workers", "Edit", id="edit", tooltip="edit the worker count of the selected decision"),
         Binding("plus", "scale(1)", "Scale+", id="scale_up", key_display="+", tooltip="one more concurrent worker"),
-        Binding("minus", "scale(-1)", "Scale-", id="scale_down", key_display="-",
-                tooltip="one fewer concurrent worker"),
+        Binding(
+            "minus", "scale(-1)", "Scale-", id="scale_down", key_display="-", tooltip="one fewer concurrent worker"
+        ),
         Binding("c", "cancel_worker", "Cancel", id="cancel", tooltip="cancel the selected worker"),
-        Binding("C", "cancel_all", "Cancel all", id="cancel_all", key_display="C",
-                tooltip="cancel every worker (asks first)"),
+        Binding(
+            "C",
+            "cancel_all",
+            "Cancel all",
+            id="cancel_all",
+            key_display="C",
+            tooltip="cancel every worker (asks first)",
+        ),
         Binding("p", "pause", "Pause", id="pause", tooltip="pause or resume the heartbeat"),
         Binding("n", "new_task", "New task", id="new_task", tooltip="publish a new task"),
-        Binding("enter", "expand", "Expand", id="expand",
-                tooltip="details: raw model answer, whole worker output, task results"),
-        Binding("slash", "filter", "Filter", id="filter", key_display="/",
-                tooltip="filter tasks, decisions and workers"),
+        Binding(
+            "enter",
+            "expand",
+            "Expand",
+            id="expand",
+            tooltip="details: raw model answer, whole worker output, task results",
+        ),
+        Binding(
+            "slash", "filter", "Filter", id="filter", key_display="/", tooltip="filter tasks, decisions and workers"
+        ),
         Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this screen"),
         Binding("q", "quit", "Quit", id="quit", tooltip="quit (asks while workers run here)"),
         Binding("1", "show_tab('decisions')", "Decisions", id="tab_decisions", show=False),
@@ -90,9 +103,17 @@ class SwarmApp(App[int]):
         Binding("4", "show_tab('guards')", "RAM/Spend", id="tab_guards", show=False),
     ]
 
-    def __init__(self, link: Link, *, refresh_ms: int | None = None, clock: Callable[[], float] = time.time,
-                 deterministic: bool = False, handle_signals: bool = False,
-                 rings: dict[str, OutputRing] | None = None, ram_history: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        refresh_ms: int | None = None,
+        clock: Callable[[], float] = time.time,
+        deterministic: bool = False,
+        handle_signals: bool = False,
+        rings: dict[str, OutputRing] | None = None,
+        ram_history: list[float] | None = None,
+    ) -> None:
         super().__init__(driver_class=_real_terminal_driver() if handle_signals else None)
         self.link = link
         self.cfg = link.cfg
@@ -130,15 +151,21 @@ class SwarmApp(App[int]):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
-        yield Tabs(*(Tab(label, id=f"tab-{name}") for name, label in
-                     zip(TABS, ("1 Decisions", "2 Workers", "3 Tasks", "4 RAM·Spend"), strict=True)), id="tabs")
+        yield Tabs(
+            *(
+                Tab(label, id=f"tab-{name}")
+                for name, label in zip(TABS, ("1 Decisions", "2 Workers", "3 Tasks", "4 RAM·Spend"), strict=True)
+            ),
+            id="tabs",
+        )
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 with Vertical(id="tasks-panel", classes="panel"):
                     yield DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
                 with VerticalScroll(id="workers-panel", classes="panel"):
-                    yield Static(Text("no live workers: approve a decision to start some", style="dim"),
-                                 id="workers-empty")
+                    yield Static(
+                        Text("no live workers: approve a decision to start some", style="dim"), id="workers-empty"
+                    )
                     yield Grid(id="workers-grid")
             with Vertical(id="right"):
                 with Vertical(id="decisions-panel", classes="panel"):
@@ -194,8 +221,10 @@ class SwarmApp(App[int]):
 
     def _show_panels(self) -> None:
         visible = {
-            "decisions": {"right", "decisions-panel"}, "workers": {"left", "workers-panel"},
-            "tasks": {"left", "tasks-panel"}, "guards": {"right", "guards"},
+            "decisions": {"right", "decisions-panel"},
+            "workers": {"left", "workers-panel"},
+            "tasks": {"left", "tasks-panel"},
+            "guards": {"right", "guards"},
         }[self.active_tab]
         for ident in ("left", "right", "tasks-panel", "workers-panel", "decisions-panel", "guards"):
             self.query_one(f"#{ident}").display = (not self.compact) or ident in visible
@@ -326,8 +355,11 @@ class SwarmApp(App[int]):
         if self.ready:
             self.poll_info()
         self._ticks += 1
-        if (self._streaming < BUSY_CARDS or self._ticks % BUSY_TABLE_TICKS == 0
-                or self.link.state.version != self._state_version):
+        if (
+            self._streaming < BUSY_CARDS
+            or self._ticks % BUSY_TABLE_TICKS == 0
+            or self.link.state.version != self._state_version
+        ):
             self._state_dirty = True  # ages and countdowns move
             self._wake()
         else:  # many cards streaming and no event since: only the header's countdown moves this second
@@ -403,9 +435,17 @@ class SwarmApp(App[int]):
 
     def _refresh_header(self) -> None:
         self.query_one("#header", HeaderBar).show(
-            bus_state=self.link.bus_state, bus_kind=self.link.bus_kind, link_kind=self.link.kind,
-            info=self.info, state=self.link.state, demo=self.link.demo, approval=self.cfg["approval.mode"],
-            now=self.clock(), engine_error=self.engine_error if not self.ready else "", compact=self.compact)
+            bus_state=self.link.bus_state,
+            bus_kind=self.link.bus_kind,
+            link_kind=self.link.kind,
+            info=self.info,
+            state=self.link.state,
+            demo=self.link.demo,
+            approval=self.cfg["approval.mode"],
+            now=self.clock(),
+            engine_error=self.engine_error if not self.ready else "",
+            compact=self.compact,
+        )
 
     def _spend_info(self) -> dict[str, Any] | None:
         spend = self.info.get("spend")
@@ -414,7 +454,7 @@ class SwarmApp(App[int]):
         if not self.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
             return None
         with contextlib.suppress(Exception):
-            from ..engine.spend import offline_spend_summary
+            from swarm_tui.engine.guards.spend import offline_spend_summary
 
             out: dict[str, Any] = offline_spend_summary(self.cfg, self.link.state)
             out["price_source"] = "the event log (no spend guard reporting)"
@@ -439,21 +479,32 @@ class SwarmApp(App[int]):
         counts: dict[str, int] = {}
         for t in state.tasks.values():
             counts[t.state] = counts.get(t.state, 0) + 1
-        _set_title(self.query_one("#tasks-panel"), (
-            f"Tasks {len(state.tasks)} · {counts.get('running', 0)} running · {counts.get('pending', 0)} pending"
-            f" · {counts.get('done', 0)} done"))
-        _set_title(self.query_one("#decisions-panel"),
-                   f"Decisions · {pending} waiting for approval" if pending else "Decisions")
-        _set_title(self.query_one("#workers-panel"), (
-            f"Workers {live} live · scale {state.scale if state.scale is not None else '-'}"
-            + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")))
+        _set_title(
+            self.query_one("#tasks-panel"),
+            (
+                f"Tasks {len(state.tasks)} · {counts.get('running', 0)} running · {counts.get('pending', 0)} pending"
+                f" · {counts.get('done', 0)} done"
+            ),
+        )
+        _set_title(
+            self.query_one("#decisions-panel"),
+            f"Decisions · {pending} waiting for approval" if pending else "Decisions",
+        )
+        _set_title(
+            self.query_one("#workers-panel"),
+            (
+                f"Workers {live} live · scale {state.scale if state.scale is not None else '-'}"
+                + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")
+            ),
+        )
         if self.compact:
             ram = self.info.get("ram") if isinstance(self.info.get("ram"), dict) else None
             labels = {
                 "decisions": f"1 Decisions{f' ({pending}!)' if pending else ''}",
                 "workers": f"2 Workers {live}",
                 "tasks": f"3 Tasks {len(state.tasks)}",
-                "guards": "4 RAM·Spend" + (" LOW" if ram and _ram_low(ram) else "")
+                "guards": "4 RAM·Spend"
+                + (" LOW" if ram and _ram_low(ram) else "")
                 + (" $!" if _spend_frac(self._spend_info()) >= 0.9 else ""),
             }
             for name, label in labels.items():
@@ -616,16 +667,18 @@ class SwarmApp(App[int]):
 
         async def done(value: str | None) -> None:
             if value is not None:
-                await self._control("edit", {"id": dv.id, "workers": int(value)},
-                                    f"{dv.id} now has {value} workers")
+                await self._control("edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {value} workers")
 
-        self.push_screen(InputScreen(f"Workers for decision {dv.id} (now {len(dv.plan)})",
-                                     value=str(len(dv.plan)), check=check), done)
+        self.push_screen(
+            InputScreen(f"Workers for decision {dv.id} (now {len(dv.plan)})", value=str(len(dv.plan)), check=check),
+            done,
+        )
 
     async def action_scale(self, delta: int) -> None:
         current = self.link.state.scale if self.link.state.scale is not None else self.cfg["swarm.scale"]
-        await self._control("scale", {"delta": int(delta), "current": current},
-                            f"scale {'up' if delta > 0 else 'down'}")
+        await self._control(
+            "scale", {"delta": int(delta), "current": current}, f"scale {'up' if delta > 0 else 'down'}"
+        )
 
     async def action_cancel_worker(self) -> None:
         wid = self.selected_worker()
@@ -668,8 +721,11 @@ class SwarmApp(App[int]):
         focused = self.focused
         if isinstance(focused, WorkerCard):
             ring = focused.ring
-            body = Text(ring.text()) if ring.size else Text(ring.reasoning or "(no output yet)",
-                                                             style="dim italic" if ring.reasoning else "")
+            body = (
+                Text(ring.text())
+                if ring.size
+                else Text(ring.reasoning or "(no output yet)", style="dim italic" if ring.reasoning else "")
+            )
             note = f"{focused.worker_id}: the last {ring.size} characters on screen"
             if ring.dropped:
                 note += f" ({ring.dropped} earlier ones are in the result: swarm-tui result {focused.ev.task_id})"
@@ -689,8 +745,10 @@ class SwarmApp(App[int]):
                     t.append(plain(tv.task.text, keep_newlines=True))
                     for r in self.link.state.task_results(tv.id):
                         why = f" · {plain(r.reason)[:200]}" if r.reason else ""
-                        t.append(f"\n\n--- {plain(r.role) or 'worker'} step {r.step} · {plain(r.model)} · "
-                                 f"{r.state}{why}\n", style="bold")
+                        t.append(
+                            f"\n\n--- {plain(r.role) or 'worker'} step {r.step} · {plain(r.model)} · {r.state}{why}\n",
+                            style="bold",
+                        )
                         t.append(plain(r.text, keep_newlines=True))
                     self.push_screen(TextScreen(f"task {tv.id}", t))
             return
@@ -735,7 +793,7 @@ class SwarmApp(App[int]):
             key = keymap.get(b.id or "", b.key_display or b.key)
             rows.append((key, b.tooltip or f"show {b.description}", b.id or ""))
         notes = [
-            "Remap any key in the config file's [keys] table, e.g.  approve = \"y\"  (ids on the right).",
+            'Remap any key in the config file\'s [keys] table, e.g.  approve = "y"  (ids on the right).',
             "ctrl+p opens the command palette with the same actions. tab moves between panels;",
             "focusing a worker card expands it; enter shows its whole on-screen output.",
             "Model output is shown as plain text: markup and escape sequences are made inert.",
@@ -747,12 +805,18 @@ class SwarmApp(App[int]):
     async def action_quit(self) -> None:
         live = len(self.link.state.live_workers())
         if live and self.link.kind == "embedded engine":
+
             async def done(yes: bool | None) -> None:
                 if yes:
                     await self.shutdown()
 
-            self.push_screen(ConfirmScreen(f"{live} workers are running in this process. Quitting stops them "
-                                           "(their partial output is kept). Quit?"), done)
+            self.push_screen(
+                ConfirmScreen(
+                    f"{live} workers are running in this process. Quitting stops them "
+                    "(their partial output is kept). Quit?"
+                ),
+                done,
+            )
             return
         await self.shutdown()
 
@@ -811,7 +875,7 @@ def _real_terminal_driver() -> Any:
     import sys
 
     if sys.platform.startswith("linux"):
-        from .driver import SafeLinuxDriver
+        from swarm_tui.tui.driver import SafeLinuxDriver
 
         return SafeLinuxDriver
     return None

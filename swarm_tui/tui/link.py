@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..engine import subjects as S
-from ..engine.config import Config
-from ..engine.errors import InvalidMessage
-from ..engine.messages import Chunk, Reply, Task, decode, new_id
-from ..engine.state import SwarmState
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.wire import Chunk, Reply, Task, decode, new_id
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.errors import InvalidMessage
+from swarm_tui.engine.projection import SwarmState
 
 if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
-    from ..engine.bus import Bus, EventFollower
+    from swarm_tui.engine.bus.client import Bus, EventFollower
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,14 @@ class Link:
         """A control request to the engine; None when no engine answers."""
         if self.bus is None or self.bus.nc is None:
             return Reply(ok=False, error="not connected to the bus")
-        from ..engine.control import request
+        from swarm_tui.engine.control_requests import request
 
         return await request(self.bus, verb, {"by": "tui", **args})
 
     async def submit_task(self, text: str, priority: int = 5) -> str:
         if self.bus is None:
             raise RuntimeError("not connected to the bus")
-        task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source="tui",
-                    demo=self.demo)
+        task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source="tui", demo=self.demo)
         await self.bus.publish_event(task, msg_id=task.id)
         return task.id
 
@@ -150,7 +149,7 @@ class LocalLink(Link):
             log.exception("engine info failed")
         if "ram" not in self._info:  # no RAM guard in this engine: read the machine ourselves
             with contextlib.suppress(Exception):
-                from ..engine.memory import ram_snapshot
+                from swarm_tui.engine.guards.memory import ram_snapshot
 
                 self._info["ram"] = ram_snapshot(self.cfg)
         return self._info
@@ -172,8 +171,8 @@ class EmbeddedLink(LocalLink):
 
     async def start(self) -> None:
         if self.engine is None:
-            from ..engine.assemble import assemble
-            from ..engine.bus import Bus
+            from swarm_tui.engine.assemble import assemble
+            from swarm_tui.engine.bus.client import Bus
 
             engine = assemble(self.cfg, Bus(self.cfg), demo=self.demo)
             self.engine, self.bus, self.state = engine, engine.bus, engine.state
@@ -196,7 +195,7 @@ class RemoteLink(Link):
 
     def __init__(self, cfg: Config, url: str, *, demo: bool = False) -> None:
         super().__init__(cfg.replace(nats__url=url), demo=demo)
-        from ..engine.bus import Bus
+        from swarm_tui.engine.bus.client import Bus
 
         self.url = url
         self.bus = Bus(self.cfg)
@@ -245,8 +244,16 @@ class StaticLink(Link):
 
     kind = "embedded engine"
 
-    def __init__(self, cfg: Config, state: SwarmState, info: dict[str, Any], *, demo: bool = False,
-                 bus_state: str = "connected", bus_kind: str = "embedded") -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        state: SwarmState,
+        info: dict[str, Any],
+        *,
+        demo: bool = False,
+        bus_state: str = "connected",
+        bus_kind: str = "embedded",
+    ) -> None:
         super().__init__(cfg, demo=demo)
         self.state = state
         self._info = info

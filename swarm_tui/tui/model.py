@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ..textsafe import plain
+from swarm_tui.textsafe import plain
 
 RING_CHARS = 6000  # characters of recent output kept per worker on screen
 REASONING_CHARS = 2000  # characters of recent reasoning kept per worker (shown dimmed until content comes)
@@ -36,14 +36,15 @@ class OutputRing:
         self.tokens += tokens
         if reasoning:
             self.reasoning = (self.reasoning + plain(reasoning[-REASONING_CHARS:], keep_newlines=True))[
-                -REASONING_CHARS:]
+                -REASONING_CHARS:
+            ]
         if not text:
             return tokens > 0 or bool(reasoning)
         text = plain(text, keep_newlines=True)
         if len(text) >= self.limit:
             self.dropped += self.size + len(text) - self.limit
             self.parts.clear()
-            text = text[-self.limit:]
+            text = text[-self.limit :]
             self.size = 0
         self.parts.append(text)
         self.size += len(text)
@@ -81,11 +82,11 @@ def wrap_tail(text: str, width: int, lines: int) -> list[str]:
     if lines <= 0:
         return []
     width = max(4, width)
-    src = text[-(width * lines * 2 + 2):].rstrip("\n")
+    src = text[-(width * lines * 2 + 2) :].rstrip("\n")
     out: list[str] = []
     for raw in reversed(src.split("\n")):
         raw = raw.expandtabs(4)
-        wrapped = [raw[i:i + width] for i in range(0, len(raw), width)] or [""]
+        wrapped = [raw[i : i + width] for i in range(0, len(raw), width)] or [""]
         out[:0] = wrapped
         if len(out) >= lines:
             break
@@ -123,13 +124,13 @@ def fmt_age(seconds: float) -> str:
 
 
 def short_id(ident: str, keep: int = 14) -> str:
-    return ident if len(ident) <= keep else "…" + ident[-(keep - 1):]
+    return ident if len(ident) <= keep else "…" + ident[-(keep - 1) :]
 
 
 def short_model(model: str) -> str:
     for prefix in ("openrouter/", "ollama_chat/"):
         if model.startswith(prefix):
-            return model[len(prefix):]
+            return model[len(prefix) :]
     return model
 
 
@@ -149,8 +150,7 @@ def sparkline(values: list[float], width: int, lo: float | None = None, hi: floa
     span = hi - lo
     if span <= 0:
         return SPARK[len(SPARK) // 2] * len(vals)
-    return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))]
-                   for v in vals)
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in vals)
 
 
 def num(d: dict[str, Any] | None, key: str) -> float | None:

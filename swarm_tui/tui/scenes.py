@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.config import Config, load_config
-from ..engine.messages import (
+from swarm_tui.engine.bus.wire import (
     Approval,
     Clamp,
     Decision,
@@ -20,14 +19,18 @@ from ..engine.messages import (
     WorkerEvent,
     WorkerState,
 )
-from ..engine.state import SwarmState
-from .app import SwarmApp
-from .link import StaticLink
-from .model import OutputRing
+from swarm_tui.engine.config import Config, load_config
+from swarm_tui.engine.projection import SwarmState
+from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.link import StaticLink
+from swarm_tui.tui.model import OutputRing
 
 NOW = 1_790_000_000.0  # a fixed instant
-MODELS = ["openrouter/google/gemini-2.5-flash-lite", "openrouter/deepseek/deepseek-chat-v3.1",
-          "openrouter/qwen/qwen3-coder"]
+MODELS = [
+    "openrouter/google/gemini-2.5-flash-lite",
+    "openrouter/deepseek/deepseek-chat-v3.1",
+    "openrouter/qwen/qwen3-coder",
+]
 TASKS = [
     "Summarise the last week of NATS JetStream release notes for the ops channel",
     "Write a Python function that parses RFC 3339 timestamps without dateutil",
@@ -49,8 +52,11 @@ OUTPUT = (
 
 
 def scene_config() -> Config:
-    env = {"SWARM_NATS_URL": "nats://127.0.0.1:4222", "SWARM_DATA_DIR": "/nonexistent/swarm-tui-scene",
-           "XDG_CONFIG_HOME": "/nonexistent/xdg"}
+    env = {
+        "SWARM_NATS_URL": "nats://127.0.0.1:4222",
+        "SWARM_DATA_DIR": "/nonexistent/swarm-tui-scene",
+        "XDG_CONFIG_HOME": "/nonexistent/xdg",
+    }
     return load_config(None, env)
 
 
@@ -58,21 +64,43 @@ def _clock() -> float:
     return NOW
 
 
-def base_info(*, available_mb: float = 3400.0, spend_today: float = 0.0412, ceiling: float = 1.0,
-              reserved: float = 0.006, paused: bool = False) -> dict[str, Any]:
+def base_info(
+    *,
+    available_mb: float = 3400.0,
+    spend_today: float = 0.0412,
+    ceiling: float = 1.0,
+    reserved: float = 0.006,
+    paused: bool = False,
+) -> dict[str, Any]:
     return {
         "engine": {"pid": 4242, "host": "chromebook", "started_at": NOW - 600, "demo": True, "uptime_s": 600.0},
         "bus": {"url": "nats://127.0.0.1:40001", "kind": "embedded", "state": "connected", "malformed": {}},
-        "conductor": {"source": "ollama:gemma2:2b", "state": "idle", "next_beat_at": NOW + 17, "paused": paused,
-                      "approval_mode": "manual"},
-        "ram": {"total_mb": 6144.0, "available_mb": available_mb, "headroom_mb": 1536, "low": available_mb < 1536,
-                "own_rss_mb": 92.4, "children_rss_mb": 21.0,
-                "local_models": [{"name": "gemma2:2b", "size_mb": 2310.0}]},
-        "spend": {"today_usd": spend_today, "session_usd": spend_today * 0.8, "ceiling_usd": ceiling,
-                  "reserved_usd": reserved, "remaining_usd": max(0.0, ceiling - spend_today - reserved),
-                  "by_model": {MODELS[0]: spend_today * 0.5, MODELS[1]: spend_today * 0.3,
-                               MODELS[2]: spend_today * 0.2},
-                  "price_source": "openrouter /api/v1/models (cached 2h ago)", "credits_left_usd": 7.31},
+        "conductor": {
+            "source": "ollama:gemma2:2b",
+            "state": "idle",
+            "next_beat_at": NOW + 17,
+            "paused": paused,
+            "approval_mode": "manual",
+        },
+        "ram": {
+            "total_mb": 6144.0,
+            "available_mb": available_mb,
+            "headroom_mb": 1536,
+            "low": available_mb < 1536,
+            "own_rss_mb": 92.4,
+            "children_rss_mb": 21.0,
+            "local_models": [{"name": "gemma2:2b", "size_mb": 2310.0}],
+        },
+        "spend": {
+            "today_usd": spend_today,
+            "session_usd": spend_today * 0.8,
+            "ceiling_usd": ceiling,
+            "reserved_usd": reserved,
+            "remaining_usd": max(0.0, ceiling - spend_today - reserved),
+            "by_model": {MODELS[0]: spend_today * 0.5, MODELS[1]: spend_today * 0.3, MODELS[2]: spend_today * 0.2},
+            "price_source": "openrouter /api/v1/models (cached 2h ago)",
+            "credits_left_usd": 7.31,
+        },
     }
 
 
@@ -86,41 +114,78 @@ def _task(state: SwarmState, i: int, age: float, priority: int = 5) -> str:
     return tid
 
 
-def _decision(state: SwarmState, did: str, task_ids: list[str], n: int, age: float, *, clamps: bool = True,
-              raw: str = "") -> Decision:
-    plan = [PlanItem(task_id=task_ids[i % len(task_ids)], role=("research", "analysis", "code")[i % 3],
-                     model=MODELS[i % 3], max_tokens=800) for i in range(n)]
+def _decision(
+    state: SwarmState, did: str, task_ids: list[str], n: int, age: float, *, clamps: bool = True, raw: str = ""
+) -> Decision:
+    plan = [
+        PlanItem(
+            task_id=task_ids[i % len(task_ids)],
+            role=("research", "analysis", "code")[i % 3],
+            model=MODELS[i % 3],
+            max_tokens=800,
+        )
+        for i in range(n)
+    ]
     d = Decision(
-        id=did, task_ids=task_ids, plan=plan, est_cost_min=0.0021 * n, est_cost_max=0.0068 * n,
-        source="ollama:gemma2:2b", created_at=NOW - age, expires_at=NOW - age + 900, latency_ms=1180,
+        id=did,
+        task_ids=task_ids,
+        plan=plan,
+        est_cost_min=0.0021 * n,
+        est_cost_max=0.0068 * n,
+        source="ollama:gemma2:2b",
+        created_at=NOW - age,
+        expires_at=NOW - age + 900,
+        latency_ms=1180,
         reason="2 new tasks; 7 workers free under scale 10",
-        clamps=[Clamp(what="workers", reason="the model asked for 14 workers; the scale allows 10", before=14,
-                      after=10),
-                Clamp(what="model", reason="anthropic/claude-opus is not in the allowed roles", before="opus",
-                      after="deepseek-chat-v3.1")] if clamps else [],
+        clamps=[
+            Clamp(what="workers", reason="the model asked for 14 workers; the scale allows 10", before=14, after=10),
+            Clamp(
+                what="model",
+                reason="anthropic/claude-opus is not in the allowed roles",
+                before="opus",
+                after="deepseek-chat-v3.1",
+            ),
+        ]
+        if clamps
+        else [],
         raw=raw or '{"spawn": true, "workers": 14, "models": ["opus", "flash-lite"], "why": "two tasks"}',
-        demo=True)
+        demo=True,
+    )
     state.apply(d)
     return d
 
 
-def _workers(state: SwarmState, rings: dict[str, OutputRing], did: str, task_ids: list[str], n: int,
-             hostile: bool = False) -> None:
+def _workers(
+    state: SwarmState, rings: dict[str, OutputRing], did: str, task_ids: list[str], n: int, hostile: bool = False
+) -> None:
     for i in range(n):
         wid = f"{did}-w{i}"
         st: WorkerState = "running" if i % 5 != 4 else "retrying"
-        state.apply(WorkerEvent(worker_id=wid, job_id=f"{did}-j{i}", decision_id=did,
-                                task_id=task_ids[i % len(task_ids)], model=MODELS[i % 3],
-                                role=("research", "analysis", "code")[i % 3], state=st, tokens=40 + 13 * i,
-                                cost_usd=0.00011 * (i + 1), reason="429: retry in 4s" if st == "retrying" else "",
-                                at=NOW - 5, demo=True))
+        state.apply(
+            WorkerEvent(
+                worker_id=wid,
+                job_id=f"{did}-j{i}",
+                decision_id=did,
+                task_id=task_ids[i % len(task_ids)],
+                model=MODELS[i % 3],
+                role=("research", "analysis", "code")[i % 3],
+                state=st,
+                tokens=40 + 13 * i,
+                cost_usd=0.00011 * (i + 1),
+                reason="429: retry in 4s" if st == "retrying" else "",
+                at=NOW - 5,
+                demo=True,
+            )
+        )
         ring = OutputRing()
         ring.append(OUTPUT[: 120 + 37 * i] if not hostile else HOSTILE, tokens=40 + 13 * i, seq=0)
         rings[wid] = ring
 
 
-HOSTILE = ("[bold red]ALERT[/] [link=http://evil]click[/link] \x1b[2J\x1b[H cleared? \x1b]52;c;cm0gLXJmIH4=\x07"
-           " \x1b]0;pwned-title\x07 \x9b31m C1 \u202eevil bidi\u202c end [/]\n")
+HOSTILE = (
+    "[bold red]ALERT[/] [link=http://evil]click[/link] \x1b[2J\x1b[H cleared? \x1b]52;c;cm0gLXJmIH4=\x07"
+    " \x1b]0;pwned-title\x07 \x9b31m C1 \u202eevil bidi\u202c end [/]\n"
+)
 
 
 def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
@@ -149,16 +214,27 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         if name == "hostile":
             state.apply(Task(id="t-hostile", text=HOSTILE, created_at=NOW - 3, demo=True))
         for i in range(3):
-            state.apply(SpendEntry(id=f"d-scene02-j{i}x", model=MODELS[i], worker_id=f"d-scene02-w{i}",
-                                   decision_id=d.id, task_id=ids[i], cost_usd=0.004 * (i + 1), at=NOW - 100))
+            state.apply(
+                SpendEntry(
+                    id=f"d-scene02-j{i}x",
+                    model=MODELS[i],
+                    worker_id=f"d-scene02-w{i}",
+                    decision_id=d.id,
+                    task_id=ids[i],
+                    cost_usd=0.004 * (i + 1),
+                    at=NOW - 100,
+                )
+            )
     elif name == "lowram":
         ids = [_task(state, i, 100, 5) for i in range(2)]
         d = _decision(state, "d-scene04", ids, 3, 90)
         state.apply(Approval(decision_id=d.id, action="approved", by="tui", at=NOW - 80))
         _workers(state, rings, d.id, ids, 3)
         info = base_info(available_mb=1180.0)
-        info["ram"]["local_models"] = [{"name": "gemma2:2b", "size_mb": 2310.0},
-                                       {"name": "qwen2.5-coder:1.5b", "size_mb": 1290.0}]
+        info["ram"]["local_models"] = [
+            {"name": "gemma2:2b", "size_mb": 2310.0},
+            {"name": "qwen2.5-coder:1.5b", "size_mb": 1290.0},
+        ]
         hist = [3400 - i * 18 for i in range(120)]
     elif name == "budget":
         ids = [_task(state, i, 500, 5) for i in range(3)]
@@ -166,9 +242,19 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         state.apply(Approval(decision_id=d.id, action="approved", by="tui", at=NOW - 390))
         _workers(state, rings, d.id, ids, 2)
         for j, tid in enumerate(ids):
-            state.apply(Result(job_id=f"d-scene05-j{j}r", worker_id=f"d-scene05-w{j}r", decision_id=d.id,
-                               task_id=tid, model=MODELS[j], state="done", text="ok", started_at=NOW - 300,
-                               ended_at=NOW - 200))
+            state.apply(
+                Result(
+                    job_id=f"d-scene05-j{j}r",
+                    worker_id=f"d-scene05-w{j}r",
+                    decision_id=d.id,
+                    task_id=tid,
+                    model=MODELS[j],
+                    state="done",
+                    text="ok",
+                    started_at=NOW - 300,
+                    ended_at=NOW - 200,
+                )
+            )
         _decision(state, "d-scene06", ids[2:], 3, 20)
         info = base_info(spend_today=0.934, reserved=0.031, ceiling=1.0)
         info["spend"]["credits_left_usd"] = 0.42

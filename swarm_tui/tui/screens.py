@@ -36,8 +36,9 @@ class InputScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, *, placeholder: str = "", value: str = "",
-                 check: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, title: str, *, placeholder: str = "", value: str = "", check: Callable[[str], str] | None = None
+    ) -> None:
         super().__init__(classes="modal")
         self.title_text = title
         self.placeholder = placeholder

@@ -14,26 +14,26 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from ..engine.messages import FINAL_STATES, WorkerEvent
-from ..engine.state import DecisionView, SwarmState, TaskView
-from ..textsafe import plain
-from .model import (
-    OutputRing,
-    fmt_age,
-    fmt_mb,
-    fmt_usd,
-    num,
-    one_line,
-    short_id,
-    short_model,
-    sparkline,
-)
+from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
+from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
+from swarm_tui.textsafe import plain
+from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, num, one_line, short_id, short_model, sparkline
 
 STATE_STYLE = {
-    "pending": "yellow", "awaiting_approval": "bold yellow", "awaiting_followup": "yellow", "running": "cyan",
-    "done": "green", "failed": "bold red", "cancelled": "dim", "rejected": "dim red",
-    "queued": "dim", "waiting": "yellow", "over_budget": "bold red", "retrying": "yellow",
-    "approved": "green", "expired": "dim",
+    "pending": "yellow",
+    "awaiting_approval": "bold yellow",
+    "awaiting_followup": "yellow",
+    "running": "cyan",
+    "done": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+    "rejected": "dim red",
+    "queued": "dim",
+    "waiting": "yellow",
+    "over_budget": "bold red",
+    "retrying": "yellow",
+    "approved": "green",
+    "expired": "dim",
 }
 
 
@@ -53,8 +53,20 @@ def bar(frac: float, width: int, *, mark: float | None = None, fill: str = "█"
 class HeaderBar(Static):
     """One line: bus, conductor, approval mode, scale, DEMO."""
 
-    def show(self, *, bus_state: str, bus_kind: str, link_kind: str, info: dict[str, Any], state: SwarmState,
-             demo: bool, approval: str, now: float, engine_error: str = "", compact: bool = False) -> None:
+    def show(
+        self,
+        *,
+        bus_state: str,
+        bus_kind: str,
+        link_kind: str,
+        info: dict[str, Any],
+        state: SwarmState,
+        demo: bool,
+        approval: str,
+        now: float,
+        engine_error: str = "",
+        compact: bool = False,
+    ) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         if demo or (info.get("engine") or {}).get("demo"):
             t.append(" DEMO ", style="bold reverse magenta")
@@ -101,8 +113,10 @@ class HeaderBar(Static):
         if link_kind == "remote engine":
             eng = info.get("engine") or {}
             t.append(" │ ", style="dim")
-            t.append(f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
-                     style="" if eng else "bold red")
+            t.append(
+                f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
+                style="" if eng else "bold red",
+            )
         if t != getattr(self, "_shown", None):  # one line of a fixed height: repaint when changed, no re-layout
             self._shown = t
             self.update(t, layout=False)
@@ -131,8 +145,9 @@ def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]]) -
             for col, (a, b) in enumerate(zip(old, cells, strict=False)):
                 was, now = str(a), str(b)
                 if was != now:  # columns only grow: re-measure only a cell that got wider (it is costly)
-                    table.update_cell(key, table.ordered_columns[col].key, b,
-                                      update_width=cell_len(now) > cell_len(was))
+                    table.update_cell(
+                        key, table.ordered_columns[col].key, b, update_width=cell_len(now) > cell_len(was)
+                    )
         return
     selected = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
@@ -144,30 +159,36 @@ def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]]) -
         table.move_cursor(row=keys.index(selected), animate=False, scroll=False)
 
 
-def task_rows(state: SwarmState, now: float, flt: str, width: int = 60,
-              limit: int = 300) -> list[tuple[str, tuple[Any, ...]]]:
+def task_rows(
+    state: SwarmState, now: float, flt: str, width: int = 60, limit: int = 300
+) -> list[tuple[str, tuple[Any, ...]]]:
     order = {"awaiting_approval": 0, "running": 1, "awaiting_followup": 1, "pending": 2}
-    tasks: list[TaskView] = sorted(state.tasks.values(),
-                                   key=lambda t: (order.get(t.state, 3), -t.task.priority, -t.task.created_at))
+    tasks: list[TaskView] = sorted(
+        state.tasks.values(), key=lambda t: (order.get(t.state, 3), -t.task.priority, -t.task.created_at)
+    )
     out = []
     for tv in tasks:
         text = one_line(tv.task.text, 300)
         if flt and not _match(flt, tv.id, text, tv.state):
             continue
-        out.append((tv.id, (
-            Text(short_id(tv.id, 14), style="dim"),
-            fmt_age(now - tv.task.created_at),
-            str(tv.task.priority),
-            Text(tv.state.replace("_", " "), style=STATE_STYLE.get(tv.state, "")),
-            Text(text if len(text) <= width else text[: width - 1] + "…"),
-        )))
+        out.append(
+            (
+                tv.id,
+                (
+                    Text(short_id(tv.id, 14), style="dim"),
+                    fmt_age(now - tv.task.created_at),
+                    str(tv.task.priority),
+                    Text(tv.state.replace("_", " "), style=STATE_STYLE.get(tv.state, "")),
+                    Text(text if len(text) <= width else text[: width - 1] + "…"),
+                ),
+            )
+        )
         if len(out) >= limit:
             break
     return out
 
 
-def decision_rows(state: SwarmState, flt: str, width: int = 30,
-                  limit: int = 200) -> list[tuple[str, tuple[Any, ...]]]:
+def decision_rows(state: SwarmState, flt: str, width: int = 30, limit: int = 200) -> list[tuple[str, tuple[Any, ...]]]:
     views = sorted(state.decisions.values(), key=lambda d: d.decision.created_at, reverse=True)
     out = []
     for dv in views:
@@ -176,15 +197,22 @@ def decision_rows(state: SwarmState, flt: str, width: int = 30,
         if flt and not _match(flt, dv.id, d.source, plan, dv.status):
             continue
         pending = dv.status == "pending"
-        mark = Text("▶ PENDING" if pending else dv.status, style=STATE_STYLE.get(
-            "awaiting_approval" if pending else dv.status, ""))
+        mark = Text(
+            "▶ PENDING" if pending else dv.status,
+            style=STATE_STYLE.get("awaiting_approval" if pending else dv.status, ""),
+        )
         label = f"{len(dv.plan)}: {plan}"
-        out.append((dv.id, (
-            mark,
-            Text(short_id(dv.id, 10), style="dim"),
-            Text(label if len(label) <= width else label[: width - 1] + "…"),
-            f"≤{fmt_usd(d.est_cost_max)}",
-        )))
+        out.append(
+            (
+                dv.id,
+                (
+                    mark,
+                    Text(short_id(dv.id, 10), style="dim"),
+                    Text(label if len(label) <= width else label[: width - 1] + "…"),
+                    f"≤{fmt_usd(d.est_cost_max)}",
+                ),
+            )
+        )
         if len(out) >= limit:
             break
     return out
@@ -269,11 +297,16 @@ def decision_full_text(dv: DecisionView) -> Text:
     t.append(f"decision {dv.id} ({dv.status})\n", style="bold")
     t.append(f"source {one_line(d.source, 80)}, round {d.round}, tasks {', '.join(d.task_ids)}\n")
     for p in dv.plan:
-        t.append(f"  step {p.step} {one_line(p.role, 32)}: {one_line(p.model, 80)} "
-                 f"(max {p.max_tokens} tokens) for {p.task_id}\n")
+        t.append(
+            f"  step {p.step} {one_line(p.role, 32)}: {one_line(p.model, 80)} "
+            f"(max {p.max_tokens} tokens) for {p.task_id}\n"
+        )
     for c in d.clamps:
-        t.append(f"clamp {one_line(c.what, 64)}: {one_line(str(c.before), 40)} → {one_line(str(c.after), 40)}: "
-                 f"{one_line(c.reason, 500)}\n", style="yellow")
+        t.append(
+            f"clamp {one_line(c.what, 64)}: {one_line(str(c.before), 40)} → {one_line(str(c.after), 40)}: "
+            f"{one_line(c.reason, 500)}\n",
+            style="yellow",
+        )
     if d.error:
         t.append(f"model advice not used: {one_line(d.error, 2000)}\n", style="yellow")
     if d.warning:
@@ -390,8 +423,7 @@ class RamPanel(Widget):
                 lo, hi = mid - 128, mid + 128
             t.append(sparkline(history, w, lo=lo, hi=hi), style="cyan")
             t.append("\n")
-            t.append(f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {len(recent)} readings",
-                     style="dim")
+            t.append(f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {len(recent)} readings", style="dim")
         own, kids = num(ram, "own_rss_mb"), num(ram, "children_rss_mb")
         models = (ram or {}).get("local_models") or []
         t.append("\n")
@@ -454,16 +486,16 @@ class SpendPanel(Widget):
             t.append("  NEARLY SPENT", style="bold red")
         n_rc, rc_usd = spend.get("reconciling") or 0, num(spend, "reconciling_usd") or 0.0
         if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
-            t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held",
-                     style="yellow")
+            t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
         key_left = spend.get("credits_left_usd")  # the key's own limit (null: none), not the account's credit
         t.append(f"\nkey limit left {fmt_usd(key_left, 2) if key_left is not None else 'none'}")
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
         by_model = spend.get("by_model") or {}
         if isinstance(by_model, dict):
-            items = sorted(((str(k), v) for k, v in by_model.items() if isinstance(v, int | float)),
-                           key=lambda kv: -kv[1])
+            items = sorted(
+                ((str(k), v) for k, v in by_model.items() if isinstance(v, int | float)), key=lambda kv: -kv[1]
+            )
             for model, usd in items[:4]:
                 t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
             if len(items) > 4:

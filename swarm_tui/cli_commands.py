@@ -1,0 +1,298 @@
+"""The one-shot commands behind the CLI. Each returns an exit code; errors are SwarmError (one line)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import MAX_TEXT, Task, new_id
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.control_requests import ControlError, Controls, request
+from swarm_tui.engine.errors import SwarmError, UsageError
+from swarm_tui.engine.projection import SwarmState
+from swarm_tui.textsafe import plain
+
+
+@contextlib.asynccontextmanager
+async def connected(cfg: Config) -> AsyncIterator[Bus]:
+    bus = Bus(cfg)
+    await bus.connect()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def load_state(bus: Bus) -> SwarmState:
+    state = SwarmState()
+    await bus.replay(lambda subject, ev, seq: state.apply(ev, seq))
+    return state
+
+
+async def engine_info(bus: Bus, timeout: float = 0.7) -> dict[str, Any] | None:
+    assert bus.nc is not None
+    try:
+        msg = await bus.nc.request(S.ENGINE_INFO, b"", timeout=timeout)
+        info = json.loads(msg.data)
+        return info if isinstance(info, dict) else None
+    except Exception:  # noqa: BLE001 - no engine running
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- submit
+def read_task_text(text: str) -> str:
+    if text == "-":
+        data = sys.stdin.buffer.read(MAX_TEXT * 4 + 1)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("task text on stdin is not UTF-8") from None
+    text = text.strip()
+    if not text:
+        raise UsageError("task text is empty")
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"task text is {len(text)} characters; the limit is {MAX_TEXT}")
+    if "\x00" in text:
+        raise UsageError("task text contains a NUL character")
+    return text
+
+
+async def submit(cfg: Config, text: str, priority: int, *, demo: bool = False, source: str = "cli") -> int:
+    task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source=source, demo=demo)
+    async with connected(cfg) as bus:
+        await bus.publish_event(task, msg_id=task.id)
+    print(task.id)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- status
+async def status_data(cfg: Config) -> dict[str, Any]:
+    from swarm_tui import __version__
+
+    async with connected(cfg) as bus:
+        state = await load_state(bus)
+        info = await engine_info(bus)
+        ledger = None
+        if not (info and info.get("spend")):
+            from swarm_tui.engine.guards.spend import read_ledger
+
+            ledger = await read_ledger(bus, cfg, state.clock())
+        from swarm_tui.engine.guards.reconcile import read_pending
+
+        pending = await read_pending(bus)
+        bus_info = {
+            "kind": bus.kind,
+            "state": bus.state,
+            "malformed": dict(bus.dead.counts),
+            "warnings": list(bus.warnings),
+        }
+    out: dict[str, Any] = {"version": __version__, "bus": bus_info}
+    out.update(state.snapshot())
+    out["engine"] = info.get("engine") if info else None
+    for key in ("conductor", "pool", "spend", "ram", "lane"):
+        out[key] = info.get(key) if info else None
+    if out["ram"] is None:
+        from swarm_tui.engine.guards.memory import ram_snapshot
+
+        out["ram"] = ram_snapshot(cfg)
+    if out["spend"] is None:
+        from swarm_tui.engine.guards.spend import offline_spend_summary
+
+        out["spend"] = offline_spend_summary(cfg, state, ledger)
+    if isinstance(out["spend"], dict) and "reconciling" not in out["spend"]:
+        out["spend"]["reconciling"], out["spend"]["reconciling_usd"] = pending
+    return out
+
+
+def _fmt_usd(v: Any) -> str:
+    return "-" if v is None else f"${float(v):.4f}"
+
+
+def format_status(d: dict[str, Any]) -> str:
+    lines = []
+    eng = d.get("engine")
+    bus = d["bus"]
+    lines.append(
+        f"bus: {bus['state']} ({bus['kind']})"
+        + (f", malformed set aside: {bus['malformed']}" if bus.get("malformed") else "")
+    )
+    for w in bus.get("warnings", []):
+        lines.append(f"warning: {w}")
+    lines.append(
+        "engine: "
+        + (
+            f"running (pid {eng['pid']} on {plain(eng['host'])}, up {eng['uptime_s']}s)"
+            if eng
+            else "not running (start it with `swarm-tui` or `swarm-tui run --headless`)"
+        )
+    )
+    cond = d.get("conductor")
+    if cond:
+        lines.append("conductor: " + ", ".join(f"{k}={v}" for k, v in cond.items() if not isinstance(v, dict | list)))
+    lane = d.get("lane")
+    if lane:
+        waiting = [plain(str(w)) for w in lane.get("waiting") or []]
+        lines.append(
+            f"local lane: {plain(str(lane.get('holder') or 'free'))}"
+            + (f" (+{len(waiting)} waiting: {', '.join(waiting[:5])})" if waiting else "")
+            + f", {lane.get('turns', 0)} turns so far"
+        )
+    counts = d.get("task_counts", {})
+    lines.append("tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    for t in d["tasks"][-20:]:
+        text = plain(t["text"]).replace("\n", " ")
+        rnd = f" r{t['round']}" if t.get("round", 0) > 0 else ""
+        lines.append(f"  {t['id']}  p{t['priority']}  {t['state']:<17} {text[:60]}{rnd}")
+    pend = [x for x in d["decisions"] if x["status"] == "pending"]
+    lines.append(f"decisions: {len(d['decisions'])} ({len(pend)} pending approval)")
+    for x in pend[:10]:
+        lines.append(
+            f"  {x['id']}  {x['workers']} workers  est {_fmt_usd(x['est_cost_usd'][0])}-"
+            f"{_fmt_usd(x['est_cost_usd'][1])}  source {plain(x['source'])}"
+        )
+    live = [w for w in d["workers"] if w["state"] not in ("done", "failed", "cancelled")]
+    lines.append(f"workers: {len(live)} live, {d['results']} results stored")
+    pool = d.get("pool")
+    if isinstance(pool, dict):
+        line = f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, {pool.get('held', 0)} held"
+        if pool.get("blocked"):
+            line += f"; takes no jobs: {plain(str(pool['blocked']))}"
+        if pool.get("out_of_credit"):
+            line += "; out of credit"
+        lines.append(line)
+    sp = d.get("spend") or {}
+    if sp:
+        lines.append(
+            f"spend: today {_fmt_usd(sp.get('today_usd'))} of {_fmt_usd(sp.get('ceiling_usd'))}, "
+            f"reserved {_fmt_usd(sp.get('reserved_usd'))}, session {_fmt_usd(sp.get('session_usd'))}, "
+            f"prices: {sp.get('price_source', '?')}"
+        )
+        if sp.get("reconciling"):
+            lines.append(
+                f"reconciling: {sp['reconciling']} attempt(s) awaiting their cost from OpenRouter, "
+                f"{_fmt_usd(sp.get('reconciling_usd'))} held at worst case"
+            )
+        if "credits_left_usd" in sp:
+            left = sp.get("credits_left_usd")
+            lines.append(
+                "key limit left: "
+                + (_fmt_usd(left) if left is not None else "none (no limit on the key, or not checked)")
+            )
+        if sp.get("blocked_reason"):
+            lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
+    ram = d.get("ram") or {}
+    if ram:
+        lines.append(
+            f"ram: {ram.get('available_mb', '?')} MB available of {ram.get('total_mb', '?')} MB, "
+            f"headroom {ram.get('headroom_mb', '?')} MB" + (" (LOW)" if ram.get("low") else "")
+        )
+    return "\n".join(lines)
+
+
+async def status(cfg: Config, as_json: bool) -> int:
+    data = await status_data(cfg)
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(format_status(data))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- control
+async def control(cfg: Config, verb: str, args: dict[str, Any]) -> int:
+    async with connected(cfg) as bus:
+        reply = await request(bus, verb, args)
+        if reply is None:  # no engine: validate against the log and record it ourselves
+            state = await load_state(bus)
+            controls = Controls(bus, state, max_scale=cfg["swarm.max_scale"])
+            try:
+                data = await controls.handle(verb, args)
+            except ControlError as exc:
+                raise SwarmError(str(exc)) from None
+            print(_describe(verb, data) + " (no engine running: recorded on the bus, it acts when one starts)")
+            return 0
+    if not reply.ok:
+        raise SwarmError(reply.error)
+    print(_describe(verb, reply.data))
+    return 0
+
+
+def _describe(verb: str, data: dict[str, Any]) -> str:
+    if verb in ("approve", "reject"):
+        return f"decision {data.get('decision_id')} {data.get('status')}"
+    if verb == "edit":
+        return f"decision {data.get('decision_id')} now has {data.get('workers')} workers"
+    if verb == "scale":
+        return f"scale set to {data.get('scale')}"
+    if verb == "ceiling":
+        return f"daily spend ceiling set to ${float(data.get('ceiling_usd', 0)):.2f}"
+    if verb in ("pause", "resume"):
+        return "heartbeat paused" if data.get("paused") else "heartbeat resumed"
+    if verb == "cancel":
+        n = len(data.get("workers", []))
+        return f"cancelling {n} worker{'s' if n != 1 else ''} ({data.get('scope')})"
+    return json.dumps(data)
+
+
+# ---------------------------------------------------------------------------------------------- result
+async def result(cfg: Config, task_id: str, as_json: bool) -> int:
+    async with connected(cfg) as bus:
+        state = await load_state(bus)
+    ids = [t for t in state.tasks if t == task_id or t.endswith(task_id)]
+    if len(ids) != 1:
+        raise SwarmError(f"no task {task_id}" if not ids else f"task id {task_id} is ambiguous")
+    tv = state.tasks[ids[0]]
+    results = state.task_results(tv.id)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "task": tv.task.model_dump(),
+                    "state": tv.state,
+                    "reason": tv.reason,
+                    "results": [r.model_dump() for r in results],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"task {tv.id} ({tv.state}{': ' + tv.reason if tv.reason else ''})")
+    print(plain(tv.task.text))
+    if not results:
+        print("\n(no results stored yet)")
+    for r in results:
+        cost = f"${r.cost_usd:.6f}" + (" (estimated)" if r.cost_estimated else "")
+        print(
+            f"\n--- {r.role or 'worker'} step {r.step} · {r.model} · {r.state} · {cost}"
+            + (f" · {plain(r.reason)}" if r.reason else "")
+            + (" · demo" if r.demo else "")
+        )
+        print(plain(r.text, keep_newlines=True))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- config
+def show_config(cfg: Config, as_json: bool) -> int:
+    masked = cfg.masked()
+    if as_json:
+        print(json.dumps({"source": cfg.source, "values": masked}, indent=2))
+        return 0
+    print(f"# effective configuration (file: {cfg.source}; environment variables win)")
+    for k, v in masked.items():
+        print(f"{k} = {json.dumps(v)}")
+    return 0
+
+
+def run(coro: Any) -> int:
+    return int(asyncio.run(coro))
+
+
+def run_value(coro: Any) -> Any:
+    return asyncio.run(coro)

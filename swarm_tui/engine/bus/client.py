@@ -1,0 +1,561 @@
+"""The NATS bus: connection (remote or embedded), streams/consumers/buckets, publishing and reading events.
+
+JetStream is the source of truth. Everything here is plain asyncio and nats-py; nothing imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import ssl
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg as NatsMsg
+from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js import api as jsapi
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.embedded import EmbeddedLease, port_open
+from swarm_tui.engine.bus.wire import Msg, decode
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.errors import BusError, InvalidMessage
+from swarm_tui.engine.paths import data_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+StateCallback = Callable[[str], Awaitable[None] | None]
+
+
+def event_subject(m: Msg) -> str:
+    kind = m.type  # type: ignore[attr-defined]
+    ident = {
+        "task": lambda: m.id,  # type: ignore[attr-defined]
+        "decision": lambda: m.id,  # type: ignore[attr-defined]
+        "approval": lambda: m.decision_id,  # type: ignore[attr-defined]
+        "worker": lambda: m.worker_id,  # type: ignore[attr-defined]
+        "result": lambda: m.job_id,  # type: ignore[attr-defined]
+        "spend": lambda: m.id,  # type: ignore[attr-defined]
+        "control": lambda: m.what,  # type: ignore[attr-defined]
+    }[kind]()
+    return S.evt(kind, ident)
+
+
+class DeadLetters:
+    """Counts messages that did not decode, logs the first of each kind, and sets them aside."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._logged: set[str] = set()
+
+    def kind_of(self, subject: str) -> str:
+        parts = subject.split(".")
+        return parts[2] if len(parts) > 2 else subject
+
+    async def set_aside(self, bus: Bus | None, subject: str, data: bytes, reason: str, ident: str = "") -> None:
+        kind = self.kind_of(subject)
+        self.counts[kind] += 1
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(
+                "malformed message on %s set aside (%s); later ones of this kind are only counted",
+                subject[:120],
+                reason[:200],
+            )
+        if bus is not None and bus.js is not None:
+            headers = {"Swarm-Reason": reason[:200], "Swarm-Subject": subject[:200]}
+            if ident:
+                headers["Nats-Msg-Id"] = ident
+            with contextlib.suppress(Exception):
+                await bus.js.publish(S.dead(kind), data[:64_000], headers=headers, timeout=2)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class Bus:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.lease: EmbeddedLease | None = None
+        self.url = ""
+        self.kind = ""  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
+        self.state = "disconnected"
+        self.warnings: list[str] = []
+        self.dead = DeadLetters()
+        self._state_cbs: list[StateCallback] = []
+        self._kv: dict[str, KeyValue] = {}
+        self._fast: JetStreamContext | None = None
+        self._fast_nc: NATS | None = None
+
+    # ------------------------------------------------------------------ connection
+    def on_state(self, cb: StateCallback) -> None:
+        self._state_cbs.append(cb)
+
+    async def _set_state(self, state: str) -> None:
+        self.state = state
+        for cb in list(self._state_cbs):
+            try:
+                res = cb(state)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:  # noqa: BLE001
+                log.exception("bus state callback failed")
+
+    async def _resolve(self) -> str:
+        url = self.cfg["nats.url"]
+        if url:
+            self.kind = "remote"
+            return str(url)
+        lease = EmbeddedLease(data_dir(self.cfg["paths.data_dir"]))
+        found = lease.discover()
+        if found:
+            self.kind = "embedded-shared"
+            return found
+        if self.cfg["nats.probe_default"] and port_open("127.0.0.1", 4222, 0.2):
+            self.kind = "remote"
+            return DEFAULT_URL
+        deadline = time.monotonic() + 10
+        while not lease.try_lock():  # another process is starting the embedded server right now
+            await asyncio.sleep(0.05)
+            found = lease.discover()
+            if found:
+                self.kind = "embedded-shared"
+                return found
+            if time.monotonic() > deadline:
+                raise BusError(
+                    f"the embedded NATS server of {lease.data_dir} is locked by another process that does not answer"
+                )
+        self.lease = lease
+        self.kind = "embedded"
+        return await lease.start(self.cfg["nats.embedded_memory_mb"], self.cfg["nats.embedded_disk_mb"])
+
+    def _auth_options(self) -> dict[str, Any]:
+        c = self.cfg
+        opts: dict[str, Any] = {}
+        if c["nats.token"]:
+            opts["token"] = c["nats.token"]
+        if c["nats.user"]:
+            opts["user"] = c["nats.user"]
+            opts["password"] = c["nats.password"]
+        for key, opt in (("nats.creds", "user_credentials"), ("nats.nkey_seed", "nkeys_seed")):
+            if c[key]:
+                if not os.path.isfile(c[key]):
+                    raise BusError(f"{key} file {c[key]} does not exist", code=2)
+                opts[opt] = c[key]
+        for key in ("nats.tls_ca", "nats.tls_cert", "nats.tls_key"):
+            if c[key] and not os.path.isfile(c[key]):
+                raise BusError(f"{key} file {c[key]} does not exist", code=2)
+        if c["nats.tls_ca"] or c["nats.tls_cert"]:
+            ctx = ssl.create_default_context(cafile=c["nats.tls_ca"] or None)
+            if c["nats.tls_cert"]:
+                ctx.load_cert_chain(c["nats.tls_cert"], c["nats.tls_key"] or None)
+            opts["tls"] = ctx
+        return opts
+
+    def _check_exposure(self, url: str, authed: bool) -> None:
+        hosts = [urlparse(u.strip()).hostname or "" for u in url.split(",")]
+        for h in hosts:
+            if h in ("localhost", ""):
+                continue
+            try:
+                if ipaddress.ip_address(h).is_loopback:
+                    continue
+            except ValueError:
+                pass
+            if not authed:
+                msg = (
+                    f"the bus at {h} is reachable beyond loopback and no NATS authentication is configured: "
+                    "anyone who can reach it can read tasks and control the swarm (see docs/security.md)"
+                )
+                self.warnings.append(msg)
+                log.warning(msg)
+            return
+
+    async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0) -> Bus:
+        opts = self._auth_options()
+        try:
+            url = await self._resolve()
+        except OSError as exc:
+            raise BusError(f"cannot start the embedded NATS server: {exc}") from None
+        self.url = url
+        self._check_exposure(url, bool({"token", "user", "user_credentials", "nkeys_seed"} & opts.keys()))
+
+        async def disconnected() -> None:
+            if self.state != "closed":
+                await self._set_state("reconnecting")
+
+        async def reconnected() -> None:
+            await self._set_state("connected")
+
+        auth_failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def error_cb(exc: Exception) -> None:
+            text = str(exc).lower()
+            if ("authorization" in text or "authentication" in text) and not auth_failed.done():
+                auth_failed.set_result(_reason(exc))
+            log.debug("nats: %s", type(exc).__name__)
+
+        async def closed() -> None:
+            await self._set_state("closed")
+
+        if not await _any_reachable(url, connect_timeout):
+            await self.close()
+            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: nothing answers there")
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                servers=[u.strip() for u in url.split(",")],
+                name="swarm-tui",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=connect_timeout,
+                ping_interval=10,
+                max_outstanding_pings=3,
+                allow_reconnect=True,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error_cb,
+                closed_cb=closed,
+                **opts,
+            )
+        )
+        try:
+            # nats-py retries a refused login forever when reconnects are unlimited: stop at the first refusal
+            waiters: set[asyncio.Future[Any]] = {connecting, auth_failed}
+            await asyncio.wait(waiters, timeout=connect_timeout * 3, return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+                reason = auth_failed.result() if auth_failed.done() else "timed out"
+                raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {reason}")
+            self.nc = connecting.result()
+        except BusError:
+            await self.close()
+            raise
+        except (TimeoutError, NoServersError, OSError) as exc:
+            await self.close()
+            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
+        except Exception as exc:  # nats raises auth errors as plain errors
+            await self.close()
+            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
+        self.js = self.nc.jetstream(timeout=5)
+        await self._set_state("connected")
+        if setup:
+            await self.setup()
+        return self
+
+    async def close(self) -> None:
+        """The one shutdown path of the bus: drain the connection, then stop the embedded server if ours."""
+        nc, self.nc = self.nc, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.drain(), 3)
+            except Exception:  # noqa: BLE001
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        self.state = "closed"
+        if self.lease is not None:
+            self.lease.stop()
+            self.lease = None
+
+    # ------------------------------------------------------------------ topology
+    async def setup(self) -> None:
+        """Create streams, consumers and buckets. Idempotent: an existing one is updated to this config."""
+        js = self._js
+        days = self.cfg["nats.events_max_age_days"]
+        await self._ensure_stream(
+            jsapi.StreamConfig(
+                name=S.EVENTS_STREAM,
+                subjects=[S.EVENTS_ALL],
+                retention=jsapi.RetentionPolicy.LIMITS,
+                storage=jsapi.StorageType.FILE,
+                max_age=days * 86400.0,
+                max_bytes=self.cfg["nats.events_max_mb"] * 1024 * 1024,
+                max_msg_size=1_048_576,
+                duplicate_window=300.0,
+                discard=jsapi.DiscardPolicy.OLD,
+            )
+        )
+        await self._ensure_stream(
+            jsapi.StreamConfig(
+                name=S.JOBS_STREAM,
+                subjects=[S.JOBS_ALL],
+                retention=jsapi.RetentionPolicy.WORK_QUEUE,
+                storage=jsapi.StorageType.FILE,
+                max_age=7 * 86400.0,
+                max_bytes=64 * 1024 * 1024,
+                max_msg_size=1_048_576,
+                duplicate_window=600.0,
+            )
+        )
+        await self._ensure_stream(
+            jsapi.StreamConfig(
+                name=S.DEAD_STREAM,
+                subjects=[S.DEAD_ALL],
+                retention=jsapi.RetentionPolicy.LIMITS,
+                storage=jsapi.StorageType.FILE,
+                max_age=7 * 86400.0,
+                max_msgs=10_000,
+                max_bytes=16 * 1024 * 1024,
+                duplicate_window=120.0,
+            )
+        )
+        await js.add_consumer(
+            S.JOBS_STREAM,
+            jsapi.ConsumerConfig(
+                durable_name=S.JOBS_CONSUMER,
+                ack_policy=jsapi.AckPolicy.EXPLICIT,
+                ack_wait=float(self.cfg.get("swarm.ack_wait_s", 30.0)),
+                max_deliver=5,
+                max_ack_pending=1000,
+                filter_subject=S.JOBS_ALL,
+                deliver_policy=jsapi.DeliverPolicy.ALL,
+            ),
+        )
+        for bucket, ttl in ((S.KV_STATE, None), (S.KV_BUDGET, None), (S.KV_CANCEL, 86400.0), (S.KV_RECONCILE, None)):
+            await self._ensure_kv(bucket, ttl)
+
+    async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:
+        js = self._js
+        try:
+            await js.add_stream(cfg)
+        except BadRequestError:  # exists with another configuration: bring it to ours
+            await js.update_stream(cfg)
+
+    async def _ensure_kv(self, bucket: str, ttl: float | None) -> None:
+        js = self._js
+        try:
+            self._kv[bucket] = await js.key_value(bucket)
+        except (NotFoundError, Exception):  # noqa: BLE001 - nats raises BucketNotFoundError
+            self._kv[bucket] = await js.create_key_value(
+                bucket=bucket, history=1, ttl=ttl, storage=jsapi.StorageType.FILE, max_bytes=16 * 1024 * 1024
+            )
+
+    async def kv(self, bucket: str) -> KeyValue:
+        if bucket not in self._kv:
+            self._kv[bucket] = await self._js.key_value(bucket)
+        return self._kv[bucket]
+
+    @property
+    def _lookup_js(self) -> JetStreamContext:
+        """A context with a short timeout for lookups: a request lost in a reconnect is asked again soon."""
+        if self.nc is None:
+            raise BusError("not connected to NATS")
+        if self._fast is None or self._fast_nc is not self.nc:
+            self._fast, self._fast_nc = self.nc.jetstream(timeout=1.0), self.nc
+        return self._fast
+
+    @property
+    def _js(self) -> JetStreamContext:
+        if self.js is None:
+            raise BusError("not connected to NATS")
+        return self.js
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(
+        self, subject: str, payload: bytes, *, msg_id: str | None = None, deadline_s: float = 30.0
+    ) -> jsapi.PubAck:
+        """Publish to a stream, retrying through an outage with the same Nats-Msg-Id so it is stored once."""
+        headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}
+        delay = 0.05
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
+            except (TimeoutError, NatsTimeout, NoRespondersError, ConnectionError) as exc:
+                if time.monotonic() > end:
+                    raise BusError(f"NATS did not store a message on {subject} in time ({_reason(exc)})") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception as exc:  # connection closed/reconnecting errors from nats-py
+                if time.monotonic() > end or self.nc is None or self.nc.is_closed:
+                    raise BusError(f"NATS did not store a message on {subject}: {_reason(exc)}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def publish_event(self, m: Msg, *, msg_id: str | None = None) -> jsapi.PubAck:
+        return await self.publish(event_subject(m), m.to_bytes(), msg_id=msg_id)
+
+    async def last_event(self, subject: str, *, deadline_s: float = 20.0) -> Any | None:
+        """The newest decoded event on an exact subject, or None. Retries through a short outage."""
+        delay, end = 0.05, time.monotonic() + deadline_s
+        while True:
+            try:
+                raw = await self._lookup_js.get_last_msg(S.EVENTS_STREAM, subject)
+                break
+            except NotFoundError:
+                return None
+            except (NatsTimeout, NoRespondersError, TimeoutError, ConnectionError) as exc:
+                # a request lost with a dead connection: ask again on the new one instead of failing the job
+                if time.monotonic() > end:
+                    raise BusError(f"NATS did not answer a lookup of {subject}: {_reason(exc)}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            return decode(raw.data or b"")
+        except InvalidMessage:
+            return None
+
+    # ------------------------------------------------------------------ reading the log
+    async def replay(
+        self, handler: Callable[[str, Any, int], None], *, follow: bool = False, start_seq: int = 0
+    ) -> EventFollower:
+        """Feed every event in the log to ``handler(subject, msg, seq)``; return once caught up.
+
+        With ``follow`` the subscription stays open and new events keep coming (re-created after a reconnect
+        from the last sequence seen). Malformed events go to the dead letters, never to the handler.
+        """
+        f = EventFollower(self, handler)
+        await f.start(start_seq=start_seq)
+        await f.caught_up.wait()
+        if not follow:
+            await f.stop()
+        return f
+
+
+class EventFollower:
+    def __init__(self, bus: Bus, handler: Callable[[str, Any, int], None]) -> None:
+        self.bus = bus
+        self.handler = handler
+        self.last_seq = 0
+        self.caught_up = asyncio.Event()
+        self._sub: Any = None
+        self._stopped = False
+        self._target = 0
+        bus.on_state(self._on_state)
+
+    async def _on_state(self, state: str) -> None:
+        if state == "connected" and not self._stopped and self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+            with contextlib.suppress(Exception):
+                await self._subscribe()
+
+    async def start(self, start_seq: int = 0) -> None:
+        self.last_seq = max(0, start_seq - 1)
+        info = await self.bus._js.stream_info(S.EVENTS_STREAM)
+        self._target = info.state.last_seq
+        if self._target <= self.last_seq or info.state.messages == 0:
+            self.caught_up.set()
+        await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        js = self.bus._js
+        if self.last_seq > 0:
+            cfg = jsapi.ConsumerConfig(
+                deliver_policy=jsapi.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1
+            )
+            self._sub = await js.subscribe(
+                S.EVENTS_ALL, cb=self._on_msg, ordered_consumer=True, config=cfg, stream=S.EVENTS_STREAM
+            )
+        else:
+            self._sub = await js.subscribe(
+                S.EVENTS_ALL,
+                cb=self._on_msg,
+                ordered_consumer=True,
+                deliver_policy=jsapi.DeliverPolicy.ALL,
+                stream=S.EVENTS_STREAM,
+            )
+
+    async def _on_msg(self, msg: NatsMsg) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        try:
+            ev = decode(msg.data)
+        except InvalidMessage as exc:
+            await self.bus.dead.set_aside(self.bus, msg.subject, msg.data, str(exc), ident=f"evt-{seq}")
+        else:
+            try:
+                self.handler(msg.subject, ev, seq)
+            except Exception:  # noqa: BLE001 - a handler bug must not stop the log
+                log.exception("event handler failed on %s", msg.subject)
+        if meta.num_pending == 0 or seq >= self._target:
+            self.caught_up.set()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+
+async def _any_reachable(url: str, timeout: float) -> bool:
+    """A quick TCP check: nats-py with unlimited reconnects would otherwise retry an absent server forever."""
+    for u in url.split(","):
+        p = urlparse(u.strip())
+        default = 443 if p.scheme == "wss" else 80 if p.scheme == "ws" else 4222
+        try:
+            _r, w = await asyncio.wait_for(
+                asyncio.open_connection(p.hostname or "127.0.0.1", p.port or default), timeout
+            )
+        except (TimeoutError, OSError):
+            continue
+        w.close()
+        with contextlib.suppress(Exception):
+            await w.wait_closed()
+        return True
+    return False
+
+
+def _safe_url(url: str) -> str:
+    """A URL without user info (it may hold a password or token)."""
+    out = []
+    for u in url.split(","):
+        p = urlparse(u.strip())
+        host = p.hostname or ""
+        out.append(f"{p.scheme}://{host}" + (f":{p.port}" if p.port else ""))
+    return ",".join(out)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "authorization" in text.lower() or "auth" in type(exc).__name__.lower():
+        return "authorization failed (check nats.token / user / password / creds)"
+    return text.splitlines()[0][:200]
+
+
+async def retrying(
+    op: Callable[[], Awaitable[Any]],
+    deadline_s: float = 30.0,
+    *,
+    passthrough: tuple[type[BaseException], ...] = (),
+    on_error: Callable[[], None] | None = None,
+) -> Any:
+    """``op()`` retried through a bus outage (backoff 0.1 s doubling to 2 s) until ``deadline_s``; errors of the
+    ``passthrough`` types are raised at once. For KV operations that must outlive a reconnect."""
+    end = time.monotonic() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            return await op()
+        except passthrough:
+            raise
+        except Exception:  # noqa: BLE001 - connection closed or reconnecting errors from nats-py
+            if time.monotonic() > end:
+                raise
+            if on_error is not None:
+                on_error()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

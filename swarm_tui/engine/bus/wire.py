@@ -1,0 +1,284 @@
+"""Typed, versioned messages: JSON on the wire.
+
+Every message carries ``type`` and ``v`` (schema version). ``decode`` turns bytes from the bus into one of the
+models or raises ``InvalidMessage``; callers count and set aside what does not decode, they never crash on it.
+Text fields are bounded so a hostile publisher cannot make a consumer hold gigabytes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swarm_tui.engine.errors import InvalidMessage
+
+SCHEMA_VERSION = 1
+MAX_TEXT = 200_000  # characters of a task text or a result
+MAX_RAW = 100_000  # characters of a model's raw answer kept on a decision
+MAX_MSG_BYTES = 1_000_000
+
+# Ids are used as subject tokens and KV keys: letters, digits, "-" and "_" only.
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+    return out or "0"
+
+
+def new_id(prefix: str) -> str:
+    """A short, time-sortable, unique id such as ``t-mfx3k2a1-3f2a``."""
+    return f"{prefix}-{_base36(int(time.time() * 1000))}-{secrets.token_hex(2)}"
+
+
+def job_id(decision_id: str, index: int) -> str:
+    """Deterministic per decision and plan position, so re-publishing a job is harmless."""
+    return f"{decision_id}-j{index}"
+
+
+def worker_id(decision_id: str, index: int) -> str:
+    return f"{decision_id}-w{index}"
+
+
+def now() -> float:
+    return time.time()
+
+
+class Msg(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+    v: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# ---------------------------------------------------------------- tasks
+class Task(Msg):
+    type: Literal["task"] = "task"
+    id: Id
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    priority: int = Field(default=5, ge=0, le=9)
+    created_at: float
+    source: str = Field(default="cli", max_length=32)
+    demo: bool = False
+
+
+# ---------------------------------------------------------------- decisions
+class PlanItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    task_id: Id
+    role: str = Field(max_length=32)
+    model: str = Field(max_length=128)
+    max_tokens: int = Field(ge=1, le=200_000)
+    step: int = Field(default=0, ge=0, le=20)  # roles of one task run in step order; same step: in parallel
+
+
+class Clamp(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    what: str = Field(max_length=64)
+    reason: str = Field(max_length=500)
+    before: Any = None
+    after: Any = None
+
+
+class Decision(Msg):
+    type: Literal["decision"] = "decision"
+    id: Id
+    task_ids: list[Id] = Field(default_factory=list, max_length=200)
+    plan: list[PlanItem] = Field(default_factory=list, max_length=200)
+    est_cost_min: float = Field(default=0.0, ge=0)
+    est_cost_max: float = Field(default=0.0, ge=0)
+    source: str = Field(max_length=128)  # "ollama:<model>" or "rules"
+    clamps: list[Clamp] = Field(default_factory=list, max_length=500)
+    raw: str = Field(default="", max_length=MAX_RAW)
+    latency_ms: float = Field(default=0.0, ge=0)
+    error: str = Field(default="", max_length=2000)  # why the model's advice was not used
+    reason: str = Field(default="", max_length=2000)  # the trigger and a summary
+    created_at: float
+    expires_at: float
+    round: int = Field(default=0, ge=0, le=100)  # 0: first decision for its tasks; n: n-th follow-up
+    warning: str = Field(default="", max_length=500)  # about the model's call (its prompt filled the window)
+    demo: bool = False
+
+
+class Approval(Msg):
+    """What happened to a decision: approved, rejected, expired, or its worker count edited."""
+
+    type: Literal["approval"] = "approval"
+    decision_id: Id
+    action: Literal["approved", "rejected", "expired", "edited"]
+    workers: int | None = Field(default=None, ge=0, le=200)
+    by: str = Field(default="cli", max_length=32)
+    reason: str = Field(default="", max_length=500)
+    at: float
+
+
+# ---------------------------------------------------------------- jobs and workers
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=MAX_TEXT * 2)
+
+
+class Job(Msg):
+    type: Literal["job"] = "job"
+    id: Id
+    worker_id: Id
+    decision_id: Id
+    task_id: Id
+    role: str = Field(max_length=32)
+    model: str = Field(max_length=128)
+    max_tokens: int = Field(ge=1, le=200_000)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=20)
+    step: int = Field(default=0, ge=0, le=20)
+    reserve_usd: float = Field(default=0.0, ge=0)
+    created_at: float
+    demo: bool = False
+
+
+WorkerState = Literal["queued", "waiting", "over_budget", "running", "retrying", "done", "failed", "cancelled"]
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+class WorkerEvent(Msg):
+    type: Literal["worker"] = "worker"
+    worker_id: Id
+    job_id: Id
+    decision_id: Id
+    task_id: Id
+    model: str = Field(max_length=128)
+    role: str = Field(default="", max_length=32)
+    state: WorkerState
+    reason: str = Field(default="", max_length=1000)
+    tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+    host: str = Field(default="", max_length=128)
+    at: float
+    demo: bool = False
+
+
+class Chunk(Msg):
+    """A coalesced piece of a worker's output on ``swarm.chunk.<worker_id>`` (core NATS, not stored)."""
+
+    type: Literal["chunk"] = "chunk"
+    worker_id: Id
+    seq: int = Field(ge=0)
+    text: str = Field(max_length=MAX_TEXT)
+    tokens: int = Field(default=0, ge=0)
+    sent_at: float = 0.0  # when the provider sent the newest token in this chunk (for latency figures)
+    reasoning: str = Field(default="", max_length=MAX_TEXT)  # the model's reasoning meanwhile: shown dimmed
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+
+
+class Result(Msg):
+    type: Literal["result"] = "result"
+    job_id: Id
+    worker_id: Id
+    decision_id: Id
+    task_id: Id
+    role: str = Field(default="", max_length=32)
+    model: str = Field(max_length=128)
+    step: int = Field(default=0, ge=0, le=20)
+    state: Literal["done", "failed", "cancelled"]
+    text: str = Field(default="", max_length=MAX_TEXT)
+    reason: str = Field(default="", max_length=1000)
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = Field(default=0.0, ge=0)
+    cost_estimated: bool = False
+    started_at: float
+    ended_at: float
+    demo: bool = False
+
+
+class SpendEntry(Msg):
+    type: Literal["spend"] = "spend"
+    id: Id  # the job id: one entry per job, deduplicated on the bus
+    model: str = Field(max_length=128)
+    worker_id: Id
+    decision_id: Id
+    task_id: Id
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(ge=0)
+    estimated: bool = False
+    demo: bool = False
+    at: float
+
+
+class ControlEvent(Msg):
+    """A change of the swarm's settings that the log remembers: scale, pause/resume, ceiling."""
+
+    type: Literal["control"] = "control"
+    what: Literal["scale", "pause", "resume", "ceiling", "cancel"]
+    value: float | None = None
+    target: str = Field(default="", max_length=64)
+    by: str = Field(default="cli", max_length=32)
+    at: float
+
+
+AnyEvent = Task | Decision | Approval | WorkerEvent | Result | SpendEntry | ControlEvent
+EVENT_TYPES: dict[str, type[Msg]] = {
+    "task": Task,
+    "decision": Decision,
+    "approval": Approval,
+    "worker": WorkerEvent,
+    "result": Result,
+    "spend": SpendEntry,
+    "control": ControlEvent,
+    "job": Job,
+    "chunk": Chunk,
+}
+
+
+def decode(data: bytes | str, expect: str | None = None) -> Any:
+    """Bytes from the bus to a message. Raises InvalidMessage for anything else, with a short reason."""
+    if len(data) > MAX_MSG_BYTES:
+        raise InvalidMessage(f"message of {len(data)} bytes is over the {MAX_MSG_BYTES} byte limit")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise InvalidMessage("not a JSON object")
+    kind = obj.get("type")
+    if expect is not None and kind != expect:
+        raise InvalidMessage(f"expected type {expect!r}, got {str(kind)[:32]!r}")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise InvalidMessage(f"unknown message type {str(kind)[:32]!r}")
+    v = obj.get("v", SCHEMA_VERSION)
+    if not isinstance(v, int) or v < 1 or v > SCHEMA_VERSION:
+        raise InvalidMessage(f"unsupported schema version {str(v)[:16]!r}")
+    try:
+        return cls.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidMessage(f"invalid {kind}: {loc}: {first.get('msg', 'invalid')}") from None
+
+
+class Reply(BaseModel):
+    """The answer to a control request."""
+
+    model_config = ConfigDict(extra="ignore")
+    ok: bool
+    error: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()

@@ -1,0 +1,252 @@
+"""Control requests: approve, reject, edit, scale, cancel, pause, resume.
+
+A control request is validated against the swarm's state and then written to the bus as events (and, for
+cancel and scale, a broadcast plus a KV mark so that every pool sees it). The components react to those events;
+nobody calls them directly. The engine serves these requests on ``swarm.ctl.<verb>``; when no engine is
+running, the CLI runs the same ``Controls`` on a state replayed from the log, so the request still lands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.msg import Msg as NatsMsg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
+from swarm_tui.engine.projection import SwarmState
+
+log = logging.getLogger(__name__)
+
+VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling")
+
+
+class ControlError(Exception):
+    pass
+
+
+class Controls:
+    def __init__(
+        self,
+        bus: Bus,
+        state: SwarmState,
+        *,
+        max_scale: int,
+        clock: Callable[[], float] = time.time,
+        extra: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.state = state
+        self.max_scale = max_scale
+        self.clock = clock
+        self.extra = extra or {}
+
+    async def handle(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
+        if verb in self.extra:
+            return await self.extra[verb](args)
+        fn = getattr(self, f"do_{verb}", None)
+        if verb not in VERBS or fn is None:
+            raise ControlError(f"unknown control verb {verb!r}")
+        result: dict[str, Any] = await fn(args)
+        return result
+
+    def _pending(self, ident: Any) -> Any:
+        if not isinstance(ident, str) or not ident:
+            raise ControlError("a decision id is required")
+        matches = [d for d in self.state.decisions.values() if d.id == ident or d.id.endswith(ident)]
+        if not matches:
+            raise ControlError(f"no decision {ident}")
+        if len(matches) > 1:
+            raise ControlError(f"decision id {ident} is ambiguous")
+        dv = matches[0]
+        if dv.status != "pending":
+            raise ControlError(f"decision {dv.id} is {dv.status}, not pending")
+        return dv
+
+    async def do_approve(self, args: dict[str, Any]) -> dict[str, Any]:
+        dv = self._pending(args.get("id"))
+        workers = args.get("workers")
+        ev = Approval(
+            decision_id=dv.id,
+            action="approved",
+            by=str(args.get("by", "cli"))[:32],
+            at=self.clock(),
+            workers=int(workers) if workers is not None else dv.workers,
+        )
+        await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
+        self.state.apply(ev)
+        return {"decision_id": dv.id, "status": "approved", "workers": len(dv.plan)}
+
+    async def do_reject(self, args: dict[str, Any]) -> dict[str, Any]:
+        dv = self._pending(args.get("id"))
+        ev = Approval(
+            decision_id=dv.id,
+            action="rejected",
+            by=str(args.get("by", "cli"))[:32],
+            at=self.clock(),
+            reason=str(args.get("reason", ""))[:500],
+        )
+        await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
+        self.state.apply(ev)
+        return {"decision_id": dv.id, "status": "rejected"}
+
+    async def do_edit(self, args: dict[str, Any]) -> dict[str, Any]:
+        dv = self._pending(args.get("id"))
+        n = args.get("workers")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
+        ev = Approval(
+            decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
+        )
+        await self.bus.publish_event(ev)
+        self.state.apply(ev)
+        return {"decision_id": dv.id, "workers": n}
+
+    async def do_scale(self, args: dict[str, Any]) -> dict[str, Any]:
+        n = args.get("n")
+        if isinstance(args.get("delta"), int) and not isinstance(args.get("delta"), bool):
+            current = self.state.scale if self.state.scale is not None else int(args.get("current", 0))
+            n = max(0, min(self.max_scale, current + int(args["delta"])))
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
+            raise ControlError(f"scale must be an integer 0..{self.max_scale}")
+        ev = ControlEvent(what="scale", value=n, by=str(args.get("by", "cli"))[:32], at=self.clock())
+        await self.bus.publish_event(ev)
+        kv = await self.bus.kv(S.KV_STATE)
+        await kv.put("scale", str(n).encode())
+        if self.bus.nc is not None:
+            await self.bus.nc.publish(S.BCAST_SCALE, json.dumps({"scale": n}).encode())
+        self.state.apply(ev)
+        return {"scale": n}
+
+    async def do_ceiling(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Set the daily spend ceiling live (overrides budget.daily_usd until set again)."""
+        v = args.get("usd")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9 or v != v:
+            raise ControlError("the ceiling must be a number of USD >= 0")
+        at = self.clock()
+        kv = await self.bus.kv(S.KV_STATE)
+        await kv.put("ceiling", json.dumps({"usd": float(v), "at": at}).encode())
+        ev = ControlEvent(what="ceiling", value=float(v), by=str(args.get("by", "cli"))[:32], at=at)
+        await self.bus.publish_event(ev)
+        self.state.apply(ev)
+        return {"ceiling_usd": float(v)}
+
+    async def do_pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self._pause(True, args)
+
+    async def do_resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self._pause(False, args)
+
+    async def _pause(self, paused: bool, args: dict[str, Any]) -> dict[str, Any]:
+        ev = ControlEvent(what="pause" if paused else "resume", by=str(args.get("by", "cli"))[:32], at=self.clock())
+        await self.bus.publish_event(ev)
+        kv = await self.bus.kv(S.KV_STATE)
+        await kv.put("paused", b"1" if paused else b"0")
+        self.state.apply(ev)
+        return {"paused": paused}
+
+    async def do_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Cancel one worker (id or unique suffix), every worker of a decision, or all."""
+        target: list[str] = []
+        scope = ""
+        live = {w.worker_id: w for w in self.state.workers.values() if w.state not in FINAL_STATES}
+        if args.get("all"):
+            scope = "all"
+            target = list(live)
+        elif args.get("decision"):
+            dec = str(args["decision"])
+            ids = [d for d in self.state.decisions if d == dec or d.endswith(dec)]
+            if len(ids) != 1:
+                raise ControlError(f"no decision {dec}" if not ids else f"decision id {dec} is ambiguous")
+            scope = f"decision:{ids[0]}"
+            target = [w for w, ev in live.items() if ev.decision_id == ids[0]]
+        elif args.get("worker"):
+            wid = str(args["worker"])
+            ids = [w for w in live if w == wid or w.endswith(wid)]
+            if not ids:
+                known = wid in self.state.workers
+                raise ControlError(f"worker {wid} has already ended" if known else f"no live worker {wid}")
+            if len(ids) > 1:
+                raise ControlError(f"worker id {wid} is ambiguous")
+            scope = f"worker:{ids[0]}"
+            target = ids
+        else:
+            raise ControlError("say which: a worker id, --decision ID or --all")
+        kv = await self.bus.kv(S.KV_CANCEL)
+        marks = list(target)
+        if scope.startswith("decision:"):
+            marks.append(scope.split(":", 1)[1])
+        for ident in marks:
+            await kv.put(ident, b"1")
+        at = self.clock()
+        if scope == "all":
+            await kv.put("all", str(at).encode())  # jobs created before this instant never start
+        payload = json.dumps({"scope": scope, "workers": target, "at": at}).encode()
+        if self.bus.nc is not None:
+            await self.bus.nc.publish(S.BCAST_CANCEL, payload)
+        ev = ControlEvent(what="cancel", target=scope[:64], by=str(args.get("by", "cli"))[:32], at=at)
+        await self.bus.publish_event(ev)
+        return {"scope": scope, "workers": target}
+
+
+class ControlServer:
+    """Serves ``swarm.ctl.*`` requests with a ``Controls``; every request gets a JSON ``Reply``."""
+
+    def __init__(self, bus: Bus, controls: Controls) -> None:
+        self.bus = bus
+        self.controls = controls
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        assert self.bus.nc is not None
+        self._sub = await self.bus.nc.subscribe(S.ctl("*"), queue="engine", cb=self._on_request)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001
+                pass
+            self._sub = None
+
+    async def _on_request(self, msg: NatsMsg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        try:
+            args = json.loads(msg.data or b"{}")
+            if not isinstance(args, dict):
+                raise ValueError
+        except ValueError:
+            reply = Reply(ok=False, error="control request is not a JSON object")
+        else:
+            try:
+                reply = Reply(ok=True, data=await self.controls.handle(verb, args))
+            except ControlError as exc:
+                reply = Reply(ok=False, error=str(exc))
+            except Exception as exc:  # noqa: BLE001
+                log.exception("control %s failed", verb)
+                reply = Reply(ok=False, error=f"{verb} failed: {type(exc).__name__}")
+        if msg.reply:
+            try:
+                await msg.respond(reply.to_bytes())
+            except Exception:  # noqa: BLE001
+                log.debug("could not answer a control request")
+
+
+async def request(bus: Bus, verb: str, args: dict[str, Any], timeout: float = 3.0) -> Reply | None:
+    """Send a control request to a running engine; None when no engine answers."""
+    assert bus.nc is not None
+    try:
+        msg = await bus.nc.request(S.ctl(verb), json.dumps(args).encode(), timeout=timeout)
+    except (NoRespondersError, NatsTimeout):
+        return None
+    try:
+        return Reply.model_validate_json(msg.data)
+    except ValueError:
+        return Reply(ok=False, error="the engine sent an unreadable reply")

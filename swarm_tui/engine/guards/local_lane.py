@@ -1,0 +1,52 @@
+"""The local lane: the conductor's model and local (ollama_chat/) workers take turns on this machine.
+
+A 6 GB machine cannot run two local inferences at once, so every local inference holds the lane. Waiters are
+served in arrival order; ``info()`` shows who holds it and who waits (status and the TUI show it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+class LocalLane:
+    name = "lane"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.holder: str = ""
+        self.since: float = 0.0
+        self.waiting: list[str] = []
+        self.turns = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, who: str) -> AsyncIterator[None]:
+        self.waiting.append(who)
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting.remove(who)
+        self.holder, self.since = who, time.time()
+        self.turns += 1
+        try:
+            yield
+        finally:
+            self.holder, self.since = "", 0.0
+            self._lock.release()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"holder": self.holder, "since": self.since or None, "waiting": list(self.waiting), "turns": self.turns}

@@ -1,0 +1,258 @@
+"""RAM readings and the headroom policy.
+
+Readings come from psutil (system total and available, this process's RSS and its children's, such as the
+embedded nats-server) and from Ollama's ``/api/ps`` (each loaded model's size). Local models are memory-mapped,
+so headroom is judged on the system's *available* memory, not on process RSS. The guard samples on a timer,
+off the event loop (psutil in a thread, ``/api/ps`` with aiohttp), and keeps ~10 minutes of history for a
+sparkline. The conductor and the pool ask ``headroom_ok(extra_mb)`` before local work; cloud work is never held
+back by RAM. The reading source is injectable, so tests can simulate a 6 GB machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import psutil
+
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.protocols import RamReading
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+HISTORY_S = 600.0
+PS_BACKOFF_S = 15.0  # /api/ps is asked less often while Ollama does not answer
+
+Source = Callable[[], RamReading]
+OllamaPs = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+def own_rss_mb() -> tuple[float, float]:
+    """RSS of this process and of its children (the embedded nats-server, worker processes), in MB."""
+    me = psutil.Process(os.getpid())
+    own = me.memory_info().rss / MB
+    kids = 0.0
+    for c in me.children(recursive=True):
+        try:
+            kids += c.memory_info().rss / MB
+        except psutil.Error:
+            pass
+    return own, kids
+
+
+def psutil_reading() -> RamReading:
+    """One reading from psutil (blocking for a few ms: call it in a thread)."""
+    vm = psutil.virtual_memory()
+    own, kids = own_rss_mb()
+    return RamReading(
+        total_mb=vm.total / MB, available_mb=vm.available / MB, own_rss_mb=own, children_rss_mb=kids, at=time.time()
+    )
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def parse_ps(body: Any) -> list[dict[str, Any]]:
+    """Ollama's ``{"models": [{"name", "size", "size_vram"}]}`` to ``[{"name", "size_mb"}]``, where ``size_mb``
+    is the model's share of *RAM*: Ollama's API doc ("List Running Models") gives ``size`` as the whole loaded
+    model, VRAM included, and ``size_vram`` as the part on the GPU, so RAM is ``size - size_vram``."""
+    out: list[dict[str, Any]] = []
+    models = body.get("models") if isinstance(body, dict) else None
+    for m in models if isinstance(models, list) else []:
+        if not isinstance(m, dict):
+            continue
+        name = m.get("name") or m.get("model")
+        size = _num(m.get("size", 0))
+        vram = _num(m.get("size_vram", 0)) or 0.0
+        if isinstance(name, str) and size is not None:
+            out.append({"name": name[:128], "size_mb": round(max(0.0, size - max(0.0, vram)) / MB, 1)})
+    return out
+
+
+def ollama_ps_client(host: str, timeout: float = 2.0) -> OllamaPs:
+    """An async callable: GET {host}/api/ps; [] when Ollama does not answer."""
+    from swarm_tui.engine.doctor import ollama_url
+
+    url = ollama_url(host) + "/api/ps"
+
+    async def ps() -> list[dict[str, Any]]:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, s.get(url) as resp:
+                if resp.status != 200:
+                    return []
+                return parse_ps(await resp.json(content_type=None))
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            raise ConnectionError("ollama not reachable") from None
+
+    return ps
+
+
+def _summary(r: RamReading, headroom: float) -> dict[str, Any]:
+    return {
+        "total_mb": round(r.total_mb),
+        "available_mb": round(r.available_mb),
+        "headroom_mb": headroom,
+        "low": r.available_mb < headroom,
+        "own_rss_mb": round(r.own_rss_mb, 1),
+        "children_rss_mb": round(r.children_rss_mb, 1),
+        "local_models": list(r.local_models),
+    }
+
+
+def ram_snapshot(cfg: Config) -> dict[str, Any]:
+    """A one-off reading for `status` and `doctor` with no engine running (no Ollama models)."""
+    return _summary(psutil_reading(), cfg["ram.headroom_mb"])
+
+
+class RamGuard:
+    name = "ram"
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        source: Source | None = None,
+        ollama_ps: OllamaPs | None | bool = True,
+        clock: Callable[[], float] = time.time,
+        sample_s: float | None = None,
+    ) -> None:
+        """``ollama_ps``: True (default) asks Ollama at ``ollama.host``; None/False: never; or a callable."""
+        self.cfg = cfg
+        self.headroom_mb = float(cfg["ram.headroom_mb"])
+        self.sample_s = float(sample_s if sample_s is not None else cfg["ram.sample_s"])
+        self.clock = clock
+        self.source = source
+        if ollama_ps is True:
+            self._ps: OllamaPs | None = ollama_ps_client(cfg["ollama.host"])
+        else:
+            self._ps = ollama_ps or None
+        self._last: RamReading | None = None
+        self._models: list[dict[str, Any]] = []
+        self._ps_next = 0.0
+        self.ollama_reachable: bool | None = None
+        self._hist: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=max(2, math.ceil(HISTORY_S / self.sample_s) + 1)
+        )
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.samples = 0
+        self.low_since: float | None = None
+
+    # ------------------------------------------------------------------ reading
+    async def _read(self) -> RamReading:
+        if self.source is None:
+            return await asyncio.to_thread(psutil_reading)
+        return self.source()
+
+    async def _read_models(self) -> list[dict[str, Any]]:
+        if self._ps is None:
+            return []
+        now = time.monotonic()
+        if now < self._ps_next:
+            return self._models
+        try:
+            self._models = list(await self._ps())
+            self.ollama_reachable = True
+        except Exception:  # noqa: BLE001 - Ollama absent or confused: no models, ask again later
+            self._models = []
+            self.ollama_reachable = False
+            self._ps_next = now + PS_BACKOFF_S
+        return self._models
+
+    async def sample(self) -> RamReading:
+        """Take one reading now (also what the timer does)."""
+        r, models = await asyncio.gather(self._read(), self._read_models())
+        r.local_models = list(models)
+        r.at = self.clock()
+        self._last = r
+        self._hist.append((r.at, r.available_mb))
+        self.samples += 1
+        low = r.available_mb < self.headroom_mb
+        if low and self.low_since is None:
+            self.low_since = r.at
+            log.warning(
+                "RAM below headroom: %.0f MB available, headroom %.0f MB: local work is held",
+                r.available_mb,
+                self.headroom_mb,
+            )
+        elif not low and self.low_since is not None:
+            self.low_since = None
+            log.info("RAM headroom recovered: %.0f MB available", r.available_mb)
+        self._changed.set()  # wake whoever waits for headroom; they check again
+        self._changed = asyncio.Event()
+        return r
+
+    def reading(self) -> RamReading:
+        if self._last is None:  # before the first sample: one direct reading (cheap, once)
+            r = self.source() if self.source is not None else psutil_reading()
+            r.at = self.clock()
+            self._last = r
+        return self._last
+
+    def headroom_ok(self, extra_mb: float = 0.0) -> bool:
+        """True while available RAM minus ``extra_mb`` stays at or above the headroom."""
+        return self.reading().available_mb - max(0.0, extra_mb) >= self.headroom_mb
+
+    @property
+    def low(self) -> bool:
+        return not self.headroom_ok()
+
+    def loaded_mb(self, model: str) -> float | None:
+        """Size of a model Ollama has loaded now (None: not loaded); loading it again costs nothing."""
+        want = model.split("/", 1)[1] if model.startswith(("ollama_chat/", "ollama/")) else model
+        for m in self.reading().local_models:
+            if m["name"] == want or m["name"] == f"{want}:latest":
+                return float(m["size_mb"])
+        return None
+
+    async def wait_headroom(self, extra_mb: float = 0.0, timeout: float | None = None) -> bool:
+        """Wait until ``headroom_ok(extra_mb)`` (checked at every sample); False on timeout."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.headroom_ok(extra_mb):
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left if left is not None else self.sample_s * 2)
+        return True
+
+    def history(self) -> list[tuple[float, float]]:
+        """(time, available MB) of the last ~10 minutes, oldest first."""
+        return list(self._hist)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.sample()
+        self._task = asyncio.create_task(self._loop(), name="ram-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_s)
+            try:
+                await self.sample()
+            except Exception as exc:  # noqa: BLE001 - a failed reading keeps the last one
+                log.debug("RAM sample failed: %s", type(exc).__name__)
+
+    def info(self) -> dict[str, Any]:
+        out = _summary(self.reading(), self.cfg["ram.headroom_mb"])
+        out["ollama_reachable"] = self.ollama_reachable
+        out["sample_s"] = self.sample_s
+        out["history"] = [[round(t, 1), round(mb)] for t, mb in list(self._hist)[-60:]]
+        return out

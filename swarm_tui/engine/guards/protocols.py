@@ -1,0 +1,87 @@
+"""The interfaces between the parts that spend and the guards that allow it.
+
+The conductor and the worker pool depend on these protocols, not on the concrete guards, so tests can hand
+in fakes and a standalone worker process can run the real guards without the rest of the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from swarm_tui.engine.bus.wire import Job
+
+
+@dataclass(frozen=True)
+class Reservation:
+    ok: bool
+    amount_usd: float = 0.0
+    reason: str = ""  # why it did not fit: "over budget: ...", "out of credit: ..."
+
+
+class SpendGuardP(Protocol):
+    """Money is reserved before a call and settled after it (see engine/guards/spend.py)."""
+
+    name: str
+
+    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
+        """(likely, worst case) cost in USD of one call: prompt tokens estimated from characters."""
+        ...
+
+    async def reserve(self, job: Job) -> Reservation:
+        """Reserve the job's worst-case cost under every ceiling; idempotent per job id."""
+        ...
+
+    async def settle(self, job: Job, cost_usd: float, *, estimated: bool) -> None:
+        """Replace the job's reservation by its real cost."""
+        ...
+
+    async def release(self, job: Job) -> None:
+        """Drop the job's reservation (nothing was spent)."""
+        ...
+
+    def remaining_usd(self) -> float:
+        """Budget left under the daily ceiling, reservations included."""
+        ...
+
+    def cloud_blocked(self) -> str:
+        """A reason when no cloud job may be dispatched (out of credit, key limit reached), else ""."""
+        ...
+
+    def mark_out_of_credit(self, reason: str) -> None:
+        """The provider said 402: stop dispatching to it."""
+        ...
+
+    def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """Cost from the price list, for calls whose provider reported none."""
+        ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class RamReading:
+    total_mb: float
+    available_mb: float
+    own_rss_mb: float = 0.0
+    children_rss_mb: float = 0.0
+    local_models: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "size_mb"}] from /api/ps
+    at: float = 0.0
+
+
+class RamGuardP(Protocol):
+    name: str
+
+    def reading(self) -> RamReading: ...
+
+    def headroom_ok(self, extra_mb: float = 0.0) -> bool:
+        """True while available RAM minus ``extra_mb`` stays above the headroom."""
+        ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class RateLimitsP(Protocol):
+    def rate_limits(self) -> dict[str, dict[str, Any]]:
+        """Per model: {"limit": current concurrency cap, "backoff_until": epoch s or 0}."""
+        ...

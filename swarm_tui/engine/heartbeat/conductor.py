@@ -1,0 +1,534 @@
+"""The heartbeat conductor: wakes, computes the rules' envelope, asks the local model, clamps, decides.
+
+It wakes on new tasks (debounced, so a burst makes one decision), on an interval and on a scheduled review. All
+scheduling uses the monotonic clock, and the next wake is always "now + period", so a clock jump (a laptop
+waking from sleep) gives at most one beat, never a backlog. While the swarm is paused (``state.paused``, set by
+``swarm-tui pause``) no decision is made. Decisions go to the event log; approval is a person's (manual) or the
+policy's (auto, under a cost limit); pending decisions expire.
+
+Closing the loop: a beat also reviews finished tasks with new results (each set of results once). The local
+model is given a bounded summary of them and may propose a follow-up decision for the same task (``round`` one
+more than the task's last); it is clamped like any plan, plus the task's own limits (``budget.task_max_followups``
+rounds, ``budget.task_max_usd`` total spend), and approved like any decision. A task at either limit is not
+offered. The rules alone never propose follow-ups: they cannot judge results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
+from swarm_tui.engine.heartbeat.envelope import (
+    Advice,
+    Clamped,
+    Envelope,
+    ReadyTask,
+    RoleSpec,
+    clamp,
+    compute_envelope,
+    limit_tasks,
+    rules_advice,
+)
+from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.projection import SwarmState
+
+log = logging.getLogger(__name__)
+
+REVIEWABLE = ("done", "failed")  # finished task states the heartbeat reviews (cancelled is a person's word)
+
+
+class Conductor:
+    name = "conductor"
+
+    def __init__(
+        self,
+        cfg: Config,
+        bus: Bus,
+        state: SwarmState,
+        *,
+        spend: SpendGuardP | None = None,
+        ram: RamGuardP | None = None,
+        rate_limits: RateLimitsP | None = None,
+        lane: LocalLane | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        advisor: Advisor | None = None,
+        use_ollama: bool = True,
+        lookup: Callable[[str], Any] | None = None,
+        demo: bool = False,
+        tick_s: float = 0.5,
+    ) -> None:
+        self.cfg = cfg
+        self.bus = bus
+        self.state = state
+        self.spend = spend
+        self.ram = ram
+        self.rate_limits = rate_limits
+        self.lane = lane or LocalLane()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.use_ollama = use_ollama
+        self.advisor = advisor
+        self.lookup = lookup
+        self.demo = demo
+        self.tick_s = tick_s
+        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
+        self.beats = 0
+        self.decisions = 0
+        self.status = "idle"
+        self.last_decision = ""
+        self.last_trigger = ""
+        self.note = ""  # why the last beat published nothing
+        self.reachable: bool | None = None  # None: not asked yet
+        self.last_error = ""
+        self.last_warning = ""  # the last model call's warning (its prompt filled the window)
+        self.last_envelope: dict[str, Any] = {}
+        self._started = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._debounce_at: float | None = None
+        self._burst_start: float | None = None
+        self._next_interval = math.inf
+        self._next_review = math.inf
+        self._reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
+        self._results_due = False
+        self.followups = 0
+        self.review_note = ""  # what the last review of finished tasks came to
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self.lookup is not None:
+            self.spend = self.spend or self.lookup("spend")
+            self.ram = self.ram or self.lookup("ram")
+            pool = self.lookup("pool")
+            if self.rate_limits is None and pool is not None and hasattr(pool, "rate_limits"):
+                self.rate_limits = pool
+        if self.advisor is None and self.use_ollama:
+            self.advisor = Advisor(self.cfg, self.lane, ram=self.ram, monotonic=self.monotonic)
+        now = self.monotonic()
+        self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        self._next_review = now + float(self.cfg["heartbeat.review_s"])
+        self._started = True
+        for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
+            if tv.state in REVIEWABLE:
+                self._reviewed[tv.id] = len(tv.results)
+        if self.state.pending_tasks():  # tasks left from before a restart
+            self._schedule_debounce()
+        self._task = asyncio.create_task(self._run(), name="conductor")
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self.advisor is not None:
+            await self.advisor.close()
+
+    def on_event(self, ev: Any) -> None:
+        if not self._started:
+            return  # replayed history before start: start() looks at the state once
+        if isinstance(ev, Task):
+            self._schedule_debounce()
+        elif isinstance(ev, Result):
+            tv = self.state.tasks.get(ev.task_id)
+            if tv is not None and tv.state in REVIEWABLE and self._reviewed.get(tv.id) != len(tv.results):
+                self._results_due = True  # the task is finished with new results: review them soon
+                self._schedule_debounce()
+        elif isinstance(ev, ControlEvent) and ev.what in ("resume", "scale"):
+            if self.state.pending_tasks():
+                self._schedule_debounce()
+        if isinstance(ev, ControlEvent) and ev.what in ("pause", "resume"):
+            self.status = "paused" if self.state.paused else "idle"
+
+    def _schedule_debounce(self) -> None:
+        now = self.monotonic()
+        d = float(self.cfg["heartbeat.debounce_s"])
+        if self._burst_start is None:
+            self._burst_start = now
+        # trailing debounce, but never later than 4 debounce periods after the burst began
+        self._debounce_at = min(now + d, self._burst_start + 4 * d)
+        self._wake.set()
+
+    def beat_now(self, trigger: str = "requested") -> None:
+        """Ask for a beat as soon as possible (the TUI's "decide now")."""
+        self._debounce_at = self.monotonic()
+        self.last_trigger = trigger
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the loop
+    def _due(self) -> float:
+        return min(
+            self._debounce_at if self._debounce_at is not None else math.inf, self._next_interval, self._next_review
+        )
+
+    async def _run(self) -> None:
+        while True:
+            wait = max(0.0, min(self._due() - self.monotonic(), self.tick_s))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            try:
+                await self._expire_due()
+                trigger = self._take_trigger()
+                if trigger:
+                    await self.beat(trigger)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a beat that fails must not stop the heartbeat
+                log.exception("heartbeat beat failed")
+                self.note = f"last beat failed: {type(exc).__name__}: {str(exc)[:200]}"
+                self.status = "paused" if self.state.paused else "idle"
+
+    def _take_trigger(self) -> str:
+        now = self.monotonic()
+        triggers = []
+        if self._debounce_at is not None and now >= self._debounce_at:
+            news = (["new tasks"] if self.state.pending_tasks() or not self._results_due else []) + (
+                ["new results"] if self._results_due else []
+            )
+            triggers.append(" + ".join(news))
+            self._results_due = False
+            self._debounce_at = self._burst_start = None
+        if now >= self._next_review:
+            triggers.append("scheduled review")
+            self._next_review = now + float(self.cfg["heartbeat.review_s"])
+            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        elif now >= self._next_interval:
+            triggers.append("interval")
+            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+        return " + ".join(triggers)
+
+    # ------------------------------------------------------------------ one beat
+    async def beat(self, trigger: str) -> Decision | None:
+        """One decision round; returns the published decision, or None (``note`` says why)."""
+        self.beats += 1
+        self.last_trigger = trigger
+        if self.state.paused:
+            self.status = "paused"
+            self.note = "paused: no decision (swarm-tui resume)"
+            return None
+        decision = await self._new_work(trigger)
+        if self.state.paused:
+            return decision
+        follow = await self.review(trigger)
+        return decision or (follow[0] if follow else None)
+
+    async def _new_work(self, trigger: str) -> Decision | None:
+        views = self.state.pending_tasks()[: int(self.cfg["heartbeat.max_tasks_per_beat"])]
+        if not views:
+            self.note = "no pending tasks"
+            return None
+        tasks = [ReadyTask(v.id, v.task.text, v.task.priority) for v in views]
+        env = self.envelope(tasks)
+        self.last_envelope = env.summary()
+        if env.max_workers <= 0:
+            self.note = f"no decision: the envelope allows 0 workers ({env.why_zero()})"
+            return None
+        self.status = "deciding"
+        try:
+            return await self._decide(trigger, env)
+        finally:
+            self.status = "paused" if self.state.paused else "idle"
+
+    async def _decide(self, trigger: str, env: Envelope) -> Decision | None:
+        result: AdviceResult | None = None
+        if self.advisor is not None:
+            result = await self.advisor.advise(env, env.tasks)
+            self.reachable = result.reachable
+            self.last_error = result.error
+            self.last_warning = result.warning
+        if self.state.paused:
+            self.note = "paused during the beat: no decision"
+            return None
+        still = {v.id for v in self.state.pending_tasks()}
+        env.tasks = [t for t in env.tasks if t.id in still]
+        raw = result.raw if result else ""
+        latency = result.latency_ms if result else 0.0
+        source, error, early = "rules", "", []
+        clamped = None
+        if result is None:
+            error = "the local model is off: the rules decide"
+        elif result.advice is None:
+            error = result.error
+        else:
+            model_plan = self._clamp(env, result.advice)
+            if model_plan.items:
+                clamped, source = model_plan, result.source
+            else:  # keep the clamps that explain why nothing of the model's plan was left
+                error = "the model's plan had no usable worker after the clamp: the rules decide"
+                early = model_plan.clamps
+        if clamped is None:
+            clamped = self._clamp(env, rules_advice(env))
+        if not clamped.items:
+            self.note = (
+                "no decision: every planned worker was clamped away ("
+                + "; ".join(c.reason for c in clamped.clamps[:3])
+                + ")"
+            )
+            return None
+        now = self.clock()
+        task_ids = list(dict.fromkeys(p.task_id for p in clamped.items))
+        summary = f"{trigger}: {len(clamped.items)} worker(s) for {len(task_ids)} task(s)"
+        if result is not None and result.advice is not None and result.advice.reason and source != "rules":
+            summary += f"; model: {result.advice.reason[:300]}"
+        decision = Decision(
+            id=new_id("d"),
+            task_ids=task_ids,
+            plan=clamped.items,
+            est_cost_min=clamped.est_min,
+            est_cost_max=clamped.est_max,
+            source=source,
+            clamps=(early + clamped.clamps)[:500],
+            raw=raw,
+            latency_ms=latency,
+            error=error[:2000],
+            reason=summary[:2000],
+            created_at=now,
+            expires_at=now + float(self.cfg["approval.expire_s"]),
+            demo=self.demo,
+            warning=(result.warning if result is not None else "")[:500],
+        )
+        await self.bus.publish_event(decision, msg_id=decision.id)
+        self.state.apply(decision)
+        self.decisions += 1
+        self.last_decision = decision.id
+        self.note = ""
+        await self._maybe_auto_approve(decision)
+        return decision
+
+    def _clamp(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
+        """The envelope's clamp, then each task's own limits (spend so far, follow-up rounds)."""
+        c = clamp(env, advice, self.estimate, self.roles)
+        spent = {t.id: self.state.task_spend(t.id) for t in env.tasks}
+        return limit_tasks(
+            c,
+            spent=spent,
+            max_usd=float(self.cfg["budget.task_max_usd"]),
+            rounds=rounds,
+            max_rounds=int(self.cfg["budget.task_max_followups"]) if rounds is not None else None,
+        )
+
+    # ------------------------------------------------------------------ follow-ups
+    def reviewable(self) -> list[ReviewTask]:
+        """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
+        reviewed, with the limit they are at in ``review_note``)."""
+        max_rounds = int(self.cfg["budget.task_max_followups"])
+        max_usd = float(self.cfg["budget.task_max_usd"])
+        out: list[tuple[int, float, ReviewTask]] = []
+        for tv in self.state.tasks.values():
+            if tv.state not in REVIEWABLE or not tv.results or self._reviewed.get(tv.id) == len(tv.results):
+                continue
+            nxt = self.state.task_round(tv.id) + 1
+            if nxt > max_rounds:
+                self._reviewed[tv.id] = len(tv.results)
+                self.review_note = f"task {tv.id} is at its follow-up limit ({max_rounds} rounds): not offered"
+                continue
+            spent = self.state.task_spend(tv.id)
+            if spent >= max_usd - 1e-12:
+                self._reviewed[tv.id] = len(tv.results)
+                self.review_note = (
+                    f"task {tv.id} has spent ${spent:.4f} of its ${max_usd:.4f} limit "
+                    "(budget.task_max_usd): no follow-up"
+                )
+                continue
+            results = [(r.role or "worker", str(r.state), r.text or r.reason) for r in self.state.task_results(tv.id)]
+            out.append(
+                (
+                    -tv.task.priority,
+                    tv.task.created_at,
+                    ReviewTask(tv.id, tv.task.text, results, nxt, max_rounds, spent, max_usd),
+                )
+            )
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [r for _, _, r in out[: int(self.cfg["heartbeat.max_tasks_per_beat"])]]
+
+    async def review(self, trigger: str) -> list[Decision]:
+        """Offer finished tasks' new results to the local model; publish the follow-ups it proposes (one
+        decision per task, clamped, approved like any decision)."""
+        items = self.reviewable()
+        if not items:
+            return []
+        for t in items:
+            self._reviewed[t.id] = len(self.state.tasks[t.id].results)
+        if self.advisor is None:
+            self.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
+            return []
+        ctx = int(self.cfg["swarm.context_max_chars"])
+        prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
+        env = self.envelope(
+            [ReadyTask(t.id, t.text, prio[t.id], min(ctx, sum(len(x[2]) for x in t.results))) for t in items]
+        )
+        if env.max_workers <= 0:
+            self.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
+            return []
+        self.status = "deciding"
+        try:
+            result = await self.advisor.review(env, items)
+        finally:
+            self.status = "paused" if self.state.paused else "idle"
+        self.reachable = result.reachable
+        self.last_warning = result.warning
+        left_out = [t.id for t in items if result.offered and t.id not in result.offered]
+        for tid in left_out:  # the window held fewer tasks: the rest are offered at a later beat
+            self._reviewed.pop(tid, None)
+        if result.advice is None:
+            self.review_note = f"no follow-up review: {result.error}"
+            return []
+        if self.state.paused:
+            return []
+        env.tasks = [t for t in env.tasks if self.state.tasks[t.id].state in REVIEWABLE]
+        rounds = {t.id: self.state.task_round(t.id) + 1 for t in env.tasks}
+        clamped = self._clamp(env, result.advice, rounds)
+        if not clamped.items:
+            why = "; ".join(c.reason for c in clamped.clamps[:3])
+            self.review_note = f"no follow-up for {len(items)} task(s)" + (f" (clamped: {why})" if why else "")
+            return []
+        out = []
+        now = self.clock()
+        for tid in dict.fromkeys(p.task_id for p in clamped.items):
+            idx = [i for i, p in enumerate(clamped.items) if p.task_id == tid]
+            plan = [clamped.items[i] for i in idx]
+            est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
+            est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
+            summary = (
+                f"{trigger}: follow-up round {rounds[tid]} of {int(self.cfg['budget.task_max_followups'])}"
+                f" for task {tid}: {len(plan)} worker(s)"
+            )
+            if result.advice.reason:
+                summary += f"; model: {result.advice.reason[:300]}"
+            d = Decision(
+                id=new_id("d"),
+                task_ids=[tid],
+                plan=plan,
+                est_cost_min=est_min,
+                est_cost_max=est_max,
+                source=result.source,
+                clamps=clamped.clamps[:500],
+                raw=result.raw,
+                latency_ms=result.latency_ms,
+                reason=summary[:2000],
+                created_at=now,
+                expires_at=now + float(self.cfg["approval.expire_s"]),
+                round=min(100, rounds[tid]),
+                demo=self.demo,
+                warning=result.warning[:500],
+            )
+            await self.bus.publish_event(d, msg_id=d.id)
+            self.state.apply(d)
+            self.decisions += 1
+            self.followups += 1
+            self.last_decision = d.id
+            out.append(d)
+            await self._maybe_auto_approve(d)
+        self.review_note = f"{len(out)} follow-up decision(s) for {len(items) - len(left_out)} reviewed task(s)" + (
+            f"; {len(left_out)} more did not fit the model's window: reviewed at a later beat" if left_out else ""
+        )
+        return out
+
+    def envelope(self, tasks: list[ReadyTask]) -> Envelope:
+        scale = self.state.scale if self.state.scale is not None else int(self.cfg["swarm.scale"])
+        remaining: float | None = None
+        blocked = ""
+        if self.spend is not None:
+            remaining = float(self.spend.remaining_usd())
+            blocked = self.spend.cloud_blocked() if hasattr(self.spend, "cloud_blocked") else ""
+        ram_ok = self.ram.headroom_ok() if self.ram is not None else None
+        rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
+        return compute_envelope(
+            list(self.roles.values()),
+            tasks,
+            scale=scale,
+            live_workers=len(self.state.live_workers()),
+            max_per_task=int(self.cfg["heartbeat.max_workers_per_task"]),
+            estimate=self.estimate,
+            remaining_usd=remaining,
+            per_decision_usd=float(self.cfg["budget.per_decision_usd"]),
+            ram_ok=ram_ok,
+            rate_limits=rl,
+            now=self.clock(),
+            cloud_blocked=blocked,
+        )
+
+    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
+        """(likely, worst) USD of one worker: the spend guard's, else the conservative fallback prices."""
+        if model.startswith("ollama_chat/"):
+            return 0.0, 0.0
+        if self.spend is not None:
+            likely, worst = self.spend.estimate(model, prompt_chars, max_tokens)
+            return float(likely), float(worst)
+        p = float(self.cfg["openrouter.fallback_prompt_usd_per_mtok"]) / 1e6
+        c = float(self.cfg["openrouter.fallback_completion_usd_per_mtok"]) / 1e6
+        prompt_tokens = prompt_chars / 3  # generous: real text runs ~4 characters a token
+        return prompt_tokens * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
+
+    # ------------------------------------------------------------------ approval
+    async def _maybe_auto_approve(self, d: Decision) -> None:
+        if self.cfg["approval.mode"] != "auto":
+            return
+        limit = float(self.cfg["approval.auto_max_usd"])
+        if d.est_cost_max > limit:
+            self.note = f"{d.id} waits for approval: worst case ${d.est_cost_max:.4f} > auto limit ${limit:.4f}"
+            return
+        ev = Approval(
+            decision_id=d.id,
+            action="approved",
+            by="auto",
+            at=self.clock(),
+            reason=f"worst case ${d.est_cost_max:.4f} <= ${limit:.4f}",
+        )
+        await self.bus.publish_event(ev, msg_id=f"{d.id}-final")
+        self.state.apply(ev)
+
+    async def _expire_due(self) -> None:
+        now = self.clock()
+        for dv in self.state.pending_decisions():
+            if now < dv.decision.expires_at:
+                continue
+            ev = Approval(
+                decision_id=dv.id,
+                action="expired",
+                by="conductor",
+                at=now,
+                reason=f"not approved within {self.cfg['approval.expire_s']:g} s",
+            )
+            await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
+            self.state.apply(ev)
+
+    # ------------------------------------------------------------------ status
+    def info(self) -> dict[str, Any]:
+        mode = self.cfg["approval.mode"]
+        approval = f"auto (<= ${float(self.cfg['approval.auto_max_usd']):.4f})" if mode == "auto" else "manual"
+        use = self.advisor is not None and self.reachable is not False
+        source = self.advisor.source if (use and self.advisor is not None) else "rules"
+        nxt = self._due() - self.monotonic() if self._started else None
+        status = "paused" if self.state.paused and self.status != "deciding" else self.status
+        return {
+            "source": source,
+            "state": status,
+            "ollama_model": self.cfg["ollama.model"] if self.use_ollama else None,
+            "ollama_reachable": self.reachable,
+            "ollama_error": self.last_error,
+            "ollama_warning": self.last_warning,
+            "next_beat_s": None if nxt is None or math.isinf(nxt) else round(max(0.0, nxt), 1),
+            "last_decision": self.last_decision,
+            "beats": self.beats,
+            "decisions": self.decisions,
+            "approval": approval,
+            "last_trigger": self.last_trigger,
+            "note": self.note,
+            "envelope": self.last_envelope,
+            "followups": self.followups,
+            "review": self.review_note,
+        }

@@ -1,0 +1,371 @@
+"""The swarm's state, derived from the event log.
+
+``SwarmState.apply`` folds one event in; replaying the whole log rebuilds the same state after any restart.
+The CLI's ``status``, the conductor and the TUI all read this one projection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from swarm_tui.engine.bus.wire import (
+    FINAL_STATES,
+    Approval,
+    ControlEvent,
+    Decision,
+    PlanItem,
+    Result,
+    SpendEntry,
+    Task,
+    WorkerEvent,
+    job_id,
+)
+
+
+def resize_plan(plan: list[PlanItem], workers: int | None) -> list[PlanItem]:
+    """The plan with ``workers`` items: the first n, or the items repeated in order to reach n."""
+    if workers is None or not plan:
+        return list(plan)
+    if workers <= len(plan):
+        return list(plan[:workers])
+    out = list(plan)
+    i = 0
+    while len(out) < workers:
+        out.append(plan[i % len(plan)].model_copy())
+        i += 1
+    return out
+
+
+def utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass
+class DecisionView:
+    decision: Decision
+    status: str = "pending"  # pending | approved | rejected | expired
+    workers: int | None = None  # edited worker count
+    by: str = ""
+    at: float = 0.0
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.decision.id
+
+    @property
+    def plan(self) -> list[PlanItem]:
+        return resize_plan(self.decision.plan, self.workers)
+
+
+@dataclass
+class TaskView:
+    task: Task
+    decisions: list[str] = field(default_factory=list)
+    jobs: dict[str, str] = field(default_factory=dict)  # job_id -> latest worker state
+    results: list[str] = field(default_factory=list)  # job ids with a stored result, in order
+    spend_usd: float = 0.0
+    state: str = "pending"
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+
+@dataclass
+class SpendTotals:
+    today: float = 0.0
+    session: float = 0.0
+    total: float = 0.0
+    estimated: float = 0.0  # part of the total that is an estimate (no usage.cost)
+    by_model: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    by_decision: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    entries: int = 0
+
+
+class SwarmState:
+    def __init__(self, *, session_start: float | None = None, clock: Any = time.time) -> None:
+        self.clock = clock
+        self.session_start = clock() if session_start is None else session_start
+        self.tasks: dict[str, TaskView] = {}
+        self.decisions: dict[str, DecisionView] = {}
+        self.workers: dict[str, WorkerEvent] = {}  # worker_id -> latest event
+        self.results: dict[str, Result] = {}  # job_id -> first stored result
+        self.duplicate_results: Counter[str] = Counter()
+        self.spend_entries: dict[str, SpendEntry] = {}
+        self.duplicate_spend: Counter[str] = Counter()
+        self.spend_days: dict[str, float] = defaultdict(float)
+        self.spend = SpendTotals()
+        self.scale: int | None = None
+        self.paused = False
+        self.ceiling_usd: float | None = None
+        self.last_seq = 0
+        self.events = 0
+        self.version = 0  # bumped on every change, so observers can tell cheaply that something moved
+
+    # ------------------------------------------------------------------ folding
+    def apply(self, ev: Any, seq: int = 0) -> None:
+        if seq:
+            self.last_seq = max(self.last_seq, seq)
+        self.events += 1
+        self.version += 1
+        handler = getattr(self, f"_on_{ev.type}", None)
+        if handler is not None:
+            handler(ev)
+
+    def _on_task(self, t: Task) -> None:
+        if t.id not in self.tasks:
+            self.tasks[t.id] = TaskView(t)
+
+    def _on_decision(self, d: Decision) -> None:
+        if d.id in self.decisions:
+            return
+        self.decisions[d.id] = DecisionView(d)
+        for tid in d.task_ids:
+            tv = self.tasks.get(tid)
+            if tv is not None and d.id not in tv.decisions:
+                tv.decisions.append(d.id)
+                self._derive_task(tv)
+
+    def _on_approval(self, a: Approval) -> None:
+        dv = self.decisions.get(a.decision_id)
+        if dv is None:
+            return
+        if a.action == "edited":
+            if dv.status == "pending":
+                dv.workers = a.workers
+            return
+        if dv.status != "pending":
+            return  # the first final word wins (two UIs may race)
+        dv.status = a.action
+        dv.by, dv.at, dv.reason = a.by, a.at, a.reason
+        if a.action == "approved" and a.workers is not None:
+            dv.workers = a.workers
+        for tid in dv.decision.task_ids:
+            if tid in self.tasks:
+                self._derive_task(self.tasks[tid])
+
+    def _on_worker(self, w: WorkerEvent) -> None:
+        prev = self.workers.get(w.worker_id)
+        if prev is not None and prev.state in FINAL_STATES and w.state not in FINAL_STATES:
+            return  # a late "running" after the end (redelivery race) does not resurrect a worker
+        self.workers[w.worker_id] = w
+        tv = self.tasks.get(w.task_id)
+        if tv is not None:
+            if tv.jobs.get(w.job_id) not in FINAL_STATES:
+                tv.jobs[w.job_id] = w.state
+            self._derive_task(tv)
+
+    def _on_result(self, r: Result) -> None:
+        if r.job_id in self.results:
+            self.duplicate_results[r.job_id] += 1
+            return
+        self.results[r.job_id] = r
+        tv = self.tasks.get(r.task_id)
+        if tv is not None:
+            tv.results.append(r.job_id)
+            tv.jobs[r.job_id] = r.state
+            self._derive_task(tv)
+
+    def _on_spend(self, s: SpendEntry) -> None:
+        if s.id in self.spend_entries:
+            self.duplicate_spend[s.id] += 1
+            return
+        self.spend_entries[s.id] = s
+        t = self.spend
+        t.entries += 1
+        t.total += s.cost_usd
+        if s.estimated:
+            t.estimated += s.cost_usd
+        t.by_model[s.model] += s.cost_usd
+        t.by_decision[s.decision_id] += s.cost_usd
+        self.spend_days[utc_day(s.at)] += s.cost_usd
+        if s.at >= self.session_start:
+            t.session += s.cost_usd
+        tv = self.tasks.get(s.task_id)
+        if tv is not None:
+            tv.spend_usd += s.cost_usd
+
+    def _on_control(self, c: ControlEvent) -> None:
+        if c.what == "scale" and c.value is not None:
+            self.scale = int(c.value)
+        elif c.what == "pause":
+            self.paused = True
+        elif c.what == "resume":
+            self.paused = False
+        elif c.what == "ceiling" and c.value is not None:
+            self.ceiling_usd = float(c.value)
+
+    # ------------------------------------------------------------------ derived
+    def _derive_task(self, tv: TaskView) -> None:
+        views = [self.decisions[d] for d in tv.decisions if d in self.decisions]
+        if not views:
+            tv.state, tv.reason = "pending", ""
+            return
+        last = views[-1]
+        approved = [v for v in views if v.status == "approved"]
+        if last.status == "pending":
+            tv.state, tv.reason = ("awaiting_approval", "") if not approved else ("awaiting_followup", "")
+            if not approved:
+                return
+        elif last.status == "rejected":
+            if not approved:
+                tv.state, tv.reason = "rejected", last.reason or "decision rejected"
+                return
+        elif last.status == "expired" and not approved:
+            tv.state, tv.reason = "pending", "decision expired"
+            return
+        # approved work exists: the task runs until every expected job has a final state. The expected count
+        # comes from the approved plans, not from the jobs seen: a chained plan's later steps have no job (and
+        # no worker event) until the earlier steps' results are stored.
+        if last.status == "pending":
+            return
+        expected = {job_id(v.id, i) for v in approved for i, p in enumerate(v.plan) if p.task_id == tv.id}
+        if not expected:
+            tv.state, tv.reason = "cancelled", "the approved plan has no worker for this task"
+            return
+        if any(tv.jobs.get(j) not in FINAL_STATES for j in expected) or any(
+            s not in FINAL_STATES for s in tv.jobs.values()
+        ):
+            tv.state, tv.reason = "running", ""
+            return
+        # the outcome is the latest approved decision's last step (the end of its chain); earlier rounds and
+        # steps are context, their results stay readable
+        latest = approved[-1]
+        items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
+        if not items:
+            latest = next(v for v in reversed(approved) if any(p.task_id == tv.id for p in v.plan))
+            items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
+        last_step = max(p.step for _, p in items)
+        ends = [job_id(latest.id, i) for i, p in items if p.step == last_step]
+        finals = [tv.jobs[j] for j in ends]
+        if any(s == "done" for s in finals):
+            tv.state, tv.reason = "done", ""
+        elif all(s == "cancelled" for s in finals) and all(tv.jobs[j] == "cancelled" for j in expected):
+            tv.state, tv.reason = "cancelled", "all workers cancelled"
+        else:
+            reasons = {
+                self.results[j].reason
+                for j in tv.results
+                if j in self.results
+                and self.results[j].reason
+                and self.results[j].decision_id == latest.id
+                and self.results[j].state != "done"
+            }
+            tv.state, tv.reason = "failed", "; ".join(sorted(reasons))[:300] or "no worker succeeded"
+
+    def task_spend(self, task_id: str) -> float:
+        """What a task has cost: its spend entries, or its results' costs when those are ahead (a result is
+        stored just before its spend entry)."""
+        tv = self.tasks.get(task_id)
+        if tv is None:
+            return 0.0
+        return max(tv.spend_usd, sum(self.results[j].cost_usd for j in tv.results if j in self.results))
+
+    def task_round(self, task_id: str) -> int:
+        """The round of the newest decision that covers a task (0: its first decision; -1: none yet)."""
+        tv = self.tasks.get(task_id)
+        rounds = [self.decisions[d].decision.round for d in (tv.decisions if tv else []) if d in self.decisions]
+        return max(rounds, default=-1)
+
+    def today_spend(self, now: float | None = None) -> float:
+        return self.spend_days.get(utc_day(self.clock() if now is None else now), 0.0)
+
+    def pending_tasks(self) -> list[TaskView]:
+        """Tasks that no live decision covers, by priority (high first), then age."""
+        out = [t for t in self.tasks.values() if t.state == "pending"]
+        return sorted(out, key=lambda t: (-t.task.priority, t.task.created_at))
+
+    def pending_decisions(self) -> list[DecisionView]:
+        return [d for d in self.decisions.values() if d.status == "pending"]
+
+    def live_workers(self) -> list[WorkerEvent]:
+        return [w for w in self.workers.values() if w.state not in FINAL_STATES]
+
+    def task_results(self, task_id: str) -> list[Result]:
+        tv = self.tasks.get(task_id)
+        if tv is None:
+            return []
+        rs = [self.results[j] for j in tv.results if j in self.results]
+        return sorted(rs, key=lambda r: (r.ended_at, r.step))
+
+    # ------------------------------------------------------------------ a JSON snapshot (status --json)
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        counts = Counter(t.state for t in self.tasks.values())
+        return {
+            "tasks": [
+                {
+                    "id": t.id,
+                    "text": t.task.text[:500],
+                    "priority": t.task.priority,
+                    "state": t.state,
+                    "reason": t.reason,
+                    "created_at": t.task.created_at,
+                    "age_s": round(now - t.task.created_at, 1),
+                    "decisions": list(t.decisions),
+                    "results": len(t.results),
+                    "spend_usd": round(t.spend_usd, 6),
+                    "round": self.task_round(t.id),
+                    "demo": t.task.demo,
+                }
+                for t in sorted(self.tasks.values(), key=lambda t: t.task.created_at)
+            ],
+            "task_counts": dict(counts),
+            "decisions": [
+                {
+                    "id": d.id,
+                    "status": d.status,
+                    "task_ids": d.decision.task_ids,
+                    "source": d.decision.source,
+                    "workers": len(d.plan),
+                    "plan": [p.model_dump() for p in d.plan],
+                    "est_cost_usd": [d.decision.est_cost_min, d.decision.est_cost_max],
+                    "clamps": [c.model_dump() for c in d.decision.clamps],
+                    "error": d.decision.error,
+                    "reason": d.decision.reason,
+                    "latency_ms": d.decision.latency_ms,
+                    "round": d.decision.round,
+                    "created_at": d.decision.created_at,
+                    "expires_at": d.decision.expires_at,
+                    "by": d.by,
+                    "decided_at": d.at or None,
+                }
+                for d in sorted(self.decisions.values(), key=lambda d: d.decision.created_at, reverse=True)
+            ],
+            "workers": [
+                {
+                    "id": w.worker_id,
+                    "job_id": w.job_id,
+                    "decision_id": w.decision_id,
+                    "task_id": w.task_id,
+                    "model": w.model,
+                    "role": w.role,
+                    "state": w.state,
+                    "reason": w.reason,
+                    "tokens": w.tokens,
+                    "cost_usd": round(w.cost_usd, 6),
+                    "host": w.host,
+                    "at": w.at,
+                }
+                for w in self.workers.values()
+                if w.state not in FINAL_STATES or now - w.at < 3600
+            ],
+            "results": len(self.results),
+            "spend_log": {
+                "today_usd": round(self.today_spend(now), 6),
+                "session_usd": round(self.spend.session, 6),
+                "total_usd": round(self.spend.total, 6),
+                "estimated_usd": round(self.spend.estimated, 6),
+                "by_model": {k: round(v, 6) for k, v in sorted(self.spend.by_model.items())},
+                "by_decision": {k: round(v, 6) for k, v in sorted(self.spend.by_decision.items())},
+                "entries": self.spend.entries,
+            },
+            "control": {"scale": self.scale, "paused": self.paused, "ceiling_usd": self.ceiling_usd},
+            "log": {"events": self.events, "last_seq": self.last_seq},
+        }

@@ -1,0 +1,64 @@
+"""JetStream's last word on a job: the MAX_DELIVERIES advisory.
+
+JetStream counts every delivery of a job (a nak, a redelivery after a lost worker) and after ``max_deliver``
+leaves the message unacknowledged in the work queue, never to be delivered again, publishing
+``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` with its stream sequence. A pool on its last
+delivery ends the job with a result even when it stops or crashes (pool.py); for a worker killed during it,
+every running pool listens to this advisory: a job without a stored result gets a failed one with the reason,
+and its message is deleted from the queue. Nothing is left hanging without a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.wire import Job, decode
+from swarm_tui.engine.swarm.job import MAX_DELIVER, Run
+
+if TYPE_CHECKING:
+    from swarm_tui.engine.swarm.pool import Pool
+
+log = logging.getLogger(__name__)
+
+ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
+
+
+async def on_max_deliveries(pool: Pool, msg: Any) -> None:
+    try:
+        adv = json.loads(msg.data)
+        seq = int(adv["stream_seq"])
+        raw = await pool.bus._js.get_msg(S.JOBS_STREAM, seq)
+        job = decode(raw.data or b"", expect="job")
+    except Exception as exc:  # noqa: BLE001 - gone already (another pool handled it), or not a job
+        log.debug("max-deliveries advisory not handled: %s", type(exc).__name__)
+        return
+    assert isinstance(job, Job)
+    if job.id in pool.runs:  # it runs here on its last delivery: it ends with a result by itself
+        return
+    if await pool.bus.last_event(S.evt("result", job.id)) is None:
+        n = int(adv.get("deliveries") or MAX_DELIVER)
+        run = Run(job=job, msg=_NoAck())  # type: ignore[arg-type]
+        await pool.runner.finish(
+            run,
+            "failed",
+            f"delivered {n} times without a result (its worker stopped or "
+            "crashed each time): JetStream delivers it no more",
+        )
+        pool.counts["max_deliveries"] += 1
+        log.warning("job %s failed after %d deliveries without a result", job.id, n)
+    with contextlib.suppress(Exception):
+        await pool.bus._js.delete_msg(S.JOBS_STREAM, seq)
+
+
+class _NoAck:
+    """The message is deleted instead (JetStream no longer takes an ack for it)."""
+
+    async def ack_sync(self, timeout: float = 0) -> None:
+        return None
+
+    async def ack(self) -> None:
+        return None

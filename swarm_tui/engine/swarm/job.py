@@ -1,0 +1,510 @@
+"""One job from the queue to its stored result: gates, the call with retries, chunks, result, spend, ack.
+
+Used by the pool (``pool.py``); split out so each file stays readable. Order at the end of a job: the last
+chunk, the Result (``result-<job>``), the SpendEntry (``spend-<job>``), the reservation settled or released,
+the final WorkerEvent, then the ack. A redelivered job whose result is stored is acked without a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from nats.aio.msg import Msg as NatsMsg
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, Result, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.swarm.routing import attribution, extras
+from swarm_tui.engine.swarm.worker_call import CallError, Progress, stream_call
+
+if TYPE_CHECKING:
+    from swarm_tui.engine.swarm.pool import Pool
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVER = 5
+MAX_RATE_LIMITED = 20  # 429s in a row before a job fails
+
+
+@dataclass
+class Run:
+    job: Job
+    msg: NatsMsg
+    task: asyncio.Task[None] | None = None
+    call: asyncio.Task[Any] | None = None
+    cancel_reason: str = ""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: Progress = field(default_factory=Progress)
+    state: str = "fetched"
+    reason: str = ""
+    buf: list[str] = field(default_factory=list)
+    buf_tokens: int = 0
+    rbuf: list[str] = field(default_factory=list)  # reasoning text not yet published (shown dimmed)
+    sent_at: float = 0.0
+    seq: int = 0
+    reserved: bool = False
+    cost: float = 0.0
+    estimated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    called: bool = False
+    acked: bool = False
+    started_at: float = field(default_factory=time.time)
+    delivered: int = 1  # JetStream's num_delivered of this message
+    max_tokens: int = 0  # 0: the job's; lower after a 402 "can only afford N tokens"
+    attempt: str = ""  # the attempt in flight (engine/guards/reconcile.py), its ledger keys and worst case
+    attempt_keys: tuple[str, ...] = ()
+    attempt_worst: float = 0.0
+    attempts: int = 0  # attempts settled in the ledger one by one (not by the job's settle at its end)
+    pending: int = 0  # attempts whose cost OpenRouter has not told yet (reconciled after the job ends)
+    gen_noted: str = ""
+    noting: asyncio.Task[None] | None = None
+
+    def cancel(self, reason: str) -> int:
+        if self.cancel_reason or self.acked:
+            return 0
+        self.cancel_reason = reason
+        self.wake.set()
+        if self.call is not None and not self.call.done():
+            self.call.cancel()
+        return 1
+
+
+class JobRun:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    # ------------------------------------------------------------------ reporting
+    async def event(self, run: Run, state: WorkerState, reason: str = "") -> None:
+        if (state, reason) == (run.state, run.reason):
+            return
+        run.state, run.reason = state, reason
+        j, p = run.job, self.pool
+        ev = WorkerEvent(
+            worker_id=j.worker_id,
+            job_id=j.id,
+            decision_id=j.decision_id,
+            task_id=j.task_id,
+            model=j.model,
+            role=j.role,
+            state=state,
+            reason=reason[:1000],
+            tokens=run.progress.tokens,
+            cost_usd=run.cost,
+            host=p.host[:128],
+            at=p.clock(),
+            demo=j.demo or p.demo,
+        )
+        final = state in ("done", "failed", "cancelled")
+        await p.bus.publish_event(ev, msg_id=f"{state}-{j.id}" if final else None)
+
+    async def flush(self, run: Run) -> None:
+        if not (run.buf or run.rbuf) or self.pool.bus.nc is None:
+            return
+        text, n, thought = "".join(run.buf), run.buf_tokens, "".join(run.rbuf)
+        run.buf.clear()
+        run.rbuf.clear()
+        run.buf_tokens = 0
+        c = Chunk(
+            worker_id=run.job.worker_id,
+            seq=run.seq,
+            text=text[:MAX_TEXT],
+            tokens=n,
+            sent_at=run.sent_at,
+            reasoning=thought[-MAX_TEXT:],
+        )
+        run.seq += 1
+        with contextlib.suppress(Exception):
+            await self.pool.bus.nc.publish(S.chunk(run.job.worker_id), c.to_bytes())
+
+    # ------------------------------------------------------------------ the job
+    async def process(self, run: Run) -> None:
+        p, job = self.pool, run.job
+        if await p.bus.last_event(S.evt("result", job.id)) is not None:
+            p.counts["already_done"] += 1
+            await self._ack(run)
+            return
+        mark = await self.cancel_mark(job)
+        if mark:
+            run.cancel_reason = mark
+            await self.finish(run, "cancelled", mark)
+            return
+        retries = rate_limited = shrinks = 0
+        max_retries = int(p.cfg["swarm.max_retries"])
+        while True:
+            if not await self.gates(run) or run.cancel_reason:
+                await self.finish(run, "cancelled", run.cancel_reason or "cancelled")
+                return
+            try:
+                await self.call(run)
+            except CallError as e:
+                if run.cancel_reason:
+                    await self.finish(run, "cancelled", run.cancel_reason)
+                    return
+                if e.kind == "rate_limited":
+                    p.on_rate_limited(job.model, e.retry_after)
+                    rate_limited += 1
+                    if rate_limited > MAX_RATE_LIMITED:
+                        await self.finish(run, "failed", e.reason)
+                        return
+                    await self.event(run, "retrying", e.reason)
+                    continue
+                if e.kind == "out_of_credit":
+                    p.mark_out_of_credit(e.reason)
+                    await self.event(run, "waiting", e.reason)
+                    continue
+                if e.kind == "cannot_afford":  # this request only: retry smaller when that is still useful
+                    asked = run.max_tokens or job.max_tokens
+                    useful = min(int(p.cfg["openrouter.min_afford_tokens"]), max(1, asked // 2))
+                    if e.afford is not None and useful <= e.afford < asked and shrinks < 3:
+                        shrinks += 1
+                        run.max_tokens = e.afford
+                        await self.event(run, "retrying", f"{e.reason}: retrying with max_tokens {e.afford}")
+                        continue
+                    await self.finish(run, "failed", e.reason)
+                    return
+                if e.kind == "retryable" and retries < max_retries:
+                    retries += 1
+                    await self.event(run, "retrying", f"{e.reason} (retry {retries} of {max_retries})")
+                    wait = min(8.0, 0.25 * 2**retries)
+                    if e.retry_after is not None:  # a 503 with Retry-After: wait that long (bounded)
+                        wait = min(300.0, max(wait, e.retry_after))
+                    await self.pause(run, wait)
+                    continue
+                reason = e.reason if e.kind != "retryable" else f"{e.reason} (after {retries} retries)"
+                await self.finish(run, "failed", reason)
+                return
+            if run.cancel_reason:
+                await self.finish(run, "cancelled", run.cancel_reason)
+                return
+            p.on_success(job.model, run.progress.started)
+            await self.finish(run, "done", "")
+            return
+
+    async def pause(self, run: Run, seconds: float) -> None:
+        run.wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(run.wake.wait(), seconds)
+
+    async def cancel_mark(self, job: Job) -> str:
+        try:
+            kv = await self.pool.bus.kv(S.KV_CANCEL)
+        except Exception:  # noqa: BLE001
+            return ""
+        for key, why in (
+            (job.worker_id, "cancelled before it started"),
+            (job.decision_id, f"cancelled with decision {job.decision_id}"),
+            ("all", ""),
+        ):
+            try:
+                entry = await kv.get(key)
+            except (KeyNotFoundError, KeyDeletedError):
+                continue
+            except Exception:  # noqa: BLE001
+                continue
+            if key != "all":
+                return why
+            try:
+                if float((entry.value or b"0").decode()) >= job.created_at:
+                    return "cancelled (all workers)"
+            except ValueError:
+                continue
+        return ""
+
+    async def gates(self, run: Run) -> bool:
+        """Wait until the job may call; False when it was cancelled meanwhile."""
+        p, job = self.pool, run.job
+        local = job.model.startswith("ollama_chat/") and p.demo_endpoint is None
+        while not run.cancel_reason:
+            blocked = "" if local else p.cloud_blocked()
+            if blocked:
+                await self.event(run, "waiting", blocked)
+                await self.pause(run, 1.0)
+                continue
+            if p.spend is not None and not run.reserved:
+                res = await p.spend.reserve(job)
+                if not res.ok:
+                    credit = res.reason.startswith(("out of credit", "key limit"))
+                    await self.event(run, "waiting" if credit else "over_budget", res.reason)
+                    await self.pause(run, 1.0)
+                    continue
+                run.reserved = True
+            lim = p.limit_of(job.model)
+            now = p.clock()
+            if lim.backoff_until > now or (lim.limit is not None and lim.active >= lim.limit):
+                wait = max(0.05, min(1.0, lim.backoff_until - now)) if lim.backoff_until > now else 0.2
+                await self.event(run, "waiting", f"rate limited: {job.model} at {lim.limit} concurrent")
+                await self.pause(run, wait)
+                continue
+            if local and p.ram is not None and not p.ram.headroom_ok():
+                await self.event(run, "waiting", "RAM headroom is low: local worker waits")
+                await self.pause(run, 1.0)
+                continue
+            return True
+        return False
+
+    def route(self, job: Job) -> tuple[str, str, str | None]:
+        """(litellm model, api_base, api key) for a job."""
+        p = self.pool
+        if p.demo_endpoint is not None:
+            bare = job.model.split("/", 1)[1] if "/" in job.model else job.model
+            if job.model.startswith("ollama_chat/"):
+                bare = "local/" + bare
+            return "openrouter/" + bare, p.api_base, p.api_key
+        if job.model.startswith("ollama_chat/"):
+            host = str(p.cfg["ollama.host"]).rstrip("/")
+            return job.model, host if "://" in host else f"http://{host}", None
+        if job.model.startswith("openrouter/"):
+            return job.model, p.api_base, p.api_key
+        raise CallError("fatal", f"unsupported model {job.model!r}: expected openrouter/... or ollama_chat/...")
+
+    def call_options(self, job: Job, model: str) -> dict[str, Any]:
+        """The role's limit to the first content token, and for OpenRouter the attribution headers and the
+        role's reasoning / provider / fallback options with ``max_price`` from the spend guard's price."""
+        cfg = self.pool.cfg
+        role = cfg.roles.get(job.role)
+        first = role.first_token_timeout_s if role is not None else None
+        # The whole call ends at swarm.request_timeout_s however long the first content may take: the spend
+        # guard's stale-reservation limit is built on it, so no call may outlive its reservation.
+        limit = first or float(cfg["swarm.first_content_timeout_s"])
+        opts: dict[str, Any] = {"first_content_timeout": min(limit, float(cfg["swarm.request_timeout_s"]))}
+        if model.startswith("openrouter/"):
+            opts["headers"] = attribution(str(cfg["openrouter.referer"]), str(cfg["openrouter.title"]))
+            opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
+        return opts
+
+    def price_per_mtok(self, model: str) -> tuple[float, float] | None:
+        """(prompt, completion) USD per million tokens the spend guard prices ``model`` at; None: no guard."""
+        cost_of = getattr(self.pool.spend, "cost_of", None)
+        if cost_of is None:
+            return None
+        try:
+            return float(cost_of(model, 1_000_000, 0)), float(cost_of(model, 0, 1_000_000))
+        except Exception:  # noqa: BLE001 - no price: no max_price rather than no call
+            return None
+
+    async def call(self, run: Run) -> None:
+        p, job = self.pool, run.job
+        model, base, key = self.route(job)
+        run.progress.reset()
+        await self.event(run, "running", "")
+        lim = p.limit_of(job.model)
+        lim.active += 1
+
+        def on_text(text: str, at: float) -> None:
+            run.buf.append(text)
+            run.buf_tokens += 1
+            run.sent_at = at
+            if run.attempt and run.progress.generation_id != run.gen_noted:
+                self.note_generation(run)
+
+        def on_reasoning(text: str, at: float) -> None:
+            run.rbuf.append(text)
+
+        opts = self.call_options(job, model)
+
+        async def go() -> None:
+            await stream_call(
+                model=model,
+                messages=[m.model_dump() for m in job.messages],
+                max_tokens=run.max_tokens or job.max_tokens,
+                api_base=base,
+                api_key=key,
+                timeout=float(p.cfg["swarm.request_timeout_s"]),
+                first_token_timeout=float(p.cfg["swarm.first_token_timeout_s"]),
+                progress=run.progress,
+                on_text=on_text,
+                secrets=p.cfg.secrets,
+                on_reasoning=on_reasoning,
+                **opts,
+            )
+
+        await self.begin_attempt(run)
+        run.called = True
+        outcome: BaseException | None = None
+        try:
+            if model.startswith("ollama_chat/"):
+                if p.lane.busy:
+                    await self.event(run, "waiting", f"waiting for the local lane ({p.lane.holder})")
+                async with p.lane.turn(job.worker_id):
+                    await self._inner(run, go)
+            else:
+                await self._inner(run, go)
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            lim.active -= 1
+            if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
+                if run.attempt and p.reconciler is not None:
+                    p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
+                run.attempt = ""
+            else:
+                await self.account(run, outcome)
+
+    # ------------------------------------------------------------------ attempts (see reconcile.py)
+    def reconciled(self, job: Job) -> bool:
+        """OpenRouter calls are attempts reconciled with GET /generation (not the demo endpoint, not Ollama)."""
+        p = self.pool
+        return p.reconciler is not None and p.demo_endpoint is None and job.model.startswith("openrouter/")
+
+    def worst_of(self, run: Run) -> float:
+        p, job = self.pool, run.job
+        mt = run.max_tokens or job.max_tokens
+        j = job if mt == job.max_tokens else job.model_copy(update={"max_tokens": mt})
+        if p.spend is not None and hasattr(p.spend, "worst_case"):
+            with contextlib.suppress(Exception):
+                return float(p.spend.worst_case(j))
+        chars = sum(len(m.content) for m in job.messages)
+        return self.cost_of(job.model, math.ceil(chars / 3) + 32 + 4 * len(job.messages), mt)
+
+    async def begin_attempt(self, run: Run) -> None:
+        """The attempt's record before its call; the job's reservation becomes the attempt's."""
+        rec, job = self.pool.reconciler, run.job
+        if rec is None or not self.reconciled(job):
+            return
+        run.attempt, run.attempt_keys, run.attempt_worst = await rec.begin(
+            job, worst=self.worst_of(run), max_tokens=run.max_tokens or job.max_tokens
+        )
+        run.gen_noted = ""
+        if rec.spend is not None:  # the ledger knows attempts: the job's reservation is the attempt's now
+            run.attempts += 1
+            run.reserved = False  # a retry reserves anew: this attempt holds its money until it is reconciled
+
+    def note_generation(self, run: Run) -> None:
+        rec, gen = self.pool.reconciler, run.progress.generation_id
+        if rec is None or not gen or (run.noting is not None and not run.noting.done()):
+            return
+        run.gen_noted = gen
+        run.noting = asyncio.create_task(rec.note_generation(run.attempt, gen))
+
+    async def _inner(self, run: Run, go: Any) -> None:
+        if run.cancel_reason:
+            return
+        run.call = asyncio.create_task(go())
+        try:
+            await run.call
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the pool is stopping
+            # only the call was cancelled: a cancel request; the caller finishes the job as cancelled
+        finally:
+            run.call = None
+
+    async def account(self, run: Run, outcome: BaseException | None = None) -> None:
+        """Add the attempt's cost: the provider's usage.cost; for an OpenRouter attempt without it, what the
+        reconciler says (later: pending); else (demo, local) an estimate for the tokens seen."""
+        p, job, pr = self.pool, run.job, run.progress
+        completion = pr.completion_tokens or pr.tokens
+        prompt = pr.prompt_tokens or (sum(len(m.content) for m in job.messages) // 4 if pr.tokens else 0)
+        if run.attempt and p.reconciler is not None:
+            aid, run.attempt = run.attempt, ""
+            if run.noting is not None:
+                with contextlib.suppress(Exception):
+                    await run.noting
+            # nothing was billed when the provider never took the request (an HTTP error, no connection)
+            billed = pr.opened or bool(pr.generation_id) or pr.tokens > 0
+            try:
+                got = await p.reconciler.end(
+                    aid, run.attempt_keys, cost=pr.cost, gen=pr.generation_id, billed=billed, worst=run.attempt_worst
+                )
+            except Exception as exc:  # noqa: BLE001 - the bus is away: the record is reconciled by the scan
+                log.warning("attempt %s not accounted: %s", aid, type(exc).__name__)
+                p.reconciler.abandon(aid)
+                got = None
+            if got is None:
+                run.pending += 1  # its SpendEntry comes from the reconciler, with the provider's figures
+                return
+            run.prompt_tokens += prompt
+            run.completion_tokens += completion
+            run.cost += got[0]
+            run.estimated = run.estimated or got[1]
+            return
+        run.prompt_tokens += prompt
+        run.completion_tokens += completion
+        if pr.cost is not None:
+            run.cost += pr.cost
+            return
+        if not completion and not pr.usage_seen:
+            return
+        if job.model.startswith("ollama_chat/") and p.demo_endpoint is None:
+            return  # local inference costs no money
+        run.cost += self.cost_of(job.model, prompt, completion)
+        run.estimated = True
+
+    def cost_of(self, model: str, prompt: int, completion: int) -> float:
+        p = self.pool
+        if p.spend is not None:
+            with contextlib.suppress(Exception):
+                return float(p.spend.cost_of(model, prompt, completion))
+        c = p.cfg
+        return (
+            prompt * c["openrouter.fallback_prompt_usd_per_mtok"]
+            + completion * c["openrouter.fallback_completion_usd_per_mtok"]
+        ) / 1e6
+
+    async def finish(self, run: Run, state: Literal["done", "failed", "cancelled"], reason: str) -> None:
+        p, job, pr = self.pool, run.job, run.progress
+        await self.flush(run)
+        now = p.clock()
+        demo = job.demo or p.demo
+        res = Result(
+            job_id=job.id,
+            worker_id=job.worker_id,
+            decision_id=job.decision_id,
+            task_id=job.task_id,
+            role=job.role,
+            model=job.model,
+            step=job.step,
+            state=state,  # type: ignore[arg-type]
+            text=pr.text[:MAX_TEXT],
+            reason=reason[:1000],
+            usage=Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens),
+            cost_usd=round(run.cost, 9),
+            cost_estimated=run.estimated,
+            started_at=run.started_at,
+            ended_at=now,
+            demo=demo,
+        )
+        await p.bus.publish_event(res, msg_id=f"result-{job.id}")
+        if run.cost > 0 or run.completion_tokens or (run.called and state == "done"):
+            se = SpendEntry(
+                id=job.id,
+                model=job.model,
+                worker_id=job.worker_id,
+                decision_id=job.decision_id,
+                task_id=job.task_id,
+                prompt_tokens=run.prompt_tokens,
+                completion_tokens=run.completion_tokens,
+                cost_usd=round(run.cost, 9),
+                estimated=run.estimated,
+                demo=demo,
+                at=now,
+            )
+            await p.bus.publish_event(se, msg_id=f"spend-{job.id}")
+        if p.spend is not None and run.reserved:
+            try:
+                if run.called and not run.attempts:
+                    await p.spend.settle(job, run.cost, estimated=run.estimated)
+                else:
+                    await p.spend.release(job)
+            except Exception as exc:  # noqa: BLE001 - the ledger reconciles from the log later
+                log.warning("could not settle job %s: %s", job.id, type(exc).__name__)
+        await self.event(run, state, reason)
+        p.counts[state] += 1
+        await self._ack(run)
+
+    async def _ack(self, run: Run) -> None:
+        try:
+            await run.msg.ack_sync(timeout=5)
+        except Exception:  # noqa: BLE001 - a lost ack: redelivery finds the stored result and acks again
+            with contextlib.suppress(Exception):
+                await run.msg.ack()
+        run.acked = True

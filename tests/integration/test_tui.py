@@ -1,0 +1,475 @@
+"""The app driven by Pilot against an in-process engine on a real nats-server: every key and palette action
+ends up as a message on the bus (or a screen), and hostile model output renders inert."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Input
+
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import Chunk, Decision, PlanItem, Task, WorkerEvent
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.engine import Engine
+from swarm_tui.textsafe import is_clean
+from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.commands import PALETTE
+from swarm_tui.tui.link import LocalLink, RemoteLink
+from swarm_tui.tui.model import RING_CHARS, OutputRing
+from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.widgets import WorkerCard
+from tests.support.polling import until, until_async
+
+HOSTILE = (
+    "[bold red]ALERT[/] \x1b[2J\x1b[H \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;pwned\x07 \x9b31m "
+    "\u202eevil\u202c [link=http://x]y[/link]"
+)
+SIZE = (160, 48)
+
+
+@pytest.fixture
+async def engine(cfg: Config) -> AsyncIterator[Engine]:
+    bus = Bus(cfg)
+    await bus.connect()
+    eng = Engine(cfg, bus)  # no conductor or pool: the test publishes what they would
+    yield eng
+    await eng.stop()
+
+
+@pytest.fixture
+async def observer(cfg: Config) -> AsyncIterator[Bus]:
+    b = Bus(cfg)
+    await b.connect(setup=False)
+    yield b
+    await b.close()
+
+
+def make_app(engine: Engine) -> SwarmApp:
+    return SwarmApp(LocalLink(engine, connect=False), refresh_ms=20)
+
+
+async def started(app: SwarmApp, pilot: Any) -> None:
+    await until(lambda: app.ready, 15)  # the engine starts after the first frame; a loaded machine is slow
+    await pilot.pause()
+
+
+async def seed_decision(bus: Bus, did: str = "d-one", workers: int = 2, raw: str = "RAW-ANSWER") -> Decision:
+    now = time.time()
+    task = Task(id=f"t-{did}", text="write a haiku about queues", created_at=now)
+    await bus.publish_event(task, msg_id=task.id)
+    plan = [
+        PlanItem(task_id=task.id, role="research", model="openrouter/google/gemini-2.5-flash-lite", max_tokens=100)
+        for _ in range(workers)
+    ]
+    d = Decision(
+        id=did,
+        task_ids=[task.id],
+        plan=plan,
+        est_cost_min=0.001,
+        est_cost_max=0.002,
+        source="rules",
+        raw=raw,
+        created_at=now,
+        expires_at=now + 900,
+    )
+    await bus.publish_event(d, msg_id=d.id)
+    return d
+
+
+async def seed_worker(bus: Bus, wid: str = "d-one-w0", state: str = "running") -> WorkerEvent:
+    ev = WorkerEvent(
+        worker_id=wid,
+        job_id=wid.replace("-w", "-j"),
+        decision_id="d-one",
+        task_id="t-d-one",
+        model="openrouter/google/gemini-2.5-flash-lite",
+        state=state,
+        at=time.time(),
+    )  # type: ignore[arg-type]
+    await bus.publish_event(ev)
+    return ev
+
+
+def _nc(bus: Bus) -> Any:
+    assert bus.nc is not None
+    return bus.nc
+
+
+async def last(bus: Bus, kind: str, ident: str) -> Any:
+    return await bus.last_event(S.evt(kind, ident))
+
+
+# ------------------------------------------------------------------------------------------- keys
+async def test_approve_reject_and_edit_keys(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-one", workers=2)
+        await seed_decision(observer, "d-two", workers=2)
+        await until(lambda: app.query_one("#decisions", DataTable).row_count == 2)
+        await pilot.pause()
+        # newest first: the cursor is on d-two
+        await pilot.press("e")
+        assert isinstance(app.screen, InputScreen)
+        await pilot.press("backspace", "4", "enter")
+        ev = await until_async(lambda: last(observer, "approval", "d-two"))
+        assert ev.action == "edited" and ev.workers == 4 and ev.by == "tui"
+        await pilot.press("a")
+        ev = await until_async(lambda: _final(observer, "d-two"))
+        assert ev.action == "approved" and ev.by == "tui"
+        await until(lambda: engine.state.decisions["d-two"].status == "approved")
+        # the cursor is on an approved decision: `r` goes to the newest pending one (d-one)
+        await pilot.press("r")
+        ev = await until_async(lambda: _final(observer, "d-one"))
+        assert ev.action == "rejected"
+        await until(lambda: engine.state.decisions["d-one"].status == "rejected")
+        await pilot.press("a")  # nothing pending: a warning, no event
+        await pilot.pause()
+        assert engine.state.decisions["d-one"].status == "rejected"
+
+
+async def _final(bus: Bus, did: str) -> Any:
+    ev = await last(bus, "approval", did)
+    return ev if ev is not None and ev.action in ("approved", "rejected") else None
+
+
+async def test_edit_rejects_a_bad_count(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-bad")
+        await until(lambda: app.query_one("#decisions", DataTable).row_count == 1)
+        await pilot.press("e", "backspace", "9", "9", "9", "enter")
+        assert isinstance(app.screen, InputScreen)  # still open: 999 is over swarm.max_scale
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, InputScreen)
+        assert engine.state.decisions["d-bad"].workers is None
+
+
+async def test_scale_keys(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        start = engine.state.scale
+        assert start is not None and start == engine.cfg["swarm.scale"]
+        await pilot.press("plus")
+        await until(lambda: engine.state.scale == start + 1)
+        ev = await last(observer, "control", "scale")
+        assert ev.value == start + 1 and ev.by == "tui"
+        await pilot.press("minus", "minus")
+        await until(lambda: engine.state.scale == start - 1)
+        kv = await observer.kv(S.KV_STATE)
+        assert (await kv.get("scale")).value == str(start - 1).encode()
+
+
+async def test_pause_key_toggles(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("p")
+        await until(lambda: engine.state.paused)
+        assert (await last(observer, "control", "pause")).by == "tui"
+        app.query_one("#header").refresh()
+        await pilot.press("p")
+        await until(lambda: not engine.state.paused)
+        assert (await last(observer, "control", "resume")) is not None
+
+
+async def test_cancel_worker_and_cancel_all(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer)
+        await seed_worker(observer, "d-one-w0")
+        await seed_worker(observer, "d-one-w1")
+        await until(lambda: len(app.query(WorkerCard)) == 2)
+        await pilot.press("c")  # no worker selected yet: nothing happens
+        await pilot.pause()
+        assert await last(observer, "control", "cancel") is None
+        app.query_one("#w_d-one-w1", WorkerCard).focus()
+        await pilot.pause()
+        await pilot.press("c")
+        ev = await until_async(lambda: last(observer, "control", "cancel"))
+        assert ev.target == "worker:d-one-w1"
+        kv = await observer.kv(S.KV_CANCEL)
+        assert (await kv.get("d-one-w1")).value == b"1"
+        # C asks first; n keeps them running
+        await pilot.press("C")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert (await last(observer, "control", "cancel")).target == "worker:d-one-w1"
+        await pilot.press("C", "y")
+        await until_async(lambda: _target(observer, "all"))
+
+
+async def _target(bus: Bus, target: str) -> bool:
+    ev = await last(bus, "control", "cancel")
+    return ev is not None and ev.target == target
+
+
+async def test_new_task_key_publishes_a_task(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("n")
+        assert isinstance(app.screen, InputScreen)
+        for ch in "sum [b]it[/b]":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.press("enter")
+        tv = await until(lambda: next(iter(engine.state.tasks.values()), None))
+        assert tv.task.text == "sum [b]it[/b]" and tv.task.source == "tui"
+        stored = await last(observer, "task", tv.id)
+        assert stored is not None and stored.source == "tui"
+        await until(lambda: app.query_one("#tasks", DataTable).row_count == 1)
+
+
+async def test_enter_expands_decision_raw_text_and_worker_output(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-raw", raw='{"spawn": true, "why": "RAW-ANSWER"}')
+        await until(lambda: app.query_one("#decisions", DataTable).row_count == 1)
+        app.query_one("#decisions").focus()
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, TextScreen))
+        assert "RAW-ANSWER" in app.screen.body.plain  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await seed_worker(observer, "d-raw-w0")
+        await until(lambda: len(app.query(WorkerCard)) == 1)
+        chunk = Chunk(worker_id="d-raw-w0", seq=0, text="hello out")
+        await _nc(observer).publish(S.chunk("d-raw-w0"), chunk.to_bytes())
+        card = app.query_one(WorkerCard)
+        card.focus()
+        await pilot.pause()
+        assert card.styles.height is not None and card.styles.height.value > 7  # focus expands the card
+        await until(lambda: "hello out" in card.ring.text())
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, TextScreen))
+        assert "hello out" in app.screen.body.plain  # type: ignore[attr-defined]
+
+
+async def test_filter_and_help(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-alpha")
+        await seed_decision(observer, "d-beta")
+        table = app.query_one("#decisions", DataTable)
+        await until(lambda: table.row_count == 2)
+        await pilot.press("slash")
+        box = app.query_one("#filter", Input)
+        assert box.has_focus
+        for ch in "alpha":
+            await pilot.press(ch)
+        await until(lambda: table.row_count == 1)
+        assert app.filter_text == "alpha"
+        assert app.query_one("#tasks", DataTable).row_count == 1
+        await pilot.press("escape")
+        await until(lambda: table.row_count == 2)
+        assert app.filter_text == "" and not box.display
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert any(ident == "approve" for _k, _d, ident in app.screen.rows)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_palette_offers_every_action(engine: Engine, observer: Bus) -> None:
+    for _title, _key, action in PALETTE:
+        assert hasattr(SwarmApp, "action_" + action.split("(")[0]), action
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        start = engine.state.scale
+        assert start is not None
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        for ch in "scale up":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(lambda: engine.state.scale == start + 1)
+        await pilot.press("ctrl+p")
+        for ch in "pause or":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(lambda: engine.state.paused)
+
+
+async def test_keys_can_be_remapped_from_config(engine: Engine, observer: Bus) -> None:
+    engine.cfg.keys["approve"] = "y"
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-remap")
+        await until(lambda: app.query_one("#decisions", DataTable).row_count == 1)
+        await pilot.press("y")
+        await until(lambda: engine.state.decisions["d-remap"].status == "approved")
+
+
+async def test_quit_confirms_while_workers_run_and_stops_the_engine(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer)
+        await seed_worker(observer)
+        await until(lambda: engine.state.live_workers())
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and engine.bus.nc is not None
+        await pilot.press("q", "y")
+        await until(lambda: not app.is_running, timeout=10)
+    assert engine.bus.state == "closed" and engine.bus.nc is None  # the engine's stop path ran
+
+
+# ------------------------------------------------------------------------------------------- streaming
+async def test_chunks_stream_into_bounded_cards(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await seed_decision(observer, "d-s", workers=10)
+        for i in range(10):
+            await seed_worker(observer, f"d-s-w{i}")
+        await until(lambda: len(app.query(WorkerCard)) == 10)
+        flushes = app.flushes
+        big = "x" * 1000 + "\n"
+        for seq in range(30):
+            for i in range(10):
+                await _nc(observer).publish(
+                    S.chunk(f"d-s-w{i}"),
+                    Chunk(worker_id=f"d-s-w{i}", seq=seq, text=f"{seq}:{big}", tokens=5).to_bytes(),
+                )
+        await _nc(observer).publish(S.chunk("d-s-w0"), b"{not json")
+        await _nc(observer).publish(S.chunk("d-s-w3"), Chunk(worker_id="d-s-w3", seq=30, text="FINAL").to_bytes())
+        await _nc(observer).flush()
+        await until(lambda: app.rings["d-s-w9"].last_seq == 29 and app.rings["d-s-w3"].last_seq == 30)
+        await until(lambda: app.link.bad_chunks == 1)
+        ring = app.rings["d-s-w3"]
+        assert ring.size <= RING_CHARS and ring.dropped > 0 and ring.tokens == 150
+        await pilot.pause(0.1)
+        assert app.flushes > flushes  # the one timer runs
+        card = app.query_one("#w_d-s-w3", WorkerCard)
+        assert "FINAL" in _render_plain(card, 60)
+
+
+def test_output_ring_bounds_and_ignores_replayed_chunks() -> None:
+    r = OutputRing(limit=100)
+    assert r.append("a" * 80, tokens=1, seq=0)
+    assert not r.append("dup", seq=0)
+    r.append("b" * 50, seq=1)
+    assert r.size == 100 and r.text().endswith("b" * 50) and r.dropped == 30
+    r.append("c" * 500, seq=2)
+    assert r.text() == "c" * 100
+    r2 = OutputRing()
+    r2.append("line1\nline2\n" + "z" * 25)
+    assert r2.tail_lines(10, 3) == ["zzzzzzzzzz", "zzzzzzzzzz", "zzzzz"]
+
+
+def _render_plain(widget: Any, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    with console.capture() as cap:
+        console.print(widget.render())
+    return cap.get()
+
+
+async def test_hostile_output_renders_inert(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        now = time.time()
+        await observer.publish_event(Task(id="t-evil", text=HOSTILE, created_at=now))
+        await seed_decision(observer, "d-evil", raw=HOSTILE)
+        await seed_worker(observer, "d-evil-w0")
+        await _nc(observer).publish(
+            S.chunk("d-evil-w0"), Chunk(worker_id="d-evil-w0", seq=0, text=HOSTILE + "\nnext line").to_bytes()
+        )
+        await until(lambda: "next line" in app.rings.get("d-evil-w0", OutputRing()).text())
+        # the card is mounted at once; the tables follow at the next (throttled, <= 250 ms) state refresh
+        await until(lambda: "t-evil" in app.query_one("#tasks", DataTable).rows and bool(app.query(WorkerCard)))
+        await pilot.pause(0.1)
+        card = app.query_one(WorkerCard)
+        shown = _render_plain(card, 150)
+        assert is_clean(shown.replace("\n", "")), repr(shown)
+        assert "[link=http://x]y[/l" in shown  # markup shown literally, not applied
+        assert "␛]0;pwned␇" in shown  # the escape is a visible picture, not an escape
+        assert "␛[2J" in card.ring.text() and "[bold red]ALERT[/]" in card.ring.text()
+        cell = app.query_one("#tasks", DataTable).get_row("t-evil")[-1]
+        assert is_clean(cell.plain) and "[bold red]ALERT" in cell.plain
+        svg = app.export_screenshot()
+        for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert bad not in svg
+        assert "pwned" in svg  # the OSC title text is visible as text, the sequence inert
+        app.query_one("#decisions").focus()
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, TextScreen))
+        body = app.screen.body.plain  # type: ignore[attr-defined]
+        assert is_clean(body.replace("\n", "")) and "[link=http://x]y[/link]" in body
+
+
+# ------------------------------------------------------------------------------------------- attach, layout, failures
+async def test_attached_ui_sees_the_same_state_and_controls_the_engine(
+    engine: Engine, observer: Bus, cfg: Config
+) -> None:
+    await engine.start()  # the engine runs "elsewhere" (headless)
+    remote = SwarmApp(RemoteLink(cfg, cfg["nats.url"]), refresh_ms=20)
+    async with remote.run_test(size=SIZE) as pilot:
+        await started(remote, pilot)
+        await seed_decision(observer, "d-far")
+        await until(lambda: "d-far" in remote.link.state.decisions)
+        await until(lambda: "d-far" in engine.state.decisions)
+        await until(lambda: remote.info.get("engine", {}).get("pid"), timeout=4)
+        await pilot.press("a")
+        await until(lambda: engine.state.decisions["d-far"].status == "approved")
+        await until(lambda: remote.link.state.decisions["d-far"].status == "approved")
+        assert remote.link.state.snapshot()["decisions"] == engine.state.snapshot()["decisions"]
+        await pilot.press("q")  # attached: quitting does not stop the engine
+        await until(lambda: not remote.is_running)
+    assert engine.bus.nc is not None and not engine.bus.nc.is_closed
+
+
+async def test_compact_layout_at_80x24_tabs_between_panels(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        assert app.compact and app.query_one("#tabs").display
+        assert app.query_one("#decisions-panel").display and not app.query_one("#workers-panel").display
+        await pilot.press("2")
+        assert app.query_one("#workers-panel").display and not app.query_one("#decisions-panel").display
+        await pilot.press("4")
+        assert app.query_one("#guards").display and not app.query_one("#left").display
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert not app.compact and all(
+            app.query_one(f"#{p}").display for p in ("tasks-panel", "workers-panel", "decisions-panel", "guards")
+        )
+
+
+class _BrokenLink(LocalLink):
+    async def start(self) -> None:
+        raise RuntimeError("cannot reach the bus at nats://nowhere")
+
+
+async def test_engine_failure_becomes_a_notification_and_the_app_stays_up(engine: Engine) -> None:
+    app = SwarmApp(_BrokenLink(engine, connect=False), refresh_ms=20)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.engine_error)
+        await pilot.pause()
+        assert app.is_running
+        assert any("cannot reach the bus" in str(n.message) for n in app._notifications)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)  # still usable
+
+
+# The crash screen (no locals, no key) is tested for real in test_secrets.py: the App is made to crash.

@@ -1,0 +1,24 @@
+"""The engine never imports Textual or litellm at import time: checked in a fresh interpreter, every module of
+every engine sub-package (the import-linter contracts in pyproject.toml check the static imports too)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+OUTSIDE_ENGINE = ["swarm_tui.cli_commands", "swarm_tui.cli"]
+
+
+def test_engine_imports_without_textual_or_litellm() -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import swarm_tui.engine as e\n"
+        "mods = [m.name for m in pkgutil.walk_packages(e.__path__, 'swarm_tui.engine.')]\n"
+        f"mods += {OUTSIDE_ENGINE!r}\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "bad = [m for m in ('textual', 'litellm') if m in sys.modules]\n"
+        "print(len(mods), bad)\n"
+        "sys.exit(1 if bad or len(mods) < 30 else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
