@@ -38,6 +38,7 @@ from swarm_tui.engine.heartbeat.envelope import (
     rules_advice,
 )
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.models import is_local_chat
 
 from .common import ROOT, machine
 
@@ -54,7 +55,7 @@ Check = Callable[[list[PlanItem], Envelope], bool]
 
 
 def estimate(model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
-    if model.startswith("ollama_chat/"):
+    if is_local_chat(model):
         return 0.0, 0.0
     p, c = next((v for k, v in PRICE.items() if k in model), (2.0, 8.0))
     cost = prompt_chars / 3 * p / 1e6

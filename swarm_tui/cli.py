@@ -134,8 +134,8 @@ def _load(args: argparse.Namespace) -> Any:
     cfg = load_config(getattr(args, "config", None))
     if getattr(args, "demo", False):
         # The demo keeps its own store (and so its own tasks, results and spend) beside the real one.
-        cfg = cfg.replace(paths__data_dir=str(data_dir(cfg["paths.data_dir"]) / "demo"))
-    setup_logging(log_path(data_dir(cfg["paths.data_dir"])), cfg["log.level"], cfg.secrets)
+        cfg = cfg.replace(paths__data_dir=str(data_dir(cfg.paths.data_dir) / "demo"))
+    setup_logging(log_path(data_dir(cfg.paths.data_dir)), cfg.log.level, cfg.secrets)
     return cfg
 
 

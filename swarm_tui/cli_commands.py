@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
@@ -16,6 +16,20 @@ from swarm_tui.engine.bus.wire import MAX_TEXT, Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
+from swarm_tui.engine.info import (
+    BusState,
+    ConductorInfo,
+    EngineInfo,
+    EngineMeta,
+    InfoError,
+    LaneInfo,
+    OfflineSpend,
+    PoolInfo,
+    RamInfo,
+    RamSummary,
+    SpendInfo,
+    usable,
+)
 from swarm_tui.engine.projection import SwarmState
 from swarm_tui.textsafe import plain
 
@@ -36,12 +50,13 @@ async def load_state(bus: Bus) -> SwarmState:
     return state
 
 
-async def engine_info(bus: Bus, timeout: float = 0.7) -> dict[str, Any] | None:
+async def engine_info(bus: Bus, timeout: float = 0.7) -> EngineInfo | None:
+    """The running engine's ``Engine.info()`` (read back from its JSON as that shape), or None when none answers."""
     assert bus.nc is not None
     try:
         msg = await bus.nc.request(S.ENGINE_INFO, b"", timeout=timeout)
         info = json.loads(msg.data)
-        return info if isinstance(info, dict) else None
+        return cast(EngineInfo, info) if isinstance(info, dict) else None
     except Exception:  # noqa: BLE001 - no engine running
         return None
 
@@ -73,57 +88,97 @@ async def submit(cfg: Config, text: str, priority: int, *, demo: bool = False, s
 
 
 # ---------------------------------------------------------------------------------------------- status
-async def status_data(cfg: Config) -> dict[str, Any]:
+class StatusData(TypedDict):
+    """What ``status`` shows and ``status --json`` prints: this process's own bus connection, the event log's
+    projection (``SwarmState.snapshot()``, key for key), and the running engine's parts from ``Engine.info()``
+    (None for a part no engine reports; spend and RAM are then read here, so they are always there)."""
+
+    version: str
+    bus: BusState
+    tasks: list[dict[str, Any]]
+    task_counts: dict[str, int]
+    decisions: list[dict[str, Any]]
+    workers: list[dict[str, Any]]
+    results: int
+    spend_log: dict[str, Any]
+    control: dict[str, Any]
+    log: dict[str, int]
+    engine: EngineMeta | None
+    conductor: ConductorInfo | InfoError | None
+    pool: PoolInfo | InfoError | None
+    spend: SpendInfo | OfflineSpend | InfoError
+    ram: RamInfo | RamSummary | InfoError
+    lane: LaneInfo | InfoError | None
+
+
+async def status_data(cfg: Config) -> StatusData:
     from swarm_tui import __version__
 
     async with connected(cfg) as bus:
         state = await load_state(bus)
-        info = await engine_info(bus)
+        info: EngineInfo = await engine_info(bus) or {}
         ledger = None
-        if not (info and info.get("spend")):
+        if not info.get("spend"):
             from swarm_tui.engine.guards.spend import read_ledger
 
             ledger = await read_ledger(bus, cfg, state.clock())
         from swarm_tui.engine.guards.reconcile import read_pending
 
         pending = await read_pending(bus)
-        bus_info = {
+        bus_info: BusState = {
             "kind": bus.kind,
             "state": bus.state,
             "malformed": dict(bus.dead.counts),
             "warnings": list(bus.warnings),
         }
-    out: dict[str, Any] = {"version": __version__, "bus": bus_info}
-    out.update(state.snapshot())
-    out["engine"] = info.get("engine") if info else None
-    for key in ("conductor", "pool", "spend", "ram", "lane"):
-        out[key] = info.get(key) if info else None
-    if out["ram"] is None:
-        from swarm_tui.engine.guards.memory import ram_snapshot
-
-        out["ram"] = ram_snapshot(cfg)
-    if out["spend"] is None:
+    spend: SpendInfo | OfflineSpend | InfoError | None = info.get("spend")
+    if spend is None:  # no spend guard reports: the log and the ledger tell it, the reconcile records add theirs
         from swarm_tui.engine.guards.spend import offline_spend_summary
 
-        out["spend"] = offline_spend_summary(cfg, state, ledger)
-    if isinstance(out["spend"], dict) and "reconciling" not in out["spend"]:
-        out["spend"]["reconciling"], out["spend"]["reconciling_usd"] = pending
-    return out
+        offline = cast(OfflineSpend, offline_spend_summary(cfg, state, ledger))  # its own annotation is to come
+        offline["reconciling"], offline["reconciling_usd"] = pending
+        spend = offline
+    ram: RamInfo | RamSummary | InfoError | None = info.get("ram")
+    if ram is None:  # no RAM guard reports: read this machine
+        from swarm_tui.engine.guards.memory import ram_snapshot
+
+        ram = ram_snapshot(cfg)
+    snap = state.snapshot()
+    return {
+        "version": __version__,
+        "bus": bus_info,
+        "tasks": snap["tasks"],
+        "task_counts": snap["task_counts"],
+        "decisions": snap["decisions"],
+        "workers": snap["workers"],
+        "results": snap["results"],
+        "spend_log": snap["spend_log"],
+        "control": snap["control"],
+        "log": snap["log"],
+        "engine": info.get("engine"),
+        "conductor": info.get("conductor"),
+        "pool": info.get("pool"),
+        "spend": spend,
+        "ram": ram,
+        "lane": info.get("lane"),
+    }
 
 
 def _fmt_usd(v: Any) -> str:
     return "-" if v is None else f"${float(v):.4f}"
 
 
-def format_status(d: dict[str, Any]) -> str:
+def format_status(d: StatusData) -> str:
+    """The text ``status`` prints. The engine's parts come from another process's JSON: read with defaults, and a
+    part whose ``info()`` failed there (an ``InfoError``) gets no line of its own."""
     lines = []
-    eng = d.get("engine")
+    eng = d["engine"]
     bus = d["bus"]
     lines.append(
         f"bus: {bus['state']} ({bus['kind']})"
-        + (f", malformed set aside: {bus['malformed']}" if bus.get("malformed") else "")
+        + (f", malformed set aside: {bus['malformed']}" if bus["malformed"] else "")
     )
-    for w in bus.get("warnings", []):
+    for w in bus["warnings"]:
         lines.append(f"warning: {w}")
     lines.append(
         "engine: "
@@ -133,18 +188,18 @@ def format_status(d: dict[str, Any]) -> str:
             else "not running (start it with `swarm-tui` or `swarm-tui run --headless`)"
         )
     )
-    cond = d.get("conductor")
+    cond = d["conductor"]
     if cond:
         lines.append("conductor: " + ", ".join(f"{k}={v}" for k, v in cond.items() if not isinstance(v, dict | list)))
-    lane = d.get("lane")
+    lane = usable(d["lane"])
     if lane:
-        waiting = [plain(str(w)) for w in lane.get("waiting") or []]
+        waiting = [plain(str(w)) for w in lane.get("waiting", [])]
         lines.append(
             f"local lane: {plain(str(lane.get('holder') or 'free'))}"
             + (f" (+{len(waiting)} waiting: {', '.join(waiting[:5])})" if waiting else "")
             + f", {lane.get('turns', 0)} turns so far"
         )
-    counts = d.get("task_counts", {})
+    counts = d["task_counts"]
     lines.append("tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
     for t in d["tasks"][-20:]:
         text = plain(t["text"]).replace("\n", " ")
@@ -159,15 +214,15 @@ def format_status(d: dict[str, Any]) -> str:
         )
     live = [w for w in d["workers"] if w["state"] not in ("done", "failed", "cancelled")]
     lines.append(f"workers: {len(live)} live, {d['results']} results stored")
-    pool = d.get("pool")
-    if isinstance(pool, dict):
+    pool = usable(d["pool"])
+    if pool:
         line = f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, {pool.get('held', 0)} held"
         if pool.get("blocked"):
             line += f"; takes no jobs: {plain(str(pool['blocked']))}"
         if pool.get("out_of_credit"):
             line += "; out of credit"
         lines.append(line)
-    sp = d.get("spend") or {}
+    sp = usable(d["spend"])
     if sp:
         lines.append(
             f"spend: today {_fmt_usd(sp.get('today_usd'))} of {_fmt_usd(sp.get('ceiling_usd'))}, "
@@ -187,7 +242,7 @@ def format_status(d: dict[str, Any]) -> str:
             )
         if sp.get("blocked_reason"):
             lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
-    ram = d.get("ram") or {}
+    ram = usable(d["ram"])
     if ram:
         lines.append(
             f"ram: {ram.get('available_mb', '?')} MB available of {ram.get('total_mb', '?')} MB, "
@@ -211,7 +266,7 @@ async def control(cfg: Config, verb: str, args: dict[str, Any]) -> int:
         reply = await request(bus, verb, args)
         if reply is None:  # no engine: validate against the log and record it ourselves
             state = await load_state(bus)
-            controls = Controls(bus, state, max_scale=cfg["swarm.max_scale"])
+            controls = Controls(bus, state, max_scale=cfg.swarm.max_scale)
             try:
                 data = await controls.handle(verb, args)
             except ControlError as exc:

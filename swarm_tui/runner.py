@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.lifecycle import Lifecycle, Part
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,17 @@ async def _headless(cfg: Config, demo: bool) -> int:
     stop = asyncio.Event()
     _install_stop_signals(stop)
     bus = Bus(cfg)
-    await bus.connect()
-    engine = assemble(cfg, bus, demo=demo)
+    life = Lifecycle("headless")
     try:
+        await life.start("bus", bus.connect, bus.close)
+        engine = assemble(cfg, bus, demo=demo)
+        # owed before it starts: the engine's stop undoes what its start got to (and bounds each of its parts)
+        life.adopt("engine", engine.stop, timeout_s=None)
         await engine.start()
         print(f"swarm-tui engine running (bus: {bus.kind}{', DEMO' if demo else ''}); stop with Ctrl-C", flush=True)
         await stop.wait()
     finally:
-        await engine.stop()
+        await life.stop()
     return 0
 
 
@@ -51,23 +55,22 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     stop = asyncio.Event()
     _install_stop_signals(stop)
     bus = Bus(cfg)
-    await bus.connect()
-    parts: list[Any] = []
-    endpoint = None
-    if demo:
-        from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
-
-        endpoint = DemoEndpoint(cfg)
-        parts.append(endpoint)
-    spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
-    ram = RamGuard(cfg)
-    pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
-    parts += [spend, ram, pool]
-    started: list[Any] = []
+    life = Lifecycle("worker")  # the parts start in order; what started stops in reverse, then the bus
     try:
+        await life.start("bus", bus.connect, bus.close)
+        parts: list[Part] = []
+        endpoint = None
+        if demo:
+            from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
+
+            endpoint = DemoEndpoint(cfg)
+            parts.append(endpoint)
+        spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
+        ram = RamGuard(cfg)
+        pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
+        parts += [spend, ram, pool]
         for part in parts:
-            await part.start()
-            started.append(part)
+            await life.start_part(part)
         blocked = pool.blocked()
         print(
             f"swarm-tui worker running on {pool.host} (bus: {bus.kind}, capacity {pool.capacity}"
@@ -76,12 +79,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
         )
         await stop.wait()
     finally:
-        for part in reversed(started):
-            try:
-                await asyncio.wait_for(part.stop(), 10)
-            except Exception:  # noqa: BLE001
-                log.exception("stopping %s failed", getattr(part, "name", part))
-        await bus.close()
+        await life.stop()
     return 0
 
 

@@ -20,18 +20,16 @@ def assemble(
     conductor: bool = True,
 ) -> Engine:
     engine = Engine(cfg, bus, clock=clock, demo=demo)
-    # Components are added here in start order (they stop in reverse order).
-    # The guards come first: the pool and the conductor look them up with engine.get("spend"/"ram").
+    # Components are added here in start order (they stop in reverse order), each handed the parts it uses.
+    # The guards come first: the pool and the conductor read them.
+    from swarm_tui.engine.guards.local_lane import LocalLane
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
     from swarm_tui.engine.guards.spend import SpendGuard
 
-    engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=demo, clock=clock), clock=clock))
-    engine.add(RamGuard(cfg, clock=clock))
-    if engine.get("lane") is None:
-        from swarm_tui.engine.guards.local_lane import LocalLane
-
-        engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
+    spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=demo, clock=clock), clock=clock))
+    ram = engine.add(RamGuard(cfg, clock=clock))
+    lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
     from swarm_tui.engine.swarm.dispatcher import Controller
 
@@ -40,17 +38,18 @@ def assemble(
         from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
         endpoint = engine.add(DemoEndpoint(cfg))
-    engine.add(Controller(cfg, bus, engine.state, spend=engine.get("spend"), demo=demo, clock=clock, host=engine.host))
+    engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=demo, clock=clock, host=engine.host))
+    workers = None
     if pool:
         from swarm_tui.engine.swarm.pool import Pool
 
-        engine.add(
+        workers = engine.add(
             Pool(
                 cfg,
                 bus,
-                spend=engine.get("spend"),
-                ram=engine.get("ram"),
-                lane=engine.get("lane"),
+                spend=spend,
+                ram=ram,
+                lane=lane,
                 clock=clock,
                 host=engine.host,
                 demo=demo,
@@ -59,7 +58,7 @@ def assemble(
             )
         )
     if conductor:
-        # keep this last: it starts after the guards and the pool it reads (looked up again at start)
+        # keep this last: it starts after the guards and the pool it reads
         from swarm_tui.engine.heartbeat.conductor import Conductor
 
         engine.add(
@@ -67,12 +66,12 @@ def assemble(
                 cfg,
                 bus,
                 engine.state,
-                spend=engine.get("spend"),
-                ram=engine.get("ram"),
-                rate_limits=engine.get("pool"),
-                lane=engine.get("lane"),
+                spend=spend,
+                ram=ram,
+                rate_limits=workers,
+                lane=lane,
                 clock=clock,
-                lookup=engine.get,
+                record=engine.record,
                 demo=demo,
             )
         )

@@ -21,7 +21,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection import DecisionView, SwarmState
+from swarm_tui.engine.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,11 @@ class Controls:
         max_scale: int,
         clock: Callable[[], float] = time.time,
         extra: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
+        record: Recorder | None = None,
     ) -> None:
         self.bus = bus
         self.state = state
+        self.record = record or Recorder(bus, state)  # the engine's, or one of our own on a replayed state
         self.max_scale = max_scale
         self.clock = clock
         self.extra = extra or {}
@@ -57,7 +60,7 @@ class Controls:
         result: dict[str, Any] = await fn(args)
         return result
 
-    def _pending(self, ident: Any) -> Any:
+    def _pending(self, ident: Any) -> DecisionView:
         if not isinstance(ident, str) or not ident:
             raise ControlError("a decision id is required")
         matches = [d for d in self.state.decisions.values() if d.id == ident or d.id.endswith(ident)]
@@ -80,8 +83,7 @@ class Controls:
             at=self.clock(),
             workers=int(workers) if workers is not None else dv.workers,
         )
-        await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
-        self.state.apply(ev)
+        await self.record(ev, msg_id=f"{dv.id}-final")
         return {"decision_id": dv.id, "status": "approved", "workers": len(dv.plan)}
 
     async def do_reject(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +95,7 @@ class Controls:
             at=self.clock(),
             reason=str(args.get("reason", ""))[:500],
         )
-        await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
-        self.state.apply(ev)
+        await self.record(ev, msg_id=f"{dv.id}-final")
         return {"decision_id": dv.id, "status": "rejected"}
 
     async def do_edit(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +106,7 @@ class Controls:
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )
-        await self.bus.publish_event(ev)
-        self.state.apply(ev)
+        await self.record(ev)
         return {"decision_id": dv.id, "workers": n}
 
     async def do_scale(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -117,12 +117,11 @@ class Controls:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
             raise ControlError(f"scale must be an integer 0..{self.max_scale}")
         ev = ControlEvent(what="scale", value=n, by=str(args.get("by", "cli"))[:32], at=self.clock())
-        await self.bus.publish_event(ev)
-        kv = await self.bus.kv(S.KV_STATE)
-        await kv.put("scale", str(n).encode())
-        if self.bus.nc is not None:
-            await self.bus.nc.publish(S.BCAST_SCALE, json.dumps({"scale": n}).encode())
-        self.state.apply(ev)
+        async with self.record.around(ev):  # the pools learn it from the KV mark and the broadcast
+            kv = await self.bus.kv(S.KV_STATE)
+            await kv.put("scale", str(n).encode())
+            if self.bus.nc is not None:
+                await self.bus.nc.publish(S.BCAST_SCALE, json.dumps({"scale": n}).encode())
         return {"scale": n}
 
     async def do_ceiling(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +133,7 @@ class Controls:
         kv = await self.bus.kv(S.KV_STATE)
         await kv.put("ceiling", json.dumps({"usd": float(v), "at": at}).encode())
         ev = ControlEvent(what="ceiling", value=float(v), by=str(args.get("by", "cli"))[:32], at=at)
-        await self.bus.publish_event(ev)
-        self.state.apply(ev)
+        await self.record(ev)
         return {"ceiling_usd": float(v)}
 
     async def do_pause(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -146,10 +144,9 @@ class Controls:
 
     async def _pause(self, paused: bool, args: dict[str, Any]) -> dict[str, Any]:
         ev = ControlEvent(what="pause" if paused else "resume", by=str(args.get("by", "cli"))[:32], at=self.clock())
-        await self.bus.publish_event(ev)
-        kv = await self.bus.kv(S.KV_STATE)
-        await kv.put("paused", b"1" if paused else b"0")
-        self.state.apply(ev)
+        async with self.record.around(ev):
+            kv = await self.bus.kv(S.KV_STATE)
+            await kv.put("paused", b"1" if paused else b"0")
         return {"paused": paused}
 
     async def do_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +189,7 @@ class Controls:
         if self.bus.nc is not None:
             await self.bus.nc.publish(S.BCAST_CANCEL, payload)
         ev = ControlEvent(what="cancel", target=scope[:64], by=str(args.get("by", "cli"))[:32], at=at)
-        await self.bus.publish_event(ev)
+        await self.bus.publish_event(ev)  # not applied here: the state learns what ended from the workers' events
         return {"scope": scope, "workers": target}
 
 

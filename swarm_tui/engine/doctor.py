@@ -62,8 +62,8 @@ async def check_nats(cfg: Config) -> Check:
 
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
-    base = ollama_url(cfg["ollama.host"])
-    model = cfg["ollama.model"]
+    base = ollama_url(cfg.ollama.host)
+    model = cfg.ollama.model
     try:
         status, body = await _get_json(session, f"{base}/api/tags")
     except (TimeoutError, aiohttp.ClientError, OSError):
@@ -80,10 +80,10 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
 
 
 async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:
-    key = cfg["openrouter.api_key"]
+    key = cfg.openrouter.api_key
     if not key:
         return Check("openrouter", False, "OPENROUTER_API_KEY is not set: workers cannot run (try --demo)")
-    base = cfg["openrouter.api_base"].rstrip("/")
+    base = cfg.openrouter.api_base.rstrip("/")
     try:
         status, body = await _get_json(session, f"{base}/key", headers={"Authorization": f"Bearer {key}"})
     except (TimeoutError, aiohttp.ClientError, OSError):

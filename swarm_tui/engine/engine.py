@@ -7,27 +7,31 @@ plain asyncio objects with ``start()``, ``stop()`` and ``info()``; they learn ab
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast
 
 from nats.aio.msg import Msg as NatsMsg
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, EventFollower
+from swarm_tui.engine.bus.wire import Event
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import Controls, ControlServer
+from swarm_tui.engine.info import EngineInfo, InfoError
+from swarm_tui.engine.lifecycle import Lifecycle
 from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
-EventListener = Callable[[str, Any, int], None]
+EventListener = Callable[[str, Event, int], None]
+C = TypeVar("C")
 
 
 class Component(Protocol):
@@ -37,7 +41,9 @@ class Component(Protocol):
 
     async def stop(self) -> None: ...
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> Mapping[str, object]:
+        """Its own TypedDict from engine/info.py, reported under ``name`` in ``Engine.info()``."""
+        ...
 
 
 class Engine:
@@ -57,28 +63,31 @@ class Engine:
         self.started_at = clock()
         self.state = SwarmState(session_start=self.started_at, clock=clock)
         self.components: list[Any] = list(components or [])
-        self.controls = Controls(bus, self.state, max_scale=cfg["swarm.max_scale"], clock=clock)
+        self.record = Recorder(bus, self.state)  # for parts that act on their own writes (controls, conductor)
+        self.controls = Controls(bus, self.state, max_scale=cfg.swarm.max_scale, clock=clock, record=self.record)
         self._server = ControlServer(bus, self.controls)
         self._listeners: list[EventListener] = []
         self._follower: EventFollower | None = None
         self._info_sub: Any = None
-        self._stopping = False
+        self._life = Lifecycle("engine")
+        self._life.adopt("bus", bus.close)  # handed in (connected or not): ours to close, whatever start got to
         self.host = socket.gethostname()
 
-    def add(self, component: Any) -> Any:
+    def add(self, component: C) -> C:
         self.components.append(component)
         return component
 
-    def get(self, name: str) -> Any:
+    def get(self, kind: type[C]) -> C | None:
+        """The first component of a class (``engine.get(SpendGuard)``), or None."""
         for c in self.components:
-            if getattr(c, "name", "") == name:
+            if isinstance(c, kind):
                 return c
         return None
 
     def on_event(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
-    def _dispatch(self, subject: str, ev: Any, seq: int) -> None:
+    def _dispatch(self, subject: str, ev: Event, seq: int) -> None:
         self.state.apply(ev, seq)
         for c in self.components:
             handler = getattr(c, "on_event", None)
@@ -94,37 +103,44 @@ class Engine:
                 log.exception("event listener failed")
 
     async def start(self) -> None:
-        """Replay the log into the state, then start serving control requests and the components."""
+        """Replay the log into the state, then start serving control requests and the components.
+
+        Each part is recorded once it has started, so ``stop()`` after a start that failed half-way stops
+        exactly those (and the bus)."""
         if self.state.scale is None:
-            self.state.scale = self.cfg["swarm.scale"]
-        self._follower = await self.bus.replay(self._dispatch, follow=True)
-        assert self.bus.nc is not None
-        await self._server.start()
-        self._info_sub = await self.bus.nc.subscribe(S.ENGINE_INFO, cb=self._on_info)
+            self.state.scale = self.cfg.swarm.scale
+        await self._life.start("event follower", self._follow, self._unfollow)
+        await self._life.start("control server", self._server.start, self._server.stop)
+        await self._life.start("info responder", self._serve_info, self._unserve_info)
         for c in self.components:
-            await c.start()
+            await self._life.start_part(c)
         log.info("engine started (bus %s, %d events replayed)", self.bus.kind, self.state.events)
 
     async def stop(self) -> None:
-        """The one shutdown path: components (reverse order), control server, follower, then the bus."""
-        if self._stopping:
-            return
-        self._stopping = True
-        for c in reversed(self.components):
-            try:
-                await asyncio.wait_for(c.stop(), 10)
-            except Exception:  # noqa: BLE001
-                log.exception("stopping %s failed", getattr(c, "name", c))
-        await self._server.stop()
+        """The one shutdown path: what started, newest first (the components in reverse order, the info
+        responder, the control server, the follower), then the bus. Bounded per part; a second call is a no-op."""
+        await self._life.stop()
+
+    async def _follow(self) -> None:
+        self._follower = await self.bus.replay(self._dispatch, follow=True)
+
+    async def _unfollow(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
+
+    async def _serve_info(self) -> None:
+        assert self.bus.nc is not None
+        self._info_sub = await self.bus.nc.subscribe(S.ENGINE_INFO, cb=self._on_info)
+
+    async def _unserve_info(self) -> None:
         if self._info_sub is not None:
             with contextlib.suppress(Exception):
                 await self._info_sub.unsubscribe()
-        if self._follower is not None:
-            await self._follower.stop()
-        await self.bus.close()
 
-    def info(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def info(self) -> EngineInfo:
+        """The engine, its bus, and each component's info under the component's name: what the app's header and
+        panels and ``status`` show (sent as JSON to whoever asks on ``swarm.engine.info``)."""
+        out: EngineInfo = {
             "engine": {
                 "pid": os.getpid(),
                 "host": self.host,
@@ -140,11 +156,14 @@ class Engine:
                 "warnings": list(self.bus.warnings),
             },
         }
+        # Which components there are is known only at run time, so each fills the key of its name (the name-to-
+        # shape pairing is checked by tests/integration/test_info_contract.py, each shape by its info()).
+        parts = cast(dict[str, object], out)
         for c in self.components:
             try:
-                out[c.name] = c.info()
-            except Exception as exc:  # noqa: BLE001
-                out[c.name] = {"error": type(exc).__name__}
+                parts[c.name] = c.info()
+            except Exception as exc:  # noqa: BLE001 - one broken part must not hide the others
+                parts[c.name] = InfoError(error=type(exc).__name__)
         return out
 
     async def _on_info(self, msg: NatsMsg) -> None:

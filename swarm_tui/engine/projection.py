@@ -10,13 +10,16 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from swarm_tui.engine.bus.wire import (
     FINAL_STATES,
     Approval,
+    Chunk,
     ControlEvent,
     Decision,
+    Event,
+    Job,
     PlanItem,
     Result,
     SpendEntry,
@@ -109,14 +112,32 @@ class SwarmState:
         self.version = 0  # bumped on every change, so observers can tell cheaply that something moved
 
     # ------------------------------------------------------------------ folding
-    def apply(self, ev: Any, seq: int = 0) -> None:
+    def apply(self, ev: Event, seq: int = 0) -> None:
+        """Fold one event in. Idempotent per event id, so the engine may apply its own write at once and again
+        when the log delivers it; ``seq`` is the log position (0: not read from the log)."""
         if seq:
             self.last_seq = max(self.last_seq, seq)
         self.events += 1
         self.version += 1
-        handler = getattr(self, f"_on_{ev.type}", None)
-        if handler is not None:
-            handler(ev)
+        match ev:
+            case Task():
+                self._on_task(ev)
+            case Decision():
+                self._on_decision(ev)
+            case Approval():
+                self._on_approval(ev)
+            case WorkerEvent():
+                self._on_worker(ev)
+            case Result():
+                self._on_result(ev)
+            case SpendEntry():
+                self._on_spend(ev)
+            case ControlEvent():
+                self._on_control(ev)
+            case Job() | Chunk():
+                pass  # not log events (they have their own subjects): counted above, nothing to fold
+            case _:
+                assert_never(ev)
 
     def _on_task(self, t: Task) -> None:
         if t.id not in self.tasks:

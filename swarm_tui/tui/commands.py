@@ -1,11 +1,64 @@
-"""The command palette offers every key's action."""
+"""The app's keys and the command palette: the same actions, declared side by side.
+
+Every binding has an ``id``: the config file's ``[keys]`` table remaps a key by that id (``approve = "y"``), and
+the footer and the help screen show the remapped key (the palette's hints name the default one).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+BINDINGS: list[BindingType] = [
+    Binding("a", "approve", "Approve", id="approve", tooltip="approve the selected (or newest pending) decision"),
+    Binding("r", "reject", "Reject", id="reject", tooltip="reject the selected (or newest pending) decision"),
+    Binding("e", "edit_workers", "Edit", id="edit", tooltip="edit the worker count of the selected decision"),
+    Binding("plus", "scale(1)", "Scale+", id="scale_up", key_display="+", tooltip="one more concurrent worker"),
+    Binding("minus", "scale(-1)", "Scale-", id="scale_down", key_display="-", tooltip="one fewer concurrent worker"),
+    Binding("c", "cancel_worker", "Cancel", id="cancel", tooltip="cancel the selected worker"),
+    Binding(
+        "C", "cancel_all", "Cancel all", id="cancel_all", key_display="C", tooltip="cancel every worker (asks first)"
+    ),
+    Binding("p", "pause", "Pause", id="pause", tooltip="pause or resume the heartbeat"),
+    Binding("n", "new_task", "New task", id="new_task", tooltip="publish a new task"),
+    Binding(
+        "enter", "expand", "Expand", id="expand", tooltip="details: raw model answer, whole worker output, task results"
+    ),
+    Binding("slash", "filter", "Filter", id="filter", key_display="/", tooltip="filter tasks, decisions and workers"),
+    Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this screen"),
+    Binding("q", "quit", "Quit", id="quit", tooltip="quit (asks while workers run here)"),
+    Binding("1", "show_tab('decisions')", "Decisions", id="tab_decisions", show=False),
+    Binding("2", "show_tab('workers')", "Workers", id="tab_workers", show=False),
+    Binding("3", "show_tab('tasks')", "Tasks", id="tab_tasks", show=False),
+    Binding("4", "show_tab('guards')", "RAM/Spend", id="tab_guards", show=False),
+]
+
+
+def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(key as shown, what it does, binding id) for the help screen, with the config's remapped keys."""
+    rows = []
+    for b in BINDINGS:
+        assert isinstance(b, Binding)
+        key = keymap.get(b.id or "", b.key_display or b.key)
+        rows.append((key, b.tooltip or f"show {b.description}", b.id or ""))
+    return rows
+
+
+def help_notes(refresh_ms: int) -> list[str]:
+    """The help screen's lines under the keys."""
+    return [
+        'Remap any key in the config file\'s [keys] table, e.g.  approve = "y"  (ids on the right).',
+        "ctrl+p opens the command palette with the same actions. tab moves between panels;",
+        "focusing a worker card expands it; enter shows its whole on-screen output.",
+        "Model output is shown as plain text: markup and escape sequences are made inert.",
+        f"Screen refresh of streaming output: every {refresh_ms} ms "
+        "(--refresh-ms or ui.refresh_ms; raise it on slow ssh links). NO_COLOR is honoured.",
+    ]
+
 
 # (title, help, action string) — the same actions as the key bindings
 PALETTE: list[tuple[str, str, str]] = [

@@ -13,12 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.wire import Chunk, Reply, Task, decode, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import InvalidMessage
+from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.projection import SwarmState
 
 if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
@@ -45,7 +46,7 @@ class Link:
         self.on_chunk: ChunkCallback | None = None
         self.on_bus_state: StateCallback | None = None
         self.bad_chunks = 0
-        self._info: dict[str, Any] = {}
+        self._info: EngineInfo = {}  # until an engine answers
         self._chunk_sub: Any = None
 
     # ---- what the App calls
@@ -55,10 +56,10 @@ class Link:
     async def stop(self) -> None:
         raise NotImplementedError
 
-    async def refresh_info(self) -> dict[str, Any]:
+    async def refresh_info(self) -> EngineInfo:
         return self._info
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> EngineInfo:
         return self._info
 
     @property
@@ -142,7 +143,7 @@ class LocalLink(Link):
         await self._unsubscribe_chunks()
         await self.engine.stop()
 
-    async def refresh_info(self) -> dict[str, Any]:
+    async def refresh_info(self) -> EngineInfo:
         try:
             self._info = self.engine.info()
         except Exception:  # noqa: BLE001 - a component's info() must not take the screen down
@@ -182,7 +183,7 @@ class EmbeddedLink(LocalLink):
         if self.engine is not None:
             await super().stop()
 
-    async def refresh_info(self) -> dict[str, Any]:
+    async def refresh_info(self) -> EngineInfo:
         if self.engine is None:
             return self._info
         return await super().refresh_info()
@@ -215,7 +216,7 @@ class RemoteLink(Link):
         self.state.apply(ev, seq)
         self._event(subject, ev, seq)
 
-    async def refresh_info(self) -> dict[str, Any]:
+    async def refresh_info(self) -> EngineInfo:
         if self.bus is None or self.bus.nc is None or self.bus.nc.is_closed:
             return self._info
         try:
@@ -224,10 +225,12 @@ class RemoteLink(Link):
         except Exception:  # noqa: BLE001 - no engine answers right now (timeout, no responders, bad JSON)
             self._info = {}
             return self._info
-        self._info = data if isinstance(data, dict) else {}
+        # What Engine.info() sent, as JSON: taken as its shape (the engine runs the same package); readers still
+        # read with defaults, so a part missing from an engine of another version shows as unknown.
+        self._info = cast(EngineInfo, data) if isinstance(data, dict) else {}
         self.engine_seen = self.engine_seen or bool(self._info)
-        pool = self._info.get("pool")
-        if self.state.scale is None and isinstance(pool, dict) and isinstance(pool.get("scale"), int):
+        pool = usable(self._info.get("pool"))
+        if self.state.scale is None and pool is not None and isinstance(pool.get("scale"), int):
             self.state.scale = pool["scale"]  # no scale change in the log yet: the engine's starting scale
         return self._info
 
@@ -248,7 +251,7 @@ class StaticLink(Link):
         self,
         cfg: Config,
         state: SwarmState,
-        info: dict[str, Any],
+        info: EngineInfo,
         *,
         demo: bool = False,
         bus_state: str = "connected",

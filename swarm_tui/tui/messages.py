@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.message import Message
+
+from swarm_tui.engine.info import EngineInfo
 
 
 class StateChanged(Message):
@@ -24,7 +24,7 @@ class BusStateChanged(Message):
 
 
 class InfoUpdated(Message):
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: EngineInfo) -> None:
         super().__init__()
         self.info = info
 
@@ -34,3 +34,7 @@ class InfoUpdated(Message):
 
 class LinkReady(Message):
     """The engine (or the remote link) is running and caught up with the log."""
+
+
+class RoomReady(Message):
+    """The control room's panels are mounted: the App may draw into them, start its timers and the engine."""

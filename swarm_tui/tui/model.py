@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from swarm_tui.engine.models import short_name
 from swarm_tui.textsafe import plain
 
 RING_CHARS = 6000  # characters of recent output kept per worker on screen
@@ -128,10 +129,7 @@ def short_id(ident: str, keep: int = 14) -> str:
 
 
 def short_model(model: str) -> str:
-    for prefix in ("openrouter/", "ollama_chat/"):
-        if model.startswith(prefix):
-            return model[len(prefix) :]
-    return model
+    return short_name(model)
 
 
 def one_line(text: str, limit: int = 200) -> str:

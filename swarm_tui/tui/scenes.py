@@ -6,7 +6,6 @@ Everything here is deterministic: a fixed clock, fixed RAM readings, fixed worke
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from swarm_tui.engine.bus.wire import (
     Approval,
@@ -20,6 +19,7 @@ from swarm_tui.engine.bus.wire import (
     WorkerState,
 )
 from swarm_tui.engine.config import Config, load_config
+from swarm_tui.engine.info import ConductorInfo, EngineInfo, LocalModel, SpendInfo
 from swarm_tui.engine.projection import SwarmState
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
@@ -64,43 +64,98 @@ def _clock() -> float:
     return NOW
 
 
+# The made-up info is built through the TypedDicts of engine/info.py, the ones Engine.info() returns, so mypy
+# holds the scenes to the shape the screen really gets from an engine.
 def base_info(
     *,
-    available_mb: float = 3400.0,
+    available_mb: int = 3400,
+    local_models: list[LocalModel] | None = None,
+    history: list[float] | None = None,
     spend_today: float = 0.0412,
     ceiling: float = 1.0,
     reserved: float = 0.006,
-    paused: bool = False,
-) -> dict[str, Any]:
+    credits_left: float | None = 7.31,
+    reconciling: tuple[int, float] = (0, 0.0),
+) -> EngineInfo:
+    hist = (history or [])[-60:]  # the RAM guard reports its last 60 readings, [[epoch s, MB], ...]
     return {
         "engine": {"pid": 4242, "host": "chromebook", "started_at": NOW - 600, "demo": True, "uptime_s": 600.0},
-        "bus": {"url": "nats://127.0.0.1:40001", "kind": "embedded", "state": "connected", "malformed": {}},
-        "conductor": {
-            "source": "ollama:gemma2:2b",
-            "state": "idle",
-            "next_beat_at": NOW + 17,
-            "paused": paused,
-            "approval_mode": "manual",
+        "bus": {
+            "url": "nats://127.0.0.1:40001",
+            "kind": "embedded",
+            "state": "connected",
+            "malformed": {},
+            "warnings": [],
         },
+        "conductor": _conductor(),
+        "lane": {"holder": "", "since": None, "waiting": [], "turns": 3},
         "ram": {
-            "total_mb": 6144.0,
+            "total_mb": 6144,
             "available_mb": available_mb,
             "headroom_mb": 1536,
             "low": available_mb < 1536,
             "own_rss_mb": 92.4,
             "children_rss_mb": 21.0,
-            "local_models": [{"name": "gemma2:2b", "size_mb": 2310.0}],
+            "local_models": local_models if local_models is not None else [{"name": "gemma2:2b", "size_mb": 2310.0}],
+            "ollama_reachable": True,
+            "sample_s": 2.0,
+            "history": [[NOW - 2.0 * (len(hist) - i), mb] for i, mb in enumerate(hist)],
         },
-        "spend": {
-            "today_usd": spend_today,
-            "session_usd": spend_today * 0.8,
-            "ceiling_usd": ceiling,
-            "reserved_usd": reserved,
-            "remaining_usd": max(0.0, ceiling - spend_today - reserved),
-            "by_model": {MODELS[0]: spend_today * 0.5, MODELS[1]: spend_today * 0.3, MODELS[2]: spend_today * 0.2},
-            "price_source": "openrouter /api/v1/models (cached 2h ago)",
-            "credits_left_usd": 7.31,
-        },
+        "spend": _spend(spend_today, ceiling, reserved, credits_left, reconciling),
+    }
+
+
+def _conductor() -> ConductorInfo:
+    return {
+        "source": "ollama:gemma2:2b",
+        "state": "idle",
+        "ollama_model": "gemma2:2b",
+        "ollama_reachable": True,
+        "ollama_error": "",
+        "ollama_warning": "",
+        "next_beat_s": 17.0,
+        "last_decision": "",
+        "beats": 12,
+        "decisions": 3,
+        "approval": "manual",
+        "last_trigger": "interval",
+        "note": "",
+        "envelope": {},
+        "followups": 0,
+        "review": "",
+    }
+
+
+def _spend(
+    today: float, ceiling: float, reserved: float, credits_left: float | None, reconciling: tuple[int, float]
+) -> SpendInfo:
+    by_model = {MODELS[0]: today * 0.5, MODELS[1]: today * 0.3, MODELS[2]: today * 0.2} if today else {}
+    return {
+        "ceiling_usd": ceiling,
+        "reserved_usd": reserved,
+        "reservations": 2 if reserved else 0,
+        "ledger_spent_usd": today,
+        "remaining_usd": max(0.0, ceiling - today - reserved),
+        "per_decision_usd": None,
+        "today_usd": today,
+        "session_usd": today * 0.8,
+        "estimated_usd": 0.0,
+        "by_model": by_model,
+        "by_decision": {},
+        "price_source": "openrouter /api/v1/models (cached 2h ago)",
+        "price_age_s": 7200,
+        "price_models": 312,
+        "price_error": "",
+        "fallback_models": [],
+        "reconciling": reconciling[0],
+        "reconciling_usd": reconciling[1],
+        "credits_left_usd": credits_left,
+        "key_limit_left_usd": credits_left,
+        "key_status": "ok",
+        "out_of_credit": False,
+        "blocked_reason": "",
+        "demo": True,
+        "counts": {},
     }
 
 
@@ -193,12 +248,11 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
     state = SwarmState(session_start=NOW - 600, clock=_clock)
     state.scale = 10
     rings: dict[str, OutputRing] = {}
-    info = base_info()
     hist = ram_history(3400)
+    info = base_info(history=hist)
     if name == "empty":
-        info = base_info(spend_today=0.0, reserved=0.0)
-        info["spend"]["by_model"] = {}
         hist = ram_history(3400, 8)
+        info = base_info(history=hist, spend_today=0.0, reserved=0.0)
     elif name == "pending":
         t1, t2 = _task(state, 0, 95, 7), _task(state, 1, 80)
         _task(state, 2, 20)
@@ -230,12 +284,12 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         d = _decision(state, "d-scene04", ids, 3, 90)
         state.apply(Approval(decision_id=d.id, action="approved", by="tui", at=NOW - 80))
         _workers(state, rings, d.id, ids, 3)
-        info = base_info(available_mb=1180.0)
-        info["ram"]["local_models"] = [
+        hist = [3400 - i * 18 for i in range(120)]
+        models: list[LocalModel] = [
             {"name": "gemma2:2b", "size_mb": 2310.0},
             {"name": "qwen2.5-coder:1.5b", "size_mb": 1290.0},
         ]
-        hist = [3400 - i * 18 for i in range(120)]
+        info = base_info(available_mb=1180, local_models=models, history=[float(mb) for mb in hist])
     elif name == "budget":
         ids = [_task(state, i, 500, 5) for i in range(3)]
         d = _decision(state, "d-scene05", ids, 2, 400)
@@ -256,9 +310,8 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
                 )
             )
         _decision(state, "d-scene06", ids[2:], 3, 20)
-        info = base_info(spend_today=0.934, reserved=0.031, ceiling=1.0)
-        info["spend"]["credits_left_usd"] = 0.42
-        info["spend"].update({"reconciling": 2, "reconciling_usd": 0.021})  # cancelled: cost not told yet
+        # two cancelled attempts whose cost OpenRouter has not told yet
+        info = base_info(history=hist, spend_today=0.934, reserved=0.031, credits_left=0.42, reconciling=(2, 0.021))
     else:
         raise ValueError(f"unknown scene {name}")
     link = StaticLink(cfg, state, info, demo=True)

@@ -11,13 +11,15 @@ from typing import Any
 from rich.cells import cell_len
 from rich.console import Group
 from rich.text import Text
+from textual.reactive import var
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
+from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, num, one_line, short_id, short_model, sparkline
+from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, one_line, short_id, short_model, sparkline
 
 STATE_STYLE = {
     "pending": "yellow",
@@ -53,22 +55,30 @@ def bar(frac: float, width: int, *, mark: float | None = None, fill: str = "█"
 class HeaderBar(Static):
     """One line: bus, conductor, approval mode, scale, DEMO."""
 
+    # The line as last built. show() runs with every state refresh and every second: only a changed line is
+    # repainted, and never re-laid out (one line of a fixed height).
+    line: var[Text] = var(Text, init=False)
+
+    def watch_line(self, line: Text) -> None:
+        self.update(line, layout=False)
+
     def show(
         self,
         *,
         bus_state: str,
         bus_kind: str,
         link_kind: str,
-        info: dict[str, Any],
+        info: EngineInfo,
         state: SwarmState,
         demo: bool,
         approval: str,
-        now: float,
         engine_error: str = "",
         compact: bool = False,
     ) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
-        if demo or (info.get("engine") or {}).get("demo"):
+        eng = info.get("engine")  # None until an engine answers
+        cond = usable(info.get("conductor"))
+        if demo or (eng and eng.get("demo")):
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
         elif not compact:
@@ -82,20 +92,18 @@ class HeaderBar(Static):
         if engine_error:
             t.append(f"engine failed: {plain(engine_error)[:60]}", style="bold red")
         else:
-            cond = info.get("conductor") or {}
-            paused = bool(cond.get("paused", state.paused))
-            source = plain(str(cond.get("source", "-")))[:28]
-            cstate = plain(str(cond.get("state", "-")))[:20]
+            source = plain(str(cond.get("source", "-")))[:28] if cond else "-"
+            cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
             t.append(f"{'' if compact else 'conductor '}{source} · {cstate}")
-            if paused:
+            if state.paused:  # from the event log: the same for a local and an attached app
                 t.append(" · PAUSED", style="bold yellow")
             else:
-                nxt = _next_beat(cond, now)
+                nxt = cond.get("next_beat_s") if cond else None
                 if nxt is not None:
-                    t.append(f" · {'' if compact else 'next beat '}{nxt}s")
+                    t.append(f" · {'' if compact else 'next beat '}{max(0, round(nxt))}s")
         t.append(" │ ", style="dim")
-        cond = info.get("conductor") or {}
-        mode = plain(str(cond.get("approval_mode") or cond.get("approval") or approval))[:12]
+        # the conductor's policy ("auto (<= $x)" says the limit); this app's configuration while none answers
+        mode = plain(str((cond.get("approval") if cond else None) or approval))[:12]
         t.append(mode if compact else f"approval {mode}")
         pending = len(state.pending_decisions())
         if pending:
@@ -103,35 +111,20 @@ class HeaderBar(Static):
         scale = state.scale
         t.append(" │ ", style="dim")
         t.append(f"scale {scale if scale is not None else '-'}")
-        lane = info.get("lane") or {}
-        if isinstance(lane, dict) and (lane.get("holder") or lane.get("waiting")):
-            waiting = lane.get("waiting") or []
+        lane = usable(info.get("lane"))
+        if lane and (lane.get("holder") or lane.get("waiting")):
+            waiting = lane.get("waiting", [])
             t.append(" │ ", style="dim")
             t.append(f"{'lane' if compact else 'local lane'}: {plain(str(lane.get('holder') or 'free'))[:24]}")
-            if isinstance(waiting, list) and waiting:
+            if waiting:
                 t.append(f" (+{len(waiting)} waiting)", style="yellow")
         if link_kind == "remote engine":
-            eng = info.get("engine") or {}
             t.append(" │ ", style="dim")
             t.append(
                 f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
                 style="" if eng else "bold red",
             )
-        if t != getattr(self, "_shown", None):  # one line of a fixed height: repaint when changed, no re-layout
-            self._shown = t
-            self.update(t, layout=False)
-
-
-def _next_beat(cond: dict[str, Any], now: float) -> int | None:
-    for key in ("next_beat_in_s", "next_beat_s"):
-        v = num(cond, key)
-        if v is not None:
-            return max(0, int(round(v)))
-    for key in ("next_beat_at", "next_beat"):
-        v = num(cond, key)
-        if v is not None:
-            return max(0, int(round(v - now)))
-    return None
+        self.line = t
 
 
 # --------------------------------------------------------------------------------------------- tables
@@ -236,17 +229,16 @@ def _match(flt: str, *fields: str) -> bool:
 class DecisionDetail(Static):
     """The highlighted decision: plan, cost, source, reasons and clamps."""
 
-    _shown: Any = None
+    # The detail as last built. show() runs with every state refresh: only a changed text is repainted (and
+    # re-laid out: the panel's height follows the text).
+    detail: var[Text | None] = var(None, init=False)
 
-    def update(self, content: Any = "", *, layout: bool = True) -> None:
-        if content == self._shown:  # unchanged: no repaint, no re-layout (this runs with every state refresh)
-            return
-        self._shown = content
-        super().update(content, layout=layout)
+    def watch_detail(self, detail: Text | None) -> None:
+        self.update(detail or "")
 
     def show(self, dv: DecisionView | None, now: float) -> None:
         if dv is None:
-            self.update(Text("no decision yet: the heartbeat proposes one when tasks arrive", style="dim"))
+            self.detail = Text("no decision yet: the heartbeat proposes one when tasks arrive", style="dim")
             return
         d = dv.decision
         t = Text()
@@ -288,7 +280,7 @@ class DecisionDetail(Static):
             t.append(f"\n… {len(d.clamps) - 6} more clamps (enter shows all)", style="dim")
         if d.raw:
             t.append("\nenter: the model's raw answer", style="dim")
-        self.update(t)
+        self.detail = t
 
 
 def decision_full_text(dv: DecisionView) -> Text:
@@ -367,45 +359,48 @@ class WorkerCard(Widget, can_focus=True):
 
 
 # --------------------------------------------------------------------------------------------- guards
-def _repaint_if_changed(widget: Widget, text: Text) -> None:
-    """Repaint a panel only when its text changed, and re-layout only when its number of lines did."""
-    last: Text | None = getattr(widget, "_shown", None)
-    if last is not None and text == last:
-        return
-    widget._shown = text  # type: ignore[attr-defined]
-    widget.refresh(layout=last is None or text.plain.count("\n") != last.plain.count("\n"))
+class _TextPanel(Widget):
+    """A panel whose ``show`` builds one Text (``render`` builds it again at the size it is drawn at).
+
+    They are shown again every second: only a changed text is repainted, and re-laid out only when its number
+    of lines changed (re-laying out on every show re-laid out the whole screen every second)."""
+
+    shown: var[Text | None] = var(None, init=False)
+
+    def watch_shown(self, old: Text | None, new: Text | None) -> None:
+        lines = new.plain.count("\n") if new is not None else -1
+        self.refresh(layout=old is None or old.plain.count("\n") != lines)
 
 
-class RamPanel(Widget):
+class RamPanel(_TextPanel):
     """A gauge of used/available RAM with the headroom line, a sparkline, and who uses what."""
 
     DEFAULT_CSS = "RamPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ram: dict[str, Any] | None = None
+        self.ram: RamSummary | None = None
         self.history: list[float] = []
 
-    def show(self, ram: dict[str, Any] | None, history: list[float]) -> None:
+    def show(self, ram: RamSummary | None, history: list[float]) -> None:
         self.ram, self.history = ram, history
-        _repaint_if_changed(self, self.build(ram, history, self.content_size.width or 40))
+        self.shown = self.build(ram, history, self.content_size.width or 40)
 
     def render(self) -> Text:
         return self.build(self.ram, self.history, self.content_size.width or 40)
 
     @staticmethod
-    def build(ram: dict[str, Any] | None, history: list[float], width: int) -> Text:
+    def build(ram: RamSummary | None, history: list[float], width: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
-        total, avail = num(ram, "total_mb"), num(ram, "available_mb")
-        headroom = num(ram, "headroom_mb")
         w = max(10, width)
-        if not total or avail is None:
+        total = ram.get("total_mb") if ram else None
+        avail = ram.get("available_mb") if ram else None
+        if not ram or not total or avail is None:
             t.append("no RAM reading", style="dim")
             return t
+        headroom = ram.get("headroom_mb")
         used = total - avail
-        low = bool(ram.get("low")) if ram else False
-        if headroom is not None and avail < headroom:
-            low = True
+        low = ram.get("low", False) or (headroom is not None and avail < headroom)
         mark = (total - headroom) / total if headroom is not None else None
         t.append(bar(used / total, w, mark=mark), style="bold red" if low else "green")
         t.append("\n")
@@ -424,22 +419,19 @@ class RamPanel(Widget):
             t.append(sparkline(history, w, lo=lo, hi=hi), style="cyan")
             t.append("\n")
             t.append(f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {len(recent)} readings", style="dim")
-        own, kids = num(ram, "own_rss_mb"), num(ram, "children_rss_mb")
-        models = (ram or {}).get("local_models") or []
+        own, kids = ram.get("own_rss_mb"), ram.get("children_rss_mb")
+        models = ram.get("local_models", [])
         t.append("\n")
         t.append(f"this app {fmt_mb(own)}" + (f" + children {fmt_mb(kids)}" if kids else ""))
-        if isinstance(models, list) and models:
-            shares = []
-            for m in models[:3]:
-                if isinstance(m, dict):
-                    shares.append(f"{one_line(str(m.get('name', '?')), 24)} {fmt_mb(num(m, 'size_mb'))}")
+        if models:
+            shares = [f"{one_line(str(m.get('name', '?')), 24)} {fmt_mb(m.get('size_mb'))}" for m in models[:3]]
             t.append("\nlocal models: " + ", ".join(shares))
         else:
             t.append(" · no local model loaded", style="dim")
         return t
 
 
-class SpendPanel(Widget):
+class SpendPanel(_TextPanel):
     """Today and session spend against the ceiling, reserved money (attempts being reconciled included),
     per-model breakdown, the key's own limit, prices."""
 
@@ -447,26 +439,26 @@ class SpendPanel(Widget):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.spend: dict[str, Any] | None = None
+        self.spend: AnySpend | None = None
 
-    def show(self, spend: dict[str, Any] | None) -> None:
+    def show(self, spend: AnySpend | None) -> None:
         self.spend = spend
-        _repaint_if_changed(self, self.build(spend, self.content_size.width or 40))
+        self.shown = self.build(spend, self.content_size.width or 40)
 
     def render(self) -> Text:
         return self.build(self.spend, self.content_size.width or 40)
 
     @staticmethod
-    def build(spend: dict[str, Any] | None, width: int) -> Text:
+    def build(spend: AnySpend | None, width: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if not spend:
             t.append("no spend information", style="dim")
             return t
         w = max(10, width)
-        ceiling = num(spend, "ceiling_usd")
-        today = num(spend, "today_usd") or 0.0
-        reserved = num(spend, "reserved_usd") or 0.0
-        session = num(spend, "session_usd")
+        ceiling = spend.get("ceiling_usd")
+        today = spend.get("today_usd") or 0.0
+        reserved = spend.get("reserved_usd") or 0.0
+        session = spend.get("session_usd")
         frac = (today / ceiling) if ceiling else 0.0
         rfrac = ((today + reserved) / ceiling) if ceiling else 0.0
         style = "bold red" if rfrac >= 0.9 else "yellow" if rfrac >= 0.7 else "green"
@@ -480,24 +472,20 @@ class SpendPanel(Widget):
         if ceiling:
             t.append(f" ({frac * 100:.0f}%)", style=style)
         t.append(f" · reserved {fmt_usd(reserved)}")
-        remaining = num(spend, "remaining_usd")
+        remaining = spend.get("remaining_usd")
         t.append(f"\nsession {fmt_usd(session)} · left {fmt_usd(remaining)}")
         if ceiling and rfrac >= 0.9:
             t.append("  NEARLY SPENT", style="bold red")
-        n_rc, rc_usd = spend.get("reconciling") or 0, num(spend, "reconciling_usd") or 0.0
+        n_rc, rc_usd = spend.get("reconciling") or 0, spend.get("reconciling_usd") or 0.0
         if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
             t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
         key_left = spend.get("credits_left_usd")  # the key's own limit (null: none), not the account's credit
         t.append(f"\nkey limit left {fmt_usd(key_left, 2) if key_left is not None else 'none'}")
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
-        by_model = spend.get("by_model") or {}
-        if isinstance(by_model, dict):
-            items = sorted(
-                ((str(k), v) for k, v in by_model.items() if isinstance(v, int | float)), key=lambda kv: -kv[1]
-            )
-            for model, usd in items[:4]:
-                t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
-            if len(items) > 4:
-                t.append(f"\n  … {len(items) - 4} more models", style="dim")
+        items = sorted(spend.get("by_model", {}).items(), key=lambda kv: -kv[1])
+        for model, usd in items[:4]:
+            t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
+        if len(items) > 4:
+            t.append(f"\n  … {len(items) - 4} more models", style="dim")
         return t

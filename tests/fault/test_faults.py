@@ -29,6 +29,7 @@ from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Spen
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from tests.support.env import ROOT, base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -388,7 +389,7 @@ async def test_provider_fault_matrix_at_load_every_job_ends_clearly_under_the_ce
 
             await until(settled, 90, "every job final or over budget")
             t_settled = time.monotonic() - t0
-            spend = engine.get("spend")
+            spend = engine.get(SpendGuard)
             over = [w.worker_id for w in state.workers.values() if w.state == "over_budget"]
             ledger = spend.ledger()
             peak_used = ledger["spent"] + sum(r["usd"] for r in ledger["reserved"].values())

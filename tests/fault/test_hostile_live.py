@@ -23,6 +23,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import EVENT_TYPES, MAX_TEXT, Chunk, Result, Usage, decode, new_id
 from swarm_tui.engine.errors import InvalidMessage
+from swarm_tui.engine.swarm.pool import Pool
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import LocalLink
 from tests.support.env import ROOT, make_config
@@ -110,7 +111,9 @@ async def test_hostile_messages_reach_a_running_engine_and_tui_without_harm(
         assert app.is_running
         bad_chunks = app.link.bad_chunks
         dead = dict(bus.dead.counts)
-        pool_counts = dict(engine.get("pool").counts)
+        pool = engine.get(Pool)
+        assert pool is not None
+        pool_counts = dict(pool.counts)
         await pilot.press("q")
     info = await _dead_stream(cfg)
     print(

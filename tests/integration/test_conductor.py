@@ -156,9 +156,9 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
             assert d.raw == answer and d.latency_ms > 0 and 0 < d.est_cost_min <= d.est_cost_max
             assert "split by kind" in d.reason
             body = fo.chats()[0]["json"]
-            assert body["options"]["num_ctx"] == cfg["ollama.num_ctx"] and body["options"]["temperature"] == 0
-            assert 0 < body["options"]["num_predict"] <= cfg["ollama.num_ctx"] // 2  # every call is bounded
-            assert body["keep_alive"] == cfg["ollama.keep_alive"] and body["stream"] is False
+            assert body["options"]["num_ctx"] == cfg.ollama.num_ctx and body["options"]["temperature"] == 0
+            assert 0 < body["options"]["num_predict"] <= cfg.ollama.num_ctx // 2  # every call is bounded
+            assert body["keep_alive"] == cfg.ollama.keep_alive and body["stream"] is False
             assert offered_roles(body) == list(cfg.roles)
             assert sorted(offered_ids(body)) == sorted([a, b])
             info = cond.info()
@@ -508,8 +508,8 @@ async def test_assemble_adds_one_lane_and_the_conductor(tmp_path: Path, nats_ser
     bus = Bus(cfg)
     await bus.connect()
     engine = assemble(cfg, bus, pool=False)
-    cond = engine.get("conductor")
-    assert isinstance(cond, Conductor) and cond.lane is engine.get("lane")
+    cond = engine.get(Conductor)
+    assert cond is not None and cond.lane is engine.get(LocalLane)
     await engine.start()
     try:
         await submit(engine, "through the assembled engine")

@@ -94,7 +94,7 @@ async def test_low_headroom_holds_local_work_only(tmp_path: Path) -> None:
     await g.sample()
     ok = envelope()
     assert ok["roles"] == ["local", "research"] and ok["excluded"] == {}
-    assert advisor.keep_alive() == cfg["ollama.keep_alive"]
+    assert advisor.keep_alive() == cfg.ollama.keep_alive
 
 
 async def test_ollama_loaded_models_are_read(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ async def test_pool_holds_local_workers_while_ram_is_low(tmp_path: Path, nats_se
         bus = await Bus(cfg).connect()
         engine = assemble(cfg, bus, conductor=False)
         m = Machine(1200)
-        engine.get("ram").source = m  # a 6 GB machine with too little available
+        engine.get(RamGuard).source = m  # a 6 GB machine with too little available
         await engine.start()
         state = engine.state
         try:

@@ -215,7 +215,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     assert r.first_token_timeout_s == 600 and r.reasoning == {"max_tokens": 2000, "exclude": False}
     assert r.provider == {"order": ["DeepInfra"], "allow_fallbacks": False, "data_collection": "deny"}
     assert r.fallback_models == ("qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1")
-    assert cfg["swarm.first_content_timeout_s"] == 150 and cfg["openrouter.title"] == "swarm-tui"
+    assert cfg.swarm.first_content_timeout_s == 150 and cfg.openrouter.title == "swarm-tui"
     # a role's limit never outlives the whole call (the spend guard's stale-reservation limit is built on it)
     from types import SimpleNamespace
 
@@ -234,7 +234,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         created_at=0.0,
     )
     opts = JobRun(SimpleNamespace(cfg=cfg, spend=None)).call_options(job, r.model)  # type: ignore[arg-type]
-    assert opts["first_content_timeout"] == cfg["swarm.request_timeout_s"] == 180
+    assert opts["first_content_timeout"] == cfg.swarm.request_timeout_s == 180
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ async def test_a_review_beat_with_full_results_fits_the_window(tmp_path: Path) -
     system prompt whole, the model's answer is not cut, and prompt_eval_count proves the window held it all."""
     async with LlamaOllama() as lo:
         cfg = make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST=lo.url)
-        assert cfg["ollama.num_ctx"] == 4096  # the default
+        assert cfg.ollama.num_ctx == 4096  # the default
         env = _env(8)
         long = "The worker looked into the question at length and reports its findings in detail. " * 30
         items = [

@@ -166,10 +166,10 @@ async def _one(
         led = await sw.settled(fo)
     finally:
         await sw.stop()
-    report(what, sw, fo, led, float(sw.cfg["budget.daily_usd"]))
+    report(what, sw, fo, led, sw.cfg.budget.daily_usd)
     assert fo.billed == pytest.approx(sw.recorded(), abs=1e-9)
     assert led["spent"] == pytest.approx(fo.billed, abs=1e-9) and led["reserved"] == {}
-    assert fo.billed <= float(sw.cfg["budget.daily_usd"])
+    assert fo.billed <= sw.cfg.budget.daily_usd
     return sw, led
 
 

@@ -161,10 +161,10 @@ CRASH_SCRIPT = textwrap.dedent("""
     from swarm_tui.tui.link import LocalLink
 
     cfg = load_config(None)
-    setup_logging(log_path(data_dir(cfg["paths.data_dir"])), "DEBUG", cfg.secrets)
+    setup_logging(log_path(data_dir(cfg.paths.data_dir)), "DEBUG", cfg.secrets)
 
     def boom(self):
-        key = self.cfg["openrouter.api_key"]  # a local that holds the key: a traceback with locals shows it
+        key = self.cfg.openrouter.api_key  # a local that holds the key: a traceback with locals shows it
         config = self.cfg
         raise RuntimeError("forced crash for the secrets test")
 

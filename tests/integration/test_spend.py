@@ -18,8 +18,9 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import Controls
+from swarm_tui.engine.guards.estimate import prompt_tokens_estimate
 from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard, prompt_tokens_estimate
+from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.projection import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -397,7 +398,7 @@ async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: Embe
         assert [c.name for c in engine.components][:2] == ["spend", "ram"]
         await engine.start()
         try:
-            spend = engine.get("spend")
+            spend = engine.get(SpendGuard)
             await Controls(bus, SwarmState(), max_scale=50).do_ceiling({"usd": 4.0})
             for _ in range(100):  # the ControlEvent reaches the guard through the engine's log follower
                 if spend.ceiling() == 4.0:
@@ -475,7 +476,7 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
             assert 10 <= last < 50 and len(over) == 50 - last
             assert all(x.reason.startswith("over budget: ") for x in over)
             assert state.today_spend() <= ceiling and len(fo.chats()) == last
-            assert (await ledger(bus, engine.get("spend").day_key()))["spent"] <= ceiling
+            assert (await ledger(bus, engine.get(SpendGuard).day_key()))["spent"] <= ceiling
             await engine.controls.handle("ceiling", {"usd": 1.0})
             for _ in range(300):
                 if len(state.results) == 50 and state.spend.entries == 50:
@@ -484,13 +485,13 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
             assert len(state.results) == 50 and all(r.state == "done" for r in state.results.values())
             assert state.today_spend() == pytest.approx(50 * 0.0002) and len(fo.chats()) == 50
             for _ in range(100):  # the pool settles right after it stores the result and spend entry
-                doc = await ledger(bus, engine.get("spend").day_key())
+                doc = await ledger(bus, engine.get(SpendGuard).day_key())
                 if not doc["reserved"]:
                     break
                 await asyncio.sleep(0.05)
             assert doc["spent"] == pytest.approx(50 * 0.0002) and doc["reserved"] == {}
-            await engine.get("spend").refresh()
-            before = engine.get("spend").info()
+            await engine.get(SpendGuard).refresh()
+            before = engine.get(SpendGuard).info()
         finally:
             await engine.stop()
         bus2 = await connect(cfg)

@@ -9,6 +9,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Result, SpendEntry, WorkerEvent, job_id, worker_id
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
+from swarm_tui.engine.swarm.dispatcher import Controller
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import timed, until
@@ -186,7 +187,7 @@ async def test_a_restart_creates_no_duplicate_jobs(tmp_path, nats_server):
         finally:
             await engine2.stop()
         assert len(fo.requests) == 4
-        assert engine2.get("controller").info()["jobs_skipped"] == 4
+        assert engine2.get(Controller).info()["jobs_skipped"] == 4
         assert jobs.messages == 0 and jobs.last_seq == 4  # four jobs were ever queued
         assert set(engine2.state.results) == {job_id(d.id, i) for i in range(4)}
 
@@ -195,13 +196,13 @@ async def test_demo_mode_produces_results_offline(tmp_path, nats_server):
     from swarm_tui.engine.assemble import assemble
 
     cfg = make_config(tmp_path, nats_server.url, SWARM_DEMO_TPS="200").replace(demo__tokens=15)
-    assert not cfg["openrouter.api_key"]
+    assert not cfg.openrouter.api_key
     bus = await Bus(cfg).connect()
     chunks = await Chunks().start(bus)
     engine = assemble(cfg, bus, demo=True, conductor=False)
     await engine.start()
     try:
-        ep = engine.get("demo")
+        ep = engine.get(DemoEndpoint)
         assert isinstance(ep, DemoEndpoint) and ep.base.startswith("http://127.0.0.1:")
         d = await approve(bus, 3, demo=True)
         await until(lambda: len(engine.state.results) == 3, 20, "demo results")
@@ -217,7 +218,7 @@ async def test_demo_mode_produces_results_offline(tmp_path, nats_server):
         assert len(r.text.split()) == 15
         assert chunks.text(worker_id(d.id, i)) == r.text
         assert r.cost_usd > 0 and not r.cost_estimated  # the demo endpoint reports usage.cost
-        expected = (r.usage.prompt_tokens + r.usage.completion_tokens) * cfg["demo.usd_per_mtok"] / 1e6
+        expected = (r.usage.prompt_tokens + r.usage.completion_tokens) * cfg.demo.usd_per_mtok / 1e6
         assert abs(r.cost_usd - expected) < 1e-9
     assert all(e.demo for e in evs if isinstance(e, SpendEntry | Result | WorkerEvent))
     assert ep.requests == 3

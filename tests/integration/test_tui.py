@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from rich.console import Console
@@ -22,6 +22,7 @@ from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.commands import PALETTE
 from swarm_tui.tui.link import LocalLink, RemoteLink
 from swarm_tui.tui.model import RING_CHARS, OutputRing
+from swarm_tui.tui.scenes import make_app as scene_app
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.widgets import WorkerCard
 from tests.support.polling import until, until_async
@@ -158,7 +159,7 @@ async def test_scale_keys(engine: Engine, observer: Bus) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         start = engine.state.scale
-        assert start is not None and start == engine.cfg["swarm.scale"]
+        assert start is not None and start == engine.cfg.swarm.scale
         await pilot.press("plus")
         await until(lambda: engine.state.scale == start + 1)
         ev = await last(observer, "control", "scale")
@@ -270,11 +271,11 @@ async def test_filter_and_help(engine: Engine, observer: Bus) -> None:
         for ch in "alpha":
             await pilot.press(ch)
         await until(lambda: table.row_count == 1)
-        assert app.filter_text == "alpha"
+        assert app.room.filter_text == "alpha"
         assert app.query_one("#tasks", DataTable).row_count == 1
         await pilot.press("escape")
         await until(lambda: table.row_count == 2)
-        assert app.filter_text == "" and not box.display
+        assert app.room.filter_text == "" and not box.display
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         assert any(ident == "approve" for _k, _d, ident in app.screen.rows)
@@ -343,7 +344,7 @@ async def test_chunks_stream_into_bounded_cards(engine: Engine, observer: Bus) -
         for i in range(10):
             await seed_worker(observer, f"d-s-w{i}")
         await until(lambda: len(app.query(WorkerCard)) == 10)
-        flushes = app.flushes
+        flushes = app.scheduler.flushes
         big = "x" * 1000 + "\n"
         for seq in range(30):
             for i in range(10):
@@ -359,7 +360,7 @@ async def test_chunks_stream_into_bounded_cards(engine: Engine, observer: Bus) -
         ring = app.rings["d-s-w3"]
         assert ring.size <= RING_CHARS and ring.dropped > 0 and ring.tokens == 150
         await pilot.pause(0.1)
-        assert app.flushes > flushes  # the one timer runs
+        assert app.scheduler.flushes > flushes  # the one timer runs
         card = app.query_one("#w_d-s-w3", WorkerCard)
         assert "FINAL" in _render_plain(card, 60)
 
@@ -418,12 +419,75 @@ async def test_hostile_output_renders_inert(engine: Engine, observer: Bus) -> No
         assert is_clean(body.replace("\n", "")) and "[link=http://x]y[/link]" in body
 
 
+async def test_panels_repaint_only_what_changed() -> None:
+    """The header, the decision detail and the RAM and Spend panels are shown again with every state refresh and
+    every second: an unchanged text repaints nothing; a changed one repaints its panel once, and re-lays it out
+    only when its height may change (a re-layout is of the whole screen)."""
+    app = scene_app("workers")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        room = app.room
+        calls: dict[str, list[bool]] = {}  # panel -> the layout flag of each refresh
+        panels = {
+            "header": room.header_bar,
+            "detail": room.detail_view,
+            "ram": room.ram_panel,
+            "spend": room.spend_panel,
+        }
+        for name, widget in panels.items():
+
+            def counting(*a: Any, _name: str = name, _orig: Any = widget.refresh, **k: Any) -> Any:
+                calls.setdefault(_name, []).append(bool(k.get("layout")))
+                return _orig(*a, **k)
+
+            widget.refresh = counting  # type: ignore[method-assign]
+        for _ in range(3):
+            app.refresh_all()
+        assert calls == {}
+        app.link.state.scale = 11
+        app.refresh_all()
+        assert calls == {"header": [False]}  # one line of a fixed height: never re-laid out
+        calls.clear()
+        ram = cast(dict[str, Any], app.info["ram"])
+        ram["available_mb"] -= 200
+        room.show_guards()
+        room.show_guards()
+        assert calls == {"ram": [False]}  # new figures, the same lines
+        calls.clear()
+        spend = cast(dict[str, Any], app.info["spend"])
+        spend.update(reconciling=2, reconciling_usd=0.021)
+        room.show_guards()
+        assert calls == {"spend": [True]}  # one more line: its height changes
+        calls.clear()
+        other = app.link.state.decisions["d-scene02"]
+        room.detail_view.show(other, app.clock())
+        room.detail_view.show(other, app.clock())
+        assert calls == {"detail": [True]}  # its height follows the text
+
+
+async def test_keys_still_work_when_every_card_goes_while_one_has_the_focus() -> None:
+    """Finished cards linger 30 s and then go together. With one of them focused, removing them one by one
+    left the focus on a removed card, and from then on no key reached the App (not even q)."""
+    app = scene_app("workers")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.query_one("#w_d-scene02-w1", WorkerCard).focus()
+        await pilot.pause()
+        app.link.state.workers.clear()
+        app.refresh_state()
+        await pilot.pause()
+        assert not app.query(WorkerCard)
+        assert app.focused is None or app.focused.is_attached
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+
+
 # ------------------------------------------------------------------------------------------- attach, layout, failures
 async def test_attached_ui_sees_the_same_state_and_controls_the_engine(
     engine: Engine, observer: Bus, cfg: Config
 ) -> None:
     await engine.start()  # the engine runs "elsewhere" (headless)
-    remote = SwarmApp(RemoteLink(cfg, cfg["nats.url"]), refresh_ms=20)
+    remote = SwarmApp(RemoteLink(cfg, cfg.nats.url), refresh_ms=20)
     async with remote.run_test(size=SIZE) as pilot:
         await started(remote, pilot)
         await seed_decision(observer, "d-far")
@@ -443,7 +507,7 @@ async def test_compact_layout_at_80x24_tabs_between_panels(engine: Engine, obser
     app = make_app(engine)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
-        assert app.compact and app.query_one("#tabs").display
+        assert app.room.compact and app.query_one("#tabs").display
         assert app.query_one("#decisions-panel").display and not app.query_one("#workers-panel").display
         await pilot.press("2")
         assert app.query_one("#workers-panel").display and not app.query_one("#decisions-panel").display
@@ -451,7 +515,7 @@ async def test_compact_layout_at_80x24_tabs_between_panels(engine: Engine, obser
         assert app.query_one("#guards").display and not app.query_one("#left").display
         await pilot.resize_terminal(160, 48)
         await pilot.pause()
-        assert not app.compact and all(
+        assert not app.room.compact and all(
             app.query_one(f"#{p}").display for p in ("tasks-panel", "workers-panel", "decisions-panel", "guards")
         )
 

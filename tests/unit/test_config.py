@@ -54,8 +54,8 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 def test_environment_wins_over_file(tmp_path: Path) -> None:
     p = write(tmp_path, '[budget]\ndaily_usd = 2.5\n[approval]\nmode = "auto"\n')
     cfg = load_config(p, {"SWARM_BUDGET_USD": "7", "XDG_CONFIG_HOME": str(tmp_path)})
-    assert cfg["budget.daily_usd"] == 7.0
-    assert cfg["approval.mode"] == "auto"
+    assert cfg.budget.daily_usd == 7.0
+    assert cfg.approval.mode == "auto"
     assert cfg.source == str(p)
 
 
@@ -64,7 +64,7 @@ def test_xdg_config_file_is_read(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     (d / "config.toml").write_text("[swarm]\nscale = 3\n")
     cfg = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
-    assert cfg["swarm.scale"] == 3
+    assert cfg.swarm.scale == 3
 
 
 def test_roles_from_config(tmp_path: Path) -> None:

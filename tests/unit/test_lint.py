@@ -1,10 +1,13 @@
-"""ruff (lint and format) and mypy over the package and the tests, as part of the one test command."""
+"""ruff (lint and format), mypy and the import-linter contracts (pyproject.toml), as part of the one test command."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.support.env import ROOT
 
@@ -36,3 +39,18 @@ def test_ruff_format() -> None:
 def test_mypy() -> None:
     res = subprocess.run([str(BIN / "mypy"), "swarm_tui"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_import_contracts() -> None:
+    """The engine stays headless and layered (the contracts in pyproject.toml). No cache: nothing written to the
+    checkout."""
+    lint_imports = BIN / "lint-imports"
+    if not lint_imports.exists():
+        pytest.skip("lint-imports is not installed: pip install -e '.[test]'")
+    res = subprocess.run(
+        [str(lint_imports), "--no-cache", "--no-logo"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    # Both contracts (headless engine, engine layers) ran: a config that loses one fails here, not silently.
+    kept = re.search(r"Contracts: (\d+) kept, 0 broken", res.stdout)
+    assert kept and int(kept.group(1)) >= 2, res.stdout[-3000:]

@@ -30,12 +30,14 @@ from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedLease, port_open
-from swarm_tui.engine.bus.wire import Msg, decode
+from swarm_tui.engine.bus.wire import Event, Msg, decode
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import BusError, InvalidMessage
 from swarm_tui.engine.paths import data_dir
 
 log = logging.getLogger(__name__)
+
+EventHandler = Callable[[str, Event, int], None]  # (subject, event, stream sequence)
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 StateCallback = Callable[[str], Awaitable[None] | None]
@@ -119,16 +121,16 @@ class Bus:
                 log.exception("bus state callback failed")
 
     async def _resolve(self) -> str:
-        url = self.cfg["nats.url"]
+        url = self.cfg.nats.url
         if url:
             self.kind = "remote"
             return str(url)
-        lease = EmbeddedLease(data_dir(self.cfg["paths.data_dir"]))
+        lease = EmbeddedLease(data_dir(self.cfg.paths.data_dir))
         found = lease.discover()
         if found:
             self.kind = "embedded-shared"
             return found
-        if self.cfg["nats.probe_default"] and port_open("127.0.0.1", 4222, 0.2):
+        if self.cfg.nats.probe_default and port_open("127.0.0.1", 4222, 0.2):
             self.kind = "remote"
             return DEFAULT_URL
         deadline = time.monotonic() + 10
@@ -144,28 +146,35 @@ class Bus:
                 )
         self.lease = lease
         self.kind = "embedded"
-        return await lease.start(self.cfg["nats.embedded_memory_mb"], self.cfg["nats.embedded_disk_mb"])
+        return await lease.start(self.cfg.nats.embedded_memory_mb, self.cfg.nats.embedded_disk_mb)
 
     def _auth_options(self) -> dict[str, Any]:
         c = self.cfg
         opts: dict[str, Any] = {}
-        if c["nats.token"]:
-            opts["token"] = c["nats.token"]
-        if c["nats.user"]:
-            opts["user"] = c["nats.user"]
-            opts["password"] = c["nats.password"]
-        for key, opt in (("nats.creds", "user_credentials"), ("nats.nkey_seed", "nkeys_seed")):
-            if c[key]:
-                if not os.path.isfile(c[key]):
-                    raise BusError(f"{key} file {c[key]} does not exist", code=2)
-                opts[opt] = c[key]
-        for key in ("nats.tls_ca", "nats.tls_cert", "nats.tls_key"):
-            if c[key] and not os.path.isfile(c[key]):
-                raise BusError(f"{key} file {c[key]} does not exist", code=2)
-        if c["nats.tls_ca"] or c["nats.tls_cert"]:
-            ctx = ssl.create_default_context(cafile=c["nats.tls_ca"] or None)
-            if c["nats.tls_cert"]:
-                ctx.load_cert_chain(c["nats.tls_cert"], c["nats.tls_key"] or None)
+        if c.nats.token:
+            opts["token"] = c.nats.token
+        if c.nats.user:
+            opts["user"] = c.nats.user
+            opts["password"] = c.nats.password
+        for key, path, opt in (
+            ("nats.creds", c.nats.creds, "user_credentials"),
+            ("nats.nkey_seed", c.nats.nkey_seed, "nkeys_seed"),
+        ):
+            if path:
+                if not os.path.isfile(path):
+                    raise BusError(f"{key} file {path} does not exist", code=2)
+                opts[opt] = path
+        for key, path in (
+            ("nats.tls_ca", c.nats.tls_ca),
+            ("nats.tls_cert", c.nats.tls_cert),
+            ("nats.tls_key", c.nats.tls_key),
+        ):
+            if path and not os.path.isfile(path):
+                raise BusError(f"{key} file {path} does not exist", code=2)
+        if c.nats.tls_ca or c.nats.tls_cert:
+            ctx = ssl.create_default_context(cafile=c.nats.tls_ca or None)
+            if c.nats.tls_cert:
+                ctx.load_cert_chain(c.nats.tls_cert, c.nats.tls_key or None)
             opts["tls"] = ctx
         return opts
 
@@ -279,7 +288,7 @@ class Bus:
     async def setup(self) -> None:
         """Create streams, consumers and buckets. Idempotent: an existing one is updated to this config."""
         js = self._js
-        days = self.cfg["nats.events_max_age_days"]
+        days = self.cfg.nats.events_max_age_days
         await self._ensure_stream(
             jsapi.StreamConfig(
                 name=S.EVENTS_STREAM,
@@ -287,7 +296,7 @@ class Bus:
                 retention=jsapi.RetentionPolicy.LIMITS,
                 storage=jsapi.StorageType.FILE,
                 max_age=days * 86400.0,
-                max_bytes=self.cfg["nats.events_max_mb"] * 1024 * 1024,
+                max_bytes=self.cfg.nats.events_max_mb * 1024 * 1024,
                 max_msg_size=1_048_576,
                 duplicate_window=300.0,
                 discard=jsapi.DiscardPolicy.OLD,
@@ -322,7 +331,7 @@ class Bus:
             jsapi.ConsumerConfig(
                 durable_name=S.JOBS_CONSUMER,
                 ack_policy=jsapi.AckPolicy.EXPLICIT,
-                ack_wait=float(self.cfg.get("swarm.ack_wait_s", 30.0)),
+                ack_wait=self.cfg.swarm.ack_wait_s,
                 max_deliver=5,
                 max_ack_pending=1000,
                 filter_subject=S.JOBS_ALL,
@@ -393,7 +402,7 @@ class Bus:
     async def publish_event(self, m: Msg, *, msg_id: str | None = None) -> jsapi.PubAck:
         return await self.publish(event_subject(m), m.to_bytes(), msg_id=msg_id)
 
-    async def last_event(self, subject: str, *, deadline_s: float = 20.0) -> Any | None:
+    async def last_event(self, subject: str, *, deadline_s: float = 20.0) -> Event | None:
         """The newest decoded event on an exact subject, or None. Retries through a short outage."""
         delay, end = 0.05, time.monotonic() + deadline_s
         while True:
@@ -414,9 +423,7 @@ class Bus:
             return None
 
     # ------------------------------------------------------------------ reading the log
-    async def replay(
-        self, handler: Callable[[str, Any, int], None], *, follow: bool = False, start_seq: int = 0
-    ) -> EventFollower:
+    async def replay(self, handler: EventHandler, *, follow: bool = False, start_seq: int = 0) -> EventFollower:
         """Feed every event in the log to ``handler(subject, msg, seq)``; return once caught up.
 
         With ``follow`` the subscription stays open and new events keep coming (re-created after a reconnect
@@ -431,7 +438,7 @@ class Bus:
 
 
 class EventFollower:
-    def __init__(self, bus: Bus, handler: Callable[[str, Any, int], None]) -> None:
+    def __init__(self, bus: Bus, handler: EventHandler) -> None:
         self.bus = bus
         self.handler = handler
         self.last_seq = 0

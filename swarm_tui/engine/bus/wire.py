@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -231,8 +231,12 @@ class ControlEvent(Msg):
     at: float
 
 
-AnyEvent = Task | Decision | Approval | WorkerEvent | Result | SpendEntry | ControlEvent
-EVENT_TYPES: dict[str, type[Msg]] = {
+# What the event log holds (the projection folds these), and everything ``decode`` can return: jobs and chunks
+# travel on their own subjects, but a publisher on an event subject may send any type, so readers of the log
+# get the whole union and ignore what is not theirs.
+LogEvent = Task | Decision | Approval | WorkerEvent | Result | SpendEntry | ControlEvent
+Event = LogEvent | Job | Chunk
+EVENT_TYPES: dict[str, type[Event]] = {
     "task": Task,
     "decision": Decision,
     "approval": Approval,
@@ -245,8 +249,23 @@ EVENT_TYPES: dict[str, type[Msg]] = {
 }
 
 
-def decode(data: bytes | str, expect: str | None = None) -> Any:
-    """Bytes from the bus to a message. Raises InvalidMessage for anything else, with a short reason."""
+@overload
+def decode(data: bytes | str, expect: Literal["job"]) -> Job: ...
+
+
+@overload
+def decode(data: bytes | str, expect: Literal["chunk"]) -> Chunk: ...
+
+
+@overload
+def decode(data: bytes | str, expect: str | None = None) -> Event: ...
+
+
+def decode(data: bytes | str, expect: str | None = None) -> Event:
+    """Bytes from the bus to a message. Raises InvalidMessage for anything else, with a short reason.
+
+    ``expect`` names the one type the subject carries (a job, a chunk): anything else is invalid there, and the
+    overloads give those callers the narrow type."""
     if len(data) > MAX_MSG_BYTES:
         raise InvalidMessage(f"message of {len(data)} bytes is over the {MAX_MSG_BYTES} byte limit")
     try:

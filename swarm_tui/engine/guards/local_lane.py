@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+
+from swarm_tui.engine.info import LaneInfo
 
 
 class LocalLane:
@@ -48,5 +49,5 @@ class LocalLane:
     async def stop(self) -> None:
         return None
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> LaneInfo:
         return {"holder": self.holder, "since": self.since or None, "waiting": list(self.waiting), "turns": self.turns}

@@ -25,6 +25,8 @@ import psutil
 
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.protocols import RamReading
+from swarm_tui.engine.info import LocalModel, RamInfo, RamSummary
+from swarm_tui.engine.models import ollama_name
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ HISTORY_S = 600.0
 PS_BACKOFF_S = 15.0  # /api/ps is asked less often while Ollama does not answer
 
 Source = Callable[[], RamReading]
-OllamaPs = Callable[[], Awaitable[list[dict[str, Any]]]]
+OllamaPs = Callable[[], Awaitable[list[LocalModel]]]
 
 
 def own_rss_mb() -> tuple[float, float]:
@@ -62,11 +64,11 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def parse_ps(body: Any) -> list[dict[str, Any]]:
+def parse_ps(body: Any) -> list[LocalModel]:
     """Ollama's ``{"models": [{"name", "size", "size_vram"}]}`` to ``[{"name", "size_mb"}]``, where ``size_mb``
     is the model's share of *RAM*: Ollama's API doc ("List Running Models") gives ``size`` as the whole loaded
     model, VRAM included, and ``size_vram`` as the part on the GPU, so RAM is ``size - size_vram``."""
-    out: list[dict[str, Any]] = []
+    out: list[LocalModel] = []
     models = body.get("models") if isinstance(body, dict) else None
     for m in models if isinstance(models, list) else []:
         if not isinstance(m, dict):
@@ -85,7 +87,7 @@ def ollama_ps_client(host: str, timeout: float = 2.0) -> OllamaPs:
 
     url = ollama_url(host) + "/api/ps"
 
-    async def ps() -> list[dict[str, Any]]:
+    async def ps() -> list[LocalModel]:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, s.get(url) as resp:
                 if resp.status != 200:
@@ -97,7 +99,7 @@ def ollama_ps_client(host: str, timeout: float = 2.0) -> OllamaPs:
     return ps
 
 
-def _summary(r: RamReading, headroom: float) -> dict[str, Any]:
+def _summary(r: RamReading, headroom: float) -> RamSummary:
     return {
         "total_mb": round(r.total_mb),
         "available_mb": round(r.available_mb),
@@ -109,9 +111,9 @@ def _summary(r: RamReading, headroom: float) -> dict[str, Any]:
     }
 
 
-def ram_snapshot(cfg: Config) -> dict[str, Any]:
+def ram_snapshot(cfg: Config) -> RamSummary:
     """A one-off reading for `status` and `doctor` with no engine running (no Ollama models)."""
-    return _summary(psutil_reading(), cfg["ram.headroom_mb"])
+    return _summary(psutil_reading(), cfg.ram.headroom_mb)
 
 
 class RamGuard:
@@ -128,16 +130,16 @@ class RamGuard:
     ) -> None:
         """``ollama_ps``: True (default) asks Ollama at ``ollama.host``; None/False: never; or a callable."""
         self.cfg = cfg
-        self.headroom_mb = float(cfg["ram.headroom_mb"])
-        self.sample_s = float(sample_s if sample_s is not None else cfg["ram.sample_s"])
+        self.headroom_mb = float(cfg.ram.headroom_mb)
+        self.sample_s = float(sample_s if sample_s is not None else cfg.ram.sample_s)
         self.clock = clock
         self.source = source
         if ollama_ps is True:
-            self._ps: OllamaPs | None = ollama_ps_client(cfg["ollama.host"])
+            self._ps: OllamaPs | None = ollama_ps_client(cfg.ollama.host)
         else:
             self._ps = ollama_ps or None
         self._last: RamReading | None = None
-        self._models: list[dict[str, Any]] = []
+        self._models: list[LocalModel] = []
         self._ps_next = 0.0
         self.ollama_reachable: bool | None = None
         self._hist: collections.deque[tuple[float, float]] = collections.deque(
@@ -154,7 +156,7 @@ class RamGuard:
             return await asyncio.to_thread(psutil_reading)
         return self.source()
 
-    async def _read_models(self) -> list[dict[str, Any]]:
+    async def _read_models(self) -> list[LocalModel]:
         if self._ps is None:
             return []
         now = time.monotonic()
@@ -209,7 +211,7 @@ class RamGuard:
 
     def loaded_mb(self, model: str) -> float | None:
         """Size of a model Ollama has loaded now (None: not loaded); loading it again costs nothing."""
-        want = model.split("/", 1)[1] if model.startswith(("ollama_chat/", "ollama/")) else model
+        want = ollama_name(model)
         for m in self.reading().local_models:
             if m["name"] == want or m["name"] == f"{want}:latest":
                 return float(m["size_mb"])
@@ -250,9 +252,10 @@ class RamGuard:
             except Exception as exc:  # noqa: BLE001 - a failed reading keeps the last one
                 log.debug("RAM sample failed: %s", type(exc).__name__)
 
-    def info(self) -> dict[str, Any]:
-        out = _summary(self.reading(), self.cfg["ram.headroom_mb"])
-        out["ollama_reachable"] = self.ollama_reachable
-        out["sample_s"] = self.sample_s
-        out["history"] = [[round(t, 1), round(mb)] for t, mb in list(self._hist)[-60:]]
-        return out
+    def info(self) -> RamInfo:
+        return {
+            **_summary(self.reading(), self.cfg.ram.headroom_mb),
+            "ollama_reachable": self.ollama_reachable,
+            "sample_s": self.sample_s,
+            "history": [[round(t, 1), round(mb)] for t, mb in list(self._hist)[-60:]],
+        }

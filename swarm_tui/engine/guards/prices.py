@@ -1,9 +1,9 @@
 """Model prices: OpenRouter's model list, cached on disk with its age, or a conservative fallback.
 
 Prices are USD per token. ``openrouter/<vendor>/<model>`` names are looked up without the ``openrouter/``
-prefix; ``ollama_chat/`` and ``ollama/`` models run locally and cost nothing. In demo mode every model costs
-``demo.usd_per_mtok``. With no list (offline, an error, a model the list does not know), the configured
-fallback prices are used and ``price_source()`` says so.
+prefix; local models (``ollama_chat/`` and ``ollama/``: ``engine/models.py``) cost nothing. In demo mode every
+model costs ``demo.usd_per_mtok``. With no list (offline, an error, a model the list does not know), the
+configured fallback prices are used and ``price_source()`` says so.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ from typing import Any
 import aiohttp
 
 from swarm_tui.engine.config import OPTION_BY_KEY, Config
+from swarm_tui.engine.info import PriceInfo
+from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here
 from swarm_tui.engine.paths import data_dir
 
 log = logging.getLogger(__name__)
 
-LOCAL_PREFIXES = ("ollama_chat/", "ollama/")
 CACHE_NAME = "prices.json"
-
-
-def is_local(model: str) -> bool:
-    return model.startswith(LOCAL_PREFIXES)
 
 
 def list_id(model: str) -> str:
@@ -91,17 +88,17 @@ class PriceBook:
         self.cfg = cfg
         self.demo = demo
         self.clock = clock
-        self.path = path if path is not None else data_dir(cfg["paths.data_dir"]) / CACHE_NAME
-        self.base = cfg["openrouter.api_base"].rstrip("/")
-        self.max_age_s = cfg["openrouter.price_cache_hours"] * 3600.0
+        self.path = path if path is not None else data_dir(cfg.paths.data_dir) / CACHE_NAME
+        self.base = cfg.openrouter.api_base.rstrip("/")
+        self.max_age_s = cfg.openrouter.price_cache_hours * 3600.0
         # Fetch only when there is something to price: a key, or an endpoint other than the default (tests).
         default_base = OPTION_BY_KEY["openrouter.api_base"].default.rstrip("/")
         if fetch is None:
-            fetch = not demo and (bool(cfg["openrouter.api_key"]) or self.base != default_base)
+            fetch = not demo and (bool(cfg.openrouter.api_key) or self.base != default_base)
         self.fetch_enabled = fetch
         self.fallback = (
-            cfg["openrouter.fallback_prompt_usd_per_mtok"] / 1e6,
-            cfg["openrouter.fallback_completion_usd_per_mtok"] / 1e6,
+            cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6,
+            cfg.openrouter.fallback_completion_usd_per_mtok / 1e6,
         )
         self.prices: dict[str, tuple[float, float]] = {}
         self.fetched_at: float | None = None
@@ -113,7 +110,7 @@ class PriceBook:
     def price(self, model: str) -> tuple[float, float]:
         """(prompt, completion) USD per token."""
         if self.demo:  # the demo endpoint charges every model, local ones included, at the demo price
-            p = self.cfg["demo.usd_per_mtok"] / 1e6
+            p = self.cfg.demo.usd_per_mtok / 1e6
             return (p, p)
         if is_local(model):
             return (0.0, 0.0)
@@ -139,7 +136,7 @@ class PriceBook:
 
     def price_source(self) -> str:
         if self.demo:
-            return f"demo price (${self.cfg['demo.usd_per_mtok']:g}/Mtok)"
+            return f"demo price (${self.cfg.demo.usd_per_mtok:g}/Mtok)"
         age = self.age_s()
         if not self.prices or age is None:
             return "fallback (no price list)"
@@ -218,7 +215,7 @@ class PriceBook:
             with contextlib.suppress(OSError):
                 self.path.with_suffix(".tmp").unlink()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> PriceInfo:
         age = self.age_s()
         return {
             "price_source": self.price_source(),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from swarm_tui.engine.bus.wire import Job
+from swarm_tui.engine.info import LocalModel, RamInfo, SpendInfo
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class SpendGuardP(Protocol):
         """Cost from the price list, for calls whose provider reported none."""
         ...
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> SpendInfo: ...
 
 
 @dataclass
@@ -65,7 +66,7 @@ class RamReading:
     available_mb: float
     own_rss_mb: float = 0.0
     children_rss_mb: float = 0.0
-    local_models: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "size_mb"}] from /api/ps
+    local_models: list[LocalModel] = field(default_factory=list)  # from Ollama's /api/ps
     at: float = 0.0
 
 
@@ -78,7 +79,7 @@ class RamGuardP(Protocol):
         """True while available RAM minus ``extra_mb`` stays above the headroom."""
         ...
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> RamInfo: ...
 
 
 class RateLimitsP(Protocol):

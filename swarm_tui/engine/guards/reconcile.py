@@ -42,6 +42,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.wire import Job, SpendEntry
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.info import ReconcileInfo
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class Reconciler:
             await self._http.close()
             self._http = None
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ReconcileInfo:
         return {
             "pending": self.pending_n,
             "held_usd": round(self.pending_usd, 6),
@@ -330,12 +331,12 @@ class Reconciler:
                 self.counts["reconciled"] += 1
                 await self._charge(aid, doc, float(cost), estimated=False, tokens=tokens)
                 return
-        if self.clock() - float(doc.get("ended_at") or 0.0) >= float(self.cfg["openrouter.reconcile_max_s"]):
+        if self.clock() - float(doc.get("ended_at") or 0.0) >= self.cfg.openrouter.reconcile_max_s:
             self.counts["worst_timeout"] += 1
             log.warning(
                 "no cost from OpenRouter for attempt %s in %.0f s: charged its worst case",
                 aid,
-                float(self.cfg["openrouter.reconcile_max_s"]),
+                self.cfg.openrouter.reconcile_max_s,
             )
             await self._charge(aid, doc, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
             return

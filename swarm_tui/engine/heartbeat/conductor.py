@@ -40,7 +40,10 @@ from swarm_tui.engine.heartbeat.envelope import (
     rules_advice,
 )
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class Conductor:
         monotonic: Callable[[], float] = time.monotonic,
         advisor: Advisor | None = None,
         use_ollama: bool = True,
-        lookup: Callable[[str], Any] | None = None,
+        record: Recorder | None = None,
         demo: bool = False,
         tick_s: float = 0.5,
     ) -> None:
@@ -79,7 +82,7 @@ class Conductor:
         self.monotonic = monotonic
         self.use_ollama = use_ollama
         self.advisor = advisor
-        self.lookup = lookup
+        self.record = record or Recorder(bus, state)  # publishes a decision or an approval and applies it
         self.demo = demo
         self.tick_s = tick_s
         self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
@@ -92,7 +95,7 @@ class Conductor:
         self.reachable: bool | None = None  # None: not asked yet
         self.last_error = ""
         self.last_warning = ""  # the last model call's warning (its prompt filled the window)
-        self.last_envelope: dict[str, Any] = {}
+        self.last_envelope: EnvelopeSummary | NoEnvelope = {}  # {} until the first beat
         self._started = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -107,17 +110,11 @@ class Conductor:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self.lookup is not None:
-            self.spend = self.spend or self.lookup("spend")
-            self.ram = self.ram or self.lookup("ram")
-            pool = self.lookup("pool")
-            if self.rate_limits is None and pool is not None and hasattr(pool, "rate_limits"):
-                self.rate_limits = pool
         if self.advisor is None and self.use_ollama:
             self.advisor = Advisor(self.cfg, self.lane, ram=self.ram, monotonic=self.monotonic)
         now = self.monotonic()
-        self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
-        self._next_review = now + float(self.cfg["heartbeat.review_s"])
+        self._next_interval = now + self.cfg.heartbeat.interval_s
+        self._next_review = now + self.cfg.heartbeat.review_s
         self._started = True
         for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
             if tv.state in REVIEWABLE:
@@ -154,7 +151,7 @@ class Conductor:
 
     def _schedule_debounce(self) -> None:
         now = self.monotonic()
-        d = float(self.cfg["heartbeat.debounce_s"])
+        d = self.cfg.heartbeat.debounce_s
         if self._burst_start is None:
             self._burst_start = now
         # trailing debounce, but never later than 4 debounce periods after the burst began
@@ -203,11 +200,11 @@ class Conductor:
             self._debounce_at = self._burst_start = None
         if now >= self._next_review:
             triggers.append("scheduled review")
-            self._next_review = now + float(self.cfg["heartbeat.review_s"])
-            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+            self._next_review = now + self.cfg.heartbeat.review_s
+            self._next_interval = now + self.cfg.heartbeat.interval_s
         elif now >= self._next_interval:
             triggers.append("interval")
-            self._next_interval = now + float(self.cfg["heartbeat.interval_s"])
+            self._next_interval = now + self.cfg.heartbeat.interval_s
         return " + ".join(triggers)
 
     # ------------------------------------------------------------------ one beat
@@ -226,7 +223,7 @@ class Conductor:
         return decision or (follow[0] if follow else None)
 
     async def _new_work(self, trigger: str) -> Decision | None:
-        views = self.state.pending_tasks()[: int(self.cfg["heartbeat.max_tasks_per_beat"])]
+        views = self.state.pending_tasks()[: self.cfg.heartbeat.max_tasks_per_beat]
         if not views:
             self.note = "no pending tasks"
             return None
@@ -296,12 +293,11 @@ class Conductor:
             error=error[:2000],
             reason=summary[:2000],
             created_at=now,
-            expires_at=now + float(self.cfg["approval.expire_s"]),
+            expires_at=now + self.cfg.approval.expire_s,
             demo=self.demo,
             warning=(result.warning if result is not None else "")[:500],
         )
-        await self.bus.publish_event(decision, msg_id=decision.id)
-        self.state.apply(decision)
+        await self.record(decision, msg_id=decision.id)
         self.decisions += 1
         self.last_decision = decision.id
         self.note = ""
@@ -315,17 +311,17 @@ class Conductor:
         return limit_tasks(
             c,
             spent=spent,
-            max_usd=float(self.cfg["budget.task_max_usd"]),
+            max_usd=self.cfg.budget.task_max_usd,
             rounds=rounds,
-            max_rounds=int(self.cfg["budget.task_max_followups"]) if rounds is not None else None,
+            max_rounds=self.cfg.budget.task_max_followups if rounds is not None else None,
         )
 
     # ------------------------------------------------------------------ follow-ups
     def reviewable(self) -> list[ReviewTask]:
         """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
         reviewed, with the limit they are at in ``review_note``)."""
-        max_rounds = int(self.cfg["budget.task_max_followups"])
-        max_usd = float(self.cfg["budget.task_max_usd"])
+        max_rounds = self.cfg.budget.task_max_followups
+        max_usd = self.cfg.budget.task_max_usd
         out: list[tuple[int, float, ReviewTask]] = []
         for tv in self.state.tasks.values():
             if tv.state not in REVIEWABLE or not tv.results or self._reviewed.get(tv.id) == len(tv.results):
@@ -352,7 +348,7 @@ class Conductor:
                 )
             )
         out.sort(key=lambda x: (x[0], x[1]))
-        return [r for _, _, r in out[: int(self.cfg["heartbeat.max_tasks_per_beat"])]]
+        return [r for _, _, r in out[: self.cfg.heartbeat.max_tasks_per_beat]]
 
     async def review(self, trigger: str) -> list[Decision]:
         """Offer finished tasks' new results to the local model; publish the follow-ups it proposes (one
@@ -365,7 +361,7 @@ class Conductor:
         if self.advisor is None:
             self.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
             return []
-        ctx = int(self.cfg["swarm.context_max_chars"])
+        ctx = self.cfg.swarm.context_max_chars
         prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
         env = self.envelope(
             [ReadyTask(t.id, t.text, prio[t.id], min(ctx, sum(len(x[2]) for x in t.results))) for t in items]
@@ -403,7 +399,7 @@ class Conductor:
             est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
             est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
             summary = (
-                f"{trigger}: follow-up round {rounds[tid]} of {int(self.cfg['budget.task_max_followups'])}"
+                f"{trigger}: follow-up round {rounds[tid]} of {self.cfg.budget.task_max_followups}"
                 f" for task {tid}: {len(plan)} worker(s)"
             )
             if result.advice.reason:
@@ -420,13 +416,12 @@ class Conductor:
                 latency_ms=result.latency_ms,
                 reason=summary[:2000],
                 created_at=now,
-                expires_at=now + float(self.cfg["approval.expire_s"]),
+                expires_at=now + self.cfg.approval.expire_s,
                 round=min(100, rounds[tid]),
                 demo=self.demo,
                 warning=result.warning[:500],
             )
-            await self.bus.publish_event(d, msg_id=d.id)
-            self.state.apply(d)
+            await self.record(d, msg_id=d.id)
             self.decisions += 1
             self.followups += 1
             self.last_decision = d.id
@@ -438,7 +433,7 @@ class Conductor:
         return out
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
-        scale = self.state.scale if self.state.scale is not None else int(self.cfg["swarm.scale"])
+        scale = self.state.scale if self.state.scale is not None else self.cfg.swarm.scale
         remaining: float | None = None
         blocked = ""
         if self.spend is not None:
@@ -451,10 +446,10 @@ class Conductor:
             tasks,
             scale=scale,
             live_workers=len(self.state.live_workers()),
-            max_per_task=int(self.cfg["heartbeat.max_workers_per_task"]),
+            max_per_task=self.cfg.heartbeat.max_workers_per_task,
             estimate=self.estimate,
             remaining_usd=remaining,
-            per_decision_usd=float(self.cfg["budget.per_decision_usd"]),
+            per_decision_usd=self.cfg.budget.per_decision_usd,
             ram_ok=ram_ok,
             rate_limits=rl,
             now=self.clock(),
@@ -463,21 +458,21 @@ class Conductor:
 
     def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
         """(likely, worst) USD of one worker: the spend guard's, else the conservative fallback prices."""
-        if model.startswith("ollama_chat/"):
+        if is_local_chat(model):
             return 0.0, 0.0
         if self.spend is not None:
             likely, worst = self.spend.estimate(model, prompt_chars, max_tokens)
             return float(likely), float(worst)
-        p = float(self.cfg["openrouter.fallback_prompt_usd_per_mtok"]) / 1e6
-        c = float(self.cfg["openrouter.fallback_completion_usd_per_mtok"]) / 1e6
+        p = self.cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6
+        c = self.cfg.openrouter.fallback_completion_usd_per_mtok / 1e6
         prompt_tokens = prompt_chars / 3  # generous: real text runs ~4 characters a token
         return prompt_tokens * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
 
     # ------------------------------------------------------------------ approval
     async def _maybe_auto_approve(self, d: Decision) -> None:
-        if self.cfg["approval.mode"] != "auto":
+        if self.cfg.approval.mode != "auto":
             return
-        limit = float(self.cfg["approval.auto_max_usd"])
+        limit = self.cfg.approval.auto_max_usd
         if d.est_cost_max > limit:
             self.note = f"{d.id} waits for approval: worst case ${d.est_cost_max:.4f} > auto limit ${limit:.4f}"
             return
@@ -488,8 +483,7 @@ class Conductor:
             at=self.clock(),
             reason=f"worst case ${d.est_cost_max:.4f} <= ${limit:.4f}",
         )
-        await self.bus.publish_event(ev, msg_id=f"{d.id}-final")
-        self.state.apply(ev)
+        await self.record(ev, msg_id=f"{d.id}-final")
 
     async def _expire_due(self) -> None:
         now = self.clock()
@@ -501,15 +495,14 @@ class Conductor:
                 action="expired",
                 by="conductor",
                 at=now,
-                reason=f"not approved within {self.cfg['approval.expire_s']:g} s",
+                reason=f"not approved within {self.cfg.approval.expire_s:g} s",
             )
-            await self.bus.publish_event(ev, msg_id=f"{dv.id}-final")
-            self.state.apply(ev)
+            await self.record(ev, msg_id=f"{dv.id}-final")
 
     # ------------------------------------------------------------------ status
-    def info(self) -> dict[str, Any]:
-        mode = self.cfg["approval.mode"]
-        approval = f"auto (<= ${float(self.cfg['approval.auto_max_usd']):.4f})" if mode == "auto" else "manual"
+    def info(self) -> ConductorInfo:
+        mode = self.cfg.approval.mode
+        approval = f"auto (<= ${self.cfg.approval.auto_max_usd:.4f})" if mode == "auto" else "manual"
         use = self.advisor is not None and self.reachable is not False
         source = self.advisor.source if (use and self.advisor is not None) else "rules"
         nxt = self._due() - self.monotonic() if self._started else None
@@ -517,7 +510,7 @@ class Conductor:
         return {
             "source": source,
             "state": status,
-            "ollama_model": self.cfg["ollama.model"] if self.use_ollama else None,
+            "ollama_model": self.cfg.ollama.model if self.use_ollama else None,
             "ollama_reachable": self.reachable,
             "ollama_error": self.last_error,
             "ollama_warning": self.last_warning,

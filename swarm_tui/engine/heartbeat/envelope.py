@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarm_tui.engine.bus.wire import Clamp, PlanItem
+from swarm_tui.engine.info import EnvelopeSummary
+from swarm_tui.engine.models import is_local_chat
 
 MAX_STEP = 20
 PROMPT_OVERHEAD_CHARS = 400  # system text a worker sends besides the task itself
@@ -181,7 +183,7 @@ class RoleSpec:
 
     @property
     def local(self) -> bool:
-        return self.model.startswith("ollama_chat/")
+        return is_local_chat(self.model)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ class Envelope:
             return "no role may be used: " + "; ".join(f"{r}: {w}" for r, w in self.excluded.items())
         return "; ".join(self.limits[k] for k, n in self.bounds.items() if n <= 0 and k in self.limits) or "no room"
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> EnvelopeSummary:
         return {
             "max_workers": self.max_workers,
             "roles": sorted(self.roles),

@@ -218,12 +218,12 @@ class Advisor:
         self.cfg = cfg
         self.lane = lane
         self.ram = ram
-        self.model: str = cfg["ollama.model"]
-        self.host: str = cfg["ollama.host"]
+        self.model: str = cfg.ollama.model
+        self.host: str = cfg.ollama.host
         self._client = client
         self.monotonic = monotonic
         self.calls = 0
-        self.last_keep_alive: str | int = cfg["ollama.keep_alive"]
+        self.last_keep_alive: str | int = cfg.ollama.keep_alive
         self.sizer = PromptSizer()
 
     @property
@@ -247,16 +247,16 @@ class Advisor:
     def keep_alive(self) -> str | int:
         """Keep the model loaded while RAM headroom allows; unload it after the call (0) when it does not."""
         if self.ram is None:
-            return str(self.cfg["ollama.keep_alive"])
+            return self.cfg.ollama.keep_alive
         try:
             ok = self.ram.headroom_ok()
         except Exception:  # noqa: BLE001 - a failing gauge must not keep a model loaded
             ok = False
-        return str(self.cfg["ollama.keep_alive"]) if ok else 0
+        return self.cfg.ollama.keep_alive if ok else 0
 
     # ------------------------------------------------------------------ sizing
     def num_ctx(self) -> int:
-        return int(self.cfg["ollama.num_ctx"])
+        return self.cfg.ollama.num_ctx
 
     def _fits(self, room: int, text: str) -> bool:
         return self.sizer.tokens(text) <= room
@@ -326,7 +326,7 @@ class Advisor:
         return advice_schema(list(env.roles), task_ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
 
     async def _ask(self, system: str, prompt: str, schema: dict[str, Any], offered: list[str]) -> AdviceResult:
-        timeout = float(self.cfg["ollama.timeout_s"])
+        timeout = self.cfg.ollama.timeout_s
         keep_alive = self.keep_alive()
         self.last_keep_alive = keep_alive
         ctx = self.num_ctx()

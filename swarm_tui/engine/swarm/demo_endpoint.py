@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.info import DemoInfo
 
 WORDS = (
     "the swarm streams tokens while the heartbeat decides and the budget holds; each worker writes "
@@ -30,9 +31,9 @@ class DemoEndpoint:
     KEY = "demo-key-not-secret"
 
     def __init__(self, cfg: Config, *, host: str = "127.0.0.1") -> None:
-        self.tps = float(cfg["demo.tokens_per_s"])
-        self.tokens = int(cfg["demo.tokens"])
-        self.usd_per_mtok = float(cfg["demo.usd_per_mtok"])
+        self.tps = cfg.demo.tokens_per_s
+        self.tokens = cfg.demo.tokens
+        self.usd_per_mtok = cfg.demo.usd_per_mtok
         self.host = host
         self.port = 0
         self.requests = 0
@@ -60,7 +61,7 @@ class DemoEndpoint:
             await self._runner.cleanup()
             self._runner = None
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> DemoInfo:
         return {
             "base": self.base if self.port else "",
             "tokens_per_s": self.tps,

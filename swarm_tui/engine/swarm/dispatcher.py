@@ -39,6 +39,8 @@ from swarm_tui.engine.bus.wire import (
 )
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.protocols import SpendGuardP
+from swarm_tui.engine.info import ControllerInfo
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection import SwarmState
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ DEFAULT_PROMPT = "You are the {role} worker of a swarm. Do the task below well a
 
 
 def lane_of(model: str) -> str:
-    return "local" if model.startswith("ollama_chat/") else "cloud"
+    return "local" if is_local_chat(model) else "cloud"
 
 
 def system_prompt(role: str) -> str:
@@ -129,7 +131,7 @@ class Controller:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ControllerInfo:
         return {
             "jobs_published": self.published,
             "jobs_skipped": self.skipped,
@@ -206,7 +208,7 @@ class Controller:
         jid = job_id(decision.id, index)
         earlier = self.context_results(decision, item)
         if earlier or decision.round > 0:
-            limit = int(self.cfg["swarm.context_max_chars"])
+            limit = self.cfg.swarm.context_max_chars
             intro = (
                 "Earlier results for this task follow (the work of other roles of the swarm); build on them."
                 if item.step > 0 or not decision.round
@@ -347,12 +349,7 @@ class Controller:
         self.ended += 1
 
     def queued_reason(self, job: Job) -> str:
-        if (
-            job.model.startswith("openrouter/")
-            and not self.demo
-            and not job.demo
-            and not self.cfg["openrouter.api_key"]
-        ):
+        if job.model.startswith("openrouter/") and not self.demo and not job.demo and not self.cfg.openrouter.api_key:
             return "OPENROUTER_API_KEY is not set"
         return ""
 

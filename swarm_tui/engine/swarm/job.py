@@ -20,6 +20,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, Result, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.worker_call import CallError, Progress, stream_call
 
@@ -136,7 +137,7 @@ class JobRun:
             await self.finish(run, "cancelled", mark)
             return
         retries = rate_limited = shrinks = 0
-        max_retries = int(p.cfg["swarm.max_retries"])
+        max_retries = p.cfg.swarm.max_retries
         while True:
             if not await self.gates(run) or run.cancel_reason:
                 await self.finish(run, "cancelled", run.cancel_reason or "cancelled")
@@ -161,7 +162,7 @@ class JobRun:
                     continue
                 if e.kind == "cannot_afford":  # this request only: retry smaller when that is still useful
                     asked = run.max_tokens or job.max_tokens
-                    useful = min(int(p.cfg["openrouter.min_afford_tokens"]), max(1, asked // 2))
+                    useful = min(p.cfg.openrouter.min_afford_tokens, max(1, asked // 2))
                     if e.afford is not None and useful <= e.afford < asked and shrinks < 3:
                         shrinks += 1
                         run.max_tokens = e.afford
@@ -220,7 +221,7 @@ class JobRun:
     async def gates(self, run: Run) -> bool:
         """Wait until the job may call; False when it was cancelled meanwhile."""
         p, job = self.pool, run.job
-        local = job.model.startswith("ollama_chat/") and p.demo_endpoint is None
+        local = is_local_chat(job.model) and p.demo_endpoint is None
         while not run.cancel_reason:
             blocked = "" if local else p.cloud_blocked()
             if blocked:
@@ -254,11 +255,11 @@ class JobRun:
         p = self.pool
         if p.demo_endpoint is not None:
             bare = job.model.split("/", 1)[1] if "/" in job.model else job.model
-            if job.model.startswith("ollama_chat/"):
+            if is_local_chat(job.model):
                 bare = "local/" + bare
             return "openrouter/" + bare, p.api_base, p.api_key
-        if job.model.startswith("ollama_chat/"):
-            host = str(p.cfg["ollama.host"]).rstrip("/")
+        if is_local_chat(job.model):
+            host = p.cfg.ollama.host.rstrip("/")
             return job.model, host if "://" in host else f"http://{host}", None
         if job.model.startswith("openrouter/"):
             return job.model, p.api_base, p.api_key
@@ -272,10 +273,10 @@ class JobRun:
         first = role.first_token_timeout_s if role is not None else None
         # The whole call ends at swarm.request_timeout_s however long the first content may take: the spend
         # guard's stale-reservation limit is built on it, so no call may outlive its reservation.
-        limit = first or float(cfg["swarm.first_content_timeout_s"])
-        opts: dict[str, Any] = {"first_content_timeout": min(limit, float(cfg["swarm.request_timeout_s"]))}
+        limit = first or cfg.swarm.first_content_timeout_s
+        opts: dict[str, Any] = {"first_content_timeout": min(limit, cfg.swarm.request_timeout_s)}
         if model.startswith("openrouter/"):
-            opts["headers"] = attribution(str(cfg["openrouter.referer"]), str(cfg["openrouter.title"]))
+            opts["headers"] = attribution(cfg.openrouter.referer, cfg.openrouter.title)
             opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
         return opts
 
@@ -316,8 +317,8 @@ class JobRun:
                 max_tokens=run.max_tokens or job.max_tokens,
                 api_base=base,
                 api_key=key,
-                timeout=float(p.cfg["swarm.request_timeout_s"]),
-                first_token_timeout=float(p.cfg["swarm.first_token_timeout_s"]),
+                timeout=p.cfg.swarm.request_timeout_s,
+                first_token_timeout=p.cfg.swarm.first_token_timeout_s,
                 progress=run.progress,
                 on_text=on_text,
                 secrets=p.cfg.secrets,
@@ -329,7 +330,7 @@ class JobRun:
         run.called = True
         outcome: BaseException | None = None
         try:
-            if model.startswith("ollama_chat/"):
+            if is_local_chat(model):
                 if p.lane.busy:
                     await self.event(run, "waiting", f"waiting for the local lane ({p.lane.holder})")
                 async with p.lane.turn(job.worker_id):
@@ -434,7 +435,7 @@ class JobRun:
             return
         if not completion and not pr.usage_seen:
             return
-        if job.model.startswith("ollama_chat/") and p.demo_endpoint is None:
+        if is_local_chat(job.model) and p.demo_endpoint is None:
             return  # local inference costs no money
         run.cost += self.cost_of(job.model, prompt, completion)
         run.estimated = True
@@ -446,8 +447,8 @@ class JobRun:
                 return float(p.spend.cost_of(model, prompt, completion))
         c = p.cfg
         return (
-            prompt * c["openrouter.fallback_prompt_usd_per_mtok"]
-            + completion * c["openrouter.fallback_completion_usd_per_mtok"]
+            prompt * c.openrouter.fallback_prompt_usd_per_mtok
+            + completion * c.openrouter.fallback_completion_usd_per_mtok
         ) / 1e6
 
     async def finish(self, run: Run, state: Literal["done", "failed", "cancelled"], reason: str) -> None:
@@ -463,7 +464,7 @@ class JobRun:
             role=job.role,
             model=job.model,
             step=job.step,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             text=pr.text[:MAX_TEXT],
             reason=reason[:1000],
             usage=Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens),

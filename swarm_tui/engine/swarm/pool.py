@@ -33,6 +33,7 @@ from swarm_tui.engine.errors import InvalidMessage
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
 from swarm_tui.engine.guards.reconcile import Reconciler
+from swarm_tui.engine.info import PoolInfo
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.job import MAX_DELIVER, JobRun, Run
 
@@ -89,7 +90,7 @@ class Pool:
         self.concurrency = concurrency
         self.demo = demo
         self.demo_endpoint = demo_endpoint
-        self.scale: int = int(cfg["swarm.scale"])
+        self.scale: int = cfg.swarm.scale
         self.runs: dict[str, Run] = {}
         self.limits: dict[str, ModelLimit] = {}
         self.counts: Counter[str] = Counter()
@@ -119,15 +120,15 @@ class Pool:
 
     @property
     def api_key(self) -> str:
-        return str(self.demo_endpoint.KEY) if self.demo_endpoint is not None else str(self.cfg["openrouter.api_key"])
+        return str(self.demo_endpoint.KEY) if self.demo_endpoint is not None else self.cfg.openrouter.api_key
 
     @property
     def api_base(self) -> str:
-        return str(self.demo_endpoint.base) if self.demo_endpoint is not None else str(self.cfg["openrouter.api_base"])
+        return str(self.demo_endpoint.base) if self.demo_endpoint is not None else self.cfg.openrouter.api_base
 
     def blocked(self) -> str:
         """Why the pool takes no job from the queue at all, else ""."""
-        if self.demo_endpoint is None and not self.cfg["openrouter.api_key"]:
+        if self.demo_endpoint is None and not self.cfg.openrouter.api_key:
             return MISSING_KEY
         return ""
 
@@ -155,7 +156,7 @@ class Pool:
             self.out_of_credit = ""
 
     def set_scale(self, n: int) -> None:
-        n = max(0, min(int(n), int(self.cfg["swarm.max_scale"])))
+        n = max(0, min(int(n), self.cfg.swarm.max_scale))
         if n != self.scale:
             log.info("pool scale %d -> %d", self.scale, n)
         self.scale = n
@@ -187,7 +188,7 @@ class Pool:
         if lim.ok >= self.recover_after:
             lim.ok = 0
             lim.limit += 1
-            if lim.limit >= int(self.cfg["swarm.max_scale"]):
+            if lim.limit >= self.cfg.swarm.max_scale:
                 lim.limit = None
 
     # ------------------------------------------------------------------ component
@@ -241,7 +242,7 @@ class Pool:
         if self.reconciler is not None:
             await self.reconciler.stop()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> PoolInfo:
         states = Counter(r.state for r in self.runs.values())
         return {
             "scale": self.scale,
@@ -440,7 +441,7 @@ class Pool:
             log.warning("litellm did not load: %s", type(exc).__name__)
 
     async def _heartbeat_loop(self) -> None:
-        every = max(0.5, min(10.0, float(self.cfg["swarm.ack_wait_s"]) / 3))
+        every = max(0.5, min(10.0, self.cfg.swarm.ack_wait_s / 3))
         while True:
             await asyncio.sleep(every)
             for m in [r.msg for r in self.runs.values() if not r.acked] + list(self.held):
@@ -448,7 +449,7 @@ class Pool:
                     await m.in_progress()
 
     async def _flush_loop(self) -> None:
-        every = int(self.cfg["swarm.chunk_flush_ms"]) / 1000
+        every = self.cfg.swarm.chunk_flush_ms / 1000
         while True:
             if not self.runs:  # idle: no 20 wake-ups a second (idle CPU); a new run sets _busy
                 self._busy.clear()

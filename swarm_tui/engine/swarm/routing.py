@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from swarm_tui.engine.errors import ConfigError
+from swarm_tui.engine.models import is_local_chat
 
 EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")
 _LISTS = ("order", "only", "ignore", "quantizations")
@@ -51,7 +52,7 @@ def role_options(name: str, d: dict[str, Any], where: str, model: str) -> dict[s
             raise bad("fallback_models", fb, expected)
         for m in fb:
             bare = bare_id(m)
-            if m.startswith("ollama_chat/") or "/" not in bare or bare.endswith(":nitro"):
+            if is_local_chat(m) or "/" not in bare or bare.endswith(":nitro"):
                 raise bad("fallback_models", m, expected)
         out["fallback_models"] = tuple(bare_id(m) for m in fb)
     if not cloud:

@@ -42,7 +42,7 @@ def get_litellm() -> Any:
         import litellm
 
         litellm.suppress_debug_info = True
-        litellm.set_verbose = False
+        litellm.set_verbose = False  # type: ignore[attr-defined]
         litellm.telemetry = False
         for flag in ("turn_off_message_logging", "disable_streaming_logging"):
             if hasattr(litellm, flag):

@@ -1,0 +1,135 @@
+"""Provider credit: whether a cloud call may go to OpenRouter at all.
+
+Two things stop cloud dispatch, whatever the budget says:
+
+- the key's own limit is used up: ``GET {api_base}/key`` (polled every ``openrouter.key_poll_s``) answers
+  ``data.limit_remaining`` <= 0. ``limit_remaining`` is the key's limit, not the account's balance (null: the key
+  has no limit).
+- the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
+  visible to the key, so this holds until a later poll shows the key's limit allows again, a call sent after
+  it goes through, or the cool-down passes (then a 402 stops it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+from collections.abc import Callable
+
+import aiohttp
+
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.estimate import usd
+from swarm_tui.engine.info import CreditInfo
+
+log = logging.getLogger(__name__)
+
+_KEY_STATUS = {401: "rejected (HTTP 401)", 403: "rejected (HTTP 403)", 404: "no key endpoint"}
+
+
+class CreditWatch:
+    """The out-of-credit state and the key poller. Only ever talks to the key endpoint; never logs the key."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Callable[[], float],
+        cooldown_s: float,
+        counts: collections.Counter[str],
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.cooldown_s = cooldown_s
+        self.counts = counts  # shared with the spend guard, shown in its info()
+        self.credits_left: float | None = None
+        self.key_status = "no key" if not cfg.openrouter.api_key else "not checked yet"
+        self._key_blocked = ""
+        self._credit_reason = ""
+        self._credit_at = 0.0
+        self._last_poll = 0.0
+        self._http: aiohttp.ClientSession | None = None
+
+    def blocked(self) -> str:
+        """Why no cloud job may be dispatched now, or ""."""
+        if self._key_blocked:
+            return self._key_blocked
+        if self._credit_reason and self.clock() - self._credit_at >= self.cooldown_s:
+            self._credit_reason = ""
+        return self._credit_reason
+
+    def credit_ok(self, since: float) -> None:
+        """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
+        if self._credit_reason and since >= self._credit_at:
+            log.info("a call went through again: cloud dispatch resumes")
+            self._credit_reason = ""
+
+    def mark_out_of_credit(self, reason: str) -> None:
+        r = (reason or "the provider refused for lack of credit").strip()[:200]
+        self._credit_reason = r if r.startswith("out of credit") else f"out of credit: {r}"
+        self._credit_at = self.clock()
+        self.counts["out_of_credit"] += 1
+        log.warning("cloud dispatch stopped: %s", self._credit_reason)
+
+    async def poll_key(self) -> None:
+        """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
+        key = self.cfg.openrouter.api_key
+        if not key:
+            return
+        url = self.cfg.openrouter.api_base.rstrip("/") + "/key"
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        polled_at = self.clock()
+        try:
+            async with self._http.get(url, headers={"Authorization": f"Bearer {key}"}) as resp:
+                status = resp.status
+                body = await resp.json(content_type=None) if status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            self.key_status = f"unreachable ({type(exc).__name__})"
+            return
+        self._last_poll = polled_at
+        if status != 200:
+            self.key_status = _KEY_STATUS.get(status, f"HTTP {status}")
+            if status == 402:
+                self.mark_out_of_credit("out of credit: the key endpoint answered 402")
+            return
+        data = body.get("data", body) if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            self.key_status = "unreadable answer"
+            return
+        lr = data.get("limit_remaining")
+        self.key_status = "ok"
+        if isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr):
+            self.credits_left = float(lr)
+            # limit_remaining is the key's own limit, not the account's credit ("key limit left")
+            self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
+            if lr > 0 and self._credit_reason and polled_at > self._credit_at:
+                # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
+                log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
+                self._credit_reason = ""
+        else:
+            self.credits_left = None
+            self._key_blocked = ""
+
+    async def run(self) -> None:
+        """Poll the key every ``openrouter.key_poll_s``, until cancelled."""
+        while True:
+            await self.poll_key()
+            await asyncio.sleep(self.cfg.openrouter.key_poll_s)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def info(self) -> CreditInfo:
+        blocked = self.blocked()
+        return {
+            "credits_left_usd": self.credits_left,
+            "key_limit_left_usd": self.credits_left,
+            "key_status": self.key_status,
+            "out_of_credit": bool(blocked),
+            "blocked_reason": blocked,
+        }

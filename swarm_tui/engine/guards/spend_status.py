@@ -1,0 +1,53 @@
+"""Spend as `status` and the Spend panel show it when the totals come from the event log.
+
+The totals (today, session, per model, per decision) are the ``SpendEntry`` events in the log (``SwarmState``),
+so they survive any restart; the ledger adds only what is held right now. ``offline_spend_summary`` is the
+view with no engine running (``status`` from a shell, the app before its engine is up): it must stay cheap to
+import, so it needs no bus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.ledger_doc import Doc, empty_doc
+from swarm_tui.engine.info import SpendTotals
+from swarm_tui.engine.projection import SwarmState
+
+
+def log_totals(state: SwarmState, now: float) -> SpendTotals:
+    return {
+        "today_usd": round(state.today_spend(now), 6),
+        "session_usd": round(state.spend.session, 6),
+        "estimated_usd": round(state.spend.estimated, 6),
+        "by_model": {k: round(v, 6) for k, v in sorted(state.spend.by_model.items())},
+        "by_decision": {k: round(v, 6) for k, v in sorted(state.spend.by_decision.items())},
+    }
+
+
+def offline_spend_summary(cfg: Config, state: SwarmState, ledger: Doc | None = None) -> dict[str, Any]:
+    """Spend as the log tells it, with the ledger's reservations when given (no engine running)."""
+    ceiling = state.ceiling_usd if state.ceiling_usd is not None else cfg.budget.daily_usd
+    led = ledger or empty_doc()
+    reserved = sum(r["usd"] for r in led["reserved"].values())
+    out: dict[str, Any] = {
+        "ceiling_usd": ceiling,
+        "reserved_usd": round(reserved, 6),
+        "reservations": len(led["reserved"]),
+    }
+    out.update(log_totals(state, state.clock()))
+    used = max(out["today_usd"], float(led["spent"])) + reserved
+    out["remaining_usd"] = round(max(0.0, ceiling - used), 6)
+    if ledger is not None:
+        out["ledger_spent_usd"] = round(float(led["spent"]), 6)
+    out.update(
+        {
+            "price_source": "unknown (no engine running)",
+            "price_age_s": None,
+            "credits_left_usd": None,
+            "out_of_credit": False,
+            "blocked_reason": "",
+        }
+    )
+    return out

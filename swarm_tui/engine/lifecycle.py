@@ -1,0 +1,138 @@
+"""Start parts in order; stop exactly the parts that started, in reverse.
+
+The engine (follower, control server, info subscription, components, the bus) and the standalone worker (bus,
+guards, pool) share this one rule. A start that fails half-way leaves the parts before it recorded, so the
+owner's ``stop()`` (in its ``finally``) undoes exactly those: a part that never started is never stopped. Each
+stop is bounded, so one hung part cannot hold the others (or the embedded NATS server) up, and a failing stop
+is logged, never raised, because the parts after it must still stop. ``stop()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 10.0  # per part: long enough for a pool to hand back its jobs, short enough to quit
+CANCEL_GRACE_S = 5.0  # after the bound: how long a cancelled stop may take to clean up
+
+StopFn = Callable[[], Awaitable[object]]
+
+
+class Part(Protocol):
+    """Anything with a name and async ``start``/``stop`` (every engine component)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Stopped(RuntimeError):
+    """A part was asked to start after (or finished starting while) its lifecycle stopped."""
+
+
+@dataclass(frozen=True)
+class _Running:
+    name: str
+    stop: StopFn
+    timeout_s: float | None
+
+
+class Lifecycle:
+    def __init__(self, owner: str, *, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
+        self.owner = owner  # for log lines: "engine", "worker"
+        self.cancel_grace_s = cancel_grace_s
+        self._running: list[_Running] = []
+        self._stopping = False
+        self._stragglers: set[asyncio.Future[object]] = set()  # stops that outlived their bound, kept referenced
+
+    @property
+    def started(self) -> list[str]:
+        """The names of the running parts, in start order."""
+        return [r.name for r in self._running]
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
+    def adopt(self, name: str, stop: StopFn, *, timeout_s: float | None = STOP_TIMEOUT_S) -> None:
+        """Record a part started by someone else (a connected bus handed in), or one whose ``stop`` is safe
+        whatever its start got to (an engine with its own lifecycle): it is stopped with the others."""
+        if self._stopping:
+            raise Stopped(f"{self.owner} is stopped: {name} was not recorded")
+        self._running.append(_Running(name, stop, timeout_s))
+
+    async def start(
+        self,
+        name: str,
+        start: Callable[[], Awaitable[object]],
+        stop: StopFn,
+        *,
+        timeout_s: float | None = STOP_TIMEOUT_S,
+    ) -> None:
+        """Run ``start``; once it returns, ``stop`` is owed. An error propagates and nothing is recorded.
+
+        ``timeout_s`` bounds the stop (None: unbounded, only for a part whose stop bounds its own steps)."""
+        if self._stopping:
+            raise Stopped(f"{self.owner} is stopped: {name} not started")
+        await start()
+        running = _Running(name, stop, timeout_s)
+        if self._stopping:  # stop() ran while we were starting: undo this part too, then say so
+            await self._stop_one(running)
+            raise Stopped(f"{self.owner} was stopped while {name} started")
+        self._running.append(running)
+
+    async def start_part(self, part: Part, *, timeout_s: float | None = STOP_TIMEOUT_S) -> None:
+        await self.start(part.name, part.start, part.stop, timeout_s=timeout_s)
+
+    async def stop(self) -> None:
+        """Stop what started, newest first. Never raises for a part's failure; a second call does nothing."""
+        if self._stopping:
+            return
+        self._stopping = True
+        while self._running:
+            await self._stop_one(self._running.pop())
+
+    async def _stop_one(self, part: _Running) -> None:
+        # A task, not wait_for: wait_for waits for a cancelled stop to finish, so a stop that swallows the
+        # cancellation would hang the whole shutdown.
+        task: asyncio.Future[object] = asyncio.ensure_future(part.stop())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=part.timeout_s)
+        except asyncio.CancelledError:  # our caller gave up (its own bound): do not leave the stop behind
+            task.cancel()
+            raise
+        if not done:
+            # Over its bound: cancel the stop and give the cancellation a short grace to run its cleanup (a pool
+            # cancelled here still stores a job's last word and acks it before the bus closes), then go on.
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=self.cancel_grace_s)
+            if not done:
+                self._stragglers.add(task)
+                task.add_done_callback(self._forget)
+                log.error(
+                    "%s: stopping %s took over %.1f s; going on without it",
+                    self.owner,
+                    part.name,
+                    (part.timeout_s or 0) + self.cancel_grace_s,
+                )
+                return
+            log.warning("%s: stopping %s took over %.1f s; cancelled", self.owner, part.name, part.timeout_s)
+            if task.cancelled():
+                return
+        try:
+            task.result()
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the parts after this one must still stop
+            log.exception("%s: stopping %s failed", self.owner, part.name)
+
+    def _forget(self, task: asyncio.Future[object]) -> None:
+        """A straggler ended at last: drop it, and read its outcome so asyncio does not warn about it."""
+        self._stragglers.discard(task)
+        if not task.cancelled():
+            task.exception()

@@ -1,0 +1,384 @@
+"""The control room: the main screen's panels, their layout on wide and narrow terminals, the filter box.
+
+It draws what the App holds (``RoomSource``: the link's state, the engine's info, the rings, the clock) when
+the App says so; it decides nothing about *when* (that is the render scheduler's job) and sends nothing to the
+engine (the App's actions do). Wide terminals show every panel; narrow ones (``-compact``) one tab at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.events import Key
+from textual.geometry import Size
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Tab, Tabs
+
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.info import AnySpend, EngineInfo, OfflineSpend, RamSummary, usable
+from swarm_tui.engine.projection import DecisionView
+from swarm_tui.textsafe import plain
+from swarm_tui.tui.link import Link
+from swarm_tui.tui.messages import RoomReady
+from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.render_scheduler import RenderScheduler
+from swarm_tui.tui.widgets import (
+    DecisionDetail,
+    HeaderBar,
+    RamPanel,
+    SpendPanel,
+    decision_rows,
+    sync_table,
+    task_rows,
+)
+from swarm_tui.tui.workers_panel import WorkersPanel
+
+COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
+COMPACT_HEIGHT = 30
+TABS = ("decisions", "workers", "tasks", "guards")
+TAB_LABELS = ("1 Decisions", "2 Workers", "3 Tasks", "4 RAM·Spend")
+# the containers each tab shows on a narrow terminal
+TAB_PANELS = {
+    "decisions": {"right", "decisions-panel"},
+    "workers": {"left", "workers-panel"},
+    "tasks": {"left", "tasks-panel"},
+    "guards": {"right", "guards"},
+}
+
+
+class RoomSource(Protocol):
+    """What the control room reads from the App."""
+
+    link: Link
+    cfg: Config
+    info: EngineInfo
+    rings: dict[str, OutputRing]
+    clock: Callable[[], float]
+    ready: bool
+    engine_error: str
+    deterministic: bool
+    scheduler: RenderScheduler
+
+    def refresh_state(self) -> None:
+        """Rebuild the state views now (and tell the render scheduler they are fresh)."""
+
+
+class ControlRoom(Screen[None]):
+    """The App's default screen. The widgets are made here, so the App reaches them as attributes (no query on
+    the hot paths); their ids stay for app.tcss and the tests."""
+
+    def __init__(self, source: RoomSource, *, ram_history: list[float] | None = None) -> None:
+        super().__init__(id="_default")  # the App's default screen (App.query_one looks here)
+        self.source = source
+        self.ram_history: deque[float] = deque(ram_history or [], maxlen=600)
+        self.compact = False
+        self.active_tab = "decisions"
+        self.filter_text = ""
+        self._seen_decisions: set[str] = set()
+        self.header_bar = HeaderBar(id="header")
+        self.task_table: DataTable[Any] = DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
+        self.decision_table: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
+        self.detail_view = DecisionDetail(id="decision-detail")
+        self.workers_panel = WorkersPanel(source.scheduler.tuning, id="workers-panel", classes="panel")
+        self.ram_panel = RamPanel(id="ram", classes="panel")
+        self.spend_panel = SpendPanel(id="spend", classes="panel")
+        self.filter_box = Input(
+            id="filter", placeholder="filter tasks, decisions and workers · enter keeps it · escape clears"
+        )
+        self.footer = Footer()
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield self.header_bar
+        yield Tabs(*(Tab(label, id=f"tab-{n}") for n, label in zip(TABS, TAB_LABELS, strict=True)), id="tabs")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                with Vertical(id="tasks-panel", classes="panel"):
+                    yield self.task_table
+                yield self.workers_panel
+            with Vertical(id="right"):
+                with Vertical(id="decisions-panel", classes="panel"):
+                    yield self.decision_table
+                    yield self.detail_view
+                with Vertical(id="guards"):
+                    yield self.ram_panel
+                    yield self.spend_panel
+        yield self.filter_box
+        yield self.footer
+
+    def on_mount(self) -> None:
+        self.task_table.add_columns("id", "age", "pri", "state", "text")
+        self.decision_table.add_columns("", "id", "plan", "est. cost")
+        self.query_one("#tasks-panel").border_title = "Tasks"
+        self.workers_panel.border_title = "Workers"
+        self.query_one("#decisions-panel").border_title = "Decisions"
+        self.ram_panel.border_title = "RAM"
+        self.spend_panel.border_title = "Spend"
+        self.filter_box.display = False
+        self.apply_layout(self.app.size.width, self.app.size.height)
+        self.post_message(RoomReady())  # the App starts the timers and the engine once the panels exist
+
+    def terminal_resized(self, size: Size) -> None:
+        """The terminal's new size, from the App's Resize. Not the screen's own Resize events: a screen hears of
+        one terminal resize several times (and in a headless run they alternate between two sizes for good, so a
+        layout per event never ended)."""
+        if not self.is_mounted:  # the first size can come before the panels: on_mount lays them out
+            return
+        self.apply_layout(size.width, size.height)
+        self.call_after_refresh(self.source.refresh_state)  # column widths follow the new size
+
+    def apply_layout(self, width: int, height: int) -> None:
+        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        self.compact = compact
+        self.set_class(compact, "-compact")
+        self.query_one("#tabs").display = compact
+        self.footer.compact = compact
+        self._show_panels()
+        self.workers_panel.set_columns(max(1, (width * 2 // 3 if not compact else width) // 40))
+
+    def _show_panels(self) -> None:
+        visible = TAB_PANELS[self.active_tab]
+        for ident in ("left", "right", "tasks-panel", "workers-panel", "decisions-panel", "guards"):
+            self.query_one(f"#{ident}").display = (not self.compact) or ident in visible
+
+    def show_tab(self, name: str) -> None:
+        if name not in TABS:
+            return
+        self.active_tab = name
+        if self.compact:
+            tabs = self.query_one("#tabs", Tabs)
+            if tabs.active != f"tab-{name}":
+                tabs.active = f"tab-{name}"
+        self._show_panels()
+        if name == "decisions":
+            self.decision_table.focus()
+        elif name == "tasks":
+            self.task_table.focus()
+        elif name == "workers":
+            self.workers_panel.focus_first()
+
+    @on(Tabs.TabActivated, "#tabs")
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        name = (event.tab.id or "tab-decisions").removeprefix("tab-")
+        if name != self.active_tab:
+            self.show_tab(name)
+
+    # ------------------------------------------------------------------ the filter box
+    def open_filter(self) -> None:
+        self.filter_box.display = True
+        self.filter_box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.source.refresh_state()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            self.filter_box.display = False
+        (self.task_table if self.compact and self.active_tab == "tasks" else self.decision_table).focus()
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.filter_box.has_focus:
+            event.stop()
+            self.filter_box.value = ""
+            self.filter_box.display = False
+            self.filter_text = ""
+            self.source.refresh_state()
+            self.decision_table.focus()
+
+    # ------------------------------------------------------------------ selection
+    def selected_decision(self) -> DecisionView | None:
+        table = self.decision_table
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no cursor yet
+            return None
+        return self.source.link.state.decisions.get(str(key))
+
+    def selected_task(self) -> str | None:
+        table = self.task_table
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def target_decision(self) -> DecisionView | None:
+        """What approve/reject/edit act on: the selected decision if it waits, else the newest one waiting."""
+        dv = self.selected_decision()
+        if dv is not None and dv.status == "pending":
+            return dv
+        pending = self.source.link.state.pending_decisions()
+        return max(pending, key=lambda d: d.decision.created_at) if pending else None
+
+    @on(DataTable.RowHighlighted, "#decisions")
+    def _decision_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self.detail_view.show(self.selected_decision(), self.source.clock())
+
+    # ------------------------------------------------------------------ drawing
+    def show_state(self) -> None:
+        """Tables, the decision detail, the cards, the header and the panels' titles, from the state now."""
+        src = self.source
+        state = src.link.state
+        now = src.clock()
+        ttable, dtable = self.task_table, self.decision_table
+        sync_table(ttable, task_rows(state, now, self.filter_text, width=max(16, ttable.size.width - 50)))
+        sync_table(dtable, decision_rows(state, self.filter_text, width=max(10, dtable.size.width - 38)))
+        fresh = [d for d in state.decisions if d not in self._seen_decisions]
+        self._seen_decisions.update(fresh)
+        new_pending = [d for d in fresh if state.decisions[d].status == "pending" and d in dtable.rows]
+        if new_pending and src.ready:  # a new decision waits: put the cursor on it, one key approves it
+            dtable.move_cursor(row=dtable.get_row_index(new_pending[-1]), animate=False)
+        self.detail_view.show(self.selected_decision(), now)
+        self.sync_workers()
+        self.show_header()
+        self.show_titles()
+
+    def sync_workers(self) -> None:
+        if not self.is_running:  # a call_after_refresh that lands during shutdown
+            return
+        src = self.source
+        more = self.workers_panel.sync(
+            src.link.state,
+            src.rings,
+            src.clock(),
+            self.filter_text,
+            ready=src.ready,
+            batch=src.scheduler.mount_batch(src.deterministic),
+        )
+        if more:
+            self.call_after_refresh(self.sync_workers)
+
+    def show_header(self) -> None:
+        src = self.source
+        self.header_bar.show(
+            bus_state=src.link.bus_state,
+            bus_kind=src.link.bus_kind,
+            link_kind=src.link.kind,
+            info=src.info,
+            state=src.link.state,
+            demo=src.link.demo,
+            approval=src.cfg.approval.mode,
+            engine_error=src.engine_error if not src.ready else "",
+            compact=self.compact,
+        )
+
+    def spend_info(self) -> AnySpend | None:
+        src = self.source
+        spend = usable(src.info.get("spend"))
+        if spend:
+            return spend
+        if not src.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
+            return None
+        with contextlib.suppress(Exception):
+            from swarm_tui.engine.guards.spend import offline_spend_summary
+
+            out = cast(OfflineSpend, offline_spend_summary(src.cfg, src.link.state))
+            out["price_source"] = "the event log (no spend guard reporting)"
+            return out
+        return None
+
+    def take_ram_reading(self, info: EngineInfo) -> None:
+        """The RAM history from new engine info: the RAM guard's own history when it sends one, else one more
+        reading of the available MB."""
+        ram = usable(info.get("ram"))
+        vals = _history_values(ram.get("history") if ram is not None and "history" in ram else None)
+        if vals:
+            self.ram_history = deque(vals, maxlen=600)
+        elif ram is not None and isinstance(ram.get("available_mb"), int | float):
+            self.ram_history.append(float(ram["available_mb"]))
+
+    def show_guards(self) -> None:
+        ram = usable(self.source.info.get("ram"))
+        self.ram_panel.show(ram, list(self.ram_history))
+        self.ram_panel.set_class(bool(ram and ram_low(ram)), "-alert")
+        spend = self.spend_info()
+        self.spend_panel.show(spend)
+        self.spend_panel.set_class(spend_frac(spend) >= 0.9, "-alert")
+        self.show_titles()
+
+    def show_titles(self) -> None:
+        state = self.source.link.state
+        pending = len(state.pending_decisions())
+        live = len(state.live_workers())
+        counts: dict[str, int] = {}
+        for t in state.tasks.values():
+            counts[t.state] = counts.get(t.state, 0) + 1
+        _set_title(
+            self.query_one("#tasks-panel"),
+            (
+                f"Tasks {len(state.tasks)} · {counts.get('running', 0)} running · {counts.get('pending', 0)} pending"
+                f" · {counts.get('done', 0)} done"
+            ),
+        )
+        _set_title(
+            self.query_one("#decisions-panel"),
+            f"Decisions · {pending} waiting for approval" if pending else "Decisions",
+        )
+        _set_title(
+            self.workers_panel,
+            (
+                f"Workers {live} live · scale {state.scale if state.scale is not None else '-'}"
+                + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")
+            ),
+        )
+        if self.compact:
+            ram = usable(self.source.info.get("ram"))
+            labels = {
+                "decisions": f"1 Decisions{f' ({pending}!)' if pending else ''}",
+                "workers": f"2 Workers {live}",
+                "tasks": f"3 Tasks {len(state.tasks)}",
+                "guards": "4 RAM·Spend"
+                + (" LOW" if ram and ram_low(ram) else "")
+                + (" $!" if spend_frac(self.spend_info()) >= 0.9 else ""),
+            }
+            for name, label in labels.items():
+                tab = self.query_one(f"#tab-{name}", Tab)
+                if tab.label_text != label:
+                    tab.label = label
+
+
+def _set_title(widget: Widget, title: str) -> None:
+    """A panel's border title, set only when it changed (every assignment repaints the whole panel)."""
+    if widget.border_title != title:
+        widget.border_title = title
+
+
+def ram_low(ram: RamSummary) -> bool:
+    """Available RAM under the headroom (the panel's border turns red)."""
+    if ram.get("low"):
+        return True
+    avail, head = ram.get("available_mb"), ram.get("headroom_mb")
+    return avail is not None and head is not None and avail < head
+
+
+def spend_frac(spend: AnySpend | None) -> float:
+    """Spent and reserved today as a fraction of the ceiling (0.9 and up: the Spend panel's alert)."""
+    ceiling = spend.get("ceiling_usd") if spend else None
+    if not spend or not ceiling:
+        return 0.0
+    return ((spend.get("today_usd") or 0.0) + (spend.get("reserved_usd") or 0.0)) / ceiling
+
+
+def _history_values(hist: Any) -> list[float]:
+    """Available MB from a RAM history: [[t, mb], ...], [{"available_mb": mb}, ...] or [mb, ...]."""
+    if not isinstance(hist, list):
+        return []
+    out: list[float] = []
+    for h in hist:
+        if isinstance(h, list | tuple) and len(h) >= 2 and isinstance(h[1], int | float):
+            out.append(float(h[1]))
+        elif isinstance(h, dict) and isinstance(h.get("available_mb"), int | float):
+            out.append(float(h["available_mb"]))
+        elif isinstance(h, int | float) and not isinstance(h, bool):
+            out.append(float(h))
+    return out

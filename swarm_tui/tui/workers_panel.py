@@ -1,0 +1,151 @@
+"""The workers panel: one card per live (or recently finished) worker, in a grid that scrolls.
+
+It owns the cards: which are shown (live ones, finished ones for ``linger_s``, at most ``max_cards``, the
+filter), their order, mounting them a batch per frame, removing them, and the expansion of the focused card.
+It reads nothing by itself: ``sync`` is handed the state, the rings and the time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, VerticalScroll
+from textual.events import DescendantBlur, DescendantFocus
+from textual.reactive import var
+from textual.widgets import Static
+
+from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
+from swarm_tui.engine.projection import SwarmState
+from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
+from swarm_tui.tui.widgets import WorkerCard
+
+EMPTY = "no live workers: approve a decision to start some"
+STARTING = "starting the engine…"
+
+
+class WorkersPanel(VerticalScroll):
+    # The line under the grid (no workers, or how many are not shown). Only a non-empty note replaces it: while
+    # it is hidden it keeps its last text. A change re-lays out the whole screen, so only a change updates it.
+    note: var[str] = var("", init=False)
+
+    def __init__(self, tuning: RenderTuning = TUNING, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tuning = tuning
+        self.cards: dict[str, WorkerCard] = {}
+        self.last_worker = ""  # the card focused last (``c`` cancels it while the focus is elsewhere)
+        self._empty = Static(Text(EMPTY, style="dim"), id="workers-empty")
+        self._grid = Grid(id="workers-grid")
+
+    def compose(self) -> ComposeResult:
+        yield self._empty
+        yield self._grid
+
+    def watch_note(self, note: str) -> None:
+        self._empty.update(Text(note, style="dim"))
+
+    def set_columns(self, cols: int) -> None:
+        self._grid.styles.grid_size_columns = cols
+
+    # ---- the cards
+    def sync(
+        self,
+        state: SwarmState,
+        rings: dict[str, OutputRing],
+        now: float,
+        flt: str,
+        *,
+        ready: bool,
+        batch: int | None,
+    ) -> bool:
+        """Bring the cards to the state. Returns True when more new cards wait for the next frame."""
+        shown = self._shown_workers(state, now, flt.lower())
+        hidden = max(0, len(shown) - self.tuning.max_cards)
+        shown = shown[: self.tuning.max_cards]
+        want = {w.worker_id for w in shown}
+        gone = [self.cards.pop(wid) for wid in list(self.cards) if wid not in want]
+        if gone:
+            # In one removal, not one per card: Textual then moves the focus off a removed card to a widget that
+            # stays. Card by card it could land on a sibling removed next, and with the focus on a detached
+            # widget no key reached the App any more (all cards lingering out together while one had focus).
+            self._grid.remove_children(gone)
+        new: list[WorkerCard] = []
+        more = False
+        for w in shown:
+            tv = state.tasks.get(w.task_id)
+            task_text = tv.task.text if tv is not None else w.task_id
+            card = self.cards.get(w.worker_id)
+            if card is None:
+                if batch is not None and len(new) >= batch:
+                    more = True  # the rest in the next frames
+                    continue
+                card = WorkerCard(w.worker_id, rings.setdefault(w.worker_id, OutputRing()), w, task_text)
+                card.set_class(w.state in FINAL_STATES, "-final")
+                self.cards[w.worker_id] = card
+                new.append(card)
+            else:
+                card.set_event(w, task_text)
+        if new:
+            self._grid.mount_all(new)
+        show_empty = not shown or hidden > 0
+        if self._empty.display != show_empty:
+            self._empty.display = show_empty
+        if hidden:
+            self.note = f"{hidden} more workers not shown (use / to filter)"
+        elif not shown:
+            self.note = EMPTY if ready else STARTING
+        return more
+
+    def _shown_workers(self, state: SwarmState, now: float, flt: str) -> list[WorkerEvent]:
+        shown = []
+        for w in state.workers.values():
+            if w.state in FINAL_STATES and now - w.at > self.tuning.linger_s:
+                continue
+            if flt and not any(flt in x.lower() for x in (w.worker_id, w.model, w.task_id, w.state, w.role)):
+                continue
+            shown.append(w)
+        shown.sort(key=lambda w: (w.state in FINAL_STATES, w.worker_id))
+        return shown
+
+    def refresh_output(self, worker_ids: frozenset[str]) -> list[str]:
+        """Repaint the cards with new output; returns the workers whose card exists (the bench probes them)."""
+        done = []
+        for wid in worker_ids:
+            card = self.cards.get(wid)
+            if card is not None:
+                card.refresh()
+                done.append(wid)
+        return done
+
+    # ---- focus: the focused card is expanded to the panel's width and height
+    def selected_worker(self, focused: Any) -> str | None:
+        """The worker to act on: the focused card, else the card focused last (while it is still shown)."""
+        if isinstance(focused, WorkerCard):
+            return focused.worker_id
+        if self.last_worker in self.cards:
+            return self.last_worker
+        return None
+
+    def focus_first(self) -> None:
+        if self.cards:
+            next(iter(self.cards.values())).focus()
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if isinstance(event.widget, WorkerCard):
+            self.last_worker = event.widget.worker_id
+            self._expand(event.widget, True)
+
+    def on_descendant_blur(self, event: DescendantBlur) -> None:
+        if isinstance(event.widget, WorkerCard):
+            self._expand(event.widget, False)
+
+    def _expand(self, card: WorkerCard, on: bool) -> None:
+        if on:
+            card.styles.column_span = self._grid.styles.grid_size_columns or 1
+            card.styles.height = max(9, self.content_size.height - 1)
+            card.scroll_visible(animate=False)
+        else:
+            card.styles.column_span = 1
+            card.styles.height = None
