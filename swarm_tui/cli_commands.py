@@ -135,7 +135,7 @@ async def status_data(cfg: Config) -> StatusData:
     if spend is None:  # no spend guard reports: the log and the ledger tell it, the reconcile records add theirs
         from swarm_tui.engine.guards.spend import offline_spend_summary
 
-        offline = cast(OfflineSpend, offline_spend_summary(cfg, state, ledger))  # its own annotation is to come
+        offline = offline_spend_summary(cfg, state, ledger)
         offline["reconciling"], offline["reconciling_usd"] = pending
         spend = offline
     ram: RamInfo | RamSummary | InfoError | None = info.get("ram")

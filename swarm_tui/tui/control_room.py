@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from textual import on
 from textual.app import ComposeResult
@@ -22,7 +22,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Tab, Tabs
 
 from swarm_tui.engine.config import Config
-from swarm_tui.engine.info import AnySpend, EngineInfo, OfflineSpend, RamSummary, usable
+from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.link import Link
@@ -282,7 +282,7 @@ class ControlRoom(Screen[None]):
         with contextlib.suppress(Exception):
             from swarm_tui.engine.guards.spend import offline_spend_summary
 
-            out = cast(OfflineSpend, offline_spend_summary(src.cfg, src.link.state))
+            out = offline_spend_summary(src.cfg, src.link.state)
             out["price_source"] = "the event log (no spend guard reporting)"
             return out
         return None
@@ -369,16 +369,9 @@ def spend_frac(spend: AnySpend | None) -> float:
     return ((spend.get("today_usd") or 0.0) + (spend.get("reserved_usd") or 0.0)) / ceiling
 
 
-def _history_values(hist: Any) -> list[float]:
-    """Available MB from a RAM history: [[t, mb], ...], [{"available_mb": mb}, ...] or [mb, ...]."""
+def _history_values(hist: object) -> list[float]:
+    """Available MB from the RAM guard's history (``RamInfo["history"]``: ``[[t, mb], ...]``). It may come from
+    an engine elsewhere (``--attach``), so an entry of another shape is skipped, not trusted."""
     if not isinstance(hist, list):
         return []
-    out: list[float] = []
-    for h in hist:
-        if isinstance(h, list | tuple) and len(h) >= 2 and isinstance(h[1], int | float):
-            out.append(float(h[1]))
-        elif isinstance(h, dict) and isinstance(h.get("available_mb"), int | float):
-            out.append(float(h["available_mb"]))
-        elif isinstance(h, int | float) and not isinstance(h, bool):
-            out.append(float(h))
-    return out
+    return [float(h[1]) for h in hist if isinstance(h, list) and len(h) == 2 and isinstance(h[1], int | float)]

@@ -17,8 +17,8 @@ def _declared() -> dict[str, type]:
     out: dict[str, type] = {}
     for cls in SECTION_TYPES:
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            out[f"{cls.name}.{f.name}"] = hints[f.name]
+        for name in cls.fields:
+            out[f"{cls.name}.{name}"] = hints[name]
     return out
 
 
@@ -29,8 +29,9 @@ def test_sections_and_options_name_the_same_keys_with_the_same_types() -> None:
 def test_section_fields_restate_no_default() -> None:
     """OPTIONS is the one place a default lives: a default on a section field would be a second one."""
     for cls in SECTION_TYPES:
-        for f in dataclasses.fields(cls):
-            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (cls, f.name)
+        assert cls.fields, cls
+        for name in cls.fields:
+            assert name not in vars(cls), (cls, name)  # a class attribute of a field's name would be a default
 
 
 def test_every_section_is_an_attribute_of_config_with_its_own_type() -> None:
@@ -84,3 +85,16 @@ def test_sections_are_frozen_and_hide_secrets() -> None:
         cfg.swarm.scale = 5  # type: ignore[misc]
     shown = repr(cfg.openrouter) + repr(cfg.nats)
     assert "SECRET" not in shown and "api_key='(set)'" in shown and "password='(not set)'" in shown
+
+
+def test_a_section_is_built_from_exactly_its_fields_and_compares_by_value() -> None:
+    from swarm_tui.engine.config_sections import UiSection, build_section
+
+    cfg = load_config(None, {})
+    assert build_section(UiSection, cfg.values) == cfg.ui and hash(build_section(UiSection, cfg.values)) == hash(cfg.ui)
+    values = {k: getattr(cfg.ui, k) for k in UiSection.fields}
+    with pytest.raises(TypeError, match="missing or unknown"):
+        UiSection(**values, extra=1)
+    values.pop(UiSection.fields[0])
+    with pytest.raises(TypeError, match="missing or unknown"):
+        UiSection(**values)

@@ -27,6 +27,7 @@ from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.info import LocalModel, RamInfo, RamSummary
 from swarm_tui.engine.models import ollama_name
+from swarm_tui.engine.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +239,8 @@ class RamGuard:
         self._task = asyncio.create_task(self._loop(), name="ram-sampler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -43,6 +43,7 @@ from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.wire import Job, SpendEntry
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.info import ReconcileInfo
+from swarm_tui.engine.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,8 @@ class Reconciler:
             self._task = asyncio.create_task(self._loop(), name="reconcile")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._delete(f"o.{self.owner}"), 2)  # the next process adopts at once
         if self._http is not None:

@@ -8,11 +8,9 @@ import, so it needs no bus.
 
 from __future__ import annotations
 
-from typing import Any
-
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.ledger_doc import Doc, empty_doc
-from swarm_tui.engine.info import SpendTotals
+from swarm_tui.engine.info import OfflineSpend, SpendTotals
 from swarm_tui.engine.projection import SwarmState
 
 
@@ -26,28 +24,29 @@ def log_totals(state: SwarmState, now: float) -> SpendTotals:
     }
 
 
-def offline_spend_summary(cfg: Config, state: SwarmState, ledger: Doc | None = None) -> dict[str, Any]:
+def offline_spend_summary(cfg: Config, state: SwarmState, ledger: Doc | None = None) -> OfflineSpend:
     """Spend as the log tells it, with the ledger's reservations when given (no engine running)."""
     ceiling = state.ceiling_usd if state.ceiling_usd is not None else cfg.budget.daily_usd
     led = ledger or empty_doc()
     reserved = sum(r["usd"] for r in led["reserved"].values())
-    out: dict[str, Any] = {
+    totals = log_totals(state, state.clock())
+    used = max(totals["today_usd"], float(led["spent"])) + reserved
+    out: OfflineSpend = {
         "ceiling_usd": ceiling,
         "reserved_usd": round(reserved, 6),
         "reservations": len(led["reserved"]),
+        "today_usd": totals["today_usd"],
+        "session_usd": totals["session_usd"],
+        "estimated_usd": totals["estimated_usd"],
+        "by_model": totals["by_model"],
+        "by_decision": totals["by_decision"],
+        "remaining_usd": round(max(0.0, ceiling - used), 6),
+        "price_source": "unknown (no engine running)",
+        "price_age_s": None,
+        "credits_left_usd": None,
+        "out_of_credit": False,
+        "blocked_reason": "",
     }
-    out.update(log_totals(state, state.clock()))
-    used = max(out["today_usd"], float(led["spent"])) + reserved
-    out["remaining_usd"] = round(max(0.0, ceiling - used), 6)
-    if ledger is not None:
+    if ledger is not None:  # only when the ledger could be read
         out["ledger_spent_usd"] = round(float(led["spent"]), 6)
-    out.update(
-        {
-            "price_source": "unknown (no engine running)",
-            "price_age_s": None,
-            "credits_left_usd": None,
-            "out_of_credit": False,
-            "blocked_reason": "",
-        }
-    )
     return out

@@ -44,6 +44,7 @@ from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection import SwarmState
 from swarm_tui.engine.recorder import Recorder
+from swarm_tui.engine.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,8 @@ class Conductor:
 
     async def stop(self) -> None:
         self._started = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         if self.advisor is not None:
             await self.advisor.close()
 
