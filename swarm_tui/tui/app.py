@@ -29,7 +29,7 @@ from swarm_tui.engine.info import EngineInfo
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
-from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows
+from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of
 from swarm_tui.tui.control_room import ControlRoom
 from swarm_tui.tui.details import task_detail, worker_detail
 from swarm_tui.tui.link import Link
@@ -379,7 +379,7 @@ class SwarmApp(App[int]):
         self.room.open_filter()
 
     def action_help(self) -> None:
-        keymap = dict(getattr(self, "_keymap", {}) or {})  # the config's [keys], as set_keymap normalised them
+        keymap = keymap_of(self)
         self.push_screen(HelpScreen(help_rows(keymap), help_notes(int(self.refresh_s * 1000))))
 
     # ------------------------------------------------------------------ the way out

@@ -1,7 +1,7 @@
 """The app's keys and the command palette: the same actions, declared side by side.
 
 Every binding has an ``id``: the config file's ``[keys]`` table remaps a key by that id (``approve = "y"``), and
-the footer and the help screen show the remapped key (the palette's hints name the default one).
+the footer, the help screen, the palette's hints and the decision detail's hint line show the remapped key.
 """
 
 from __future__ import annotations
@@ -38,13 +38,21 @@ BINDINGS: list[BindingType] = [
 ]
 
 
+def shown_key(binding_id: str, keymap: Mapping[str, str]) -> str:
+    """The key a binding answers to now, as shown: the config's remap (``[keys]``), else its default."""
+    for b in BINDINGS:
+        assert isinstance(b, Binding)
+        if b.id == binding_id:
+            return keymap.get(binding_id, b.key_display or b.key)
+    raise KeyError(binding_id)
+
+
 def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(key as shown, what it does, binding id) for the help screen, with the config's remapped keys."""
     rows = []
     for b in BINDINGS:
         assert isinstance(b, Binding)
-        key = keymap.get(b.id or "", b.key_display or b.key)
-        rows.append((key, b.tooltip or f"show {b.description}", b.id or ""))
+        rows.append((shown_key(b.id or "", keymap), b.tooltip or f"show {b.description}", b.id or ""))
     return rows
 
 
@@ -60,21 +68,21 @@ def help_notes(refresh_ms: int) -> list[str]:
     ]
 
 
-# (title, help, action string) — the same actions as the key bindings
+# (title, binding id, action string) — the same actions as the key bindings
 PALETTE: list[tuple[str, str, str]] = [
-    ("Approve the selected decision", "a", "approve"),
-    ("Reject the selected decision", "r", "reject"),
-    ("Edit the worker count of the selected decision", "e", "edit_workers"),
-    ("Scale up (one more concurrent worker)", "+", "scale(1)"),
-    ("Scale down (one fewer concurrent worker)", "-", "scale(-1)"),
-    ("Cancel the selected worker", "c", "cancel_worker"),
-    ("Cancel all workers", "C", "cancel_all"),
-    ("Pause or resume the heartbeat", "p", "pause"),
-    ("New task", "n", "new_task"),
-    ("Expand the selection", "enter", "expand"),
-    ("Filter", "/", "filter"),
-    ("Help: keys", "?", "help"),
-    ("Quit", "q", "quit"),
+    ("Approve the selected decision", "approve", "approve"),
+    ("Reject the selected decision", "reject", "reject"),
+    ("Edit the worker count of the selected decision", "edit", "edit_workers"),
+    ("Scale up (one more concurrent worker)", "scale_up", "scale(1)"),
+    ("Scale down (one fewer concurrent worker)", "scale_down", "scale(-1)"),
+    ("Cancel the selected worker", "cancel", "cancel_worker"),
+    ("Cancel all workers", "cancel_all", "cancel_all"),
+    ("Pause or resume the heartbeat", "pause", "pause"),
+    ("New task", "new_task", "new_task"),
+    ("Expand the selection", "expand", "expand"),
+    ("Filter", "filter", "filter"),
+    ("Help: keys", "help", "help"),
+    ("Quit", "quit", "quit"),
 ]
 
 
@@ -82,20 +90,25 @@ class SwarmCommands(Provider):
     async def _run(self, action: str) -> None:
         await self.app.run_action(action)
 
-    def _hit_help(self, key: str) -> str:
-        return f"key {key}"
+    def _hit_help(self, binding_id: str) -> str:
+        return f"key {shown_key(binding_id, keymap_of(self.app))}"
 
     async def discover(self) -> Hits:
-        for title, key, action in PALETTE:
-            yield DiscoveryHit(title, partial(self._run, action), help=self._hit_help(key))
+        for title, binding_id, action in PALETTE:
+            yield DiscoveryHit(title, partial(self._run, action), help=self._hit_help(binding_id))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, key, action in PALETTE:
+        for title, binding_id, action in PALETTE:
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self._run, action), help=self._hit_help(key))
+                yield Hit(score, matcher.highlight(title), partial(self._run, action), help=self._hit_help(binding_id))
 
 
-def palette_actions() -> list[dict[str, Any]]:
-    return [{"title": t, "key": k, "action": a} for t, k, a in PALETTE]
+def keymap_of(app: Any) -> dict[str, str]:
+    """The config's [keys] as the App holds them after ``set_keymap`` (binding id -> key)."""
+    return dict(getattr(app, "_keymap", {}) or {})
+
+
+def palette_actions(keymap: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    return [{"title": t, "key": shown_key(b, keymap or {}), "action": a} for t, b, a in PALETTE]

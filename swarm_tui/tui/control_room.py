@@ -25,6 +25,7 @@ from swarm_tui.engine.config import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView
 from swarm_tui.textsafe import plain
+from swarm_tui.tui.commands import keymap_of
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
@@ -85,7 +86,7 @@ class ControlRoom(Screen[None]):
         self.header_bar = HeaderBar(id="header")
         self.task_table: DataTable[Any] = DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
         self.decision_table: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
-        self.detail_view = DecisionDetail(id="decision-detail")
+        self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap_of(source))
         self.workers_panel = WorkersPanel(source.scheduler.tuning, id="workers-panel", classes="panel")
         self.ram_panel = RamPanel(id="ram", classes="panel")
         self.spend_panel = SpendPanel(id="spend", classes="panel")

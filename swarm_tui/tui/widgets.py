@@ -6,6 +6,8 @@ ring) and is put into ``rich.text.Text`` objects directly: it is never parsed as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from rich.cells import cell_len
@@ -19,6 +21,7 @@ from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
+from swarm_tui.tui.commands import shown_key
 from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, one_line, short_id, short_model, sparkline
 
 STATE_STYLE = {
@@ -233,6 +236,13 @@ class DecisionDetail(Static):
     # re-laid out: the panel's height follows the text).
     detail: var[Text | None] = var(None, init=False)
 
+    def __init__(self, *, keymap: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        k = partial(shown_key, keymap=keymap or {})  # the keys as remapped in the config's [keys]
+        self.hint = (
+            f"\n{k('approve')} approve · {k('reject')} reject · {k('edit')} edit workers · {k('expand')} details"
+        )
+
     def watch_detail(self, detail: Text | None) -> None:
         self.update(detail or "")
 
@@ -248,7 +258,7 @@ class DecisionDetail(Static):
         if dv.status == "pending":
             left = d.expires_at - now
             t.append(f"· expires in {fmt_age(left)}" if left > 0 else "· expiring", style="yellow")
-            t.append("\na approve · r reject · e edit workers · enter details", style="dim")
+            t.append(self.hint, style="dim")
         elif dv.by:
             t.append(f" by {one_line(dv.by, 32)}", style="dim")
         t.append("\nplan: ", style="dim")

@@ -19,12 +19,12 @@ from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
-from swarm_tui.tui.commands import PALETTE
+from swarm_tui.tui.commands import PALETTE, keymap_of, palette_actions
 from swarm_tui.tui.link import LocalLink, RemoteLink
 from swarm_tui.tui.model import RING_CHARS, OutputRing
 from swarm_tui.tui.scenes import make_app as scene_app
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.widgets import WorkerCard
+from swarm_tui.tui.widgets import DecisionDetail, WorkerCard
 from tests.support.polling import until, until_async
 
 HOSTILE = (
@@ -314,6 +314,10 @@ async def test_keys_can_be_remapped_from_config(engine: Engine, observer: Bus) -
         await started(app, pilot)
         await seed_decision(observer, "d-remap")
         await until(lambda: app.query_one("#decisions", DataTable).row_count == 1)
+        # every place that names the key names the new one: the detail's hint line and the palette's hints
+        detail = app.query_one("#decision-detail", DecisionDetail)
+        await until(lambda: "y approve · r reject" in str(detail.detail))
+        assert {a["action"]: a["key"] for a in palette_actions(keymap_of(app))}["approve"] == "y"
         await pilot.press("y")
         await until(lambda: engine.state.decisions["d-remap"].status == "approved")
 
