@@ -571,7 +571,7 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
 
     from swarm_tui.textsafe import is_clean
     from swarm_tui.tui.screens import TextScreen
-    from tests.integration.test_tui import HOSTILE, SIZE, make_app, started
+    from tests.support.tui import HOSTILE, SIZE, make_app, started
 
     bus = await Bus(cfg).connect()
     engine = Engine(cfg, bus)

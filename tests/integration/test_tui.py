@@ -26,12 +26,7 @@ from swarm_tui.tui.scenes import make_app as scene_app
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.widgets import DecisionDetail, WorkerCard
 from tests.support.polling import until, until_async
-
-HOSTILE = (
-    "[bold red]ALERT[/] \x1b[2J\x1b[H \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;pwned\x07 \x9b31m "
-    "\u202eevil\u202c [link=http://x]y[/link]"
-)
-SIZE = (160, 48)
+from tests.support.tui import HOSTILE, SIZE, make_app, started
 
 
 @pytest.fixture
@@ -49,15 +44,6 @@ async def observer(cfg: Config) -> AsyncIterator[Bus]:
     await b.connect(setup=False)
     yield b
     await b.close()
-
-
-def make_app(engine: Engine) -> SwarmApp:
-    return SwarmApp(LocalLink(engine, connect=False), refresh_ms=20)
-
-
-async def started(app: SwarmApp, pilot: Any) -> None:
-    await until(lambda: app.ready, 15)  # the engine starts after the first frame; a loaded machine is slow
-    await pilot.pause()
 
 
 async def seed_decision(bus: Bus, did: str = "d-one", workers: int = 2, raw: str = "RAW-ANSWER") -> Decision:

@@ -1,0 +1,27 @@
+"""What the TUI tests share: hostile model text, the screen size, an app around an in-process engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_tui.engine.engine import Engine
+from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.link import LocalLink
+from tests.support.polling import until
+
+# Model text that tries to drive the terminal: markup, a screen clear, OSC 52 (clipboard), a title, a C1 CSI,
+# bidi overrides and a link. Every view must show it inert.
+HOSTILE = (
+    "[bold red]ALERT[/] \x1b[2J\x1b[H \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;pwned\x07 \x9b31m "
+    "\u202eevil\u202c [link=http://x]y[/link]"
+)
+SIZE = (160, 48)
+
+
+def make_app(engine: Engine) -> SwarmApp:
+    return SwarmApp(LocalLink(engine, connect=False), refresh_ms=20)
+
+
+async def started(app: SwarmApp, pilot: Any) -> None:
+    await until(lambda: app.ready, 15)  # the engine starts after the first frame; a loaded machine is slow
+    await pilot.pause()
