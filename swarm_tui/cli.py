@@ -122,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--json", action="store_true")
     rs = sub.add_parser("result", parents=[common], help="print a task's results in order")
     rs.add_argument("task_id", help="task id (or a unique suffix)")
-    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--json", action="store_true", help="the same as --format json")
+    rs.add_argument(
+        "--format",
+        choices=["text", "md", "json"],
+        help="text (default), md (a Markdown document: the task as title, each result a section) or json",
+    )
+    rs.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     return p
 
 
@@ -155,7 +161,10 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "status":
         return cmds.run(cmds.status(cfg, args.json))
     if cmd == "result":
-        return cmds.run(cmds.result(cfg, args.task_id, args.json))
+        if args.json and args.format not in (None, "json"):
+            raise UsageError(f"--json and --format {args.format} disagree: give one of them")
+        fmt = "json" if args.json else (args.format or "text")
+        return cmds.result(cfg, args.task_id, fmt, out=args.out)
     if cmd == "approve":
         extra = {"workers": args.workers} if args.workers is not None else {}
         return cmds.run(cmds.control(cfg, "approve", {"id": args.id, **extra}))

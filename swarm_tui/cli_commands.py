@@ -8,11 +8,13 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import MAX_TEXT, Task, new_id
+from swarm_tui.engine.bus.embedded import EmbeddedLease
+from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
@@ -30,7 +32,8 @@ from swarm_tui.engine.info import (
     SpendInfo,
     usable,
 )
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.paths import data_dir
+from swarm_tui.engine.projection import SwarmState, TaskView
 from swarm_tui.textsafe import plain
 
 
@@ -83,8 +86,47 @@ async def submit(cfg: Config, text: str, priority: int, *, demo: bool = False, s
     task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source=source, demo=demo)
     async with connected(cfg) as bus:
         await bus.publish_event(task, msg_id=task.id)
+        served = await engine_info(bus) is not None
+        where = bus.url if bus.kind == "remote" else str(data_dir(cfg.paths.data_dir))
     print(task.id)
+    if not served:  # stored, but nothing will act on it yet: say where it waits, and where an engine runs
+        print(f"swarm-tui: {await unserved_note(cfg, where, demo=demo)}", file=sys.stderr)
     return 0
+
+
+async def unserved_note(cfg: Config, where: str, *, demo: bool) -> str:
+    """One line for a task stored where no engine runs: where it waits, and how to reach the engine that runs
+    on the other store (the demo keeps its own store, and embedded server, under the real one's data dir)."""
+    start = "swarm-tui --demo" if demo else "swarm-tui"
+    note = f"no engine is running on {where}: the task waits there until one starts ({start}, or run --headless)"
+    if cfg.nats.url:  # one NATS server for both: an engine on it would have answered
+        return note
+    store = data_dir(cfg.paths.data_dir)
+    other = store.parent if demo else store / "demo"
+    if demo and store.name != "demo":
+        return note
+    if await engine_at(other, cfg):
+        return note + (
+            "; an engine runs without --demo: drop --demo to reach it"
+            if demo
+            else "; a demo engine is running: add --demo to reach it"
+        )
+    return note
+
+
+async def engine_at(store: Path, cfg: Config) -> bool:
+    """Whether an engine answers on the embedded server of this data dir (none is started to find out)."""
+    url = EmbeddedLease(store).discover() if (store / "nats.json").exists() else None
+    if url is None:
+        return False
+    bus = Bus(cfg.replace(nats__url=url, paths__data_dir=str(store)))
+    try:
+        await bus.connect(setup=False, connect_timeout=2.0)
+        return await engine_info(bus) is not None
+    except SwarmError:
+        return False
+    finally:
+        await bus.close()
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -297,7 +339,8 @@ def _describe(verb: str, data: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- result
-async def result(cfg: Config, task_id: str, as_json: bool) -> int:
+async def result_document(cfg: Config, task_id: str, fmt: str = "text") -> tuple[str, str, int]:
+    """(task id, the document, how many results): as text, a Markdown document (``md``) or JSON."""
     async with connected(cfg) as bus:
         state = await load_state(bus)
     ids = [t for t in state.tasks if t == task_id or t.endswith(task_id)]
@@ -305,32 +348,53 @@ async def result(cfg: Config, task_id: str, as_json: bool) -> int:
         raise SwarmError(f"no task {task_id}" if not ids else f"task id {task_id} is ambiguous")
     tv = state.tasks[ids[0]]
     results = state.task_results(tv.id)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "task": tv.task.model_dump(),
-                    "state": tv.state,
-                    "reason": tv.reason,
-                    "results": [r.model_dump() for r in results],
-                },
-                indent=2,
-            )
+    if fmt == "json":
+        doc = json.dumps(
+            {
+                "task": tv.task.model_dump(),
+                "state": tv.state,
+                "reason": tv.reason,
+                "results": [r.model_dump() for r in results],
+            },
+            indent=2,
         )
+    elif fmt == "md":
+        from swarm_tui.tui.results_doc import results_markdown  # no Textual in it
+
+        doc = results_markdown(state, tv.id) or ""
+    else:
+        doc = _result_text(tv, results)
+    return tv.id, doc.rstrip("\n") + "\n", len(results)
+
+
+def result(cfg: Config, task_id: str, fmt: str = "text", *, out: str | None = None) -> int:
+    """``swarm-tui result``: the document to standard output, or to the file ``out`` (one line says where)."""
+    tid, doc, n = run_value(result_document(cfg, task_id, fmt))
+    if out is None:
+        sys.stdout.write(doc)
         return 0
-    print(f"task {tv.id} ({tv.state}{': ' + tv.reason if tv.reason else ''})")
-    print(plain(tv.task.text))
+    path = Path(out).expanduser()
+    try:
+        path.write_text(doc, encoding="utf-8")
+    except OSError as exc:
+        raise SwarmError(f"cannot write {plain(str(path))}: {exc.strerror or type(exc).__name__}") from None
+    print(f"wrote {n} result{'s' if n != 1 else ''} of task {tid} to {plain(str(path))}")
+    return 0
+
+
+def _result_text(tv: TaskView, results: list[Result]) -> str:
+    lines = [f"task {tv.id} ({tv.state}{': ' + plain(tv.reason) if tv.reason else ''})", plain(tv.task.text)]
     if not results:
-        print("\n(no results stored yet)")
+        lines.append("\n(no results stored yet)")
     for r in results:
         cost = f"${r.cost_usd:.6f}" + (" (estimated)" if r.cost_estimated else "")
-        print(
-            f"\n--- {r.role or 'worker'} step {r.step} · {r.model} · {r.state} · {cost}"
+        lines.append(
+            f"\n--- {plain(r.role) or 'worker'} step {r.step} · {plain(r.model)} · {r.state} · {cost}"
             + (f" · {plain(r.reason)}" if r.reason else "")
             + (" · demo" if r.demo else "")
         )
-        print(plain(r.text, keep_newlines=True))
-    return 0
+        lines.append(plain(r.text, keep_newlines=True))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- config

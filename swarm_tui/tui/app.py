@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -26,16 +27,19 @@ from textual.worker import Worker, WorkerState
 
 from swarm_tui.engine.bus.wire import FINAL_STATES, Chunk, WorkerEvent
 from swarm_tui.engine.info import EngineInfo
+from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of
 from swarm_tui.tui.control_room import ControlRoom
-from swarm_tui.tui.details import task_detail, worker_detail
+from swarm_tui.tui.details import worker_detail
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
+from swarm_tui.tui.results_doc import results_markdown
+from swarm_tui.tui.results_screen import ResultsScreen, copy_answer, save_document
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
 from swarm_tui.tui.widgets import WorkerCard, decision_full_text
@@ -362,15 +366,54 @@ class SwarmApp(App[int]):
             return
         if focused is not None and focused is self.room.task_table:
             task_id = self.room.selected_task()
-            body = task_detail(self.link.state, task_id) if task_id is not None else None
-            if body is not None:
-                self.push_screen(TextScreen(f"task {task_id}", body))
+            if task_id is not None and task_id in self.link.state.tasks:
+                self.push_screen(ResultsScreen(self.link.state, task_id, self.export_dir, keymap_of(self)))
             return
         dv = self.room.selected_decision()
         if dv is None:
             self.notify("nothing selected to expand", severity="warning")
             return
         self.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
+
+    @property
+    def export_dir(self) -> Path:
+        """Where saved results go: the data dir's exports/ folder (the demo's own under its data dir)."""
+        return data_dir(self.cfg.paths.data_dir) / "exports"
+
+    def _task_for_results(self) -> str | None:
+        """The task the copy and save actions work on outside the results screen: the Tasks table's selection."""
+        task_id = self.room.selected_task()
+        if task_id is None or task_id not in self.link.state.tasks:
+            self.notify(
+                "select a task first (the Tasks panel), or open its results with enter",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return task_id
+
+    def action_copy_answer(self) -> None:
+        """The results screen's answer (the palette lands here too), else the selected task's newest answer."""
+        if isinstance(self.screen, ResultsScreen):
+            self.screen.action_copy_answer()
+            return
+        task_id = self._task_for_results()
+        if task_id is None:
+            return
+        results = self.link.state.task_results(task_id)
+        if not results:
+            self.notify(f"task {task_id} has no answer yet", severity="warning", markup=False)
+            return
+        copy_answer(self, len(results), results[-1])
+
+    def action_save_results(self) -> None:
+        if isinstance(self.screen, ResultsScreen):
+            self.screen.action_save_results()
+            return
+        task_id = self._task_for_results()
+        if task_id is None:
+            return
+        save_document(self, task_id, results_markdown(self.link.state, task_id) or "", self.export_dir)
 
     def action_show_tab(self, name: str) -> None:
         self.room.show_tab(name)

@@ -37,10 +37,16 @@ BINDINGS: list[BindingType] = [
     Binding("4", "show_tab('guards')", "RAM/Spend", id="tab_guards", show=False),
 ]
 
+# the results screen's own keys (enter on a task); remappable by id like the others
+RESULTS_BINDINGS: list[BindingType] = [
+    Binding("y", "copy_answer", "Copy", id="copy_answer", tooltip="results: copy the selected answer (OSC 52)"),
+    Binding("s", "save_results", "Save", id="save_results", tooltip="results: save the task's results as Markdown"),
+]
+
 
 def shown_key(binding_id: str, keymap: Mapping[str, str]) -> str:
     """The key a binding answers to now, as shown: the config's remap (``[keys]``), else its default."""
-    for b in BINDINGS:
+    for b in BINDINGS + RESULTS_BINDINGS:
         assert isinstance(b, Binding)
         if b.id == binding_id:
             return keymap.get(binding_id, b.key_display or b.key)
@@ -50,7 +56,7 @@ def shown_key(binding_id: str, keymap: Mapping[str, str]) -> str:
 def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(key as shown, what it does, binding id) for the help screen, with the config's remapped keys."""
     rows = []
-    for b in BINDINGS:
+    for b in BINDINGS + RESULTS_BINDINGS:
         assert isinstance(b, Binding)
         rows.append((shown_key(b.id or "", keymap), b.tooltip or f"show {b.description}", b.id or ""))
     return rows
@@ -62,7 +68,8 @@ def help_notes(refresh_ms: int) -> list[str]:
         'Remap any key in the config file\'s [keys] table, e.g.  approve = "y"  (ids on the right).',
         "ctrl+p opens the command palette with the same actions. tab moves between panels;",
         "focusing a worker card expands it; enter shows its whole on-screen output.",
-        "Model output is shown as plain text: markup and escape sequences are made inert.",
+        "Model output is shown as plain text (answers as Markdown, without links): escape sequences are made inert.",
+        "Saved results go to the data dir's exports/ folder (the path is shown).",
         f"Screen refresh of streaming output: every {refresh_ms} ms "
         "(--refresh-ms or ui.refresh_ms; raise it on slow ssh links). NO_COLOR is honoured.",
     ]
@@ -81,6 +88,8 @@ PALETTE: list[tuple[str, str, str]] = [
     ("New task", "new_task", "new_task"),
     ("Expand the selection", "expand", "expand"),
     ("Filter", "filter", "filter"),
+    ("Copy the selected answer to the clipboard", "copy_answer", "copy_answer"),
+    ("Save the selected task's results as Markdown", "save_results", "save_results"),
     ("Help: keys", "help", "help"),
     ("Quit", "quit", "quit"),
 ]

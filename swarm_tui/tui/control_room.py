@@ -54,6 +54,17 @@ TAB_PANELS = {
 }
 
 
+def room_of(table: DataTable[Any]) -> int:
+    """The cells a table's columns may fill: its width less a vertical scrollbar when one is shown (when one
+    appears, the cut column is too wide for a moment, and ``sync_table`` rebuilds the table narrower)."""
+    return max(0, table.scrollable_content_region.width)
+
+
+def widths_of(table: DataTable[Any]) -> list[int]:
+    """The widths of a table's columns now, without padding (they only grow)."""
+    return [c.content_width for c in table.ordered_columns]
+
+
 class RoomSource(Protocol):
     """What the control room reads from the App."""
 
@@ -232,8 +243,12 @@ class ControlRoom(Screen[None]):
         state = src.link.state
         now = src.clock()
         ttable, dtable = self.task_table, self.decision_table
-        sync_table(ttable, task_rows(state, now, self.filter_text, width=max(16, ttable.size.width - 50)))
-        sync_table(dtable, decision_rows(state, self.filter_text, width=max(10, dtable.size.width - 38)))
+        sync_table(
+            ttable, task_rows(state, now, self.filter_text, width=room_of(ttable), floor=widths_of(ttable)), fit=4
+        )
+        sync_table(
+            dtable, decision_rows(state, self.filter_text, width=room_of(dtable), floor=widths_of(dtable)), fit=2
+        )
         fresh = [d for d in state.decisions if d not in self._seen_decisions]
         self._seen_decisions.update(fresh)
         new_pending = [d for d in fresh if state.decisions[d].status == "pending" and d in dtable.rows]

@@ -15,6 +15,7 @@ from swarm_tui.engine.bus.wire import (
     Result,
     SpendEntry,
     Task,
+    Usage,
     WorkerEvent,
     WorkerState,
 )
@@ -242,6 +243,45 @@ HOSTILE = (
     " \x1b]0;pwned-title\x07 \x9b31m C1 \u202eevil bidi\u202c end [/]\n"
 )
 
+# the "results" scene: answers as a model writes them (a heading, a list, a code block), and one link that must
+# stay text
+ANSWERS = (
+    "## Plan\n\nParse with the standard library only:\n\n"
+    "1. normalise a trailing `Z` to `+00:00`\n2. hand the rest to `fromisoformat`\n"
+    "3. reject leap seconds with a clear error\n\nSee [the RFC](https://www.rfc-editor.org/rfc/rfc3339).\n",
+    "## Code\n\n```python\nfrom datetime import datetime\n\n\n"
+    "def parse_rfc3339(s: str) -> datetime:\n"
+    "    s = s.strip().replace('z', 'Z')\n"
+    "    if s.endswith('Z'):\n"
+    "        s = s[:-1] + '+00:00'\n"
+    "    return datetime.fromisoformat(s)\n```\n\n"
+    "- **tested:** offsets, fractions, `Z`\n- *not handled:* leap seconds\n",
+)
+
+
+def _answers(state: SwarmState) -> None:
+    tid = _task(state, 1, 300, 6)
+    d = _decision(state, "d-scene07", [tid], 2, 280)
+    state.apply(Approval(decision_id=d.id, action="approved", by="tui", at=NOW - 270))
+    for j, (role, text) in enumerate(zip(("research", "code"), ANSWERS, strict=True)):
+        state.apply(
+            Result(
+                job_id=f"d-scene07-j{j}r",
+                worker_id=f"d-scene07-w{j}r",
+                decision_id=d.id,
+                task_id=tid,
+                role=role,
+                model=MODELS[j],
+                step=j,
+                state="done",
+                text=text,
+                usage=Usage(prompt_tokens=420 + j * 300, completion_tokens=180 + j * 90),
+                cost_usd=0.00042 * (j + 1),
+                started_at=NOW - 260 + j * 60,
+                ended_at=NOW - 240 + j * 70,
+            )
+        )
+
 
 def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
     cfg = scene_config()
@@ -279,6 +319,8 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
                     at=NOW - 100,
                 )
             )
+    elif name == "results":
+        _answers(state)
     elif name == "lowram":
         ids = [_task(state, i, 100, 5) for i in range(2)]
         d = _decision(state, "d-scene04", ids, 3, 90)

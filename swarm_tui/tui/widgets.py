@@ -6,7 +6,7 @@ ring) and is put into ``rich.text.Text`` objects directly: it is never parsed as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
-from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
+from swarm_tui.engine.info import AnySpend, ConductorInfo, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import shown_key
@@ -54,6 +54,15 @@ def bar(frac: float, width: int, *, mark: float | None = None, fill: str = "█"
     return "".join(cells)
 
 
+def spaced(words: list[tuple[str, str]]) -> Text:
+    """Styled words on one line, a space between each two. The space ends the word before it: a styled run
+    that starts with a space loses it in an SVG export drawn by librsvg (screenshots read ``running40 tok``)."""
+    t = Text()
+    for i, (word, style) in enumerate(words):
+        t.append(word if i == len(words) - 1 else word + " ", style=style)
+    return t
+
+
 # --------------------------------------------------------------------------------------------- header
 class HeaderBar(Static):
     """One line: bus, conductor, approval mode, scale, DEMO."""
@@ -78,6 +87,29 @@ class HeaderBar(Static):
         engine_error: str = "",
         compact: bool = False,
     ) -> None:
+        args = (bus_state, bus_kind, link_kind, info, state, demo, approval, engine_error)
+        line = self.build(*args, compact=compact)
+        room = self.content_size.width
+        if not compact and room and line.cell_len > room:  # too long: first without the bus's kind
+            line = self.build(*args, bus_kind_shown=False)
+            if line.cell_len > room:  # then the short words
+                line = self.build(*args, compact=True)
+        self.line = line
+
+    @staticmethod
+    def build(
+        bus_state: str,
+        bus_kind: str,
+        link_kind: str,
+        info: EngineInfo,
+        state: SwarmState,
+        demo: bool,
+        approval: str,
+        engine_error: str = "",
+        *,
+        compact: bool = False,
+        bus_kind_shown: bool = True,
+    ) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         eng = info.get("engine")  # None until an engine answers
         cond = usable(info.get("conductor"))
@@ -89,15 +121,19 @@ class HeaderBar(Static):
             t.append(" ")
         ok = bus_state == "connected"
         t.append("● " if ok else "○ ", style="green" if ok else "bold red")
-        t.append(f"bus {bus_state}" if not compact or not ok else "bus", style="" if ok else "bold red")
-        t.append(f" ({bus_kind or '-'})", style="dim")
+        if bus_kind_shown:
+            t.append(f"bus {bus_state} " if not compact or not ok else "bus ", style="" if ok else "bold red")
+            t.append(f"({bus_kind or '-'})", style="dim")
+        else:
+            t.append(f"bus {bus_state}", style="" if ok else "bold red")
         t.append(" │ ", style="dim")
         if engine_error:
             t.append(f"engine failed: {plain(engine_error)[:60]}", style="bold red")
         else:
-            source = plain(str(cond.get("source", "-")))[:28] if cond else "-"
             cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
-            t.append(f"{'' if compact else 'conductor '}{source} · {cstate}")
+            t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")
+            if cstate != "idle":  # idle is the usual: only the other states are news
+                t.append(f" · {cstate}")
             if state.paused:  # from the event log: the same for a local and an attached app
                 t.append(" · PAUSED", style="bold yellow")
             else:
@@ -107,10 +143,10 @@ class HeaderBar(Static):
         t.append(" │ ", style="dim")
         # the conductor's policy ("auto (<= $x)" says the limit); this app's configuration while none answers
         mode = plain(str((cond.get("approval") if cond else None) or approval))[:12]
-        t.append(mode if compact else f"approval {mode}")
         pending = len(state.pending_decisions())
+        t.append((mode if compact else f"approval {mode}") + (" " if pending else ""))
         if pending:
-            t.append(f" ({pending} waiting)" if not compact else f" {pending}!", style="bold yellow")
+            t.append(f"({pending} waiting)" if not compact else f"{pending}!", style="bold yellow")
         scale = state.scale
         t.append(" │ ", style="dim")
         t.append(f"scale {scale if scale is not None else '-'}")
@@ -127,42 +163,100 @@ class HeaderBar(Static):
                 f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
                 style="" if eng else "bold red",
             )
-        self.line = t
+        return t
+
+
+def conductor_source(cond: ConductorInfo | None) -> str:
+    """What decides, as far as is known: the rules when Ollama did not answer, the model only once it did."""
+    if not cond:
+        return "-"
+    source = plain(str(cond.get("source", "-")))[:28]
+    if not cond.get("ollama_model"):  # the conductor does not ask Ollama
+        return source
+    reachable = cond.get("ollama_reachable")
+    if reachable is False:
+        return "rules (Ollama unreachable)"
+    if reachable is None:
+        return f"{source} (not checked yet)"
+    return source
 
 
 # --------------------------------------------------------------------------------------------- tables
-def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Bring a DataTable to these rows, keeping the cursor on the same key where it still exists."""
+def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]], fit: int | None = None) -> None:
+    """Bring a DataTable to these rows, keeping the cursor on the same key where it still exists.
+
+    ``fit``: the column cut to the table's width (``fit_rows``). A DataTable's column only grows with its
+    cells; when that column is wider than every cell it is to hold (the table got narrower, another column
+    wider), the table is rebuilt with its columns measured afresh, so it never scrolls sideways."""
     keys = [k for k, _ in rows]
     current = [str(rk.value) for rk in table.rows]
-    if keys == current:
+    too_wide = fit is not None and bool(rows) and fit < len(table.ordered_columns)
+    if too_wide:
+        assert fit is not None
+        col = table.ordered_columns[fit]
+        need = max(cell_len(col.label.plain), *(cell_len(str(cells[fit])) for _, cells in rows))
+        too_wide = col.content_width > need
+    if keys == current and not too_wide:
         for key, cells in rows:
             old = table.get_row(key)
-            for col, (a, b) in enumerate(zip(old, cells, strict=False)):
+            for col_i, (a, b) in enumerate(zip(old, cells, strict=False)):
                 was, now = str(a), str(b)
                 if was != now:  # columns only grow: re-measure only a cell that got wider (it is costly)
                     table.update_cell(
-                        key, table.ordered_columns[col].key, b, update_width=cell_len(now) > cell_len(was)
+                        key, table.ordered_columns[col_i].key, b, update_width=cell_len(now) > cell_len(was)
                     )
         return
     selected = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
         selected = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-    table.clear()
+    if too_wide:
+        columns = [(c.label, c.key.value) for c in table.ordered_columns]
+        table.clear(columns=True)
+        for label, ckey in columns:
+            table.add_column(label, key=ckey)
+    else:
+        table.clear()
     for key, cells in rows:
         table.add_row(*cells, key=key)
     if selected in keys:
         table.move_cursor(row=keys.index(selected), animate=False, scroll=False)
 
 
-def task_rows(
-    state: SwarmState, now: float, flt: str, width: int = 60, limit: int = 300
+def fit_rows(
+    rows: list[tuple[str, tuple[Any, ...]]], flex: int, width: int, floor: Sequence[int] = (), padding: int = 1
 ) -> list[tuple[str, tuple[Any, ...]]]:
+    """Cut the text of column ``flex`` so each row fits a table ``width`` cells wide: that column gets what the
+    others leave. ``floor`` are the table's column widths now (a DataTable's columns only grow, so a column is
+    as wide as the widest cell it ever held; ``sync_table(fit=...)`` narrows the cut one); a cut text ends with
+    ``…``."""
+    ncols = max((len(cells) for _, cells in rows), default=0)
+    used = 0
+    for i in range(ncols):
+        if i != flex:
+            w = max([floor[i] if i < len(floor) else 0, *(cell_len(str(cells[i])) for _, cells in rows)])
+            used += w + 2 * padding
+    room = max(4, width - used - 2 * padding)
+    out = []
+    for key, cells in rows:
+        cell = cells[flex]
+        text = cell if isinstance(cell, Text) else Text(str(cell))
+        if cell_len(text.plain) > room:
+            text = text.copy()
+            text.truncate(room - 1)
+            text.append("…")
+        out.append((key, (*cells[:flex], text, *cells[flex + 1 :])))
+    return out
+
+
+def task_rows(
+    state: SwarmState, now: float, flt: str, width: int = 120, limit: int = 300, floor: Sequence[int] = ()
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The Tasks table's rows; ``width`` is the table's (the text gets what the other columns leave)."""
     order = {"awaiting_approval": 0, "running": 1, "awaiting_followup": 1, "pending": 2}
     tasks: list[TaskView] = sorted(
         state.tasks.values(), key=lambda t: (order.get(t.state, 3), -t.task.priority, -t.task.created_at)
     )
-    out = []
+    out: list[tuple[str, tuple[Any, ...]]] = []
     for tv in tasks:
         text = one_line(tv.task.text, 300)
         if flt and not _match(flt, tv.id, text, tv.state):
@@ -175,18 +269,22 @@ def task_rows(
                     fmt_age(now - tv.task.created_at),
                     str(tv.task.priority),
                     Text(tv.state.replace("_", " "), style=STATE_STYLE.get(tv.state, "")),
-                    Text(text if len(text) <= width else text[: width - 1] + "…"),
+                    Text(text),
                 ),
             )
         )
         if len(out) >= limit:
             break
-    return out
+    return fit_rows(out, 4, width, floor)
 
 
-def decision_rows(state: SwarmState, flt: str, width: int = 30, limit: int = 200) -> list[tuple[str, tuple[Any, ...]]]:
+def decision_rows(
+    state: SwarmState, flt: str, width: int = 60, limit: int = 200, floor: Sequence[int] = ()
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The Decisions table's rows; ``width`` is the table's: the estimated cost is shown whole, the plan gets
+    what is left."""
     views = sorted(state.decisions.values(), key=lambda d: d.decision.created_at, reverse=True)
-    out = []
+    out: list[tuple[str, tuple[Any, ...]]] = []
     for dv in views:
         d = dv.decision
         plan = plan_summary(dv)
@@ -197,21 +295,20 @@ def decision_rows(state: SwarmState, flt: str, width: int = 30, limit: int = 200
             "▶ PENDING" if pending else dv.status,
             style=STATE_STYLE.get("awaiting_approval" if pending else dv.status, ""),
         )
-        label = f"{len(dv.plan)}: {plan}"
         out.append(
             (
                 dv.id,
                 (
                     mark,
                     Text(short_id(dv.id, 10), style="dim"),
-                    Text(label if len(label) <= width else label[: width - 1] + "…"),
+                    Text(f"{len(dv.plan)}: {plan}"),
                     f"≤{fmt_usd(d.est_cost_max)}",
                 ),
             )
         )
         if len(out) >= limit:
             break
-    return out
+    return fit_rows(out, 2, width, floor)
 
 
 def plan_summary(dv: DecisionView) -> str:
@@ -252,9 +349,8 @@ class DecisionDetail(Static):
             return
         d = dv.decision
         t = Text()
-        t.append(f"{dv.id}", style="bold")
-        t.append(f"  {dv.status}", style=STATE_STYLE.get(dv.status, ""))
-        t.append(" ")
+        t.append(f"{dv.id}  ", style="bold")  # the space ends a run, not starts one: see spaced()
+        t.append(f"{dv.status} ", style=STATE_STYLE.get(dv.status, ""))
         if dv.status == "pending":
             left = d.expires_at - now
             t.append(f"· expires in {fmt_age(left)}" if left > 0 else "· expiring", style="yellow")
@@ -348,16 +444,17 @@ class WorkerCard(Widget, can_focus=True):
         ev = self.ev
         width = max(10, self.content_size.width)
         height = max(1, self.content_size.height)
-        head = Text()
-        head.append(ev.state, style=STATE_STYLE.get(ev.state, ""))
         tokens = max(ev.tokens, self.ring.tokens)
-        head.append(f" {tokens} tok {fmt_usd(ev.cost_usd)} ", style="dim")
-        head.append(f"{one_line(short_model(ev.model), 40)}", style="bold")
+        words = [
+            (ev.state, STATE_STYLE.get(ev.state, "")),
+            (f"{tokens} tok {fmt_usd(ev.cost_usd)}", "dim"),
+            (one_line(short_model(ev.model), 40), "bold"),
+        ]
         if ev.role:
-            head.append(f" {one_line(ev.role, 12)}", style="dim")
+            words.append((one_line(ev.role, 12), "dim"))
         if ev.reason and ev.state != "running":
-            head.append(f" {one_line(ev.reason, 60)}", style="yellow")
-        lines = [head, Text(one_line(self.task_text, width + 1), style="italic dim")]
+            words.append((one_line(ev.reason, 60), "yellow"))
+        lines = [spaced(words), Text(one_line(self.task_text, width + 1), style="italic dim")]
         if self.ring.reasoning and not self.ring.size:  # the model thinks before it answers: dimmed
             lines += [Text(line, style="dim italic") for line in self.ring.reasoning_lines(width, height - 2)]
         else:

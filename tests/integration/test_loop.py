@@ -570,7 +570,7 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
     from textual.widgets import DataTable
 
     from swarm_tui.textsafe import is_clean
-    from swarm_tui.tui.screens import TextScreen
+    from swarm_tui.tui.results_screen import ResultsScreen
     from tests.support.tui import HOSTILE, SIZE, make_app, started
 
     bus = await Bus(cfg).connect()
@@ -604,13 +604,15 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
             await until(lambda: table.row_count == 1, 10, "the task row")
             table.focus()
             await pilot.press("enter")
-            await until(lambda: isinstance(app.screen, TextScreen), 5, "the results screen")
-            body = app.screen.body.plain  # type: ignore[attr-defined]
-            assert body.index("ONE-OUTPUT") < body.index("TWO-OUTPUT") and "code step 1" in body
+            await until(lambda: isinstance(app.screen, ResultsScreen), 5, "the results screen")
+            screen = app.screen
+            assert isinstance(screen, ResultsScreen)
+            body = screen.document
+            assert body.index("ONE-OUTPUT") < body.index("TWO-OUTPUT") and "code · step 1" in body
             assert is_clean(body)
             await pilot.press("escape")
             await pilot.pause()
-            assert not isinstance(app.screen, TextScreen)
+            assert not isinstance(app.screen, ResultsScreen)
     finally:
         await engine.stop()
         await observer.close()

@@ -233,7 +233,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         messages=[{"role": "user", "content": "hi"}],
         created_at=0.0,
     )
-    opts = JobRun(SimpleNamespace(cfg=cfg, spend=None)).call_options(job, r.model)  # type: ignore[arg-type]
+    opts = JobRun(SimpleNamespace(cfg=cfg, spend=None, demo_endpoint=None)).call_options(job, r.model)  # type: ignore[arg-type]
     assert opts["first_content_timeout"] == cfg.swarm.request_timeout_s == 180
 
 

@@ -57,3 +57,25 @@ def test_help_with_a_remapped_key(snap_compare: Any, tmp_path: Path) -> None:
     conf = tmp_path / "config.toml"
     conf.write_text('[keys]\napprove = "y"\n')
     assert snap_compare(_scene_app("pending", conf), press=["question_mark"], terminal_size=WIDE)
+
+
+# ------------------------------------------------------------------------------------------- answers as documents
+async def _open_results(pilot: Any) -> None:
+    from swarm_tui.tui.results_screen import ResultsScreen
+
+    for _ in range(20):  # the room focuses its decisions table once ready: take the focus after that
+        await pilot.pause()
+        if pilot.app.ready and pilot.app.focused is pilot.app.room.decision_table:
+            break
+    pilot.app.room.task_table.focus()
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, ResultsScreen)
+
+
+def test_results_as_markdown(snap_compare: Any) -> None:
+    """enter on a task: its answers rendered as Markdown (a heading, a numbered list, a code block with
+    highlighting, a bulleted list); the link stays text; the newest answer is the selected one."""
+    link, rings, hist = build("results")
+    app = SwarmApp(link, clock=lambda: NOW, deterministic=True, rings=rings, ram_history=hist)
+    assert snap_compare(app, run_before=_open_results, terminal_size=WIDE)

@@ -278,6 +278,8 @@ class JobRun:
         if model.startswith("openrouter/"):
             opts["headers"] = attribution(cfg.openrouter.referer, cfg.openrouter.title)
             opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
+        if self.pool.demo_endpoint is not None:  # the demo's synthetic answer is seeded by the job, in its role
+            opts["headers"] = {**opts.get("headers", {}), "X-Swarm-Job": job.id, "X-Swarm-Role": job.role}
         return opts
 
     def price_per_mtok(self, model: str) -> tuple[float, float] | None:

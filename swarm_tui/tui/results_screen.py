@@ -1,0 +1,209 @@
+"""The results screen: a task and each of its answers rendered as Markdown, with keys to copy one answer and
+to save the whole document.
+
+Model text is data here too: it is made inert (``textsafe.plain``) before the Markdown parser sees it, and the
+parser has no links, autolinks, images, link references or HTML, so ``[x](url)`` stays text: nothing in an
+answer can open a URL or run an app action when clicked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Markdown, Static
+
+from swarm_tui.engine.bus.wire import Result
+from swarm_tui.engine.projection import SwarmState
+from swarm_tui.textsafe import plain
+from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
+from swarm_tui.tui.results_doc import (
+    answer_text,
+    close_fences,
+    result_facts,
+    result_heading,
+    results_markdown,
+    task_header_md,
+    task_title,
+)
+
+# what the parser must not turn into something clickable or raw: links of every kind, images, HTML
+DISABLED_RULES = ["link", "autolink", "image", "linkify", "reference", "html_inline", "html_block"]
+
+
+def safe_parser() -> MarkdownIt:
+    md = MarkdownIt("gfm-like", {"linkify": False, "html": False})
+    md.disable(DISABLED_RULES, ignoreInvalid=True)
+    return md
+
+
+# Textual mounts a widget per Markdown block (a few ms each): a screen renders at most this many blocks as
+# Markdown, one answer at most PER_ANSWER of them and HEAD_CHARS characters; the rest of a long answer is shown
+# as plain (inert) text.
+MARKDOWN_BLOCKS = 200
+PER_ANSWER = 100
+HEAD_CHARS = 30_000
+
+
+def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> tuple[str, str, int]:
+    """(the head to render as Markdown, the rest to show as plain text, the blocks the head costs).
+
+    The cut falls at the start of the first block (a paragraph, a list item, a code block, ...) that would go
+    over ``budget`` blocks or past ``max_chars`` characters; what comes before it is Markdown as written.
+    """
+    if budget <= 0:
+        return "", text, 0
+    src = text[: max_chars + 1]  # only the part that may become Markdown is parsed (an answer may be 200k)
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    cost = last = 0
+    for tok in safe_parser().parse(src):
+        if tok.type == "inline" or tok.nesting == -1 or tok.map is None:
+            continue
+        first, end = tok.map
+        too_long = starts[first] > max_chars or (tok.nesting == 0 and starts[min(end, len(lines))] > max_chars)
+        if cost >= budget or too_long:
+            return "\n".join(lines[:first]), "\n".join(lines[first:]), cost
+        cost += 1
+        last = first
+    if len(src) == len(text):
+        return text, "", cost
+    # cut short: the last block seen may run on past what was parsed, so it goes with the rest
+    return "\n".join(lines[:last]), "\n".join(lines[last:]), cost
+
+
+class SafeMarkdown(Markdown):
+    """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL."""
+
+    def __init__(self, text: str, *, id: str | None = None) -> None:
+        super().__init__(plain(text, keep_newlines=True), id=id, parser_factory=safe_parser, open_links=False)
+
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
+        event.prevent_default()
+        event.stop()  # nothing to follow: links are text (a second line of defence)
+
+
+class Answer(Vertical, can_focus=True):
+    """One result: its facts on one line, then its text as Markdown. Focusable, so tab picks the one to copy."""
+
+    def __init__(self, index: int, result: Result, budget: int = PER_ANSWER) -> None:
+        super().__init__(classes="answer")
+        self.index = index
+        self.result = result
+        self.head, self.rest, self.cost = split_for_markdown(answer_text(result).strip(), budget)
+
+    def compose(self) -> ComposeResult:
+        r = self.result
+        meta = Text(result_heading(self.index, r), style="bold")
+        meta.append("  " + " · ".join(f"{k} {v}" for k, v in result_facts(r) if k not in ("model", "role")))
+        yield Static(meta, classes="answer-meta")
+        if self.head.strip() or not self.rest:
+            yield SafeMarkdown(close_fences(self.head).strip() or "*(no text)*")
+        if self.rest:
+            note = f"a long answer: the rest ({len(self.rest)} characters) as plain text; the saved file has it all"
+            yield Static(Text(note, style="dim italic"), classes="answer-note")
+            yield Static(Text(self.rest), classes="answer-rest")
+
+    def on_focus(self) -> None:
+        self.scroll_visible(top=True, animate=False)
+
+
+class ResultsScreen(ModalScreen[None]):
+    """``enter`` on a task: the task and its results in order, each answer rendered as Markdown."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close"), *RESULTS_BINDINGS]
+    DEFAULT_CSS = """
+    ResultsScreen #results-scroll { height: 1fr; }
+    ResultsScreen Answer { height: auto; padding: 0 1; margin: 1 0 0 0; border-left: blank; }
+    ResultsScreen Answer:focus { border-left: thick $accent; background: $boost; }
+    ResultsScreen .answer-meta { color: $text-muted; }
+    ResultsScreen Markdown { margin: 0; padding: 0; }
+    """
+
+    def __init__(self, state: SwarmState, task_id: str, export_dir: Path, keymap: dict[str, str]) -> None:
+        super().__init__(classes="modal")
+        tv = state.tasks[task_id]
+        self.task_id = task_id
+        self.title_text = task_title(tv, 100)
+        self.header_md = task_header_md(tv)
+        self.results = state.task_results(task_id)
+        self.document = results_markdown(state, task_id) or ""
+        self.export_dir = export_dir
+        self.keymap = keymap
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide", id="results"):
+            yield Label(Text(self.title_text, style="bold"))
+            with VerticalScroll(id="results-scroll"):
+                yield SafeMarkdown(self.header_md, id="results-task")
+                if not self.results:
+                    yield Static(Text("(no results stored yet)", style="dim italic"))
+                left = MARKDOWN_BLOCKS
+                for i, r in enumerate(self.results, 1):
+                    answer = Answer(i, r, min(PER_ANSWER, max(0, left), MARKDOWN_BLOCKS // len(self.results)))
+                    left -= answer.cost
+                    yield answer
+            copy = shown_key("copy_answer", self.keymap)
+            save = shown_key("save_results", self.keymap)
+            hint = f"tab next answer · {copy} copy the answer · {save} save as Markdown · escape closes"
+            yield Label(Text(hint, style="dim"))
+
+    def on_mount(self) -> None:
+        answers = list(self.query(Answer))
+        if answers:
+            answers[-1].focus()  # the newest answer, as the plain view showed the end
+        else:
+            self.query_one("#results-scroll").focus()
+
+    def selected(self) -> Answer | None:
+        answers = list(self.query(Answer))
+        focused = self.focused
+        for a in answers:
+            if focused is a:
+                return a
+        return answers[-1] if answers else None
+
+    def action_copy_answer(self) -> None:
+        a = self.selected()
+        if a is None:
+            self.notify("no answer to copy yet", severity="warning", markup=False)
+            return
+        copy_answer(self.app, a.index, a.result)
+
+    def action_save_results(self) -> None:
+        save_document(self.app, self.task_id, self.document, self.export_dir)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def copy_answer(app: App[Any], index: int, r: Result) -> None:
+    """The answer as stored, made inert, to the clipboard (OSC 52: the terminal decides whether it lands)."""
+    text = answer_text(r)
+    app.copy_to_clipboard(text)
+    app.notify(f"answer {index} ({len(text)} characters) copied to the clipboard (OSC 52)", timeout=4, markup=False)
+
+
+def save_document(app: App[Any], task_id: str, document: str, export_dir: Path) -> Path | None:
+    """Write the document to ``export_dir/<task id>.md`` and say where; None (and an error toast) on failure."""
+    path = export_dir / f"{plain(task_id).replace('/', '_')}.md"
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+    except OSError as exc:
+        app.notify(
+            f"could not save {plain(str(path))}: {plain(exc.strerror or str(exc))[:200]}",
+            severity="error",
+            markup=False,
+        )
+        return None
+    app.notify(f"saved to {plain(str(path))}", title="results", timeout=8, markup=False)
+    return path
