@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input
 
@@ -27,23 +25,6 @@ from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextSc
 from swarm_tui.tui.widgets import DecisionDetail, WorkerCard
 from tests.support.polling import until, until_async
 from tests.support.tui import HOSTILE, SIZE, make_app, started
-
-
-@pytest.fixture
-async def engine(cfg: Config) -> AsyncIterator[Engine]:
-    bus = Bus(cfg)
-    await bus.connect()
-    eng = Engine(cfg, bus)  # no conductor or pool: the test publishes what they would
-    yield eng
-    await eng.stop()
-
-
-@pytest.fixture
-async def observer(cfg: Config) -> AsyncIterator[Bus]:
-    b = Bus(cfg)
-    await b.connect(setup=False)
-    yield b
-    await b.close()
 
 
 async def seed_decision(bus: Bus, did: str = "d-one", workers: int = 2, raw: str = "RAW-ANSWER") -> Decision:

@@ -4,16 +4,13 @@ their width, a header that says what it knows about the conductor, card status l
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from rich.console import Console
 from textual.geometry import Size
 from textual.widgets import DataTable
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Decision, PlanItem, Task, WorkerEvent
-from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.info import ConductorInfo
 from swarm_tui.tui.model import OutputRing
@@ -23,23 +20,6 @@ from tests.support.tui import make_app, started
 
 FIRST_LOOK = (120, 36)
 LONG_TEXT = "Write a short explanation of how asyncio event loops schedule coroutines, with an example and caveats"
-
-
-@pytest.fixture
-async def engine(cfg: Config) -> AsyncIterator[Engine]:
-    bus = Bus(cfg)
-    await bus.connect()
-    eng = Engine(cfg, bus)  # no conductor or pool: the test publishes what they would
-    yield eng
-    await eng.stop()
-
-
-@pytest.fixture
-async def observer(cfg: Config) -> AsyncIterator[Bus]:
-    b = Bus(cfg)
-    await b.connect(setup=False)
-    yield b
-    await b.close()
 
 
 async def seed(bus: Bus, n_tasks: int = 3, prefix: str = "") -> None:
