@@ -166,6 +166,36 @@ class WorkerEvent(Msg):
     at: float
     demo: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        job: Job,
+        state: WorkerState,
+        *,
+        at: float,
+        host: str,
+        demo: bool,
+        reason: str = "",
+        tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> WorkerEvent:
+        """The job's worker in ``state``: its ids, model and role are the job's."""
+        return cls(
+            worker_id=job.worker_id,
+            job_id=job.id,
+            decision_id=job.decision_id,
+            task_id=job.task_id,
+            model=job.model,
+            role=job.role,
+            state=state,
+            reason=reason[:1000],
+            tokens=tokens,
+            cost_usd=cost_usd,
+            host=host[:128],
+            at=at,
+            demo=demo,
+        )
+
 
 class Chunk(Msg):
     """A coalesced piece of a worker's output on ``swarm.chunk.<worker_id>`` (core NATS, not stored)."""
@@ -203,6 +233,41 @@ class Result(Msg):
     started_at: float
     ended_at: float
     demo: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        job: Job,
+        state: Literal["done", "failed", "cancelled"],
+        *,
+        started_at: float,
+        ended_at: float,
+        demo: bool,
+        reason: str = "",
+        text: str = "",
+        usage: Usage | None = None,
+        cost_usd: float = 0.0,
+        cost_estimated: bool = False,
+    ) -> Result:
+        """The job's result: its ids, role, model and step are the job's."""
+        return cls(
+            job_id=job.id,
+            worker_id=job.worker_id,
+            decision_id=job.decision_id,
+            task_id=job.task_id,
+            role=job.role,
+            model=job.model,
+            step=job.step,
+            state=state,
+            text=text[:MAX_TEXT],
+            reason=reason[:1000],
+            usage=usage or Usage(),
+            cost_usd=cost_usd,
+            cost_estimated=cost_estimated,
+            started_at=started_at,
+            ended_at=ended_at,
+            demo=demo,
+        )
 
 
 class SpendEntry(Msg):

@@ -317,34 +317,9 @@ class Controller:
     async def end_unrun(self, job: Job, reason: str) -> None:
         """End a later step without a call: its Result and final WorkerEvent, as a worker would write them."""
         now = self.clock()
-        res = Result(
-            job_id=job.id,
-            worker_id=job.worker_id,
-            decision_id=job.decision_id,
-            task_id=job.task_id,
-            role=job.role,
-            model=job.model,
-            step=job.step,
-            state="cancelled",
-            reason=reason[:1000],
-            started_at=now,
-            ended_at=now,
-            demo=job.demo,
-        )
+        res = Result.of(job, "cancelled", reason=reason, started_at=now, ended_at=now, demo=job.demo)
         await self.bus.publish_event(res, msg_id=f"result-{job.id}")
-        ev = WorkerEvent(
-            worker_id=job.worker_id,
-            job_id=job.id,
-            decision_id=job.decision_id,
-            task_id=job.task_id,
-            model=job.model,
-            role=job.role,
-            state="cancelled",
-            reason=reason[:1000],
-            host=self.host,
-            at=now,
-            demo=job.demo,
-        )
+        ev = WorkerEvent.of(job, "cancelled", reason=reason, host=self.host, at=now, demo=job.demo)
         await self.bus.publish_event(ev, msg_id=f"cancelled-{job.id}")
         self.ended += 1
 
@@ -354,18 +329,8 @@ class Controller:
         return ""
 
     async def publish_job(self, job: Job) -> None:
-        ev = WorkerEvent(
-            worker_id=job.worker_id,
-            job_id=job.id,
-            decision_id=job.decision_id,
-            task_id=job.task_id,
-            model=job.model,
-            role=job.role,
-            state="queued",
-            reason=self.queued_reason(job),
-            host=self.host,
-            at=self.clock(),
-            demo=job.demo,
+        ev = WorkerEvent.of(
+            job, "queued", reason=self.queued_reason(job), host=self.host, at=self.clock(), demo=job.demo
         )
         await self.bus.publish_event(ev, msg_id=f"queued-{job.id}")
         await self.bus.publish(S.job(lane_of(job.model), job.id), job.to_bytes(), msg_id=job.id)

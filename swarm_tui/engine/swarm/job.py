@@ -87,18 +87,13 @@ class JobRun:
             return
         run.state, run.reason = state, reason
         j, p = run.job, self.pool
-        ev = WorkerEvent(
-            worker_id=j.worker_id,
-            job_id=j.id,
-            decision_id=j.decision_id,
-            task_id=j.task_id,
-            model=j.model,
-            role=j.role,
-            state=state,
-            reason=reason[:1000],
+        ev = WorkerEvent.of(
+            j,
+            state,
+            reason=reason,
             tokens=run.progress.tokens,
             cost_usd=run.cost,
-            host=p.host[:128],
+            host=p.host,
             at=p.clock(),
             demo=j.demo or p.demo,
         )
@@ -458,17 +453,11 @@ class JobRun:
         await self.flush(run)
         now = p.clock()
         demo = job.demo or p.demo
-        res = Result(
-            job_id=job.id,
-            worker_id=job.worker_id,
-            decision_id=job.decision_id,
-            task_id=job.task_id,
-            role=job.role,
-            model=job.model,
-            step=job.step,
-            state=state,
-            text=pr.text[:MAX_TEXT],
-            reason=reason[:1000],
+        res = Result.of(
+            job,
+            state,
+            text=pr.text,
+            reason=reason,
             usage=Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens),
             cost_usd=round(run.cost, 9),
             cost_estimated=run.estimated,
