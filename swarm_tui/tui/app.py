@@ -38,8 +38,6 @@ from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
-from swarm_tui.tui.results_doc import results_markdown
-from swarm_tui.tui.results_screen import ResultsScreen, copy_answer, save_document
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
 from swarm_tui.tui.widgets import WorkerCard, decision_full_text
@@ -367,6 +365,8 @@ class SwarmApp(App[int]):
         if focused is not None and focused is self.room.task_table:
             task_id = self.room.selected_task()
             if task_id is not None and task_id in self.link.state.tasks:
+                from swarm_tui.tui.results_screen import ResultsScreen  # Markdown: ~50 ms of imports, not at start
+
                 self.push_screen(ResultsScreen(self.link.state, task_id, self.export_dir, keymap_of(self)))
             return
         dv = self.room.selected_decision()
@@ -394,6 +394,8 @@ class SwarmApp(App[int]):
 
     def action_copy_answer(self) -> None:
         """The results screen's answer (the palette lands here too), else the selected task's newest answer."""
+        from swarm_tui.tui.results_screen import ResultsScreen, copy_answer
+
         if isinstance(self.screen, ResultsScreen):
             self.screen.action_copy_answer()
             return
@@ -407,6 +409,9 @@ class SwarmApp(App[int]):
         copy_answer(self, len(results), results[-1])
 
     def action_save_results(self) -> None:
+        from swarm_tui.tui.results_doc import results_markdown
+        from swarm_tui.tui.results_screen import ResultsScreen, save_document
+
         if isinstance(self.screen, ResultsScreen):
             self.screen.action_save_results()
             return
