@@ -25,7 +25,7 @@ import pytest
 from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, SpendEntry, Task, new_id
+from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, SpendEntry, Task, WorkerEvent, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
@@ -421,7 +421,14 @@ async def test_provider_fault_matrix_at_load_every_job_ends_clearly_under_the_ce
             assert r.reason, r
     assert total <= ceiling + 1e-12 and ledger["spent"] <= ceiling + 1e-12 and peak_used <= ceiling + 1e-12
     assert abs(total - fo.billed) < 1e-9 and abs(ledger["spent"] - fo.billed) < 1e-9
-    assert over and states["cancelled"] >= len(over)  # the ceiling held jobs back; cancel ended them clearly
+    # the ceiling held jobs back; cancel ended each one clearly, unless an attempt reconciled below its worst case
+    # freed money first and the held job went on to run (the guard's design: over budget waits, then goes)
+    assert over
+    for wid in over:
+        seen = [e.state for e in evs if isinstance(e, WorkerEvent) and e.worker_id == wid]
+        held_then = seen[len(seen) - 1 - seen[::-1].index("over_budget") :]
+        (res,) = [r for r in results.values() if r.worker_id == wid]
+        assert res.state == "cancelled" or "running" in held_then, (wid, seen, res.state)
     for r in results.values():
         tv = state.tasks[r.task_id]
         kind = kind_of(int(tv.task.text.split()[0].split("-")[1]))
