@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from typing import Any
 
 from swarm_tui import __version__
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", parents=[common], help="check NATS, Ollama and its model, the OpenRouter key, RAM")
     cf = sub.add_parser("config", parents=[common], help="print the effective configuration, secrets masked")
     cf.add_argument("--json", action="store_true")
+    pr = sub.add_parser("promote", parents=[common], help="make one answer its task's answer (follow-ups build on it)")
+    pr.add_argument("job", help="the answer's job id (or a unique suffix), as `swarm-tui result TASK` lists it")
+    sn = sub.add_parser("seen", parents=[common], help="mark what needs you as seen (stops the badge and alerts)")
+    sn.add_argument("kinds", nargs="*", metavar="KIND", help="approval, failed, ceiling, credit, bus (default: all)")
     rs = sub.add_parser("result", parents=[common], help="print a task's results in order")
     rs.add_argument("task_id", help="task id (or a unique suffix)")
     rs.add_argument("--json", action="store_true", help="the same as --format json")
@@ -159,32 +164,40 @@ def dispatch(args: argparse.Namespace) -> int:
         text = cmds.read_task_text(args.text)
         return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
     if cmd == "status":
-        return cmds.run(cmds.status(cfg, args.json))
+        return cmds.run(cmds.status(cfg, args.json, demo=demo))
     if cmd == "result":
         if args.json and args.format not in (None, "json"):
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")
         fmt = "json" if args.json else (args.format or "text")
         return cmds.result(cfg, args.task_id, fmt, out=args.out)
+    ctl = partial(cmds.control, cfg, demo=demo)
+    if cmd == "promote":
+        return cmds.run(ctl("promote", {"job": args.job}))
+    if cmd == "seen":
+        from swarm_tui.engine.attention import KINDS
+
+        bad = [k for k in args.kinds if k not in KINDS]
+        if bad:
+            raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
+        return cmds.run(ctl("seen", {"kinds": args.kinds or list(KINDS)}))
     if cmd == "approve":
         extra = {"workers": args.workers} if args.workers is not None else {}
-        return cmds.run(cmds.control(cfg, "approve", {"id": args.id, **extra}))
+        return cmds.run(ctl("approve", {"id": args.id, **extra}))
     if cmd == "reject":
-        return cmds.run(cmds.control(cfg, "reject", {"id": args.id, "reason": args.reason}))
+        return cmds.run(ctl("reject", {"id": args.id, "reason": args.reason}))
     if cmd == "edit":
-        return cmds.run(cmds.control(cfg, "edit", {"id": args.id, "workers": args.workers}))
+        return cmds.run(ctl("edit", {"id": args.id, "workers": args.workers}))
     if cmd == "scale":
-        return cmds.run(cmds.control(cfg, "scale", {"n": args.n}))
+        return cmds.run(ctl("scale", {"n": args.n}))
     if cmd == "cancel":
         chosen = sum(bool(x) for x in (args.worker, args.decision, args.all))
         if chosen != 1:
             raise UsageError("cancel takes exactly one of: WORKER_ID, --decision ID, --all")
-        return cmds.run(
-            cmds.control(cfg, "cancel", {"worker": args.worker, "decision": args.decision, "all": args.all})
-        )
+        return cmds.run(ctl("cancel", {"worker": args.worker, "decision": args.decision, "all": args.all}))
     if cmd == "budget":
-        return cmds.run(cmds.control(cfg, "ceiling", {"usd": args.usd}))
+        return cmds.run(ctl("ceiling", {"usd": args.usd}))
     if cmd in ("pause", "resume"):
-        return cmds.run(cmds.control(cfg, cmd, {}))
+        return cmds.run(ctl(cmd, {}))
     if cmd == "doctor":
         from swarm_tui.engine.doctor import run_doctor
 

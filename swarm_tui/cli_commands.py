@@ -19,12 +19,14 @@ from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
 from swarm_tui.engine.info import (
+    AttentionInfo,
     BusState,
     ConductorInfo,
     EngineInfo,
     EngineMeta,
     InfoError,
     LaneInfo,
+    Need,
     OfflineSpend,
     PoolInfo,
     RamInfo,
@@ -99,19 +101,23 @@ async def unserved_note(cfg: Config, where: str, *, demo: bool) -> str:
     on the other store (the demo keeps its own store, and embedded server, under the real one's data dir)."""
     start = "swarm-tui --demo" if demo else "swarm-tui"
     note = f"no engine is running on {where}: the task waits there until one starts ({start}, or run --headless)"
-    if cfg.nats.url:  # one NATS server for both: an engine on it would have answered
-        return note
+    return note + await other_engine_hint(cfg, demo=demo)
+
+
+async def other_engine_hint(cfg: Config, *, demo: bool) -> str:
+    """ "; a demo engine is running: add --demo to reach it" (or the other way round) when an engine answers on
+    the other store's embedded server, else "". With a NATS URL both share one server: nothing to say."""
+    if cfg.nats.url:
+        return ""
     store = data_dir(cfg.paths.data_dir)
     other = store.parent if demo else store / "demo"
     if demo and store.name != "demo":
-        return note
-    if await engine_at(other, cfg):
-        return note + (
-            "; an engine runs without --demo: drop --demo to reach it"
-            if demo
-            else "; a demo engine is running: add --demo to reach it"
-        )
-    return note
+        return ""
+    if not await engine_at(other, cfg):
+        return ""
+    if demo:
+        return "; an engine runs without --demo: drop --demo to reach it"
+    return "; a demo engine is running: add --demo to reach it"
 
 
 async def engine_at(store: Path, cfg: Config) -> bool:
@@ -151,6 +157,7 @@ class StatusData(TypedDict):
     spend: SpendInfo | OfflineSpend | InfoError
     ram: RamInfo | RamSummary | InfoError
     lane: LaneInfo | InfoError | None
+    needs_attention: list[Need]  # what needs a person now (engine/attention.py), [] when nothing does
 
 
 async def status_data(cfg: Config) -> StatusData:
@@ -186,6 +193,15 @@ async def status_data(cfg: Config) -> StatusData:
 
         ram = ram_snapshot(cfg)
     snap = state.snapshot()
+    attention: AttentionInfo | None = usable(info.get("attention"))
+    if attention is not None:
+        needs_now = list(attention.get("needs", []))
+    else:  # no engine tracks it: what the log tells, and the ceiling as the log and the ledger tell it
+        from swarm_tui.engine.attention import needs, spend_reached
+
+        now = state.clock()
+        since = {"ceiling": now} if spend_reached(usable(spend)) else {}
+        needs_now = needs(state, {"spend": spend}, since=since, now=now)  # type: ignore[typeddict-item]
     return {
         "version": __version__,
         "bus": bus_info,
@@ -203,11 +219,15 @@ async def status_data(cfg: Config) -> StatusData:
         "spend": spend,
         "ram": ram,
         "lane": info.get("lane"),
+        "needs_attention": needs_now,
     }
 
 
 def _fmt_usd(v: Any) -> str:
     return "-" if v is None else f"${float(v):.4f}"
+
+
+ENGINE_DOWN = "not running (start it with `swarm-tui` or `swarm-tui run --headless`)"
 
 
 def format_status(d: StatusData) -> str:
@@ -224,12 +244,12 @@ def format_status(d: StatusData) -> str:
         lines.append(f"warning: {w}")
     lines.append(
         "engine: "
-        + (
-            f"running (pid {eng['pid']} on {plain(eng['host'])}, up {eng['uptime_s']}s)"
-            if eng
-            else "not running (start it with `swarm-tui` or `swarm-tui run --headless`)"
-        )
+        + (f"running (pid {eng['pid']} on {plain(eng['host'])}, up {eng['uptime_s']}s)" if eng else ENGINE_DOWN)
     )
+    for need in d.get("needs_attention", []):
+        seen = " (seen)" if need.get("seen") else ""
+        when = time.strftime("%H:%M:%S", time.localtime(float(need.get("since", 0))))
+        lines.append(f"needs you: {plain(str(need.get('what', '')))} (since {when}){seen}")
     cond = d["conductor"]
     if cond:
         lines.append("conductor: " + ", ".join(f"{k}={v}" for k, v in cond.items() if not isinstance(v, dict | list)))
@@ -246,7 +266,8 @@ def format_status(d: StatusData) -> str:
     for t in d["tasks"][-20:]:
         text = plain(t["text"]).replace("\n", " ")
         rnd = f" r{t['round']}" if t.get("round", 0) > 0 else ""
-        lines.append(f"  {t['id']}  p{t['priority']}  {t['state']:<17} {text[:60]}{rnd}")
+        chosen = f"  ★ answer {t['promoted']}" if t.get("promoted") else ""
+        lines.append(f"  {t['id']}  p{t['priority']}  {t['state']:<17} {text[:60]}{rnd}{chosen}")
     pend = [x for x in d["decisions"] if x["status"] == "pending"]
     lines.append(f"decisions: {len(d['decisions'])} ({len(pend)} pending approval)")
     for x in pend[:10]:
@@ -293,17 +314,22 @@ def format_status(d: StatusData) -> str:
     return "\n".join(lines)
 
 
-async def status(cfg: Config, as_json: bool) -> int:
+async def status(cfg: Config, as_json: bool, *, demo: bool = False) -> int:
     data = await status_data(cfg)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
-    else:
-        print(format_status(data))
+        return 0
+    text = format_status(data)
+    if data["engine"] is None:
+        hint = await other_engine_hint(cfg, demo=demo)
+        if hint:
+            text = text.replace(ENGINE_DOWN, ENGINE_DOWN + hint, 1)
+    print(text)
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- control
-async def control(cfg: Config, verb: str, args: dict[str, Any]) -> int:
+async def control(cfg: Config, verb: str, args: dict[str, Any], *, demo: bool = False) -> int:
     async with connected(cfg) as bus:
         reply = await request(bus, verb, args)
         if reply is None:  # no engine: validate against the log and record it ourselves
@@ -313,7 +339,10 @@ async def control(cfg: Config, verb: str, args: dict[str, Any]) -> int:
                 data = await controls.handle(verb, args)
             except ControlError as exc:
                 raise SwarmError(str(exc)) from None
-            print(_describe(verb, data) + " (no engine running: recorded on the bus, it acts when one starts)")
+            hint = await other_engine_hint(cfg, demo=demo)
+            print(
+                _describe(verb, data) + f" (no engine running here: recorded on the bus, it acts when one starts{hint})"
+            )
             return 0
     if not reply.ok:
         raise SwarmError(reply.error)
@@ -332,6 +361,11 @@ def _describe(verb: str, data: dict[str, Any]) -> str:
         return f"daily spend ceiling set to ${float(data.get('ceiling_usd', 0)):.2f}"
     if verb in ("pause", "resume"):
         return "heartbeat paused" if data.get("paused") else "heartbeat resumed"
+    if verb == "promote":
+        who = f"{data.get('role') or 'worker'}, {data.get('model')}"
+        return f"answer {data.get('job_id')} ({who}) is now the answer of task {data.get('task_id')}"
+    if verb == "seen":
+        return f"marked seen: {', '.join(data.get('seen', []))}"
     if verb == "cancel":
         n = len(data.get("workers", []))
         return f"cancelling {n} worker{'s' if n != 1 else ''} ({data.get('scope')})"
@@ -354,6 +388,8 @@ async def result_document(cfg: Config, task_id: str, fmt: str = "text") -> tuple
                 "task": tv.task.model_dump(),
                 "state": tv.state,
                 "reason": tv.reason,
+                "promoted": tv.promoted or None,
+                "promoted_by": tv.promoted_by or None,
                 "results": [r.model_dump() for r in results],
             },
             indent=2,
@@ -392,6 +428,8 @@ def _result_text(tv: TaskView, results: list[Result]) -> str:
             f"\n--- {plain(r.role) or 'worker'} step {r.step} · {plain(r.model)} · {r.state} · {cost}"
             + (f" · {plain(r.reason)}" if r.reason else "")
             + (" · demo" if r.demo else "")
+            + f" · answer {r.job_id}"
+            + (" · ★ promoted (the task's answer)" if r.job_id == tv.promoted else "")
         )
         lines.append(plain(r.text, keep_newlines=True))
     return "\n".join(lines)

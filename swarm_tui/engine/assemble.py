@@ -75,4 +75,8 @@ def assemble(
                 demo=demo,
             )
         )
+    # the needs-you alerts last: they read the log and the spend guard, and run notify.command
+    from swarm_tui.engine.notify import Notifier
+
+    engine.add(Notifier(cfg, bus, engine.state, spend=spend, clock=clock, demo=demo))
     return engine

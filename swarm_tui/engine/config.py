@@ -36,6 +36,7 @@ from swarm_tui.engine.config_sections import (
     HeartbeatSection,
     LogSection,
     NatsSection,
+    NotifySection,
     OllamaSection,
     OpenRouterSection,
     PathsSection,
@@ -97,6 +98,7 @@ class Config:
     swarm: SwarmSection = field(init=False, repr=False, compare=False)
     ram: RamSection = field(init=False, repr=False, compare=False)
     ui: UiSection = field(init=False, repr=False, compare=False)
+    notify: NotifySection = field(init=False, repr=False, compare=False)
     demo: DemoSection = field(init=False, repr=False, compare=False)
     log: LogSection = field(init=False, repr=False, compare=False)
     paths: PathsSection = field(init=False, repr=False, compare=False)
@@ -112,6 +114,7 @@ class Config:
         self.swarm = build_section(SwarmSection, v)
         self.ram = build_section(RamSection, v)
         self.ui = build_section(UiSection, v)
+        self.notify = build_section(NotifySection, v)
         self.demo = build_section(DemoSection, v)
         self.log = build_section(LogSection, v)
         self.paths = build_section(PathsSection, v)

@@ -39,6 +39,16 @@ def _range(lo: float, hi: float) -> Check:
     return lambda v: lo <= v <= hi
 
 
+def _splits(v: str) -> bool:
+    import shlex
+
+    try:
+        shlex.split(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _one_of(*choices: str) -> Check:
     return lambda v: v in choices
 
@@ -404,6 +414,43 @@ OPTIONS: list[Option] = [
         env="SWARM_REFRESH_MS",
         allowed="an integer 20..5000",
         check=_range(20, 5000),
+    ),
+    # --- needs-you alerts (engine/attention.py; the terminal side in tui/alerts.py)
+    Option("notify.bell", bool, True, "ring the terminal bell when something needs you", env="SWARM_NOTIFY_BELL"),
+    Option(
+        "notify.desktop",
+        bool,
+        True,
+        "a desktop notification (OSC 9 and OSC 777) when something needs you",
+        env="SWARM_NOTIFY_DESKTOP",
+    ),
+    Option(
+        "notify.tmux_passthrough",
+        bool,
+        True,
+        "inside tmux, send the desktop notification through tmux's passthrough when allow-passthrough is on",
+    ),
+    Option(
+        "notify.command",
+        str,
+        "",
+        "a command run (no shell) with the event as JSON on stdin when something needs you, e.g. to ping a phone",
+        env="SWARM_NOTIFY_COMMAND",
+        allowed="a command line (split like a shell does, not run by one)",
+        check=lambda v: _splits(v),
+    ),
+    Option("notify.approval", bool, True, "alert when a decision waits for approval"),
+    Option("notify.failed", bool, True, "alert when a job fails"),
+    Option("notify.ceiling", bool, True, "alert when spend reaches the daily ceiling"),
+    Option("notify.credit", bool, True, "alert when OpenRouter says the key is out of credit"),
+    Option("notify.bus", bool, True, "alert when the bus is lost"),
+    Option(
+        "notify.bus_grace_s",
+        float,
+        3.0,
+        "how long the bus may be down before it counts as lost (reconnects are usually quicker)",
+        allowed="a number 0..600",
+        check=_range(0, 600),
     ),
     # --- demo
     Option(

@@ -158,6 +158,26 @@ class UiSection(Section):
     refresh_ms: int
 
 
+class NotifySection(Section):
+    name: ClassVar[str] = "notify"
+    bell: bool
+    desktop: bool
+    tmux_passthrough: bool
+    command: str
+    approval: bool
+    failed: bool
+    ceiling: bool
+    credit: bool
+    bus: bool
+    bus_grace_s: float
+
+    def kinds(self) -> frozenset[str]:
+        """The attention kinds whose alerts are on."""
+        on = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
+        on |= {"credit": self.credit, "bus": self.bus}
+        return frozenset(k for k, v in on.items() if v)
+
+
 class DemoSection(Section):
     name: ClassVar[str] = "demo"
     tokens_per_s: float
@@ -184,6 +204,7 @@ SECTION_TYPES: tuple[type[Section], ...] = (
     BudgetSection,
     SwarmSection,
     RamSection,
+    NotifySection,
     UiSection,
     DemoSection,
     LogSection,

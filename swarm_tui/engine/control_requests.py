@@ -26,7 +26,8 @@ from swarm_tui.engine.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
-VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling")
+VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen")
+ATTENTION_KINDS = ("approval", "failed", "ceiling", "credit", "bus")  # engine/attention.py: what may need a person
 
 
 class ControlError(Exception):
@@ -191,6 +192,38 @@ class Controls:
         ev = ControlEvent(what="cancel", target=scope[:64], by=str(args.get("by", "cli"))[:32], at=at)
         await self.bus.publish_event(ev)  # not applied here: the state learns what ended from the workers' events
         return {"scope": scope, "workers": target}
+
+    async def do_promote(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Make one stored "done" answer its task's answer (job id or unique suffix): follow-ups build on it."""
+        ident = args.get("job")
+        if not isinstance(ident, str) or not ident:
+            raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)")
+        ids = [j for j in self.state.results if j == ident or j.endswith(ident)]
+        if not ids:
+            raise ControlError(f"no stored answer {ident}")
+        if len(ids) > 1:
+            raise ControlError(f"answer id {ident} is ambiguous")
+        r = self.state.results[ids[0]]
+        if r.state != "done":
+            raise ControlError(f"answer {r.job_id} {r.state}: only a finished answer can be the task's answer")
+        tv = self.state.tasks.get(r.task_id)
+        if tv is None:
+            raise ControlError(f"the task of answer {r.job_id} is not in the log")
+        ev = ControlEvent(what="promote", target=r.job_id, by=str(args.get("by", "cli"))[:32], at=self.clock())
+        await self.record(ev)
+        return {"task_id": r.task_id, "job_id": r.job_id, "model": r.model, "role": r.role}
+
+    async def do_seen(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A person has seen what needs them (one kind, or all): the badge and ``needs_attention`` mark it seen."""
+        kinds = args.get("kinds", list(ATTENTION_KINDS))
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if not isinstance(kinds, list) or not kinds or any(k not in ATTENTION_KINDS for k in kinds):
+            raise ControlError(f"kinds must be some of {', '.join(ATTENTION_KINDS)}")
+        at = self.clock()
+        for k in dict.fromkeys(kinds):
+            await self.record(ControlEvent(what="seen", target=k, by=str(args.get("by", "cli"))[:32], at=at))
+        return {"seen": list(dict.fromkeys(kinds)), "at": at}
 
 
 class ControlServer:

@@ -251,6 +251,28 @@ class ConductorInfo(TypedDict):
     review: str  # what the last review of finished tasks came to
 
 
+# ------------------------------------------------------------------------------------------ needs-you alerts
+class Need(TypedDict):
+    """One kind that needs a person (``status --json``: ``needs_attention``)."""
+
+    kind: str  # one of KINDS
+    what: str  # one line, for a person
+    since: float  # epoch seconds the condition began (the oldest waiting decision, the first failure, ...)
+    latest: float  # epoch seconds of its newest occurrence (a new decision, a new failure)
+    count: int
+    seen: bool  # someone saw it after its newest occurrence
+
+
+class AttentionInfo(TypedDict):
+    """``Engine.info()["attention"]``."""
+
+    needs: list[Need]
+    alerts: int  # transitions alerted since start
+    command: str  # "" or the notify.command program name (not its arguments: they may hold a secret)
+    commands_run: int
+    command_errors: int  # failed, timed out, or dropped (more than 20 waiting)
+
+
 # ------------------------------------------------------------------------------------------ the whole snapshot
 class EngineInfo(TypedDict, total=False):
     """``Engine.info()``: the engine, its bus, and each component's info under the component's name.
@@ -271,6 +293,7 @@ class EngineInfo(TypedDict, total=False):
     pool: PoolInfo | InfoError
     conductor: ConductorInfo | InfoError
     reconcile: ReconcileInfo | InfoError  # only for a Reconciler added on its own: assemble() gives it to the pool
+    attention: AttentionInfo | InfoError
 
 
 _Part = TypeVar("_Part", bound=Mapping[str, object])

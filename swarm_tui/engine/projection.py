@@ -74,6 +74,9 @@ class TaskView:
     spend_usd: float = 0.0
     state: str = "pending"
     reason: str = ""
+    promoted: str = ""  # the job id of the answer a person chose as the task's answer ("" until one is)
+    promoted_by: str = ""
+    promoted_at: float = 0.0
 
     @property
     def id(self) -> str:
@@ -107,6 +110,7 @@ class SwarmState:
         self.scale: int | None = None
         self.paused = False
         self.ceiling_usd: float | None = None
+        self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (engine/attention.py)
         self.last_seq = 0
         self.events = 0
         self.version = 0  # bumped on every change, so observers can tell cheaply that something moved
@@ -221,6 +225,18 @@ class SwarmState:
             self.paused = False
         elif c.what == "ceiling" and c.value is not None:
             self.ceiling_usd = float(c.value)
+        elif c.what == "promote":
+            self._on_promote(c)
+        elif c.what == "seen" and c.target:
+            self.seen[c.target] = max(self.seen.get(c.target, 0.0), c.at)
+
+    def _on_promote(self, c: ControlEvent) -> None:
+        """The answer a person chose: one of the task's stored "done" results; a later promotion replaces it."""
+        r = self.results.get(c.target)
+        tv = self.tasks.get(r.task_id) if r is not None else None
+        if r is None or tv is None or r.state != "done":
+            return
+        tv.promoted, tv.promoted_by, tv.promoted_at = r.job_id, c.by, c.at
 
     # ------------------------------------------------------------------ derived
     def _derive_task(self, tv: TaskView) -> None:
@@ -315,6 +331,11 @@ class SwarmState:
         rs = [self.results[j] for j in tv.results if j in self.results]
         return sorted(rs, key=lambda r: (r.ended_at, r.step))
 
+    def promoted_result(self, task_id: str) -> Result | None:
+        """The task's promoted answer, None when nobody promoted one."""
+        tv = self.tasks.get(task_id)
+        return self.results.get(tv.promoted) if tv is not None and tv.promoted else None
+
     # ------------------------------------------------------------------ a JSON snapshot (status --json)
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
@@ -333,6 +354,8 @@ class SwarmState:
                     "results": len(t.results),
                     "spend_usd": round(t.spend_usd, 6),
                     "round": self.task_round(t.id),
+                    "promoted": t.promoted or None,
+                    "promoted_by": t.promoted_by or None,
                     "demo": t.task.demo,
                 }
                 for t in sorted(self.tasks.values(), key=lambda t: t.task.created_at)

@@ -63,6 +63,16 @@ async def test_submit_beside_a_running_demo_says_where_the_task_went(tmp_path: P
         res = await asyncio.to_thread(run_cli, ["submit", "--demo", "y"], env)
         assert res.returncode == 0 and res.stderr == "", res.stderr
         assert res.stdout.strip() in await asyncio.to_thread(_tasks, env, "--demo")
+        # status and a control verb on the real store say where the running engine is, in their one line
+        res = await asyncio.to_thread(run_cli, ["status"], env)
+        assert res.returncode == 0, res.stderr
+        engine_line = next(ln for ln in res.stdout.splitlines() if ln.startswith("engine: "))
+        assert "not running" in engine_line and "a demo engine is running: add --demo" in engine_line, engine_line
+        res = await asyncio.to_thread(run_cli, ["pause"], env)
+        assert res.returncode == 0 and res.stdout.count("\n") == 1, res.stdout
+        assert "no engine running here" in res.stdout and "add --demo to reach it" in res.stdout, res.stdout
+        res = await asyncio.to_thread(run_cli, ["status", "--demo"], env)
+        assert "engine: running" in res.stdout and "add --demo" not in res.stdout, res.stdout
     finally:
         assert await _stop(proc) == 0
 

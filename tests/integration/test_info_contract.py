@@ -21,6 +21,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task
 from swarm_tui.engine.info import (
+    AttentionInfo,
     BusInfo,
     ConductorInfo,
     ControllerInfo,
@@ -102,6 +103,7 @@ PARTS: dict[str, Any] = {
     "pool": PoolInfo,
     "conductor": ConductorInfo,
     "demo": DemoInfo,
+    "attention": AttentionInfo,
 }
 
 
@@ -151,4 +153,4 @@ async def test_status_without_an_engine_is_status_data_too(cfg: Any) -> None:
     assert shape_problems(data["ram"], RamSummary, "status.ram") == []
     # status --json prints the event log's projection key for key, between "bus" and "engine"
     keys = list(StatusData.__annotations__)
-    assert keys[2:-6] == list(SwarmState().snapshot()) and list(data) == keys
+    assert keys[2:-7] == list(SwarmState().snapshot()) and list(data) == keys

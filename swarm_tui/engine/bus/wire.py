@@ -286,10 +286,11 @@ class SpendEntry(Msg):
 
 
 class ControlEvent(Msg):
-    """A change of the swarm's settings that the log remembers: scale, pause/resume, ceiling."""
+    """What a person decided that the log remembers: scale, pause/resume, ceiling, cancel; ``promote`` (target: the
+    job id of the answer chosen as its task's answer) and ``seen`` (target: the attention kind looked at)."""
 
     type: Literal["control"] = "control"
-    what: Literal["scale", "pause", "resume", "ceiling", "cancel"]
+    what: Literal["scale", "pause", "resume", "ceiling", "cancel", "promote", "seen"]
     value: float | None = None
     target: str = Field(default="", max_length=64)
     by: str = Field(default="cli", max_length=32)

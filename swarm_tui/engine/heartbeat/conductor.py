@@ -337,7 +337,18 @@ class Conductor:
                     "(budget.task_max_usd): no follow-up"
                 )
                 continue
-            results = [(r.role or "worker", str(r.state), r.text or r.reason) for r in self.state.task_results(tv.id)]
+            # the answer a person promoted comes last, where the model's window of recent results always has it
+            rs = sorted(self.state.task_results(tv.id), key=lambda r: r.job_id == tv.promoted)
+            results = [
+                (
+                    f"{r.role or 'worker'}, the user's chosen answer"
+                    if r.job_id == tv.promoted
+                    else r.role or "worker",
+                    str(r.state),
+                    r.text or r.reason,
+                )
+                for r in rs
+            ]
             out.append(
                 (
                     -tv.task.priority,

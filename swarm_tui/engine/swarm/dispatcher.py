@@ -64,9 +64,10 @@ def system_prompt(role: str) -> str:
     return ROLE_PROMPTS.get(role, DEFAULT_PROMPT.format(role=role or "general"))
 
 
-def bounded_context(results: list[Result], max_chars: int) -> str:
+def bounded_context(results: list[Result], max_chars: int, chosen: str = "") -> str:
     """Earlier results as one text of at most about ``max_chars`` characters of output; each result gets an
-    equal share (what a short one leaves goes to the others) and a cut is stated where it happens."""
+    equal share (what a short one leaves goes to the others) and a cut is stated where it happens. ``chosen``:
+    the job id of the answer a person promoted, said so in its heading."""
     if not results:
         return ""
     share = max(1, max_chars // len(results))
@@ -82,6 +83,8 @@ def bounded_context(results: list[Result], max_chars: int) -> str:
         head = f"--- {r.role or 'worker'} (step {r.step}, {r.model}): {r.state}"
         if r.state != "done" and r.reason:
             head += f" ({r.reason[:200]})"
+        if chosen and r.job_id == chosen:
+            head += " [the answer the user chose as the task's answer]"
         parts.append(head + "\n" + (text or "(no output)"))
     return "\n\n".join(parts)
 
@@ -189,7 +192,11 @@ class Controller:
 
     def context_results(self, decision: Decision, item: PlanItem) -> list[Result]:
         """What a job is given to build on: the stored results of its task's earlier steps in this decision,
-        and for a follow-up (round > 0) the results of the task's earlier decisions first."""
+        and for a follow-up (round > 0) the results of the task's earlier decisions first.
+
+        When a person promoted one answer of the task, that answer stands for the rounds it belongs to: the
+        earlier decisions' results are the promoted one alone, and an earlier step of this decision that
+        holds it gives only it."""
         out = []
         for r in self.state.task_results(item.task_id):
             if r.decision_id == decision.id:
@@ -199,8 +206,15 @@ class Controller:
                 d = self.state.decisions.get(r.decision_id)
                 if d is not None and d.decision.created_at <= decision.created_at:
                     out.append(r)
-        mine = [r for r in out if r.decision_id == decision.id]
-        return [r for r in out if r.decision_id != decision.id] + sorted(mine, key=lambda r: (r.step, r.job_id))
+        mine = sorted((r for r in out if r.decision_id == decision.id), key=lambda r: (r.step, r.job_id))
+        before = [r for r in out if r.decision_id != decision.id]
+        chosen = self.state.promoted_result(item.task_id)
+        if chosen is not None and chosen in out:
+            if chosen.decision_id != decision.id:
+                before = [chosen]
+            else:
+                mine = [r for r in mine if r.step != chosen.step or r is chosen]
+        return before + mine
 
     def build_job(self, decision: Decision, index: int, item: PlanItem) -> Job:
         task = self.state.tasks.get(item.task_id)
@@ -214,7 +228,9 @@ class Controller:
                 if item.step > 0 or not decision.round
                 else f"This is follow-up round {decision.round} for this task; earlier results follow."
             )
-            text = f"Task:\n{text}\n\n{intro}\n\n{bounded_context(earlier, limit) or '(none stored)'}"
+            chosen = task.promoted if task is not None else ""
+            context = bounded_context(earlier, limit, chosen) or "(none stored)"
+            text = f"Task:\n{text}\n\n{intro}\n\n{context}"
             if decision.round > 0 and decision.reason:
                 text += f"\n\nWhy the heartbeat asked for this follow-up: {decision.reason[:1000]}"
         messages = [

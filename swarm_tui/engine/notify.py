@@ -1,0 +1,157 @@
+"""The engine's side of the needs-you alerts: it keeps ``Attention`` up to date from the log and the guards,
+reports it in ``Engine.info()["attention"]`` (so ``status`` and an attached app read it), and runs
+``notify.command`` once per transition with the need as JSON on standard input.
+
+The command runs without a shell (``shlex.split``), one at a time, at most ``COMMAND_TIMEOUT_S`` each, its output
+discarded; a command that fails is counted and logged by its program name only (its arguments may hold a token).
+The headless engine (``swarm-tui run --headless``) runs this too: that is how a phone hears from a daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shlex
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from swarm_tui.engine.attention import Attention
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
+from swarm_tui.engine.config import Config
+from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need
+from swarm_tui.engine.projection import SwarmState
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0  # how often the guards' side (ceiling, credit, bus) is looked at; log events wake it at once
+COMMAND_TIMEOUT_S = 10.0
+QUEUE_MAX = 20  # needs waiting for the command; more are dropped (and counted)
+
+
+class Notifier:
+    name = "attention"
+
+    def __init__(
+        self,
+        cfg: Config,
+        bus: Bus,
+        state: SwarmState,
+        *,
+        spend: Any = None,
+        clock: Callable[[], float] = time.time,
+        demo: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.bus = bus
+        self.state = state
+        self.spend = spend
+        self.clock = clock
+        self.demo = demo
+        self.attention = Attention(cfg.notify.kinds(), bus_grace_s=cfg.notify.bus_grace_s, clock=clock)
+        self.argv = shlex.split(cfg.notify.command) if cfg.notify.command else []
+        self.commands_run = 0
+        self.command_errors = 0
+        self.dropped = 0
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[Need] = asyncio.Queue(QUEUE_MAX)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.host = socket.gethostname()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._watch(), name="attention")]
+        if self.argv:
+            self._tasks.append(asyncio.create_task(self._run_commands(), name="notify-command"))
+
+    async def stop(self) -> None:
+        from swarm_tui.engine.tasks import cancel_and_wait
+
+        await cancel_and_wait(self._tasks)
+        self._tasks = []
+
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, Decision | ControlEvent) or (isinstance(ev, Result) and ev.state == "failed"):
+            self._wake.set()  # a decision to approve, a failure, a seen mark: look now, not at the next tick
+
+    def _info(self) -> EngineInfo:
+        out: EngineInfo = {}
+        if self.spend is not None:
+            with contextlib.suppress(Exception):
+                out["spend"] = self.spend.info()
+        return out
+
+    def check(self) -> list[Need]:
+        """One look: the needs that just started to need someone (each queued for the command)."""
+        rang = self.attention.update(self.state, self._info(), self.bus.state)
+        for need in rang:
+            log.info("needs you: %s", need["what"])
+            if self.argv:
+                try:
+                    self._queue.put_nowait(need)
+                except asyncio.QueueFull:
+                    self.dropped += 1
+        return rang
+
+    async def _watch(self) -> None:
+        while True:
+            self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            self._wake.clear()
+
+    def payload(self, need: Need) -> bytes:
+        """What the command reads on standard input: the need, and which engine saw it."""
+        event = {**need, "host": self.host, "demo": self.demo, "at": round(self.clock(), 3), "app": "swarm-tui"}
+        return json.dumps(event).encode() + b"\n"
+
+    async def _run_commands(self) -> None:
+        while True:
+            need = await self._queue.get()
+            await self.run_command(need)
+
+    async def run_command(self, need: Need) -> bool:
+        program = self.argv[0]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # a ^C in the app's terminal is not the command's
+            )
+        except OSError as exc:
+            self.command_errors += 1
+            log.warning("notify.command %s could not start: %s", program, exc.strerror or type(exc).__name__)
+            return False
+        try:
+            await asyncio.wait_for(proc.communicate(self.payload(need)), COMMAND_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            self.command_errors += 1
+            log.warning("notify.command %s took over %.0f s: killed", program, COMMAND_TIMEOUT_S)
+            return False
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+        self.commands_run += 1
+        if proc.returncode != 0:
+            self.command_errors += 1
+            log.warning("notify.command %s exited with %s", program, proc.returncode)
+            return False
+        return True
+
+    def info(self) -> AttentionInfo:
+        return {
+            "needs": list(self.attention.current),
+            "alerts": self.attention.alerts,
+            "command": self.argv[0].rsplit("/", 1)[-1] if self.argv else "",
+            "commands_run": self.commands_run,
+            "command_errors": self.command_errors + self.dropped,
+        }
