@@ -158,9 +158,11 @@ class Attention:
     def mark_seen(self, kinds: Iterable[str], at: float | None = None) -> None:
         """Someone looked here: the kinds stop ringing now (the log's mark follows when it lands)."""
         at = self.clock() if at is None else at
+        kinds = set(kinds)
         for k in kinds:
             self.local_seen[k] = max(self.local_seen.get(k, 0.0), at)
-        self._ringing -= set(kinds)
+        self._ringing -= kinds
+        self.current = [{**n, "seen": True} if n["kind"] in kinds and n["latest"] <= at else n for n in self.current]
 
     def update(self, state: SwarmState, info: EngineInfo, bus_state: str) -> list[Need]:
         now = self.clock()

@@ -31,12 +31,13 @@ from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
-from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of
+from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
 from swarm_tui.tui.control_room import ControlRoom
 from swarm_tui.tui.details import worker_detail
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.needs_you import NeedsYou
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
@@ -79,6 +80,7 @@ class SwarmApp(App[int]):
         self.engine_error = ""
         self.ready = False
         self.scheduler = RenderScheduler(TUNING, on_wake=self._resume_flush)
+        self.needs_you = NeedsYou(self)  # the needs-you alerts: bell, notification, header badge, the ! key
         self._room: ControlRoom | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._shutting_down = False
@@ -184,6 +186,7 @@ class SwarmApp(App[int]):
         self.engine_error = ""
         self.refresh_all()
         self.poll_info()
+        self.needs_you.check()  # the baseline: what already waits shows in the badge, rings nothing
 
     def on_state_changed(self, _: StateChanged) -> None:
         what = self.scheduler.state_changed()
@@ -194,6 +197,7 @@ class SwarmApp(App[int]):
 
     def on_bus_state_changed(self, event: BusStateChanged) -> None:
         self.room.show_header()
+        self.needs_you.check()
         if event.state == "reconnecting":
             self.notify("the bus connection was lost; reconnecting…", severity="warning", timeout=5)
 
@@ -202,6 +206,7 @@ class SwarmApp(App[int]):
         self.room.take_ram_reading(self.info)
         self.room.show_guards()
         self.room.show_header()
+        self.needs_you.check()
 
     # ------------------------------------------------------------------ the timers
     def _resume_flush(self) -> None:
@@ -254,6 +259,7 @@ class SwarmApp(App[int]):
         if not self.is_running:  # a call_after_refresh that lands during shutdown
             return
         self.scheduler.state_shown(self.link.state.version)
+        self.needs_you.check()
         self.room.show_state()
 
     # ------------------------------------------------------------------ selection
@@ -419,6 +425,33 @@ class SwarmApp(App[int]):
         if task_id is None:
             return
         save_document(self, task_id, results_markdown(self.link.state, task_id) or "", self.export_dir)
+
+    def action_compare(self) -> None:
+        """Two answers side by side: the open results screen's task (the palette lands here), else the selection."""
+        from swarm_tui.tui.compare_screen import open_compare, screen_task
+
+        task_id = screen_task(self.screen) or self._task_for_results()
+        if task_id is not None:
+            open_compare(self, self.link.state, task_id, keymap_of(self))
+
+    async def action_promote(self) -> None:
+        """The open results or compare screen's answer (the palette), else the selected task's newest done one."""
+        from swarm_tui.tui.compare_screen import promote_newest
+
+        screen_promote = getattr(self.screen, "action_promote", None)
+        if screen_promote is not None:
+            await screen_promote()
+            return
+        task_id = self._task_for_results()
+        if task_id is not None:
+            await promote_newest(self, self.link.state, task_id)
+
+    async def action_attention(self) -> None:
+        await self.needs_you.go()
+
+    def shown_key(self, binding_id: str) -> str:
+        """The key a binding answers to here (the config's remap, else its default)."""
+        return shown_key(binding_id, keymap_of(self))
 
     def action_show_tab(self, name: str) -> None:
         self.room.show_tab(name)

@@ -28,6 +28,15 @@ BINDINGS: list[BindingType] = [
     Binding(
         "enter", "expand", "Expand", id="expand", tooltip="details: raw model answer, whole worker output, task results"
     ),
+    Binding(
+        "exclamation_mark",
+        "attention",
+        "Needs you",
+        id="attention",
+        key_display="!",
+        show=False,
+        tooltip="go to what needs you (the header's badge) and mark it seen",
+    ),
     Binding("slash", "filter", "Filter", id="filter", key_display="/", tooltip="filter tasks, decisions and workers"),
     Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this screen"),
     Binding("q", "quit", "Quit", id="quit", tooltip="quit (asks while workers run here)"),
@@ -41,6 +50,10 @@ BINDINGS: list[BindingType] = [
 RESULTS_BINDINGS: list[BindingType] = [
     Binding("y", "copy_answer", "Copy", id="copy_answer", tooltip="results: copy the selected answer (OSC 52)"),
     Binding("s", "save_results", "Save", id="save_results", tooltip="results: save the task's results as Markdown"),
+    Binding("d", "compare", "Compare", id="compare", tooltip="results: compare two answers side by side with a diff"),
+    Binding(
+        "p", "promote", "Promote", id="promote", tooltip="results/compare: make the selected answer the task's answer"
+    ),
 ]
 
 
@@ -88,8 +101,11 @@ PALETTE: list[tuple[str, str, str]] = [
     ("New task", "new_task", "new_task"),
     ("Expand the selection", "expand", "expand"),
     ("Filter", "filter", "filter"),
+    ("Go to what needs you (the badge) and mark it seen", "attention", "attention"),
     ("Copy the selected answer to the clipboard", "copy_answer", "copy_answer"),
     ("Save the selected task's results as Markdown", "save_results", "save_results"),
+    ("Compare two answers of the selected task side by side", "compare", "compare"),
+    ("Promote the selected answer as the task's answer", "promote", "promote"),
     ("Help: keys", "help", "help"),
     ("Quit", "quit", "quit"),
 ]

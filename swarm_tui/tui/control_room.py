@@ -29,6 +29,7 @@ from swarm_tui.tui.commands import keymap_of
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.needs_you import NeedsYou
 from swarm_tui.tui.render_scheduler import RenderScheduler
 from swarm_tui.tui.widgets import (
     DecisionDetail,
@@ -77,6 +78,10 @@ class RoomSource(Protocol):
     engine_error: str
     deterministic: bool
     scheduler: RenderScheduler
+    needs_you: NeedsYou
+
+    def shown_key(self, binding_id: str) -> str:
+        """The key a binding answers to (the config's remap, else its default)."""
 
     def refresh_state(self) -> None:
         """Rebuild the state views now (and tell the render scheduler they are fresh)."""
@@ -232,6 +237,23 @@ class ControlRoom(Screen[None]):
         pending = self.source.link.state.pending_decisions()
         return max(pending, key=lambda d: d.decision.created_at) if pending else None
 
+    def _select_row(self, table: DataTable[Any], key: str) -> None:
+        with contextlib.suppress(Exception):  # the row may be filtered out: then the cursor stays
+            table.move_cursor(row=table.get_row_index(key))
+            table.focus()
+
+    def select_newest_pending(self) -> None:
+        """The newest decision that waits for approval, under the cursor (``!`` goes there)."""
+        pending = self.source.link.state.pending_decisions()
+        if pending:
+            self._select_row(self.decision_table, max(pending, key=lambda d: d.decision.created_at).id)
+
+    def select_newest_failed(self) -> None:
+        """The task of the newest failed job, under the cursor of the Tasks table."""
+        failed = [r for r in self.source.link.state.results.values() if r.state == "failed"]
+        if failed:
+            self._select_row(self.task_table, max(failed, key=lambda r: r.ended_at).task_id)
+
     @on(DataTable.RowHighlighted, "#decisions")
     def _decision_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.detail_view.show(self.selected_decision(), self.source.clock())
@@ -286,6 +308,8 @@ class ControlRoom(Screen[None]):
             approval=src.cfg.approval.mode,
             engine_error=src.engine_error if not src.ready else "",
             compact=self.compact,
+            needs=src.needs_you.badge(),
+            needs_key=src.shown_key("attention"),
         )
 
     def spend_info(self) -> AnySpend | None:

@@ -75,14 +75,19 @@ def task_header_md(tv: TaskView) -> str:
     return "\n".join(lines) + "\n"
 
 
-def result_md(i: int, r: Result) -> str:
+PROMOTED_MD = "★ promoted (the task's answer)"
+
+
+def result_md(i: int, r: Result, promoted: bool = False) -> str:
     facts = "\n".join(f"- **{k}:** {v}" for k, v in result_facts(r))
     body = close_fences(answer_text(r)).strip() or "*(no text)*"
-    return f"## {result_heading(i, r)}\n\n{facts}\n\n{body}\n"
+    mark = f" · {PROMOTED_MD}" if promoted else ""
+    return f"## {result_heading(i, r)}{mark}\n\n{facts}\n\n{body}\n"
 
 
 def results_markdown(state: SwarmState, task_id: str) -> str | None:
-    """The whole document (task as title, each result a section); None for an unknown task."""
+    """The whole document (task as title, each result a section, in order; the promoted one marked in its
+    heading, not moved, so the numbers match the results screen's); None for an unknown task."""
     tv = state.tasks.get(task_id)
     if tv is None:
         return None
@@ -90,5 +95,5 @@ def results_markdown(state: SwarmState, task_id: str) -> str | None:
     results = state.task_results(tv.id)
     if not results:
         parts.append("*(no results stored yet)*\n")
-    parts += [result_md(i, r) for i, r in enumerate(results, 1)]
+    parts += [result_md(i, r, r.job_id == tv.promoted) for i, r in enumerate(results, 1)]
     return "\n".join(parts)

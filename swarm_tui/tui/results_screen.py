@@ -23,6 +23,7 @@ from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
+from swarm_tui.tui.compare_screen import PROMOTED, open_compare, promote, promoted_of, watch_promotion
 from swarm_tui.tui.results_doc import (
     answer_text,
     close_fences,
@@ -94,23 +95,36 @@ class SafeMarkdown(Markdown):
 class Answer(Vertical, can_focus=True):
     """One result: its facts on one line, then its text as Markdown. Focusable, so tab picks the one to copy."""
 
-    def __init__(self, index: int, result: Result, budget: int = PER_ANSWER) -> None:
+    def __init__(self, index: int, result: Result, budget: int = PER_ANSWER, promoted: bool = False) -> None:
         super().__init__(classes="answer")
         self.index = index
         self.result = result
+        self.promoted = promoted
         self.head, self.rest, self.cost = split_for_markdown(answer_text(result).strip(), budget)
 
     def compose(self) -> ComposeResult:
-        r = self.result
-        meta = Text(result_heading(self.index, r), style="bold")
-        meta.append("  " + " · ".join(f"{k} {v}" for k, v in result_facts(r) if k not in ("model", "role")))
-        yield Static(meta, classes="answer-meta")
+        yield Static(self.meta(), classes="answer-meta")
         if self.head.strip() or not self.rest:
             yield SafeMarkdown(close_fences(self.head).strip() or "*(no text)*")
         if self.rest:
             note = f"a long answer: the rest ({len(self.rest)} characters) as plain text; the saved file has it all"
             yield Static(Text(note, style="dim italic"), classes="answer-note")
             yield Static(Text(self.rest), classes="answer-rest")
+
+    def meta(self) -> Text:
+        """The answer's facts on one line, ★ first when it is the task's answer."""
+        r = self.result
+        meta = Text()
+        if self.promoted:
+            meta.append(f"{PROMOTED}  ", style="bold yellow")
+        meta.append(result_heading(self.index, r), style="bold")
+        meta.append("  " + " · ".join(f"{k} {v}" for k, v in result_facts(r) if k not in ("model", "role")))
+        return meta
+
+    def show_promoted(self, promoted: bool) -> None:
+        if promoted != self.promoted:
+            self.promoted = promoted
+            self.query_one(".answer-meta", Static).update(self.meta())
 
     def on_focus(self) -> None:
         self.scroll_visible(top=True, animate=False)
@@ -131,6 +145,7 @@ class ResultsScreen(ModalScreen[None]):
     def __init__(self, state: SwarmState, task_id: str, export_dir: Path, keymap: dict[str, str]) -> None:
         super().__init__(classes="modal")
         tv = state.tasks[task_id]
+        self.state = state
         self.task_id = task_id
         self.title_text = task_title(tv, 100)
         self.header_md = task_header_md(tv)
@@ -147,13 +162,20 @@ class ResultsScreen(ModalScreen[None]):
                 if not self.results:
                     yield Static(Text("(no results stored yet)", style="dim italic"))
                 left = MARKDOWN_BLOCKS
+                promoted = promoted_of(self.state, self.task_id)
                 for i, r in enumerate(self.results, 1):
-                    answer = Answer(i, r, min(PER_ANSWER, max(0, left), MARKDOWN_BLOCKS // len(self.results)))
+                    budget = min(PER_ANSWER, max(0, left), MARKDOWN_BLOCKS // len(self.results))
+                    answer = Answer(i, r, budget, promoted=r.job_id == promoted)
                     left -= answer.cost
                     yield answer
             copy = shown_key("copy_answer", self.keymap)
             save = shown_key("save_results", self.keymap)
-            hint = f"tab next answer · {copy} copy the answer · {save} save as Markdown · escape closes"
+            diff = shown_key("compare", self.keymap)
+            prom = shown_key("promote", self.keymap)
+            hint = (
+                f"tab next · {copy} copy the answer · {save} save as Markdown · {diff} compare · {prom} promote · "
+                "escape closes"
+            )
             yield Label(Text(hint, style="dim"))
 
     def on_mount(self) -> None:
@@ -180,6 +202,27 @@ class ResultsScreen(ModalScreen[None]):
 
     def action_save_results(self) -> None:
         save_document(self.app, self.task_id, self.document, self.export_dir)
+
+    def action_compare(self) -> None:
+        open_compare(self.app, self.state, self.task_id, self.keymap)
+
+    async def action_promote(self) -> None:
+        a = self.selected()
+        if a is None:
+            self.notify("no answer to promote yet", severity="warning", markup=False)
+            return
+        if await promote(self.app, self.state, self.task_id, a.index, a.result):
+            self.show_promoted()
+            watch_promotion(self, self.state, self.task_id, a.result.job_id, self.show_promoted)
+
+    def show_promoted(self) -> None:
+        """Move the ★ to the answer the state now says is the task's answer."""
+        promoted = promoted_of(self.state, self.task_id)
+        for a in self.query(Answer):
+            a.show_promoted(a.result.job_id == promoted)
+
+    def on_screen_resume(self) -> None:
+        self.show_promoted()  # back from the compare screen, where a promotion may have landed
 
     def action_close(self) -> None:
         self.dismiss(None)

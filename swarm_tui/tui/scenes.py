@@ -283,6 +283,52 @@ def _answers(state: SwarmState) -> None:
         )
 
 
+# the "compare" scene: three answers to one task from three models, the first promoted; the second failed
+COMPARED = (
+    ANSWERS[0],
+    "## Plan\n\nParse with the standard library only:\n\n"
+    "1. normalise a trailing `Z` or `z` to `+00:00`\n2. hand the rest to `datetime.fromisoformat`\n"
+    "3. clamp leap seconds (`:60`) to `:59` and log it\n4. reject a missing offset\n\n"
+    "Python 3.11 parses fractions of any length; older versions need them padded to six digits.\n",
+)
+
+
+def _compared(state: SwarmState) -> None:
+    """The results scene's task, an answer that failed, a third from another model; the first is promoted."""
+    _answers(state)
+    tid = next(iter(state.tasks))
+    first = state.task_results(tid)[0]
+    state.apply(
+        first.model_copy(
+            update={
+                "job_id": "d-scene07-j1f",
+                "worker_id": "d-scene07-w1f",
+                "state": "failed",
+                "text": "",
+                "reason": "429: rate limited",
+                "ended_at": NOW - 210,
+            }
+        )
+    )
+    state.apply(
+        first.model_copy(
+            update={
+                "job_id": "d-scene07-j2r",
+                "worker_id": "d-scene07-w2r",
+                "role": "analysis",
+                "model": MODELS[2],
+                "step": 1,
+                "text": COMPARED[1],
+                "usage": Usage(prompt_tokens=510, completion_tokens=240),
+                "cost_usd": 0.00061,
+                "started_at": NOW - 150,
+                "ended_at": NOW - 120,
+            }
+        )
+    )
+    state.tasks[tid].promoted = first.job_id
+
+
 def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
     cfg = scene_config()
     state = SwarmState(session_start=NOW - 600, clock=_clock)
@@ -297,7 +343,7 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         t1, t2 = _task(state, 0, 95, 7), _task(state, 1, 80)
         _task(state, 2, 20)
         _decision(state, "d-scene01", [t1, t2], 4, 60)
-    elif name in ("workers", "small", "hostile"):
+    elif name in ("workers", "small", "hostile", "needs_you"):
         ids = [_task(state, i, 300 - 40 * i, 5 + i % 3) for i in range(4)]
         old = _decision(state, "d-scene00", ids[:1], 1, 400, clamps=False)
         state.apply(Approval(decision_id=old.id, action="rejected", by="tui", at=NOW - 390))
@@ -307,6 +353,24 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
         _decision(state, "d-scene03", ids[3:], 2, 30)
         if name == "hostile":
             state.apply(Task(id="t-hostile", text=HOSTILE, created_at=NOW - 3, demo=True))
+        if name == "needs_you":  # a worker that gave up: with the decision waiting, two kinds in the badge
+            w = state.workers[f"{d.id}-w9"]
+            reason = "HTTP 502 from the provider after 3 retries"
+            state.apply(w.model_copy(update={"state": "failed", "reason": reason, "at": NOW - 12}))
+            state.apply(
+                Result(
+                    job_id=w.job_id,
+                    worker_id=w.worker_id,
+                    decision_id=d.id,
+                    task_id=w.task_id,
+                    model=w.model,
+                    role=w.role,
+                    state="failed",
+                    reason=reason,
+                    started_at=NOW - 150,
+                    ended_at=NOW - 12,
+                )
+            )
         for i in range(3):
             state.apply(
                 SpendEntry(
@@ -321,6 +385,8 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
             )
     elif name == "results":
         _answers(state)
+    elif name == "compare":
+        _compared(state)
     elif name == "lowram":
         ids = [_task(state, i, 100, 5) for i in range(2)]
         d = _decision(state, "d-scene04", ids, 3, 90)
@@ -360,7 +426,7 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
     return link, rings, hist
 
 
-SCENES = ["empty", "pending", "workers", "lowram", "budget", "help", "small"]
+SCENES = ["empty", "pending", "workers", "lowram", "budget", "help", "small", "results", "compare", "needs_you"]
 SIZES: dict[str, tuple[int, int]] = {"small": (80, 24)}
 
 
@@ -372,7 +438,8 @@ def make_app(name: str) -> SwarmApp:
 
 def scene_actions(name: str) -> list[str]:
     """Keys to press before the picture is taken."""
-    return {"help": ["question_mark"], "workers": [], "small": ["2"]}.get(name, [])
+    keys = {"help": ["question_mark"], "small": ["2"], "results": ["3", "enter"], "compare": ["3", "enter", "d"]}
+    return keys.get(name, [])
 
 
 SceneFactory = Callable[[str], SwarmApp]

@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
-from swarm_tui.engine.info import AnySpend, ConductorInfo, EngineInfo, RamSummary, usable
+from swarm_tui.engine.info import AnySpend, ConductorInfo, EngineInfo, Need, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import shown_key
@@ -64,6 +64,15 @@ def spaced(words: list[tuple[str, str]]) -> Text:
 
 
 # --------------------------------------------------------------------------------------------- header
+NEED_WORDS = {
+    "approval": "approval",
+    "failed": "failed job",
+    "ceiling": "ceiling",
+    "credit": "credit",
+    "bus": "bus lost",
+}
+
+
 class HeaderBar(Static):
     """One line: bus, conductor, approval mode, scale, DEMO."""
 
@@ -86,8 +95,10 @@ class HeaderBar(Static):
         approval: str,
         engine_error: str = "",
         compact: bool = False,
+        needs: list[Need] | None = None,
+        needs_key: str = "!",
     ) -> None:
-        args = (bus_state, bus_kind, link_kind, info, state, demo, approval, engine_error)
+        args = (bus_state, bus_kind, link_kind, info, state, demo, approval, engine_error, needs or [], needs_key)
         line = self.build(*args, compact=compact)
         room = self.content_size.width
         if not compact and room and line.cell_len > room:  # too long: first without the bus's kind
@@ -106,6 +117,8 @@ class HeaderBar(Static):
         demo: bool,
         approval: str,
         engine_error: str = "",
+        needs: list[Need] | None = None,
+        needs_key: str = "!",
         *,
         compact: bool = False,
         bus_kind_shown: bool = True,
@@ -116,8 +129,13 @@ class HeaderBar(Static):
         if demo or (eng and eng.get("demo")):
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
-        elif not compact:
+        elif not compact and not needs:
             t.append(" swarm-tui ", style="bold reverse")
+            t.append(" ")
+        if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
+            kinds = ", ".join(NEED_WORDS.get(n["kind"], n["kind"]) for n in needs)
+            badge = f" ⚑ {len(needs)} " if compact else f" ⚑ needs you: {kinds} · {needs_key} "
+            t.append(badge, style="bold reverse yellow")
             t.append(" ")
         ok = bus_state == "connected"
         t.append("● " if ok else "○ ", style="green" if ok else "bold red")

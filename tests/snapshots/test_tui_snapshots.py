@@ -14,12 +14,12 @@ import pytest
 from swarm_tui.engine.config import load_config
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
-from swarm_tui.tui.scenes import NOW, SIZES, build, make_app, scene_actions
+from swarm_tui.tui.scenes import NOW, SCENES, SIZES, build, make_app, scene_actions
 
 WIDE = (160, 48)
 
 
-@pytest.mark.parametrize("scene", ["empty", "pending", "workers", "lowram", "budget", "help", "small"])
+@pytest.mark.parametrize("scene", [s for s in SCENES if s != "results"])  # results: test_results_as_markdown
 def test_scene(snap_compare: Any, scene: str) -> None:
     assert snap_compare(make_app(scene), press=scene_actions(scene), terminal_size=SIZES.get(scene, WIDE))
 
