@@ -140,7 +140,13 @@ class Config:
 
     @property
     def secrets(self) -> list[str]:
-        return [str(self.values[o.key]) for o in OPTIONS if o.secret and self.values.get(o.key)]
+        out = [str(self.values[o.key]) for o in OPTIONS if o.secret and self.values.get(o.key)]
+        command = str(self.values.get("notify.command") or "")
+        if command:  # a token or webhook URL is one argument of it: each longer argument is redacted on its own
+            import shlex
+
+            out += [a for a in shlex.split(command)[1:] if len(a) >= 8]
+        return out
 
     def masked(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

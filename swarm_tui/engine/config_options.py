@@ -436,6 +436,7 @@ OPTIONS: list[Option] = [
         "",
         "a command run (no shell) with the event as JSON on stdin when something needs you, e.g. to ping a phone",
         env="SWARM_NOTIFY_COMMAND",
+        secret=True,  # a webhook URL or token in its arguments: shown as (set), logged by its program name only
         allowed="a command line (split like a shell does, not run by one)",
         check=lambda v: _splits(v),
     ),

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from swarm_tui.engine.attention import KINDS
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
@@ -27,7 +28,6 @@ from swarm_tui.engine.recorder import Recorder
 log = logging.getLogger(__name__)
 
 VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen")
-ATTENTION_KINDS = ("approval", "failed", "ceiling", "credit", "bus")  # engine/attention.py: what may need a person
 
 
 class ControlError(Exception):
@@ -215,11 +215,11 @@ class Controls:
 
     async def do_seen(self, args: dict[str, Any]) -> dict[str, Any]:
         """A person has seen what needs them (one kind, or all): the badge and ``needs_attention`` mark it seen."""
-        kinds = args.get("kinds", list(ATTENTION_KINDS))
+        kinds = args.get("kinds", list(KINDS))
         if isinstance(kinds, str):
             kinds = [kinds]
-        if not isinstance(kinds, list) or not kinds or any(k not in ATTENTION_KINDS for k in kinds):
-            raise ControlError(f"kinds must be some of {', '.join(ATTENTION_KINDS)}")
+        if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
+            raise ControlError(f"kinds must be some of {', '.join(KINDS)}")
         at = self.clock()
         for k in dict.fromkeys(kinds):
             await self.record(ControlEvent(what="seen", target=k, by=str(args.get("by", "cli"))[:32], at=at))

