@@ -113,5 +113,18 @@ def cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
+def cpu_seconds_tree(pid: int) -> float:
+    """CPU seconds of a process and every child it has now (the app, its nats-server)."""
+    p = psutil.Process(pid)
+    total = cpu_seconds(pid)
+    for c in p.children(recursive=True):
+        try:
+            t = c.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def as_json(figs: list[Figure]) -> list[dict[str, Any]]:
     return [{"key": f.key, "median": f.median, "samples": f.samples, "unit": f.unit} for f in figs]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from .common import Figure, app_env, cpu_seconds, proc_tree_rss_mb
+from .common import Figure, app_env, cpu_seconds, cpu_seconds_tree, proc_tree_rss_mb
 from .harness import Headless, PtyApp, settle_cpu
 
 FOOTER = r"Approve"  # the footer's first key description, on the last row: drawn with the first complete frame
@@ -77,10 +77,15 @@ def idle(runs: int, idle_s: float, figs: dict[str, Figure]) -> None:
                 app.wait("bus")
                 time.sleep(1.0)
                 settle_cpu(app.pid, timeout=15)
-                loaded = litellm_loaded(app.pid)
+                if litellm_loaded(app.pid):
+                    figs["rss_idle_demo"].note = "litellm WAS loaded (the demo calls OpenRouter directly)"
                 figs["rss_idle_demo"].samples.append(proc_tree_rss_mb(app.pid)[0])
-                if not loaded:
-                    figs["rss_idle_demo"].note = "litellm not loaded yet when sampled"
+                # the whole tree at rest with the bus up: CPU of every process, bytes written to the terminal
+                c0, b0, t0 = cpu_seconds_tree(app.pid), app.bytes, time.monotonic()
+                time.sleep(idle_s)
+                took = time.monotonic() - t0
+                figs["cpu_idle_tree"].samples.append(100 * (cpu_seconds_tree(app.pid) - c0) / took)
+                figs["out_idle"].samples.append((app.bytes - b0) / took)
             finally:
                 app.stop()
 

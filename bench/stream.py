@@ -119,8 +119,10 @@ async def stream_load(runs: int, configs: list[tuple[int, float]], seconds: floa
                     figs[f"lat50_{key}"].samples.append(res["p50"])
                     figs[f"lat99_{key}"].samples.append(res["p99"])
                     figs[f"cpu_{key}"].samples.append(res["cpu_pct"])
-                    if n == max(c[0] for c in configs) and tps == max(c[1] for c in configs):
+                    if (n, tps) == max(configs):
                         figs["rss_stream"].samples.append(res["rss_mb"])
+                    elif (n, tps) == min(configs) and "rss_stream_small" in figs:
+                        figs["rss_stream_small"].samples.append(res["rss_mb"])
                     if res["mismatch"]:
                         figs[f"lat99_{key}"].note = f"{res['mismatch']} samples beyond the stream's end"
                     await ep.reset()

@@ -126,6 +126,12 @@ OPTIONS: list[Option] = [
         check=lambda v: v.startswith(("http://", "https://")) and v.rstrip("/").endswith("/api/v1"),
     ),
     Option(
+        "openrouter.via_litellm",
+        bool,
+        False,
+        "call OpenRouter through litellm (default: directly over HTTP; litellm stays for ollama_chat/ models)",
+    ),
+    Option(
         "openrouter.price_cache_hours",
         float,
         24.0,

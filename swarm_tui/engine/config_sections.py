@@ -91,6 +91,7 @@ class OpenRouterSection(Section):
     name: ClassVar[str] = "openrouter"
     api_key: str
     api_base: str
+    via_litellm: bool
     price_cache_hours: float
     fallback_prompt_usd_per_mtok: float
     fallback_completion_usd_per_mtok: float

@@ -6,6 +6,7 @@ ring) and is put into ``rich.text.Text`` objects directly: it is never parsed as
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -156,8 +157,8 @@ class HeaderBar(Static):
                 t.append(" · PAUSED", style="bold yellow")
             else:
                 nxt = cond.get("next_beat_s") if cond else None
-                if nxt is not None:
-                    t.append(f" · {'' if compact else 'next beat '}{max(0, round(nxt))}s")
+                if nxt is not None:  # in steps of 5 s: the header is repainted every 5 s at rest, not every second
+                    t.append(f" · {'' if compact else 'next beat '}{countdown(nxt)}")
         t.append(" │ ", style="dim")
         # the conductor's policy ("auto (<= $x)" says the limit); this app's configuration while none answers
         mode = plain(str((cond.get("approval") if cond else None) or approval))[:12]
@@ -182,6 +183,17 @@ class HeaderBar(Static):
                 style="" if eng else "bold red",
             )
         return t
+
+
+COUNTDOWN_STEP_S = 5
+
+
+def countdown(seconds: float) -> str:
+    """``"in 25s"``-style countdown rounded up to a step of 5 s ("≤25s"): a repaint per step, not per second."""
+    left = max(0.0, float(seconds))
+    if left <= 0:
+        return "now"
+    return f"≤{int(-(-left // COUNTDOWN_STEP_S)) * COUNTDOWN_STEP_S}s"
 
 
 def conductor_source(cond: ConductorInfo | None) -> str:
@@ -497,6 +509,10 @@ class _TextPanel(Widget):
         self.refresh(layout=old is None or old.plain.count("\n") != lines)
 
 
+RAM_REDRAW_S = 30.0  # the RAM panel at rest: one redraw per this many seconds
+RAM_STEP_MB = 100.0  # a move of available RAM this large is drawn at once
+
+
 class RamPanel(_TextPanel):
     """A gauge of used/available RAM with the headroom line, a sparkline, and who uses what."""
 
@@ -506,10 +522,37 @@ class RamPanel(_TextPanel):
         super().__init__(**kwargs)
         self.ram: RamSummary | None = None
         self.history: list[float] = []
+        self._shown_at = float("-inf")
+        self._drawn: tuple[float, bool, Any, tuple[str, ...]] | None = None  # the reading on screen
 
-    def show(self, ram: RamSummary | None, history: list[float]) -> None:
-        self.ram, self.history = ram, history
+    def show(self, ram: RamSummary | None, history: list[float], now: float | None = None) -> None:
+        """Redrawn at once when the reading moved (by RAM_STEP_MB available, the LOW state, the local models),
+        else at most every RAM_REDRAW_S: at rest the panel costs the terminal ~50 B/s, not a redraw a sample."""
+        now = time.monotonic() if now is None else now
+        if not self._moved(ram) and now - self._shown_at < RAM_REDRAW_S:
+            self.history = history  # kept for a redraw caused by something else (a resize)
+            return
+        self.ram, self.history, self._shown_at = ram, history, now
+        self._drawn = None if ram is None else self._key_of(ram)
         self.shown = self.build(ram, history, self.content_size.width or 40)
+
+    def _moved(self, ram: RamSummary | None) -> bool:
+        """Whether this reading differs from the one drawn in what matters at a glance (a copy is kept: the
+        reading may be the same dict, updated in place)."""
+        key = None if ram is None else self._key_of(ram)
+        old, self._drawn = self._drawn, key
+        if old is None or key is None:
+            self._drawn = key
+            return old != key
+        if abs(key[0] - old[0]) < RAM_STEP_MB and key[1:] == old[1:]:
+            self._drawn = old  # small moves add up: compare with what is on screen
+            return False
+        return True
+
+    @staticmethod
+    def _key_of(ram: RamSummary) -> tuple[float, bool, Any, tuple[str, ...]]:
+        names = tuple(str(m.get("name")) for m in ram.get("local_models", []))
+        return float(ram.get("available_mb", 0)), bool(ram.get("low")), ram.get("headroom_mb"), names
 
     def render(self) -> Text:
         return self.build(self.ram, self.history, self.content_size.width or 40)

@@ -4,6 +4,7 @@ headers and the routing options a role passes through (each fake behaviour names
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -45,8 +46,11 @@ async def _call(fo: FakeOpenRouter, **kw):
     return progress, seen, thoughts, err
 
 
-@pytest.fixture(params=["raw", "wrapper"])
+@pytest.fixture(params=["direct", "raw", "wrapper"])
 def path(request, monkeypatch):
+    """direct: openrouter/ over HTTP (the default); raw and wrapper: through litellm (openrouter.via_litellm)."""
+    if request.param != "direct":
+        monkeypatch.setattr(llm, "stream_call", functools.partial(llm.stream_call, via_litellm=True))
     if request.param == "wrapper":
         monkeypatch.setattr(llm, "raw_sse_lines", lambda resp: None)
     return request.param

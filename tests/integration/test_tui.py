@@ -383,9 +383,17 @@ async def test_hostile_output_renders_inert(engine: Engine, observer: Bus) -> No
         for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
             assert bad not in svg
         assert "pwned" in svg  # the OSC title text is visible as text, the sequence inert
-        app.query_one("#decisions").focus()
+        table = app.query_one("#decisions", DataTable)
+        table.focus()
+        # enter acts on the row under the cursor: wait until the focus and the row are there (a state refresh
+        # or a toast may land between the focus and the key)
+        await until(lambda: app.focused is table and app.room.selected_decision() is not None, 5, "the row")
         await pilot.press("enter")
-        await until(lambda: isinstance(app.screen, TextScreen))
+        await until(
+            lambda: isinstance(app.screen, TextScreen),
+            15,
+            f"the decision's text (screen {app.screen}, focus {app.focused})",
+        )
         body = app.screen.body.plain  # type: ignore[attr-defined]
         assert is_clean(body.replace("\n", "")) and "[link=http://x]y[/link]" in body
 

@@ -1,10 +1,12 @@
-"""llm.stream_call's two paths against the wire-level fake OpenRouter: the direct SSE reader used for
-openrouter/ models (relies on litellm 1.106.2 internals, see ``llm.raw_sse_lines``) and litellm's stream
-wrapper (ollama_chat/ and the fallback) must give the same text, usage, cost and errors."""
+"""llm.stream_call's three paths against the wire-level fake OpenRouter must give the same text, usage, cost
+and errors: ``direct`` (openrouter/ over HTTP without litellm, the default), ``raw`` (through litellm, reading
+its SSE lines: ``openrouter.via_litellm``, relies on litellm 1.106.2 internals, see ``llm.raw_sse_lines``) and
+``wrapper`` (litellm's stream wrapper: ollama_chat/ and the fallback)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import pytest
@@ -35,10 +37,12 @@ async def _call(fo: FakeOpenRouter, *, gap: float = 5.0) -> tuple[llm.Progress, 
     return progress, seen, err
 
 
-@pytest.fixture(params=["raw", "wrapper"])
+@pytest.fixture(params=["direct", "raw", "wrapper"])
 def path(request, monkeypatch):
     used: list[bool] = []
     real = llm.raw_sse_lines
+    if request.param != "direct":
+        monkeypatch.setattr(llm, "stream_call", functools.partial(llm.stream_call, via_litellm=True))
 
     def spy(resp):
         lines = real(resp) if request.param == "raw" else None
@@ -55,7 +59,8 @@ async def test_text_usage_and_cost_are_the_same_on_both_paths(path):
         fo.default = Answer(tokens=6, cost=0.00042)
         progress, seen, err = await _call(fo)
     assert err is None
-    assert used == [name == "raw"]  # the raw path is really taken for openrouter/ (litellm layout unchanged)
+    # each path is really taken: none of litellm's for direct, its SSE lines for raw (litellm layout unchanged)
+    assert used == {"direct": [], "raw": [True], "wrapper": [False]}[name]
     assert seen == [f"tok{i} " for i in range(6)] and progress.text == "tok0 tok1 tok2 tok3 tok4 tok5 "
     assert progress.tokens == 6 and progress.completion_tokens == 6 and progress.prompt_tokens == 12
     assert progress.usage_seen and progress.cost == pytest.approx(0.00042)

@@ -320,6 +320,8 @@ class JobRun:
                 on_text=on_text,
                 secrets=p.cfg.secrets,
                 on_reasoning=on_reasoning,
+                via_litellm=p.cfg.openrouter.via_litellm,
+                session=p.http_session() if model.startswith("openrouter/") else None,
                 **opts,
             )
 

@@ -34,6 +34,7 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.info import PoolInfo
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.job import MAX_DELIVER, JobRun, Run
 
@@ -41,9 +42,14 @@ log = logging.getLogger(__name__)
 
 MISSING_KEY = "OPENROUTER_API_KEY is not set"
 FETCH_WAIT_S = 0.5
+# With no job for IDLE_AFTER_S the pull request lasts FETCH_IDLE_WAIT_S: a job still arrives at once (the pull is
+# a long poll), but an idle app asks nats-server 10x less often (its idle CPU: docs/performance.md, issue 16).
+FETCH_IDLE_WAIT_S = 5.0
+IDLE_AFTER_S = 10.0
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
 # this pool's own last pull request (alive for FETCH_WAIT_S after the fetch loop stopped), where nobody reads
-# it: a delivery used up and the job stuck until ack_wait.
+# it: a delivery used up and the job stuck until ack_wait. (Jobs are handed back only by a busy pool, whose
+# pulls are the short ones.)
 NAK_DELAY_S = FETCH_WAIT_S + 0.5
 
 
@@ -81,6 +87,8 @@ class Pool:
         # idle app stays small (litellm costs ~115 MB) and is loaded by the time a person approves.
         self.warm_on_start = warm_on_start
         self._warming: asyncio.Task[None] | None = None
+        self._last_accept = float("-inf")  # monotonic time of the last job taken (the fetch's wait depends on it)
+        self._http: Any = None  # aiohttp.ClientSession of the direct OpenRouter calls, made on first use
         self.bus = bus
         self.spend = spend
         self.ram = ram
@@ -204,8 +212,8 @@ class Pool:
         self.bus.on_state(self._on_bus_state)
         if self.blocked():
             log.warning("the worker pool takes no jobs: %s", self.blocked())
-        elif self.warm_on_start:  # litellm's import takes ~2 s: do it in a thread before the first job needs it
-            self.warm_up()
+        elif self.warm_on_start and self.needs_litellm([r.model for r in self.cfg.roles.values()]):
+            self.warm_up()  # litellm's import takes ~2 s: in a thread, before the first local job needs it
         if self.reconciler is not None:
             await self.reconciler.start()
         for coro, name in (
@@ -241,6 +249,10 @@ class Pool:
             self._psub = None
         if self.reconciler is not None:
             await self.reconciler.stop()
+        if self._http is not None:  # the connections of the direct OpenRouter calls
+            with contextlib.suppress(Exception):
+                await self._http.close()
+            self._http = None
 
     def info(self) -> PoolInfo:
         states = Counter(r.state for r in self.runs.values())
@@ -272,9 +284,27 @@ class Pool:
             self._warming = asyncio.create_task(self._warm_up(), name="pool-warm-up")
             self._tasks.append(self._warming)
 
+    def http_session(self) -> Any:
+        """The pool's connection pool to OpenRouter (keep-alive across jobs), made on first use."""
+        if self._http is None or self._http.closed:
+            from swarm_tui.engine.swarm.openrouter_http import new_session
+
+            self._http = new_session()
+        return self._http
+
+    def needs_litellm(self, models: list[str]) -> bool:
+        """Whether a call to one of these models goes through litellm: a local model outside the demo, or any
+        OpenRouter model with ``openrouter.via_litellm`` (else OpenRouter is called directly)."""
+        if self.demo_endpoint is not None:
+            return False  # the demo answers every model as openrouter/ (routed in job.Runner.route)
+        return any(
+            is_local_chat(m) or (m.startswith("openrouter/") and self.cfg.openrouter.via_litellm) for m in models
+        )
+
     def on_event(self, ev: Any) -> None:
         if isinstance(ev, Decision) and ev.plan and self._tasks and not self.blocked():
-            self.warm_up()
+            if self.needs_litellm([p.model for p in ev.plan]):
+                self.warm_up()
         if not isinstance(ev, ControlEvent):
             return
         if ev.what == "scale" and ev.value is not None and self._tasks:
@@ -365,8 +395,9 @@ class Pool:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._slot.wait(), 0.5)
                 continue
+            idle = not self.runs and time.monotonic() - self._last_accept > IDLE_AFTER_S
             try:
-                msgs = await self._psub.fetch(free, timeout=FETCH_WAIT_S)
+                msgs = await self._psub.fetch(free, timeout=FETCH_IDLE_WAIT_S if idle else FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
@@ -392,6 +423,7 @@ class Pool:
                 await m.in_progress()
             return
         run = Run(job=job, msg=m)
+        self._last_accept = time.monotonic()
         with contextlib.suppress(Exception):
             run.delivered = int(m.metadata.num_delivered or 1)
         self.runs[job.id] = run

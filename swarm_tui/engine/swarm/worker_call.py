@@ -1,5 +1,7 @@
-"""One worker call: a litellm stream, its progress, and what went wrong in words a person can act on.
+"""One worker call: a stream, its progress, and what went wrong in words a person can act on.
 
+``openrouter/`` models are called over HTTP directly (``openrouter_http``: no litellm in memory for the cloud
+swarm); ``ollama_chat/`` models, and OpenRouter with ``openrouter.via_litellm``, go through litellm.
 litellm is imported lazily (``import litellm`` costs ~2 s and ~115 MB), with its price map kept local and its
 debug output off. Findings that shaped this file (litellm 1.106.2, measured against tests/support/fake_openrouter.py):
 
@@ -31,6 +33,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from swarm_tui.engine.swarm import openrouter_http
+from swarm_tui.engine.swarm.openrouter_http import HttpStatus
 
 _litellm: Any = None
 
@@ -219,13 +224,7 @@ def header_wait(headers: Any, now: float | None = None) -> float | None:
     return max(0.0, v)
 
 
-class _Status(Exception):
-    """An error that arrived inside a stream, shaped like a litellm error so ``classify`` can read it."""
-
-    def __init__(self, message: str, status_code: int, headers: Any = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.litellm_response_headers = headers
+_Status = HttpStatus  # an error inside a stream reads as one before it
 
 
 def _code_status(code: Any) -> int | None:
@@ -334,6 +333,8 @@ async def stream_call(
     on_reasoning: Callback | None = None,
     extra_body: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    via_litellm: bool = False,
+    session: Any = None,
 ) -> Progress:
     """Stream one completion into ``progress``, calling ``on_text(text, at)`` for every piece of the answer and
     ``on_reasoning(text, at)`` for every piece of reasoning.
@@ -343,43 +344,43 @@ async def stream_call(
     first content token (reasoning and keepalives do not stop it; None: only ``timeout``), ``timeout`` the
     whole call. ``extra_body`` goes into the request body (OpenRouter's ``reasoning``, ``provider``,
     ``models``), ``headers`` replace litellm's own (its ``HTTP-Referer`` / ``X-Title`` name LiteLLM).
+    ``openrouter/`` models are called over HTTP directly (``openrouter_http``) unless ``via_litellm``, on
+    ``session`` (an ``aiohttp.ClientSession``: the pool's) or, without one, a session of this call's own.
     Raises CallError. Cancelling the calling task closes the stream.
     """
-    litellm = await load_litellm()
     progress.started = time.time()
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "stream": True,
-        "max_tokens": max_tokens,
-        "api_base": api_base,
-        "timeout": timeout,
-        "num_retries": 0,
-        "stream_options": {"include_usage": True},
-    }
-    if api_key:
-        kwargs["api_key"] = api_key
-    if extra_body:
-        kwargs["extra_body"] = extra_body
-    if headers:
-        kwargs["headers"] = headers
     limits = _Limits(first_token_timeout, first_content_timeout, progress.started)
     try:
         async with asyncio.timeout(timeout):
-            try:
-                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), first_token_timeout)
-            except TimeoutError:
-                raise CallError("retryable", f"no answer within {first_token_timeout:g}s") from None
-            progress.opened = True
-            _header_generation_id(resp, progress)
-            lines = raw_sse_lines(resp) if model.startswith("openrouter/") else None
-            if lines is not None:
+            if model.startswith("openrouter/") and not via_litellm:
+                body = openrouter_http.request_body(model, messages, max_tokens, extra_body)
+                own = session is None
+                http = openrouter_http.new_session() if own else session
                 try:
-                    await _read_sse(lines, limits, progress, on_text, on_reasoning, secrets or [])
+                    await _direct(
+                        http, api_base, api_key, body, headers, limits, progress, on_text, on_reasoning, secrets
+                    )
                 finally:
-                    await _close(resp)
+                    if own:
+                        await asyncio.shield(http.close())
             else:
-                await _read_wrapper(resp, limits, progress, on_text, on_reasoning)
+                kwargs: dict[str, Any] = {
+                    "model": model,
+                    "messages": messages,
+                    "stream": True,
+                    "max_tokens": max_tokens,
+                    "api_base": api_base,
+                    "timeout": timeout,
+                    "num_retries": 0,
+                    "stream_options": {"include_usage": True},
+                }
+                if api_key:
+                    kwargs["api_key"] = api_key
+                if extra_body:
+                    kwargs["extra_body"] = extra_body
+                if headers:
+                    kwargs["headers"] = headers
+                await _via_litellm(kwargs, limits, progress, on_text, on_reasoning, secrets)
             if progress.finish_reason == "length" and not progress.tokens:
                 raise CallError("fatal", f"max_tokens spent on reasoning: no answer within {max_tokens} tokens")
     except TimeoutError:
@@ -391,6 +392,71 @@ async def stream_call(
     except Exception as exc:  # noqa: BLE001 - litellm raises many types; classify them all
         raise classify(exc, secrets) from None
     return progress
+
+
+async def _direct(
+    session: Any,
+    api_base: str,
+    api_key: str | None,
+    body: dict[str, Any],
+    headers: dict[str, str] | None,
+    limits: _Limits,
+    progress: Progress,
+    on_text: Callback,
+    on_reasoning: Callback | None,
+    secrets: list[str] | None,
+) -> None:
+    """OpenRouter over HTTP without litellm (engine/swarm/openrouter_http.py): open, then read the SSE lines."""
+    import aiohttp
+
+    try:
+        resp = await asyncio.wait_for(
+            openrouter_http.open_stream(session, api_base=api_base, api_key=api_key, body=body, headers=headers),
+            limits.stall,
+        )
+    except TimeoutError:
+        raise CallError("retryable", f"no answer within {limits.stall:g}s") from None
+    except aiohttp.ClientError as exc:  # refused, reset, DNS, TLS: nothing was generated, try again
+        raise CallError("retryable", "connection failed: " + _short(exc, secrets or [])) from None
+    progress.opened = True
+    gid = resp.headers.get("X-Generation-Id")
+    if gid and not progress.generation_id:
+        progress.generation_id = gid
+    finished = False
+    try:
+        await _read_sse(openrouter_http.sse_lines(resp), limits, progress, on_text, on_reasoning, secrets or [])
+        finished = True
+    finally:
+        if finished:
+            resp.release()  # read to [DONE]: the connection goes back to the pool
+        else:
+            resp.close()  # cancelled, stalled or failed: close it now, so OpenRouter sees the client leave
+
+
+async def _via_litellm(
+    kwargs: dict[str, Any],
+    limits: _Limits,
+    progress: Progress,
+    on_text: Callback,
+    on_reasoning: Callback | None,
+    secrets: list[str] | None,
+) -> None:
+    """Through litellm: ``ollama_chat/`` models, and OpenRouter with ``openrouter.via_litellm``."""
+    litellm = await load_litellm()
+    try:
+        resp = await asyncio.wait_for(litellm.acompletion(**kwargs), limits.stall)
+    except TimeoutError:
+        raise CallError("retryable", f"no answer within {limits.stall:g}s") from None
+    progress.opened = True
+    _header_generation_id(resp, progress)
+    lines = raw_sse_lines(resp) if str(kwargs["model"]).startswith("openrouter/") else None
+    if lines is not None:
+        try:
+            await _read_sse(lines, limits, progress, on_text, on_reasoning, secrets or [])
+        finally:
+            await _close(resp)
+    else:
+        await _read_wrapper(resp, limits, progress, on_text, on_reasoning)
 
 
 @dataclass
