@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stream load settings to run, e.g. 50x100,25x100 (workers x tokens/s; default: all six)",
     )
     ap.add_argument("--runs", type=int, default=0, help="runs per figure (default: 3, the slow ones 2)")
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure peer Textual apps (toolong, posting), installed once in venvs of their own (bench/peers.py)",
+    )
     a = ap.parse_args(argv)
     s = QUICK if a.quick else Setting()
     if a.configs:
@@ -228,12 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     notes = {"analysis": analysis.read_text() if analysis.exists() and not a.quick else ""}
     text = report(flist, s, a.quick, time.monotonic() - t0, notes)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    if Path(a.out).exists():  # keep the heartbeat table (python -m bench.heartbeat writes it)
+    from . import peers
+
+    old = Path(a.out).read_text() if Path(a.out).exists() else ""
+    if old:  # keep the heartbeat table (python -m bench.heartbeat writes it)
         from .heartbeat import END, START, splice
 
-        old = Path(a.out).read_text()
         if START in old and END in old:
             text = splice(text, START + old.split(START, 1)[1].split(END, 1)[0] + END + "\n")
+    if a.peers:
+        print("peers…", flush=True)
+        text = peers.splice(text, peers.run_peers(s.runs, s.idle_s))
+    elif peers.START in old and peers.END in old:  # keep the last peers table
+        text = peers.splice(text, peers.START + old.split(peers.START, 1)[1].split(peers.END, 1)[0] + peers.END)
     Path(a.out).write_text(text)
     if a.json:
         Path(a.json).write_text(json.dumps(as_json(flist), indent=1))

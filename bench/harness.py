@@ -185,13 +185,16 @@ ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b
 class PtyApp:
     """The full-screen app in a pseudo-terminal of a fixed size; its output is read (and counted) all along."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36, *, command: list[str] | None = None
+    ) -> None:
+        """``swarm-tui ARGS`` in the pty, or ``command`` (another app: bench/peers.py)."""
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = dict(env, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm_tui", *args],
+            command or [sys.executable, "-m", "swarm_tui", *args],
             cwd=ROOT,
             env=env,
             stdin=slave,

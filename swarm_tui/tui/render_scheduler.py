@@ -30,6 +30,7 @@ class RenderTuning:
     busy_cards: int = 10  # this many cards streaming at the last flush makes the app "busy"
     busy_state_refresh_s: float = 0.5  # ... then the state views at most this often
     busy_table_ticks: int = 5  # ... and the ages-only refresh every this many ticks (a state change: at once)
+    quiet_table_ticks: int = 5  # at rest too: ages move in 5 s steps, like the header's countdown (idle CPU)
     tick_s: float = 1.0  # the info poll, the ages and the header's countdown
     mount_batch: int = 10  # new worker cards mounted per frame (one layout of 50 new cards took ~90 ms)
     linger_s: float = 30.0  # a finished worker's card stays this long
@@ -138,7 +139,8 @@ class RenderScheduler:
         """The once-a-second tick; ``version``: the state's version now. True: the state views are due (marked
         dirty, timer woken) for their ages and countdowns; False: only the header's countdown should move."""
         self.ticks += 1
-        if not self.busy() or self.ticks % self.tuning.busy_table_ticks == 0 or version != self.shown_version:
+        every = self.tuning.busy_table_ticks if self.busy() else self.tuning.quiet_table_ticks
+        if self.ticks % every == 0 or version != self.shown_version:
             self.state_dirty = True
             self.wake()
             return True

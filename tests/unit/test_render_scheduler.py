@@ -153,12 +153,15 @@ def test_a_state_message_refreshes_when_due_else_mounts_new_cards_only() -> None
 
 
 # ------------------------------------------------------------------------------------------- the tick
-def test_the_tick_refreshes_the_ages_every_second_while_quiet() -> None:
+def test_the_tick_refreshes_the_ages_every_few_seconds_while_quiet() -> None:
     sched, clock, wakes = make()
     shown(sched, version=7)
     assert sched.flush() is None
-    assert sched.tick(7) is True
+    due = [sched.tick(7) for _ in range(TUNING.quiet_table_ticks)]
+    assert due == [False] * (TUNING.quiet_table_ticks - 1) + [True]
     assert sched.state_dirty and wakes == [1]
+    shown(sched, version=7)
+    assert sched.tick(8) is True  # the log moved: at once
 
 
 def test_while_busy_the_tick_refreshes_the_tables_every_few_seconds_or_when_the_log_moved() -> None:

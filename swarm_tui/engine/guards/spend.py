@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEP_S = 3600.0
 REFRESH_S = 2.0
+IDLE_REFRESH_S = 10.0
 STALE_MARGIN_S = 60.0
 CEILING_KEY = "ceiling"  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
@@ -278,10 +279,17 @@ class SpendGuard:
         await self._credit.close()
 
     async def _refresh_loop(self) -> None:
+        quiet = 0  # refreshes in a row that found the same ledger with nothing reserved
         while True:
-            await asyncio.sleep(self.refresh_s)
+            # at rest (nothing reserved, nothing moving) every IDLE_REFRESH_S: a reservation is a compare-and-set
+            # on the KV itself, so the cached ledger only feeds the panels and the conductor's envelope
+            await asyncio.sleep(IDLE_REFRESH_S if quiet >= 3 else self.refresh_s)
+            before = self.ledger()
             try:
                 await self.refresh()
+                after = self.ledger()
+                same = after == before and not after["reserved"]
+                quiet = quiet + 1 if same else 0
                 if self.clock() - self._ledger.last_housekeep > HOUSEKEEP_S:
                     await self.housekeep()
             except Exception as exc:  # noqa: BLE001 - a bus outage: try again next time
