@@ -8,6 +8,7 @@ plain asyncio objects with ``start()``, ``stop()`` and ``info()``; they learn ab
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -114,6 +115,10 @@ class Engine:
         await self._life.start("info responder", self._serve_info, self._unserve_info)
         for c in self.components:
             await self._life.start_part(c)
+        # Everything imported and built so far (Textual and the app too, when in-process) lives as long as the
+        # process: out of the collector's reach, or every full collection walks it with the GIL held (tens of ms,
+        # seen in the chunk-to-screen p99 once litellm, whose import did this, was no longer loaded).
+        gc.freeze()
         log.info("engine started (bus %s, %d events replayed)", self.bus.kind, self.state.events)
 
     async def stop(self) -> None:

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,9 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-async def test_notify_command_runs_once_per_transition(cfg: Config, tmp_path: Path, observer: Bus) -> None:
-    out = tmp_path / "pings.jsonl"
-    cfg = cfg.replace(notify__command=f"{sys.executable} -c {json.dumps(SCRIPT)} {out}")
+@contextlib.asynccontextmanager
+async def notifying(cfg: Config) -> AsyncIterator[tuple[Engine, Notifier]]:
+    """An engine with only the Notifier, started and past its baseline look."""
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
@@ -65,6 +67,15 @@ async def test_notify_command_runs_once_per_transition(cfg: Config, tmp_path: Pa
     await engine.start()
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")
+        yield engine, notifier
+    finally:
+        await engine.stop()
+
+
+async def test_notify_command_runs_once_per_transition(cfg: Config, tmp_path: Path, observer: Bus) -> None:
+    out = tmp_path / "pings.jsonl"
+    cfg = cfg.replace(notify__command=f"{sys.executable} -c {json.dumps(SCRIPT)} {out}")
+    async with notifying(cfg) as (engine, notifier):
         await _decision(observer, "t-1", "d-1")
         await until(lambda: len(_lines(out)) == 1, 10, "the command for the first decision")
         ping = _lines(out)[0]
@@ -99,24 +110,14 @@ async def test_notify_command_runs_once_per_transition(cfg: Config, tmp_path: Pa
         found = {n["kind"]: n for n in data["needs_attention"]}
         assert set(found) == {"approval"}  # the failures were seen
         assert found["approval"]["count"] == 3 and found["approval"]["seen"] is False
-    finally:
-        await engine.stop()
 
 
 async def test_a_command_that_fails_is_counted_and_never_blocks(cfg: Config, tmp_path: Path, observer: Bus) -> None:
     cfg = cfg.replace(notify__command=f"{tmp_path}/no-such-program --token sk-secret-in-args")
-    bus = Bus(cfg)
-    await bus.connect()
-    engine = Engine(cfg, bus)
-    notifier = engine.add(Notifier(cfg, bus, engine.state))
-    await engine.start()
-    try:
-        await until(lambda: notifier.attention._started, 5, "the baseline look")
+    async with notifying(cfg) as (engine, notifier):
         await _decision(observer, "t-1", "d-1")
         await until(lambda: notifier.command_errors == 1, 10, "the failed command")
         assert "sk-secret" not in json.dumps(engine.info(), default=str)
-    finally:
-        await engine.stop()
 
 
 def test_promote_and_seen_from_the_cli(tmp_path: Path) -> None:
