@@ -74,6 +74,11 @@ def tmux_passthrough_allowed() -> bool:
     return _tmux_allowed
 
 
+def tmux_passthrough_known() -> bool:
+    """What ``tmux_passthrough_allowed`` found, without asking (False until it has been asked)."""
+    return bool(_tmux_allowed)
+
+
 def alert_sequence(
     need: Need,
     *,

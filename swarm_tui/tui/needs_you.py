@@ -62,7 +62,7 @@ class NeedsYou:
     # ------------------------------------------------------------------ telling
     def alert(self, need: Need) -> None:
         app = self.app
-        allowed = bool(alerts._tmux_allowed) if self.tmux else False
+        allowed = self.tmux and alerts.tmux_passthrough_known()
         seq = alerts.alert_sequence(
             need,
             bell=self.cfg.bell,
@@ -77,7 +77,6 @@ class NeedsYou:
                 driver.write(seq)
         key = app.shown_key("attention")
         app.notify(f"{plain(need['what'])[:200]} · {key} goes there", title="needs you", severity="warning", timeout=8)
-        log.info("needs you: %s", need["what"])
 
     # ------------------------------------------------------------------ going there
     async def go(self) -> None:

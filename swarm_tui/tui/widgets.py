@@ -537,17 +537,12 @@ class RamPanel(_TextPanel):
         self.shown = self.build(ram, history, self.content_size.width or 40)
 
     def _moved(self, ram: RamSummary | None) -> bool:
-        """Whether this reading differs from the one drawn in what matters at a glance (a copy is kept: the
-        reading may be the same dict, updated in place)."""
-        key = None if ram is None else self._key_of(ram)
-        old, self._drawn = self._drawn, key
+        """Whether this reading differs from the one on screen in what matters at a glance (a copy of it is
+        kept in ``_drawn``: the reading may be the same dict, updated in place)."""
+        key, old = (None if ram is None else self._key_of(ram)), self._drawn
         if old is None or key is None:
-            self._drawn = key
             return old != key
-        if abs(key[0] - old[0]) < RAM_STEP_MB and key[1:] == old[1:]:
-            self._drawn = old  # small moves add up: compare with what is on screen
-            return False
-        return True
+        return abs(key[0] - old[0]) >= RAM_STEP_MB or key[1:] != old[1:]
 
     @staticmethod
     def _key_of(ram: RamSummary) -> tuple[float, bool, Any, tuple[str, ...]]:

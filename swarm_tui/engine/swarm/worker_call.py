@@ -224,9 +224,6 @@ def header_wait(headers: Any, now: float | None = None) -> float | None:
     return max(0.0, v)
 
 
-_Status = HttpStatus  # an error inside a stream reads as one before it
-
-
 def _code_status(code: Any) -> int | None:
     if isinstance(code, int) and not isinstance(code, bool):
         return code
@@ -249,7 +246,7 @@ def stream_error(code: Any, message: str, headers: Any = None, secrets: list[str
             "rate_limited", f"rate limited mid-stream (429): {text}", status=429, retry_after=header_wait(headers)
         )
     if status == 402:
-        return classify(_Status(text, 402, headers), secrets)
+        return classify(HttpStatus(text, 402, headers), secrets)
     if (
         (status is not None and 500 <= status <= 599)
         or "overloaded" in text.lower()
