@@ -135,7 +135,9 @@ def figures(s: Setting) -> list[Figure]:
             "recovery", "6. nats-server killed (-9) and restarted: restart → next chunk on the bus", "s", "< 2 s", 2.0
         ),
     ]
-    return f
+    from .cluster import figures as cluster_figures
+
+    return f + cluster_figures()
 
 
 def report(figs: list[Figure], s: Setting, quick: bool, took: float, notes: dict[str, str]) -> str:
@@ -182,6 +184,11 @@ async def run_all(s: Setting, figs: dict[str, Figure], only: set[str] | None) ->
     if want("recovery"):
         print("recovery…", flush=True)
         await swarm.recovery(s.runs, figs)
+    if want("cluster"):
+        from .cluster import cluster_figures
+
+        print("cluster…", flush=True)
+        await cluster_figures(s.runs, figs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a tiny setting (CI): 1 run, few workers, short streams")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="the report (markdown)")
     ap.add_argument("--json", default="", help="also write the raw samples here")
-    ap.add_argument("--only", default="", help="comma list: startup,idle,stream,swarm,recovery")
+    ap.add_argument("--only", default="", help="comma list: startup,idle,stream,swarm,recovery,cluster")
     ap.add_argument(
         "--keep", default="", help="raw samples (--json) of an earlier run: figures this run did not measure take them"
     )

@@ -14,6 +14,7 @@ from typing import Any, TypedDict, cast
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
+from swarm_tui.engine.bus.topology import describe, one_line
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
@@ -179,6 +180,7 @@ async def status_data(cfg: Config) -> StatusData:
             "state": bus.state,
             "malformed": dict(bus.dead.counts),
             "warnings": list(bus.warnings),
+            "topology": await describe(bus),
         }
     spend: SpendInfo | OfflineSpend | InfoError | None = info.get("spend")
     if spend is None:  # no spend guard reports: the log and the ledger tell it, the reconcile records add theirs
@@ -240,6 +242,8 @@ def format_status(d: StatusData) -> str:
         f"bus: {bus['state']} ({bus['kind']})"
         + (f", malformed set aside: {bus['malformed']}" if bus["malformed"] else "")
     )
+    if bus.get("topology"):
+        lines[-1] += f"; {one_line(bus['topology'])}"
     for w in bus["warnings"]:
         lines.append(f"warning: {w}")
     lines.append(

@@ -13,6 +13,17 @@ from swarm_tui.engine.lifecycle import Lifecycle, Part
 log = logging.getLogger(__name__)
 
 
+def refuse_engine_on_leaf(cfg: Config) -> None:
+    """One engine per swarm: on a leaf (``nats.leaf_url``) it is the hub's, so none starts here."""
+    from swarm_tui.engine.errors import UsageError
+
+    if cfg.nats.leaf_url and not cfg.nats.url:
+        raise UsageError(
+            "nats.leaf_url is set: the engine runs on the hub, not on this leaf (run `swarm-tui` for its screen, "
+            "or start the engine on the hub; docs/deploy.md)"
+        )
+
+
 def _install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -23,6 +34,7 @@ async def _headless(cfg: Config, demo: bool) -> int:
     from swarm_tui.engine.assemble import assemble
     from swarm_tui.engine.bus.client import Bus
 
+    refuse_engine_on_leaf(cfg)
     stop = asyncio.Event()
     _install_stop_signals(stop)
     bus = Bus(cfg)
@@ -100,7 +112,7 @@ def run_app(cfg: Config, *, demo: bool = False, attach: str | None = None, refre
     from swarm_tui.tui.link import EmbeddedLink, Link, RemoteLink
 
     link: Link
-    if attach:
+    if attach or cfg.nats.leaf_url:  # a leaf's engine runs on the hub: this app is its screen
         link = RemoteLink(cfg, attach, demo=demo)
     else:
         link = EmbeddedLink(cfg, demo=demo)  # the engine (and nats-py) is built after the first frame

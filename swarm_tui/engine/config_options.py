@@ -8,6 +8,7 @@ default and check, then as a field of its section's dataclass; nothing else rest
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,36 @@ OPTIONS: list[Option] = [
     Option("nats.tls_ca", str, "", "CA file to verify the NATS server", env="SWARM_NATS_TLS_CA"),
     Option("nats.tls_cert", str, "", "client certificate for NATS TLS", env="SWARM_NATS_TLS_CERT"),
     Option("nats.tls_key", str, "", "client key for NATS TLS", env="SWARM_NATS_TLS_KEY"),
+    Option(
+        "nats.replicas",
+        int,
+        1,
+        "JetStream replicas of the streams, the work queue and the KV buckets (3 on a cluster)",
+        env="SWARM_NATS_REPLICAS",
+        allowed="an integer 1..5",
+        check=_range(1, 5),
+    ),
+    Option(
+        "nats.leaf_url",
+        str,
+        "",
+        "join this hub as a leaf node: the embedded server links to it and the app attaches to the hub's engine",
+        env="SWARM_NATS_LEAF_URL",
+        secret=True,  # a leaf URL may carry user:password
+        allowed="a nats://, nats-leaf://, tls:// or ws(s):// URL, or empty",
+        check=lambda v: v == "" or (v.split("://", 1)[0] in ("nats", "nats-leaf", "tls", "ws", "wss") and "://" in v),
+    ),
+    Option("nats.leaf_creds", str, "", "path to a .creds file for the leaf link", env="SWARM_NATS_LEAF_CREDS"),
+    Option(
+        "nats.leaf_domain",
+        str,
+        "hub",
+        "the hub's JetStream domain (its `jetstream { domain }`): a leaf reaches the hub's streams through it",
+        env="SWARM_NATS_LEAF_DOMAIN",
+        allowed="letters, digits, - and _",
+        check=lambda v: bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v)),
+    ),
+    Option("nats.leaf_tls_ca", str, "", "CA file to verify the hub on the leaf link", env="SWARM_NATS_LEAF_TLS_CA"),
     Option(
         "nats.embedded_memory_mb",
         int,

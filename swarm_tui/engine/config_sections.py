@@ -81,6 +81,11 @@ class NatsSection(Section):
     tls_ca: str
     tls_cert: str
     tls_key: str
+    replicas: int
+    leaf_url: str
+    leaf_creds: str
+    leaf_domain: str
+    leaf_tls_ca: str
     embedded_memory_mb: int
     embedded_disk_mb: int
     events_max_age_days: int

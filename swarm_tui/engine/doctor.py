@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.topology import describe, one_line
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.memory import ram_snapshot
@@ -56,9 +57,12 @@ async def check_nats(cfg: Config) -> Check:
     except BusError as exc:
         return Check("nats", False, str(exc))
     kind = bus.kind
-    await bus.close()
+    try:
+        shape = one_line(await describe(bus))
+    finally:
+        await bus.close()
     extra = " (started for this check, stopped again)" if kind == "embedded" else ""
-    return Check("nats", True, f"{kind} server reachable, JetStream streams ready{extra}")
+    return Check("nats", True, f"{kind} server reachable, JetStream streams ready{extra}; bus: {shape}")
 
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:

@@ -33,6 +33,19 @@ class EngineMeta(TypedDict):
     uptime_s: float
 
 
+class BusTopology(TypedDict, total=False):
+    """What the bus says of itself (``engine/bus/topology.describe``); ``error`` alone when JetStream is away."""
+
+    kind: str  # "single server", "cluster", "leaf"
+    server: str  # the server this process is connected to
+    cluster: str  # the JetStream cluster's name ("" on a single server)
+    replicas: int  # of the events stream
+    leader: str  # the events stream's leader
+    peers: list[dict[str, Any]]  # its replicas: name, current, lag, offline
+    work_queue_leader: str  # the jobs consumer's leader
+    error: str
+
+
 class BusState(TypedDict):
     """The bus connection as ``status`` reports its own (no URL: the reader knows which one it dialled)."""
 
@@ -40,6 +53,7 @@ class BusState(TypedDict):
     state: str  # "connected", "reconnecting", "disconnected", ...
     malformed: dict[str, int]  # messages set aside as malformed, per kind
     warnings: list[str]
+    topology: NotRequired[BusTopology]  # status's own look at the bus; the engine's info leaves it out
 
 
 class BusInfo(BusState):

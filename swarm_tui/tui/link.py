@@ -45,6 +45,7 @@ class Link:
         self.on_event: EventCallback | None = None
         self.on_chunk: ChunkCallback | None = None
         self.on_bus_state: StateCallback | None = None
+        self.on_nudge: Callable[[], None] | None = None  # the engine's info moved on its own (in-process: RAM)
         self.bad_chunks = 0
         self._info: EngineInfo = {}  # until an engine answers
         self._chunk_sub: Any = None
@@ -94,6 +95,10 @@ class Link:
         if self.on_bus_state is not None:
             self.on_bus_state(state)
 
+    def _nudge(self) -> None:
+        if self.on_nudge is not None:
+            self.on_nudge()
+
     async def _subscribe_chunks(self) -> None:
         assert self.bus is not None and self.bus.nc is not None
         self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk_msg)
@@ -135,6 +140,10 @@ class LocalLink(Link):
         self.engine.on_event(self._event)
         await self.engine.start()
         self._started = True
+        for c in getattr(self.engine, "components", []):  # the RAM guard tells of a real move at once
+            on_move = getattr(c, "on_move", None)
+            if callable(on_move):
+                on_move(self._nudge)
         await self._subscribe_chunks()
         self._bus_state(self.bus.state)
 
@@ -194,14 +203,25 @@ class RemoteLink(Link):
 
     kind = "remote engine"
 
-    def __init__(self, cfg: Config, url: str, *, demo: bool = False) -> None:
-        super().__init__(cfg.replace(nats__url=url), demo=demo)
+    def __init__(self, cfg: Config, url: str | None, *, demo: bool = False) -> None:
+        # no URL: the bus this config names (a leaf's embedded server, whose engine is on the hub)
+        super().__init__(cfg.replace(nats__url=url) if url else cfg, demo=demo)
         from swarm_tui.engine.bus.client import Bus
 
-        self.url = url
+        self.url = url or ""
         self.bus = Bus(self.cfg)
         self._follower: EventFollower | None = None
         self.engine_seen = False
+        self.hub_lost = False  # a leaf whose link to the hub is down: our bus answers, the hub's JetStream not
+
+    @property
+    def bus_state(self) -> str:
+        state = super().bus_state
+        return "hub lost" if state == "connected" and self.hub_lost else state
+
+    @property
+    def bus_kind(self) -> str:
+        return "leaf" if self.bus is not None and self.bus.leaf else super().bus_kind
 
     async def start(self) -> None:
         assert self.bus is not None
@@ -220,11 +240,14 @@ class RemoteLink(Link):
         if self.bus is None or self.bus.nc is None or self.bus.nc.is_closed:
             return self._info
         try:
-            msg = await self.bus.nc.request(S.ENGINE_INFO, b"", timeout=0.9)
+            wait = 0.6 if self.bus.leaf else 0.9  # a leaf may ask the hub next: both within the 1 s tick
+            msg = await self.bus.nc.request(S.ENGINE_INFO, b"", timeout=wait)
             data = json.loads(msg.data)
         except Exception:  # noqa: BLE001 - no engine answers right now (timeout, no responders, bad JSON)
             self._info = {}
+            await self._check_hub()
             return self._info
+        await self._set_hub_lost(False)
         # What Engine.info() sent, as JSON: taken as its shape (the engine runs the same package); readers still
         # read with defaults, so a part missing from an engine of another version shows as unknown.
         self._info = cast(EngineInfo, data) if isinstance(data, dict) else {}
@@ -233,6 +256,25 @@ class RemoteLink(Link):
         if self.state.scale is None and pool is not None and isinstance(pool.get("scale"), int):
             self.state.scale = pool["scale"]  # no scale change in the log yet: the engine's starting scale
         return self._info
+
+    async def _check_hub(self) -> None:
+        """On a leaf, no engine answering may mean the link to the hub is down: ask the hub's JetStream."""
+        if self.bus is None or not self.bus.leaf or self.bus.nc is None:
+            return
+        try:
+            await self.bus.nc.request("$JS.API.INFO", b"", timeout=0.3)  # the hub's, by the leaf's mapping
+        except Exception:  # noqa: BLE001 - no responders: the hub is out of reach
+            await self._set_hub_lost(True)
+        else:
+            await self._set_hub_lost(False)
+
+    async def _set_hub_lost(self, lost: bool) -> None:
+        if lost != self.hub_lost:
+            self.hub_lost = lost
+            log.warning("the hub is %s", "out of reach over the leaf link" if lost else "back")
+            if not lost and self._follower is not None:
+                await self._follower.resume()  # catch up from the log at once
+            self._bus_state(self.bus_state)
 
     async def stop(self) -> None:
         await self._unsubscribe_chunks()

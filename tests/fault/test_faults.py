@@ -75,9 +75,15 @@ async def plan_decision(
 
 
 def per_job(evs: list[Any], kind: type) -> Counter[str]:
+    """Results per job id; SpendEntries per entry id (an OpenRouter call is an attempt: ``<job>-a<hex>``)."""
     if kind is Result:
         return Counter(e.job_id for e in evs if isinstance(e, Result))
     return Counter(e.id for e in evs if isinstance(e, SpendEntry))
+
+
+def job_of(spend_id: str) -> str:
+    """The job a SpendEntry belongs to: an attempt's id is the job's with ``-a<hex>`` (reconcile.attempt_id)."""
+    return spend_id.rsplit("-a", 1)[0]
 
 
 # ---------------------------------------------------------------------------------------------- 1. nats kill -9
@@ -178,7 +184,8 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
     assert not dup
     assert set(results) == jobs and set(results.values()) == {1}  # every job's result stored exactly once
     assert all(e.state == "done" for e in evs if isinstance(e, Result))
-    assert set(spends) == jobs and set(spends.values()) == {1}
+    # one SpendEntry per call (each call is an attempt, recorded under its own id), each stored once
+    assert {job_of(s) for s in spends} == jobs and len(spends) == len(fo.requests) and set(spends.values()) == {1}
     assert abs(stored_spend - reported) < 1e-9 and abs(total - reported) < 1e-9
     assert len(fo.requests) == len(jobs)  # no job was called twice
     assert not [r for r in fo.requests if r["closed_by_client"]]  # no call was cut
@@ -302,8 +309,9 @@ async def test_engine_process_killed_mid_swarm_and_started_again(tmp_path: Path,
     results, spends = per_job(evs, Result), per_job(evs, SpendEntry)
     assert len(results) == len(tags) and set(results.values()) == {1}
     assert all(e.state == "done" for e in evs if isinstance(e, Result))
-    # one SpendEntry per job, one per cut attempt (its cost from GET /generation: a Google model bills in full)
-    assert len(spends) == len(tags) + len(cut) and set(spends.values()) == {1}
+    # one SpendEntry per call: each job's, and each cut attempt's (its cost from GET /generation: a Google model
+    # bills a cancelled stream in full)
+    assert len(spends) == len(tags) + len(cut) == len(fo.requests) and set(spends.values()) == {1}
     assert abs(final["spend"]["today_usd"] - fo.billed) < 1e-9 and fo.billed > completed_cost(fo)
     assert final["decisions"] and {x["status"] for x in final["decisions"] if x["id"] == pending.id} == {"pending"}
 

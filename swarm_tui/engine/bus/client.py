@@ -25,11 +25,12 @@ from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.embedded import EmbeddedLease, port_open
+from swarm_tui.engine.bus.embedded import EmbeddedLease, Leaf, port_open
+from swarm_tui.engine.bus.topology import ensure_kv, ensure_stream
 from swarm_tui.engine.bus.wire import Event, Msg, decode
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import BusError, InvalidMessage
@@ -105,6 +106,8 @@ class Bus:
         self._kv: dict[str, KeyValue] = {}
         self._fast: JetStreamContext | None = None
         self._fast_nc: NATS | None = None
+        # the laptop as a leaf node: our embedded server links to a hub, whose JetStream (and engine) we use
+        self.leaf = bool(cfg.nats.leaf_url) and not cfg.nats.url
 
     # ------------------------------------------------------------------ connection
     def on_state(self, cb: StateCallback) -> None:
@@ -130,7 +133,7 @@ class Bus:
         if found:
             self.kind = "embedded-shared"
             return found
-        if self.cfg.nats.probe_default and port_open("127.0.0.1", 4222, 0.2):
+        if self.cfg.nats.probe_default and not self.leaf and port_open("127.0.0.1", 4222, 0.2):
             self.kind = "remote"
             return DEFAULT_URL
         deadline = time.monotonic() + 10
@@ -146,7 +149,9 @@ class Bus:
                 )
         self.lease = lease
         self.kind = "embedded"
-        return await lease.start(self.cfg.nats.embedded_memory_mb, self.cfg.nats.embedded_disk_mb)
+        n = self.cfg.nats
+        leaf = Leaf(n.leaf_url, n.leaf_creds, n.leaf_tls_ca, n.leaf_domain) if self.leaf else None
+        return await lease.start(n.embedded_memory_mb, n.embedded_disk_mb, leaf=leaf)
 
     def _auth_options(self) -> dict[str, Any]:
         c = self.cfg
@@ -234,8 +239,10 @@ class Bus:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,
                 connect_timeout=connect_timeout,
-                ping_interval=10,
-                max_outstanding_pings=3,
+                # a PING every 20 s, stale at the third unanswered one: a silent dead link is noticed 40-60 s after
+                # it died (a closed one at once, by the read error); the server idles more than with 10 s / 3
+                ping_interval=20,
+                max_outstanding_pings=2,
                 allow_reconnect=True,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
@@ -266,9 +273,30 @@ class Bus:
             raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
         self.js = self.nc.jetstream(timeout=5)
         await self._set_state("connected")
-        if setup:
+        if self.leaf:  # the hub's engine owns the streams; wait for the link that reaches them
+            await self._await_hub(connect_timeout * 2)
+        elif setup:
             await self.setup()
         return self
+
+    async def _await_hub(self, timeout: float) -> None:
+        """A leaf's JetStream is the hub's: ready once ``$JS.API.INFO`` (mapped to the hub's domain) is answered."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                assert self.nc is not None
+                await self.nc.request("$JS.API.INFO", b"", timeout=0.5)
+                return
+            except Exception as exc:  # noqa: BLE001 - no responders until the leaf link is up
+                if time.monotonic() > end:
+                    await self.close()
+                    hub = _safe_url(self.cfg.nats.leaf_url)
+                    raise BusError(
+                        f"the hub {hub} does not answer over the leaf link ({_reason(exc)}): check nats.leaf_url "
+                        f"and nats.leaf_creds, and that the hub runs JetStream with the domain "
+                        f"{self.cfg.nats.leaf_domain!r} (nats.leaf_domain; docs/deploy.md)"
+                    ) from None
+                await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         """The one shutdown path of the bus: drain the connection, then stop the embedded server if ours."""
@@ -285,8 +313,14 @@ class Bus:
             self.lease = None
 
     # ------------------------------------------------------------------ topology
-    async def setup(self) -> None:
-        """Create streams, consumers and buckets. Idempotent: an existing one is updated to this config."""
+    async def setup(self, deadline_s: float = 30.0) -> None:
+        """Create streams, consumers and buckets. Idempotent: an existing one is updated to this config (with
+        ``nats.replicas``, never fewer replicas than it has: see ``topology``). Retried while JetStream is not
+        ready yet: a cluster that has just started has no meta leader for a few seconds (requests time out or
+        answer 503, "JetStream system temporarily unavailable"); a refused replica count is not retried."""
+        await retrying(self._setup_once, deadline_s, passthrough=(BusError,))
+
+    async def _setup_once(self) -> None:
         js = self._js
         days = self.cfg.nats.events_max_age_days
         await self._ensure_stream(
@@ -336,26 +370,14 @@ class Bus:
                 max_ack_pending=1000,
                 filter_subject=S.JOBS_ALL,
                 deliver_policy=jsapi.DeliverPolicy.ALL,
+                # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
             ),
         )
         for bucket, ttl in ((S.KV_STATE, None), (S.KV_BUDGET, None), (S.KV_CANCEL, 86400.0), (S.KV_RECONCILE, None)):
-            await self._ensure_kv(bucket, ttl)
+            self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:
-        js = self._js
-        try:
-            await js.add_stream(cfg)
-        except BadRequestError:  # exists with another configuration: bring it to ours
-            await js.update_stream(cfg)
-
-    async def _ensure_kv(self, bucket: str, ttl: float | None) -> None:
-        js = self._js
-        try:
-            self._kv[bucket] = await js.key_value(bucket)
-        except (NotFoundError, Exception):  # noqa: BLE001 - nats raises BucketNotFoundError
-            self._kv[bucket] = await js.create_key_value(
-                bucket=bucket, history=1, ttl=ttl, storage=jsapi.StorageType.FILE, max_bytes=16 * 1024 * 1024
-            )
+        await ensure_stream(self._js, cfg, self.cfg.nats.replicas)
 
     async def kv(self, bucket: str) -> KeyValue:
         if bucket not in self._kv:
@@ -456,6 +478,11 @@ class EventFollower:
             with contextlib.suppress(Exception):
                 await self._subscribe()
 
+    async def resume(self) -> None:
+        """Subscribe again from the last sequence seen, now: a leaf whose hub came back need not wait for the
+        ordered consumer to miss two heartbeats (nats-py resets it only then)."""
+        await self._on_state("connected")
+
     async def start(self, start_seq: int = 0) -> None:
         self.last_seq = max(0, start_seq - 1)
         info = await self.bus._js.stream_info(S.EVENTS_STREAM)
@@ -465,13 +492,27 @@ class EventFollower:
         await self._subscribe()
 
     async def _subscribe(self) -> None:
+        """An ordered push consumer from ``last_seq + 1`` (idle CPU: docs/performance.md).
+
+        Its idle heartbeat is 15 s, not nats-py's 5 s: nats-py re-creates the consumer after two heartbeat
+        periods without a message or heartbeat, so a consumer lost without a reconnect is replaced 30-60 s
+        later (a reconnect re-subscribes at once, ``_on_state``). And nats-py's flow-control task, which wakes
+        every 0.25 s for the consumer's whole life, is replaced by one that sleeps until the server asks for a
+        flow-control reply, then answers it exactly as nats-py would (once the messages before it are handed
+        to the handler, looking every 0.25 s)."""
         js = self.bus._js
+        heartbeat_s = 15.0
         if self.last_seq > 0:
             cfg = jsapi.ConsumerConfig(
                 deliver_policy=jsapi.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1
             )
             self._sub = await js.subscribe(
-                S.EVENTS_ALL, cb=self._on_msg, ordered_consumer=True, config=cfg, stream=S.EVENTS_STREAM
+                S.EVENTS_ALL,
+                cb=self._on_msg,
+                ordered_consumer=True,
+                config=cfg,
+                stream=S.EVENTS_STREAM,
+                idle_heartbeat=heartbeat_s,
             )
         else:
             self._sub = await js.subscribe(
@@ -480,7 +521,38 @@ class EventFollower:
                 ordered_consumer=True,
                 deliver_policy=jsapi.DeliverPolicy.ALL,
                 stream=S.EVENTS_STREAM,
+                idle_heartbeat=heartbeat_s,
             )
+        psub = self._sub
+        jsi = getattr(getattr(psub, "_sub", None), "_jsi", None)
+        polling = getattr(jsi, "_fctask", None)
+        needed = ("_fcr", "_fcd", "_fciseq", "_conn", "schedule_flow_control_response")
+        if jsi is None or not isinstance(polling, asyncio.Task) or not all(hasattr(jsi, a) for a in needed):
+            return  # another nats-py: keep its own flow control
+        asked = asyncio.Event()
+        schedule = jsi.schedule_flow_control_response
+
+        def schedule_and_wake(reply: str) -> None:
+            schedule(reply)
+            asked.set()
+
+        async def answer_flow_control() -> None:
+            while True:
+                await asked.wait()
+                asked.clear()
+                while jsi._fcr:
+                    if jsi._conn.is_closed:
+                        return
+                    if jsi._fciseq - psub._pending_queue.qsize() >= jsi._fcd:  # nats-py's own test
+                        with contextlib.suppress(Exception):
+                            await jsi._conn.publish(jsi._fcr)
+                        jsi._fcr, jsi._fcd = None, 0
+                        break
+                    await asyncio.sleep(0.25)
+
+        polling.cancel()
+        jsi.schedule_flow_control_response = schedule_and_wake
+        jsi._fctask = asyncio.create_task(answer_flow_control(), name="events-flow-control")  # unsubscribe cancels it
 
     async def _on_msg(self, msg: NatsMsg) -> None:
         meta = msg.metadata
