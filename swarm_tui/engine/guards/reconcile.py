@@ -172,24 +172,43 @@ class Reconciler:
         self.live.discard(aid)
 
     async def end(
-        self, aid: str, keys: tuple[str, ...], *, cost: float | None, gen: str, billed: bool, worst: float
+        self,
+        aid: str,
+        keys: tuple[str, ...],
+        *,
+        job: Job,
+        cost: float | None,
+        gen: str,
+        billed: bool,
+        worst: float,
+        tokens: tuple[int, int] = (0, 0),
     ) -> tuple[float, bool] | None:
-        """After a call. Returns (cost, estimated) to add to the job, or None while the cost is pending."""
+        """After a call: the attempt is recorded here, under its own id (its SpendEntry and ledger settle), never
+        in the job's SpendEntry. Returns (cost, estimated) for the job's Result, or None while it is pending.
+
+        Recording by attempt id makes every path idempotent: a record this process failed to delete (a bus
+        outage, a cluster's leader election) and then charged again by a scan, or adopted by another process
+        while its call still ran, is the same SpendEntry id and the same ledger entry, counted once."""
+        j = {"id": job.id, "worker_id": job.worker_id, "decision_id": job.decision_id, "task_id": job.task_id}
+        doc: dict[str, Any] = {"job": j | {"model": job.model}, "keys": list(keys)}
         try:
-            if cost is not None or not billed:
-                c = float(cost or 0.0)
-                await self._settle_ledger(aid, keys, c, estimated=False)
+            if not billed and cost is None:  # the provider never took the request: nothing to record
+                await self._settle_ledger(aid, keys, 0.0, estimated=False)
                 await self._delete(f"a.{aid}")
+                return 0.0, False
+            if cost is not None:
+                c = float(cost)
+                await self._charge(aid, doc, c, estimated=False, tokens=tokens)
                 return c, False
             if not gen:  # the provider took the request but no chunk came: nothing to ask about
                 self.counts["worst_no_id"] += 1
-                await self._settle_ledger(aid, keys, worst, estimated=True)
-                await self._delete(f"a.{aid}")
+                await self._charge(aid, doc, worst, estimated=True, tokens=tokens)
                 return worst, True
-            doc, rev = await self._get(f"a.{aid}")
-            doc = doc or {}
-            doc.update({"state": "pending", "gen": gen, "ended_at": self.clock(), "next_at": self.clock()})
-            await self._put(f"a.{aid}", doc)
+            cur, _rev = await self._get(f"a.{aid}")
+            if cur is None:  # adopted and charged already by a scan that took this call for a cut one
+                return None
+            cur.update({"state": "pending", "gen": gen, "ended_at": self.clock(), "next_at": self.clock()})
+            await self._put(f"a.{aid}", cur)
             self.counts["pending"] += 1
             self._wake.set()
             return None

@@ -63,6 +63,7 @@ class Run:
     attempt_keys: tuple[str, ...] = ()
     attempt_worst: float = 0.0
     attempts: int = 0  # attempts settled in the ledger one by one (not by the job's settle at its end)
+    recorded: bool = False  # its calls were attempts: each has its own SpendEntry, the job has none
     pending: int = 0  # attempts whose cost OpenRouter has not told yet (reconciled after the job ends)
     gen_noted: str = ""
     noting: asyncio.Task[None] | None = None
@@ -373,6 +374,7 @@ class JobRun:
             job, worst=self.worst_of(run), max_tokens=run.max_tokens or job.max_tokens
         )
         run.gen_noted = ""
+        run.recorded = True
         if rec.spend is not None:  # the ledger knows attempts: the job's reservation is the attempt's now
             run.attempts += 1
             run.reserved = False  # a retry reserves anew: this attempt holds its money until it is reconciled
@@ -413,7 +415,14 @@ class JobRun:
             billed = pr.opened or bool(pr.generation_id) or pr.tokens > 0
             try:
                 got = await p.reconciler.end(
-                    aid, run.attempt_keys, cost=pr.cost, gen=pr.generation_id, billed=billed, worst=run.attempt_worst
+                    aid,
+                    run.attempt_keys,
+                    job=job,
+                    cost=pr.cost,
+                    gen=pr.generation_id,
+                    billed=billed,
+                    worst=run.attempt_worst,
+                    tokens=(prompt, completion),
                 )
             except Exception as exc:  # noqa: BLE001 - the bus is away: the record is reconciled by the scan
                 log.warning("attempt %s not accounted: %s", aid, type(exc).__name__)
@@ -468,7 +477,9 @@ class JobRun:
             demo=demo,
         )
         await p.bus.publish_event(res, msg_id=f"result-{job.id}")
-        if run.cost > 0 or run.completion_tokens or (run.called and state == "done"):
+        # a job whose calls were attempts is recorded attempt by attempt (reconcile.py): a job run twice (a
+        # redelivery while the first run still streamed) is billed twice, and recorded twice
+        if not run.recorded and (run.cost > 0 or run.completion_tokens or (run.called and state == "done")):
             se = SpendEntry(
                 id=job.id,
                 model=job.model,
