@@ -16,7 +16,16 @@ import pytest
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe
 from swarm_tui.engine.bus.wire import Result
-from tests.fault.test_faults import _spawn_engine, _status, _stop_proc, completed_cost, per_job, plan_decision, tag_of
+from tests.fault.test_faults import (
+    _spawn_engine,
+    _status,
+    _stop_proc,
+    completed_cost,
+    per_job,
+    plan_decision,
+    stored,
+    tag_of,
+)
 from tests.integration.test_workers_proc import _spawn
 from tests.support.cluster import Cluster
 from tests.support.env import base_env, make_config, run_cli
@@ -91,14 +100,7 @@ async def test_cluster_leader_killed_and_a_node_restarted_mid_swarm_loses_nothin
                 t_all = time.monotonic() - t_kill
                 mark("all called")
 
-                async def stored() -> list:
-                    while True:
-                        evs = await events(cfg)
-                        if len({e.job_id for e in evs if isinstance(e, Result)}) >= len(tags):
-                            return evs
-                        await asyncio.sleep(0.3)
-
-                evs = await asyncio.wait_for(stored(), 30)
+                evs = await asyncio.wait_for(stored(cfg, len(tags)), 30)
                 for _ in range(120):  # a cut attempt is reconciled with GET /generation
                     final = await _status(env)
                     if not final["spend"].get("reconciling") and abs(final["spend"]["today_usd"] - fo.billed) < 1e-9:

@@ -74,6 +74,15 @@ async def plan_decision(
     return d, tids
 
 
+async def stored(cfg: Config, n: int) -> list[Any]:
+    """The log once it holds results of ``n`` jobs."""
+    while True:
+        evs = await events(cfg)
+        if len({e.job_id for e in evs if isinstance(e, Result)}) >= n:
+            return evs
+        await asyncio.sleep(0.2)
+
+
 def per_job(evs: list[Any], kind: type) -> Counter[str]:
     """Results per job id; SpendEntries per entry id (an OpenRouter call is an attempt: ``<job>-a<hex>``)."""
     if kind is Result:
@@ -268,14 +277,7 @@ async def test_engine_process_killed_mid_swarm_and_started_again(tmp_path: Path,
             t_all = time.monotonic() - t_kill
             redelivered = [r["t_start"] - t_kill for r in fo.requests if tag_of(r["body"]) in cut][len(cut) :]
 
-            async def stored() -> list[Any]:
-                while True:
-                    evs = await events(cfg)
-                    if len({e.job_id for e in evs if isinstance(e, Result)}) >= len(tags):
-                        return evs
-                    await asyncio.sleep(0.2)
-
-            evs = await asyncio.wait_for(stored(), 15)
+            evs = await asyncio.wait_for(stored(cfg, len(tags)), 15)
             # the cut attempts are reconciled with GET /generation once the killed engine's records are orphans
             for _ in range(120):
                 final = await _status(env)
