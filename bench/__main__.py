@@ -37,6 +37,7 @@ class Setting:
     job_tokens: int = 100
     job_tps: float = 50.0
     control_runs: int = 5
+    cluster_jobs: int = 100
 
 
 QUICK = Setting(
@@ -49,6 +50,7 @@ QUICK = Setting(
     job_tokens=20,
     job_tps=50.0,
     control_runs=1,
+    cluster_jobs=30,
 )
 
 
@@ -137,7 +139,7 @@ def figures(s: Setting) -> list[Figure]:
     ]
     from .cluster import figures as cluster_figures
 
-    return f + cluster_figures()
+    return f + cluster_figures(s.cluster_jobs)
 
 
 def report(figs: list[Figure], s: Setting, quick: bool, took: float, notes: dict[str, str]) -> str:
@@ -188,7 +190,7 @@ async def run_all(s: Setting, figs: dict[str, Figure], only: set[str] | None) ->
         from .cluster import cluster_figures
 
         print("cluster…", flush=True)
-        await cluster_figures(s.runs, figs)
+        await cluster_figures(s.runs, figs, s.cluster_jobs)
 
 
 def main(argv: list[str] | None = None) -> int:

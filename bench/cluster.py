@@ -11,7 +11,6 @@ The cluster is ``tests/support/cluster.py``'s: three nats-server processes from 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -96,23 +95,8 @@ async def _queue(bus: Any, n: int, tag: str) -> list[str]:
     return ids
 
 
-async def _queue_empty(bus: Any, timeout: float) -> None:
-    """Every job acked: the work queue holds nothing (it removes a message when its job is acked)."""
-    from swarm_tui.engine.bus import subjects as S
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if (await bus._lookup_js.stream_info(S.JOBS_STREAM)).state.messages == 0:
-                return
-        except Exception:  # noqa: BLE001 - a leader election: ask again
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the work queue did not empty")
-
-
-async def _one(url: str, replicas: int, tmp: Path, kill: Any = None) -> dict[str, float]:
-    """100 jobs through two worker processes on ``url``; with ``kill``, the leader is killed after 30 results."""
+async def _one(url: str, replicas: int, tmp: Path, kill: Any = None, n_jobs: int = N_JOBS) -> dict[str, float]:
+    """``n_jobs`` through two worker processes on ``url``; with ``kill``, the leader is killed after a third."""
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.topology import describe
     from swarm_tui.engine.config import load_config
@@ -125,9 +109,9 @@ async def _one(url: str, replicas: int, tmp: Path, kill: Any = None) -> dict[str
         w = Watch()
         await w.start(bus)
         t0 = time.monotonic()
-        ids = await _queue(bus, N_JOBS, f"{replicas}-{t0:.0f}")
+        ids = await _queue(bus, n_jobs, f"{replicas}-{t0:.0f}")
         if kill is not None:
-            await until(lambda: len(w.results) >= 30, 60, "30 results")
+            await until(lambda: len(w.results) >= n_jobs // 3, 60, "a third of the results")
             leader = (await describe(bus)).get("work_queue_leader", "")
             kill(leader)
             t_kill = time.monotonic()
@@ -138,8 +122,8 @@ async def _one(url: str, replicas: int, tmp: Path, kill: Any = None) -> dict[str
         if kill is None:
             await until(lambda: len(w.results) >= len(ids), 180, f"{len(ids)} results", every=0.01)
             out["jobs_per_s"] = len(ids) / (max(w.results.values()) - t0)
-        else:  # our watch may have been on the killed node (core NATS: what it missed is gone): ask the queue
-            await _queue_empty(bus, 180)
+        # after a kill the figures are taken: the rest of the queue is not waited for (a job whose ack was lost
+        # with the leader comes back after the ack wait, 30 s; tests/fault/test_cluster.py sees every one end)
     finally:
         for p in workers:
             stop_proc(p)
@@ -151,24 +135,24 @@ def _killer(cluster: Any) -> Any:
     return lambda name: cluster.node(name).kill()
 
 
-async def cluster_figures(runs: int, figs: dict[str, Figure]) -> None:
+async def cluster_figures(runs: int, figs: dict[str, Figure], n_jobs: int = N_JOBS) -> None:
     from tests.support.cluster import Cluster
 
     for _ in range(runs):
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as d:
             srv = nats(Path(d) / "single")
             try:
-                one = await _one(srv.url, 1, Path(d) / "single-app")
+                one = await _one(srv.url, 1, Path(d) / "single-app", n_jobs=n_jobs)
             finally:
                 srv.stop()
             figs["jobs_single"].samples.append(one["jobs_per_s"])
             cluster = Cluster(Path(d) / "cluster").start()
             try:
                 await cluster.jetstream_ready()
-                three = await _one(cluster.url, 3, Path(d) / "cluster-app")
+                three = await _one(cluster.url, 3, Path(d) / "cluster-app", n_jobs=n_jobs)
                 figs["jobs_cluster"].samples.append(three["jobs_per_s"])
                 figs["jobs_ratio"].samples.append(three["jobs_per_s"] / one["jobs_per_s"])
-                killed = await _one(cluster.url, 3, Path(d) / "cluster-kill", kill=_killer(cluster))
+                killed = await _one(cluster.url, 3, Path(d) / "cluster-kill", kill=_killer(cluster), n_jobs=n_jobs)
                 figs["resume_taken"].samples.append(killed["resume_taken"])
                 figs["resume_result"].samples.append(killed["resume_result"])
             finally:
@@ -176,8 +160,8 @@ async def cluster_figures(runs: int, figs: dict[str, Figure]) -> None:
         print(json.dumps({k: round(v, 3) for k, v in {**one, **three, **killed}.items()}), flush=True)
 
 
-def figures() -> list[Figure]:
-    w = f"2 `swarm-tui worker --demo` processes × {CONCURRENCY}, {N_JOBS} jobs of 20 tokens"
+def figures(n_jobs: int = N_JOBS) -> list[Figure]:
+    w = f"2 `swarm-tui worker --demo` processes × {CONCURRENCY}, {n_jobs} jobs of 20 tokens"
     return [
         Figure("jobs_single", f"7. jobs per second, one nats-server (R1): {w}", "jobs/s"),
         Figure("jobs_cluster", f"7. jobs per second, 3-node JetStream cluster (R3): {w}", "jobs/s"),

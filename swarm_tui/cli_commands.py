@@ -21,7 +21,6 @@ from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
 from swarm_tui.engine.info import (
     AttentionInfo,
-    BusState,
     ConductorInfo,
     EngineInfo,
     EngineMeta,
@@ -33,6 +32,7 @@ from swarm_tui.engine.info import (
     RamInfo,
     RamSummary,
     SpendInfo,
+    StatusBus,
     usable,
 )
 from swarm_tui.engine.paths import data_dir
@@ -143,7 +143,7 @@ class StatusData(TypedDict):
     (None for a part no engine reports; spend and RAM are then read here, so they are always there)."""
 
     version: str
-    bus: BusState
+    bus: StatusBus
     tasks: list[dict[str, Any]]
     task_counts: dict[str, int]
     decisions: list[dict[str, Any]]
@@ -175,7 +175,7 @@ async def status_data(cfg: Config) -> StatusData:
         from swarm_tui.engine.guards.reconcile import read_pending
 
         pending = await read_pending(bus)
-        bus_info: BusState = {
+        bus_info: StatusBus = {
             "kind": bus.kind,
             "state": bus.state,
             "malformed": dict(bus.dead.counts),

@@ -53,7 +53,12 @@ class BusState(TypedDict):
     state: str  # "connected", "reconnecting", "disconnected", ...
     malformed: dict[str, int]  # messages set aside as malformed, per kind
     warnings: list[str]
-    topology: NotRequired[BusTopology]  # status's own look at the bus; the engine's info leaves it out
+
+
+class StatusBus(BusState):
+    """``status``'s own bus connection, with what the bus says of itself (the engine's info leaves it out)."""
+
+    topology: BusTopology
 
 
 class BusInfo(BusState):

@@ -28,7 +28,12 @@ from swarm_tui.engine.projection import SwarmState
 
 log = logging.getLogger(__name__)
 
-TICK_S = 1.0  # how often the guards' side (ceiling, credit, bus) is looked at; log events wake it at once
+# How often the guards' side (ceiling, credit, bus) is looked at: every TICK_S while something moves (an event in
+# the last ACTIVE_S, the bus not connected), every IDLE_TICK_S at rest (idle CPU). Log events that need someone
+# (a decision, a failure, a control event), any event at rest, and a change of the bus state look at once.
+TICK_S = 1.0
+IDLE_TICK_S = 10.0
+ACTIVE_S = 30.0
 COMMAND_TIMEOUT_S = 10.0
 QUEUE_MAX = 20  # needs waiting for the command; more are dropped (and counted)
 
@@ -58,11 +63,14 @@ class Notifier:
         self.command_errors = 0
         self.dropped = 0
         self._wake = asyncio.Event()
+        self._last_event = float("-inf")  # monotonic time of the last log event
+        self._resting = False  # waiting IDLE_TICK_S now
         self._queue: asyncio.Queue[Need] = asyncio.Queue(QUEUE_MAX)
         self._tasks: list[asyncio.Task[None]] = []
         self.host = socket.gethostname()
 
     async def start(self) -> None:
+        self.bus.on_state(self._on_bus_state)
         self._tasks = [asyncio.create_task(self._watch(), name="attention")]
         if self.argv:
             self._tasks.append(asyncio.create_task(self._run_commands(), name="notify-command"))
@@ -74,8 +82,19 @@ class Notifier:
         self._tasks = []
 
     def on_event(self, ev: Event) -> None:
-        if isinstance(ev, Decision | ControlEvent) or (isinstance(ev, Result) and ev.state == "failed"):
-            self._wake.set()  # a decision to approve, a failure, a seen mark: look now, not at the next tick
+        if self._tasks:  # not the log's replay before start
+            self._last_event = time.monotonic()
+        needs_look = isinstance(ev, Decision | ControlEvent) or (isinstance(ev, Result) and ev.state == "failed")
+        if needs_look or self._resting:
+            self._wake.set()  # a decision to approve, a failure, a seen mark (or the first event at rest): look now
+
+    def _on_bus_state(self, state: str) -> None:
+        self._wake.set()  # lost or back: look now (and every TICK_S while it is not connected: the grace)
+
+    def _tick(self) -> float:
+        if self.bus.state != "connected" or time.monotonic() - self._last_event < ACTIVE_S:
+            return TICK_S
+        return IDLE_TICK_S
 
     def _info(self) -> EngineInfo:
         out: EngineInfo = {}
@@ -99,8 +118,11 @@ class Notifier:
     async def _watch(self) -> None:
         while True:
             self.check()
+            tick = self._tick()
+            self._resting = tick > TICK_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_S)
+                await asyncio.wait_for(self._wake.wait(), tick)
+            self._resting = False
             self._wake.clear()
 
     def payload(self, need: Need) -> bytes:

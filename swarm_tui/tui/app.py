@@ -3,7 +3,9 @@
 Engine happenings arrive as plain callbacks from the link and become Textual messages (coalesced) or, for the
 high-rate worker output, appends to bounded rings. ONE app-wide timer (every ``ui.refresh_ms``) carries out
 what the render scheduler decides: the state views when something moved (throttled), the cards with new
-output; it pauses while nothing is dirty. Every action goes to the engine as a control request over the bus.
+output; it pauses while nothing is dirty. The info tick (the engine's info, the header's countdown, the ages)
+runs every second while anything moves and every ``idle_tick_s`` at rest; an event, a key, a bus change or a
+RAM move polls at once (idle CPU). Every action goes to the engine as a control request over the bus.
 The panels and their layout are the control room's (``control_room.py``); the cards are the workers panel's.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.events import Resize
 from textual.screen import Screen
@@ -26,7 +28,7 @@ from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
 from swarm_tui.engine.bus.wire import FINAL_STATES, Chunk, WorkerEvent
-from swarm_tui.engine.info import EngineInfo
+from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.benchprobe import LatencyProbe
@@ -35,7 +37,7 @@ from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_
 from swarm_tui.tui.control_room import ControlRoom
 from swarm_tui.tui.details import worker_detail
 from swarm_tui.tui.link import Link
-from swarm_tui.tui.messages import BusStateChanged, InfoUpdated, LinkReady, RoomReady, StateChanged
+from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.needs_you import NeedsYou
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
@@ -86,6 +88,10 @@ class SwarmApp(App[int]):
         self._shutting_down = False
         self._probe = LatencyProbe.from_env()  # bench only (SWARM_BENCH_LATENCY_FILE), else None
         self._flush_timer: Timer | None = None  # paused while nothing is dirty (idle CPU)
+        self._tick_timer: Timer | None = None  # the next info tick (one-shot: 1 s apart while active, more at rest)
+        self._tick_due = 0.0  # monotonic time the next info tick is set for
+        self._last_tick = 0.0  # monotonic time of the last info tick
+        self._last_activity = float("-inf")  # monotonic time of the last event, key, output or bus change
         if self.cfg.keys:
             self.set_keymap(dict(self.cfg.keys))
 
@@ -107,6 +113,7 @@ class SwarmApp(App[int]):
         self.link.on_event = self._on_link_event
         self.link.on_chunk = self._on_link_chunk
         self.link.on_bus_state = self._on_link_bus_state
+        self.link.on_nudge = self._on_link_nudge
         if self.handle_signals:  # SIGTERM/SIGHUP: the same clean stop as `q`
             install_stop_signals(self.terminal_lost)
         self.refresh_all()
@@ -115,7 +122,8 @@ class SwarmApp(App[int]):
             self.ready = True
         else:
             self._flush_timer = self.set_interval(self.refresh_s, self._flush_output, name="flush")
-            self.set_interval(TUNING.tick_s, self._tick, name="info")
+            self._last_tick = time.monotonic()
+            self._schedule_tick(TUNING.tick_s)
             # the first full frame first, then the engine (its start-up shares this loop: ~0.5 s with NATS)
             self._start_when_drawn()
         self.room.decision_table.focus()
@@ -181,14 +189,20 @@ class SwarmApp(App[int]):
     def _on_link_bus_state(self, state: str) -> None:
         self.post_message(BusStateChanged(state))
 
+    def _on_link_nudge(self) -> None:
+        """The engine's info moved on its own (a RAM move): poll it now, not at the next tick at rest."""
+        self.post_message(InfoMoved())
+
     def on_link_ready(self, _: LinkReady) -> None:
         self.ready = True
+        self._last_activity = float("-inf")  # the log's replay is not activity: at rest from here unless it moves
         self.engine_error = ""
         self.refresh_all()
         self.poll_info()
         self.needs_you.check()  # the baseline: what already waits shows in the badge, rings nothing
 
     def on_state_changed(self, _: StateChanged) -> None:
+        self.activity()
         what = self.scheduler.state_changed()
         if what == "state":
             self.refresh_state()
@@ -196,6 +210,7 @@ class SwarmApp(App[int]):
             self.room.sync_workers()
 
     def on_bus_state_changed(self, event: BusStateChanged) -> None:
+        self.activity()
         self.room.show_header()
         self.needs_you.check()
         if event.state == "reconnecting":
@@ -207,20 +222,68 @@ class SwarmApp(App[int]):
         self.room.show_guards()
         self.room.show_header()
         self.needs_you.check()
+        self._follow_beat()
+
+    def _follow_beat(self) -> None:
+        """At rest, the tick after the conductor's next beat comes right after it (its result and the header's
+        new countdown show then, not up to ``idle_tick_s`` later)."""
+        cond = usable(self.info.get("conductor"))
+        nxt = cond.get("next_beat_s") if cond else None
+        if self._tick_timer is None or not isinstance(nxt, int | float):
+            return
+        delay = max(TUNING.tick_s, float(nxt) + 0.5)  # never faster than the active tick
+        if time.monotonic() + delay < self._tick_due - TUNING.tick_s:
+            self._schedule_tick(delay)
+
+    def on_info_moved(self, _: InfoMoved) -> None:
+        self.activity()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown) and not event.is_forwarded:
+            self.activity()  # someone is here: the info follows every second again, from now
+        await super().on_event(event)
 
     # ------------------------------------------------------------------ the timers
     def _resume_flush(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.resume()
 
+    def activity(self) -> None:
+        """Something happened (an event, a key, output, a bus or RAM change): the info tick runs every second
+        for ``active_s`` from now, and at once if it was resting."""
+        self._last_activity = time.monotonic()
+        if self._tick_timer is not None and self._tick_due - self._last_activity > TUNING.tick_s:
+            # resting: tick now, but not twice within a quarter second (a burst of keys)
+            # never 0: a Textual timer of interval 0 dies on a ZeroDivisionError and no tick would follow
+            self._schedule_tick(max(0.01, self._last_tick + 0.25 - self._last_activity))
+
+    def active(self) -> bool:
+        """Whether anything moves: the info tick runs every ``tick_s``, else every ``idle_tick_s``."""
+        if not self.ready or self.link.bus_state != "connected" or self.scheduler.busy():
+            return True
+        if time.monotonic() - self._last_activity < TUNING.active_s:
+            return True
+        return bool(self.link.state.live_workers())
+
+    def _schedule_tick(self, delay: float) -> None:
+        delay = max(0.01, delay)  # a Textual timer of 0 s divides by zero
+        if self._tick_timer is not None:
+            self._tick_timer.stop()
+        self._tick_due = time.monotonic() + delay
+        self._tick_timer = self.set_timer(delay, self._tick, name="info")
+
     def _tick(self) -> None:
         if not self.is_running:
             return
+        now = time.monotonic()
+        steps = max(1, round((now - self._last_tick) / TUNING.tick_s))  # the seconds this tick stands for
+        self._last_tick = now
         if self.ready:
             self.poll_info()
-        if not self.scheduler.tick(self.link.state.version):
+        if not self.scheduler.tick(self.link.state.version, steps):
             self.room.show_header()  # busy and nothing moved: only the header's countdown moves this second
         self._prune_rings()
+        self._schedule_tick(TUNING.tick_s if self.active() else TUNING.idle_tick_s)
 
     def _flush_output(self) -> None:
         """The one timer: state views when something moved, then the worker cards with new output."""

@@ -9,6 +9,11 @@ the event loop for good, so even SIGTERM's clean stop never runs (only ``kill -9
 - the input thread stops at EOF or ``EIO`` on a terminal and reports the loss;
 - a loss calls ``app.terminal_lost()`` once, on the event loop: the same clean stop as SIGTERM (engine stop,
   bus drain, embedded nats-server stopped).
+
+And it does not poll: Textual's input thread wakes every 0.1 s to check its exit flag and the parser's escape
+timeout (10 wake-ups a second of an idle app, ~0.1-0.3 % of a core with the GIL hand-over). Here the thread
+sleeps in ``select`` until input arrives, the parser's own timeout (a lone ESC) is due, or the exit flag is set
+(setting it writes a byte to a pipe the thread also watches).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import threading
 from codecs import getincrementaldecoder
 from typing import IO, Any
 
-from textual._parser import ParseError
+from textual._parser import ParseError, Parser
+from textual._time import get_time
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
 
@@ -67,6 +73,31 @@ class _GuardedFile:
         return getattr(self._file, name)
 
 
+class _WakingEvent(threading.Event):
+    """The input thread's exit flag: setting it also wakes the thread's ``select`` (a byte on a pipe)."""
+
+    def __init__(self, wake_fd: int) -> None:
+        super().__init__()
+        self.wake_fd = wake_fd
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(OSError):
+            os.write(self.wake_fd, b"x")
+
+
+POLL_S = 0.1  # Textual's select timeout: kept only where the parser's pending timeout cannot be read
+
+
+def select_timeout(parser: Parser[Any]) -> float | None:
+    """How long the input thread may sleep: until the parser's pending timeout (a lone ESC waiting to become
+    the escape key), else until input or the exit flag (None)."""
+    if not hasattr(parser, "_timeout_time"):  # another Textual: its polling interval
+        return POLL_S
+    due = parser._timeout_time
+    return None if due is None else max(0.0, due - get_time())
+
+
 class SafeLinuxDriver(LinuxDriver):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -74,6 +105,10 @@ class SafeLinuxDriver(LinuxDriver):
         self._lost = False
         if self._file is not None:
             self._file = _GuardedFile(self._file, self._terminal_lost)  # type: ignore[assignment]
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)  # a full pipe already wakes the thread: never block the setter
+        self.exit_event = _WakingEvent(self._wake_w)
 
     def _terminal_lost(self, where: str) -> None:
         with self._lost_once:
@@ -92,12 +127,17 @@ class SafeLinuxDriver(LinuxDriver):
         """Textual's input loop, except that EOF or EIO on a terminal ends it and reports the loss."""
         selector = selectors.SelectSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
         parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")().decode
         is_tty = os.isatty(self.fileno)
         try:
             while not self.exit_event.is_set():
-                for _key, mask in selector.select(0.1):
+                for key, mask in selector.select(select_timeout(parser)):
+                    if key.fd == self._wake_r:  # the exit flag was set (the loop's test ends the thread)
+                        with contextlib.suppress(OSError):
+                            os.read(self._wake_r, 512)
+                        continue
                     if not mask & selectors.EVENT_READ:
                         continue
                     try:
@@ -117,3 +157,13 @@ class SafeLinuxDriver(LinuxDriver):
             with contextlib.suppress(EOFError, ParseError):
                 for _ in parser.feed(""):
                     pass
+
+    def close(self) -> None:
+        """Textual's close (the writer thread), then the wake pipe (the input thread was joined before)."""
+        super().close()
+        if isinstance(self.exit_event, _WakingEvent):
+            self.exit_event.wake_fd = -1  # a later set() must not write to a number the OS hands out again
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1

@@ -32,6 +32,13 @@ class InfoUpdated(Message):
         return isinstance(message, InfoUpdated)
 
 
+class InfoMoved(Message):
+    """The engine's info moved on its own (a RAM move): poll it now."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, InfoMoved)
+
+
 class LinkReady(Message):
     """The engine (or the remote link) is running and caught up with the log."""
 

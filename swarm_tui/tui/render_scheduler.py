@@ -12,6 +12,9 @@ state views are rebuilt at most every ``busy_state_refresh_s`` and the once-a-se
 the ages and countdowns) only every ``busy_table_ticks`` seconds, unless the log moved. The figures behind
 these numbers are in docs/performance.md (chunk-to-screen latency, idle CPU); change them only with a
 before/after measurement (``python -m bench --only stream,idle``).
+
+The info tick itself runs every ``tick_s`` while anything moves and every ``idle_tick_s`` at rest (the App
+decides which, from ``active_s``); ``tick(steps=...)`` keeps the ages' cadence in seconds either way.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ class RenderTuning:
     busy_state_refresh_s: float = 0.5  # ... then the state views at most this often
     busy_table_ticks: int = 5  # ... and the ages-only refresh every this many ticks (a state change: at once)
     quiet_table_ticks: int = 5  # at rest too: ages move in 5 s steps, like the header's countdown (idle CPU)
-    tick_s: float = 1.0  # the info poll, the ages and the header's countdown
+    tick_s: float = 1.0  # the info poll, the ages and the header's countdown, while anything moves
+    idle_tick_s: float = 10.0  # ... at rest (idle CPU); an event, a key, a bus change, a RAM move or a beat: at once
+    active_s: float = 10.0  # "anything moves": an event, a key or output within this, live workers, bus not up
     mount_batch: int = 10  # new worker cards mounted per frame (one layout of 50 new cards took ~90 ms)
     linger_s: float = 30.0  # a finished worker's card stays this long
     max_cards: int = 60  # cards shown at most; the rest are counted under the grid
@@ -135,12 +140,14 @@ class RenderScheduler:
             return "cards"
         return ""
 
-    def tick(self, version: int) -> bool:
-        """The once-a-second tick; ``version``: the state's version now. True: the state views are due (marked
-        dirty, timer woken) for their ages and countdowns; False: only the header's countdown should move."""
-        self.ticks += 1
+    def tick(self, version: int, steps: int = 1) -> bool:
+        """The info tick; ``version``: the state's version now; ``steps``: how many ``tick_s`` it stands for (a
+        tick at rest is ``idle_tick_s`` apart). True: the state views are due (marked dirty, timer woken) for
+        their ages and countdowns; False: only the header's countdown should move."""
+        steps = max(1, steps)
+        self.ticks += steps
         every = self.tuning.busy_table_ticks if self.busy() else self.tuning.quiet_table_ticks
-        if self.ticks % every == 0 or version != self.shown_version:
+        if self.ticks // every != (self.ticks - steps) // every or version != self.shown_version:
             self.state_dirty = True
             self.wake()
             return True

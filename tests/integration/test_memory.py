@@ -101,18 +101,25 @@ async def test_ollama_loaded_models_are_read(tmp_path: Path) -> None:
     async with FakeOllama() as fo:
         fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000}]
         cfg = make_config(tmp_path, OLLAMA_HOST=fo.url)
-        g = RamGuard(cfg, source=Machine(4000))
+        m = Machine(4000)
+        g = RamGuard(cfg, source=m)
         r = await g.sample()
         assert r.local_models == [{"name": "gemma2:2b", "size_mb": pytest.approx(1907.3, abs=0.1)}]
         assert g.loaded_mb("ollama_chat/gemma2:2b") == pytest.approx(1907.3, abs=0.1)
         assert g.loaded_mb("ollama_chat/llama3:8b") is None
         assert g.ollama_reachable is True
-        # size includes the part on a GPU (size_vram): only the rest takes RAM
+        asked = sum(1 for q in fo.requests if q["path"] == "/api/ps")
+        await g.sample()  # at rest (available RAM did not move): the models known are kept, Ollama is not asked
+        assert sum(1 for q in fo.requests if q["path"] == "/api/ps") == asked
+        # size includes the part on a GPU (size_vram): only the rest takes RAM. A model moving moves available
+        # RAM, and a move asks Ollama at once.
         fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000, "size_vram": 1_500_000_000}]
+        m.available_mb += 1430
         r = await g.sample()
         assert r.local_models == [{"name": "gemma2:2b", "size_mb": pytest.approx(476.8, abs=0.1)}]
         assert g.info()["local_models"][0]["name"] == "gemma2:2b"
         fo.loaded = []
+        m.available_mb += 477
         assert (await g.sample()).local_models == []
         assert any(r["path"] == "/api/ps" for r in fo.requests)
 

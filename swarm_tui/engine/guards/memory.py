@@ -2,10 +2,14 @@
 
 Readings come from psutil (system total and available, this process's RSS and its children's, such as the
 embedded nats-server) and from Ollama's ``/api/ps`` (each loaded model's size). Local models are memory-mapped,
-so headroom is judged on the system's *available* memory, not on process RSS. The guard samples on a timer,
-off the event loop (psutil in a thread, ``/api/ps`` with aiohttp), and keeps ~10 minutes of history for a
-sparkline. The conductor and the pool ask ``headroom_ok(extra_mb)`` before local work; cloud work is never held
-back by RAM. The reading source is injectable, so tests can simulate a 6 GB machine.
+so headroom is judged on the system's *available* memory, not on process RSS. The guard samples on a timer and
+keeps ~10 minutes of history for a sparkline. A sample reads ``/proc/meminfo`` (one small read, on the loop);
+the costlier parts are taken less often at rest (idle CPU): the processes' RSS (a dozen /proc reads, in a
+thread) every ``RSS_REFRESH_S`` and ``/api/ps`` (aiohttp) every ``PS_REFRESH_S``, both at once when available
+RAM moved by ``MOVE_MB`` since they were last taken. Listeners (``on_move``) hear of a reading that moved by
+``MOVE_MB``, crossed the headroom or changed the loaded models: the app polls the engine's info at once. The
+conductor and the pool ask ``headroom_ok(extra_mb)`` before local work; cloud work is never held back by RAM.
+The reading source is injectable, so tests can simulate a 6 GB machine.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 HISTORY_S = 600.0
 PS_BACKOFF_S = 15.0  # /api/ps is asked less often while Ollama does not answer
+PS_REFRESH_S = 15.0  # ... and at rest while it does (a model loading or unloading moves available RAM: at once)
+RSS_REFRESH_S = 10.0  # the processes' RSS at rest
+MOVE_MB = 64.0  # available RAM moved this much: RSS and /api/ps are read at once, listeners are told
 
 Source = Callable[[], RamReading]
 OllamaPs = Callable[[], Awaitable[list[LocalModel]]]
@@ -84,6 +91,26 @@ def own_rss_mb() -> tuple[float, float]:
         with contextlib.suppress(psutil.Error):
             kids += c.memory_info().rss / MB
     return own, kids
+
+
+def meminfo_mb() -> tuple[float, float]:
+    """(total, available) MB from ``/proc/meminfo`` (what psutil reads too, without its other work); psutil where
+    that file or its MemAvailable line is missing."""
+    total = avail = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+                elif line.startswith(b"MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        total = avail = None
+    if total is None or avail is None:
+        vm = psutil.virtual_memory()
+        total, avail = vm.total, vm.available
+    return total / MB, avail / MB
 
 
 def psutil_reading() -> RamReading:
@@ -184,32 +211,65 @@ class RamGuard:
         self._task: asyncio.Task[None] | None = None
         self.samples = 0
         self.low_since: float | None = None
+        self._rss: tuple[float, float] = (0.0, 0.0)  # own and children's RSS as last read
+        self._rss_at = (float("-inf"), 0.0)  # (monotonic time, available MB) of that read
+        self._ps_avail = 0.0  # available MB when /api/ps was last asked
+        self._listeners: list[Callable[[], None]] = []
+        self._told: tuple[float, bool, tuple[str, ...]] | None = None  # the reading listeners last heard of
 
     # ------------------------------------------------------------------ reading
     async def _read(self) -> RamReading:
-        if self.source is None:
-            return await asyncio.to_thread(psutil_reading)
-        return self.source()
+        if self.source is not None:
+            return self.source()
+        total, avail = meminfo_mb()
+        now = time.monotonic()
+        at, avail_then = self._rss_at
+        if now - at >= max(self.sample_s, RSS_REFRESH_S) or abs(avail - avail_then) >= MOVE_MB:
+            self._rss = await asyncio.to_thread(own_rss_mb)
+            self._rss_at = (now, avail)
+        own, kids = self._rss
+        return RamReading(total_mb=total, available_mb=avail, own_rss_mb=own, children_rss_mb=kids, at=time.time())
 
-    async def _read_models(self) -> list[LocalModel]:
+    async def _read_models(self, available_mb: float) -> list[LocalModel]:
         if self._ps is None:
             return []
         now = time.monotonic()
-        if now < self._ps_next:
+        moved = abs(available_mb - self._ps_avail) >= MOVE_MB
+        if now < self._ps_next and not (moved and self.ollama_reachable):
             return self._models
+        self._ps_avail = available_mb
         try:
             self._models = list(await self._ps())
             self.ollama_reachable = True
+            self._ps_next = now + max(self.sample_s, PS_REFRESH_S) - self.sample_s / 2
         except Exception:  # noqa: BLE001 - Ollama absent or confused: no models, ask again later
             self._models = []
             self.ollama_reachable = False
             self._ps_next = now + PS_BACKOFF_S
         return self._models
 
+    def on_move(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after a sample that moved available RAM by ``MOVE_MB`` since the reading it last
+        heard of, crossed the headroom, or changed the loaded models."""
+        self._listeners.append(listener)
+
+    def _tell(self, r: RamReading) -> None:
+        key = (r.available_mb, r.available_mb < self.headroom_mb, tuple(m["name"] for m in r.local_models))
+        told, self._told = self._told, key
+        if told is None or (abs(key[0] - told[0]) < MOVE_MB and key[1:] == told[1:]):
+            if told is not None:
+                self._told = told  # small drifts add up against the reading last told, not the previous one
+            return
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the sampling
+                log.exception("RAM listener failed")
+
     async def sample(self) -> RamReading:
         """Take one reading now (also what the timer does)."""
-        r, models = await asyncio.gather(self._read(), self._read_models())
-        r.local_models = list(models)
+        r = await self._read()
+        r.local_models = list(await self._read_models(r.available_mb))
         r.at = self.clock()
         self._last = r
         self._hist.append((r.at, r.available_mb))
@@ -227,6 +287,7 @@ class RamGuard:
             log.info("RAM headroom recovered: %.0f MB available", r.available_mb)
         self._changed.set()  # wake whoever waits for headroom; they check again
         self._changed = asyncio.Event()
+        self._tell(r)
         return r
 
     def reading(self) -> RamReading:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -50,7 +51,10 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEP_S = 3600.0
 REFRESH_S = 2.0
-IDLE_REFRESH_S = 10.0
+# At rest (three refreshes in a row found the same ledger with nothing reserved) the ledger is re-read every
+# IDLE_REFRESH_S, or at once when an event arrives: whatever moves the ledger in any process (a reservation, a
+# settled cost, a new ceiling) comes with events in the log (jobs, worker events, spend entries, control events).
+IDLE_REFRESH_S = 60.0
 STALE_MARGIN_S = 60.0
 CEILING_KEY = "ceiling"  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
@@ -91,6 +95,7 @@ class SpendGuard:
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
         self._tasks: list[asyncio.Task[None]] = []
+        self._moved = asyncio.Event()  # an event arrived: a ledger at rest is re-read at once
         self.reconciling: tuple[int, float] = (0, 0.0)  # attempts awaiting their cost, USD they hold (reconcile.py)
 
     @property
@@ -148,6 +153,7 @@ class SpendGuard:
         return self.ceiling()
 
     def on_event(self, ev: Any) -> None:
+        self._moved.set()
         if isinstance(ev, ControlEvent) and ev.what == "ceiling" and ev.value is not None:
             if self._ev_ceiling is None or ev.at >= self._ev_ceiling[1]:
                 self._ev_ceiling = (float(ev.value), ev.at)
@@ -281,9 +287,17 @@ class SpendGuard:
     async def _refresh_loop(self) -> None:
         quiet = 0  # refreshes in a row that found the same ledger with nothing reserved
         while True:
-            # at rest (nothing reserved, nothing moving) every IDLE_REFRESH_S: a reservation is a compare-and-set
-            # on the KV itself, so the cached ledger only feeds the panels and the conductor's envelope
-            await asyncio.sleep(IDLE_REFRESH_S if quiet >= 3 else self.refresh_s)
+            # at rest (nothing reserved, nothing moving) every IDLE_REFRESH_S or on the next event: a reservation is
+            # a compare-and-set on the KV itself, so the cached ledger only feeds the panels and the conductor's
+            # envelope. While things move, every refresh_s (events then only mark that they came).
+            if quiet >= 3:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._moved.wait(), IDLE_REFRESH_S)
+                if self._moved.is_set():
+                    quiet = 0
+            else:
+                await asyncio.sleep(self.refresh_s)
+            self._moved.clear()
             before = self.ledger()
             try:
                 await self.refresh()

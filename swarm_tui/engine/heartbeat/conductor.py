@@ -70,8 +70,11 @@ class Conductor:
         use_ollama: bool = True,
         record: Recorder | None = None,
         demo: bool = False,
-        tick_s: float = 0.5,
+        tick_s: float = 5.0,
     ) -> None:
+        """``tick_s``: the longest sleep of the loop. It wakes when a beat is due (monotonic), when the first
+        pending decision expires (wall clock), on its events, and at least every ``tick_s``: the bound on how
+        late an expiry is after the wall clock jumped (a laptop waking)."""
         self.cfg = cfg
         self.bus = bus
         self.state = state
@@ -146,6 +149,8 @@ class Conductor:
                 self._schedule_debounce()
         if isinstance(ev, ControlEvent) and ev.what in ("pause", "resume"):
             self.status = "paused" if self.state.paused else "idle"
+        if isinstance(ev, Decision):
+            self._wake.set()  # a new pending decision: the loop's next wake counts its expiry
 
     def _schedule_debounce(self) -> None:
         now = self.monotonic()
@@ -168,9 +173,17 @@ class Conductor:
             self._debounce_at if self._debounce_at is not None else math.inf, self._next_interval, self._next_review
         )
 
+    def _expires_in(self) -> float:
+        """Seconds until the first pending decision expires (wall clock), inf when none waits."""
+        pending = self.state.pending_decisions()
+        if not pending:
+            return math.inf
+        return min(dv.decision.expires_at for dv in pending) - self.clock()
+
     async def _run(self) -> None:
         while True:
-            wait = max(0.0, min(self._due() - self.monotonic(), self.tick_s))
+            # an overdue expiry whose record failed (the bus away) is tried again every 0.2 s, not in a busy loop
+            wait = max(0.0, min(self._due() - self.monotonic(), max(self._expires_in(), 0.2), self.tick_s))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()

@@ -43,9 +43,14 @@ log = logging.getLogger(__name__)
 MISSING_KEY = "OPENROUTER_API_KEY is not set"
 FETCH_WAIT_S = 0.5
 # With no job for IDLE_AFTER_S the pull request lasts FETCH_IDLE_WAIT_S: a job still arrives at once (the pull is
-# a long poll), but an idle app asks nats-server 10x less often (its idle CPU: docs/performance.md, issue 16).
-FETCH_IDLE_WAIT_S = 5.0
+# a long poll, answered by the server the moment a job is stored), but an idle app asks nats-server 60x less
+# often (its idle CPU: docs/performance.md, issue 16). A reconnect, or a new leader of the work queue's consumer
+# (a cluster's failover: pull requests die with the old leader), starts a new pull at once; a job delivered
+# beyond the slots free by then (the scale went down during the wait) is held, not started.
+FETCH_IDLE_WAIT_S = 30.0
+LEADER_ELECTED = f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
 IDLE_AFTER_S = 10.0
+BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps without a slot freed or a rescale
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
 # this pool's own last pull request (alive for FETCH_WAIT_S after the fetch loop stopped), where nobody reads
 # it: a delivery used up and the job stuck until ack_wait. (Jobs are handed back only by a busy pool, whose
@@ -109,6 +114,7 @@ class Pool:
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._psub: Any = None
+        self._fetch: asyncio.Future[Any] | None = None  # the pull request waited on now (a reconnect cancels it)
         self.held: list[NatsMsg] = []  # jobs delivered beyond our free slots: heartbeated, started first
         self._stopping = False
         self.runner = JobRun(self)
@@ -208,6 +214,7 @@ class Pool:
         self._subs.append(await nc.subscribe(S.BCAST_SCALE, cb=self._on_scale))
         self._subs.append(await nc.subscribe(S.BCAST_CANCEL, cb=self._on_cancel))
         self._subs.append(await nc.subscribe(ADVISORY, cb=self._on_max_deliveries))
+        self._subs.append(await nc.subscribe(LEADER_ELECTED, cb=self._on_leader_elected))
         self._psub = await self.bus._js.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
         self.bus.on_state(self._on_bus_state)
         if self.blocked():
@@ -325,9 +332,19 @@ class Pool:
         except Exception:  # noqa: BLE001 - no scale stored yet: keep swarm.scale
             pass
 
+    def _repull(self) -> None:
+        """The pull request waited on is gone on the server's side: pull again now, not at its expiry."""
+        fetch = self._fetch
+        if fetch is not None and not fetch.done() and not self._stopping:
+            fetch.cancel()
+
     async def _on_bus_state(self, state: str) -> None:
         if state == "connected" and not self._stopping:
+            self._repull()  # it died with the old connection
             await self._read_scale()
+
+    async def _on_leader_elected(self, msg: NatsMsg) -> None:
+        self._repull()  # it died with the consumer's old leader
 
     async def _on_scale(self, msg: NatsMsg) -> None:
         try:
@@ -378,10 +395,14 @@ class Pool:
                 sub._pending_size -= len(m.data)  # type: ignore[union-attr]
             if m.headers and m.headers.get("Status"):
                 continue  # a status message of an earlier pull request
-            with contextlib.suppress(Exception):
-                await m.in_progress()
-            self.held.append(m)
+            await self._hold(m)
             self.counts["late_delivery"] += 1
+
+    async def _hold(self, m: NatsMsg) -> None:
+        """A job with no free slot: heartbeated (``in_progress``) and started first when a slot frees."""
+        with contextlib.suppress(Exception):
+            await m.in_progress()
+        self.held.append(m)
 
     async def _fetch_loop(self) -> None:
         while not self._stopping:
@@ -391,23 +412,38 @@ class Pool:
                 await self._accept(self.held.pop(0))
                 free -= 1
             if free <= 0 or self.blocked() or self.cloud_blocked():
+                # a freed slot or a new scale sets _slot; out of credit ends with time (a cooldown), so look
+                # again every 0.5 s then; no key or no free slot only every BLOCKED_WAIT_S (idle CPU)
                 self._slot.clear()
+                wait = 0.5 if self.cloud_blocked() else BLOCKED_WAIT_S
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._slot.wait(), 0.5)
+                    await asyncio.wait_for(self._slot.wait(), wait)
                 continue
             idle = not self.runs and time.monotonic() - self._last_accept > IDLE_AFTER_S
+            fetch = self._fetch = asyncio.ensure_future(
+                self._psub.fetch(free, timeout=FETCH_IDLE_WAIT_S if idle else FETCH_WAIT_S)
+            )
             try:
-                msgs = await self._psub.fetch(free, timeout=FETCH_IDLE_WAIT_S if idle else FETCH_WAIT_S)
+                msgs = await fetch
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    raise
+                continue  # only the fetch was cancelled (a reconnect): pull again on the new connection
             except Exception as exc:  # noqa: BLE001 - reconnecting: try again shortly
                 log.debug("fetch failed: %s", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            for m in msgs:
-                await self._accept(m)
+            finally:
+                self._fetch = None
+            free = self.capacity - len(self.runs)  # the scale may have gone down during a long wait
+            for i, m in enumerate(msgs):
+                if i < free:
+                    await self._accept(m)
+                else:
+                    await self._hold(m)
 
     async def _accept(self, m: NatsMsg) -> None:
         try:
