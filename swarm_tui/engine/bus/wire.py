@@ -55,7 +55,7 @@ def now() -> float:
 
 
 class Msg(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=False)
+    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True)
     v: int = SCHEMA_VERSION
 
     def to_bytes(self) -> bytes:
@@ -75,7 +75,7 @@ class Task(Msg):
 
 # ---------------------------------------------------------------- decisions
 class PlanItem(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     task_id: Id
     role: str = Field(max_length=32)
     model: str = Field(max_length=128)
@@ -84,7 +84,7 @@ class PlanItem(BaseModel):
 
 
 class Clamp(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     what: str = Field(max_length=64)
     reason: str = Field(max_length=500)
     before: Any = None
@@ -125,7 +125,7 @@ class Approval(Msg):
 
 # ---------------------------------------------------------------- jobs and workers
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_TEXT * 2)
 
@@ -210,7 +210,7 @@ class Chunk(Msg):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
 
@@ -360,7 +360,7 @@ def decode(data: bytes | str, expect: str | None = None) -> Event:
 class Reply(BaseModel):
     """The answer to a control request."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     ok: bool
     error: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
