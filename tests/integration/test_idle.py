@@ -20,7 +20,7 @@ import pytest
 from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.bus.wire import ChatMessage, Job, Task, new_id
+from swarm_tui.engine.bus.wire import Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards import memory
@@ -35,7 +35,7 @@ from swarm_tui.tui import app as app_mod
 from swarm_tui.tui.render_scheduler import RenderTuning
 from tests.support.env import make_config
 from tests.support.polling import timed, until
-from tests.support.swarm_kit import approve
+from tests.support.swarm_kit import approve, make_job
 from tests.support.tui import SIZE, make_app, started
 
 
@@ -174,18 +174,7 @@ async def test_the_spend_guard_at_rest_rereads_the_ledger_on_the_next_event(cfg:
     await guard.start()
     try:
         await asyncio.sleep(0.5)  # three quiet refreshes: now at rest (IDLE_REFRESH_S)
-        job = Job(
-            id="j-1",
-            worker_id="w-1",
-            decision_id="d-1",
-            task_id="t-1",
-            role="research",
-            model="openrouter/google/gemini-2.5-flash-lite",
-            max_tokens=100,
-            messages=[ChatMessage(role="user", content="hello")],
-            created_at=time.time(),
-        )
-        res = await writer.reserve(job)  # another process reserves
+        res = await writer.reserve(make_job("d-1"))  # another process reserves
         assert res.ok, res.reason
         await asyncio.sleep(0.5)
         assert not guard.ledger()["reserved"]  # at rest: not re-read on a timer

@@ -15,9 +15,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 
@@ -185,9 +183,3 @@ class Cuttable:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
-
-
-async def timed(op: Callable[[], Awaitable[Any]], timeout: float) -> float:
-    t0 = time.monotonic()
-    await asyncio.wait_for(op(), timeout)
-    return time.monotonic() - t0

@@ -115,7 +115,7 @@ async def describe(bus: Bus) -> Topology:
         js = bus._lookup_js
         si = await js.stream_info(S.EVENTS_STREAM)
     except Exception as exc:  # noqa: BLE001 - no JetStream answers (a leaf whose hub is away, no stream yet)
-        out["kind"] = "leaf" if bus.leaf else ("cluster" if info.get("cluster") else "single server")
+        out["kind"] = _kind(bus, info)
         out["error"] = f"JetStream did not answer: {type(exc).__name__}"
         return out
     cl = si.cluster
@@ -131,13 +131,15 @@ async def describe(bus: Bus) -> Topology:
         out["work_queue_leader"] = str(ci.cluster.leader or "") if ci.cluster else ""
     except Exception:  # noqa: BLE001 - no work queue yet (a UI on a bus no engine set up)
         out["work_queue_leader"] = ""
-    if bus.leaf or not info.get("jetstream", False):
-        out["kind"] = "leaf"  # JetStream answers, but not from the server we are connected to: a hub's
-    elif out["cluster"] or info.get("cluster"):
-        out["kind"] = "cluster"
-    else:
-        out["kind"] = "single server"
+    out["kind"] = _kind(bus, info, out["cluster"])
     return out
+
+
+def _kind(bus: Bus, info: dict[str, Any], cluster: str = "") -> str:
+    """A leaf: JetStream is not the connected server's own (ours on a leaf, or a server without it answering)."""
+    if bus.leaf or not info.get("jetstream", False):
+        return "leaf"
+    return "cluster" if cluster or info.get("cluster") else "single server"
 
 
 def one_line(t: Topology) -> str:
