@@ -421,7 +421,8 @@ async def test_old_ledgers_are_purged(tmp_path: Path, nats_server: EmbeddedServe
         now = [time.time() - 10 * 86400]
         cfg = cfg_with(tmp_path, nats_server, fo).replace(budget__per_decision_usd=1.0)
         bus = await connect(cfg)
-        g = await guard_for(cfg, bus, clock=lambda: now[0])
+        # the guard's own refresh loop housekeeps when the clock jumps: kept asleep here so the purge counted is ours
+        g = await guard_for(cfg, bus, clock=lambda: now[0], refresh_s=3600)
         old_day = g.day_key()
         await g.settle(job(1, decision="d-old"), 0.001, estimated=False)
         now[0] = time.time()
