@@ -128,17 +128,14 @@ class SwarmApp(App[int]):
             self._start_when_drawn()
         self.room.decision_table.focus()
 
-    def _start_when_drawn(self, tries: int = 0) -> None:
+    def _start_when_drawn(self) -> None:
         """Start the engine once the first full frame is out.
 
-        The footer's keys arrive a few frames after mount (Textual recomposes the footer after the screen's
-        bindings settle); starting the engine before that held the whole frame back by the engine's start-up
-        (~0.3 s of imports, embedded nats-server, JetStream setup and log replay on this loop). So: wait for
-        the footer's keys, one more refresh, and a short gap for the driver's writer thread.
+        Starting the engine before that held the whole frame back by the engine's start-up (~0.3 s of imports,
+        embedded nats-server, JetStream setup and log replay on this loop). The key bar draws with the panels
+        (Textual's Footer came a few frames later, after its recomposes), so: one refresh, and a short gap for
+        the driver's writer thread.
         """
-        if not self.room.footer.children and tries < 25:
-            self.set_timer(0.02, lambda: self._start_when_drawn(tries + 1))
-            return
         self.call_after_refresh(lambda: self.set_timer(0.02, self.start_link))
 
     @work(group="engine", exit_on_error=False, description="engine start (connect, replay the log, components)")

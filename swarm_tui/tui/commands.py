@@ -1,7 +1,7 @@
 """The app's keys and the command palette: the same actions, declared side by side.
 
 Every binding has an ``id``: the config file's ``[keys]`` table remaps a key by that id (``approve = "y"``), and
-the footer, the help screen, the palette's hints and the decision detail's hint line show the remapped key.
+the key bar, the help screen, the palette's hints and the decision detail's hint line show the remapped key.
 """
 
 from __future__ import annotations

@@ -19,13 +19,14 @@ from textual.events import Key
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Tab, Tabs
+from textual.widgets import DataTable, Input, Tab, Tabs
 
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import keymap_of
+from swarm_tui.tui.keybar import KeyBar
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
@@ -109,7 +110,7 @@ class ControlRoom(Screen[None]):
         self.filter_box = Input(
             id="filter", placeholder="filter tasks, decisions and workers · enter keeps it · escape clears"
         )
-        self.footer = Footer()
+        self.footer = KeyBar()
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
