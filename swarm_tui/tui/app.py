@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import events, on, work
@@ -27,7 +27,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
-from swarm_tui.engine.bus.wire import FINAL_STATES, Chunk, WorkerEvent
+from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
@@ -44,6 +44,9 @@ from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
 from swarm_tui.tui.widgets import WorkerCard, decision_full_text
+
+if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
+    from swarm_tui.engine.bus.wire import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +168,7 @@ class SwarmApp(App[int]):
     # ------------------------------------------------------------------ the link (plain callbacks)
     def _on_link_event(self, subject: str, ev: Any, seq: int) -> None:
         new_worker = (
-            isinstance(ev, WorkerEvent)
-            and ev.worker_id not in self.room.workers_panel.cards
-            and ev.state not in FINAL_STATES
+            ev.type == "worker" and ev.worker_id not in self.room.workers_panel.cards and ev.state not in FINAL_STATES
         )
         self.scheduler.event(new_worker=new_worker)
         self.post_message(StateChanged())

@@ -162,6 +162,3 @@ class KeyBar(Widget, can_focus=False):
             self.app.simulate_key(key.binding.key)
         else:
             self.app.bell()
-
-    def watch_compact(self) -> None:
-        self.refresh()

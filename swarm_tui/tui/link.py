@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.wire import Chunk, Reply, Task, decode, new_id
+from swarm_tui.engine.bus.ids import new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import InvalidMessage
 from swarm_tui.engine.info import EngineInfo, usable
@@ -24,11 +24,12 @@ from swarm_tui.engine.projection import SwarmState
 
 if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
     from swarm_tui.engine.bus.client import Bus, EventFollower
+    from swarm_tui.engine.bus.wire import Chunk, Reply  # pydantic: imported after the first frame
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[str, Any, int], None]
-ChunkCallback = Callable[[Chunk], None]
+ChunkCallback = Callable[["Chunk"], None]
 StateCallback = Callable[[str], None]
 
 
@@ -44,6 +45,7 @@ class Link:
         self.bus: Bus | None = None
         self.on_event: EventCallback | None = None
         self.on_chunk: ChunkCallback | None = None
+        self._decode: Callable[..., Any] | None = None  # wire.decode, bound when chunks are subscribed
         self.on_bus_state: StateCallback | None = None
         self.on_nudge: Callable[[], None] | None = None  # the engine's info moved on its own (in-process: RAM)
         self.bad_chunks = 0
@@ -73,6 +75,8 @@ class Link:
 
     async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
         """A control request to the engine; None when no engine answers."""
+        from swarm_tui.engine.bus.wire import Reply  # pydantic: after the first frame (the bus came first)
+
         if self.bus is None or self.bus.nc is None:
             return Reply(ok=False, error="not connected to the bus")
         from swarm_tui.engine.control_requests import request
@@ -82,6 +86,8 @@ class Link:
     async def submit_task(self, text: str, priority: int = 5) -> str:
         if self.bus is None:
             raise RuntimeError("not connected to the bus")
+        from swarm_tui.engine.bus.wire import Task
+
         task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source="tui", demo=self.demo)
         await self.bus.publish_event(task, msg_id=task.id)
         return task.id
@@ -101,11 +107,15 @@ class Link:
 
     async def _subscribe_chunks(self) -> None:
         assert self.bus is not None and self.bus.nc is not None
+        from swarm_tui.engine.bus.wire import decode
+
+        self._decode = decode  # once, not an import per chunk
         self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk_msg)
 
     async def _on_chunk_msg(self, msg: Any) -> None:
         try:
-            chunk = decode(msg.data, expect="chunk")
+            assert self._decode is not None
+            chunk = self._decode(msg.data, expect="chunk")
         except InvalidMessage:
             self.bad_chunks += 1  # counted and ignored: live chunks are not stored anywhere
             return
@@ -322,6 +332,8 @@ class StaticLink(Link):
         return None
 
     async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        from swarm_tui.engine.bus.wire import Reply
+
         self.controls.append((verb, args))
         return Reply(ok=True, data={})
 

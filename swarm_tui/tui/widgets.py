@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Group
@@ -18,12 +18,15 @@ from textual.reactive import var
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
+from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import AnySpend, ConductorInfo, EngineInfo, Need, RamSummary, usable
 from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import shown_key
 from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, one_line, short_id, short_model, sparkline
+
+if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
+    from swarm_tui.engine.bus.wire import WorkerEvent
 
 STATE_STYLE = {
     "pending": "yellow",

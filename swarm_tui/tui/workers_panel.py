@@ -7,7 +7,7 @@ It reads nothing by itself: ``sync`` is handed the state, the rings and the time
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,11 +16,14 @@ from textual.events import DescendantBlur, DescendantFocus
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.bus.wire import FINAL_STATES, WorkerEvent
+from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.projection import SwarmState
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
 from swarm_tui.tui.widgets import WorkerCard
+
+if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
+    from swarm_tui.engine.bus.wire import WorkerEvent
 
 EMPTY = "no live workers: approve a decision to start some"
 STARTING = "starting the engine…"

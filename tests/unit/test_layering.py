@@ -22,3 +22,19 @@ def test_engine_imports_without_textual_or_litellm() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_screens_path_to_its_first_frame_imports_neither_pydantic_nor_nats() -> None:
+    """What `swarm-tui` imports before its first frame (docs/performance.md, figure 1): the wire models (pydantic,
+    ~70 ms here) and nats-py come with the engine, after the frame."""
+    code = (
+        "import sys\n"
+        "import swarm_tui.cli, swarm_tui.runner, swarm_tui.tui.app\n"
+        "from swarm_tui.engine.projection import SwarmState\n"
+        "SwarmState()\n"
+        "bad = [m for m in ('pydantic', 'nats', 'aiohttp', 'litellm') if m in sys.modules]\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -300,3 +300,13 @@ def test_jobs_and_chunks_on_the_log_are_counted_and_change_nothing() -> None:
     chunk = Chunk(worker_id=worker_id("d-a", 0), seq=0, text="partial")
     st = fold([*events, job, chunk])
     assert view(st) == view(fold(events)) and st.events == len(events) + 2
+
+
+def test_every_message_type_the_wire_decodes_has_a_fold() -> None:
+    """The projection dispatches on the type tag (so the screen builds it without pydantic): the two lists match."""
+    from swarm_tui.engine.bus.wire import EVENT_TYPES
+
+    state = SwarmState()
+    assert set(state._folds) == set(EVENT_TYPES)
+    for tag, model in EVENT_TYPES.items():
+        assert model.model_fields["type"].default == tag

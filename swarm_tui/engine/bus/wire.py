@@ -8,12 +8,16 @@ Text fields are bounded so a hostile publisher cannot make a consumer hold gigab
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
+from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
+from swarm_tui.engine.bus.ids import job_id as job_id
+from swarm_tui.engine.bus.ids import new_id as new_id
+from swarm_tui.engine.bus.ids import worker_id as worker_id
 from swarm_tui.engine.errors import InvalidMessage
 
 SCHEMA_VERSION = 1
@@ -23,31 +27,6 @@ MAX_MSG_BYTES = 1_000_000
 
 # Ids are used as subject tokens and KV keys: letters, digits, "-" and "_" only.
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _base36(n: int) -> str:
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = _B36[r] + out
-    return out or "0"
-
-
-def new_id(prefix: str) -> str:
-    """A short, time-sortable, unique id such as ``t-mfx3k2a1-3f2a``."""
-    return f"{prefix}-{_base36(int(time.time() * 1000))}-{secrets.token_hex(2)}"
-
-
-def job_id(decision_id: str, index: int) -> str:
-    """Deterministic per decision and plan position, so re-publishing a job is harmless."""
-    return f"{decision_id}-j{index}"
-
-
-def worker_id(decision_id: str, index: int) -> str:
-    return f"{decision_id}-w{index}"
 
 
 def now() -> float:
@@ -147,7 +126,6 @@ class Job(Msg):
 
 
 WorkerState = Literal["queued", "waiting", "over_budget", "running", "retrying", "done", "failed", "cancelled"]
-FINAL_STATES = ("done", "failed", "cancelled")
 
 
 class WorkerEvent(Msg):
