@@ -60,8 +60,10 @@ class KeyBar(Widget, can_focus=False):
 
     compact: reactive[bool] = reactive(False, toggle_class="-compact")
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name for it
+    def __init__(self, *, keep: tuple[str, ...] = ("help",), id: str | None = None) -> None:  # noqa: A002
+        """``keep``: actions whose key stays on the line when not every key fits (the way to the rest)."""
         super().__init__(id=id)
+        self.keep = keep
         self._keys: list[_Key] = []
         self._hover: str | None = None  # the action of the key under the mouse
 
@@ -115,10 +117,24 @@ class KeyBar(Widget, can_focus=False):
         gap = " " if self.compact else ""  # the Footer's keys: padded, or a margin of one cell when compact
         self._keys = []
         line = Text(no_wrap=True, overflow="crop", end="")
-        for binding, enabled, tooltip in shown:
-            piece = self._piece(binding, enabled, self.compact)
+        pieces = [(self._piece(b, e, self.compact), b, e, t) for b, e, t in shown]
+        if sum(p.cell_len + len(gap) for p, *_ in pieces) > room:
+            # whole keys only (one cut in half reads as another key), and the kept ones (help) stay in sight
+            kept = [x for x in pieces if x[1].action in self.keep]
+            budget = room - sum(p.cell_len + len(gap) for p, *_ in kept)
+            fits = []
+            for x in pieces:
+                if x[1].action in self.keep:
+                    fits.append(x)
+                elif x[0].cell_len + len(gap) <= budget:
+                    budget -= x[0].cell_len + len(gap)
+                    fits.append(x)
+                else:
+                    budget = -1  # in order: nothing after the first key that did not fit
+            pieces = [x for x in fits if x[0].cell_len + len(gap) <= room]
+        for piece, binding, enabled, tooltip in pieces:
             start = line.cell_len
-            if start + piece.cell_len > room:  # whole keys only: one cut in half reads as another key
+            if start + piece.cell_len > room:
                 break
             line.append_text(piece)
             self._keys.append(_Key(start, line.cell_len, binding, enabled, tooltip))

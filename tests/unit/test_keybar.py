@@ -23,6 +23,7 @@ class KeysApp(App[None]):
         Binding("r", "reject", "Reject"),
         Binding("x", "hidden", "Hidden", show=False),
         Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
     def __init__(self) -> None:
@@ -37,6 +38,9 @@ class KeysApp(App[None]):
 
     def action_approve(self) -> None:
         self.done.append("approve")
+
+    def action_help(self) -> None:
+        self.done.append("help")
 
     def action_reject(self) -> None:
         self.done.append("reject")
@@ -69,13 +73,20 @@ async def test_the_shown_keys_in_the_footers_layout_with_the_palette_docked_righ
         assert line(app).startswith("a Approve r Reject q Quit ") and line(app).endswith("▏^p palette")
 
 
-async def test_a_narrow_bar_shows_whole_keys_only() -> None:
+async def test_a_narrow_bar_shows_whole_keys_only_and_keeps_the_help_key() -> None:
+    app = KeysApp()
+    async with app.run_test(size=(40, 5)) as pilot:
+        await pilot.pause()
+        text = line(app)  # room for 28 cells: " ? Help " is kept (8), then what fits in order (" r Reject " not)
+        assert text == " a Approve  ? Help " + " " * (40 - 19 - 12) + "▏^p palette "
+        assert "Quit" not in text and "Reject" not in text
     app = KeysApp()
     async with app.run_test(size=(30, 5)) as pilot:
         await pilot.pause()
-        text = line(app)
-        assert text == " a Approve " + " " * (30 - 11 - 12) + "▏^p palette "  # " r Reject " would be cut
-        assert len(text) == 30
+        assert line(app) == " ? Help " + " " * (30 - 8 - 12) + "▏^p palette "  # " a Approve " would be cut
+        await pilot.click(KeyBar, offset=(2, 0))
+        await pilot.pause()
+        assert app.done == ["help"]
 
 
 async def test_a_click_presses_the_key_and_a_disabled_key_rings_the_bell() -> None:

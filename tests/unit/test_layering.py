@@ -9,32 +9,32 @@ import sys
 OUTSIDE_ENGINE = ["swarm_tui.cli_commands", "swarm_tui.cli"]
 
 
+def loaded_after(imports: str, absent: tuple[str, ...], at_least: int = 0) -> None:
+    """Run ``imports`` (code that fills ``mods``, the modules it imported) in a fresh interpreter; none of
+    ``absent`` may be loaded afterwards."""
+    code = f"import importlib, pkgutil, sys\nmods = []\n{imports}\nbad = [m for m in {absent!r} if m in sys.modules]\n"
+    code += f"print(len(mods), bad)\nsys.exit(1 if bad or len(mods) < {at_least} else 0)\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_engine_imports_without_textual_or_litellm() -> None:
-    code = (
-        "import importlib, pkgutil, sys\n"
+    every = (
         "import swarm_tui.engine as e\n"
         "mods = [m.name for m in pkgutil.walk_packages(e.__path__, 'swarm_tui.engine.')]\n"
         f"mods += {OUTSIDE_ENGINE!r}\n"
-        "for m in mods: importlib.import_module(m)\n"
-        "bad = [m for m in ('textual', 'litellm') if m in sys.modules]\n"
-        "print(len(mods), bad)\n"
-        "sys.exit(1 if bad or len(mods) < 30 else 0)\n"
+        "for m in mods: importlib.import_module(m)"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stdout + res.stderr
+    loaded_after(every, ("textual", "litellm"), at_least=30)
 
 
 def test_the_screens_path_to_its_first_frame_imports_neither_pydantic_nor_nats() -> None:
     """What `swarm-tui` imports before its first frame (docs/performance.md, figure 1): the wire models (pydantic,
     ~70 ms here) and nats-py come with the engine, after the frame."""
-    code = (
-        "import sys\n"
-        "import swarm_tui.cli, swarm_tui.runner, swarm_tui.tui.app\n"
+    screen = (
+        "mods = ['swarm_tui.cli', 'swarm_tui.runner', 'swarm_tui.tui.app']\n"
+        "for m in mods: importlib.import_module(m)\n"
         "from swarm_tui.engine.projection import SwarmState\n"
-        "SwarmState()\n"
-        "bad = [m for m in ('pydantic', 'nats', 'aiohttp', 'litellm') if m in sys.modules]\n"
-        "print(bad)\n"
-        "sys.exit(1 if bad else 0)\n"
+        "SwarmState()"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stdout + res.stderr
+    loaded_after(screen, ("pydantic", "nats", "aiohttp", "litellm"), at_least=3)
