@@ -203,6 +203,39 @@ async def test_follower_sees_events_after_a_server_restart(tmp_path: Path) -> No
         srv.stop()
 
 
+async def test_a_follower_whose_resubscribe_fails_after_a_reconnect_tries_again(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """On a cluster, the node a process was connected to dies and the reconnect lands while JetStream has no
+    leader: the first subscribe fails (timeout, 503). The follower must try again, not stay unsubscribed (the
+    engine's state then stopped at the kill: tests/fault/test_cluster.py caught it)."""
+    bus = Bus(make_config(tmp_path, nats_server.url))
+    await bus.connect()
+    seen: list[str] = []
+    try:
+        f = await bus.replay(lambda s, ev, seq: seen.append(ev.id), follow=True)
+        await bus.publish_event(Task(id="t-a", text="a", created_at=time.time()))
+        real, fails = f._subscribe, [2]
+
+        async def flaky() -> None:
+            if fails[0]:
+                fails[0] -= 1
+                raise TimeoutError("no JetStream leader yet")
+            await real()
+
+        f._subscribe = flaky  # type: ignore[method-assign]
+        await f._on_state("connected")  # what a reconnect does
+        await bus.publish_event(Task(id="t-b", text="b", created_at=time.time()))
+        for _ in range(100):
+            if "t-b" in seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == ["t-a", "t-b"] and f.resubscribe_failures == 2
+        await f.stop()
+    finally:
+        await bus.close()
+
+
 @pytest.mark.parametrize(
     "cmd",
     [

@@ -466,17 +466,37 @@ class EventFollower:
         self.last_seq = 0
         self.caught_up = asyncio.Event()
         self._sub: Any = None
+        self._started = False
         self._stopped = False
         self._target = 0
+        self._resubscribing: asyncio.Task[None] | None = None
+        self.resubscribe_failures = 0
         bus.on_state(self._on_state)
 
     async def _on_state(self, state: str) -> None:
-        if state == "connected" and not self._stopped and self._sub is not None:
+        if state != "connected" or self._stopped or not self._started:
+            return
+        if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-            with contextlib.suppress(Exception):
+        if self._resubscribing is None or self._resubscribing.done():
+            self._resubscribing = asyncio.create_task(self._resubscribe(), name="events-resubscribe")
+
+    async def _resubscribe(self) -> None:
+        """Subscribe again from the last sequence seen, until it holds. Right after a reconnect to a cluster
+        whose node died, JetStream may have no leader for seconds (timeouts, 503): one try then left the
+        follower without a subscription for good, and the engine's state stopped at the kill (the cluster fault
+        test caught it: the log held every SpendEntry, the engine's projection only those before the kill)."""
+        delay = 0.25
+        while not self._stopped and self._sub is None:
+            try:
                 await self._subscribe()
+            except Exception as exc:  # noqa: BLE001 - no leader yet, a timeout: try again
+                self.resubscribe_failures += 1
+                log.warning("event log subscription failed (%s); retrying in %.2f s", _reason(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def resume(self) -> None:
         """Subscribe again from the last sequence seen, now: a leaf whose hub came back need not wait for the
@@ -490,6 +510,7 @@ class EventFollower:
         if self._target <= self.last_seq or info.state.messages == 0:
             self.caught_up.set()
         await self._subscribe()
+        self._started = True
 
     async def _subscribe(self) -> None:
         """An ordered push consumer from ``last_seq + 1`` (idle CPU: docs/performance.md).
@@ -574,6 +595,10 @@ class EventFollower:
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._resubscribing
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
