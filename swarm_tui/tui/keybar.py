@@ -118,20 +118,20 @@ class KeyBar(Widget, can_focus=False):
         self._keys = []
         line = Text(no_wrap=True, overflow="crop", end="")
         pieces = [(self._piece(b, e, self.compact), b, e, t) for b, e, t in shown]
+        budget = room - sum(p.cell_len + len(gap) for p, b, *_ in pieces if b.action in self.keep)
         if sum(p.cell_len + len(gap) for p, *_ in pieces) > room:
-            # whole keys only (one cut in half reads as another key), and the kept ones (help) stay in sight
-            kept = [x for x in pieces if x[1].action in self.keep]
-            budget = room - sum(p.cell_len + len(gap) for p, *_ in kept)
-            fits = []
+            # whole keys only (one cut in half reads as another key), in order, and the kept ones (help) stay
+            fitted = []
             for x in pieces:
+                cost = x[0].cell_len + len(gap)
                 if x[1].action in self.keep:
-                    fits.append(x)
-                elif x[0].cell_len + len(gap) <= budget:
-                    budget -= x[0].cell_len + len(gap)
-                    fits.append(x)
+                    fitted.append(x)
+                elif cost <= budget:
+                    budget -= cost
+                    fitted.append(x)
                 else:
-                    budget = -1  # in order: nothing after the first key that did not fit
-            pieces = [x for x in fits if x[0].cell_len + len(gap) <= room]
+                    budget = -1  # nothing after the first key that did not fit
+            pieces = fitted
         for piece, binding, enabled, tooltip in pieces:
             start = line.cell_len
             if start + piece.cell_len > room:
