@@ -1,4 +1,8 @@
-"""One worker call: a stream, its progress, and what went wrong in words a person can act on.
+"""One worker call: open the stream, read it, and say what went wrong in words a person can act on.
+
+The parts live apart: ``progress.py`` (what a call produced, held within bounds), ``sse.py`` (OpenRouter's SSE
+lines read by hand, when a stream is finished, the stall timer), ``call_errors.py`` (``CallError`` and the
+classifiers), ``openrouter_http.py`` (the request, and what is believed of an answer that is not a stream).
 
 ``openrouter/`` models are called over HTTP directly (``openrouter_http``: no litellm in memory for the cloud
 swarm); ``ollama_chat/`` models, and OpenRouter with ``openrouter.via_litellm``, go through litellm.
@@ -13,7 +17,10 @@ debug output off. Findings that shaped this file (litellm 1.106.2, measured agai
   ``ServiceUnavailableError``, others ``APIError``; a mid-stream 402 or 400 comes unwrapped); a dropped
   connection or a read stall raises the same class with an ``APIConnectionError`` inside. ``timeout=`` is a
   per-read limit (a stall longer than it raises). The openrouter/ path reads the SSE lines itself (see
-  ``raw_sse_lines``) and classifies the error event by its code (``stream_error``).
+  ``raw_sse_lines`` and ``sse.read_sse``) and classifies the error event by its code (``stream_error``).
+- The wrapper ends a stream cut without a ``finish_reason`` with a ``finish_reason: "stop"`` of its own, and
+  reads a 200 of any Content-Type as an answer: only the SSE paths (direct and raw) can tell a cut stream or a
+  body that is not a stream, so ``openrouter/`` models never take the wrapper while the raw lines are there.
 - 429 is ``RateLimitError`` with ``litellm_response_headers`` holding ``retry-after`` and ``x-ratelimit-*``;
   402, 403 and 5xx are ``APIError`` (503: ``ServiceUnavailableError``) with ``status_code``.
 - ``extra_body=`` goes into the request body as is (OpenRouter's ``reasoning``, ``provider``, ``models``);
@@ -26,16 +33,37 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from swarm_tui.engine.swarm import openrouter_http
-from swarm_tui.engine.swarm.openrouter_http import HttpStatus
+from swarm_tui.engine.swarm.call_errors import CallError, HttpStatus, classify, header_wait, short, stream_error
+from swarm_tui.engine.swarm.progress import (
+    Callback,
+    Progress,
+    Sink,
+    add_reasoning,
+    add_text,
+    note_generation,
+    take_usage,
+)
+from swarm_tui.engine.swarm.sse import Limits, read_sse
+
+# Callers (job.py, tests, bench) reach the call through this module.
+__all__ = [
+    "CallError",
+    "Callback",
+    "HttpStatus",
+    "Progress",
+    "classify",
+    "header_wait",
+    "load_litellm",
+    "raw_sse_lines",
+    "stream_call",
+    "stream_error",
+]
 
 _litellm: Any = None
 
@@ -100,220 +128,6 @@ async def load_litellm() -> Any:
         return await asyncio.to_thread(get_litellm)
 
 
-class CallError(Exception):
-    """A failed call, classified.
-
-    kind: ``rate_limited`` (429), ``out_of_credit`` (402), ``cannot_afford`` (402 for this request's max_tokens:
-    ``afford`` holds what the credit covers), ``retryable`` (5xx, timeouts, dropped connection),
-    ``stream_error`` (an error chunk mid-stream: fail, keep the partial output), ``fatal`` (401/403/400/404,
-    no content by the first-content limit, max_tokens spent on reasoning ...). ``retry_after``: seconds from
-    ``Retry-After`` or ``X-RateLimit-Reset``.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        reason: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        afford: int | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-        self.afford = afford  # kind "cannot_afford" (402): the max_tokens the credit left covers
-
-
-@dataclass
-class Progress:
-    """What a call has produced so far; kept when it is cancelled or fails."""
-
-    parts: list[str] = field(default_factory=list)
-    tokens: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float | None = None  # the provider's usage.cost
-    usage_seen: bool = False
-    started: float = 0.0
-    first_token_at: float = 0.0
-    generation_id: str = ""  # OpenRouter's generation id (every chunk's ``id``): GET /generation?id=...
-    reasoning_parts: list[str] = field(default_factory=list)  # delta.reasoning: shown dimmed, not the answer
-    reasoning_tokens: int = 0  # reasoning deltas seen (with or without text: encrypted ones have none)
-    finish_reason: str = ""
-    opened: bool = False  # the provider answered 200 (it took the request: it may bill it)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    @property
-    def reasoning(self) -> str:
-        return "".join(self.reasoning_parts)
-
-    def reset(self) -> None:
-        self.parts.clear()
-        self.tokens = self.prompt_tokens = self.completion_tokens = 0
-        self.cost, self.usage_seen, self.first_token_at = None, False, 0.0
-        self.generation_id = ""
-        self.reasoning_parts.clear()
-        self.reasoning_tokens, self.finish_reason = 0, ""
-        self.opened = False
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return re.sub(r"(sk-or-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+", r"\1***", text)
-
-
-def _short(exc: BaseException, secrets: list[str]) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    m = re.search(r'"message":\s*"([^"]{1,200})"', text)
-    if m:
-        text = m.group(1)
-    for noise in (
-        "litellm.",
-        "MidStreamFallbackError: ",
-        "APIConnectionError: ",
-        "APIError: ",
-        "OpenrouterException - ",
-        "Message: ",
-        "RateLimitError: ",
-    ):
-        text = text.replace(noise, "")
-    text = text.split(" Original exception")[0].split(", Metadata")[0].strip(" :-")
-    return _redact(text, secrets)[:200] or type(exc).__name__
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    headers: Any = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        resp = getattr(exc, "response", None)
-        headers = getattr(resp, "headers", None)
-    return header_wait(headers)
-
-
-def header_wait(headers: Any, now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds) or else ``X-RateLimit-Reset`` (when the window resets:
-    OpenRouter sends epoch milliseconds; epoch seconds and plain seconds are read too); None: neither."""
-    if not headers:
-        return None
-    try:
-        low = {str(k).lower(): v for k, v in headers.items()}
-    except (AttributeError, TypeError):
-        return None
-    try:
-        raw = low.get("retry-after")
-        if raw is not None:
-            return max(0.0, float(raw))
-        raw = low.get("x-ratelimit-reset")
-        if raw is None:
-            return None
-        v = float(raw)
-    except (TypeError, ValueError):
-        return None
-    now = time.time() if now is None else now
-    if v > 1e11:  # epoch milliseconds
-        return max(0.0, v / 1000 - now)
-    if v > 1e9:  # epoch seconds
-        return max(0.0, v - now)
-    return max(0.0, v)
-
-
-def _code_status(code: Any) -> int | None:
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code.strip())
-    return None
-
-
-def stream_error(code: Any, message: str, headers: Any = None, secrets: list[str] | None = None) -> CallError:
-    """An error event inside a 200 stream, by its ``error.code`` (OpenRouter's streaming doc, "Handling Errors
-    During Streaming"): 429 takes the rate-limit path, 5xx and "overloaded" the retryable one, 402 the credit
-    path (as ``classify`` reads an HTTP 402), anything else fails the job keeping the partial output."""
-    secrets = secrets or []
-    status = _code_status(code)
-    name = code.lower() if isinstance(code, str) else ""
-    text = _redact(str(message or "the provider reported an error"), secrets)[:200]
-    where = f"error mid-stream ({code}): {text}" if code not in (None, "") else f"error mid-stream: {text}"
-    if status == 429 or "rate_limit" in name:
-        return CallError(
-            "rate_limited", f"rate limited mid-stream (429): {text}", status=429, retry_after=header_wait(headers)
-        )
-    if status == 402:
-        return classify(HttpStatus(text, 402, headers), secrets)
-    if (
-        (status is not None and 500 <= status <= 599)
-        or "overloaded" in text.lower()
-        or "overloaded" in name
-        or "server_error" in name
-    ):
-        return CallError("retryable", where, status=status, retry_after=header_wait(headers))
-    return CallError("stream_error", where, status=status)
-
-
-def classify(exc: BaseException, secrets: list[str] | None = None) -> CallError:
-    """A litellm (or asyncio) exception as a CallError with a short reason that holds no secret."""
-    if isinstance(exc, CallError):
-        return exc
-    secrets = secrets or []
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return CallError("retryable", "timed out")
-    name = type(exc).__name__
-    inner = getattr(exc, "original_exception", None)
-    if name == "MidStreamFallbackError" and inner is not None:
-        iname = type(inner).__name__
-        if iname in ("APIConnectionError", "Timeout"):
-            return CallError("retryable", "connection lost mid-stream: " + _short(inner, secrets))
-        ist = getattr(inner, "status_code", None)
-        return stream_error(
-            ist if isinstance(ist, int) else None,
-            _short(inner, secrets),
-            getattr(inner, "litellm_response_headers", None),
-            secrets,
-        )
-    status = getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    reason = _short(exc, secrets)
-    if status == 429 or name == "RateLimitError":
-        return CallError("rate_limited", f"rate limited (429): {reason}", status=429, retry_after=_retry_after(exc))
-    if status == 402:
-        # OpenRouter's "Errors" page: a 402 is either this one request costing more than the credit left ("This
-        # request requires more credits, or fewer max_tokens. You requested up to N tokens, but can only
-        # afford M"): that job shrinks or fails; or the account (or key) is out of credit: dispatch stops.
-        m = re.search(r"can only afford (\d+)", str(exc)) or re.search(r"can only afford (\d+)", reason)
-        if m:
-            return CallError(
-                "cannot_afford",
-                f"the credit left affords only {m.group(1)} tokens of this request (402): {reason}",
-                status=402,
-                afford=int(m.group(1)),
-            )
-        return CallError("out_of_credit", f"out of credit (402): {reason}", status=402)
-    if status == 401:
-        return CallError("fatal", f"the provider refused the key (401): {reason}", status=status)
-    if status == 403:  # "Errors and Debugging": guardrail block, moderation flag (or a region the model refuses)
-        return CallError("fatal", f"refused by OpenRouter (moderation, guardrail or region): {reason}", status=403)
-    if name in ("Timeout", "APIConnectionError") or (status is not None and (status >= 500 or status == 408)):
-        return CallError(
-            "retryable",
-            f"{'HTTP ' + str(status) + ': ' if status else ''}{reason}",
-            status=status,
-            retry_after=_retry_after(exc) if status is not None else None,
-        )
-    if status is not None:
-        return CallError("fatal", f"HTTP {status}: {reason}", status=status)
-    return CallError("retryable" if isinstance(exc, OSError) else "fatal", reason)
-
-
-Callback = Callable[[str, float], None]
-
-
 async def stream_call(
     *,
     model: str,
@@ -328,13 +142,17 @@ async def stream_call(
     secrets: list[str] | None = None,
     first_content_timeout: float | None = None,
     on_reasoning: Callback | None = None,
+    on_generation: Callable[[str], None] | None = None,
     extra_body: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     via_litellm: bool = False,
     session: Any = None,
 ) -> Progress:
     """Stream one completion into ``progress``, calling ``on_text(text, at)`` for every piece of the answer and
-    ``on_reasoning(text, at)`` for every piece of reasoning.
+    ``on_reasoning(text, at)`` for every piece of reasoning (each held up to ``wire.MAX_TEXT`` characters: past
+    that ``on_text`` gets "" for each token and ``progress.cut`` counts what was not kept), and
+    ``on_generation(id)`` as soon as the generation id is known (the ``X-Generation-Id`` header or the first
+    chunk of any kind: a kill from then on is reconciled with GET /generation, not charged its worst case).
 
     ``first_token_timeout`` is the stall limit: no byte at all for that long (OpenRouter's ``: OPENROUTER
     PROCESSING`` comments count as bytes). ``first_content_timeout`` limits the time from the request to the
@@ -346,7 +164,9 @@ async def stream_call(
     Raises CallError. Cancelling the calling task closes the stream.
     """
     progress.started = time.time()
-    limits = _Limits(first_token_timeout, first_content_timeout, progress.started)
+    limits = Limits(first_token_timeout, first_content_timeout, progress.started)
+    sink = Sink(on_text, on_reasoning, on_generation)
+    secrets = secrets or []
     try:
         async with asyncio.timeout(timeout):
             if model.startswith("openrouter/") and not via_litellm:
@@ -354,9 +174,7 @@ async def stream_call(
                 own = session is None
                 http = openrouter_http.new_session() if own else session
                 try:
-                    await _direct(
-                        http, api_base, api_key, body, headers, limits, progress, on_text, on_reasoning, secrets
-                    )
+                    await _direct(http, api_base, api_key, body, headers, limits, progress, sink, secrets)
                 finally:
                     if own:
                         await asyncio.shield(http.close())
@@ -377,7 +195,7 @@ async def stream_call(
                     kwargs["extra_body"] = extra_body
                 if headers:
                     kwargs["headers"] = headers
-                await _via_litellm(kwargs, limits, progress, on_text, on_reasoning, secrets)
+                await _via_litellm(kwargs, limits, progress, sink, secrets)
             if progress.finish_reason == "length" and not progress.tokens:
                 raise CallError("fatal", f"max_tokens spent on reasoning: no answer within {max_tokens} tokens")
     except TimeoutError:
@@ -397,11 +215,10 @@ async def _direct(
     api_key: str | None,
     body: dict[str, Any],
     headers: dict[str, str] | None,
-    limits: _Limits,
+    limits: Limits,
     progress: Progress,
-    on_text: Callback,
-    on_reasoning: Callback | None,
-    secrets: list[str] | None,
+    sink: Sink,
+    secrets: list[str],
 ) -> None:
     """OpenRouter over HTTP without litellm (engine/swarm/openrouter_http.py): open, then read the SSE lines."""
     import aiohttp
@@ -414,29 +231,25 @@ async def _direct(
     except TimeoutError:
         raise CallError("retryable", f"no answer within {limits.stall:g}s") from None
     except aiohttp.ClientError as exc:  # refused, reset, DNS, TLS: nothing was generated, try again
-        raise CallError("retryable", "connection failed: " + _short(exc, secrets or [])) from None
+        raise CallError("retryable", "connection failed: " + short(exc, secrets)) from None
+    except HttpStatus as exc:  # no stream; a generation id with it (a 200 error body) is still reconciled
+        note_generation(progress, exc.generation_id, sink)
+        raise classify(exc, secrets) from None
     progress.opened = True
-    gid = resp.headers.get("X-Generation-Id")
-    if gid and not progress.generation_id:
-        progress.generation_id = gid
+    note_generation(progress, resp.headers.get("X-Generation-Id"), sink)
     finished = False
     try:
-        await _read_sse(openrouter_http.sse_lines(resp), limits, progress, on_text, on_reasoning, secrets or [])
+        await read_sse(openrouter_http.sse_lines(resp), limits, progress, sink, secrets)
         finished = True
     finally:
         if finished:
-            resp.release()  # read to [DONE]: the connection goes back to the pool
+            resp.release()  # read to its end: the connection goes back to the pool
         else:
             resp.close()  # cancelled, stalled or failed: close it now, so OpenRouter sees the client leave
 
 
 async def _via_litellm(
-    kwargs: dict[str, Any],
-    limits: _Limits,
-    progress: Progress,
-    on_text: Callback,
-    on_reasoning: Callback | None,
-    secrets: list[str] | None,
+    kwargs: dict[str, Any], limits: Limits, progress: Progress, sink: Sink, secrets: list[str]
 ) -> None:
     """Through litellm: ``ollama_chat/`` models, and OpenRouter with ``openrouter.via_litellm``."""
     litellm = await load_litellm()
@@ -444,41 +257,43 @@ async def _via_litellm(
         resp = await asyncio.wait_for(litellm.acompletion(**kwargs), limits.stall)
     except TimeoutError:
         raise CallError("retryable", f"no answer within {limits.stall:g}s") from None
+    http: Any = getattr(getattr(resp, "completion_stream", None), "http_response", None)
+    if getattr(http, "history", None):  # litellm's httpx client follows redirects: refuse what came back
+        await _close(resp)
+        where = "".join(ch for ch in str(http.url) if ch.isprintable())[:200]
+        raise CallError("fatal", f"HTTP {http.history[0].status_code}: redirected to {where}: refused")
     progress.opened = True
-    _header_generation_id(resp, progress)
+    _header_generation_id(resp, progress, sink)
     lines = raw_sse_lines(resp) if str(kwargs["model"]).startswith("openrouter/") else None
     if lines is not None:
         try:
-            await _read_sse(lines, limits, progress, on_text, on_reasoning, secrets or [])
+            headers = resp.completion_stream.http_response.headers
+            ctype = str(headers.get("content-type") or "").split(";")[0].strip().lower()
+            if ctype != openrouter_http.STREAM_TYPE:  # litellm streams whatever came: read it as open_stream does
+                exc = openrouter_http.not_a_stream(ctype, await _body(lines), headers)
+                note_generation(progress, exc.generation_id, sink)
+                progress.opened = False  # no stream ran: settled at 0 unless a generation came with it
+                raise classify(exc, secrets)
+            await read_sse(lines, limits, progress, sink, secrets)
         finally:
             await _close(resp)
     else:
-        await _read_wrapper(resp, limits, progress, on_text, on_reasoning)
+        await _read_wrapper(resp, limits, progress, sink)
 
 
-@dataclass
-class _Limits:
-    """The stall limit (no byte at all) and the limit to the first content token (from ``started``)."""
-
-    stall: float
-    content: float | None
-    started: float  # time.time() of the request
-
-    def content_left(self) -> float | None:
-        return None if self.content is None else self.content - (time.time() - self.started)
-
-    def error(self, why: str, progress: Progress) -> CallError:
-        if why == "content":
-            doing = "the model was still reasoning" if progress.reasoning_tokens else "only keepalives came"
-            return CallError("fatal", f"no content within {self.content:g}s ({doing})")
-        quiet = not progress.tokens and not progress.reasoning_tokens
-        what = "no first token" if quiet else "the stream stalled"
-        return CallError("retryable", f"{what} within {self.stall:g}s")
+async def _body(lines: Any) -> bytes:
+    """The first ``ERROR_BODY_MAX`` bytes of a body litellm hands out as lines."""
+    out: list[bytes] = []
+    size = 0
+    async for line in lines:
+        out.append(str(line).encode())
+        size += len(out[-1]) + 1
+        if size >= openrouter_http.ERROR_BODY_MAX:
+            break
+    return b"\n".join(out)[: openrouter_http.ERROR_BODY_MAX]
 
 
-async def _read_wrapper(
-    resp: Any, limits: _Limits, progress: Progress, on_text: Callback, on_reasoning: Callback | None
-) -> None:
+async def _read_wrapper(resp: Any, limits: Limits, progress: Progress, sink: Sink) -> None:
     """The general path: litellm's stream wrapper (one pydantic ModelResponseStream per chunk). Keepalive
     comments are invisible here: every chunk (reasoning included) restarts the stall limit."""
     it = resp.__aiter__()
@@ -493,10 +308,10 @@ async def _read_wrapper(
             break
         except TimeoutError:
             raise limits.error(why, progress) from None
-        _absorb(chunk, progress, on_text, on_reasoning)
+        _absorb(chunk, progress, sink)
 
 
-def _header_generation_id(resp: Any, progress: Progress) -> None:
+def _header_generation_id(resp: Any, progress: Progress, sink: Sink) -> None:
     """The generation id from the response's ``X-Generation-Id`` header, when there is one: known before the
     first chunk, so an attempt cut off early can still be reconciled with GET /generation."""
     http = getattr(getattr(resp, "completion_stream", None), "http_response", None)
@@ -505,8 +320,7 @@ def _header_generation_id(resp: Any, progress: Progress) -> None:
         gid = headers.get("x-generation-id") if headers is not None else None
     except (AttributeError, TypeError):
         return
-    if gid and isinstance(gid, str) and not progress.generation_id:
-        progress.generation_id = gid
+    note_generation(progress, gid, sink, replace=False)
 
 
 def raw_sse_lines(resp: Any) -> Any:
@@ -535,186 +349,25 @@ async def _close(resp: Any) -> None:
         pass
 
 
-async def _read_sse(
-    lines: Any,
-    limits: _Limits,
-    progress: Progress,
-    on_text: Callback,
-    on_reasoning: Callback | None,
-    secrets: list[str],
-) -> None:
-    """OpenRouter's SSE stream read directly: content and reasoning deltas, the mid-stream error event, the
-    final usage.
-
-    Any line resets the stall limit, comments included: OpenRouter sends ``: OPENROUTER PROCESSING`` "to
-    prevent connection timeouts" while a model works without output (its streaming doc), so a stall is no
-    byte at all. The first content token has its own, longer limit.
-    """
-    loop = asyncio.get_running_loop()
-    loads = json.loads
-    stall = _StallTimer(loop, limits, progress)
-    try:
-        async for line in lines:
-            stall.last = loop.time()
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                obj = loads(data)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                _absorb_dict(obj, progress, on_text, on_reasoning, secrets)
-    except asyncio.CancelledError:
-        if stall.fired and stall.task.uncancel() == 0:
-            raise limits.error(stall.why, progress) from None
-        raise
-    except CallError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - httpx/aiohttp transport errors: the connection went away
-        raise CallError("retryable", "connection lost mid-stream: " + _short(exc, secrets)) from None
-    finally:
-        stall.stop()
-
-
-class _StallTimer:
-    """Cancels the current task when no line came for the stall limit, or no content token by the content
-    limit (``why`` says which).
-
-    One timer that re-arms itself from the time of the last line, instead of a new timeout per chunk
-    (``asyncio.wait_for`` per chunk, or ``Timeout.reschedule``, cost 2-7% of the loop at 5000 chunks/s).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limits: _Limits, progress: Progress) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.task, self.loop, self.gap, self.progress = task, loop, limits.stall, progress
-        self.last = loop.time()
-        left = limits.content_left()
-        self.content_due = None if left is None else self.last + max(0.0, left)
-        self.fired = False
-        self.why = ""
-        self.handle: asyncio.TimerHandle | None = loop.call_at(self._due(), self._check)
-
-    def _due(self) -> float:
-        due = self.last + self.gap
-        if self.content_due is not None:
-            if self.progress.tokens:
-                self.content_due = None  # content came: only the stall limit is left
-            else:
-                due = min(due, self.content_due)
-        return due
-
-    def _check(self) -> None:
-        now = self.loop.time()
-        due = self._due()
-        if now >= due:
-            stalled = now >= self.last + self.gap
-            self.fired, self.handle, self.why = True, None, "stall" if stalled else "content"
-            self.task.cancel()
-        else:
-            self.handle = self.loop.call_at(due, self._check)
-
-    def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-
-def _absorb_dict(
-    obj: dict[str, Any], progress: Progress, on_text: Callback, on_reasoning: Callback | None, secrets: list[str]
-) -> None:
-    gid = obj.get("id")
-    if gid and isinstance(gid, str) and gid != progress.generation_id:
-        progress.generation_id = gid
-    err = obj.get("error")
-    if err is not None:
-        if isinstance(err, dict):
-            meta = err.get("metadata")
-            raise stream_error(
-                err.get("code"),
-                str(err.get("message") or ""),
-                meta.get("headers") if isinstance(meta, dict) else None,
-                secrets,
-            )
-        raise stream_error(None, str(err), None, secrets)
-    usage = obj.get("usage")
-    if isinstance(usage, dict):
-        progress.usage_seen = True
-        progress.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        progress.completion_tokens = int(usage.get("completion_tokens") or 0)
-        cost = usage.get("cost")
-        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
-            progress.cost = float(cost)
-    for ch in obj.get("choices") or ():
-        if not isinstance(ch, dict):
-            continue
-        delta = ch.get("delta")
-        if isinstance(delta, dict):
-            text = delta.get("content")
-            if text and isinstance(text, str):
-                _add_text(progress, text, on_text)
-            if "reasoning" in delta or "reasoning_details" in delta:
-                _reasoning_dict(delta, progress, on_reasoning)
-        finish = ch.get("finish_reason")
-        if finish:
-            if finish == "error":
-                raise CallError("stream_error", "error mid-stream: the provider ended the stream with an error")
-            progress.finish_reason = str(finish)
-
-
-def _reasoning_dict(delta: dict[str, Any], progress: Progress, on_reasoning: Callback | None) -> None:
-    """``delta.reasoning`` (text), else the texts of ``delta.reasoning_details`` (an encrypted detail has none
-    but still proves the model works). OpenRouter's "Reasoning Tokens" doc."""
-    text = delta.get("reasoning")
-    if not (text and isinstance(text, str)):
-        details = delta.get("reasoning_details")
-        if not (details and isinstance(details, list)):
-            return
-        text = "".join(str(d.get("text") or d.get("summary") or "") for d in details if isinstance(d, dict))
-    _add_reasoning(progress, text, on_reasoning)
-
-
-def _add_reasoning(progress: Progress, text: str, on_reasoning: Callback | None) -> None:
-    progress.reasoning_tokens += 1
-    if text:
-        progress.reasoning_parts.append(text)
-        if on_reasoning is not None:
-            on_reasoning(text, time.time())
-
-
-def _add_text(progress: Progress, text: str, on_text: Callback) -> None:
-    now = time.time()
-    if not progress.first_token_at:
-        progress.first_token_at = now
-    progress.parts.append(text)
-    progress.tokens += 1
-    on_text(text, now)
-
-
-def _absorb(chunk: Any, progress: Progress, on_text: Callback, on_reasoning: Callback | None = None) -> None:
-    gid = getattr(chunk, "id", None)
-    if gid and isinstance(gid, str) and not progress.generation_id:
-        progress.generation_id = gid
+def _absorb(chunk: Any, progress: Progress, sink: Sink) -> None:
+    note_generation(progress, getattr(chunk, "id", None), sink, replace=False)
     usage = getattr(chunk, "usage", None)
     if usage is not None:
-        progress.usage_seen = True
-        progress.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        progress.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = getattr(usage, "cost", None)
-        if isinstance(cost, int | float) and cost >= 0:
-            progress.cost = float(cost)
+        take_usage(
+            progress,
+            getattr(usage, "prompt_tokens", 0),
+            getattr(usage, "completion_tokens", 0),
+            getattr(usage, "cost", None),
+        )
     choices = getattr(chunk, "choices", None) or []
     for ch in choices:
         delta = getattr(ch, "delta", None)
         text = getattr(delta, "content", None) if delta is not None else None
-        if text:
-            _add_text(progress, text, on_text)
+        if text and isinstance(text, str):
+            add_text(progress, text, sink)
         thought = getattr(delta, "reasoning_content", None) if delta is not None else None
         if thought and isinstance(thought, str):  # litellm's name for OpenRouter's delta.reasoning
-            _add_reasoning(progress, thought, on_reasoning)
+            add_reasoning(progress, thought, sink)
         finish = getattr(ch, "finish_reason", None)
         if finish and isinstance(finish, str):
             progress.finish_reason = finish
