@@ -306,6 +306,10 @@ class JobRun:
         def on_reasoning(text: str, at: float) -> None:
             run.rbuf.append(text)
 
+        def on_generation(gid: str) -> None:  # at the header or the first chunk, reasoning included
+            if run.attempt and gid != run.gen_noted:
+                self.note_generation(run)
+
         opts = self.call_options(job, model)
 
         async def go() -> None:
@@ -321,6 +325,7 @@ class JobRun:
                 on_text=on_text,
                 secrets=p.cfg.secrets,
                 on_reasoning=on_reasoning,
+                on_generation=on_generation,
                 via_litellm=p.cfg.openrouter.via_litellm,
                 session=p.http_session() if model.startswith("openrouter/") else None,
                 **opts,
