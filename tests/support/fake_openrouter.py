@@ -32,6 +32,16 @@ response headers with an error ``status``, e.g. ``X-RateLimit-Reset``), ``afford
 per-request 402 "... You requested up to N tokens, but can only afford <afford>"; without it a 402 is the
 account's "Insufficient credits").
 
+A provider that lies or breaks (each says which page it departs from, or follows): ``cut_after`` (after this many
+tokens the body ends cleanly with no ``finish_reason`` and no ``[DONE]``), ``json_error`` (HTTP 200 with the JSON
+error body ``{"error": {"code": json_error, ...}}`` and Content-Type application/json), ``content_type`` (HTTP
+200 with this Content-Type and a small body of it), ``gen_header`` (with ``json_error`` / ``content_type``: an
+``X-Generation-Id`` comes along and that generation is billed ``cost`` or 0), ``blob`` (an encrypted reasoning
+detail of this many characters, one SSE line, before the content), ``usage_raw`` (usage fields written as these
+raw JSON literals, e.g. ``{"cost": "1e400"}``; what is billed stays the real cost), ``pad`` (characters added
+to every content and reasoning piece: each token huge). A redirect is ``status=307`` with a ``Location`` in
+``headers``.
+
 Endpoints under ``/api/v1``: ``POST /chat/completions`` (SSE ``data: {...}`` chunks then ``data: [DONE]``
 when the body's ``stream`` is true, with the usage, including ``cost``, in a last chunk whose ``choices``
 is empty, as OpenRouter sends it; one JSON completion otherwise), ``GET /models`` (``{"data": [{"id",
@@ -89,11 +99,18 @@ class Answer:
     error_message: str = "Provider returned error: upstream died"
     headers: dict[str, str] | None = None
     afford: int | None = None  # with status 402: "... You requested up to N tokens, but can only afford <afford>"
+    cut_after: int | None = None
+    json_error: int | str | None = None
+    content_type: str | None = None
+    gen_header: bool = False
+    blob: int = 0
+    usage_raw: dict[str, str] | None = None
+    pad: int = 0
 
     def pieces(self) -> list[str]:
         if self.text is not None:
             return [w + " " for w in self.text.split()]
-        return [f"tok{i} " for i in range(self.tokens)]
+        return [f"tok{i} " + "x" * self.pad for i in range(self.tokens)]
 
 
 Scripted = Answer | Callable[[dict[str, Any]], Answer]
@@ -259,12 +276,32 @@ class FakeOpenRouter:
                     "model_slug": body.get("model"),
                 }
             return web.json_response({"error": err}, status=ans.status, headers=headers)
+        if ans.json_error is not None or ans.content_type is not None:
+            return self._not_a_stream(ans, rec)
         if not rec["stream"]:
             out: web.StreamResponse = await self._complete(request, body, ans, rec)
         else:
             out = await self._stream(request, body, ans, rec)
         self._bill(rec, ans)
         return out
+
+    def _not_a_stream(self, ans: Answer, rec: dict[str, Any]) -> web.Response:
+        """HTTP 200 without a stream. ``json_error``: "Errors and Debugging"
+        (https://openrouter.ai/docs/api-reference/errors): unless the request is invalid or out of credit, "the
+        returned HTTP response status will be 200 and any error occurred while the LLM is producing the output
+        will be emitted in the response body or as an SSE data event", in the ``{"error": {"code", "message"}}``
+        shape. ``content_type``: what no page documents (a proxy's page, a captive portal): the streaming doc
+        (https://openrouter.ai/docs/api-reference/streaming) answers a stream as Server-Sent Events only."""
+        rec["t_end"] = time.monotonic()
+        headers: dict[str, str] = {}
+        if ans.gen_header:
+            headers["X-Generation-Id"] = rec["id"]
+            self._record(rec, ans.cost or 0.0, prompt=ans.prompt_tokens, completion=0, cancelled=False, done=False)
+        if ans.json_error is not None:
+            code = ans.json_error
+            err = {"code": code, "message": ERROR_TEXT.get(code, "error") if isinstance(code, int) else "error"}
+            return web.json_response({"error": err}, status=200, headers=headers)
+        return web.Response(status=200, body=b"<html>hello</html>", content_type=ans.content_type, headers=headers)
 
     # ------------------------------------------------------------------ billing
     def provider_of(self, model: str) -> str:
@@ -292,16 +329,21 @@ class FakeOpenRouter:
             cost, n = (rec["cost"] if rec.get("cost") is not None else full), units
         else:
             cost, n = (round(full * sent / units, 9) if units else 0.0), sent
+        self._record(rec, cost, prompt=ans.prompt_tokens, completion=n, cancelled=cancelled, done=done)
+
+    def _record(
+        self, rec: dict[str, Any], cost: float, *, prompt: int, completion: int, cancelled: bool, done: bool
+    ) -> None:
         gid = str(rec.get("id") or f"gen-x{len(self.generations)}")
         self.generations[gid] = {
             "id": gid,
             "model": rec.get("model"),
-            "provider_name": provider,
+            "provider_name": self.provider_of(str(rec.get("model") or "")),
             "total_cost": cost,
             "cancelled": cancelled,
             "streamed": rec.get("stream", False),
-            "tokens_prompt": ans.prompt_tokens,
-            "tokens_completion": n,
+            "tokens_prompt": prompt,
+            "tokens_completion": completion,
             "finish_reason": "stop" if done else "cancelled" if cancelled else "error",
             "ready_at": time.monotonic() + self.generation_lag,
         }
@@ -411,12 +453,18 @@ class FakeOpenRouter:
             if ans.first_token_delay:
                 await self._pause(request, ans.first_token_delay, resp, ans.keepalive_s)
             gap = 1.0 / ans.tps if ans.tps > 0 else 0.0
+            if ans.blob:
+                # An encrypted reasoning detail ("Reasoning Tokens",
+                # https://openrouter.ai/docs/use-cases/reasoning-tokens: ``reasoning_details`` of type
+                # ``reasoning.encrypted`` carry opaque ``data``): one SSE line as long as that data.
+                detail = {"type": "reasoning.encrypted", "data": "A" * ans.blob, "format": "unknown", "index": 0}
+                await resp.write(chunk({"role": "assistant", "content": None, "reasoning_details": [detail]}))
             for i in range(ans.reasoning):
                 # Reasoning tokens stream as delta.reasoning (and reasoning_details) before the content
                 # (https://openrouter.ai/docs/use-cases/reasoning-tokens, "Reasoning Tokens").
                 if i and gap:
                     await self._pause(request, gap, resp, ans.keepalive_s)
-                text = f"think{i} "
+                text = f"think{i} " + "x" * ans.pad
                 await resp.write(
                     chunk(
                         {
@@ -432,6 +480,15 @@ class FakeOpenRouter:
                 rec["reasoning_sent"] = i + 1
             pieces = ans.pieces()
             for i, piece in enumerate(pieces):
+                if ans.cut_after is not None and i == ans.cut_after:
+                    # The body ends cleanly here, with neither a ``finish_reason`` nor ``data: [DONE]``: what the
+                    # streaming doc (https://openrouter.ai/docs/api-reference/streaming) never sends (every stream
+                    # ends with a chunk's finish_reason, the usage chunk and [DONE]); a proxy's timeout or a dying
+                    # provider does.
+                    await resp.write_eof()
+                    rec["t_end"] = time.monotonic()
+                    rec["cut"] = True
+                    return resp
                 if ans.drop_after is not None and i == ans.drop_after:
                     assert request.transport is not None
                     rec["dropped"] = True
@@ -470,7 +527,13 @@ class FakeOpenRouter:
                 "choices": [],
                 "usage": self._usage(ans, len(pieces)),
             }
-            await resp.write(f"data: {json.dumps(usage_obj)}\n\n".encode())
+            line = json.dumps(usage_obj)
+            for key, literal in (ans.usage_raw or {}).items():
+                # A lying provider: "Usage Accounting" (https://openrouter.ai/docs/use-cases/usage-accounting)
+                # gives ``cost`` and the token counts as numbers; these literals (1e400, NaN, Infinity) are
+                # what Python's json still reads, as inf and nan.
+                line = line.replace(f'"{key}": {json.dumps(usage_obj["usage"].get(key))}', f'"{key}": {literal}')
+            await resp.write(f"data: {line}\n\n".encode())
             rec["cost"] = usage_obj["usage"].get("cost")  # what this stream charged (None: not reported)
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
