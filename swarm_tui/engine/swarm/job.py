@@ -300,15 +300,13 @@ class JobRun:
             run.buf.append(text)
             run.buf_tokens += 1
             run.sent_at = at
-            if run.attempt and run.progress.generation_id != run.gen_noted:
-                self.note_generation(run)
 
         def on_reasoning(text: str, at: float) -> None:
             run.rbuf.append(text)
 
-        def on_generation(gid: str) -> None:  # at the header or the first chunk, reasoning included
+        def on_generation(gid: str) -> None:  # the header or the first chunk of any kind: noted before content
             if run.attempt and gid != run.gen_noted:
-                self.note_generation(run)
+                self.note_generation(run)  # one skipped while another is written: the pool's flush loop retries
 
         opts = self.call_options(job, model)
 
