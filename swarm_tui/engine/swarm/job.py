@@ -19,10 +19,11 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, Result, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent, WorkerState
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.swarm.gates import NotHeld, hold_after_lane, wait_for_turn
+from swarm_tui.engine.swarm.job_result import store_result
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.worker_call import CallError, Progress, stream_call
 
@@ -445,7 +446,8 @@ class JobRun:
         await self.flush(run)
         now = p.clock()
         demo = job.demo or p.demo
-        res = Result.of(
+        state, reason = await store_result(  # fitted to the bus's limit; a small failed one if it cannot be stored
+            p.bus,
             job,
             state,
             text=pr.text,
@@ -457,7 +459,6 @@ class JobRun:
             ended_at=now,
             demo=demo,
         )
-        await p.bus.publish_event(res, msg_id=f"result-{job.id}")
         # a job whose calls were attempts is recorded attempt by attempt (reconcile.py): a job run twice (a
         # redelivery while the first run still streamed) is billed twice, and recorded twice
         if not run.recorded and (run.cost > 0 or run.completion_tokens or (run.called and state == "done")):
