@@ -181,6 +181,8 @@ def dispatch(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
         return cmds.run(ctl("seen", {"kinds": args.kinds or list(KINDS)}))
     if cmd == "approve":
+        if args.workers is not None and args.workers > cfg.swarm.max_scale:
+            raise UsageError(f"--workers {args.workers} is over swarm.max_scale: use 0..{cfg.swarm.max_scale}")
         extra = {"workers": args.workers} if args.workers is not None else {}
         return cmds.run(ctl("approve", {"id": args.id, **extra}))
     if cmd == "reject":

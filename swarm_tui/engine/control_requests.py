@@ -77,12 +77,17 @@ class Controls:
     async def do_approve(self, args: dict[str, Any]) -> dict[str, Any]:
         dv = self._pending(args.get("id"))
         workers = args.get("workers")
+        # bounded as edit and scale are: an approval with more workers than max_scale would start them all
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= self.max_scale
+        ):
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
             by=str(args.get("by", "cli"))[:32],
             at=self.clock(),
-            workers=int(workers) if workers is not None else dv.workers,
+            workers=workers if workers is not None else dv.workers,
         )
         await self.record(ev, msg_id=f"{dv.id}-final")
         return {"decision_id": dv.id, "status": "approved", "workers": len(dv.plan)}

@@ -112,6 +112,7 @@ class PriceInfo(TypedDict):
     price_models: int
     price_error: str  # why the last fetch failed, "" when it did not
     fallback_models: list[str]  # models priced at the fallback rate (not on the list)
+    unpriced_models: NotRequired[dict[str, str]]  # models refused under a ceiling (a price part unreadable): why
 
 
 class CreditInfo(TypedDict):

@@ -150,6 +150,9 @@ class FakeOpenRouter:
             "qwen/qwen3-coder": ("0.0000002", "0.0000008"),
         }
         self.key: dict[str, Any] = {"limit_remaining": 10.0, "usage": 0.0, "limit": 10.0}
+        # more ``pricing`` parts of a model (``request``, ``internal_reasoning``, ``web_search``, ``overrides`` ...,
+        # as the "Models" page's Pricing Object and the SDK's ``PublicPricing`` name them), over the defaults below
+        self.pricing_extra: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self._gen = 0  # generation ids handed out: gen-1, gen-2, ...
         # Billing, as GET /api/v1/generation reports it (https://openrouter.ai/docs/api-reference/get-a-generation,
@@ -214,7 +217,13 @@ class FakeOpenRouter:
             {
                 "id": mid,
                 "name": mid,
-                "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
+                "pricing": {
+                    "prompt": p,
+                    "completion": c,
+                    "request": "0",
+                    "image": "0",
+                    **self.pricing_extra.get(mid, {}),
+                },
                 "context_length": 131072,
             }
             for mid, (p, c) in self.prices.items()

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from swarm_tui.engine.bus.fit import fit_text
+
 # re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
 from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
 from swarm_tui.engine.bus.ids import job_id as job_id
@@ -193,6 +195,11 @@ class Usage(BaseModel):
     completion_tokens: int = Field(default=0, ge=0)
 
 
+# A Result is one message: NATS refuses one over its max_payload (1 MiB by default, headers included) and readers
+# one over MAX_MSG_BYTES, so its text is fitted to this many bytes of message, not to a number of characters.
+RESULT_MAX_BYTES = MAX_MSG_BYTES - 16_384
+
+
 class Result(Msg):
     type: Literal["result"] = "result"
     job_id: Id
@@ -226,9 +233,11 @@ class Result(Msg):
         usage: Usage | None = None,
         cost_usd: float = 0.0,
         cost_estimated: bool = False,
+        max_bytes: int = RESULT_MAX_BYTES,
     ) -> Result:
-        """The job's result: its ids, role, model and step are the job's."""
-        return cls(
+        """The job's result: its ids, role, model and step are the job's. The text is fitted so the whole
+        message takes at most ``max_bytes`` encoded (cut at a character, the cut said at its end)."""
+        res = cls(
             job_id=job.id,
             worker_id=job.worker_id,
             decision_id=job.decision_id,
@@ -237,7 +246,6 @@ class Result(Msg):
             model=job.model,
             step=job.step,
             state=state,
-            text=text[:MAX_TEXT],
             reason=reason[:1000],
             usage=usage or Usage(),
             cost_usd=cost_usd,
@@ -246,6 +254,8 @@ class Result(Msg):
             ended_at=ended_at,
             demo=demo,
         )
+        res.text = fit_text(text, max_bytes - len(res.to_bytes()), MAX_TEXT)
+        return res
 
 
 class SpendEntry(Msg):

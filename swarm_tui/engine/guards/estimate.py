@@ -1,24 +1,42 @@
 """What a call may cost, from the price list: the worst case reserved before it, the cost of one whose provider
 reported none.
 
-The worst case has to be generous (it is the amount the budget ledger holds while the call runs, and a call
-that costs more than its reservation can push spend past the ceiling): prompt tokens are counted at 3
-characters a token (English is ~4) plus the chat template's overhead, and the completion at ``max_tokens``.
+The worst case is a bound on what the call can be billed, not a guess at what it will cost: it is the amount
+the budget ledger holds while the call runs, and a call billed more than its reservation pushes spend past the
+ceiling. It counts
+
+- the prompt at one token per UTF-8 byte of every message plus the chat template's overhead
+  (engine/guards/tokens.py), at most the model's ``context_length``; a call that can search the web
+  (``:online``) gets room for the results OpenRouter adds to its prompt;
+- ``max_tokens`` of completion (reasoning counts against it) at the higher of the completion and reasoning
+  price;
+- at the highest per-token price any of the model's conditional prices applies (engine/guards/price_parts.py);
+- the per-request price, and for a searching call the web search;
+- for a role with fallback models (sent as OpenRouter's ``models`` list), the dearest of them.
+
+A model with a price part that applies but cannot be read has no bound: its worst case is infinite and
+``refusal`` says why (the spend guard refuses it under any ceiling).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.guards.prices import PriceBook
+from swarm_tui.engine.guards.prices import PriceBook, searches
+from swarm_tui.engine.guards.tokens import PROMPT_MARGIN_TOKENS as PROMPT_MARGIN_TOKENS
+from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 
-PROMPT_MARGIN_TOKENS = 32  # plus 4 a message: chat template overhead
+# OpenRouter's web plugin: "$4 per 1000 results. By default, max_results set to 5, this comes out to a maximum of
+# $0.02 per request" ("Web Search" doc, Pricing); a model's own ``web_search`` price counts when it is higher.
+WEB_PLUGIN_USD = 0.02
+# The search results the plugin puts into the prompt (five results, each a title, a URL and a summary): an
+# allowance of tokens, bounded by the context length like the rest of the prompt.
+WEB_RESULTS_TOKENS = 16_384
 
-
-def prompt_tokens_estimate(chars: int, messages: int = 1) -> int:
-    """A generous estimate: 3 characters a token (English is ~4), plus template overhead."""
-    return math.ceil(max(0, chars) / 3) + PROMPT_MARGIN_TOKENS + 4 * max(1, messages)
+# the name the spend tests use for the bound
+prompt_tokens_estimate = prompt_tokens_bound
 
 
 def usd(v: float) -> str:
@@ -32,17 +50,41 @@ class CostEstimator:
     def __init__(self, prices: PriceBook) -> None:
         self.prices = prices
 
-    def estimate(self, model: str, prompt_chars: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
-        """(likely, worst case) USD of one call."""
-        p, c = self.prices.price(model)
-        worst = prompt_tokens_estimate(prompt_chars, messages) * p + max_tokens * c
-        likely = math.ceil(max(0, prompt_chars) / 4) * p + (max_tokens / 2) * c
-        return likely, worst
+    def _searches(self, model: str) -> bool:
+        return searches(model) and not self.prices.demo  # the demo endpoint searches nothing
 
-    def worst_case(self, job: Job) -> float:
-        """The amount reserved for ``job``: its whole prompt and ``max_tokens`` of completion."""
-        chars = sum(len(m.content) for m in job.messages)
-        return self.estimate(job.model, chars, job.max_tokens, len(job.messages))[1]
+    def worst(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> float:
+        """The most one call of ``model`` can be billed, for ``prompt_bytes`` UTF-8 bytes of messages."""
+        if self.prices.refusal(model):
+            return math.inf
+        mp = self.prices.model_price(model)
+        search = self._searches(model)
+        tokens = prompt_tokens_bound(prompt_bytes, messages) + (WEB_RESULTS_TOKENS if search else 0)
+        if mp.context_length:
+            tokens = min(tokens, mp.context_length)
+        search_usd = max(mp.web_search or 0.0, WEB_PLUGIN_USD) if search else 0.0
+        return tokens * mp.worst_prompt + max(0, max_tokens) * mp.worst_completion + mp.request + search_usd
+
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
+        """(likely, worst case) USD of one call; the likely cost counts ~4 bytes a token and half of max_tokens."""
+        worst = self.worst(model, prompt_bytes, max_tokens, messages)
+        if math.isinf(worst):
+            return worst, worst
+        mp = self.prices.model_price(model)
+        search_usd = max(mp.web_search or 0.0, WEB_PLUGIN_USD) if self._searches(model) else 0.0
+        likely = math.ceil(max(0, prompt_bytes) / 4) * mp.prompt + (max_tokens / 2) * mp.completion
+        return min(worst, likely + mp.request + search_usd), worst
+
+    def worst_case(self, job: Job, fallbacks: Iterable[str] = ()) -> float:
+        """The amount reserved for ``job``: its whole prompt and ``max_tokens`` of completion, at the dearest of
+        its model and the ``fallbacks`` OpenRouter may route it to."""
+        size = messages_bytes(m.content for m in job.messages)
+        n = len(job.messages)
+        return max(self.worst(m, size, job.max_tokens, n) for m in (job.model, *fallbacks))
+
+    def refusal(self, models: Iterable[str]) -> str:
+        """Why a call that may go to any of ``models`` cannot be bounded ("" when it can)."""
+        return next((why for m in models if (why := self.prices.refusal(m))), "")
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Cost at list price, for a call whose provider reported none."""

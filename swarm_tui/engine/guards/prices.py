@@ -1,9 +1,12 @@
 """Model prices: OpenRouter's model list, cached on disk with its age, or a conservative fallback.
 
-Prices are USD per token. ``openrouter/<vendor>/<model>`` names are looked up without the ``openrouter/``
-prefix; local models (``ollama_chat/`` and ``ollama/``: ``engine/models.py``) cost nothing. In demo mode every
-model costs ``demo.usd_per_mtok``. With no list (offline, an error, a model the list does not know), the
-configured fallback prices are used and ``price_source()`` says so.
+Prices are USD per token, every part of them (engine/guards/price_parts.py: per request, reasoning, cache,
+web search, conditional overrides, and the context length). ``openrouter/<vendor>/<model>`` names are looked
+up without the ``openrouter/`` prefix, an ``:online`` variant under its model's id; local models
+(``ollama_chat/`` and ``ollama/``: ``engine/models.py``) cost nothing. In demo mode every model costs
+``demo.usd_per_mtok``. With no list (offline, an error, a model the list does not know), the configured
+fallback prices are used and ``price_source()`` says so. A model the list knows with a part that cannot be
+read is refused under a ceiling (``refusal``), and ``info()`` names it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from swarm_tui.engine.config import OPTION_BY_KEY, Config
+from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
 from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here
 from swarm_tui.engine.paths import data_dir
@@ -29,6 +31,8 @@ from swarm_tui.engine.paths import data_dir
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "prices.json"
+CACHE_VERSION = 2  # every price part per model (version 1 held (prompt, completion) only: not read)
+ONLINE = ":online"
 
 
 def list_id(model: str) -> str:
@@ -47,32 +51,10 @@ def fmt_age(seconds: float) -> str:
     return f"{round(s / 86400)}d"
 
 
-def _per_token(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(f) or math.isinf(f) or f < 0:  # "-1": a router whose price depends on the model it picks
-        return None
-    return f
-
-
-def parse_models(body: Any) -> dict[str, tuple[float, float]]:
-    """OpenRouter's ``{"data": [{"id", "pricing": {"prompt", "completion"}}]}`` to {id: (prompt, completion)}."""
-    out: dict[str, tuple[float, float]] = {}
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return out
-    for m in data:
-        if not isinstance(m, dict) or not isinstance(m.get("id"), str):
-            continue
-        pr = m.get("pricing")
-        if not isinstance(pr, dict):
-            continue
-        p, c = _per_token(pr.get("prompt")), _per_token(pr.get("completion"))
-        if p is not None and c is not None:
-            out[m["id"][:200]] = (p, c)
-    return out
+def searches(model: str) -> bool:
+    """Whether a call of ``model`` can search the web (and be billed for it): an ``:online`` variant, OpenRouter's
+    shortcut for its web plugin ("Web Search" doc)."""
+    return model.endswith(ONLINE) or f"{ONLINE}:" in model
 
 
 class PriceBook:
@@ -100,28 +82,55 @@ class PriceBook:
             cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6,
             cfg.openrouter.fallback_completion_usd_per_mtok / 1e6,
         )
-        self.prices: dict[str, tuple[float, float]] = {}
+        self.prices: dict[str, ModelPrice] = {}
         self.fetched_at: float | None = None
         self.origin = ""  # "" (none), "cache", "openrouter"
         self.last_error = ""
         self.fallback_used: set[str] = set()
+        self.unpriced: dict[str, str] = {}  # models refused under a ceiling (asked for since the last fetch): why
 
     # ------------------------------------------------------------------ lookup
-    def price(self, model: str) -> tuple[float, float]:
-        """(prompt, completion) USD per token."""
-        if self.demo:  # the demo endpoint charges every model, local ones included, at the demo price
-            p = self.cfg.demo.usd_per_mtok / 1e6
-            return (p, p)
-        if is_local(model):
-            return (0.0, 0.0)
-        got = self.prices.get(list_id(model))
-        if got is None:
-            self.fallback_used.add(model)
-            return self.fallback
+    def _listed(self, model: str) -> ModelPrice | None:
+        mid = list_id(model)
+        got = self.prices.get(mid)
+        if got is None and searches(mid):  # ":online" is the web plugin on the model: the model's own prices
+            got = self.prices.get(mid.replace(ONLINE, "", 1))
         return got
 
+    def model_price(self, model: str) -> ModelPrice:
+        """Every price part of ``model``: the list's, else the configured fallback (prompt and completion)."""
+        if self.demo:  # the demo endpoint charges every model, local ones included, at the demo price
+            p = self.cfg.demo.usd_per_mtok / 1e6
+            return ModelPrice(p, p)
+        if is_local(model):
+            return ModelPrice(0.0, 0.0)
+        got = self._listed(model)
+        if got is None:
+            self.fallback_used.add(model)
+            return ModelPrice(*self.fallback)
+        return got
+
+    def price(self, model: str) -> tuple[float, float]:
+        """(prompt, completion) USD per token under default conditions (the fallback for one that cannot be
+        read: a call is never priced at 0 for want of a price)."""
+        mp = self.model_price(model)
+        if any(k in ("prompt", "completion") for k, _ in mp.problems):
+            return self.fallback
+        return mp.prompt, mp.completion
+
+    def refusal(self, model: str) -> str:
+        """Why no call of ``model`` can be bounded under a ceiling ("" when it can): a price part that applies
+        to it is listed but cannot be read."""
+        why = self.model_price(model).problem(searches(model))
+        if not why:
+            return ""
+        reason = f"cannot bound the cost of {model}: OpenRouter's model list has {why}"[:300]
+        if len(self.unpriced) < 20 or model in self.unpriced:
+            self.unpriced[model] = reason
+        return reason
+
     def known(self, model: str) -> bool:
-        return is_local(model) or self.demo or list_id(model) in self.prices
+        return is_local(model) or self.demo or self._listed(model) is not None
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         p, c = self.price(model)
@@ -157,11 +166,14 @@ class PriceBook:
         try:
             raw = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
             doc = json.loads(raw)
-            prices = {str(k): (float(v[0]), float(v[1])) for k, v in doc["prices"].items()}
+            if doc.get("v") != CACHE_VERSION:
+                log.info("price cache %s is of an older version; fetching the list anew", self.path)
+                return False
+            prices = {str(k): ModelPrice.from_json(v) for k, v in doc["models"].items()}
             fetched = float(doc["fetched_at"])
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             log.warning("price cache %s is unreadable (%s); ignoring it", self.path, type(exc).__name__)
             return False
         if prices:
@@ -192,6 +204,7 @@ class PriceBook:
             return False
         self.prices, self.fetched_at, self.origin, self.last_error = prices, self.clock(), "openrouter", ""
         self.fallback_used.clear()
+        self.unpriced.clear()
         await asyncio.to_thread(self._write_cache)
         return True
 
@@ -202,9 +215,10 @@ class PriceBook:
             tmp.write_text(
                 json.dumps(
                     {
+                        "v": CACHE_VERSION,
                         "fetched_at": self.fetched_at,
                         "source": self.base,
-                        "prices": {k: list(v) for k, v in self.prices.items()},
+                        "models": {k: v.to_json() for k, v in self.prices.items()},
                     }
                 ),
                 encoding="utf-8",
@@ -223,4 +237,5 @@ class PriceBook:
             "price_models": len(self.prices),
             "price_error": self.last_error,
             "fallback_models": sorted(self.fallback_used)[:20],
+            "unpriced_models": dict(sorted(self.unpriced.items())),
         }

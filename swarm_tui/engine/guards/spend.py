@@ -112,13 +112,27 @@ class SpendGuard:
         """Local inference costs no money (demo mode prices it, so demo local jobs go through the ledger)."""
         return is_local(job.model) and not self.demo
 
-    # ------------------------------------------------------------------ estimates
-    def estimate(self, model: str, prompt_chars: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
-        """(likely, worst case) USD of one call."""
-        return self._costs.estimate(model, prompt_chars, max_tokens, messages)
+    # ------------------------------------------------------------------ estimates (engine/guards/estimate.py)
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
+        """(likely, worst case) USD of one call with ``prompt_bytes`` UTF-8 bytes of messages (worst: a bound)."""
+        return self._costs.estimate(model, prompt_bytes, max_tokens, messages)
+
+    def _fallbacks(self, job: Job) -> tuple[str, ...]:
+        """The role's fallback models: OpenRouter may bill the call at any of them."""
+        role = self.cfg.roles.get(job.role)
+        return role.fallback_models if role is not None and job.model.startswith("openrouter/") else ()
 
     def worst_case(self, job: Job) -> float:
-        return self._costs.worst_case(job)
+        """The most the job's call can be billed (infinite when a price part of its model cannot be read)."""
+        return self._costs.worst_case(job, self._fallbacks(job))
+
+    def refusal(self, job: Job) -> str:
+        """Why the job cannot be reserved under any ceiling ("" when it can): its cost has no bound."""
+        return "" if self._free(job) else self._costs.refusal((job.model, *self._fallbacks(job)))
+
+    def unpriced(self, model: str) -> str:
+        """The same for a model (the conductor leaves such roles out of a plan)."""
+        return self._costs.refusal((model,))
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return self._costs.cost_of(model, prompt_tokens, completion_tokens)
@@ -171,6 +185,8 @@ class SpendGuard:
         blocked = self.cloud_blocked()
         if blocked and not is_local(job.model):
             return Reservation(ok=False, reason=blocked)
+        if why := self.refusal(job):
+            return Reservation(ok=False, reason=f"over budget: {why}")
         try:
             # the worst case is priced first, then the newest ceiling is read: it may have been raised just now
             amount = self.worst_case(job)

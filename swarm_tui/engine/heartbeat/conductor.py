@@ -26,6 +26,7 @@ from typing import Any
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
 from swarm_tui.engine.heartbeat.envelope import (
@@ -385,9 +386,8 @@ class Conductor:
             return []
         ctx = self.cfg.swarm.context_max_chars
         prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
-        env = self.envelope(
-            [ReadyTask(t.id, t.text, prio[t.id], min(ctx, sum(len(x[2]) for x in t.results))) for t in items]
-        )
+        given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
+        env = self.envelope([ReadyTask(t.id, t.text, prio[t.id], n) for t, n in zip(items, given, strict=True)])
         if env.max_workers <= 0:
             self.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
             return []
@@ -476,19 +476,21 @@ class Conductor:
             rate_limits=rl,
             now=self.clock(),
             cloud_blocked=blocked,
+            unpriced=getattr(self.spend, "unpriced", None),
+            context_bytes=tokens.context_bytes_bound(self.cfg.swarm.context_max_chars),
         )
 
-    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
-        """(likely, worst) USD of one worker: the spend guard's, else the conservative fallback prices."""
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]:
+        """(likely, worst) USD of one worker: the spend guard's (the worker's reservation), else the fallback's."""
         if is_local_chat(model):
             return 0.0, 0.0
         if self.spend is not None:
-            likely, worst = self.spend.estimate(model, prompt_chars, max_tokens)
+            likely, worst = self.spend.estimate(model, prompt_bytes, max_tokens)
             return float(likely), float(worst)
         p = self.cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6
         c = self.cfg.openrouter.fallback_completion_usd_per_mtok / 1e6
-        prompt_tokens = prompt_chars / 3  # generous: real text runs ~4 characters a token
-        return prompt_tokens * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
+        prompt_tokens = tokens.prompt_tokens_bound(prompt_bytes)  # one token a UTF-8 byte at most
+        return prompt_bytes / 4 * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
 
     # ------------------------------------------------------------------ approval
     async def _maybe_auto_approve(self, d: Decision) -> None:

@@ -19,12 +19,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarm_tui.engine.bus.wire import Clamp, PlanItem
+from swarm_tui.engine.guards.tokens import utf8_len
 from swarm_tui.engine.info import EnvelopeSummary
 from swarm_tui.engine.models import is_local_chat
 
 MAX_STEP = 20
-PROMPT_OVERHEAD_CHARS = 400  # system text a worker sends besides the task itself
-Estimate = Callable[[str, int, int], tuple[float, float]]  # (model, prompt_chars, max_tokens) -> (likely, worst)
+PROMPT_OVERHEAD_BYTES = 400  # system text a worker sends besides the task itself (UTF-8 bytes)
+Estimate = Callable[[str, int, int], tuple[float, float]]  # (model, prompt_bytes, max_tokens) -> (likely, worst)
 
 
 # ---------------------------------------------------------------------------------------------- the advice
@@ -191,7 +192,7 @@ class ReadyTask:
     id: str
     text: str
     priority: int = 5
-    context_chars: int = 0  # earlier results a worker of this task is given (a follow-up): counted in its prompt
+    context_bytes: int = 0  # earlier results a worker of this task is given (a follow-up): counted in its prompt
 
 
 @dataclass
@@ -206,6 +207,7 @@ class Envelope:
     limits: dict[str, str] = field(default_factory=dict)  # what bounds max_workers, in words
     bounds: dict[str, int] = field(default_factory=dict)  # the same limits as numbers
     notes: list[str] = field(default_factory=list)  # guards that are missing (no limit from them)
+    context_bytes: int = 0  # the most bytes of earlier results a later step is given (counted in its worst case)
 
     @property
     def task_ids(self) -> list[str]:
@@ -247,6 +249,8 @@ def compute_envelope(
     rate_limits: dict[str, dict[str, Any]] | None = None,
     now: float = 0.0,
     cloud_blocked: str = "",
+    unpriced: Callable[[str], str] | None = None,  # why a model's cost has no bound: its roles are left out
+    context_bytes: int = 0,
 ) -> Envelope:
     """The rules: how many workers may start now, with which roles, for which tasks, under which budget."""
     allowed: dict[str, RoleSpec] = {}
@@ -270,6 +274,8 @@ def compute_envelope(
             excluded[r.name] = f"cloud blocked: {cloud_blocked}"[:300]
         elif backoff > now:
             excluded[r.name] = f"{r.model} is rate limited for {backoff - now:.0f} s more"
+        elif unpriced is not None and (why := unpriced(r.model)):
+            excluded[r.name] = why[:300]
         else:
             allowed[r.name] = r
             lim = rl.get("limit")
@@ -312,15 +318,16 @@ def compute_envelope(
         limits=limits,
         bounds=bounds,
         notes=notes,
+        context_bytes=max(0, context_bytes),
     )
 
 
 def _cheapest_prompt(tasks: Sequence[ReadyTask]) -> int:
-    return PROMPT_OVERHEAD_CHARS + (min(len(t.text) for t in tasks) if tasks else 0)
+    return PROMPT_OVERHEAD_BYTES + (min(utf8_len(t.text) for t in tasks) if tasks else 0)
 
 
-def prompt_chars(task: ReadyTask) -> int:
-    return PROMPT_OVERHEAD_CHARS + len(task.text) + task.context_chars
+def prompt_bytes(task: ReadyTask, context_bytes: int = 0) -> int:  # context_bytes: a later step's given results
+    return PROMPT_OVERHEAD_BYTES + utf8_len(task.text) + max(task.context_bytes, context_bytes)
 
 
 # ---------------------------------------------------------------------------------------------- plans
@@ -484,7 +491,8 @@ def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str
             note(
                 f"{tag}.max_tokens", f"role {spec.name} allows at most {spec.max_tokens}", w.max_tokens, spec.max_tokens
             )
-        likely, worst = estimate(spec.model, prompt_chars(tasks[w.task_id]), max_tokens)
+        later = env.context_bytes if w.step > 0 else 0  # a later step is given the results before it
+        likely, worst = estimate(spec.model, prompt_bytes(tasks[w.task_id], later), max_tokens)
         for n in range(count):
             why = ""
             if len(items) >= env.max_workers:

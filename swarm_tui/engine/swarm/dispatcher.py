@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,7 @@ from swarm_tui.engine.bus.wire import (
 )
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.protocols import SpendGuardP
+from swarm_tui.engine.guards.tokens import CONTEXT_HEADINGS_CHARS, messages_bytes
 from swarm_tui.engine.info import ControllerInfo
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection import SwarmState
@@ -67,7 +69,8 @@ def system_prompt(role: str) -> str:
 def bounded_context(results: list[Result], max_chars: int, chosen: str = "") -> str:
     """Earlier results as one text of at most about ``max_chars`` characters of output; each result gets an
     equal share (what a short one leaves goes to the others) and a cut is stated where it happens. ``chosen``:
-    the job id of the answer a person promoted, said so in its heading."""
+    the job id of the answer a person promoted, said so in its heading. The whole text, headings included, is
+    cut at ``max_chars`` + CONTEXT_HEADINGS_CHARS: the bound the job's worst case was counted with."""
     if not results:
         return ""
     share = max(1, max_chars // len(results))
@@ -86,7 +89,12 @@ def bounded_context(results: list[Result], max_chars: int, chosen: str = "") -> 
         if chosen and r.job_id == chosen:
             head += " [the answer the user chose as the task's answer]"
         parts.append(head + "\n" + (text or "(no output)"))
-    return "\n\n".join(parts)
+    out = "\n\n".join(parts)
+    room = max_chars + CONTEXT_HEADINGS_CHARS
+    if len(out) > room:  # many results: their headings alone would pass the bound
+        keep = room - 40  # room for the note
+        out = out[:keep] + f"\n[... {len(out) - keep} characters cut]"
+    return out
 
 
 class Controller:
@@ -252,9 +260,13 @@ class Controller:
         )
         if self.spend is not None:
             try:
-                job.reserve_usd = round(
-                    self.spend.estimate(job.model, sum(len(m.content) for m in messages), job.max_tokens)[1], 9
+                worst_case = getattr(self.spend, "worst_case", None)
+                worst = (
+                    float(worst_case(job))
+                    if worst_case is not None
+                    else self.spend.estimate(job.model, messages_bytes(m.content for m in messages), job.max_tokens)[1]
                 )
+                job.reserve_usd = round(worst, 9) if math.isfinite(worst) else 0.0  # no bound: the pool refuses it
             except Exception:  # noqa: BLE001 - an estimate is advisory; the pool reserves for real
                 log.debug("no estimate for %s", job.model)
         return job

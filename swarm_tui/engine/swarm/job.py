@@ -19,8 +19,11 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, Result, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 from swarm_tui.engine.models import is_local_chat
+from swarm_tui.engine.swarm.gates import NotHeld, hold_after_lane, wait_for_turn
+from swarm_tui.engine.swarm.job_result import store_result
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.worker_call import CallError, Progress, stream_call
 
@@ -135,11 +138,13 @@ class JobRun:
         retries = rate_limited = shrinks = 0
         max_retries = p.cfg.swarm.max_retries
         while True:
-            if not await self.gates(run) or run.cancel_reason:
+            if not await wait_for_turn(self, run):  # the gates, then the money (swarm/gates.py)
                 await self.finish(run, "cancelled", run.cancel_reason or "cancelled")
                 return
             try:
                 await self.call(run)
+            except NotHeld:
+                continue  # no call was made: it waits at the gates, "over budget"
             except CallError as e:
                 if run.cancel_reason:
                     await self.finish(run, "cancelled", run.cancel_reason)
@@ -214,38 +219,6 @@ class JobRun:
                 continue
         return ""
 
-    async def gates(self, run: Run) -> bool:
-        """Wait until the job may call; False when it was cancelled meanwhile."""
-        p, job = self.pool, run.job
-        local = is_local_chat(job.model) and p.demo_endpoint is None
-        while not run.cancel_reason:
-            blocked = "" if local else p.cloud_blocked()
-            if blocked:
-                await self.event(run, "waiting", blocked)
-                await self.pause(run, 1.0)
-                continue
-            if p.spend is not None and not run.reserved:
-                res = await p.spend.reserve(job)
-                if not res.ok:
-                    credit = res.reason.startswith(("out of credit", "key limit"))
-                    await self.event(run, "waiting" if credit else "over_budget", res.reason)
-                    await self.pause(run, 1.0)
-                    continue
-                run.reserved = True
-            lim = p.limit_of(job.model)
-            now = p.clock()
-            if lim.backoff_until > now or (lim.limit is not None and lim.active >= lim.limit):
-                wait = max(0.05, min(1.0, lim.backoff_until - now)) if lim.backoff_until > now else 0.2
-                await self.event(run, "waiting", f"rate limited: {job.model} at {lim.limit} concurrent")
-                await self.pause(run, wait)
-                continue
-            if local and p.ram is not None and not p.ram.headroom_ok():
-                await self.event(run, "waiting", "RAM headroom is low: local worker waits")
-                await self.pause(run, 1.0)
-                continue
-            return True
-        return False
-
     def route(self, job: Job) -> tuple[str, str, str | None]:
         """(litellm model, api_base, api key) for a job."""
         p = self.pool
@@ -291,10 +264,9 @@ class JobRun:
     async def call(self, run: Run) -> None:
         p, job = self.pool, run.job
         model, base, key = self.route(job)
-        run.progress.reset()
-        await self.event(run, "running", "")
         lim = p.limit_of(job.model)
-        lim.active += 1
+        lim.active += 1  # before any await: no other job passes the model's gate in between (swarm/gates.py)
+        run.progress.reset()
 
         def on_text(text: str, at: float) -> None:
             run.buf.append(text)
@@ -329,14 +301,22 @@ class JobRun:
                 **opts,
             )
 
-        await self.begin_attempt(run)
+        try:
+            await self.event(run, "running", "")
+            await self.begin_attempt(run)
+        except BaseException:
+            lim.active -= 1
+            raise
         run.called = True
         outcome: BaseException | None = None
         try:
             if is_local_chat(model):
-                if p.lane.busy:
+                waited = p.lane.busy
+                if waited:
                     await self.event(run, "waiting", f"waiting for the local lane ({p.lane.holder})")
                 async with p.lane.turn(job.worker_id):
+                    if waited:
+                        await hold_after_lane(self, run)
                     await self._inner(run, go)
             else:
                 await self._inner(run, go)
@@ -364,9 +344,11 @@ class JobRun:
         j = job if mt == job.max_tokens else job.model_copy(update={"max_tokens": mt})
         if p.spend is not None and hasattr(p.spend, "worst_case"):
             with contextlib.suppress(Exception):
-                return float(p.spend.worst_case(j))
-        chars = sum(len(m.content) for m in job.messages)
-        return self.cost_of(job.model, math.ceil(chars / 3) + 32 + 4 * len(job.messages), mt)
+                worst = float(p.spend.worst_case(j))
+                if math.isfinite(worst):  # infinite: its price list entry changed since it was reserved
+                    return worst
+        size = messages_bytes(m.content for m in job.messages)
+        return self.cost_of(job.model, prompt_tokens_bound(size, len(job.messages)), mt)
 
     async def begin_attempt(self, run: Run) -> None:
         """The attempt's record before its call; the job's reservation becomes the attempt's."""
@@ -467,7 +449,8 @@ class JobRun:
         await self.flush(run)
         now = p.clock()
         demo = job.demo or p.demo
-        res = Result.of(
+        state, reason = await store_result(  # fitted to the bus's limit; a small failed one if it cannot be stored
+            p.bus,
             job,
             state,
             text=pr.text,
@@ -479,7 +462,6 @@ class JobRun:
             ended_at=now,
             demo=demo,
         )
-        await p.bus.publish_event(res, msg_id=f"result-{job.id}")
         # a job whose calls were attempts is recorded attempt by attempt (reconcile.py): a job run twice (a
         # redelivery while the first run still streamed) is billed twice, and recorded twice
         if not run.recorded and (run.cost > 0 or run.completion_tokens or (run.called and state == "done")):
@@ -497,7 +479,8 @@ class JobRun:
                 at=now,
             )
             await p.bus.publish_event(se, msg_id=f"spend-{job.id}")
-        if p.spend is not None and run.reserved:
+        # a job that was called settles its cost even if it holds no reservation now (one given back at a gate)
+        if p.spend is not None and (run.reserved or (run.called and not run.attempts)):
             try:
                 if run.called and not run.attempts:
                     await p.spend.settle(job, run.cost, estimated=run.estimated)

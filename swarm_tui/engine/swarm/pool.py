@@ -19,7 +19,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg as NatsMsg
@@ -36,6 +35,7 @@ from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.info import PoolInfo
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
+from swarm_tui.engine.swarm.gates import ModelLimit
 from swarm_tui.engine.swarm.job import MAX_DELIVER, JobRun, Run
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps 
 # it: a delivery used up and the job stuck until ack_wait. (Jobs are handed back only by a busy pool, whose
 # pulls are the short ones.)
 NAK_DELAY_S = FETCH_WAIT_S + 0.5
-
-
-@dataclass
-class ModelLimit:
-    """AIMD concurrency of one model: halved on a 429, +1 after every ``recover_after`` successes."""
-
-    limit: int | None = None
-    backoff_until: float = 0.0
-    ok: int = 0
-    active: int = 0
 
 
 class Pool:

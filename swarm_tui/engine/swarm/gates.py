@@ -1,0 +1,122 @@
+"""What a job waits for before each call attempt, and the money it holds when the call starts.
+
+In order: the provider's credit (no cloud call while out of credit), the model's concurrency limit and its
+backoff after a 429, RAM headroom for a local model; then the reservation of the job's worst case. The money
+comes last, so a job waiting at a gate holds none. The ledger drops a reservation older than the spend
+guard's stale limit (a killed worker's): one taken before a long wait (a model held to one call at a time
+after repeated 429s, a long Retry-After, minutes out of credit) could be gone by the time the call starts, and
+the call then ran with nothing held while others reserved the freed room.
+
+``hold`` asserts the reservation right before every attempt: on a job that still holds one the ledger keeps
+its amount and restarts its clock; one dropped meanwhile is reserved anew under the ceiling, and a job that
+does not fit waits "over budget". A local call asserts it again once it has the local lane (``NotHeld``
+otherwise). While a job reserves it counts against its model's limit (``ModelLimit.reserving``), so no more
+jobs reserve for a model than may call it; the call counts as ``active`` from its first step, with no await
+between the last check here and that count.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from swarm_tui.engine.models import is_local_chat
+
+if TYPE_CHECKING:
+    from swarm_tui.engine.swarm.job import JobRun, Run
+    from swarm_tui.engine.swarm.pool import Pool
+
+log = logging.getLogger(__name__)
+
+CREDIT_REASONS = ("out of credit", "key limit")  # a refused reservation that is the provider's, not the budget's
+
+
+@dataclass
+class ModelLimit:
+    """AIMD concurrency of one model (the pool's): halved on a 429, +1 after every ``recover_after`` successes."""
+
+    limit: int | None = None
+    backoff_until: float = 0.0
+    ok: int = 0
+    active: int = 0  # calls running
+    reserving: int = 0  # jobs past the model's gate reserving their money: they count as calls
+
+
+class NotHeld(Exception):
+    """The job's reservation could not be asserted right before its call: no call was made, back to the gates."""
+
+
+def closed(p: Pool, run: Run) -> tuple[str, float]:
+    """Why the job may not call now ("" when it may), and how long to wait before looking again."""
+    job = run.job
+    local = is_local_chat(job.model) and p.demo_endpoint is None
+    blocked = "" if local else p.cloud_blocked()
+    if blocked:
+        return blocked, 1.0
+    lim = p.limit_of(job.model)
+    now = p.clock()
+    if lim.backoff_until > now or (lim.limit is not None and lim.active + lim.reserving >= lim.limit):
+        wait = max(0.05, min(1.0, lim.backoff_until - now)) if lim.backoff_until > now else 0.2
+        return f"rate limited: {job.model} at {lim.limit} concurrent", wait
+    if local and p.ram is not None and not p.ram.headroom_ok():
+        return "RAM headroom is low: local worker waits", 1.0
+    return "", 0.0
+
+
+async def hold(jr: JobRun, run: Run) -> str:
+    """Reserve the job's worst case, or refresh the reservation it holds. "" when it holds it, else why not."""
+    spend = jr.pool.spend
+    if spend is None:
+        return ""
+    res = await spend.reserve(run.job)
+    run.reserved = res.ok
+    return "" if res.ok else res.reason
+
+
+async def give_back(jr: JobRun, run: Run) -> None:
+    """Release the job's reservation while it waits (its spend, if a call billed any, is settled at its end)."""
+    spend = jr.pool.spend
+    if spend is None or not run.reserved:
+        return
+    try:
+        await spend.release(run.job)
+        run.reserved = False
+    except Exception as exc:  # noqa: BLE001 - the ledger drops it as stale; the next hold refreshes it
+        log.debug("reservation of %s not released: %s", run.job.id, type(exc).__name__)
+
+
+async def wait_for_turn(jr: JobRun, run: Run) -> bool:
+    """Wait until the job may call and holds its reservation; False when it was cancelled meanwhile."""
+    p = jr.pool
+    while not run.cancel_reason:
+        why, wait = closed(p, run)
+        if why:
+            await jr.event(run, "waiting", why)
+            await jr.pause(run, wait)
+            continue
+        lim = p.limit_of(run.job.model)
+        lim.reserving += 1
+        try:
+            refused = await hold(jr, run)
+        finally:
+            lim.reserving -= 1
+        if refused:
+            await jr.event(run, "waiting" if refused.startswith(CREDIT_REASONS) else "over_budget", refused)
+            await jr.pause(run, 1.0)
+            continue
+        if run.cancel_reason:
+            break
+        if closed(p, run)[0]:  # a 429 or a 402 came while it reserved: the money goes back while it waits
+            await give_back(jr, run)
+            continue
+        return True
+    return False
+
+
+async def hold_after_lane(jr: JobRun, run: Run) -> None:
+    """Once a local call has the local lane (which it may have waited for as long as other calls took):
+    the reservation asserted again, or ``NotHeld``."""
+    refused = await hold(jr, run)
+    if refused:
+        raise NotHeld(refused)
