@@ -87,7 +87,7 @@ class CreditWatch:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         polled_at = self.clock()
         try:
-            status, body = await get_json(self._http, url, headers={"Authorization": f"Bearer {key}"})
+            status, body = await get_json(self._http, url, headers={"Authorization": f"Bearer {key}"}, secret=key)
         except Refused as exc:  # the state stays as the last answer believed left it
             self.counts["key_refused"] += 1
             self.key_status = f"answer refused: {exc.reason}"

@@ -57,13 +57,20 @@ def strict_json(raw: bytes) -> Any:
 
 
 async def get_json(
-    session: aiohttp.ClientSession, url: str, *, params: dict[str, str] | None = None, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str],
+    secret: str = "",
 ) -> tuple[int, Any]:
     """(status, body): the body parsed for a 200 only (None otherwise). Raises ``Refused`` for a redirect, a body
-    over ``MAX_BODY`` or one that is not strict JSON; aiohttp's own errors pass through."""
+    over ``MAX_BODY`` or one that is not strict JSON; aiohttp's own errors pass through. ``secret`` (the key) is
+    never repeated in a reason, whatever the server put in its Location."""
     async with session.get(url, params=params, headers=headers, allow_redirects=False) as resp:
         if 300 <= resp.status < 400:
-            where = printable(resp.headers.get("Location", "")) or "nowhere"
+            loc = resp.headers.get("Location", "")
+            where = printable(loc.replace(secret, "***") if secret else loc) or "nowhere"
             raise Refused(f"HTTP {resp.status}: a redirect to {where} (not followed)")
         if resp.status != 200:
             return resp.status, None

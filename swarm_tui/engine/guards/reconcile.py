@@ -370,7 +370,7 @@ class Reconciler:
         url = self.api_base().rstrip("/") + "/generation"
         headers = {"Authorization": f"Bearer {self.api_key()}"} if self.api_key() else {}
         try:
-            status, body = await get_json(self._http, url, params={"id": gen}, headers=headers)
+            status, body = await get_json(self._http, url, params={"id": gen}, headers=headers, secret=self.api_key())
         except Refused as exc:
             self.counts["refused"] += 1
             log.warning("generation %s: the answer was refused: %s", gen[:80], exc.reason)

@@ -35,6 +35,9 @@ class StaleWatch:
         """Note what ``reserved`` (the reservations under ``key``, just read) holds now; returns the ids seen
         unchanged for their whole limit."""
         now = self.monotonic()
+        if not reserved:  # nothing held: nothing to remember (a purged decision's key leaves no trace)
+            self._seen.pop(key, None)
+            return []
         seen = self._seen.setdefault(key, {})
         for rid in [r for r in seen if r not in reserved]:
             del seen[rid]
