@@ -141,7 +141,7 @@ def test_raise_spent_never_lowers() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[]", json.dumps({"spent": "x"}).encode(), json.dumps({"reserved": {"j": {}}}).encode()],
+    [b"", b"not json", b"[]", json.dumps({"spent": "x"}).encode(), json.dumps({"reserved": []}).encode()],
 )
 def test_an_unreadable_document_starts_over(raw: bytes) -> None:
     assert D.parse_doc(raw) == D.empty_doc()
@@ -153,6 +153,13 @@ def test_parse_keeps_what_counts_and_drops_a_bad_spent() -> None:
     assert doc["reserved"] == {"j": {"usd": 0.2, "at": 1.0, "by": "", "n": 0, "rc": 1}}
     assert doc == {"spent": 0.0, "reserved": doc["reserved"], "settled": ["1", "a"], "at": 3.0}
     assert D.used_usd(doc) == pytest.approx(0.2) and D.reserved_usd(D.empty_doc()) == 0
+
+
+def test_a_reservation_that_is_not_one_is_left_out_and_the_rest_kept() -> None:
+    raw = {"spent": 0.1, "reserved": {"a": {"usd": 0.2, "at": 1}, "b": {}, "c": {"usd": "NaN", "at": 1}}}
+    doc = D.parse_doc(json.dumps(raw).encode())
+    assert list(doc["reserved"]) == ["a"] and doc["spent"] == 0.1
+    assert not D.reserve_change("j", 0.5, float("nan"), "daily ceiling", clock_at(1.0))(doc)[0].ok  # NaN refuses
 
 
 @pytest.mark.parametrize(("cost", "counted"), [(0.2, 0.2), (-1.0, 0.0), (float("nan"), 0.0), (float("inf"), 0.0)])

@@ -61,15 +61,28 @@ def _usd(v: Any) -> float:
     return f if math.isfinite(f) and f >= 0 else 0.0
 
 
-def _reservation(v: Any) -> dict[str, Any]:
-    r: dict[str, Any] = {"usd": float(v["usd"]), "at": float(v["at"])}
-    if not math.isfinite(r["usd"]) or r["usd"] < 0:
-        raise ValueError("a reservation's amount is not a finite positive number")
-    r["by"] = str(v.get("by", ""))[:64]
-    r["n"] = int(v.get("n", 0))
+def _reservation(v: Any) -> dict[str, Any] | None:
+    """One reservation as stored, or None when it is not one (its amount not a finite number >= 0: a NaN held
+    would make every ceiling check pass, so it is left out, with a warning, and the rest is kept)."""
+    try:
+        r: dict[str, Any] = {"usd": float(v["usd"]), "at": float(v["at"])}
+        r["by"] = str(v.get("by", ""))[:64]
+        r["n"] = int(v.get("n", 0))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+    if not (math.isfinite(r["usd"]) and r["usd"] >= 0):
+        return None
     if v.get("rc"):
         r["rc"] = 1
     return r
+
+
+def _reservations(raw: Any) -> dict[str, dict[str, Any]]:
+    out = {str(k): _reservation(v) for k, v in dict(raw).items()}
+    bad = [k for k, r in out.items() if r is None]
+    if bad:
+        log.warning("%d unreadable reservation(s) in the budget ledger left out", len(bad))
+    return {k: r for k, r in out.items() if r is not None}
 
 
 def parse_doc(raw: bytes | None, daily: bool = False) -> Doc:
@@ -78,7 +91,7 @@ def parse_doc(raw: bytes | None, daily: bool = False) -> Doc:
     try:
         doc = json.loads(raw or b"")
         spent = _usd(doc.get("spent", 0.0))
-        reserved = {str(k): _reservation(v) for k, v in dict(doc.get("reserved", {})).items()}
+        reserved = _reservations(doc.get("reserved", {}))
         settled = [str(x) for x in list(doc.get("settled", []))][-SETTLED_KEEP:]
         at = float(doc.get("at", 0.0))
         days = {str(k): _usd(v) for k, v in dict(doc.get("days", {})).items()}
