@@ -188,16 +188,18 @@ async def test_settle_once_release_and_redelivery(tmp_path: Path, nats_server: E
 
 async def test_stale_reservations_are_dropped(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
-        now = [time.time()]
+        now, mono = [time.time()], [0.0]
         w = worst(job(0))
         cfg = cfg_with(tmp_path, nats_server, fo, SWARM_BUDGET_USD=str(w * 1.5))
         bus = await connect(cfg)
         dead = await guard_for(cfg, bus, clock=lambda: now[0])  # a worker that dies holding a reservation
-        alive = await guard_for(cfg, bus, clock=lambda: now[0])
+        alive = await guard_for(cfg, bus, clock=lambda: now[0], monotonic=lambda: mono[0])
         assert (await dead.reserve(job(1))).ok
-        assert not (await alive.reserve(job(2))).ok
+        assert not (await alive.reserve(job(2))).ok  # seen here for the first time
         now[0] += alive.stale_s + 1
-        assert (await alive.reserve(job(2))).ok
+        assert not (await alive.reserve(job(2))).ok  # its `at` looks old: not a reason (that is another clock)
+        mono[0] += alive.stale_s + 1
+        assert (await alive.reserve(job(2))).ok  # seen unchanged that long on this process's own clock
         doc = await ledger(bus, alive.day_key())
         assert list(doc["reserved"]) == ["d-1-j2"]
         await dead.stop()
@@ -423,12 +425,13 @@ async def test_old_ledgers_are_purged(tmp_path: Path, nats_server: EmbeddedServe
         bus = await connect(cfg)
         # the guard's own refresh loop housekeeps when the clock jumps: kept asleep here so the purge counted is ours
         g = await guard_for(cfg, bus, clock=lambda: now[0], refresh_s=3600)
-        old_day = g.day_key()
+        old_day = time.strftime("day-%Y-%m-%d", time.gmtime(now[0]))  # as an earlier version named its keys
         await g.settle(job(1, decision="d-old"), 0.001, estimated=False)
+        kv = await bus.kv(S.KV_BUDGET)
+        await kv.put(old_day, json.dumps({"spent": 0.001, "reserved": {}, "settled": ["d-old-j1"]}).encode())
         now[0] = time.time()
         assert (await g.reserve(job(2, decision="d-new"))).ok
         assert await g.housekeep() == 2
-        kv = await bus.kv(S.KV_BUDGET)
         keys = set(await kv.keys())
         assert keys == {g.day_key(), "dec-d-new"} and old_day not in keys
         await g.stop()

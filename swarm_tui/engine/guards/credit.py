@@ -8,6 +8,9 @@ Two things stop cloud dispatch, whatever the budget says:
 - the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
   visible to the key, so this holds until a later poll shows the key's limit allows again, a call sent after
   it goes through, or the cool-down passes (then a 402 stops it again).
+
+An answer of the key endpoint that is a redirect, or holds a number that is not finite, changes nothing
+(engine/guards/openrouter_get.py): ``key_status`` says why it was refused.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import aiohttp
 
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.estimate import usd
+from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.info import CreditInfo
 
 log = logging.getLogger(__name__)
@@ -83,10 +87,13 @@ class CreditWatch:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         polled_at = self.clock()
         try:
-            async with self._http.get(url, headers={"Authorization": f"Bearer {key}"}) as resp:
-                status = resp.status
-                body = await resp.json(content_type=None) if status == 200 else None
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            status, body = await get_json(self._http, url, headers={"Authorization": f"Bearer {key}"}, secret=key)
+        except Refused as exc:  # the state stays as the last answer believed left it
+            self.counts["key_refused"] += 1
+            self.key_status = f"answer refused: {exc.reason}"
+            log.warning("the key endpoint's answer was refused: %s", exc.reason)
+            return
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.key_status = f"unreachable ({type(exc).__name__})"
             return
         self._last_poll = polled_at
@@ -100,8 +107,11 @@ class CreditWatch:
             self.key_status = "unreadable answer"
             return
         lr = data.get("limit_remaining")
+        if lr is not None and not (isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr)):
+            self.key_status = "unreadable answer (limit_remaining is not a number)"  # changes nothing
+            return
         self.key_status = "ok"
-        if isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr):
+        if lr is not None:
             self.credits_left = float(lr)
             # limit_remaining is the key's own limit, not the account's credit ("key limit left")
             self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
@@ -109,7 +119,7 @@ class CreditWatch:
                 # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
                 log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
                 self._credit_reason = ""
-        else:
+        else:  # null: the key has no limit of its own
             self.credits_left = None
             self._key_blocked = ""
 

@@ -1,11 +1,24 @@
 """The budget ledger's document and every change made to it, as pure functions.
 
-One ledger key (``day-YYYY-MM-DD``, ``dec-<decision>``) holds
-``{"spent": usd, "reserved": {id: {"usd", "at"[, "rc": 1]}}, "settled": [ids], "at": last write}``.
-``BudgetLedger.cas`` (engine/guards/ledger.py) applies a change to the newest document under a key and writes it
-back on the key's revision, calling the change again on a fresh read when another writer won: so a change must
-decide from the document it is given alone (never from what an earlier try saw) and return
-``(result, changed)``; ``changed`` False writes nothing.
+Two kinds of key hold a document (engine/guards/ledger.py):
+
+- the daily ledger (``daily``, ``demo-daily`` in demo mode), one key for every day, so that a reservation is
+  checked against the spend of the current UTC day and every open reservation, whatever day it was made, in ONE
+  compare-and-set::
+
+      {"day": "YYYY-MM-DD" (the newest UTC day a writer has seen), "spent": usd spent on "day",
+       "days": {"YYYY-MM-DD": usd spent on that earlier day}, "reserved": {...}, "settled": [...], "at": ...}
+
+- a decision's ledger (``dec-<decision>``): ``{"spent", "reserved", "settled", "at"}``, its whole spend.
+
+``reserved`` is ``{job or attempt id: {"usd", "at", "by", "n"[, "rc": 1]}}``: ``at`` is the holder's clock when it
+reserved or refreshed it, ``by`` the holder process, ``n`` how many times it refreshed it. Those three only say
+whether a reservation changed (engine/guards/stale_watch.py); no reader compares ``at`` with its own clock.
+
+``BudgetLedger._cas`` applies a change to the newest document under a key and writes it back on the key's
+revision, calling the change again on a fresh read when another writer won: so a change must decide from the
+document it is given alone (never from what an earlier try saw) and return ``(result, changed)``; ``changed``
+False writes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -22,37 +36,115 @@ from swarm_tui.engine.guards.protocols import Reservation
 log = logging.getLogger(__name__)
 
 SETTLED_KEEP = 1000  # ids remembered per ledger key, so a settle is counted once
+KEEP_DAYS = 7  # earlier days kept in the daily ledger's "days" (the event log keeps the history)
 EPS = 1e-12
 
 Doc = dict[str, Any]
 R = TypeVar("R")
 Change = Callable[[Doc], tuple[R, bool]]  # a change returns (its result, whether it changed the doc)
+Clock = Callable[[], float]
 
 
-def empty_doc() -> Doc:
-    return {"spent": 0.0, "reserved": {}, "settled": [], "at": 0.0}
+def utc_day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
-def parse_doc(raw: bytes | None) -> Doc:
-    """The document stored under a key; an unreadable one starts over (``reconcile`` restores its spend)."""
+def empty_doc(daily: bool = False) -> Doc:
+    doc: Doc = {"spent": 0.0, "reserved": {}, "settled": [], "at": 0.0}
+    if daily:
+        doc.update({"day": "", "days": {}})
+    return doc
+
+
+def _usd(v: Any) -> float:
+    f = float(v)
+    return f if math.isfinite(f) and f >= 0 else 0.0
+
+
+def _reservation(v: Any) -> dict[str, Any] | None:
+    """One reservation as stored, or None when it is not one (its amount not a finite number >= 0: a NaN held
+    would make every ceiling check pass, so it is left out, with a warning, and the rest is kept)."""
+    try:
+        r: dict[str, Any] = {"usd": float(v["usd"]), "at": float(v["at"])}
+        r["by"] = str(v.get("by", ""))[:64]
+        r["n"] = int(v.get("n", 0))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+    if not (math.isfinite(r["usd"]) and r["usd"] >= 0):
+        return None
+    if v.get("rc"):
+        r["rc"] = 1
+    return r
+
+
+def _reservations(raw: Any) -> dict[str, dict[str, Any]]:
+    out = {str(k): _reservation(v) for k, v in dict(raw).items()}
+    bad = [k for k, r in out.items() if r is None]
+    if bad:
+        log.warning("%d unreadable reservation(s) in the budget ledger left out", len(bad))
+    return {k: r for k, r in out.items() if r is not None}
+
+
+def parse_doc(raw: bytes | None, daily: bool = False) -> Doc:
+    """The document stored under a key; an unreadable one starts over (``reconcile`` restores its spend). A
+    daily document without ``day`` (a day key of an earlier version) reads as the spend of an unknown day."""
     try:
         doc = json.loads(raw or b"")
-        spent = float(doc.get("spent", 0.0))
-        reserved = {
-            str(k): {"usd": float(v["usd"]), "at": float(v["at"])} | ({"rc": 1} if v.get("rc") else {})
-            for k, v in dict(doc.get("reserved", {})).items()
-        }
+        spent = _usd(doc.get("spent", 0.0))
+        reserved = _reservations(doc.get("reserved", {}))
         settled = [str(x) for x in list(doc.get("settled", []))][-SETTLED_KEEP:]
         at = float(doc.get("at", 0.0))
-    except (ValueError, TypeError, KeyError, AttributeError):
+        days = {str(k): _usd(v) for k, v in dict(doc.get("days", {})).items()}
+        day = str(doc.get("day", ""))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         log.warning("a budget ledger entry is unreadable; starting it over from the event log")
-        return empty_doc()
-    return {
-        "spent": spent if math.isfinite(spent) and spent >= 0 else 0.0,
-        "reserved": reserved,
-        "settled": settled,
-        "at": at,
-    }
+        return empty_doc(daily)
+    out: Doc = {"spent": spent, "reserved": reserved, "settled": settled, "at": at}
+    if daily:
+        out.update({"day": day, "days": days})
+    return out
+
+
+# ------------------------------------------------------------------ days (the daily ledger)
+def _roll(doc: Doc, day: str) -> None:
+    """Make ``day`` the document's day if it is newer: the spend of the day it held moves into ``days``."""
+    if "day" not in doc or day <= doc["day"]:
+        return
+    days: dict[str, float] = doc["days"]
+    if doc["day"] and doc["spent"] > 0:
+        days[doc["day"]] = days.get(doc["day"], 0.0) + float(doc["spent"])
+    doc["day"], doc["spent"] = day, days.pop(day, 0.0)
+    for old in sorted(days)[:-KEEP_DAYS]:  # the newest days only: a far-off clock cannot push today's out
+        del days[old]
+
+
+def spent_on(doc: Doc, day: str | None) -> float:
+    """What was spent on ``day`` (a daily ledger), or in all (a decision's ledger, ``day`` None)."""
+    if day is None or "day" not in doc or day == doc["day"]:
+        return float(doc["spent"])
+    if day > doc["day"]:
+        return 0.0
+    return float(doc["days"].get(day, 0.0))
+
+
+def _add_spent(doc: Doc, day: str | None, cost: float) -> None:
+    if day is None or "day" not in doc:
+        doc["spent"] = float(doc["spent"]) + cost
+        return
+    _roll(doc, day)
+    if day == doc["day"]:
+        doc["spent"] = float(doc["spent"]) + cost
+    else:  # a writer whose clock is behind the newest day seen: its own day
+        doc["days"][day] = doc["days"].get(day, 0.0) + cost
+
+
+def _day_of(doc: Doc, clock: Clock) -> str | None:
+    return utc_day(clock()) if "day" in doc else None
+
+
+def day_view(doc: Doc, day: str) -> Doc:
+    """The ledger as the panels and ``status`` show it: the spend of ``day`` and every open reservation."""
+    return {"spent": spent_on(doc, day), "reserved": doc["reserved"], "settled": doc["settled"], "at": doc["at"]}
 
 
 def reserved_usd(doc: Doc) -> float:
@@ -60,9 +152,9 @@ def reserved_usd(doc: Doc) -> float:
     return cast(float, sum(r["usd"] for r in doc["reserved"].values()))
 
 
-def used_usd(doc: Doc) -> float:
-    """Spent plus held: what a new reservation has to fit beside."""
-    return float(doc["spent"]) + reserved_usd(doc)
+def used_usd(doc: Doc, day: str | None = None) -> float:
+    """Spent (on ``day`` for a daily ledger) plus every open reservation: what a new one has to fit beside."""
+    return spent_on(doc, day) + reserved_usd(doc)
 
 
 def clean_cost(cost_usd: float) -> float:
@@ -70,28 +162,31 @@ def clean_cost(cost_usd: float) -> float:
     return float(cost_usd) if math.isfinite(cost_usd) and cost_usd > 0 else 0.0
 
 
+# ------------------------------------------------------------------ changes
 def reserve_change(
-    job_id: str, amount: float, ceiling: float, label: str, clock: Callable[[], float]
+    job_id: str, amount: float, ceiling: float, label: str, clock: Clock, *, holder: str = ""
 ) -> Change[Reservation]:
-    """Hold ``amount`` for the job if spent + held + amount fits under ``ceiling``; a job that holds a
-    reservation already (redelivered) keeps it, one already settled is refused (it ran: never pay twice)."""
+    """Hold ``amount`` for the job if spent (today's, for the daily ledger) + every open reservation + amount fits
+    under ``ceiling``. A job that holds a reservation already keeps it and refreshes it (the job runner calls this
+    again before each call: a reservation refreshed by its holder is never taken for a dead one); one already
+    settled is refused (it ran: never pay twice)."""
 
     def change(doc: Doc) -> tuple[Reservation, bool]:
         now = clock()
         mine = doc["reserved"].get(job_id)
-        if mine is not None:  # a redelivered job keeps its reservation (its clock restarts)
-            mine["at"] = now
+        if mine is not None:
+            mine.update({"at": now, "by": holder, "n": int(mine.get("n", 0)) + 1})
             return Reservation(ok=True, amount_usd=mine["usd"]), True
         if job_id in doc["settled"]:
             return Reservation(ok=False, reason=f"already settled: job {job_id} ran and its spend is recorded"), False
-        used = used_usd(doc)
-        if used + amount > ceiling + EPS:
-            left = max(0.0, ceiling - used)
+        used = used_usd(doc, _day_of(doc, clock))
+        if not (used + amount <= ceiling + EPS):  # written so that a NaN anywhere refuses
+            left = max(0.0, ceiling - used) if math.isfinite(ceiling - used) else 0.0
             return Reservation(
                 ok=False,
                 reason=f"over budget: needs {usd(amount)} (worst case), {usd(left)} left of the {usd(ceiling)} {label}",
             ), False
-        doc["reserved"][job_id] = {"usd": amount, "at": now}
+        doc["reserved"][job_id] = {"usd": amount, "at": now, "by": holder, "n": 0}
         return Reservation(ok=True, amount_usd=amount), True
 
     return change
@@ -106,9 +201,12 @@ def release_change(job_id: str) -> Change[bool]:
     return change
 
 
-def settle_change(entry_id: str, cost: float, reserved_seen: list[float] | None = None) -> Change[bool]:
+def settle_change(
+    entry_id: str, cost: float, reserved_seen: list[float] | None = None, *, clock: Clock = time.time
+) -> Change[bool]:
     """Replace the reservation of ``entry_id`` (a job or an attempt) by ``cost`` in one write, once per id: the
-    result is True when this write counted it. The first reservation found is appended to ``reserved_seen``."""
+    result is True when this write counted it. In the daily ledger the cost counts on the UTC day it is settled
+    (when OpenRouter bills it). The first reservation found is appended to ``reserved_seen``."""
 
     def change(doc: Doc) -> tuple[bool, bool]:
         mine = doc["reserved"].pop(entry_id, None)
@@ -116,14 +214,14 @@ def settle_change(entry_id: str, cost: float, reserved_seen: list[float] | None 
             reserved_seen.append(mine["usd"])
         if entry_id in doc["settled"]:
             return False, mine is not None
-        doc["spent"] = float(doc["spent"]) + cost
+        _add_spent(doc, _day_of(doc, clock), cost)
         doc["settled"] = (doc["settled"] + [entry_id])[-SETTLED_KEEP:]
         return True, True
 
     return change
 
 
-def begin_attempt_change(job_id: str, attempt_id: str, clock: Callable[[], float]) -> Change[float]:
+def begin_attempt_change(job_id: str, attempt_id: str, clock: Clock, *, holder: str = "") -> Change[float]:
     """Move the job's reservation to the attempt, marked ``rc`` (settled by the reconciler). Result: the USD
     moved, 0.0 when the job held nothing under this key."""
 
@@ -131,28 +229,36 @@ def begin_attempt_change(job_id: str, attempt_id: str, clock: Callable[[], float
         mine = doc["reserved"].pop(job_id, None)
         if mine is None:
             return 0.0, False
-        doc["reserved"][attempt_id] = {"usd": mine["usd"], "at": clock(), "rc": 1}
+        doc["reserved"][attempt_id] = {"usd": mine["usd"], "at": clock(), "by": holder, "n": 0, "rc": 1}
         return float(mine["usd"]), True
 
     return change
 
 
-def raise_spent_change(logged: float) -> Change[float]:
-    """Raise ``spent`` to ``logged`` if it knows less (never lowers it). Result: the amount added."""
+def raise_spent_change(logged: float, clock: Clock = time.time) -> Change[float]:
+    """Raise the spend (today's, for the daily ledger) to ``logged`` if it knows less (never lowers it). Result:
+    the amount added."""
 
     def change(doc: Doc) -> tuple[float, bool]:
-        gap = logged - float(doc["spent"])
-        if gap <= 1e-9:
+        day = _day_of(doc, clock)
+        gap = logged - spent_on(doc, day)
+        if not gap > 1e-9:
             return 0.0, False
-        doc["spent"] = logged
+        _add_spent(doc, day, gap)
         return gap, True
 
     return change
 
 
-def drop_stale(doc: Doc, limit: float, rc_limit: float) -> list[str]:
-    """Remove reservations made before ``limit`` (before ``rc_limit`` for an attempt's); returns their ids."""
-    stale = [j for j, r in doc["reserved"].items() if r["at"] < (rc_limit if r.get("rc") else limit)]
-    for j in stale:
-        del doc["reserved"][j]
-    return stale
+def merge_legacy(doc: Doc, day: str, legacy: Doc) -> None:
+    """Fold a day key of an earlier version (``day-YYYY-MM-DD``: that day's spend and the reservations and
+    settled ids it held) into a new daily ledger."""
+    _add_spent(doc, day, float(legacy["spent"]))
+    for rid, r in legacy["reserved"].items():
+        doc["reserved"].setdefault(rid, r)
+    doc["settled"] = (doc["settled"] + [s for s in legacy["settled"] if s not in doc["settled"]])[-SETTLED_KEEP:]
+
+
+def drop(doc: Doc, ids: list[str]) -> list[str]:
+    """Remove these reservations (judged dead by engine/guards/stale_watch.py); returns the ones removed."""
+    return [rid for rid in ids if doc["reserved"].pop(rid, None) is not None]

@@ -16,17 +16,24 @@ reservation to the attempt's id):
 
 A reconciled attempt has its own SpendEntry (id ``<job>-a<hex>``), so recorded spend is what OpenRouter billed.
 Records live in the KV bucket ``swarm_reconcile``: ``a.<attempt>`` = {"job", "keys" (ledger keys), "worst",
-"owner", "state" ("calling" | "pending"), "gen", "started_at", "ended_at", "tries", "next_at"}, and
-``o.<owner>`` = {"at"}, the heartbeat of the process that owns them. A record whose owner stopped (its
-heartbeat is deleted on stop) or died (no heartbeat for ``ORPHAN_S``), or whose run this process lost, is
-adopted by compare-and-set by any running reconciler: an engine killed mid-call is reconciled when one comes back.
+"owner", "state" ("calling" | "pending" | "charging"), "gen", "started_at", "ended_at", "tries", "next_at"[,
+"cost", "estimated", "tokens"]}, and ``o.<owner>`` = {"at"}, the heartbeat of the process that owns them. A
+record whose owner stopped (its heartbeat is deleted on stop) or died (its heartbeat seen unchanged for
+``ORPHAN_S`` by the adopter itself: engine/guards/owner_watch.py), or whose run this process lost, is adopted
+by compare-and-set by any running reconciler: an engine killed mid-call is reconciled when one comes back.
+
+One attempt is recorded once, at one cost: every change of a record is a compare-and-set on its revision, and
+whoever charges it first writes the cost into it (state "charging") by compare-and-set, then publishes its
+SpendEntry (id = the attempt: deduplicated), settles the ledger (once per attempt id) and deletes the record;
+anyone finishing a "charging" record later charges that same cost. An owner that finds its record adopted (it
+looked dead) leaves it to the adopter. GET /generation is read by engine/guards/openrouter_get.py: a redirect or
+a number that is not finite is refused, never recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import secrets
@@ -36,20 +43,20 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
-from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.wire import Job, SpendEntry
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.openrouter_get import Refused, get_json
+from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
+from swarm_tui.engine.guards.reconcile_store import RecordStore, read_pending
 from swarm_tui.engine.info import ReconcileInfo
 from swarm_tui.engine.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
-ORPHAN_S = 10.0  # an owner without a heartbeat this long is gone
-FORGET_S = 3600.0  # a gone owner's heartbeat key is deleted after this long
+__all__ = ["HEARTBEAT_S", "ORPHAN_S", "Reconciler", "attempt_id", "read_pending"]
+
 IDLE_SCAN_S = 10.0
 BUSY_SCAN_S = 0.5
 FIRST_RETRY_S = 0.5
@@ -72,6 +79,7 @@ class Reconciler:
         api_base: Callable[[], str],
         api_key: Callable[[], str],
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -79,6 +87,9 @@ class Reconciler:
         self.api_base = api_base
         self.api_key = api_key
         self.clock = clock
+        self.monotonic = monotonic
+        self.owners = OwnerWatch(lambda: self.monotonic())  # this process's own clock, never another host's
+        self.store = RecordStore(bus)
         self.owner = secrets.token_hex(6)
         self.live: set[str] = set()  # attempts of this process's calls in flight
         self.counts: Counter[str] = Counter()
@@ -87,38 +98,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._beat_at = 0.0
+        self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
         self._owned = 0  # records this process owned at the last scan (its heartbeat keeps them its own)
-
-    # ------------------------------------------------------------------ records
-    async def _kv(self) -> Any:
-        return await self.bus.kv(S.KV_RECONCILE)
-
-    async def _get(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        try:
-            e = await (await self._kv()).get(key)
-        except KeyNotFoundError:
-            return None, 0
-        try:
-            doc = json.loads(e.value or b"")
-        except ValueError:
-            return None, e.revision or 0
-        return (doc if isinstance(doc, dict) else None), e.revision or 0
-
-    async def _put(self, key: str, doc: dict[str, Any], last: int | None = None) -> bool:
-        kv = await self._kv()
-        try:
-            if last is None:
-                await kv.put(key, json.dumps(doc).encode())
-            else:
-                await kv.update(key, json.dumps(doc).encode(), last=last)
-        except KeyWrongLastSequenceError:
-            return False
-        return True
-
-    async def _delete(self, key: str) -> None:
-        with contextlib.suppress(Exception):
-            await (await self._kv()).purge(key)
 
     # ------------------------------------------------------------------ the pool's side
     async def begin(self, job: Job, *, worst: float, max_tokens: int) -> tuple[str, tuple[str, ...], float]:
@@ -149,12 +130,13 @@ class Reconciler:
         }
         try:
             await retrying(self._beat)
-            await retrying(lambda: self._put(f"a.{aid}", doc))  # through a bus outage: no call without a record
+            # through a bus outage: no call without a record
+            rev = await retrying(lambda: self.store.put(f"a.{aid}", doc))
             if self.spend is not None and keys:
                 held = await self.spend.begin_attempt(job, aid, keys)
                 if held > 0 and abs(held - worst) > 1e-12:
                     doc["worst"] = held
-                    await self._put(f"a.{aid}", doc)
+                    await self.store.put(f"a.{aid}", doc, last=rev)
         except BaseException:
             self.live.discard(aid)  # no call: the record, if any, is taken by the scan
             raise
@@ -162,10 +144,10 @@ class Reconciler:
 
     async def note_generation(self, aid: str, gen: str) -> None:
         """The generation id is known (first chunk): a kill from now on can still be reconciled."""
-        doc, rev = await self._get(f"a.{aid}")
+        doc, rev = await self.store.get(f"a.{aid}")
         if doc is not None and doc.get("owner") == self.owner and not doc.get("gen"):
             doc["gen"] = gen
-            await self._put(f"a.{aid}", doc, last=rev)
+            await self.store.put(f"a.{aid}", doc, last=rev)
 
     def abandon(self, aid: str) -> None:
         """The call was cut off without an end (the pool is stopping): the scan (here or elsewhere) takes it."""
@@ -184,31 +166,38 @@ class Reconciler:
         tokens: tuple[int, int] = (0, 0),
     ) -> tuple[float, bool] | None:
         """After a call: the attempt is recorded here, under its own id (its SpendEntry and ledger settle), never
-        in the job's SpendEntry. Returns (cost, estimated) for the job's Result, or None while it is pending.
+        in the job's SpendEntry. Returns (cost, estimated) for the job's Result, or None while it is pending (or
+        recorded by another process that adopted it).
 
         Recording by attempt id makes every path idempotent: a record this process failed to delete (a bus
-        outage, a cluster's leader election) and then charged again by a scan, or adopted by another process
-        while its call still ran, is the same SpendEntry id and the same ledger entry, counted once."""
-        j = {"id": job.id, "worker_id": job.worker_id, "decision_id": job.decision_id, "task_id": job.task_id}
-        doc: dict[str, Any] = {"job": j | {"model": job.model}, "keys": list(keys)}
+        outage, a cluster's leader election) and then charged again by a scan is the same SpendEntry id and the
+        same ledger entry, counted once; and every write here is a compare-and-set on the record as this process
+        owns it, so a record adopted meanwhile is left to its adopter."""
+        key = f"a.{aid}"
+        if cost is not None and not (math.isfinite(cost) and cost >= 0):
+            cost = None  # not a cost: asked of GET /generation like a call that ended without one
         try:
+            cur, rev = await self.store.get(key)
+            if cur is None or cur.get("owner") != self.owner:  # it looked dead to another process, which took it
+                self.counts["adopted_away"] += 1
+                return None
             if not billed and cost is None:  # the provider never took the request: nothing to record
+                if not await self.store.delete(key, last=rev):  # the record first: no one can charge it after
+                    self.counts["adopted_away"] += 1
+                    return None
                 await self._settle_ledger(aid, keys, 0.0, estimated=False)
-                await self._delete(f"a.{aid}")
                 return 0.0, False
             if cost is not None:
                 c = float(cost)
-                await self._charge(aid, doc, c, estimated=False, tokens=tokens)
-                return c, False
+                return (c, False) if await self._charge(key, aid, cur, rev, c, estimated=False, tokens=tokens) else None
             if not gen:  # the provider took the request but no chunk came: nothing to ask about
                 self.counts["worst_no_id"] += 1
-                await self._charge(aid, doc, worst, estimated=True, tokens=tokens)
-                return worst, True
-            cur, _rev = await self._get(f"a.{aid}")
-            if cur is None:  # adopted and charged already by a scan that took this call for a cut one
-                return None
+                ok = await self._charge(key, aid, cur, rev, worst, estimated=True, tokens=tokens)
+                return (worst, True) if ok else None
             cur.update({"state": "pending", "gen": gen, "ended_at": self.clock(), "next_at": self.clock()})
-            await self._put(f"a.{aid}", cur)
+            if not await self.store.put(key, cur, last=rev):
+                self.counts["adopted_away"] += 1
+                return None
             self.counts["pending"] += 1
             self._wake.set()
             return None
@@ -230,7 +219,7 @@ class Reconciler:
         await cancel_and_wait([self._task])
         self._task = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._delete(f"o.{self.owner}"), 2)  # the next process adopts at once
+            await asyncio.wait_for(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -245,9 +234,11 @@ class Reconciler:
         }
 
     async def _beat(self) -> None:
-        now = self.clock()
-        if now - self._beat_at >= HEARTBEAT_S:
-            await self._put(f"o.{self.owner}", {"at": now})
+        """The heartbeat, at most every HEARTBEAT_S (timed on the monotonic clock: a wall clock set back would
+        silence it)."""
+        now = self.monotonic()
+        if self._beat_at is None or now - self._beat_at >= HEARTBEAT_S:
+            await self.store.put(f"o.{self.owner}", {"at": self.clock()})
             self._beat_at = now
 
     async def _loop(self) -> None:
@@ -275,17 +266,13 @@ class Reconciler:
 
     async def scan(self) -> bool:
         """One pass over every record. True while something waits for an answer."""
-        kv = await self._kv()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            keys = []
-        owners: dict[str, float] = {}
+        keys = await self.store.keys()
+        beats: dict[str, bool] = {}  # owner -> gone, judged once in this pass
         n, usd, busy, mine = 0, 0.0, False, 0
         for key in keys:
             if not key.startswith("a."):
                 continue
-            doc, rev = await self._get(key)
+            doc, rev = await self.store.get(key)
             if doc is None:
                 continue
             aid = key[2:]
@@ -294,59 +281,71 @@ class Reconciler:
                 usd += float(doc.get("worst") or 0.0)
             if doc.get("owner") == self.owner:
                 mine += 1
-            if not await self._mine(aid, doc, owners):
+            if not await self._mine(aid, doc, beats):
                 continue
             if doc.get("owner") != self.owner:  # adopt it: only the compare-and-set winner goes on
+                self._beat_at = None
+                await self._beat()  # this process's heartbeat exists before it owns anything
                 doc["owner"] = self.owner
-                if not await self._put(key, doc, last=rev):
-                    continue
-                doc, rev = await self._get(key)
-                if doc is None:
+                if doc.get("state") == "pending":  # its deadline counts on this host's clock from now
+                    doc.update({"ended_at": self.clock(), "next_at": self.clock()})
+                rev = await self.store.put(key, doc, last=rev)
+                if not rev:
                     continue
                 self.counts["adopted"] += 1
+                mine += 1
+                log.info("adopted attempt %s: its owner's heartbeat stood still for %.0f s here", aid, ORPHAN_S)
+            if doc.get("state") == "charging":  # its charger stopped half-way: the cost it holds, once
+                await self._charge(key, aid, doc, rev, 0.0, estimated=False, tokens=(0, 0))
+                continue
             if doc.get("state") == "calling":  # its call was cut off: it ended now
                 if not doc.get("gen"):
                     self.counts["worst_no_id"] += 1
-                    await self._charge(aid, doc, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
+                    worst = float(doc.get("worst") or 0.0)
+                    await self._charge(key, aid, doc, rev, worst, estimated=True, tokens=(0, 0))
                     continue
                 doc.update({"state": "pending", "ended_at": self.clock(), "next_at": self.clock()})
-                await self._put(key, doc)
+                rev = await self.store.put(key, doc, last=rev)
+                if not rev:
+                    continue
             busy = True
             if self.clock() >= float(doc.get("next_at") or 0.0):
-                await self._ask(key, aid, doc)
+                await self._ask(key, aid, doc, rev)
         self.pending_n, self.pending_usd, self._owned = n, usd, mine
-        await self._forget_owners(keys, owners)
+        await self._forget_owners(keys, beats)
         if self.spend is not None:
             self.spend.reconciling = (n, usd)
         return busy
 
-    async def _forget_owners(self, keys: list[str], referenced: dict[str, float]) -> None:
-        """Heartbeats of processes long gone that own no record any more (killed ones never delete theirs)."""
+    async def _forget_owners(self, keys: list[str], referenced: dict[str, bool]) -> None:
+        """Heartbeats of processes long gone that own no record any more (killed ones never delete theirs):
+        seen unchanged here for FORGET_S, deleted only at the revision seen (a beat meanwhile keeps it)."""
         for key in keys:
             owner = key[2:]
             if not key.startswith("o.") or owner == self.owner or owner in referenced:
                 continue
-            beat, _ = await self._get(key)
-            if beat is None or self.clock() - float(beat.get("at", 0.0)) > FORGET_S:
-                await self._delete(key)
+            rev = await self.store.revision(f"o.{owner}")
+            if rev is not None and self.owners.unchanged_for(owner, rev) >= FORGET_S:
+                with contextlib.suppress(Exception):
+                    await self.store.delete(key, last=rev)
+                self.owners.forget(owner)
 
-    async def _mine(self, aid: str, doc: dict[str, Any], owners: dict[str, float]) -> bool:
+    async def _mine(self, aid: str, doc: dict[str, Any], beats: dict[str, bool]) -> bool:
         owner = str(doc.get("owner") or "")
         if owner == self.owner:
             return doc.get("state") == "pending" or aid not in self.live
-        if owner not in owners:
-            beat, _ = await self._get(f"o.{owner}")
-            owners[owner] = float(beat.get("at", 0.0)) if beat else 0.0
-        return self.clock() - owners[owner] > ORPHAN_S
+        if owner not in beats:  # once a pass: each look at an unchanged heartbeat counts its standing still
+            beats[owner] = self.owners.gone(owner, await self.store.revision(f"o.{owner}"))
+        return beats[owner]
 
-    async def _ask(self, key: str, aid: str, doc: dict[str, Any]) -> None:
+    async def _ask(self, key: str, aid: str, doc: dict[str, Any], rev: int) -> None:
         data = await self.generation(str(doc.get("gen") or ""))
         if data is not None:
             cost = data.get("total_cost")
             if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
                 tokens = (_int(data.get("tokens_prompt")), _int(data.get("tokens_completion")))
-                self.counts["reconciled"] += 1
-                await self._charge(aid, doc, float(cost), estimated=False, tokens=tokens)
+                if await self._charge(key, aid, doc, rev, float(cost), estimated=False, tokens=tokens):
+                    self.counts["reconciled"] += 1
                 return
         if self.clock() - float(doc.get("ended_at") or 0.0) >= self.cfg.openrouter.reconcile_max_s:
             self.counts["worst_timeout"] += 1
@@ -355,14 +354,15 @@ class Reconciler:
                 aid,
                 self.cfg.openrouter.reconcile_max_s,
             )
-            await self._charge(aid, doc, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
+            await self._charge(key, aid, doc, rev, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
             return
         tries = int(doc.get("tries") or 0) + 1
         doc.update({"tries": tries, "next_at": self.clock() + min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (tries - 1))})
-        await self._put(key, doc)
+        await self.store.put(key, doc, last=rev)
 
     async def generation(self, gen: str) -> dict[str, Any] | None:
-        """GET {api_base}/generation?id=: the ``data`` object, or None (404 while its stats are not ready yet)."""
+        """GET {api_base}/generation?id=: the ``data`` object, or None (404 while its stats are not ready yet; a
+        redirect or an answer with a number that is not finite: refused)."""
         if not gen:
             return None
         if self._http is None:
@@ -370,22 +370,41 @@ class Reconciler:
         url = self.api_base().rstrip("/") + "/generation"
         headers = {"Authorization": f"Bearer {self.api_key()}"} if self.api_key() else {}
         try:
-            async with self._http.get(url, params={"id": gen}, headers=headers) as resp:
-                self.counts[f"http_{resp.status}"] += 1
-                if resp.status != 200:
-                    return None
-                body = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            self.counts["unreachable"] += 1
-            log.debug("generation %s not read: %s", gen, type(exc).__name__)
+            status, body = await get_json(self._http, url, params={"id": gen}, headers=headers, secret=self.api_key())
+        except Refused as exc:
+            self.counts["refused"] += 1
+            log.warning("generation %s: the answer was refused: %s", gen[:80], exc.reason)
             return None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self.counts["unreachable"] += 1
+            log.debug("generation %s not read: %s", gen[:80], type(exc).__name__)
+            return None
+        self.counts[f"http_{status}"] += 1
         data = body.get("data") if isinstance(body, dict) else None
         return data if isinstance(data, dict) else None
 
     async def _charge(
-        self, aid: str, doc: dict[str, Any], cost: float, *, estimated: bool, tokens: tuple[int, int]
-    ) -> None:
-        """The attempt's SpendEntry, then its ledger settle, then the record goes (each step repeatable)."""
+        self,
+        key: str,
+        aid: str,
+        doc: dict[str, Any],
+        rev: int,
+        cost: float,
+        *,
+        estimated: bool,
+        tokens: tuple[int, int],
+    ) -> bool:
+        """Fix the attempt's cost in its record (compare-and-set: False when another process has it now), then
+        its SpendEntry, its ledger settle and the record's deletion (each step repeatable, at that cost). A record
+        already "charging" is charged at the cost it holds, whatever this caller would have charged."""
+        if doc.get("state") == "charging":
+            t = doc.get("tokens") or [0, 0]
+            cost, estimated, tokens = _num(doc.get("cost")), bool(doc.get("estimated")), (_int(t[0]), _int(t[-1]))
+        else:
+            doc.update({"state": "charging", "cost": cost, "estimated": estimated, "tokens": list(tokens)})
+            if not await self.store.put(key, doc, last=rev):
+                self.counts["charge_lost"] += 1
+                return False
         j = doc.get("job") or {}
         se = SpendEntry(
             id=aid,
@@ -401,27 +420,15 @@ class Reconciler:
         )
         await self.bus.publish_event(se, msg_id=f"spend-{aid}")
         await self._settle_ledger(aid, list(doc.get("keys") or []), cost, estimated=estimated)
-        await self._delete(f"a.{aid}")
+        await self.store.delete(key)
+        return True
+
+
+def _num(v: Any) -> float:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return float(v) if ok else 0.0
 
 
 def _int(v: Any) -> int:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else 0
-
-
-async def read_pending(bus: Bus) -> tuple[int, float]:
-    """(attempts waiting for their cost, USD they hold) from the bucket, for ``status`` without an engine."""
-    try:
-        kv = await bus.kv(S.KV_RECONCILE)
-        keys = await kv.keys()
-    except Exception:  # noqa: BLE001 - no bucket or no keys
-        return 0, 0.0
-    n, usd = 0, 0.0
-    for k in keys:
-        if not k.startswith("a."):
-            continue
-        with contextlib.suppress(Exception):
-            doc = json.loads((await kv.get(k)).value or b"")
-            if doc.get("state") in ("pending", "calling"):  # no engine: a "calling" one was cut off
-                n += 1
-                usd += float(doc.get("worst") or 0.0)
-    return n, usd
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1e15
+    return int(v) if ok else 0

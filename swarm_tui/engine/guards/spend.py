@@ -6,7 +6,8 @@ hands the rest to one part per job:
 
 - engine/guards/estimate.py: the worst case of a call, from the price list (the amount reserved);
 - engine/guards/ledger.py: the compare-and-set ledger in the KV bucket ``swarm_budget`` that every process
-  consults before a call, so no interleaving of workers in any number of processes reserves past a ceiling;
+  consults before a call, so no interleaving of workers in any number of processes reserves past a ceiling
+  (one key holds each UTC day's spend and every open reservation: midnight frees nothing still held);
 - engine/guards/credit.py: the key poller and the out-of-credit state (no cloud call at all while it holds);
 - engine/guards/spend_status.py: the totals shown, from the ``SpendEntry`` events in the log (``SwarmState``),
   so they survive any restart. On start the guard raises the ledger's ``spent`` to the log's total for the day
@@ -73,6 +74,7 @@ class SpendGuard:
         prices: PriceBook,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         demo: bool | None = None,
         credit_cooldown_s: float | None = None,
         refresh_s: float = REFRESH_S,
@@ -90,7 +92,9 @@ class SpendGuard:
         cooldown_s = 5 * cfg.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
         self.counts: collections.Counter[str] = collections.Counter()  # shared by the parts below
         self._costs = CostEstimator(prices)
-        self._ledger = BudgetLedger(cfg, bus, clock=clock, prefix=self.prefix, stale_s=stale_s, counts=self.counts)
+        self._ledger = BudgetLedger(
+            cfg, bus, clock=clock, monotonic=monotonic, prefix=self.prefix, stale_s=stale_s, counts=self.counts
+        )
         self._credit = CreditWatch(cfg, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
@@ -100,7 +104,8 @@ class SpendGuard:
 
     @property
     def stale_s(self) -> float:
-        """A reservation older than this (an attempt's: far older) is dropped on the ledger's next write."""
+        """A reservation this process has seen unchanged this long (an attempt's: far longer) is dropped on the
+        ledger's next write (engine/guards/stale_watch.py)."""
         return self._ledger.stale_s
 
     @property
@@ -174,12 +179,15 @@ class SpendGuard:
 
     # ------------------------------------------------------------------ the ledger
     def day_key(self, ts: float | None = None) -> str:
-        return self._ledger.day_key(ts)
+        """The key of the daily ledger: one key holds every day (``ts`` is ignored; kept for callers)."""
+        return self._ledger.daily_key
 
     def dec_key(self, decision_id: str) -> str:
         return self._ledger.dec_key(decision_id)
 
     async def reserve(self, job: Job) -> Reservation:
+        """Reserve the job's worst case under the ceilings; a job that holds a reservation refreshes it (call it
+        again before each call: a reservation nobody refreshes is taken for a dead holder's)."""
         if self._free(job):
             return Reservation(ok=True, amount_usd=0.0)
         blocked = self.cloud_blocked()
@@ -214,7 +222,7 @@ class SpendGuard:
         """The ledger keys that hold (or would hold) the job's reservation."""
         if self._free(job):
             return ()
-        return await self._ledger.keys_of(job)
+        return self._ledger.keys_of(job)
 
     async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
         """The job's reservation becomes the attempt's (``reserved[attempt_id]``, marked ``rc``) before its call:
@@ -243,11 +251,12 @@ class SpendGuard:
         return await self._ledger.housekeep()
 
     async def refresh(self) -> None:
-        """Re-read today's ledger and the live ceiling (remaining_usd() reads what was seen last)."""
+        """Re-read the daily ledger and the live ceiling (remaining_usd() reads what was seen last)."""
         await self._ledger.refresh()
         await self.read_ceiling()
 
     def ledger(self) -> Doc:
+        """Today's spend and every open reservation (whatever day it was made), as last seen."""
         return self._ledger.today()
 
     def reserved_usd(self) -> float:
