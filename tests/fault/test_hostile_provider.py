@@ -309,6 +309,7 @@ async def test_a_flood_of_huge_tokens_is_held_within_max_text(tmp_path, nats_ser
     assert len(p.text) == MAX_TEXT and len(p.reasoning) <= MAX_TEXT
     assert p.held == MAX_TEXT and p.cut == sent - MAX_TEXT and p.reasoning_cut > 0
     assert p.tokens == 40 and r.state == "done" and r.text == p.text
+    assert "output cut at 200000 characters" in r.reason  # the cut is said where the answer is read
     assert len(got.text(worker_id(d.id, 0))) == MAX_TEXT  # the screen got what is kept, the token count all
 
 

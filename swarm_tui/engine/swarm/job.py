@@ -449,6 +449,8 @@ class JobRun:
         await self.flush(run)
         now = p.clock()
         demo = job.demo or p.demo
+        if pr.cut_note:  # the provider sent more than a result keeps: say so where the answer is read
+            reason = f"{reason}; {pr.cut_note}" if reason else pr.cut_note
         state, reason = await store_result(  # fitted to the bus's limit; a small failed one if it cannot be stored
             p.bus,
             job,
