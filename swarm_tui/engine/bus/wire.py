@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,11 +34,17 @@ def now() -> float:
 
 
 class Msg(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True)
+    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True, allow_inf_nan=False)
     v: int = SCHEMA_VERSION
+    # The fields that say when something happened. A reader of the log refuses a message whose time is later
+    # than when JetStream stored it, beyond the clock skew allowed between hosts (bus/trust.py).
+    TIMES: ClassVar[tuple[str, ...]] = ()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+    def times(self) -> dict[str, float]:
+        return {f: float(getattr(self, f)) for f in self.TIMES}
 
 
 # ---------------------------------------------------------------- tasks
@@ -50,11 +56,12 @@ class Task(Msg):
     created_at: float
     source: str = Field(default="cli", max_length=32)
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
 
 
 # ---------------------------------------------------------------- decisions
 class PlanItem(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     task_id: Id
     role: str = Field(max_length=32)
     model: str = Field(max_length=128)
@@ -63,7 +70,7 @@ class PlanItem(BaseModel):
 
 
 class Clamp(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     what: str = Field(max_length=64)
     reason: str = Field(max_length=500)
     before: Any = None
@@ -88,6 +95,7 @@ class Decision(Msg):
     round: int = Field(default=0, ge=0, le=100)  # 0: first decision for its tasks; n: n-th follow-up
     warning: str = Field(default="", max_length=500)  # about the model's call (its prompt filled the window)
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)  # not expires_at: that one is meant to be ahead
 
 
 class Approval(Msg):
@@ -100,11 +108,12 @@ class Approval(Msg):
     by: str = Field(default="cli", max_length=32)
     reason: str = Field(default="", max_length=500)
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 # ---------------------------------------------------------------- jobs and workers
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_TEXT * 2)
 
@@ -123,6 +132,7 @@ class Job(Msg):
     reserve_usd: float = Field(default=0.0, ge=0)
     created_at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
 
 
 WorkerState = Literal["queued", "waiting", "over_budget", "running", "retrying", "done", "failed", "cancelled"]
@@ -143,6 +153,7 @@ class WorkerEvent(Msg):
     host: str = Field(default="", max_length=128)
     at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
     @classmethod
     def of(
@@ -188,7 +199,7 @@ class Chunk(Msg):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
 
@@ -211,6 +222,7 @@ class Result(Msg):
     started_at: float
     ended_at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("started_at", "ended_at")
 
     @classmethod
     def of(
@@ -261,6 +273,7 @@ class SpendEntry(Msg):
     estimated: bool = False
     demo: bool = False
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 class ControlEvent(Msg):
@@ -273,6 +286,7 @@ class ControlEvent(Msg):
     target: str = Field(default="", max_length=64)
     by: str = Field(default="cli", max_length=32)
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 # What the event log holds (the projection folds these), and everything ``decode`` can return: jobs and chunks
@@ -338,7 +352,7 @@ def decode(data: bytes | str, expect: str | None = None) -> Event:
 class Reply(BaseModel):
     """The answer to a control request."""
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     ok: bool
     error: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
