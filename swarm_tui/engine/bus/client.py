@@ -19,11 +19,11 @@ from urllib.parse import urlparse
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, NoServersError
+from nats.errors import MaxPayloadError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _safe_url = safe_url  # a URL without user info, for messages (engine.py takes it from here)
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
 StateCallback = Callable[[str], Awaitable[None] | None]
 
 
@@ -361,13 +362,25 @@ class Bus:
     async def publish(
         self, subject: str, payload: bytes, *, msg_id: str | None = None, deadline_s: float = 30.0
     ) -> jsapi.PubAck:
-        """Publish to a stream, retrying through an outage with the same Nats-Msg-Id so it is stored once."""
+        """Publish to a stream, retrying through an outage with the same Nats-Msg-Id so it is stored once.
+
+        A message too large for the server or the stream fails at once: sending it again cannot succeed."""
         headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}
         delay = 0.05
         end = time.monotonic() + deadline_s
         while True:
             try:
                 return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
+            except MaxPayloadError:  # nats-py refuses it before sending
+                limit = self.nc.max_payload if self.nc is not None else 0
+                raise BusError(_too_large(subject, len(payload), limit)) from None
+            except APIError as exc:
+                if exc.err_code == MSG_TOO_LARGE:
+                    raise BusError(_too_large(subject, len(payload), 0)) from None
+                if time.monotonic() > end:  # JetStream without a leader yet (503), ...: as an outage
+                    raise BusError(f"NATS did not store a message on {subject}: {_reason(exc)}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
             except (TimeoutError, NatsTimeout, NoRespondersError, ConnectionError) as exc:
                 if time.monotonic() > end:
                     raise BusError(f"NATS did not store a message on {subject} in time ({_reason(exc)})") from None
@@ -432,6 +445,11 @@ async def _any_reachable(url: str, timeout: float) -> bool:
             await w.wait_closed()
         return True
     return False
+
+
+def _too_large(subject: str, size: int, limit: int) -> str:
+    over = f"NATS's limit of {limit:,} bytes" if limit else "the stream's message size limit"
+    return f"a message of {size:,} bytes on {subject} is over {over}: not sent"
 
 
 async def retrying(

@@ -11,7 +11,8 @@ import json
 import time
 from typing import Annotated, Any, ClassVar, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticSerializationError, to_json
 
 # re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
 from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
@@ -24,6 +25,10 @@ SCHEMA_VERSION = 1
 MAX_TEXT = 200_000  # characters of a task text or a result
 MAX_RAW = 100_000  # characters of a model's raw answer kept on a decision
 MAX_MSG_BYTES = 1_000_000
+# A task's text as it travels (UTF-8, control characters escaped as \\uXXXX): half of NATS's 1 MiB message, so
+# the job that carries it has the other half for its role prompt and the task's earlier answers. 200 000
+# characters is 200 KB of ASCII but 800 KB of 4-byte characters and 1.2 MB of escaped control characters.
+MAX_TEXT_BYTES = 512 * 1024
 
 # Ids are used as subject tokens and KV keys: letters, digits, "-" and "_" only.
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -47,6 +52,29 @@ class Msg(BaseModel):
         return {f: float(getattr(self, f)) for f in self.TIMES}
 
 
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` inside a message, as ``to_bytes`` writes it (UTF-8, JSON escapes; the quotes left out).
+    Raises ValueError for text that is not valid Unicode (a lone surrogate, from undecodable command-line bytes)."""
+    try:
+        return len(to_json(text)) - 2
+    except PydanticSerializationError:
+        raise ValueError("the text is not valid Unicode (it holds a lone surrogate)") from None
+
+
+def task_text_problem(text: str) -> str:
+    """Why ``text`` cannot be a task's text as it travels ("" when it can)."""
+    try:
+        n = encoded_size(text)
+    except ValueError as exc:
+        return f"task text: {exc}"
+    if n > MAX_TEXT_BYTES:
+        return (
+            f"task text is {n:,} bytes as sent; the limit is {MAX_TEXT_BYTES:,} "
+            "(characters outside ASCII count 2-4 bytes, control characters 6)"
+        )
+    return ""
+
+
 # ---------------------------------------------------------------- tasks
 class Task(Msg):
     type: Literal["task"] = "task"
@@ -57,6 +85,14 @@ class Task(Msg):
     source: str = Field(default="cli", max_length=32)
     demo: bool = False
     TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    @field_validator("text")
+    @classmethod
+    def _fits_a_message(cls, v: str) -> str:
+        problem = task_text_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 # ---------------------------------------------------------------- decisions
