@@ -27,7 +27,7 @@ from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.embedded import EmbeddedLease, Leaf, port_open
+from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.follower import EventFollower as EventFollower
 from swarm_tui.engine.bus.follower import EventHandler
 from swarm_tui.engine.bus.reasons import reason as _reason
@@ -36,16 +36,15 @@ from swarm_tui.engine.bus.topology import ensure_kv, ensure_stream
 from swarm_tui.engine.bus.trust import DeadLetters as DeadLetters
 from swarm_tui.engine.bus.trust import event_subject as event_subject
 from swarm_tui.engine.bus.trust import read_event
+from swarm_tui.engine.bus.where import resolve
 from swarm_tui.engine.bus.wire import Event, Msg
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import BusError
-from swarm_tui.engine.paths import data_dir
 
 log = logging.getLogger(__name__)
 
 _safe_url = safe_url  # a URL without user info, for messages (engine.py takes it from here)
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
 MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
 StateCallback = Callable[[str], Awaitable[None] | None]
 
@@ -58,6 +57,7 @@ class Bus:
         self.lease: EmbeddedLease | None = None
         self.url = ""
         self.kind = ""  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
+        self.why = ""  # why this bus (where.py): "nats.url is ...", "nats.probe_default: ...", the embedded one
         self.state = "disconnected"
         self.warnings: list[str] = []
         self.dead = DeadLetters()
@@ -83,34 +83,9 @@ class Bus:
                 log.exception("bus state callback failed")
 
     async def _resolve(self) -> str:
-        url = self.cfg.nats.url
-        if url:
-            self.kind = "remote"
-            return str(url)
-        lease = EmbeddedLease(data_dir(self.cfg.paths.data_dir))
-        found = lease.discover()
-        if found:
-            self.kind = "embedded-shared"
-            return found
-        if self.cfg.nats.probe_default and not self.leaf and port_open("127.0.0.1", 4222, 0.2):
-            self.kind = "remote"
-            return DEFAULT_URL
-        deadline = time.monotonic() + 10
-        while not lease.try_lock():  # another process is starting the embedded server right now
-            await asyncio.sleep(0.05)
-            found = lease.discover()
-            if found:
-                self.kind = "embedded-shared"
-                return found
-            if time.monotonic() > deadline:
-                raise BusError(
-                    f"the embedded NATS server of {lease.data_dir} is locked by another process that does not answer"
-                )
-        self.lease = lease
-        self.kind = "embedded"
-        n = self.cfg.nats
-        leaf = Leaf(n.leaf_url, n.leaf_creds, n.leaf_tls_ca, n.leaf_domain) if self.leaf else None
-        return await lease.start(n.embedded_memory_mb, n.embedded_disk_mb, leaf=leaf)
+        w = await resolve(self.cfg, leaf=self.leaf)
+        self.kind, self.why, self.lease = w.kind, w.why, w.lease
+        return w.url
 
     def _auth_options(self) -> dict[str, Any]:
         c = self.cfg
