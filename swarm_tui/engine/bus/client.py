@@ -61,6 +61,7 @@ class Bus:
         self.state = "disconnected"
         self.warnings: list[str] = []
         self.dead = DeadLetters()
+        self.denied: list[str] = []  # permissions violations the server reported (contrib/nats/hub.conf)
         self._state_cbs: list[StateCallback] = []
         self._kv: dict[str, KeyValue] = {}
         self._fast: JetStreamContext | None = None
@@ -156,6 +157,9 @@ class Bus:
 
         async def error_cb(exc: Exception) -> None:
             text = str(exc).lower()
+            if "permissions violation" in text:  # the server dropped what this login may not do
+                self._note_denied(str(exc))
+                return
             if ("authorization" in text or "authentication" in text) and not auth_failed.done():
                 auth_failed.set_result(_reason(exc))
             log.debug("nats: %s", type(exc).__name__)
@@ -213,6 +217,13 @@ class Bus:
             await self.setup()
         return self
 
+    def _note_denied(self, text: str) -> None:
+        """Each distinct refusal logged once (a worker's login runs into them only where its rights end)."""
+        line = text.removeprefix("nats: ")[:200]
+        if line not in self.denied and len(self.denied) < 50:
+            self.denied.append(line)
+            log.warning("NATS refused this login: %s", line)
+
     async def _await_hub(self, timeout: float) -> None:
         """A leaf's JetStream is the hub's: ready once ``$JS.API.INFO`` (mapped to the hub's domain) is answered."""
         end = time.monotonic() + timeout
@@ -255,6 +266,15 @@ class Bus:
         await retrying(self._setup_once, deadline_s, passthrough=(BusError,))
 
     async def _setup_once(self) -> None:
+        denied = len(self.denied)
+        try:
+            await self._create_all()
+        except Exception:
+            if len(self.denied) > denied:  # a login without the rights to create: no use asking again
+                raise BusError(f"NATS refused to set up the swarm's streams: {self.denied[-1]}") from None
+            raise
+
+    async def _create_all(self) -> None:
         js = self._js
         days = self.cfg.nats.events_max_age_days
         await self._ensure_stream(
