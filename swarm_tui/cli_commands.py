@@ -15,7 +15,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.topology import describe, one_line
-from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id
+from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id, task_text_problem
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
@@ -82,6 +82,8 @@ def read_task_text(text: str) -> str:
         raise UsageError(f"task text is {len(text)} characters; the limit is {MAX_TEXT}")
     if "\x00" in text:
         raise UsageError("task text contains a NUL character")
+    if problem := task_text_problem(text):  # its bytes as sent, not its characters, must fit a message
+        raise UsageError(problem)
     return text
 
 

@@ -59,6 +59,7 @@ def run_headless(cfg: Config, *, demo: bool = False) -> int:
 async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
     from swarm_tui.engine.bus.client import Bus
+    from swarm_tui.engine.bus.readiness import connect_worker
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
     from swarm_tui.engine.guards.spend import SpendGuard
@@ -69,7 +70,8 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     bus = Bus(cfg)
     life = Lifecycle("worker")  # the parts start in order; what started stops in reverse, then the bus
     try:
-        await life.start("bus", bus.connect, bus.close)
+        # the streams are the engine's: a worker's login may not create or update them (contrib/nats/hub.conf)
+        await life.start("bus", lambda: connect_worker(bus), bus.close)
         parts: list[Part] = []
         endpoint = None
         if demo:

@@ -60,7 +60,7 @@ OPTIONS: list[Option] = [
         "nats.url",
         str,
         "",
-        "NATS URL; empty: a server at the default URL, else an embedded one",
+        "NATS URL; empty: the embedded server of the data dir",
         env="SWARM_NATS_URL",
         allowed="a nats:// or tls:// URL, or empty",
         check=lambda v: (
@@ -71,8 +71,8 @@ OPTIONS: list[Option] = [
     Option(
         "nats.probe_default",
         bool,
-        True,
-        "try nats://127.0.0.1:4222 before starting an embedded server",
+        False,
+        "with nats.url empty: use a server already answering on nats://127.0.0.1:4222 (it may be another user's)",
         env="SWARM_NATS_PROBE_DEFAULT",
     ),
     Option("nats.token", str, "", "NATS auth token", env="SWARM_NATS_TOKEN", secret=True),

@@ -56,13 +56,14 @@ async def check_nats(cfg: Config) -> Check:
         await bus.connect(connect_timeout=3)
     except BusError as exc:
         return Check("nats", False, str(exc))
-    kind = bus.kind
+    kind, why = bus.kind, bus.why
     try:
         shape = one_line(await describe(bus))
     finally:
         await bus.close()
     extra = " (started for this check, stopped again)" if kind == "embedded" else ""
-    return Check("nats", True, f"{kind} server reachable, JetStream streams ready{extra}; bus: {shape}")
+    # which bus and why: a server nobody configured is never used silently (nats.probe_default)
+    return Check("nats", True, f"{kind} server reachable ({why}), JetStream streams ready{extra}; bus: {shape}")
 
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
+import os
 import re
 from pathlib import Path
+
+from swarm_tui.engine.paths import ensure_private_dir, open_private
 
 _KEYLIKE = re.compile(r"\b(sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,})")
 
@@ -39,13 +43,21 @@ class Redactor(logging.Filter):
         return True
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file, and each one it rotates to, is created 0600: it holds task text and model names."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        return io.open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: UP020 - typed as the base's
+
+
 def setup_logging(path: Path, level: str, secrets: list[str], *, stderr: bool = False) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_swarm", False):
             root.removeHandler(h)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
+    was = ensure_private_dir(path.parent)  # the data dir: this user's alone (an older one is tightened)
+    handler: logging.Handler = PrivateRotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
     handlers = [handler]
     if stderr:
         handlers.append(logging.StreamHandler())
@@ -58,3 +70,7 @@ def setup_logging(path: Path, level: str, secrets: list[str], *, stderr: bool = 
     root.setLevel(getattr(logging, level, logging.INFO))
     for noisy in ("nats", "LiteLLM", "litellm", "httpx", "httpcore", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if was is not None:
+        logging.getLogger(__name__).warning(
+            "the data dir %s was open to other users (mode %03o): now 0700, its files 0600", path.parent, was
+        )

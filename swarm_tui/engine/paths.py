@@ -26,3 +26,51 @@ def data_dir(configured: str = "", env: Mapping[str, str] | None = None) -> Path
 
 def log_path(data: Path) -> Path:
     return data / "swarm-tui.log"
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def ensure_private_dir(path: Path) -> int | None:
+    """Create ``path`` (and missing parents) readable by this user alone, or tighten it if it is wider.
+
+    Tasks, answers and the log are the user's business only: the data dir is 0700 whatever the umask. Returns
+    the mode an existing directory had when it was tightened (for one log line), else None."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # another process made it meanwhile: tightened below like any
+            pass
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return None
+    _tighten_tree(path)
+    return None if path in missing else mode
+
+
+def _tighten_tree(root: Path) -> None:
+    """``root`` and everything in it to 0700/0600 (symbolic links are left alone: they may point elsewhere)."""
+    root.chmod(PRIVATE_DIR)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            try:
+                if not p.is_symlink():
+                    p.chmod(PRIVATE_DIR if name in dirnames else PRIVATE_FILE)
+            except OSError:  # gone meanwhile (a rotated log), or not ours
+                continue
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    """A file descriptor of ``path`` opened with mode 0600 (an existing wider file is tightened)."""
+    fd = os.open(path, flags, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd

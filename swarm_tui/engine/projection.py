@@ -43,6 +43,16 @@ def resize_plan(plan: list[PlanItem], workers: int | None) -> list[PlanItem]:
     return out
 
 
+# The ranges of the control verbs (engine/control_requests.py): a scale or ceiling outside them is not applied,
+# whoever wrote it. The readers of the log refuse them sooner, with the configured swarm.max_scale (bus/trust.py).
+CEILING_LIMIT_USD = 1e9
+SCALE_LIMIT = 200  # swarm.max_scale's own upper bound
+
+
+def _whole(v: float, limit: int) -> bool:
+    return 0 <= v <= limit and v == int(v)
+
+
 def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
@@ -111,6 +121,7 @@ class SwarmState:
         self.paused = False
         self.ceiling_usd: float | None = None
         self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (engine/attention.py)
+        self.refused_controls: Counter[str] = Counter()  # a scale or ceiling out of range: counted, not applied
         self.last_seq = 0
         self.events = 0
         self.version = 0  # bumped on every change, so observers can tell cheaply that something moved
@@ -218,12 +229,18 @@ class SwarmState:
 
     def _on_control(self, c: ControlEvent) -> None:
         if c.what == "scale" and c.value is not None:
+            if not _whole(c.value, SCALE_LIMIT):
+                self.refused_controls["scale"] += 1
+                return
             self.scale = int(c.value)
         elif c.what == "pause":
             self.paused = True
         elif c.what == "resume":
             self.paused = False
         elif c.what == "ceiling" and c.value is not None:
+            if not 0 <= c.value < CEILING_LIMIT_USD:  # NaN too: no comparison holds for it
+                self.refused_controls["ceiling"] += 1
+                return
             self.ceiling_usd = float(c.value)
         elif c.what == "promote":
             self._on_promote(c)

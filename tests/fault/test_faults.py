@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from swarm_tui.engine.assemble import assemble
+from swarm_tui.engine.bus import trust
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, SpendEntry, Task, WorkerEvent, new_id
@@ -457,9 +458,12 @@ async def test_provider_fault_matrix_at_load_every_job_ends_clearly_under_the_ce
 
 # ---------------------------------------------------------------------------------------------- 4. laptop sleep
 async def test_laptop_sleep_one_beat_on_wake_and_each_due_decision_expired_once(
-    tmp_path: Path, nats_server: EmbeddedServer
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jump = [0.0]
+    # Only the engine's clocks jump here; JetStream stores with the real one, so the engine's events would be
+    # dated 8 h after their storage and refused. On a real laptop both jump together.
+    monkeypatch.setattr(trust, "CLOCK_SKEW_S", 9 * 3600.0)
     cfg: Config = make_config(tmp_path, nats_server.url).replace(
         heartbeat__debounce_s=0.2, heartbeat__interval_s=5.0, heartbeat__review_s=60.0, approval__expire_s=30.0
     )

@@ -13,82 +13,40 @@ import os
 import ssl
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg as NatsMsg
-from nats.errors import NoRespondersError, NoServersError
+from nats.errors import MaxPayloadError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.embedded import EmbeddedLease, Leaf, port_open
+from swarm_tui.engine.bus.embedded import EmbeddedLease
+from swarm_tui.engine.bus.follower import EventFollower as EventFollower
+from swarm_tui.engine.bus.follower import EventHandler
+from swarm_tui.engine.bus.reasons import reason as _reason
+from swarm_tui.engine.bus.reasons import safe_url
 from swarm_tui.engine.bus.topology import ensure_kv, ensure_stream
-from swarm_tui.engine.bus.wire import Event, Msg, decode
+from swarm_tui.engine.bus.trust import DeadLetters as DeadLetters
+from swarm_tui.engine.bus.trust import event_subject as event_subject
+from swarm_tui.engine.bus.trust import read_event
+from swarm_tui.engine.bus.where import resolve
+from swarm_tui.engine.bus.wire import Event, Msg
 from swarm_tui.engine.config import Config
-from swarm_tui.engine.errors import BusError, InvalidMessage
-from swarm_tui.engine.paths import data_dir
+from swarm_tui.engine.errors import BusError
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[str, Event, int], None]  # (subject, event, stream sequence)
+_safe_url = safe_url  # a URL without user info, for messages (engine.py takes it from here)
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
+MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
 StateCallback = Callable[[str], Awaitable[None] | None]
-
-
-def event_subject(m: Msg) -> str:
-    kind = m.type  # type: ignore[attr-defined]
-    ident = {
-        "task": lambda: m.id,  # type: ignore[attr-defined]
-        "decision": lambda: m.id,  # type: ignore[attr-defined]
-        "approval": lambda: m.decision_id,  # type: ignore[attr-defined]
-        "worker": lambda: m.worker_id,  # type: ignore[attr-defined]
-        "result": lambda: m.job_id,  # type: ignore[attr-defined]
-        "spend": lambda: m.id,  # type: ignore[attr-defined]
-        "control": lambda: m.what,  # type: ignore[attr-defined]
-    }[kind]()
-    return S.evt(kind, ident)
-
-
-class DeadLetters:
-    """Counts messages that did not decode, logs the first of each kind, and sets them aside."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._logged: set[str] = set()
-
-    def kind_of(self, subject: str) -> str:
-        parts = subject.split(".")
-        return parts[2] if len(parts) > 2 else subject
-
-    async def set_aside(self, bus: Bus | None, subject: str, data: bytes, reason: str, ident: str = "") -> None:
-        kind = self.kind_of(subject)
-        self.counts[kind] += 1
-        if kind not in self._logged:
-            self._logged.add(kind)
-            log.warning(
-                "malformed message on %s set aside (%s); later ones of this kind are only counted",
-                subject[:120],
-                reason[:200],
-            )
-        if bus is not None and bus.js is not None:
-            headers = {"Swarm-Reason": reason[:200], "Swarm-Subject": subject[:200]}
-            if ident:
-                headers["Nats-Msg-Id"] = ident
-            with contextlib.suppress(Exception):
-                await bus.js.publish(S.dead(kind), data[:64_000], headers=headers, timeout=2)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 class Bus:
@@ -99,9 +57,11 @@ class Bus:
         self.lease: EmbeddedLease | None = None
         self.url = ""
         self.kind = ""  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
+        self.why = ""  # why this bus (where.py): "nats.url is ...", "nats.probe_default: ...", the embedded one
         self.state = "disconnected"
         self.warnings: list[str] = []
         self.dead = DeadLetters()
+        self.denied: list[str] = []  # permissions violations the server reported (contrib/nats/hub.conf)
         self._state_cbs: list[StateCallback] = []
         self._kv: dict[str, KeyValue] = {}
         self._fast: JetStreamContext | None = None
@@ -124,34 +84,9 @@ class Bus:
                 log.exception("bus state callback failed")
 
     async def _resolve(self) -> str:
-        url = self.cfg.nats.url
-        if url:
-            self.kind = "remote"
-            return str(url)
-        lease = EmbeddedLease(data_dir(self.cfg.paths.data_dir))
-        found = lease.discover()
-        if found:
-            self.kind = "embedded-shared"
-            return found
-        if self.cfg.nats.probe_default and not self.leaf and port_open("127.0.0.1", 4222, 0.2):
-            self.kind = "remote"
-            return DEFAULT_URL
-        deadline = time.monotonic() + 10
-        while not lease.try_lock():  # another process is starting the embedded server right now
-            await asyncio.sleep(0.05)
-            found = lease.discover()
-            if found:
-                self.kind = "embedded-shared"
-                return found
-            if time.monotonic() > deadline:
-                raise BusError(
-                    f"the embedded NATS server of {lease.data_dir} is locked by another process that does not answer"
-                )
-        self.lease = lease
-        self.kind = "embedded"
-        n = self.cfg.nats
-        leaf = Leaf(n.leaf_url, n.leaf_creds, n.leaf_tls_ca, n.leaf_domain) if self.leaf else None
-        return await lease.start(n.embedded_memory_mb, n.embedded_disk_mb, leaf=leaf)
+        w = await resolve(self.cfg, leaf=self.leaf)
+        self.kind, self.why, self.lease = w.kind, w.why, w.lease
+        return w.url
 
     def _auth_options(self) -> dict[str, Any]:
         c = self.cfg
@@ -222,6 +157,9 @@ class Bus:
 
         async def error_cb(exc: Exception) -> None:
             text = str(exc).lower()
+            if "permissions violation" in text:  # the server dropped what this login may not do
+                self._note_denied(str(exc))
+                return
             if ("authorization" in text or "authentication" in text) and not auth_failed.done():
                 auth_failed.set_result(_reason(exc))
             log.debug("nats: %s", type(exc).__name__)
@@ -279,6 +217,13 @@ class Bus:
             await self.setup()
         return self
 
+    def _note_denied(self, text: str) -> None:
+        """Each distinct refusal logged once (a worker's login runs into them only where its rights end)."""
+        line = text.removeprefix("nats: ")[:200]
+        if line not in self.denied and len(self.denied) < 50:
+            self.denied.append(line)
+            log.warning("NATS refused this login: %s", line)
+
     async def _await_hub(self, timeout: float) -> None:
         """A leaf's JetStream is the hub's: ready once ``$JS.API.INFO`` (mapped to the hub's domain) is answered."""
         end = time.monotonic() + timeout
@@ -321,6 +266,15 @@ class Bus:
         await retrying(self._setup_once, deadline_s, passthrough=(BusError,))
 
     async def _setup_once(self) -> None:
+        denied = len(self.denied)
+        try:
+            await self._create_all()
+        except Exception:
+            if len(self.denied) > denied:  # a login without the rights to create: no use asking again
+                raise BusError(f"NATS refused to set up the swarm's streams: {self.denied[-1]}") from None
+            raise
+
+    async def _create_all(self) -> None:
         js = self._js
         days = self.cfg.nats.events_max_age_days
         await self._ensure_stream(
@@ -403,13 +357,25 @@ class Bus:
     async def publish(
         self, subject: str, payload: bytes, *, msg_id: str | None = None, deadline_s: float = 30.0
     ) -> jsapi.PubAck:
-        """Publish to a stream, retrying through an outage with the same Nats-Msg-Id so it is stored once."""
+        """Publish to a stream, retrying through an outage with the same Nats-Msg-Id so it is stored once.
+
+        A message too large for the server or the stream fails at once: sending it again cannot succeed."""
         headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}
         delay = 0.05
         end = time.monotonic() + deadline_s
         while True:
             try:
                 return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
+            except MaxPayloadError:  # nats-py refuses it before sending
+                limit = self.nc.max_payload if self.nc is not None else 0
+                raise BusError(_too_large(subject, len(payload), limit)) from None
+            except APIError as exc:
+                if exc.err_code == MSG_TOO_LARGE:
+                    raise BusError(_too_large(subject, len(payload), 0)) from None
+                if time.monotonic() > end:  # JetStream without a leader yet (503), ...: as an outage
+                    raise BusError(f"NATS did not store a message on {subject}: {_reason(exc)}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
             except (TimeoutError, NatsTimeout, NoRespondersError, ConnectionError) as exc:
                 if time.monotonic() > end:
                     raise BusError(f"NATS did not store a message on {subject} in time ({_reason(exc)})") from None
@@ -425,7 +391,8 @@ class Bus:
         return await self.publish(event_subject(m), m.to_bytes(), msg_id=msg_id)
 
     async def last_event(self, subject: str, *, deadline_s: float = 20.0) -> Event | None:
-        """The newest decoded event on an exact subject, or None. Retries through a short outage."""
+        """The newest event on an exact subject, or None (also when it was refused: ``trust``). Retries through a
+        short outage."""
         delay, end = 0.05, time.monotonic() + deadline_s
         while True:
             try:
@@ -439,10 +406,8 @@ class Bus:
                     raise BusError(f"NATS did not answer a lookup of {subject}: {_reason(exc)}") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
-        try:
-            return decode(raw.data or b"")
-        except InvalidMessage:
-            return None
+        stored_at = raw.time.timestamp() if raw.time is not None else None
+        return await read_event(self, raw.subject or subject, raw.data or b"", stored_at, f"evt-{raw.seq}")
 
     # ------------------------------------------------------------------ reading the log
     async def replay(self, handler: EventHandler, *, follow: bool = False, start_seq: int = 0) -> EventFollower:
@@ -457,152 +422,6 @@ class Bus:
         if not follow:
             await f.stop()
         return f
-
-
-class EventFollower:
-    def __init__(self, bus: Bus, handler: EventHandler) -> None:
-        self.bus = bus
-        self.handler = handler
-        self.last_seq = 0
-        self.caught_up = asyncio.Event()
-        self._sub: Any = None
-        self._started = False
-        self._stopped = False
-        self._target = 0
-        self._resubscribing: asyncio.Task[None] | None = None
-        self.resubscribe_failures = 0
-        bus.on_state(self._on_state)
-
-    async def _on_state(self, state: str) -> None:
-        if state != "connected" or self._stopped or not self._started:
-            return
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-        if self._resubscribing is None or self._resubscribing.done():
-            self._resubscribing = asyncio.create_task(self._resubscribe(), name="events-resubscribe")
-
-    async def _resubscribe(self) -> None:
-        """Subscribe again from the last sequence seen, until it holds. Right after a reconnect to a cluster
-        whose node died, JetStream may have no leader for seconds (timeouts, 503): one try then left the
-        follower without a subscription for good, and the engine's state stopped at the kill (the cluster fault
-        test caught it: the log held every SpendEntry, the engine's projection only those before the kill)."""
-        delay = 0.25
-        while not self._stopped and self._sub is None:
-            try:
-                await self._subscribe()
-            except Exception as exc:  # noqa: BLE001 - no leader yet, a timeout: try again
-                self.resubscribe_failures += 1
-                log.warning("event log subscription failed (%s); retrying in %.2f s", _reason(exc), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def resume(self) -> None:
-        """Subscribe again from the last sequence seen, now: a leaf whose hub came back need not wait for the
-        ordered consumer to miss two heartbeats (nats-py resets it only then)."""
-        await self._on_state("connected")
-
-    async def start(self, start_seq: int = 0) -> None:
-        self.last_seq = max(0, start_seq - 1)
-        info = await self.bus._js.stream_info(S.EVENTS_STREAM)
-        self._target = info.state.last_seq
-        if self._target <= self.last_seq or info.state.messages == 0:
-            self.caught_up.set()
-        await self._subscribe()
-        self._started = True
-
-    async def _subscribe(self) -> None:
-        """An ordered push consumer from ``last_seq + 1`` (idle CPU: docs/performance.md).
-
-        Its idle heartbeat is 15 s, not nats-py's 5 s: nats-py re-creates the consumer after two heartbeat
-        periods without a message or heartbeat, so a consumer lost without a reconnect is replaced 30-60 s
-        later (a reconnect re-subscribes at once, ``_on_state``). And nats-py's flow-control task, which wakes
-        every 0.25 s for the consumer's whole life, is replaced by one that sleeps until the server asks for a
-        flow-control reply, then answers it exactly as nats-py would (once the messages before it are handed
-        to the handler, looking every 0.25 s)."""
-        js = self.bus._js
-        heartbeat_s = 15.0
-        if self.last_seq > 0:
-            cfg = jsapi.ConsumerConfig(
-                deliver_policy=jsapi.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1
-            )
-            self._sub = await js.subscribe(
-                S.EVENTS_ALL,
-                cb=self._on_msg,
-                ordered_consumer=True,
-                config=cfg,
-                stream=S.EVENTS_STREAM,
-                idle_heartbeat=heartbeat_s,
-            )
-        else:
-            self._sub = await js.subscribe(
-                S.EVENTS_ALL,
-                cb=self._on_msg,
-                ordered_consumer=True,
-                deliver_policy=jsapi.DeliverPolicy.ALL,
-                stream=S.EVENTS_STREAM,
-                idle_heartbeat=heartbeat_s,
-            )
-        psub = self._sub
-        jsi = getattr(getattr(psub, "_sub", None), "_jsi", None)
-        polling = getattr(jsi, "_fctask", None)
-        needed = ("_fcr", "_fcd", "_fciseq", "_conn", "schedule_flow_control_response")
-        if jsi is None or not isinstance(polling, asyncio.Task) or not all(hasattr(jsi, a) for a in needed):
-            return  # another nats-py: keep its own flow control
-        asked = asyncio.Event()
-        schedule = jsi.schedule_flow_control_response
-
-        def schedule_and_wake(reply: str) -> None:
-            schedule(reply)
-            asked.set()
-
-        async def answer_flow_control() -> None:
-            while True:
-                await asked.wait()
-                asked.clear()
-                while jsi._fcr:
-                    if jsi._conn.is_closed:
-                        return
-                    if jsi._fciseq - psub._pending_queue.qsize() >= jsi._fcd:  # nats-py's own test
-                        with contextlib.suppress(Exception):
-                            await jsi._conn.publish(jsi._fcr)
-                        jsi._fcr, jsi._fcd = None, 0
-                        break
-                    await asyncio.sleep(0.25)
-
-        polling.cancel()
-        jsi.schedule_flow_control_response = schedule_and_wake
-        jsi._fctask = asyncio.create_task(answer_flow_control(), name="events-flow-control")  # unsubscribe cancels it
-
-    async def _on_msg(self, msg: NatsMsg) -> None:
-        meta = msg.metadata
-        seq = meta.sequence.stream
-        if seq <= self.last_seq:
-            return
-        self.last_seq = seq
-        try:
-            ev = decode(msg.data)
-        except InvalidMessage as exc:
-            await self.bus.dead.set_aside(self.bus, msg.subject, msg.data, str(exc), ident=f"evt-{seq}")
-        else:
-            try:
-                self.handler(msg.subject, ev, seq)
-            except Exception:  # noqa: BLE001 - a handler bug must not stop the log
-                log.exception("event handler failed on %s", msg.subject)
-        if meta.num_pending == 0 or seq >= self._target:
-            self.caught_up.set()
-
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._resubscribing is not None:
-            self._resubscribing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._resubscribing
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
 
 
 async def _any_reachable(url: str, timeout: float) -> bool:
@@ -623,21 +442,9 @@ async def _any_reachable(url: str, timeout: float) -> bool:
     return False
 
 
-def _safe_url(url: str) -> str:
-    """A URL without user info (it may hold a password or token)."""
-    out = []
-    for u in url.split(","):
-        p = urlparse(u.strip())
-        host = p.hostname or ""
-        out.append(f"{p.scheme}://{host}" + (f":{p.port}" if p.port else ""))
-    return ",".join(out)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if "authorization" in text.lower() or "auth" in type(exc).__name__.lower():
-        return "authorization failed (check nats.token / user / password / creds)"
-    return text.splitlines()[0][:200]
+def _too_large(subject: str, size: int, limit: int) -> str:
+    over = f"NATS's limit of {limit:,} bytes" if limit else "the stream's message size limit"
+    return f"a message of {size:,} bytes on {subject} is over {over}: not sent"
 
 
 async def retrying(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, ClassVar, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticSerializationError, to_json
 
 from swarm_tui.engine.bus.fit import fit_text
 
@@ -26,6 +27,10 @@ SCHEMA_VERSION = 1
 MAX_TEXT = 200_000  # characters of a task text or a result
 MAX_RAW = 100_000  # characters of a model's raw answer kept on a decision
 MAX_MSG_BYTES = 1_000_000
+# A task's text as it travels (UTF-8, control characters escaped as \\uXXXX): half of NATS's 1 MiB message, so
+# the job that carries it has the other half for its role prompt and the task's earlier answers. 200 000
+# characters is 200 KB of ASCII but 800 KB of 4-byte characters and 1.2 MB of escaped control characters.
+MAX_TEXT_BYTES = 512 * 1024
 
 # Ids are used as subject tokens and KV keys: letters, digits, "-" and "_" only.
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -36,11 +41,40 @@ def now() -> float:
 
 
 class Msg(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True)
+    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True, allow_inf_nan=False)
     v: int = SCHEMA_VERSION
+    # The fields that say when something happened. A reader of the log refuses a message whose time is later
+    # than when JetStream stored it, beyond the clock skew allowed between hosts (bus/trust.py).
+    TIMES: ClassVar[tuple[str, ...]] = ()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+    def times(self) -> dict[str, float]:
+        return {f: float(getattr(self, f)) for f in self.TIMES}
+
+
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` inside a message, as ``to_bytes`` writes it (UTF-8, JSON escapes; the quotes left out).
+    Raises ValueError for text that is not valid Unicode (a lone surrogate, from undecodable command-line bytes)."""
+    try:
+        return len(to_json(text)) - 2
+    except PydanticSerializationError:
+        raise ValueError("the text is not valid Unicode (it holds a lone surrogate)") from None
+
+
+def task_text_problem(text: str) -> str:
+    """Why ``text`` cannot be a task's text as it travels ("" when it can)."""
+    try:
+        n = encoded_size(text)
+    except ValueError as exc:
+        return f"task text: {exc}"
+    if n > MAX_TEXT_BYTES:
+        return (
+            f"task text is {n:,} bytes as sent; the limit is {MAX_TEXT_BYTES:,} "
+            "(characters outside ASCII count 2-4 bytes, control characters 6)"
+        )
+    return ""
 
 
 # ---------------------------------------------------------------- tasks
@@ -52,11 +86,20 @@ class Task(Msg):
     created_at: float
     source: str = Field(default="cli", max_length=32)
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    @field_validator("text")
+    @classmethod
+    def _fits_a_message(cls, v: str) -> str:
+        problem = task_text_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 # ---------------------------------------------------------------- decisions
 class PlanItem(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     task_id: Id
     role: str = Field(max_length=32)
     model: str = Field(max_length=128)
@@ -65,7 +108,7 @@ class PlanItem(BaseModel):
 
 
 class Clamp(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     what: str = Field(max_length=64)
     reason: str = Field(max_length=500)
     before: Any = None
@@ -90,6 +133,7 @@ class Decision(Msg):
     round: int = Field(default=0, ge=0, le=100)  # 0: first decision for its tasks; n: n-th follow-up
     warning: str = Field(default="", max_length=500)  # about the model's call (its prompt filled the window)
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)  # not expires_at: that one is meant to be ahead
 
 
 class Approval(Msg):
@@ -102,11 +146,12 @@ class Approval(Msg):
     by: str = Field(default="cli", max_length=32)
     reason: str = Field(default="", max_length=500)
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 # ---------------------------------------------------------------- jobs and workers
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_TEXT * 2)
 
@@ -125,6 +170,7 @@ class Job(Msg):
     reserve_usd: float = Field(default=0.0, ge=0)
     created_at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
 
 
 WorkerState = Literal["queued", "waiting", "over_budget", "running", "retrying", "done", "failed", "cancelled"]
@@ -145,6 +191,7 @@ class WorkerEvent(Msg):
     host: str = Field(default="", max_length=128)
     at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
     @classmethod
     def of(
@@ -190,7 +237,7 @@ class Chunk(Msg):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
 
@@ -218,6 +265,7 @@ class Result(Msg):
     started_at: float
     ended_at: float
     demo: bool = False
+    TIMES: ClassVar[tuple[str, ...]] = ("started_at", "ended_at")
 
     @classmethod
     def of(
@@ -271,6 +319,7 @@ class SpendEntry(Msg):
     estimated: bool = False
     demo: bool = False
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 class ControlEvent(Msg):
@@ -283,6 +332,7 @@ class ControlEvent(Msg):
     target: str = Field(default="", max_length=64)
     by: str = Field(default="cli", max_length=32)
     at: float
+    TIMES: ClassVar[tuple[str, ...]] = ("at",)
 
 
 # What the event log holds (the projection folds these), and everything ``decode`` can return: jobs and chunks
@@ -348,7 +398,7 @@ def decode(data: bytes | str, expect: str | None = None) -> Event:
 class Reply(BaseModel):
     """The answer to a control request."""
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     ok: bool
     error: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
