@@ -16,8 +16,10 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, Static
+from textual.widgets._markdown import MarkdownTable, MarkdownTableCellContents, MarkdownTableContent
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection import SwarmState
@@ -81,8 +83,32 @@ def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> t
     return "\n".join(lines[:last]), "\n".join(lines[last:]), cost
 
 
+class SafeTableContent(MarkdownTableContent):
+    """A Markdown table's cells, each with its text as a tooltip, the tooltip as ``Content``: Textual gives it
+    the cell's text as a str, and a str tooltip is parsed as markup."""
+
+    def compose(self) -> ComposeResult:
+        for header in self.headers:
+            yield MarkdownTableCellContents(header, classes="header").with_tooltip(header)
+        for row_index, row in enumerate(self.rows, 1):
+            for cell_index, cell in enumerate(row, 1):
+                yield MarkdownTableCellContents(
+                    cell, classes=f"row{row_index} cell", name=f"cell{row_index}.{cell_index}"
+                ).with_tooltip(Content(cell.plain))
+            self.last_row = row_index
+
+
+class SafeTable(MarkdownTable):
+    def compose(self) -> ComposeResult:
+        self._headers, self._rows = self._get_headers_and_rows()
+        yield SafeTableContent(self._headers, self._rows)
+
+
 class SafeMarkdown(Markdown):
-    """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL."""
+    """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL, its
+    tables' tooltips plain."""
+
+    BLOCKS = {**Markdown.BLOCKS, "table_open": SafeTable}
 
     def __init__(self, text: str, *, id: str | None = None) -> None:
         super().__init__(plain(text, keep_newlines=True), id=id, parser_factory=safe_parser, open_links=False)
