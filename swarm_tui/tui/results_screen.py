@@ -36,6 +36,7 @@ from swarm_tui.tui.results_doc import (
     results_markdown,
     task_header_md,
     task_title,
+    write_private,
 )
 
 # what the parser must not turn into something clickable or raw: links of every kind, images, HTML
@@ -299,8 +300,9 @@ def save_document(app: App[Any], task_id: str, document: str, export_dir: Path) 
     """Write the document to ``export_dir/<task id>.md`` and say where; None (and an error toast) on failure."""
     path = export_dir / f"{plain(task_id).replace('/', '_')}.md"
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(document, encoding="utf-8")
+        export_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        export_dir.chmod(0o700)  # the answers of every task saved: the owner's only, as the files are
+        write_private(path, document, ours=True)
     except OSError as exc:
         app.notify(
             f"could not save {plain(str(path))}: {plain(exc.strerror or str(exc))[:200]}",
