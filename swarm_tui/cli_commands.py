@@ -415,9 +415,11 @@ def result(cfg: Config, task_id: str, fmt: str = "text", *, out: str | None = No
     if out is None:
         sys.stdout.write(doc)
         return 0
+    from swarm_tui.tui.results_doc import write_private  # no Textual in it
+
     path = Path(out).expanduser()
     try:
-        path.write_text(doc, encoding="utf-8")
+        write_private(path, doc)  # a file created here is 0600: the answers say what the task was about
     except OSError as exc:
         raise SwarmError(f"cannot write {plain(str(path))}: {exc.strerror or type(exc).__name__}") from None
     print(f"wrote {n} result{'s' if n != 1 else ''} of task {tid} to {plain(str(path))}")

@@ -2,8 +2,9 @@
 reports it in ``Engine.info()["attention"]`` (so ``status`` and an attached app read it), and runs
 ``notify.command`` once per transition with the need as JSON on standard input.
 
-The command runs without a shell (``shlex.split``), one at a time, at most ``COMMAND_TIMEOUT_S`` each, its output
-discarded; a command that fails is counted and logged by its program name only (its arguments may hold a token).
+The command runs without a shell (``shlex.split``), one at a time, at most ``COMMAND_TIMEOUT_S`` each (then it is
+killed with every process it started: its own process group), its output discarded; a command that fails is
+counted and logged by its program name only (its arguments may hold a token).
 The headless engine (``swarm-tui run --headless``) runs this too: that is how a phone hears from a daemon.
 """
 
@@ -13,7 +14,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shlex
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -143,7 +146,9 @@ class Notifier:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # a ^C in the app's terminal is not the command's
+                # its own session and process group (its id is the command's pid): a ^C in the app's terminal is
+                # not the command's, and a kill reaches whatever the command started too
+                start_new_session=True,
             )
         except OSError as exc:
             self.command_errors += 1
@@ -152,15 +157,13 @@ class Notifier:
         try:
             await asyncio.wait_for(proc.communicate(self.payload(need)), COMMAND_TIMEOUT_S)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            kill_group(proc.pid)
             await proc.wait()
             self.command_errors += 1
             log.warning("notify.command %s took over %.0f s: killed", program, COMMAND_TIMEOUT_S)
             return False
         except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            kill_group(proc.pid)
             raise
         self.commands_run += 1
         if proc.returncode != 0:
@@ -177,3 +180,10 @@ class Notifier:
             "commands_run": self.commands_run,
             "command_errors": self.command_errors + self.dropped,
         }
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the command's whole process group: a script that started a child (``curl`` under ``sh``, a
+    backgrounded helper) would otherwise leave it running after the script itself was killed."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

@@ -40,6 +40,7 @@ from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.needs_you import NeedsYou
+from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
@@ -54,7 +55,7 @@ MAX_RINGS = 2000  # output rings for unknown worker ids beyond this are not crea
 PRUNE_RINGS = 200  # above this many rings, those of long-finished workers without a card are dropped
 
 
-class SwarmApp(App[int]):
+class SwarmApp(PlainToastApp):
     CSS_PATH = "app.tcss"
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
@@ -163,7 +164,7 @@ class SwarmApp(App[int]):
         if worker.group == "engine":
             self.engine_error = plain(str(err) or type(err).__name__)[:200]
             self.room.show_header()
-        self.notify(text, title="error", severity="error", timeout=12)
+        self.notify(text, title="error", severity="error", timeout=12, markup=False)
 
     # ------------------------------------------------------------------ the link (plain callbacks)
     def _on_link_event(self, subject: str, ev: Any, seq: int) -> None:
@@ -212,7 +213,7 @@ class SwarmApp(App[int]):
         self.room.show_header()
         self.needs_you.check()
         if event.state == "reconnecting":
-            self.notify("the bus connection was lost; reconnecting…", severity="warning", timeout=5)
+            self.notify("the bus connection was lost; reconnecting…", severity="warning", timeout=5, markup=False)
 
     def on_info_updated(self, event: InfoUpdated) -> None:
         self.info = event.info
@@ -338,20 +339,20 @@ class SwarmApp(App[int]):
             reply = await self.link.control(verb, args)
         except Exception as exc:  # noqa: BLE001 - the bus may be down: say so, stay up
             log.warning("control %s failed: %s", verb, exc)
-            self.notify(f"{verb} failed: {plain(str(exc))[:200]}", severity="error")
+            self.notify(f"{verb} failed: {plain(str(exc))[:200]}", severity="error", markup=False)
             return False
         if reply is None:
-            self.notify(f"{verb}: no engine answers on the bus", severity="error")
+            self.notify(f"{verb}: no engine answers on the bus", severity="error", markup=False)
             return False
         if not reply.ok:
-            self.notify(plain(reply.error)[:300], title=verb, severity="warning")
+            self.notify(plain(reply.error)[:300], title=verb, severity="warning", markup=False)
             return False
-        self.notify(done, timeout=3)
+        self.notify(done, timeout=3, markup=False)
         self.scheduler.invalidate_state()
         return True
 
     def _no_pending(self) -> None:
-        self.notify("no decision is waiting for approval", severity="warning")
+        self.notify("no decision is waiting for approval", severity="warning", markup=False)
 
     async def action_approve(self) -> None:
         dv = self.room.target_decision()
@@ -392,7 +393,7 @@ class SwarmApp(App[int]):
     async def action_cancel_worker(self) -> None:
         wid = self.room.workers_panel.selected_worker(self.focused)
         if wid is None:
-            self.notify("select a worker first (tab to a worker card)", severity="warning")
+            self.notify("select a worker first (tab to a worker card)", severity="warning", markup=False)
             return
         await self._control("cancel", {"worker": wid}, f"cancelling {wid}")
 
@@ -418,9 +419,9 @@ class SwarmApp(App[int]):
             try:
                 task_id = await self.link.submit_task(text)
             except Exception as exc:  # noqa: BLE001
-                self.notify(f"could not publish the task: {plain(str(exc))[:200]}", severity="error")
+                self.notify(f"could not publish the task: {plain(str(exc))[:200]}", severity="error", markup=False)
                 return
-            self.notify(f"task {task_id} published", timeout=3)
+            self.notify(f"task {task_id} published", timeout=3, markup=False)
 
         self.push_screen(InputScreen("New task", placeholder="what should the swarm do?"), done)
 
@@ -438,7 +439,7 @@ class SwarmApp(App[int]):
             return
         dv = self.room.selected_decision()
         if dv is None:
-            self.notify("nothing selected to expand", severity="warning")
+            self.notify("nothing selected to expand", severity="warning", markup=False)
             return
         self.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.events import Key
 from textual.geometry import Size
 from textual.screen import Screen
@@ -389,9 +390,10 @@ class ControlRoom(Screen[None]):
 
 
 def _set_title(widget: Widget, title: str) -> None:
-    """A panel's border title, set only when it changed (every assignment repaints the whole panel)."""
-    if widget.border_title != title:
-        widget.border_title = title
+    """A panel's border title, set only when it changed (every assignment repaints the whole panel). As
+    ``Content``: a str border title is parsed as markup, and the Workers title quotes the filter as typed."""
+    if widget.border_title != Content(title).markup:  # the getter gives the title back as markup
+        widget.border_title = Content(title)
 
 
 def ram_low(ram: RamSummary) -> bool:

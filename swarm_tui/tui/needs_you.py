@@ -76,7 +76,13 @@ class NeedsYou:
             if driver is not None and not app.is_headless:
                 driver.write(seq)
         key = app.shown_key("attention")
-        app.notify(f"{plain(need['what'])[:200]} · {key} goes there", title="needs you", severity="warning", timeout=8)
+        app.notify(
+            f"{plain(need['what'])[:200]} · {key} goes there",
+            title="needs you",
+            severity="warning",
+            timeout=8,
+            markup=False,
+        )
 
     # ------------------------------------------------------------------ going there
     async def go(self) -> None:
@@ -84,7 +90,7 @@ class NeedsYou:
         app = self.app
         shown = self.badge() or sorted(self.attention.current, key=lambda n: -n["latest"])
         if not shown:
-            app.notify("nothing needs you", timeout=3)
+            app.notify("nothing needs you", timeout=3, markup=False)
             return
         newest = shown[0]
         app.room.show_tab(PLACE.get(newest["kind"], "decisions"))
@@ -97,7 +103,7 @@ class NeedsYou:
         self.attention.mark_seen(kinds, max(self.attention.clock(), *(n["latest"] for n in shown)))
         self._badge = tuple((n["kind"], n["count"]) for n in self.badge())
         app.room.show_header()
-        app.notify(plain(newest["what"])[:200], title=newest["kind"], timeout=6)
+        app.notify(plain(newest["what"])[:200], title=newest["kind"], timeout=6, markup=False)
         try:
             await app.link.control("seen", {"kinds": kinds})  # the log's mark: other viewers and status agree
         except Exception as exc:  # noqa: BLE001 - the bus may be the thing that is lost: the local mark holds

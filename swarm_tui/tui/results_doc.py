@@ -7,7 +7,9 @@ control character, escape sequence or bidi override whatever a model wrote.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection import SwarmState, TaskView
@@ -97,3 +99,14 @@ def results_markdown(state: SwarmState, task_id: str) -> str | None:
         parts.append("*(no results stored yet)*\n")
     parts += [result_md(i, r, r.job_id == tv.promoted) for i, r in enumerate(results, 1)]
     return "\n".join(parts)
+
+
+def write_private(path: Path, text: str, *, ours: bool = False) -> None:
+    """Write ``text`` to ``path`` as a file only its owner can read (0600 whatever the umask) when it is created
+    here: an answer says what the task was about. A file that was there keeps its mode, unless it is ``ours``
+    (the data dir's exports/, where every file is the app's own, including one an older version left 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        if ours:
+            os.fchmod(fd, 0o600)
+        f.write(text)

@@ -8,16 +8,20 @@ answer can open a URL or run an app action when clicked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, Static
+from textual.widgets._markdown import MarkdownTable, MarkdownTableCellContents, MarkdownTableContent
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection import SwarmState
@@ -32,6 +36,7 @@ from swarm_tui.tui.results_doc import (
     results_markdown,
     task_header_md,
     task_title,
+    write_private,
 )
 
 # what the parser must not turn into something clickable or raw: links of every kind, images, HTML
@@ -44,19 +49,33 @@ def safe_parser() -> MarkdownIt:
     return md
 
 
-# Textual mounts a widget per Markdown block (a few ms each): a screen renders at most this many blocks as
-# Markdown, one answer at most PER_ANSWER of them and HEAD_CHARS characters; the rest of a long answer is shown
-# as plain (inert) text.
+# Textual mounts a widget per Markdown block and one per table cell (~2-5 ms each; a 1 x 3000 table held the
+# screen, and an engine in the same process, for seconds): a screen renders at most this many of them as
+# Markdown, one answer (or the task's text) at most PER_ANSWER of them and HEAD_CHARS characters; the rest is
+# shown as plain (inert) text. A table is rendered whole or not at all: one too large for what is left starts
+# the plain part.
 MARKDOWN_BLOCKS = 200
 PER_ANSWER = 100
 HEAD_CHARS = 30_000
+CELLS = ("th_open", "td_open")
+
+
+def _closing(tokens: list[Token], i: int) -> int:
+    """The index of the token that closes the block opened at ``i`` (the last one if the parse was cut)."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        depth += tokens[j].nesting
+        if depth == 0:
+            return j
+    return len(tokens) - 1
 
 
 def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> tuple[str, str, int]:
-    """(the head to render as Markdown, the rest to show as plain text, the blocks the head costs).
+    """(the head to render as Markdown, the rest to show as plain text, the widgets the head costs).
 
-    The cut falls at the start of the first block (a paragraph, a list item, a code block, ...) that would go
-    over ``budget`` blocks or past ``max_chars`` characters; what comes before it is Markdown as written.
+    The cut falls at the start of the first block (a paragraph, a list item, a code block, a table, ...) that
+    would go over ``budget`` or past ``max_chars`` characters; what comes before it is Markdown as written. A
+    block costs one, a table one plus one per cell.
     """
     if budget <= 0:
         return "", text, 0
@@ -66,14 +85,20 @@ def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> t
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
     cost = last = 0
-    for tok in safe_parser().parse(src):
-        if tok.type == "inline" or tok.nesting == -1 or tok.map is None:
+    tokens = safe_parser().parse(src)
+    inside = -1  # the index of the close of the table being skipped (its cells are paid for at its start)
+    for i, tok in enumerate(tokens):
+        if i <= inside or tok.type == "inline" or tok.nesting == -1 or tok.map is None:
             continue
         first, end = tok.map
+        weight = 1
+        if tok.type == "table_open":
+            inside = _closing(tokens, i)
+            weight += sum(1 for t in tokens[i:inside] if t.type in CELLS)
         too_long = starts[first] > max_chars or (tok.nesting == 0 and starts[min(end, len(lines))] > max_chars)
-        if cost >= budget or too_long:
+        if cost + weight > budget or too_long:
             return "\n".join(lines[:first]), "\n".join(lines[first:]), cost
-        cost += 1
+        cost += weight
         last = first
     if len(src) == len(text):
         return text, "", cost
@@ -81,8 +106,32 @@ def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> t
     return "\n".join(lines[:last]), "\n".join(lines[last:]), cost
 
 
+class SafeTableContent(MarkdownTableContent):
+    """A Markdown table's cells, each with its text as a tooltip, the tooltip as ``Content``: Textual gives it
+    the cell's text as a str, and a str tooltip is parsed as markup."""
+
+    def compose(self) -> ComposeResult:
+        for header in self.headers:
+            yield MarkdownTableCellContents(header, classes="header").with_tooltip(header)
+        for row_index, row in enumerate(self.rows, 1):
+            for cell_index, cell in enumerate(row, 1):
+                yield MarkdownTableCellContents(
+                    cell, classes=f"row{row_index} cell", name=f"cell{row_index}.{cell_index}"
+                ).with_tooltip(Content(cell.plain))
+            self.last_row = row_index
+
+
+class SafeTable(MarkdownTable):
+    def compose(self) -> ComposeResult:
+        self._headers, self._rows = self._get_headers_and_rows()
+        yield SafeTableContent(self._headers, self._rows)
+
+
 class SafeMarkdown(Markdown):
-    """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL."""
+    """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL, its
+    tables' tooltips plain."""
+
+    BLOCKS = {**Markdown.BLOCKS, "table_open": SafeTable}
 
     def __init__(self, text: str, *, id: str | None = None) -> None:
         super().__init__(plain(text, keep_newlines=True), id=id, parser_factory=safe_parser, open_links=False)
@@ -90,6 +139,16 @@ class SafeMarkdown(Markdown):
     def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         event.prevent_default()
         event.stop()  # nothing to follow: links are text (a second line of defence)
+
+
+def plain_rest(rest: str) -> Iterator[Static]:
+    """What did not fit the Markdown budget: a note and the text as plain (inert) text."""
+    note = (
+        f"the rest ({len(rest)} characters) as plain text: too many blocks or table cells to render as Markdown; "
+        "the saved file has it all"
+    )
+    yield Static(Text(note, style="dim italic"), classes="answer-note")
+    yield Static(Text(rest), classes="answer-rest")  # made inert with the rest of the document
 
 
 class Answer(Vertical, can_focus=True):
@@ -107,9 +166,7 @@ class Answer(Vertical, can_focus=True):
         if self.head.strip() or not self.rest:
             yield SafeMarkdown(close_fences(self.head).strip() or "*(no text)*")
         if self.rest:
-            note = f"a long answer: the rest ({len(self.rest)} characters) as plain text; the saved file has it all"
-            yield Static(Text(note, style="dim italic"), classes="answer-note")
-            yield Static(Text(self.rest), classes="answer-rest")
+            yield from plain_rest(self.rest)
 
     def meta(self) -> Text:
         """The answer's facts on one line, ★ first when it is the task's answer."""
@@ -158,10 +215,14 @@ class ResultsScreen(ModalScreen[None]):
         with Vertical(classes="dialog wide", id="results"):
             yield Label(Text(self.title_text, style="bold"))
             with VerticalScroll(id="results-scroll"):
-                yield SafeMarkdown(self.header_md, id="results-task")
+                # the task's text is from outside too: under the same budget as an answer
+                head, rest, spent = split_for_markdown(self.header_md, PER_ANSWER)
+                yield SafeMarkdown(head, id="results-task")
+                if rest:
+                    yield from plain_rest(rest)
                 if not self.results:
                     yield Static(Text("(no results stored yet)", style="dim italic"))
-                left = MARKDOWN_BLOCKS
+                left = MARKDOWN_BLOCKS - spent
                 promoted = promoted_of(self.state, self.task_id)
                 for i, r in enumerate(self.results, 1):
                     budget = min(PER_ANSWER, max(0, left), MARKDOWN_BLOCKS // len(self.results))
@@ -239,8 +300,9 @@ def save_document(app: App[Any], task_id: str, document: str, export_dir: Path) 
     """Write the document to ``export_dir/<task id>.md`` and say where; None (and an error toast) on failure."""
     path = export_dir / f"{plain(task_id).replace('/', '_')}.md"
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(document, encoding="utf-8")
+        export_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        export_dir.chmod(0o700)  # the answers of every task saved: the owner's only, as the files are
+        write_private(path, document, ours=True)
     except OSError as exc:
         app.notify(
             f"could not save {plain(str(path))}: {plain(exc.strerror or str(exc))[:200]}",
