@@ -33,6 +33,7 @@ from nats.js.errors import KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.trust import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.credit import CreditWatch
@@ -98,6 +99,7 @@ class SpendGuard:
         self._credit = CreditWatch(cfg, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
+        self._kv_seen: dict[int, float] = {}  # KV revision of the ceiling -> when this process first read it
         self._tasks: list[asyncio.Task[None]] = []
         self._moved = asyncio.Event()  # an event arrived: a ledger at rest is re-read at once
         self.reconciling: tuple[int, float] = (0, 0.0)  # attempts awaiting their cost, USD they hold (reconcile.py)
@@ -160,8 +162,18 @@ class SpendGuard:
             entry = await kv.get(CEILING_KEY)
             doc = json.loads(entry.value or b"")
             v, at = float(doc["usd"]), float(doc.get("at", 0.0))
-            if math.isfinite(v) and v >= 0:
-                self._kv_ceiling = (v, at)
+            if math.isfinite(v) and 0 <= v < CEILING_LIMIT_USD and math.isfinite(at):
+                # the writer's word for when it was set, but never later than when this process first saw it:
+                # a date in the future must not outrank the ceilings set after it
+                first = self._kv_seen.get(entry.revision or 0)
+                if first is None:
+                    first = self._kv_seen[entry.revision or 0] = self.clock()
+                    while len(self._kv_seen) > 8:
+                        del self._kv_seen[min(self._kv_seen)]
+                self._kv_ceiling = (v, min(at, first))
+            else:
+                log.warning("the live ceiling in %s is out of range; ignoring it", S.KV_STATE)
+                self._kv_ceiling = None
         except KeyNotFoundError:
             self._kv_ceiling = None
         except (ValueError, TypeError, KeyError):
@@ -172,10 +184,13 @@ class SpendGuard:
         return self.ceiling()
 
     def on_event(self, ev: Any) -> None:
+        """A ceiling event replaces the one before it in log order (the reader of the log has refused any dated
+        past when it was stored); its time, capped at now, only ranks it against the KV's."""
         self._moved.set()
         if isinstance(ev, ControlEvent) and ev.what == "ceiling" and ev.value is not None:
-            if self._ev_ceiling is None or ev.at >= self._ev_ceiling[1]:
-                self._ev_ceiling = (float(ev.value), ev.at)
+            v = float(ev.value)
+            if math.isfinite(v) and 0 <= v < CEILING_LIMIT_USD:
+                self._ev_ceiling = (v, min(ev.at, self.clock()))
 
     # ------------------------------------------------------------------ the ledger
     def day_key(self, ts: float | None = None) -> str:
