@@ -15,7 +15,7 @@ import pytest
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe
-from swarm_tui.engine.bus.wire import Result
+from swarm_tui.engine.bus.wire import Result, SpendEntry
 from tests.fault.test_faults import (
     _spawn_engine,
     _status,
@@ -123,6 +123,10 @@ async def test_cluster_leader_killed_and_a_node_restarted_mid_swarm_loses_nothin
         f"all done {t_all:.1f} s after the kill; {len(fo.requests)} calls ({len(cut)} cut); recorded "
         f"${final['spend']['today_usd']:.6f} = billed ${fo.billed:.6f} <= ceiling ${ceiling}; timeline {marks}"
     )
+    logged = {e.id: e.cost_usd for e in evs if isinstance(e, SpendEntry)}
+    if abs(final["spend"]["today_usd"] - fo.billed) >= 1e-9:  # say where the money went before failing
+        print(f"the log's SpendEntries sum to ${sum(logged.values()):.6f}: {sorted(logged.items())}")
+        print("billed:", sorted((tag_of(r["body"]), r.get("cost"), r.get("id")) for r in fo.requests))
     assert all(KEY not in e for e in errs)
     assert after.get("work_queue_leader") not in ("", leader), after  # the work queue moved to a live node
     assert len(results) == len(tags) and set(results.values()) == {1}, results  # one result per task
