@@ -423,7 +423,12 @@ class SwarmApp(PlainToastApp):
                 return
             self.notify(f"task {task_id} published", timeout=3, markup=False)
 
-        self.push_screen(InputScreen("New task", placeholder="what should the swarm do?"), done)
+        def too_large(text: str) -> str:  # said in the dialog, the text kept for editing
+            from swarm_tui.engine.bus.wire import task_text_problem
+
+            return task_text_problem(text)
+
+        self.push_screen(InputScreen("New task", placeholder="what should the swarm do?", check=too_large), done)
 
     def action_expand(self) -> None:
         focused = self.focused

@@ -86,8 +86,11 @@ class Link:
     async def submit_task(self, text: str, priority: int = 5) -> str:
         if self.bus is None:
             raise RuntimeError("not connected to the bus")
-        from swarm_tui.engine.bus.wire import Task
+        from swarm_tui.engine.bus.wire import Task, task_text_problem
 
+        problem = task_text_problem(text)
+        if problem:  # one line, as `swarm-tui submit` says it (the model's own error spans lines)
+            raise ValueError(problem)
         task = Task(id=new_id("t"), text=text, priority=priority, created_at=time.time(), source="tui", demo=self.demo)
         await self.bus.publish_event(task, msg_id=task.id)
         return task.id

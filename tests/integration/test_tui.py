@@ -199,6 +199,24 @@ async def test_new_task_key_publishes_a_task(engine: Engine, observer: Bus) -> N
         await until(lambda: app.query_one("#tasks", DataTable).row_count == 1)
 
 
+async def test_a_task_too_large_to_send_is_said_in_the_dialog_and_kept(engine: Engine, observer: Bus) -> None:
+    """200,000 characters of 4-byte text fit the old character limit but not a message: before, the dialog
+    closed, the task was lost and a multi-line validation error flashed; now the dialog stays with one line."""
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("n")
+        assert isinstance(app.screen, InputScreen)
+        box = app.screen.query_one("#modal-input", Input)
+        box.value = "\U0001f41d" * 200_000
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, InputScreen) and len(box.value) == 200_000  # nothing lost
+        hint = str(app.screen.query_one("#modal-hint").render())
+        assert "bytes as sent; the limit is" in hint and "\n" not in hint
+        assert not engine.state.tasks  # nothing published
+
+
 async def test_enter_expands_decision_raw_text_and_worker_output(engine: Engine, observer: Bus) -> None:
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
