@@ -52,21 +52,10 @@ def ensure_private_dir(path: Path) -> int | None:
     mode = path.stat().st_mode & 0o777
     if not mode & 0o077:
         return None
-    _tighten_tree(path)
+    # the directory alone: nobody else can reach what is inside it then, and the files in it keep their modes
+    # (a data dir configured where other things live must not lose their executable bits)
+    path.chmod(PRIVATE_DIR)
     return None if path in missing else mode
-
-
-def _tighten_tree(root: Path) -> None:
-    """``root`` and everything in it to 0700/0600 (symbolic links are left alone: they may point elsewhere)."""
-    root.chmod(PRIVATE_DIR)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            try:
-                if not p.is_symlink():
-                    p.chmod(PRIVATE_DIR if name in dirnames else PRIVATE_FILE)
-            except OSError:  # gone meanwhile (a rotated log), or not ours
-                continue
 
 
 def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:

@@ -26,7 +26,7 @@ from swarm_tui.engine.config import OPTION_BY_KEY, Config
 from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
 from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here
-from swarm_tui.engine.paths import data_dir
+from swarm_tui.engine.paths import data_dir, ensure_private_dir, open_private
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +210,16 @@ class PriceBook:
 
     def _write_cache(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.path.parent)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "v": CACHE_VERSION,
-                        "fetched_at": self.fetched_at,
-                        "source": self.base,
-                        "models": {k: v.to_json() for k, v in self.prices.items()},
-                    }
-                ),
-                encoding="utf-8",
-            )
+            doc = {
+                "v": CACHE_VERSION,
+                "fetched_at": self.fetched_at,
+                "source": self.base,
+                "models": {k: v.to_json() for k, v in self.prices.items()},
+            }
+            with os.fdopen(open_private(tmp), "w", encoding="utf-8") as f:
+                f.write(json.dumps(doc))
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("cannot write the price cache %s: %s", self.path, exc.strerror)
