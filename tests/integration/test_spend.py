@@ -438,13 +438,15 @@ async def test_old_ledgers_are_purged(tmp_path: Path, nats_server: EmbeddedServe
         await bus.close()
 
 
-def test_ceiling_event_is_the_newest(tmp_path: Path) -> None:
+def test_ceiling_event_is_the_latest_in_the_log(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, SWARM_BUDGET_USD="1")
     g = SpendGuard(cfg, Bus(cfg), None, PriceBook(cfg))
     assert g.ceiling() == 1.0
     g.on_event(ControlEvent(what="ceiling", value=3.0, at=200.0))
-    g.on_event(ControlEvent(what="ceiling", value=2.0, at=100.0))  # an older event replayed late
-    assert g.ceiling() == 3.0
+    # the log is the order of what was set: a later entry wins whatever its publisher's clock said (a date is
+    # the publisher's word; a date ahead must not outrank what is set after it)
+    g.on_event(ControlEvent(what="ceiling", value=2.0, at=100.0))
+    assert g.ceiling() == 2.0
     g._kv_ceiling = (5.0, 300.0)
     assert g.ceiling() == 5.0
 
