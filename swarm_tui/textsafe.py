@@ -10,7 +10,8 @@ characters U+E0000..U+E007F that can spell a whole hidden sentence) and the othe
 (variation selectors, Hangul fillers, ...). A hidden instruction in an answer is then seen, not copied along
 unseen into a prompt or a file. The one exception is a single emoji or text presentation selector (VS16
 U+FE0F, VS15 U+FE0E) after a character: it only chooses how that character is drawn (❤️); a second one in a
-row carries nothing visible and is replaced.
+row carries nothing visible and is replaced. And a zero-width joiner between two emoji stays: it draws them as one
+(👩‍💻, ❤️‍🔥), and one bit between two visible pictures hides nothing worth a reader's while.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ _C0 = "\\x00-\\x08\\x0b-\\x1f\\x7f"
 _BMP = "".join(f"{chr(lo)}-{chr(hi)}" if hi > lo else chr(lo) for lo, hi in INVISIBLE if hi <= 0xFFFF)
 _ASTRAL = "".join(f"{chr(lo)}-{chr(hi)}" if hi > lo else chr(lo) for lo, hi in INVISIBLE if lo > 0xFFFF)
 _QUICK = f"\\x80-\\x9f{_BIDI}{_BMP}\U000110bd-\U0001d17a\U000e0000-\U000e0fff"
-_EXACT = f"\\x80-\\x9f{_BIDI}{_BMP}{_ASTRAL}"
+_EXACT = f"\\x80-\\x9f{_BIDI}{_BMP}{_ASTRAL}".replace("\u200b-\u200f", "\u200b\u200c\u200e\u200f")
+# a zero-width joiner is replaced unless it joins two emoji (after a picture, a skin tone or VS16, before a picture)
+_EMOJI = "\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
+_LONE_ZWJ = re.compile(f"(?<![{_EMOJI}\ufe0f])\u200d|\u200d(?![{_EMOJI}])")
 _ASCII_KEEP_NL = re.compile(f"[{_C0}]")
 _ASCII = re.compile(f"[{_C0}\\n\\t]")
 _QUICK_KEEP_NL = re.compile(f"[{_C0}{_QUICK}]")
@@ -85,6 +89,8 @@ def plain(text: str, *, keep_newlines: bool = False) -> str:
     if (_QUICK_KEEP_NL if keep_newlines else _QUICK_ANY).search(text) is not None:
         table = _TABLE if keep_newlines else _TABLE_NO_NL
         text = (_EXACT_KEEP_NL if keep_newlines else _EXACT_ANY).sub(lambda m: m.group().translate(table), text)
+        if "\u200d" in text:
+            text = _LONE_ZWJ.sub(STAND_IN, text)
     if ("\ufe0f" in text or "\ufe0e" in text) and (
         "\ufe0f\ufe0f" in text or "\ufe0e\ufe0e" in text or "\ufe0e\ufe0f" in text or "\ufe0f\ufe0e" in text
     ):

@@ -305,6 +305,9 @@ def test_the_invisible_ranges_cover_every_format_character_of_this_python() -> N
     assert plain("❤\ufe0f ok") == "❤\ufe0f ok"  # one presentation selector: the emoji as drawn
     assert plain("x\U000e0041y") == "x\ufffdy" and plain("a\u200bb") == "a\ufffdb"
     assert plain("𓀀 hieroglyph") == "𓀀 hieroglyph"  # near the rare ranges, not in them
+    # a joiner between two emoji draws them as one; anywhere else (or doubled) it is replaced
+    assert plain("👩\u200d💻 ❤\ufe0f\u200d🔥") == "👩\u200d💻 ❤\ufe0f\u200d🔥"
+    assert plain("a\u200db 👩\u200d\u200d💻 x👩\u200d") == "a\ufffdb 👩\ufffd\ufffd💻 x👩\ufffd"
 
 
 # ---------------------------------------------------------------------------------------------- case 3
