@@ -310,3 +310,17 @@ def test_every_message_type_the_wire_decodes_has_a_fold() -> None:
     assert set(state._folds) == set(EVENT_TYPES)
     for tag, model in EVENT_TYPES.items():
         assert model.model_fields["type"].default == tag
+
+
+def test_every_log_event_type_has_the_field_that_names_it_on_its_subject() -> None:
+    """The log reader binds an event to its subject by one field per type (bus/trust.py): a new log event type
+    needs its entry there, or every one of them would be refused as off its subject."""
+    import typing
+
+    from swarm_tui.engine.bus.trust import ID_FIELD
+    from swarm_tui.engine.bus.wire import LogEvent
+
+    log_types = {m.model_fields["type"].default: m for m in typing.get_args(LogEvent)}
+    assert set(ID_FIELD) == set(log_types)
+    for tag, field in ID_FIELD.items():
+        assert field in log_types[tag].model_fields, (tag, field)

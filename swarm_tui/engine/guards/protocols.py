@@ -25,8 +25,9 @@ class SpendGuardP(Protocol):
 
     name: str
 
-    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
-        """(likely, worst case) cost in USD of one call: prompt tokens estimated from characters."""
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]:
+        """(likely, worst case) cost in USD of one call whose prompt is ``prompt_bytes`` of UTF-8: the worst case
+        counts a token per byte (byte-level tokenizers), bounded by the model's context length."""
         ...
 
     async def reserve(self, job: Job) -> Reservation:
