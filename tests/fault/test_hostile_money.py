@@ -22,6 +22,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import (
     Approval,
     ChatMessage,
+    Chunk,
     Decision,
     Job,
     PlanItem,
@@ -363,3 +364,28 @@ async def test_approve_workers_is_bounded_by_max_scale(tmp_path: Path, nats_serv
     assert all("0..50" in r for r in refusals)
     # nothing applied
     assert applied == [] and workers == [] and state.decisions[d.id].status == "pending"
+
+
+async def test_a_flush_over_the_message_limit_reaches_the_screen_in_pieces(bus: Bus) -> None:
+    """What streamed between two flushes is published in pieces a message holds. Before: 200,000 control
+    characters in one flush were one 1.2 MB chunk, over NATS's limit, and were dropped without a word (the card
+    never showed them)."""
+    from types import SimpleNamespace
+
+    from swarm_tui.engine.swarm.job import JobRun, Run
+
+    assert bus.nc is not None
+    got: list[Chunk] = []
+
+    async def on_chunk(msg: Any) -> None:
+        got.append(decode(msg.data, "chunk"))
+
+    job = Job.model_validate(_job_dict())
+    await bus.nc.subscribe(S.chunk(job.worker_id), cb=on_chunk)
+    run = Run(job=job, msg=None)  # type: ignore[arg-type]
+    run.buf, run.buf_tokens = ["\x01" * 1000] * 200, 200
+    await JobRun(SimpleNamespace(bus=bus)).flush(run)  # type: ignore[arg-type]
+    await until(lambda: sum(len(c.text) for c in got) == 200_000, 10, "every character on the chunk subject")
+    print(f"\n200,000 control characters in one flush: {len(got)} chunk messages, {sum(c.tokens for c in got)} tokens")
+    assert sum(c.tokens for c in got) == 200 and [c.seq for c in got] == list(range(len(got)))
+    # nothing lost on the way to the screen

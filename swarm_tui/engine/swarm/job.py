@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_DELIVER = 5
 MAX_RATE_LIMITED = 20  # 429s in a row before a job fails
+CHUNK_PIECE = 40_000  # characters of one chunk message: 240 KB of JSON at worst (6 bytes a control character)
 
 
 @dataclass
@@ -105,23 +106,28 @@ class JobRun:
         await p.bus.publish_event(ev, msg_id=f"{state}-{j.id}" if final else None)
 
     async def flush(self, run: Run) -> None:
+        """Publish what streamed since the last flush, in pieces a message holds whatever the characters (a
+        control character takes 6 bytes as JSON: a whole buffer of them was over NATS's limit and was dropped)."""
         if not (run.buf or run.rbuf) or self.pool.bus.nc is None:
             return
-        text, n, thought = "".join(run.buf), run.buf_tokens, "".join(run.rbuf)
+        text, n, thought = "".join(run.buf)[:MAX_TEXT], run.buf_tokens, "".join(run.rbuf)[-CHUNK_PIECE:]
         run.buf.clear()
         run.rbuf.clear()
         run.buf_tokens = 0
-        c = Chunk(
-            worker_id=run.job.worker_id,
-            seq=run.seq,
-            text=text[:MAX_TEXT],
-            tokens=n,
-            sent_at=run.sent_at,
-            reasoning=thought[-MAX_TEXT:],
-        )
-        run.seq += 1
-        with contextlib.suppress(Exception):
-            await self.pool.bus.nc.publish(S.chunk(run.job.worker_id), c.to_bytes())
+        pieces = [text[i : i + CHUNK_PIECE] for i in range(0, len(text), CHUNK_PIECE)] or [""]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            c = Chunk(
+                worker_id=run.job.worker_id,
+                seq=run.seq,
+                text=piece,
+                tokens=n if last else 0,
+                sent_at=run.sent_at,
+                reasoning=thought if last else "",
+            )
+            run.seq += 1
+            with contextlib.suppress(Exception):
+                await self.pool.bus.nc.publish(S.chunk(run.job.worker_id), c.to_bytes())
 
     # ------------------------------------------------------------------ the job
     async def process(self, run: Run) -> None:
