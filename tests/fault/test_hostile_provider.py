@@ -17,15 +17,10 @@ import pytest
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, WorkerEvent, job_id, worker_id
-from swarm_tui.engine.engine import Engine
-from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.dispatcher import Controller
 from swarm_tui.engine.swarm.job import Run
-from swarm_tui.engine.swarm.pool import Pool
 from swarm_tui.engine.swarm.sse import MAX_LINE, LineTooLong, split_lines
+from tests.integration.test_reconcile import Swarm as ReconcileSwarm
 from tests.support.env import make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -44,31 +39,14 @@ def full_cost(tokens: int = TOKENS, prompt: int = 12) -> float:
     return round(tokens * P_COMPLETION + prompt * P_PROMPT, 9)
 
 
-class Swarm:
-    """An engine with the real spend guard (prices from the fake), the controller and the pool."""
+class Swarm(ReconcileSwarm):
+    """The reconcile tests' engine (the real spend guard with the fake's prices, the controller and the pool),
+    with what these cases read besides."""
 
-    def __init__(self, cfg: Any) -> None:
-        self.cfg = cfg
-        self.bus: Any = None
-        self.engine: Any = None
-        self.pool: Any = None
-
-    async def start(self) -> Swarm:
-        self.bus = await Bus(self.cfg).connect()
-        self.engine = Engine(self.cfg, self.bus)
-        prices = PriceBook(self.cfg)
-        await prices.load()
-        self.guard = self.engine.add(SpendGuard(self.cfg, self.bus, self.engine.state, prices, refresh_s=0.2))
-        self.engine.add(Controller(self.cfg, self.bus, self.engine.state, spend=self.guard, host="test"))
-        self.pool = self.engine.add(Pool(self.cfg, self.bus, spend=self.guard, host="test"))
-        await self.engine.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.engine.stop()
-
-    def recorded(self) -> float:
-        return round(sum(s.cost_usd for s in self.engine.state.spend_entries.values()), 9)
+    bus: Any
+    engine: Any
+    pool: Any
+    guard: Any
 
     async def records(self) -> list[dict[str, Any]]:
         """The reconciler's attempt records on the bus."""

@@ -24,6 +24,7 @@ from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.projection import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
+from tests.support.ledger_kit import guard_for
 
 MODEL = "openrouter/google/gemini-2.5-flash-lite"  # fake prices: 1e-7 prompt, 4e-7 completion a token
 P_PROMPT, P_COMPLETION = 1e-7, 4e-7
@@ -50,14 +51,6 @@ def worst(j: Job) -> float:
 
 async def connect(cfg: Config) -> Bus:
     return await Bus(cfg).connect()
-
-
-async def guard_for(cfg: Config, bus: Bus, state: SwarmState | None = None, **kw: Any) -> SpendGuard:
-    prices = PriceBook(cfg)
-    await prices.load()
-    g = SpendGuard(cfg, bus, state, prices, **kw)
-    await g.start()
-    return g
 
 
 async def call_fake(fo: FakeOpenRouter, j: Job) -> dict[str, Any]:

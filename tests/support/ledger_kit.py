@@ -20,6 +20,7 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.projection import SwarmState
 from swarm_tui.engine.swarm.dispatcher import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
@@ -70,12 +71,17 @@ def a_job(i: int, *, decision: str = "d-1", max_tokens: int = 1000, created_at: 
     )
 
 
-async def guard(cfg: Config, bus: Bus, clock: Callable[[], float] = time.time, **kw: Any) -> SpendGuard:
+async def guard_for(cfg: Config, bus: Bus, state: SwarmState | None = None, **kw: Any) -> SpendGuard:
+    """A started spend guard with the prices the configured endpoint lists."""
     prices = PriceBook(cfg)
     await prices.load()
-    g = SpendGuard(cfg, bus, None, prices, clock=clock, **kw)
+    g = SpendGuard(cfg, bus, state, prices, **kw)
     await g.start()
     return g
+
+
+async def guard(cfg: Config, bus: Bus, clock: Callable[[], float] = time.time, **kw: Any) -> SpendGuard:
+    return await guard_for(cfg, bus, None, clock=clock, **kw)
 
 
 async def call_fake(fo: FakeOpenRouter, j: Job) -> dict[str, Any]:

@@ -161,6 +161,12 @@ class EmbeddedServer:
         return conf
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
+        try:
+            self._read_lines(stream)
+        except (ValueError, OSError):  # the pipe was closed under the read (stop() after a hung server)
+            return
+
+    def _read_lines(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace").rstrip()
             self.log_tail = (self.log_tail + [line])[-50:]
@@ -235,6 +241,8 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self._reader is not None:  # the server is gone: its pipe ends, the reader reads to the end first
+            self._reader.join(2.0)
         if self.proc.stderr:
             with contextlib.suppress(Exception):
                 self.proc.stderr.close()
