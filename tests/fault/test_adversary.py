@@ -22,7 +22,7 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.swarm.dispatcher import Controller
 from swarm_tui.engine.swarm.pool import Pool
-from tests.support.env import make_config
+from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, approve, events, swarm_config
@@ -121,3 +121,19 @@ async def test_a_standalone_worker_spends_under_the_engines_ceiling_not_its_own_
           f"recorded ${recorded:.2f}, ledger ${ledger:.2f}")
     assert recorded == billed
     assert billed <= ceiling, f"billed ${billed:.2f} past the ${ceiling:.2f} ceiling"
+
+
+# ---------------------------------------------------------------------------------------------- 3. odd input
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A config written by an editor in Latin-1 (one ``é`` in a comment). ``tomllib.load`` decodes the bytes itself
+    and raises UnicodeDecodeError, which ``load_config`` does not catch (it catches TOMLDecodeError and OSError);
+    the CLI's catch-all runs before logging is set up, so Python's last-resort handler prints the whole traceback
+    on stderr, then "internal error: UnicodeDecodeError (details in the log ...)": no log was written, and the
+    file is not named. Promise broken: bad input gets one clear line, never a traceback."""
+    conf = tmp_path / "config.toml"
+    conf.write_bytes(b"[budget]\ndaily_usd = 0.5\n# caf\xe9 au lait\n")
+    res = run_cli(["--config", str(conf), "config"], base_env(tmp_path))
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    print(f"\nexit {res.returncode}, {len(lines)} stderr line(s): {lines[:1]} ... {lines[-1:]}")
+    assert "Traceback" not in res.stderr
+    assert len(lines) == 1 and str(conf) in lines[0] and "internal error" not in lines[0]
