@@ -137,3 +137,17 @@ def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) ->
     print(f"\nexit {res.returncode}, {len(lines)} stderr line(s): {lines[:1]} ... {lines[-1:]}")
     assert "Traceback" not in res.stderr
     assert len(lines) == 1 and str(conf) in lines[0] and "internal error" not in lines[0]
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``SWARM_DATA_DIR`` under a regular file (a typo, a stale path): ``setup_logging`` fails making it, before
+    any log handler exists, and the same last-resort handler prints the traceback of NotADirectoryError with
+    "internal error ... (details in the log under the data dir)", the dir that could not be made. Promise
+    broken: bad input gets one clear line, never a traceback."""
+    (tmp_path / "afile").write_text("x")
+    env = base_env(tmp_path, SWARM_DATA_DIR=str(tmp_path / "afile" / "data"))
+    res = run_cli(["config"], env)
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    print(f"\nexit {res.returncode}, {len(lines)} stderr line(s), last: {lines[-1:]}")
+    assert "Traceback" not in res.stderr
+    assert len(lines) == 1 and "internal error" not in lines[0]
