@@ -6,15 +6,17 @@ Each test fails on the code it was written against, and says which promise it br
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
+import nats
 import pytest
 
 from swarm_tui.cli_commands import status_data
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.bus.wire import SpendEntry, Task, new_id
+from swarm_tui.engine.bus.wire import Decision, PlanItem, SpendEntry, Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
@@ -151,3 +153,61 @@ def test_a_data_dir_that_cannot_be_made_is_one_line_naming_it(tmp_path: Path) ->
     print(f"\nexit {res.returncode}, {len(lines)} stderr line(s), last: {lines[-1:]}")
     assert "Traceback" not in res.stderr
     assert len(lines) == 1 and "internal error" not in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- 4. the embedded bus
+def listening_loopback_ports() -> set[int]:
+    """What any local user sees of every user's listening TCP sockets on 127.0.0.1 (/proc/net/tcp is world-readable:
+    ``ss -ltn`` shows the same)."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, port = local.split(":")
+        if state == "0A" and addr == "0100007F":  # LISTEN on 127.0.0.1
+            ports.add(int(port, 16))
+    return ports
+
+
+async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Path) -> None:
+    """docs/security.md: "On loopback (the embedded server of the data dir) that means this user only". It is not:
+    the embedded nats-server listens on 127.0.0.1 with no authorization block (bus/embedded.py ``_write_conf``),
+    and its port is in /proc/net/tcp for every local user to read. The data dir is 0700, the TCP port is open to
+    all. Another local user connects with no credentials and asks ``swarm.ctl.ceiling`` for $99,999 and
+    ``swarm.ctl.approve`` for a pending decision: both applied (ceiling $0.50 -> $99,999; the decision approved
+    by a stranger, its job queued). The same login reads every task and purges the log. Promises broken: no
+    worker starts unless a person (of this swarm) said so; nothing is spent past the ceiling this user set:
+    nothing applied."""
+    cfg = make_config(tmp_path, "", SWARM_BUDGET_USD="0.5")  # nats.url empty: the embedded server of the data dir
+    assert not cfg.nats.url
+    bus = await Bus(cfg).connect()
+    assert bus.kind == "embedded"
+    engine = Engine(cfg, bus, demo=True)
+    spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=True)))
+    engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=True, host="victim"))
+    await engine.start()
+    try:
+        now = time.time()
+        task = Task(id=new_id("t"), text="the victim's private task", created_at=now, demo=True)
+        await bus.publish_event(task, msg_id=task.id)
+        plan = [PlanItem(task_id=task.id, role="research", model=MODEL, max_tokens=100)]
+        d = Decision(id=new_id("d"), task_ids=[task.id], plan=plan, source="rules", created_at=now,
+                     expires_at=now + 900, demo=True)
+        await bus.publish_event(d, msg_id=d.id)
+        await until(lambda: d.id in engine.state.decisions, 10, "the decision")
+        port = int(bus.url.rsplit(":", 1)[1])
+        assert port in listening_loopback_ports()  # what the stranger sees without reading the data dir
+        stranger = await nats.connect(f"nats://127.0.0.1:{port}")  # no user, no token, no creds
+        try:
+            r1 = await stranger.request("swarm.ctl.ceiling", json.dumps({"usd": 99999, "by": "stranger"}).encode(), 3)
+            r2 = await stranger.request("swarm.ctl.approve", json.dumps({"id": d.id, "by": "stranger"}).encode(), 3)
+        finally:
+            await stranger.close()
+        await asyncio.sleep(0.5)
+        ceiling, status = spend.ceiling(), engine.state.decisions[d.id].status
+        jobs = (await bus._js.stream_info("SWARM_JOBS")).state.messages
+    finally:
+        await engine.stop()
+    print(f"\nstranger on 127.0.0.1:{port} with no credentials: ceiling $0.50 -> ${ceiling:,.2f} "
+          f"({json.loads(r1.data)['ok']}), decision {status} by {engine.state.decisions[d.id].by!r} "
+          f"({json.loads(r2.data)['ok']}), {jobs} job(s) queued")
+    assert ceiling == 0.5 and status == "pending" and jobs == 0
