@@ -211,3 +211,38 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
           f"({json.loads(r1.data)['ok']}), decision {status} by {engine.state.decisions[d.id].by!r} "
           f"({json.loads(r2.data)['ok']}), {jobs} job(s) queued")
     assert ceiling == 0.5 and status == "pending" and jobs == 0
+
+
+async def test_a_dead_embedded_server_s_port_taken_by_a_stranger_is_not_used(tmp_path: Path) -> None:
+    """The embedded server of the data dir dies while the swarm-tui process that started it lives (the kernel's
+    OOM killer picks nats-server, the largest process, or it crashes). Another local user, who saw its port in
+    /proc/net/tcp, listens there now. ``EmbeddedLease.discover`` trusts ``nats.json`` when the *owner's* pid is
+    alive and the port answers: it never checks ``server_pid`` (which it writes) nor who listens. So the next
+    ``swarm-tui submit`` connects to the stranger's server, creates the streams there and stores the task in it;
+    the owner's own connection reconnects there too. Promise broken: a stranger's server is never used silently:
+    nothing applied (the stranger's server holds the task text)."""
+    cfg = make_config(tmp_path, "")
+    owner = await Bus(cfg).connect()  # this process starts the embedded server and writes nats.json
+    assert owner.kind == "embedded" and owner.lease is not None and owner.lease.server is not None
+    port = owner.lease.server.port
+    owner.lease.server.kill()  # the server dies, its owner lives
+    stranger = EmbeddedServer(tmp_path / "stranger-store", port=port).run()  # another user's, on that port
+    try:
+        res = await asyncio.to_thread(
+            run_cli, ["submit", "the quarterly numbers are confidential"], base_env(tmp_path)
+        )
+        nc = await nats.connect(stranger.url)
+        try:
+            js = nc.jetstream()
+            try:
+                held = (await js.stream_info("SWARM_EVENTS")).state.messages
+            except Exception:  # noqa: BLE001 - no stream: nothing came
+                held = 0
+        finally:
+            await nc.close()
+    finally:
+        await owner.close()
+        stranger.stop()
+    print(f"\nsubmit exit {res.returncode} ({res.stdout.strip()!r}); the stranger's server on port {port} holds "
+          f"{held} event(s)")
+    assert held == 0, "the task went to a server nobody configured"
