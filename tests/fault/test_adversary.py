@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from swarm_tui.cli_commands import status_data
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.bus.wire import Decision, PlanItem, SpendEntry, Task, new_id
+from swarm_tui.engine.bus.wire import Decision, Job, PlanItem, SpendEntry, Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
@@ -246,3 +247,131 @@ async def test_a_dead_embedded_server_s_port_taken_by_a_stranger_is_not_used(tmp
     print(f"\nsubmit exit {res.returncode} ({res.stdout.strip()!r}); the stranger's server on port {port} holds "
           f"{held} event(s)")
     assert held == 0, "the task went to a server nobody configured"
+
+
+# ---------------------------------------------------------------------------------------------- 5. one job, two runs
+class Link:
+    """A TCP relay between a worker host and the NATS server that can stop forwarding for a while (a Wi-Fi drop,
+    a partition): connections stay open, bytes wait."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.open = asyncio.Event()
+        self.open.set()
+        self.server: Any = None
+        self.port = 0
+
+    async def start(self) -> Link:
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    await self.open.wait()
+                    w.write(data)
+                    await w.drain()
+            except Exception:  # noqa: BLE001
+                pass
+            finally:
+                w.close()
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(r, uw), pipe(ur, w))
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def cut(self, seconds: float) -> None:
+        self.open.clear()
+        asyncio.get_running_loop().call_later(seconds, self.open.set)
+
+    async def stop(self) -> None:
+        self.open.set()
+        self.server.close()
+
+
+class HeldSpend(SpendGuard):
+    """The spend guard, noting what each attempt held when its call started, and calling ``after_reserve``."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.held: list[float] = []
+        self.after_reserve: Any = None
+
+    async def reserve(self, job: Job) -> Any:
+        res = await super().reserve(job)
+        if res.ok and self.after_reserve is not None:
+            self.after_reserve()
+            self.after_reserve = None
+        return res
+
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
+        held = await super().begin_attempt(job, attempt_id, keys)
+        self.held.append(held)
+        return held
+
+
+async def test_a_job_redelivered_during_a_partition_never_calls_with_nothing_held(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """Worker host A reserves job J, then its link to the hub drops for 6 s (ack_wait 3 s) before its call. JetStream
+    redelivers J to worker B (at-least-once, by design). The ledger keys a job's reservation by the job id, and
+    ``reserve_change`` treats a second reservation of a held id as the holder refreshing its own: B "holds" A's
+    reservation, and ``begin_attempt`` moves it to B's attempt. A's link comes back, its ``begin_attempt`` finds
+    nothing under J (0.0 held) and A calls anyway (``Reconciler.begin`` only records the difference). Two calls,
+    $0.30 held: reliability.md rule 1, "no call without a hold", broken; with others reserving the room A's call
+    does not hold: $0.58 billed under a $0.50 ceiling (a second hold would not have fit). Promise: every call
+    held, recorded = billed <= ceiling."""
+    async with FakeOpenRouter() as fo:
+        fo.prices[BARE] = ("0", "0.003")  # worst case $0.30
+        fo.default = Answer(tokens=5, tps=5, cost=0.29)
+        cfg = swarm_config(
+            make_config, tmp_path, nats_server.url, fo.base, swarm__ack_wait_s=3.0, budget__daily_usd=0.5
+        )
+        link = await Link(int(nats_server.url.rsplit(":", 1)[1])).start()
+        acfg = swarm_config(
+            make_config,
+            tmp_path / "host-a",
+            f"nats://127.0.0.1:{link.port}",
+            fo.base,
+            swarm__ack_wait_s=3.0,
+            budget__daily_usd=0.5,
+        )
+        bus = await Bus(cfg).connect()
+        engine = Engine(cfg, bus)
+        prices = PriceBook(cfg)
+        await prices.load()
+        espend = engine.add(SpendGuard(cfg, bus, engine.state, prices))
+        engine.add(Controller(cfg, bus, engine.state, spend=espend, host="engine"))
+        await engine.start()
+        abus, bbus = await Bus(acfg).connect(), await Bus(cfg).connect()
+        aspend = HeldSpend(acfg, abus, None, PriceBook(acfg))
+        bspend = HeldSpend(cfg, bbus, None, PriceBook(cfg))
+        for sp in (aspend, bspend):
+            await sp.prices.load()
+            await sp.start()
+        apool = Pool(acfg, abus, spend=aspend, host="host-a")
+        bpool = Pool(cfg, bbus, spend=bspend, host="host-b")
+        aspend.after_reserve = lambda: link.cut(6.0)
+        await apool.start()
+        try:
+            await approve(bus, 1, max_tokens=100)
+            await until(lambda: not link.open.is_set(), 15, "host A to reserve J")
+            await bpool.start()  # B takes the job when JetStream redelivers it
+            await until(lambda: len(aspend.held) + len(bspend.held) >= 2 or len(fo.chats()) >= 2, 30, "two runs")
+            await asyncio.sleep(3)
+            held = aspend.held + bspend.held
+            calls, billed = len(fo.chats()), round(fo.billed, 9)
+        finally:
+            await bpool.stop()
+            await apool.stop()
+            for sp in (aspend, bspend):
+                await sp.stop()
+            await engine.stop()
+            await abus.close()
+            await bbus.close()
+            await bus.close()
+            await link.stop()
+    print(f"\none job, two runs: {calls} calls, billed ${billed:.2f}; held at each call: {held}")
+    assert all(h > 0 for h in held), "a call started with nothing held"
+    assert billed <= 0.5
