@@ -120,8 +120,10 @@ async def test_a_standalone_worker_spends_under_the_engines_ceiling_not_its_own_
             await wbus.close()
             await bus.close()
         recorded, ledger = await recorded_and_ledger(cfg)
-    print(f"\nengine ceiling ${ceiling:.2f}, worker's own ${wcfg.budget.daily_usd:.2f}: billed ${billed:.2f}, "
-          f"recorded ${recorded:.2f}, ledger ${ledger:.2f}")
+    print(
+        f"\nengine ceiling ${ceiling:.2f}, worker's own ${wcfg.budget.daily_usd:.2f}: billed ${billed:.2f}, "
+        f"recorded ${recorded:.2f}, ledger ${ledger:.2f}"
+    )
     assert recorded == billed
     assert billed <= ceiling, f"billed ${billed:.2f} past the ${ceiling:.2f} ceiling"
 
@@ -191,8 +193,15 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
         task = Task(id=new_id("t"), text="the victim's private task", created_at=now, demo=True)
         await bus.publish_event(task, msg_id=task.id)
         plan = [PlanItem(task_id=task.id, role="research", model=MODEL, max_tokens=100)]
-        d = Decision(id=new_id("d"), task_ids=[task.id], plan=plan, source="rules", created_at=now,
-                     expires_at=now + 900, demo=True)
+        d = Decision(
+            id=new_id("d"),
+            task_ids=[task.id],
+            plan=plan,
+            source="rules",
+            created_at=now,
+            expires_at=now + 900,
+            demo=True,
+        )
         await bus.publish_event(d, msg_id=d.id)
         await until(lambda: d.id in engine.state.decisions, 10, "the decision")
         port = int(bus.url.rsplit(":", 1)[1])
@@ -208,9 +217,11 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
         jobs = (await bus._js.stream_info("SWARM_JOBS")).state.messages
     finally:
         await engine.stop()
-    print(f"\nstranger on 127.0.0.1:{port} with no credentials: ceiling $0.50 -> ${ceiling:,.2f} "
-          f"({json.loads(r1.data)['ok']}), decision {status} by {engine.state.decisions[d.id].by!r} "
-          f"({json.loads(r2.data)['ok']}), {jobs} job(s) queued")
+    print(
+        f"\nstranger on 127.0.0.1:{port} with no credentials: ceiling $0.50 -> ${ceiling:,.2f} "
+        f"({json.loads(r1.data)['ok']}), decision {status} by {engine.state.decisions[d.id].by!r} "
+        f"({json.loads(r2.data)['ok']}), {jobs} job(s) queued"
+    )
     assert ceiling == 0.5 and status == "pending" and jobs == 0
 
 
@@ -229,9 +240,7 @@ async def test_a_dead_embedded_server_s_port_taken_by_a_stranger_is_not_used(tmp
     owner.lease.server.kill()  # the server dies, its owner lives
     stranger = EmbeddedServer(tmp_path / "stranger-store", port=port).run()  # another user's, on that port
     try:
-        res = await asyncio.to_thread(
-            run_cli, ["submit", "the quarterly numbers are confidential"], base_env(tmp_path)
-        )
+        res = await asyncio.to_thread(run_cli, ["submit", "the quarterly numbers are confidential"], base_env(tmp_path))
         nc = await nats.connect(stranger.url)
         try:
             js = nc.jetstream()
@@ -244,8 +253,10 @@ async def test_a_dead_embedded_server_s_port_taken_by_a_stranger_is_not_used(tmp
     finally:
         await owner.close()
         stranger.stop()
-    print(f"\nsubmit exit {res.returncode} ({res.stdout.strip()!r}); the stranger's server on port {port} holds "
-          f"{held} event(s)")
+    print(
+        f"\nsubmit exit {res.returncode} ({res.stdout.strip()!r}); the stranger's server on port {port} holds "
+        f"{held} event(s)"
+    )
     assert held == 0, "the task went to a server nobody configured"
 
 
