@@ -257,7 +257,7 @@ class ControlServer:
             args = json.loads(msg.data or b"{}")
             if not isinstance(args, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             reply = Reply(ok=False, error="control request is not a JSON object")
         else:
             try:

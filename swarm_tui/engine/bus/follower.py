@@ -150,14 +150,15 @@ class EventFollower:
         if seq <= self.last_seq:
             return
         self.last_seq = seq
-        ev = await read_event(self.bus, msg.subject, msg.data, meta.timestamp.timestamp(), f"evt-{seq}")
-        if ev is not None:
-            try:
+        try:
+            ev = await read_event(self.bus, msg.subject, msg.data, meta.timestamp.timestamp(), f"evt-{seq}")
+            if ev is not None:
                 self.handler(msg.subject, ev, seq)
-            except Exception:  # noqa: BLE001 - a handler bug must not stop the log
-                log.exception("event handler failed on %s", msg.subject)
-        if meta.num_pending == 0 or seq >= self._target:
-            self.caught_up.set()
+        except Exception:  # noqa: BLE001 - neither a reader's nor a handler's bug may stop the log
+            log.exception("event on %s not applied", msg.subject[:120])
+        finally:  # whatever the last message was, a replay that reached it has caught up
+            if meta.num_pending == 0 or seq >= self._target:
+                self.caught_up.set()
 
     async def stop(self) -> None:
         self._stopped = True

@@ -374,7 +374,7 @@ def decode(data: bytes | str, expect: str | None = None) -> Event:
         raise InvalidMessage(f"message of {len(data)} bytes is over the {MAX_MSG_BYTES} byte limit")
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the decoder's stack
         raise InvalidMessage(f"not JSON: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise InvalidMessage("not a JSON object")

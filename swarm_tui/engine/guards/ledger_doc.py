@@ -96,7 +96,7 @@ def parse_doc(raw: bytes | None, daily: bool = False) -> Doc:
         at = float(doc.get("at", 0.0))
         days = {str(k): _usd(v) for k, v in dict(doc.get("days", {})).items()}
         day = str(doc.get("day", ""))
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
         log.warning("a budget ledger entry is unreadable; starting it over from the event log")
         return empty_doc(daily)
     out: Doc = {"spent": spent, "reserved": reserved, "settled": settled, "at": at}

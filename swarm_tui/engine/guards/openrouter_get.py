@@ -53,7 +53,10 @@ def _no_constant(name: str) -> Any:
 
 def strict_json(raw: bytes) -> Any:
     """JSON with finite numbers only; raises ValueError otherwise."""
-    return json.loads(raw, parse_float=_finite, parse_int=_bounded_int, parse_constant=_no_constant)
+    try:
+        return json.loads(raw, parse_float=_finite, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than the decoder allows") from None
 
 
 async def get_json(

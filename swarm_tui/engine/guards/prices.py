@@ -173,7 +173,7 @@ class PriceBook:
             fetched = float(doc["fetched_at"])
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
             log.warning("price cache %s is unreadable (%s); ignoring it", self.path, type(exc).__name__)
             return False
         if prices:

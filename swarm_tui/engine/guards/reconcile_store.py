@@ -36,7 +36,7 @@ class RecordStore:
             return None, 0
         try:
             doc = json.loads(e.value or b"")
-        except ValueError:
+        except (ValueError, RecursionError):  # a record a worker's login wrote badly: unreadable, never a crash
             return None, e.revision or 0
         return (doc if isinstance(doc, dict) else None), e.revision or 0
 

@@ -176,7 +176,7 @@ class SpendGuard:
                 self._kv_ceiling = None
         except KeyNotFoundError:
             self._kv_ceiling = None
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             log.warning("the live ceiling in %s is unreadable; ignoring it", S.KV_STATE)
             self._kv_ceiling = None
         except Exception as exc:  # noqa: BLE001 - bus trouble: keep the last value seen

@@ -77,7 +77,7 @@ def error_message(raw: bytes, status: int) -> str:
     """The ``error.message`` of an error body (its ``metadata.raw`` appended when the provider said more)."""
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = raw.decode("utf-8", "replace").strip()
         return text[:500] or f"HTTP {status}"
     err = obj.get("error") if isinstance(obj, dict) else None
@@ -128,7 +128,7 @@ def not_a_stream(content_type: str, raw: bytes, headers: Any) -> HttpStatus:
         return HttpStatus(f"Content-Type {ctype} where {STREAM_TYPE} was asked for", 200, headers, generation_id=gid)
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         obj = None
     err = obj.get("error") if isinstance(obj, dict) else None
     if not isinstance(err, dict):  # a whole completion (``stream`` ignored), or anything else: not an answer here

@@ -341,7 +341,7 @@ class Pool:
             n = json.loads(msg.data)["scale"]
             if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
                 self.set_scale(n)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self.counts["bad_broadcast"] += 1
 
     async def _on_max_deliveries(self, msg: NatsMsg) -> None:
@@ -352,7 +352,7 @@ class Pool:
         try:
             d = json.loads(msg.data)
             scope, workers, at = str(d.get("scope", "")), list(d.get("workers") or []), float(d.get("at") or 0)
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             self.counts["bad_broadcast"] += 1
             return
         self.cancel_scope(scope, [str(w) for w in workers], at)
