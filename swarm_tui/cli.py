@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from swarm_tui import __version__
-from swarm_tui.engine.errors import SwarmError, UsageError
+from swarm_tui.engine.errors import ConfigError, SwarmError, UsageError
 
 log = logging.getLogger("swarm_tui")
 
@@ -146,7 +146,11 @@ def _load(args: argparse.Namespace) -> Any:
     if getattr(args, "demo", False):
         # The demo keeps its own store (and so its own tasks, results and spend) beside the real one.
         cfg = cfg.replace(paths__data_dir=str(data_dir(cfg.paths.data_dir) / "demo"))
-    setup_logging(log_path(data_dir(cfg.paths.data_dir)), cfg.log.level, cfg.secrets)
+    where = data_dir(cfg.paths.data_dir)
+    try:
+        setup_logging(log_path(where), cfg.log.level, cfg.secrets)
+    except OSError as exc:  # a data dir under a file, a read-only disk: nothing can be kept there
+        raise ConfigError(f"the data dir {where} cannot be used: {exc.strerror or exc} (paths.data_dir)") from None
     return cfg
 
 
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user, the details (redacted) in the log
-        log.exception("internal error")
+        if logging.getLogger().handlers:  # before the log exists, logging's last resort would print a traceback
+            log.exception("internal error")
         print(
             f"swarm-tui: internal error: {type(exc).__name__} (details in the log under the data dir)", file=sys.stderr
         )

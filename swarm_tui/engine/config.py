@@ -261,6 +261,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib decodes the bytes itself: an editor saved it as Latin-1
+            raise ConfigError(f"{p} is not UTF-8 text (byte {exc.start} is not UTF-8); save it as UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
     elif explicit:
