@@ -44,6 +44,8 @@ from swarm_tui.engine.paths import ensure_private_dir, open_private
 log = logging.getLogger(__name__)
 
 _LISTEN = re.compile(r"Listening for client connections on ([\d.]+):(\d+)")
+_URL = re.compile(r"nats://([\d.]+):(\d+)$")
+TOKEN_PREFIX = "swarm-nats-"  # engine/logs.py masks anything that starts so, in every process
 _PR_SET_PDEATHSIG = 1
 
 
@@ -99,9 +101,6 @@ def new_secrets() -> tuple[str, str]:
     return f"swarm-{secrets.token_hex(8)}", TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-TOKEN_PREFIX = "swarm-nats-"  # engine/logs.py masks anything that starts so
-
-
 def read_identity(data_dir: Path) -> Identity | None:
     """What ``<data>/nats.json`` says, or None (missing, unreadable, or written by a version without a token)."""
     try:
@@ -114,9 +113,6 @@ def read_identity(data_dir: Path) -> Identity | None:
     if not (ident.name and ident.token and _URL.match(ident.url)):
         return None
     return ident
-
-
-_URL = re.compile(r"nats://([\d.]+):(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -428,6 +424,8 @@ class EmbeddedLease:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # kill(0) and kill(-1) would signal a whole group, and say "alive"
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
