@@ -85,12 +85,12 @@ class Pin:
         nc = self.nc
         if nc is None:
             return
-        nc._pending = []
+        nc._pending = []  # nats-py's buffer (private: read with getattr, so a renamed one still refuses)
         nc._pending_data_size = 0
-        transport = nc._transport
+        transport = getattr(nc, "_transport", None)
         if transport is not None:
             with contextlib.suppress(Exception):
-                transport.close()  # type: ignore[no-untyped-call]
+                transport.close()
 
 
 def accepting_uid(nc: NATS | None) -> int | None:
