@@ -57,6 +57,8 @@ async def check_nats(cfg: Config) -> Check:
     except BusError as exc:
         return Check("nats", False, str(exc))
     kind, why = bus.kind, bus.why
+    if bus.pin is not None:  # the data dir's embedded server: other local users' logins are refused
+        why += "; a token of its own: this user's alone"
     try:
         shape = one_line(await describe(bus))
     finally:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from swarm_tui.engine.paths import ensure_private_dir, open_private
 
-_KEYLIKE = re.compile(r"\b(sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,})")
+# API keys, and the embedded NATS server's token (bus/embedded.py's TOKEN_PREFIX): every process of a data dir
+# may hold it, also one whose configured secrets do not list it
+_KEYLIKE = re.compile(r"\b(sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|swarm-nats-[A-Za-z0-9_-]{16,})")
 
 
 class Redactor(logging.Filter):

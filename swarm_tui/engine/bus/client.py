@@ -9,15 +9,12 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -30,6 +27,8 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.follower import EventFollower as EventFollower
 from swarm_tui.engine.bus.follower import EventHandler
+from swarm_tui.engine.bus.login import auth_options
+from swarm_tui.engine.bus.pin import NotThisServer, Pin, lose, revive
 from swarm_tui.engine.bus.reasons import reason as _reason
 from swarm_tui.engine.bus.reasons import safe_url
 from swarm_tui.engine.bus.topology import ensure_kv, ensure_stream
@@ -55,6 +54,7 @@ class Bus:
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.lease: EmbeddedLease | None = None
+        self.pin: Pin | None = None  # the embedded server: its token, and the check that we reached it
         self.url = ""
         self.kind = ""  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
         self.why = ""  # why this bus (where.py): "nats.url is ...", "nats.probe_default: ...", the embedded one
@@ -85,38 +85,8 @@ class Bus:
 
     async def _resolve(self) -> str:
         w = await resolve(self.cfg, leaf=self.leaf)
-        self.kind, self.why, self.lease = w.kind, w.why, w.lease
+        self.kind, self.why, self.lease, self.pin = w.kind, w.why, w.lease, w.pin
         return w.url
-
-    def _auth_options(self) -> dict[str, Any]:
-        c = self.cfg
-        opts: dict[str, Any] = {}
-        if c.nats.token:
-            opts["token"] = c.nats.token
-        if c.nats.user:
-            opts["user"] = c.nats.user
-            opts["password"] = c.nats.password
-        for key, path, opt in (
-            ("nats.creds", c.nats.creds, "user_credentials"),
-            ("nats.nkey_seed", c.nats.nkey_seed, "nkeys_seed"),
-        ):
-            if path:
-                if not os.path.isfile(path):
-                    raise BusError(f"{key} file {path} does not exist", code=2)
-                opts[opt] = path
-        for key, path in (
-            ("nats.tls_ca", c.nats.tls_ca),
-            ("nats.tls_cert", c.nats.tls_cert),
-            ("nats.tls_key", c.nats.tls_key),
-        ):
-            if path and not os.path.isfile(path):
-                raise BusError(f"{key} file {path} does not exist", code=2)
-        if c.nats.tls_ca or c.nats.tls_cert:
-            ctx = ssl.create_default_context(cafile=c.nats.tls_ca or None)
-            if c.nats.tls_cert:
-                ctx.load_cert_chain(c.nats.tls_cert, c.nats.tls_key or None)
-            opts["tls"] = ctx
-        return opts
 
     def _check_exposure(self, url: str, authed: bool) -> None:
         hosts = [urlparse(u.strip()).hostname or "" for u in url.split(",")]
@@ -138,17 +108,21 @@ class Bus:
             return
 
     async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0) -> Bus:
-        opts = self._auth_options()
+        opts = auth_options(self.cfg)
         try:
             url = await self._resolve()
         except OSError as exc:
             raise BusError(f"cannot start the embedded NATS server: {exc}") from None
         self.url = url
+        if self.pin is not None:  # its token alone, asked for once the server proved to be it
+            opts = {"token": self.pin.token}
+        opts |= {"reconnect_time_wait": 0.25, "connect_timeout": connect_timeout}  # seconds (typed int, are float)
         self._check_exposure(url, bool({"token", "user", "user_credentials", "nkeys_seed"} & opts.keys()))
 
         async def disconnected() -> None:
-            if self.state != "closed":
+            if self.state not in ("closed", "lost"):
                 await self._set_state("reconnecting")
+            await revive(self)  # our embedded server died: start it again before nats-py reconnects
 
         async def reconnected() -> None:
             await self._set_state("connected")
@@ -156,6 +130,12 @@ class Bus:
         auth_failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         async def error_cb(exc: Exception) -> None:
+            if isinstance(exc, NotThisServer):  # nothing was sent to it
+                if self.nc is None and not auth_failed.done():
+                    auth_failed.set_result(str(exc))
+                elif self.nc is not None:
+                    lose(self, str(exc))
+                return
             text = str(exc).lower()
             if "permissions violation" in text:  # the server dropped what this login may not do
                 self._note_denied(str(exc))
@@ -165,18 +145,20 @@ class Bus:
             log.debug("nats: %s", type(exc).__name__)
 
         async def closed() -> None:
-            await self._set_state("closed")
+            if self.state != "lost":
+                await self._set_state("closed")
 
         if not await _any_reachable(url, connect_timeout):
             await self.close()
             raise BusError(f"cannot connect to NATS at {_safe_url(url)}: nothing answers there")
+        nc = NATS()
+        if self.pin is not None:
+            self.pin.nc = nc
         connecting = asyncio.ensure_future(
-            nats.connect(
+            nc.connect(
                 servers=[u.strip() for u in url.split(",")],
                 name="swarm-tui",
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                connect_timeout=connect_timeout,
                 # a PING every 20 s, stale at the third unanswered one: a silent dead link is noticed 40-60 s after
                 # it died (a closed one at once, by the read error); the server idles more than with 10 s / 3
                 ping_interval=20,
@@ -199,7 +181,8 @@ class Bus:
                     await connecting
                 reason = auth_failed.result() if auth_failed.done() else "timed out"
                 raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {reason}")
-            self.nc = connecting.result()
+            connecting.result()
+            self.nc = nc
         except BusError:
             await self.close()
             raise
