@@ -214,6 +214,10 @@ class SwarmApp(PlainToastApp):
         self.needs_you.check()
         if event.state == "reconnecting":
             self.notify("the bus connection was lost; reconnecting…", severity="warning", timeout=5, markup=False)
+        elif event.state == "lost":  # given up (a server that is not this data dir's): say why, not just "lost"
+            bus = self.link.bus
+            why = bus.warnings[-1] if bus is not None and bus.warnings else "the bus is lost"
+            self.notify(plain(why)[:300], severity="error", timeout=30, markup=False)
 
     def on_info_updated(self, event: InfoUpdated) -> None:
         self.info = event.info
