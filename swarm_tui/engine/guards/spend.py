@@ -239,10 +239,11 @@ class SpendGuard:
             return ()
         return self._ledger.keys_of(job)
 
-    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
-        """The job's reservation becomes the attempt's (``reserved[attempt_id]``, marked ``rc``) before its call:
-        when the attempt ends without a cost, or its process dies, the money stays held until the attempt is
-        reconciled, and a retry or a redelivery of the job has to reserve anew. Returns the amount held."""
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        """The job's reservation (this process's hold) becomes the attempt's (``reserved[attempt_id]``, marked
+        ``rc``) before its call: when the attempt ends without a cost, or its process dies, the money stays held
+        until the attempt is reconciled, and a retry or a redelivery of the job has to reserve anew. Returns the
+        amount held; None when this process held nothing for the job: no call may start."""
         return await self._ledger.begin_attempt(job, attempt_id, keys)
 
     async def settle_attempt(
