@@ -100,6 +100,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
+        self._stopping = False
         self._owned = 0  # records this process owned at the last scan (its heartbeat keeps them its own)
 
     # ------------------------------------------------------------------ the pool's side
@@ -219,9 +220,14 @@ class Reconciler:
     # ------------------------------------------------------------------ the loop
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="reconcile")
 
     async def stop(self) -> None:
+        # the loop also ends by itself: on Python 3.11, asyncio.wait_for (here, and in nats-py's requests) returns
+        # a result that arrives together with the cancel and drops the cancel, and the stop then waited forever
+        self._stopping = True
+        self._wake.set()
         await cancel_and_wait([self._task])
         self._task = None
         with contextlib.suppress(Exception):
@@ -251,7 +257,7 @@ class Reconciler:
         """Scan now and then (often while something waits for an answer); beat while this process owns records
         (an idle process writes nothing)."""
         next_scan = 0.0
-        while True:
+        while not self._stopping:
             try:
                 if self.live or self._owned:
                     await self._beat()
@@ -267,6 +273,8 @@ class Reconciler:
             wait = max(0.02, next_scan - time.monotonic())
             if self.live or self._owned:
                 wait = min(wait, HEARTBEAT_S)
+            if self._stopping:
+                break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
