@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.swarm.dispatcher import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.fault.test_adversary import BARE, HeldSpend, Link, recorded_and_ledger
-from tests.support.env import make_config
+from tests.support.env import ROOT, base_env, make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.ledger_kit import a_job, guard_for
 from tests.support.polling import until
@@ -285,9 +287,10 @@ async def test_status_and_doctor_on_a_worker_host_show_the_engines_ceiling(
         worker = SpendGuard(wcfg, wbus, None, PriceBook(wcfg))
         in_force = await worker.read_ceiling()
         override = (await shown())[1]
+        banner = await worker_banner(base_env(tmp_path / "worker-host", SWARM_NATS_URL=nats_server.url))
     finally:
         await wbus.close()
-    print(f"\nno engine yet: {nothing}\nafter each engine: {seen}\nwith an override: {override}")
+    print(f"\nno engine yet: {nothing}\nafter each engine: {seen}\nwith an override: {override}\n{banner}")
     assert nothing[1] == (
         "warn ceiling     no engine has published its ceiling on this bus yet (this config says $1.00): "
         "a worker here waits until an engine starts"
@@ -298,4 +301,18 @@ async def test_status_and_doctor_on_a_worker_host_show_the_engines_ceiling(
         "to an engine started here"
     )
     assert in_force == 0.4 and override == "ok   ceiling     $0.40 a day: the live override (`swarm-tui budget`)"
+    assert "capacity 10, ceiling $0.40 a day" in banner, banner
     # nothing applied: what is shown is the ceiling a worker spends under
+
+
+async def worker_banner(env: dict[str, str]) -> str:
+    """The first line `swarm-tui worker` prints, the process stopped again."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarm_tui", "worker", env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        return (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
