@@ -100,9 +100,13 @@ async def _one(url: str, replicas: int, tmp: Path, kill: Any = None, n_jobs: int
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.topology import describe
     from swarm_tui.engine.config import load_config
+    from swarm_tui.engine.guards.ceiling_kv import publish_base
 
     env = swarm_env(tmp, nats_url=url, SWARM_NATS_REPLICAS=str(replicas), **DEMO)
-    bus = await Bus(load_config(None, env)).connect()
+    cfg = load_config(None, env)
+    bus = await Bus(cfg).connect()
+    # the ceiling an engine publishes when it starts: a worker spends only under an engine's (no engine runs here)
+    await publish_base(bus, cfg.budget.daily_usd, time.time(), demo=True)
     workers = [_worker(env), _worker(env)]
     out: dict[str, float] = {}
     try:

@@ -170,10 +170,14 @@ async def status_data(cfg: Config) -> StatusData:
         state = await load_state(bus)
         info: EngineInfo = await engine_info(bus) or {}
         ledger = None
+        base: float | None = None
         if not info.get("spend"):
+            from swarm_tui.engine.guards.ceiling_kv import read_base
             from swarm_tui.engine.guards.spend import read_ledger
 
             ledger = await read_ledger(bus, cfg, state.clock())
+            with contextlib.suppress(Exception):  # the ceiling workers spend under, as the last engine said
+                base = await read_base(bus)
         from swarm_tui.engine.guards.reconcile import read_pending
 
         pending = await read_pending(bus)
@@ -188,7 +192,7 @@ async def status_data(cfg: Config) -> StatusData:
     if spend is None:  # no spend guard reports: the log and the ledger tell it, the reconcile records add theirs
         from swarm_tui.engine.guards.spend import offline_spend_summary
 
-        offline = offline_spend_summary(cfg, state, ledger)
+        offline = offline_spend_summary(cfg, state, ledger, base)
         offline["reconciling"], offline["reconciling_usd"] = pending
         spend = offline
     ram: RamInfo | RamSummary | InfoError | None = info.get("ram")

@@ -12,6 +12,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe, one_line
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.errors import BusError
+from swarm_tui.engine.guards.ceiling_kv import ceiling_in_force
 from swarm_tui.engine.guards.memory import ram_snapshot
 
 
@@ -50,7 +51,8 @@ async def _get_json(session: aiohttp.ClientSession, url: str, **kw: Any) -> tupl
         return resp.status, body
 
 
-async def check_nats(cfg: Config) -> Check:
+async def check_nats(cfg: Config, notes: list[Check] | None = None) -> Check:
+    """The bus; with ``notes``, the checks read from it while connected are added there (the daily ceiling)."""
     bus = Bus(cfg)
     try:
         await bus.connect(connect_timeout=3)
@@ -61,11 +63,25 @@ async def check_nats(cfg: Config) -> Check:
         why += "; a token of its own: this user's alone"
     try:
         shape = one_line(await describe(bus))
+        if notes is not None:
+            notes.append(await check_ceiling(bus, cfg))
     finally:
         await bus.close()
     extra = " (started for this check, stopped again)" if kind == "embedded" else ""
     # which bus and why: a server nobody configured is never used silently (nats.probe_default)
     return Check("nats", True, f"{kind} server reachable ({why}), JetStream streams ready{extra}; bus: {shape}")
+
+
+async def check_ceiling(bus: Bus, cfg: Config) -> Check:
+    """The daily ceiling a worker on this bus spends under, and where it comes from (a worker never uses its
+    own config's: engine/guards/ceiling_kv.py)."""
+    try:
+        usd, why = await ceiling_in_force(bus, cfg)
+    except Exception as exc:  # noqa: BLE001 - the bucket cannot be read: say so, the bus check says why
+        return Check("ceiling", False, f"not read from the bus ({type(exc).__name__})", required=False)
+    if usd is None:
+        return Check("ceiling", False, f"{why}: a worker here waits until an engine starts", required=False)
+    return Check("ceiling", True, f"${usd:.2f} a day: {why}", required=False)
 
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
@@ -118,7 +134,8 @@ def check_ram(cfg: Config) -> Check:
 async def run_doctor(cfg: Config) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+        notes: list[Check] = []
         nats_c, oll, orr = await asyncio.gather(
-            check_nats(cfg), check_ollama(cfg, session), check_openrouter(cfg, session)
+            check_nats(cfg, notes), check_ollama(cfg, session), check_openrouter(cfg, session)
         )
-    return [nats_c, oll, orr, check_ram(cfg)]
+    return [nats_c, *notes, oll, orr, check_ram(cfg)]

@@ -269,6 +269,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
     ecfg = make_config(tmp_path, srv.url, SWARM_NATS_USER="swarm-engine", SWARM_NATS_PASSWORD=engine_pw.group(1))
     bus = await Bus(ecfg).connect()
     engine = Engine(ecfg, bus, demo=True)
+    engine.add(SpendGuard(ecfg, bus, engine.state, PriceBook(ecfg, demo=True)))  # its ceiling: the worker's too
     engine.add(Controller(ecfg, bus, engine.state, demo=True, host="test"))
     await engine.start()
     violations: list[str] = []

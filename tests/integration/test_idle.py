@@ -24,6 +24,7 @@ from swarm_tui.engine.bus.wire import Task, new_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards import memory
+from swarm_tui.engine.guards.ceiling_kv import publish_base
 from swarm_tui.engine.guards.memory import MOVE_MB, RamGuard, meminfo_mb
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import RamReading
@@ -174,6 +175,7 @@ async def test_the_spend_guard_at_rest_rereads_the_ledger_on_the_next_event(cfg:
     await guard.start()
     try:
         await asyncio.sleep(0.5)  # three quiet refreshes: now at rest (IDLE_REFRESH_S)
+        await publish_base(other, cfg.budget.daily_usd, time.time())  # an engine's ceiling: a worker spends under it
         res = await writer.reserve(make_job("d-1"))  # another process reserves
         assert res.ok, res.reason
         await asyncio.sleep(0.5)

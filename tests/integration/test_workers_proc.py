@@ -11,6 +11,7 @@ from collections import Counter
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Result, WorkerEvent, new_id
+from swarm_tui.engine.guards.ceiling_kv import publish_base
 from tests.support.env import ROOT, base_env, make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -42,6 +43,9 @@ async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
 
 
 async def _queue_jobs(bus: Bus, n: int) -> list[str]:
+    """Jobs queued as an engine queues them, its ceiling published as it does when it starts (a worker spends
+    only under an engine's)."""
+    await publish_base(bus, 1.0, time.time())
     d = new_id("d")
     ids = []
     for i in range(n):

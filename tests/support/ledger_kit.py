@@ -17,6 +17,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, ChatMessage, Decision, Job, PlanItem, Task, job_id, new_id, worker_id
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.ceiling_kv import publish_base
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.guards.spend import SpendGuard
@@ -72,9 +73,13 @@ def a_job(i: int, *, decision: str = "d-1", max_tokens: int = 1000, created_at: 
 
 
 async def guard_for(cfg: Config, bus: Bus, state: SwarmState | None = None, **kw: Any) -> SpendGuard:
-    """A started spend guard with the prices the configured endpoint lists."""
+    """A started spend guard with the prices the configured endpoint lists. One without a log (``state`` None)
+    spends as a worker does, under the ceiling an engine publishes on the bus: this configuration's, published
+    here as an engine started with it would."""
     prices = PriceBook(cfg)
     await prices.load()
+    if state is None:
+        await publish_base(bus, cfg.budget.daily_usd, time.time(), demo=bool(kw.get("demo", prices.demo)))
     g = SpendGuard(cfg, bus, state, prices, **kw)
     await g.start()
     return g

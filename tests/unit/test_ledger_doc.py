@@ -29,14 +29,29 @@ def test_reserve_fits_under_the_ceiling_and_refuses_past_it() -> None:
     assert res.ok  # exactly up to the ceiling fits
 
 
-def test_a_redelivered_job_keeps_its_reservation_and_a_settled_one_is_refused() -> None:
+def test_a_job_s_hold_is_its_holder_s_own_and_a_settled_job_is_refused() -> None:
     doc = D.empty_doc()
-    D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(10.0))(doc)
-    res, changed = D.reserve_change("j1", 0.9, 0.0, "daily ceiling", clock_at(20.0), holder="p2")(doc)
-    assert res.ok and res.amount_usd == 0.3 and changed  # its amount, under any ceiling; refreshed
-    assert doc["reserved"]["j1"] == {"usd": 0.3, "at": 20.0, "by": "p2", "n": 1}
-    assert D.settle_change("j1", 0.1)(doc) == (True, True)
-    res, changed = D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(30.0))(doc)
+    D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(10.0), holder="p1")(doc)
+    res, changed = D.reserve_change("j1", 0.9, 0.0, "daily ceiling", clock_at(20.0), holder="p1")(doc)
+    assert res.ok and res.amount_usd == 0.3 and changed  # its holder refreshes it: its amount, under any ceiling
+    assert doc["reserved"]["j1"] == {"usd": 0.3, "at": 20.0, "by": "p1", "n": 1}
+    # a redelivery of j1 running in another process: never the first run's hold, one of its own under the ceiling
+    res, changed = D.reserve_change("j1", 0.3, 0.5, "daily ceiling", clock_at(21.0), holder="p2")(doc)
+    assert not res.ok and not changed and res.reason.startswith("over budget: needs $0.3000")
+    assert list(doc["reserved"]) == ["j1"] and doc["reserved"]["j1"]["by"] == "p1"
+    res, changed = D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(22.0), holder="p2")(doc)
+    assert res.ok and changed and doc["reserved"]["j1@p2"] == {"usd": 0.3, "at": 22.0, "by": "p2", "n": 0}
+    assert [D.hold_of(doc, "j1", h) for h in ("p1", "p2", "p3")] == ["j1", "j1@p2", None]
+    # each moves and releases only its own; a process holding nothing moves nothing (no call may start)
+    assert D.begin_attempt_change("j1", "j1-a1", clock_at(23.0), holder="p3")(doc) == (None, False)
+    assert D.release_change("j1", holder="p3")(doc) == (True, False)
+    assert D.begin_attempt_change("j1", "j1-a2", clock_at(24.0), holder="p2")(doc) == (0.3, True)
+    assert set(doc["reserved"]) == {"j1", "j1-a2"} and doc["reserved"]["j1"]["by"] == "p1"
+    res, _ = D.reserve_change("j1", 0.3, 0.8, "daily ceiling", clock_at(25.0), holder="p2")(doc)  # its retry
+    assert not res.ok  # 0.3 + 0.3 held + 0.3 > 0.8: the retry waits, the first run's hold stays
+    assert D.settle_change("j1", 0.1, holder="p1")(doc) == (True, True)
+    assert set(doc["reserved"]) == {"j1-a2"} and doc["settled"] == ["j1"]
+    res, changed = D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(30.0), holder="p1")(doc)
     assert not res.ok and not changed and res.reason.startswith("already settled: job j1")
 
 
@@ -67,7 +82,7 @@ def test_an_attempt_takes_over_the_reservation_and_is_settled_by_its_own_id() ->
     D.reserve_change("j1", 0.3, 1.0, "daily ceiling", clock_at(10.0))(doc)
     assert D.begin_attempt_change("j1", "j1-a1", clock_at(15.0))(doc) == (0.3, True)
     assert doc["reserved"] == {"j1-a1": {"usd": 0.3, "at": 15.0, "by": "", "n": 0, "rc": 1}}
-    assert D.begin_attempt_change("j1", "j1-a2", clock_at(16.0))(doc) == (0.0, False)  # nothing left to move
+    assert D.begin_attempt_change("j1", "j1-a2", clock_at(16.0))(doc) == (None, False)  # nothing left to move
     assert D.settle_change("j1-a1", 0.25)(doc) == (True, True)
     assert doc["reserved"] == {} and doc["spent"] == pytest.approx(0.25)
 

@@ -9,6 +9,9 @@ since one key holds every open reservation with each day's spend, a reservation 
 against the day that starts ten seconds later, in the same compare-and-set as the new one. Settling removes the
 reservation and adds the real cost, on the UTC day it is settled, in the same write, once per id.
 
+A job's reservation belongs to the process that made it (``holder``): a redelivered job running in another
+process meanwhile holds its own, under the ceiling, and never takes the first run's (engine/guards/ledger_doc.py).
+
 A reservation whose holder died is dropped once this process has seen it unchanged for the longest a call can
 take (engine/guards/stale_watch.py): never by comparing another host's clock with ours. An attempt's (``rc``,
 see engine/guards/reconcile.py) is kept until well after its reconciliation deadline.
@@ -182,8 +185,8 @@ class BudgetLedger:
     # ------------------------------------------------------------------ jobs
     async def reserve(self, job: Job, amount: float, ceiling: float) -> Reservation:
         """Hold ``amount`` for the job under the daily ``ceiling`` and, when set, its decision's ceiling (a job that
-        holds one already refreshes it). The day's reservation is taken back when the decision's refuses (a
-        refused job holds nothing)."""
+        this process holds already refreshes its hold). The day's reservation is taken back when the decision's
+        refuses (a refused job holds nothing)."""
         day = self.daily_key
         res = await self._cas(
             day, D.reserve_change(job.id, amount, ceiling, "daily ceiling", self.clock, holder=self.holder)
@@ -199,7 +202,7 @@ class BudgetLedger:
                 dk, D.reserve_change(job.id, res.amount_usd, per_dec, label, self.clock, holder=self.holder)
             )
             if not dres.ok:
-                await self._cas(day, D.release_change(job.id))
+                await self._cas(day, D.release_change(job.id, holder=self.holder))
                 self.counts["over_budget" if dres.reason.startswith("over budget") else "refused"] += 1
                 return dres
         self.counts["reserved"] += 1
@@ -214,7 +217,7 @@ class BudgetLedger:
         """Replace the job's reservation by its real cost, in one write per ledger key, once per job."""
         cost = D.clean_cost(cost_usd)
         reserved_seen: list[float] = []
-        change = D.settle_change(job.id, cost, reserved_seen, clock=self.clock)
+        change = D.settle_change(job.id, cost, reserved_seen, clock=self.clock, holder=self.holder)
         counted = False
         for k in self.keys_of(job):
             counted = bool(await self._retrying(functools.partial(self._cas, k, change))) or counted
@@ -237,16 +240,26 @@ class BudgetLedger:
 
     async def release(self, job: Job) -> None:
         for k in self.keys_of(job):
-            await self._retrying(functools.partial(self._cas, k, D.release_change(job.id)))
+            await self._retrying(functools.partial(self._cas, k, D.release_change(job.id, holder=self.holder)))
         self.counts["released"] += 1
 
     # ------------------------------------------------------------------ attempts (see engine/guards/reconcile.py)
-    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
-        """Move the job's reservation to the attempt under each key; returns the amount held."""
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        """Move this process's hold of the job to the attempt under each key; returns the amount held, or None
+        when a key had none (dropped as stale, or never made): what moved under the other keys is released then,
+        and the call may not start."""
         change = D.begin_attempt_change(job.id, attempt_id, self.clock, holder=self.holder)
+        moved: list[str] = []
         held = 0.0
         for k in dict.fromkeys(self._key(k) for k in keys):
-            held = max(held, float(await self._retrying(functools.partial(self._cas, k, change))))
+            got = await self._retrying(functools.partial(self._cas, k, change))
+            if got is None:
+                self.counts["not_held"] += 1
+                for m in moved:
+                    await self._retrying(functools.partial(self._cas, m, D.release_change(attempt_id, holder=None)))
+                return None
+            moved.append(k)
+            held = max(held, float(got))
         return held
 
     async def settle_attempt(
@@ -254,7 +267,7 @@ class BudgetLedger:
     ) -> bool:
         """Replace an attempt's reservation by what it cost, once per attempt id. True when it was counted."""
         cost = D.clean_cost(cost_usd)
-        change = D.settle_change(attempt_id, cost, clock=self.clock)
+        change = D.settle_change(attempt_id, cost, clock=self.clock, holder=None)
         counted = False
         for k in dict.fromkeys(self._key(k) for k in keys):
             counted = bool(await self._retrying(functools.partial(self._cas, k, change))) or counted

@@ -11,9 +11,15 @@ Two kinds of key hold a document (engine/guards/ledger.py):
 
 - a decision's ledger (``dec-<decision>``): ``{"spent", "reserved", "settled", "at"}``, its whole spend.
 
-``reserved`` is ``{job or attempt id: {"usd", "at", "by", "n"[, "rc": 1]}}``: ``at`` is the holder's clock when it
+``reserved`` is ``{hold or attempt id: {"usd", "at", "by", "n"[, "rc": 1]}}``: ``at`` is the holder's clock when it
 reserved or refreshed it, ``by`` the holder process, ``n`` how many times it refreshed it. Those three only say
 whether a reservation changed (engine/guards/stale_watch.py); no reader compares ``at`` with its own clock.
+
+A job's hold belongs to the process that made it (``by``): it is stored under the job's id, or under
+``<job>@<holder>`` when another process holds the job's id already (JetStream redelivered the job while its
+first run still lived: two runs, two holds, each under the ceiling). Only its holder refreshes, moves or releases
+it (``hold_of``), so a second run never takes the first run's money for its own and leaves that run calling
+with nothing held. A process runs a job once at a time (the pool's ``runs`` by job id).
 
 ``BudgetLedger._cas`` applies a change to the newest document under a key and writes it back on the key's
 revision, calling the change again on a fresh read when another writer won: so a change must decide from the
@@ -162,20 +168,36 @@ def clean_cost(cost_usd: float) -> float:
     return float(cost_usd) if math.isfinite(cost_usd) and cost_usd > 0 else 0.0
 
 
+# ------------------------------------------------------------------ holds
+def hold_of(doc: Doc, job_id: str, holder: str) -> str | None:
+    """The id under which ``holder`` holds the job's reservation, None when it holds none."""
+    r = doc["reserved"].get(job_id)
+    if r is not None and r.get("by", "") == holder:
+        return job_id
+    own = f"{job_id}@{holder}"
+    return own if own in doc["reserved"] else None
+
+
+def _new_hold(doc: Doc, job_id: str, holder: str) -> str:
+    return job_id if job_id not in doc["reserved"] else f"{job_id}@{holder}"
+
+
 # ------------------------------------------------------------------ changes
 def reserve_change(
     job_id: str, amount: float, ceiling: float, label: str, clock: Clock, *, holder: str = ""
 ) -> Change[Reservation]:
     """Hold ``amount`` for the job if spent (today's, for the daily ledger) + every open reservation + amount fits
-    under ``ceiling``. A job that holds a reservation already keeps it and refreshes it (the job runner calls this
-    again before each call: a reservation refreshed by its holder is never taken for a dead one); one already
-    settled is refused (it ran: never pay twice)."""
+    under ``ceiling``. A job that ``holder`` holds already keeps its reservation and refreshes it (the job runner
+    calls this again before each call: a reservation refreshed by its holder is never taken for a dead one); a
+    hold of the same job by another process is that run's, never refreshed here: this run needs a hold of its
+    own, under the ceiling. A job already settled is refused (it ran: never pay twice)."""
 
     def change(doc: Doc) -> tuple[Reservation, bool]:
         now = clock()
-        mine = doc["reserved"].get(job_id)
-        if mine is not None:
-            mine.update({"at": now, "by": holder, "n": int(mine.get("n", 0)) + 1})
+        hid = hold_of(doc, job_id, holder)
+        if hid is not None:
+            mine = doc["reserved"][hid]
+            mine.update({"at": now, "n": int(mine.get("n", 0)) + 1})
             return Reservation(ok=True, amount_usd=mine["usd"]), True
         if job_id in doc["settled"]:
             return Reservation(ok=False, reason=f"already settled: job {job_id} ran and its spend is recorded"), False
@@ -186,30 +208,39 @@ def reserve_change(
                 ok=False,
                 reason=f"over budget: needs {usd(amount)} (worst case), {usd(left)} left of the {usd(ceiling)} {label}",
             ), False
-        doc["reserved"][job_id] = {"usd": amount, "at": now, "by": holder, "n": 0}
+        doc["reserved"][_new_hold(doc, job_id, holder)] = {"usd": amount, "at": now, "by": holder, "n": 0}
         return Reservation(ok=True, amount_usd=amount), True
 
     return change
 
 
-def release_change(job_id: str) -> Change[bool]:
-    """Drop the job's reservation (nothing was spent). The result is always True."""
+def release_change(job_id: str, *, holder: str | None = "") -> Change[bool]:
+    """Drop the reservation ``holder`` holds for the job (nothing was spent); with ``holder`` None, the one under
+    the id ``job_id`` itself (an attempt's). The result is always True."""
 
     def change(doc: Doc) -> tuple[bool, bool]:
-        return True, doc["reserved"].pop(job_id, None) is not None
+        hid = job_id if holder is None else hold_of(doc, job_id, holder)
+        return True, hid is not None and doc["reserved"].pop(hid, None) is not None
 
     return change
 
 
 def settle_change(
-    entry_id: str, cost: float, reserved_seen: list[float] | None = None, *, clock: Clock = time.time
+    entry_id: str,
+    cost: float,
+    reserved_seen: list[float] | None = None,
+    *,
+    clock: Clock = time.time,
+    holder: str | None = None,
 ) -> Change[bool]:
-    """Replace the reservation of ``entry_id`` (a job or an attempt) by ``cost`` in one write, once per id: the
-    result is True when this write counted it. In the daily ledger the cost counts on the UTC day it is settled
-    (when OpenRouter bills it). The first reservation found is appended to ``reserved_seen``."""
+    """Replace a reservation by ``cost`` in one write, once per ``entry_id``: the result is True when this write
+    counted it. ``entry_id`` is a job (its hold by ``holder`` is replaced) or, with ``holder`` None, an attempt
+    (whoever settles it: the reconciler that adopted it, too). In the daily ledger the cost counts on the UTC day
+    it is settled (when OpenRouter bills it). The first reservation found is appended to ``reserved_seen``."""
 
     def change(doc: Doc) -> tuple[bool, bool]:
-        mine = doc["reserved"].pop(entry_id, None)
+        hid = entry_id if holder is None else hold_of(doc, entry_id, holder)
+        mine = doc["reserved"].pop(hid, None) if hid is not None else None
         if mine is not None and reserved_seen is not None and not reserved_seen:
             reserved_seen.append(mine["usd"])
         if entry_id in doc["settled"]:
@@ -221,14 +252,16 @@ def settle_change(
     return change
 
 
-def begin_attempt_change(job_id: str, attempt_id: str, clock: Clock, *, holder: str = "") -> Change[float]:
-    """Move the job's reservation to the attempt, marked ``rc`` (settled by the reconciler). Result: the USD
-    moved, 0.0 when the job held nothing under this key."""
+def begin_attempt_change(job_id: str, attempt_id: str, clock: Clock, *, holder: str = "") -> Change[float | None]:
+    """Move the reservation ``holder`` holds for the job to the attempt, marked ``rc`` (settled by the reconciler).
+    Result: the USD moved; None when ``holder`` holds nothing for the job under this key (its hold was dropped,
+    or never made): then no call may start."""
 
-    def change(doc: Doc) -> tuple[float, bool]:
-        mine = doc["reserved"].pop(job_id, None)
-        if mine is None:
-            return 0.0, False
+    def change(doc: Doc) -> tuple[float | None, bool]:
+        hid = hold_of(doc, job_id, holder)
+        if hid is None:
+            return None, False
+        mine = doc["reserved"].pop(hid)
         doc["reserved"][attempt_id] = {"usd": mine["usd"], "at": clock(), "by": holder, "n": 0, "rc": 1}
         return float(mine["usd"]), True
 

@@ -13,6 +13,11 @@ from swarm_tui.engine.bus.wire import Job
 from swarm_tui.engine.info import LocalModel, RamInfo, SpendInfo
 
 
+class NotHeld(Exception):
+    """A job's reservation could not be asserted (or moved to its attempt) right before its call: no call was
+    made; the job goes back to its gates and reserves again."""
+
+
 @dataclass(frozen=True)
 class Reservation:
     ok: bool

@@ -3,8 +3,8 @@
 A call that ends without ``usage.cost`` (cancelled, stalled, dropped, an error mid-stream, its process killed)
 may still be billed: Google, Groq, Mistral and Bedrock bill a cancelled stream in full (OpenRouter's streaming
 doc, "Stream Cancellation"). So every OpenRouter call is an *attempt* with a record on the bus, written before
-the call starts, and its own reservation in the budget ledger (``SpendGuard.begin_attempt`` moves the job's
-reservation to the attempt's id):
+the call starts, and its own reservation in the budget ledger (``SpendGuard.begin_attempt`` moves this
+process's hold of the job to the attempt's id; when it holds none, no call starts: ``NotHeld``):
 
 - the call ends with ``usage.cost``: the attempt is settled at that cost, the record deleted;
 - it ends with an HTTP error before any stream (nothing generated, nothing billed): settled at 0;
@@ -49,6 +49,7 @@ from swarm_tui.engine.bus.wire import Job, SpendEntry
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
+from swarm_tui.engine.guards.protocols import NotHeld
 from swarm_tui.engine.guards.reconcile_store import RecordStore, read_pending
 from swarm_tui.engine.info import ReconcileInfo
 from swarm_tui.engine.tasks import cancel_and_wait
@@ -99,12 +100,14 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
+        self._stopping = False
         self._owned = 0  # records this process owned at the last scan (its heartbeat keeps them its own)
 
     # ------------------------------------------------------------------ the pool's side
     async def begin(self, job: Job, *, worst: float, max_tokens: int) -> tuple[str, tuple[str, ...], float]:
         """Before a call: the record (state "calling"), then the job's reservation moved to the attempt.
-        Returns the attempt's id, its ledger keys and its worst case (what it holds)."""
+        Returns the attempt's id, its ledger keys and its worst case (what it holds). ``NotHeld`` when this
+        process held nothing for the job (its hold was dropped meanwhile): the record goes, and no call starts."""
         aid = attempt_id(job.id)
         keys = tuple(await self.spend.ledger_keys(job)) if self.spend is not None else ()
         self.live.add(aid)
@@ -134,6 +137,10 @@ class Reconciler:
             rev = await retrying(lambda: self.store.put(f"a.{aid}", doc))
             if self.spend is not None and keys:
                 held = await self.spend.begin_attempt(job, aid, keys)
+                if held is None:  # no call: nothing to record (a scan would charge a "calling" one its worst case)
+                    self.counts["not_held"] += 1
+                    await retrying(lambda: self.store.delete(f"a.{aid}", last=rev))
+                    raise NotHeld(f"the reservation of {job.id} was gone when its call was to start")
                 if held > 0 and abs(held - worst) > 1e-12:
                     doc["worst"] = held
                     await self.store.put(f"a.{aid}", doc, last=rev)
@@ -213,9 +220,14 @@ class Reconciler:
     # ------------------------------------------------------------------ the loop
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="reconcile")
 
     async def stop(self) -> None:
+        # the loop also ends by itself: on Python 3.11, asyncio.wait_for (here, and in nats-py's requests) returns
+        # a result that arrives together with the cancel and drops the cancel, and the stop then waited forever
+        self._stopping = True
+        self._wake.set()
         await cancel_and_wait([self._task])
         self._task = None
         with contextlib.suppress(Exception):
@@ -245,7 +257,7 @@ class Reconciler:
         """Scan now and then (often while something waits for an answer); beat while this process owns records
         (an idle process writes nothing)."""
         next_scan = 0.0
-        while True:
+        while not self._stopping:
             try:
                 if self.live or self._owned:
                     await self._beat()
@@ -261,6 +273,8 @@ class Reconciler:
             wait = max(0.02, next_scan - time.monotonic())
             if self.live or self._owned:
                 wait = min(wait, HEARTBEAT_S)
+            if self._stopping:
+                break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

@@ -14,7 +14,10 @@ hands the rest to one part per job:
   if the ledger knows less (a lost or reset bucket never forgets spend).
 
 The daily ceiling is the newest live override (``swarm-tui budget``: written to ``swarm_state`` and announced by
-a ``ControlEvent``), else the one the event log last recorded, else the configuration's ``budget.daily_usd``.
+a ``ControlEvent``), else the one the event log last recorded, else the configuration's ``budget.daily_usd``,
+which the engine publishes in ``swarm_state`` when it starts (engine/guards/ceiling_kv.py). A process without
+the log (a standalone worker, ``state`` None) spends only under the override or that published value, never
+under its own configuration's; while the bus holds neither, its jobs wait.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.trust import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
 from swarm_tui.engine.config import Config
+from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
 from swarm_tui.engine.guards.ledger import BudgetLedger, read_ledger
@@ -100,6 +104,8 @@ class SpendGuard:
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
         self._kv_seen: dict[int, float] = {}  # KV revision of the ceiling -> when this process first read it
+        self._base: float | None = None  # the engine's configured ceiling, from swarm_state (no log here)
+        self._base_published = False  # this engine's own, once written
         self._tasks: list[asyncio.Task[None]] = []
         self._moved = asyncio.Event()  # an event arrived: a ledger at rest is re-read at once
         self.reconciling: tuple[int, float] = (0, 0.0)  # attempts awaiting their cost, USD they hold (reconcile.py)
@@ -145,16 +151,25 @@ class SpendGuard:
         return self._costs.cost_of(model, prompt_tokens, completion_tokens)
 
     # ------------------------------------------------------------------ ceilings
+    def _override(self) -> tuple[float, float] | None:
+        return max((c for c in (self._kv_ceiling, self._ev_ceiling) if c is not None), key=lambda c: c[1], default=None)
+
     def ceiling(self) -> float:
-        """The daily ceiling: the newest live override (KV or control event), else the configuration."""
-        newest = max(
-            (c for c in (self._kv_ceiling, self._ev_ceiling) if c is not None), key=lambda c: c[1], default=None
-        )
+        """The daily ceiling: the newest live override (KV or control event), else the log's, else the
+        configuration; without a log, the engine's from the bus. A process without the log that has read none
+        yet shows its configuration's, and spends nothing: ``reserve`` refuses until ``ceiling_known``."""
+        newest = self._override()
         if newest is not None:
             return newest[0]
+        if self.state is None and self._base is not None:
+            return self._base
         if self.state is not None and self.state.ceiling_usd is not None:
             return float(self.state.ceiling_usd)
         return self.cfg.budget.daily_usd
+
+    def ceiling_known(self) -> bool:
+        """False for a process without the log that has read no ceiling from the bus yet."""
+        return self.state is not None or self._base is not None or self._override() is not None
 
     async def read_ceiling(self) -> float:
         try:
@@ -181,7 +196,22 @@ class SpendGuard:
             self._kv_ceiling = None
         except Exception as exc:  # noqa: BLE001 - bus trouble: keep the last value seen
             log.debug("ceiling not read: %s", type(exc).__name__)
+        if self.state is None:
+            try:
+                self._base = await read_base(self.bus, demo=self.demo)
+            except Exception as exc:  # noqa: BLE001 - bus trouble: keep the last value seen
+                log.debug("the engine's ceiling not read: %s", type(exc).__name__)
         return self.ceiling()
+
+    async def _publish_base(self) -> None:
+        """The engine's configured ceiling, for the processes that spend without its log (once it is written)."""
+        if self.state is None or self._base_published:
+            return
+        try:
+            await publish_base(self.bus, self.cfg.budget.daily_usd, self.clock(), demo=self.demo)
+            self._base_published = True
+        except Exception as exc:  # noqa: BLE001 - the refresh loop tries again
+            log.debug("ceiling not published: %s", type(exc).__name__)
 
     def on_event(self, ev: Any) -> None:
         """A ceiling event replaces the one before it in log order (the reader of the log has refused any dated
@@ -213,7 +243,11 @@ class SpendGuard:
         try:
             # the worst case is priced first, then the newest ceiling is read: it may have been raised just now
             amount = self.worst_case(job)
-            return await self._ledger.reserve(job, amount, await self.read_ceiling())
+            ceiling = await self.read_ceiling()
+            if not self.ceiling_known():
+                self.counts["no_ceiling"] += 1
+                return Reservation(ok=False, reason=NO_CEILING)
+            return await self._ledger.reserve(job, amount, ceiling)
         except Exception as exc:  # noqa: BLE001 - the bus is away: the job waits, nothing is dispatched
             log.debug("reservation of %s failed: %s", job.id, type(exc).__name__)
             self.counts["ledger_errors"] += 1
@@ -239,10 +273,11 @@ class SpendGuard:
             return ()
         return self._ledger.keys_of(job)
 
-    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
-        """The job's reservation becomes the attempt's (``reserved[attempt_id]``, marked ``rc``) before its call:
-        when the attempt ends without a cost, or its process dies, the money stays held until the attempt is
-        reconciled, and a retry or a redelivery of the job has to reserve anew. Returns the amount held."""
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        """The job's reservation (this process's hold) becomes the attempt's (``reserved[attempt_id]``, marked
+        ``rc``) before its call: when the attempt ends without a cost, or its process dies, the money stays held
+        until the attempt is reconciled, and a retry or a redelivery of the job has to reserve anew. Returns the
+        amount held; None when this process held nothing for the job: no call may start."""
         return await self._ledger.begin_attempt(job, attempt_id, keys)
 
     async def settle_attempt(
@@ -267,6 +302,7 @@ class SpendGuard:
 
     async def refresh(self) -> None:
         """Re-read the daily ledger and the live ceiling (remaining_usd() reads what was seen last)."""
+        await self._publish_base()
         await self._ledger.refresh()
         await self.read_ceiling()
 
@@ -308,6 +344,7 @@ class SpendGuard:
     async def start(self) -> None:
         if not self.prices.prices:
             await self.prices.load_cache()
+        await self._publish_base()
         try:
             await self.reconcile()
             await self.refresh()

@@ -24,9 +24,16 @@ def log_totals(state: SwarmState, now: float) -> SpendTotals:
     }
 
 
-def offline_spend_summary(cfg: Config, state: SwarmState, ledger: Doc | None = None) -> OfflineSpend:
-    """Spend as the log tells it, with the ledger's reservations when given (no engine running)."""
-    ceiling = state.ceiling_usd if state.ceiling_usd is not None else cfg.budget.daily_usd
+def offline_spend_summary(
+    cfg: Config, state: SwarmState, ledger: Doc | None = None, base: float | None = None
+) -> OfflineSpend:
+    """Spend as the log tells it, with the ledger's reservations when given (no engine running). The ceiling: the
+    log's override, else ``base`` (the one the last engine published: what workers spend under), else this
+    configuration's."""
+    if state.ceiling_usd is not None:
+        ceiling = state.ceiling_usd
+    else:
+        ceiling = base if base is not None else cfg.budget.daily_usd
     led = ledger or empty_doc()
     reserved = sum(r["usd"] for r in led["reserved"].values())
     totals = log_totals(state, state.clock())

@@ -13,14 +13,23 @@ does not fit waits "over budget". A local call asserts it again once it has the 
 otherwise). While a job reserves it counts against its model's limit (``ModelLimit.reserving``), so no more
 jobs reserve for a model than may call it; the call counts as ``active`` from its first step, with no await
 between the last check here and that count.
+
+A reservation is this process's own (engine/guards/ledger_doc.py): a run of the same job that JetStream
+redelivered elsewhere while this one lived holds its own, under the ceiling. The reconciler moves the hold to
+the call's attempt right before the call; when it finds none there, ``NotHeld`` sends the job back here and no
+call starts. A run refused money looks whether the job's result is stored (another run of it finished): it
+then ends with no call, acked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.guards.protocols import NotHeld as NotHeld  # raised by the reconciler's begin, too
 from swarm_tui.engine.models import is_local_chat
 
 if TYPE_CHECKING:
@@ -29,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CREDIT_REASONS = ("out of credit", "key limit")  # a refused reservation that is the provider's, not the budget's
+# a refused reservation that is not the budget's: the provider's credit, or no ceiling known yet (spend.py)
+WAIT_REASONS = ("out of credit", "key limit", "no ceiling")
 
 
 @dataclass
@@ -41,10 +51,6 @@ class ModelLimit:
     ok: int = 0
     active: int = 0  # calls running
     reserving: int = 0  # jobs past the model's gate reserving their money: they count as calls
-
-
-class NotHeld(Exception):
-    """The job's reservation could not be asserted right before its call: no call was made, back to the gates."""
 
 
 def closed(p: Pool, run: Run) -> tuple[str, float]:
@@ -86,8 +92,20 @@ async def give_back(jr: JobRun, run: Run) -> None:
         log.debug("reservation of %s not released: %s", run.job.id, type(exc).__name__)
 
 
+async def result_stored(jr: JobRun, run: Run) -> bool:
+    """True when the job's result is stored (a redelivery of a finished job, or another run of it finished while
+    this one waited for money): the run ends with no call, its reservation given back and its message acked."""
+    if await jr.pool.bus.last_event(S.evt("result", run.job.id)) is None:
+        return False
+    await give_back(jr, run)
+    jr.pool.counts["already_done"] += 1
+    await jr._ack(run)
+    return True
+
+
 async def wait_for_turn(jr: JobRun, run: Run) -> bool:
-    """Wait until the job may call and holds its reservation; False when it was cancelled meanwhile."""
+    """Wait until the job may call and holds its reservation; False when it was cancelled meanwhile, or its
+    result was stored by another run of it (then its message is acked)."""
     p = jr.pool
     while not run.cancel_reason:
         why, wait = closed(p, run)
@@ -102,7 +120,11 @@ async def wait_for_turn(jr: JobRun, run: Run) -> bool:
         finally:
             lim.reserving -= 1
         if refused:
-            await jr.event(run, "waiting" if refused.startswith(CREDIT_REASONS) else "over_budget", refused)
+            # JetStream may have redelivered the job while a run of it held the money this one waits for
+            with contextlib.suppress(Exception):  # the bus is away: not known, the job keeps waiting
+                if await result_stored(jr, run):
+                    return False
+            await jr.event(run, "waiting" if refused.startswith(WAIT_REASONS) else "over_budget", refused)
             await jr.pause(run, 1.0)
             continue
         if run.cancel_reason:

@@ -22,7 +22,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent, WorkerState
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 from swarm_tui.engine.models import is_local_chat
-from swarm_tui.engine.swarm.gates import NotHeld, hold_after_lane, wait_for_turn
+from swarm_tui.engine.swarm.gates import NotHeld, hold_after_lane, result_stored, wait_for_turn
 from swarm_tui.engine.swarm.job_result import store_result
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.worker_call import CallError, Progress, stream_call
@@ -132,9 +132,7 @@ class JobRun:
     # ------------------------------------------------------------------ the job
     async def process(self, run: Run) -> None:
         p, job = self.pool, run.job
-        if await p.bus.last_event(S.evt("result", job.id)) is not None:
-            p.counts["already_done"] += 1
-            await self._ack(run)
+        if await result_stored(self, run):
             return
         mark = await self.cancel_mark(job)
         if mark:
@@ -145,7 +143,8 @@ class JobRun:
         max_retries = p.cfg.swarm.max_retries
         while True:
             if not await wait_for_turn(self, run):  # the gates, then the money (swarm/gates.py)
-                await self.finish(run, "cancelled", run.cancel_reason or "cancelled")
+                if not run.acked:  # acked: another run of the job stored its result while this one waited
+                    await self.finish(run, "cancelled", run.cancel_reason or "cancelled")
                 return
             try:
                 await self.call(run)
