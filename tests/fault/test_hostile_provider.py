@@ -81,7 +81,7 @@ class Swarm(ReconcileSwarm):
                 raise AssertionError(f"not reconciled: recorded {self.recorded()} billed {billed}")
             await asyncio.sleep(0.1)
             billed = round(sum(f.billed for f in fakes), 9)
-        return await self.ledger()
+        return await self.ledger_once_settled(billed, end)
 
     async def holds(self, what: str, *fakes: FakeOpenRouter) -> None:
         """The promise: recorded = billed <= ceiling, nothing left reserved, no estimate, every figure finite."""

@@ -83,21 +83,22 @@ class Swarm:
                 keys = []
             return not keys and not fo.open
 
-        async def ledger_settled() -> dict[str, Any] | None:
-            # the reconciler writes the SpendEntry, then settles the ledger: the ledger may trail the log briefly
-            led = await self.ledger()
-            return led if not led["reserved"] and math.isclose(led["spent"], fo.billed, abs_tol=1e-9) else None
-
         end = asyncio.get_running_loop().time() + timeout
         while not (await quiet() and math.isclose(self.recorded(), fo.billed, abs_tol=1e-9)):
             if asyncio.get_running_loop().time() > end:
                 raise AssertionError(f"not reconciled: recorded {self.recorded()} billed {fo.billed}")
             await asyncio.sleep(0.1)
-        while (led := await ledger_settled()) is None:
-            if asyncio.get_running_loop().time() > end:
-                return await self.ledger()  # the caller's assertions say what differs
+        return await self.ledger_once_settled(fo.billed, end)
+
+    async def ledger_once_settled(self, billed: float, end: float) -> dict[str, Any]:
+        """The ledger once it holds nothing and has spent ``billed``, or as it is at ``end`` (loop time). The
+        reconciler writes an attempt's SpendEntry, then settles the ledger: the ledger may trail the log briefly."""
+        while True:
+            led = await self.ledger()
+            settled = not led["reserved"] and math.isclose(led["spent"], billed, abs_tol=1e-9)
+            if settled or asyncio.get_running_loop().time() > end:
+                return led  # at the deadline, as it is: the caller's assertions say what differs
             await asyncio.sleep(0.1)
-        return led
 
 
 def setup_fake(fo: FakeOpenRouter, **answer: Any) -> None:
