@@ -127,6 +127,9 @@ async def test_cluster_leader_killed_and_a_node_restarted_mid_swarm_loses_nothin
     if abs(final["spend"]["today_usd"] - fo.billed) >= 1e-9:  # say where the money went before failing
         print(f"the log's SpendEntries sum to ${sum(logged.values()):.6f}: {sorted(logged.items())}")
         print("billed:", sorted((tag_of(r["body"]), r.get("cost"), r.get("id")) for r in fo.requests))
+        for who, err in zip(("worker 1", "worker 2", "engine"), errs, strict=False):  # what each process said
+            said = [x for x in err.splitlines() if ("WARNING" in x or "ERROR" in x) and "route" not in x]
+            print(f"--- {who}:", "\n".join(said)[-3000:])
     assert all(KEY not in e for e in errs)
     assert after.get("work_queue_leader") not in ("", leader), after  # the work queue moved to a live node
     assert len(results) == len(tags) and set(results.values()) == {1}, results  # one result per task

@@ -98,6 +98,7 @@ class Reconciler:
         self.pending_usd = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._ends: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}  # ends the bus did not take (end_later)
         self._http: aiohttp.ClientSession | None = None
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
         self._stopping = False
@@ -150,15 +151,39 @@ class Reconciler:
         return aid, keys, float(doc["worst"])
 
     async def note_generation(self, aid: str, gen: str) -> None:
-        """The generation id is known (first chunk): a kill from now on can still be reconciled."""
-        doc, rev = await self.store.get(f"a.{aid}")
-        if doc is not None and doc.get("owner") == self.owner and not doc.get("gen"):
-            doc["gen"] = gen
-            await self.store.put(f"a.{aid}", doc, last=rev)
+        """The generation id is known (first chunk): a kill from now on can still be reconciled. Written through
+        a bus outage (a cluster's leader election): a record without it could only be charged its worst case."""
+
+        async def note() -> None:
+            doc, rev = await self.store.get(f"a.{aid}")
+            if doc is not None and doc.get("owner") == self.owner and not doc.get("gen"):
+                doc["gen"] = gen
+                await self.store.put(f"a.{aid}", doc, last=rev)
+
+        await retrying(note)
 
     def abandon(self, aid: str) -> None:
         """The call was cut off without an end (the pool is stopping): the scan (here or elsewhere) takes it."""
         self.live.discard(aid)
+
+    def end_later(self, aid: str, keys: tuple[str, ...], **end: Any) -> None:
+        """``end`` could not be written (the bus away longer than a retry). This process still knows what the
+        record may not (the cost, the generation id), so the attempt stays live (no scan charges it as cut off,
+        at its worst case) and the loop writes its end when the bus is back."""
+        self._ends[aid] = (keys, end)
+        self.live.add(aid)
+        self._wake.set()
+
+    async def _write_ends(self) -> None:
+        for aid, (keys, end) in list(self._ends.items()):
+            try:
+                await self.end(aid, keys, **end)
+            except Exception as exc:  # noqa: BLE001 - the bus still away: kept for the next pass
+                self.live.add(aid)
+                log.debug("attempt %s: end not written yet: %s", aid, type(exc).__name__)
+                continue
+            self._ends.pop(aid, None)
+            self.counts["ended_late"] += 1
 
     async def end(
         self,
@@ -229,6 +254,9 @@ class Reconciler:
         self._stopping = True
         self._wake.set()
         await cancel_and_wait([self._task])
+        if self._ends:  # one more try: an end written is the provider's figure, one left is its worst case
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._write_ends(), 5)
         self._task = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
@@ -261,6 +289,8 @@ class Reconciler:
             try:
                 if self.live or self._owned:
                     await self._beat()
+                if self._ends:
+                    await self._write_ends()
                 if time.monotonic() >= next_scan or self._wake.is_set():
                     self._wake.clear()
                     busy = await self.scan()

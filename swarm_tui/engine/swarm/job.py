@@ -414,9 +414,18 @@ class JobRun:
                     worst=run.attempt_worst,
                     tokens=(prompt, completion),
                 )
-            except Exception as exc:  # noqa: BLE001 - the bus is away: the record is reconciled by the scan
-                log.warning("attempt %s not accounted: %s", aid, type(exc).__name__)
-                p.reconciler.abandon(aid)
+            except Exception as exc:  # noqa: BLE001 - the bus is away: its end is written when it is back
+                log.warning("attempt %s not accounted yet: %s", aid, type(exc).__name__)
+                p.reconciler.end_later(
+                    aid,
+                    run.attempt_keys,
+                    job=job,
+                    cost=pr.cost,
+                    gen=pr.generation_id,
+                    billed=billed,
+                    worst=run.attempt_worst,
+                    tokens=(prompt, completion),
+                )
                 got = None
             if got is None:
                 run.pending += 1  # its SpendEntry comes from the reconciler, with the provider's figures
