@@ -403,29 +403,19 @@ class JobRun:
                     await run.noting
             # nothing was billed when the provider never took the request (an HTTP error, no connection)
             billed = pr.opened or bool(pr.generation_id) or pr.tokens > 0
+            end: dict[str, Any] = {
+                "job": job,
+                "cost": pr.cost,
+                "gen": pr.generation_id,
+                "billed": billed,
+                "worst": run.attempt_worst,
+                "tokens": (prompt, completion),
+            }
             try:
-                got = await p.reconciler.end(
-                    aid,
-                    run.attempt_keys,
-                    job=job,
-                    cost=pr.cost,
-                    gen=pr.generation_id,
-                    billed=billed,
-                    worst=run.attempt_worst,
-                    tokens=(prompt, completion),
-                )
+                got = await p.reconciler.end(aid, run.attempt_keys, **end)
             except Exception as exc:  # noqa: BLE001 - the bus is away: its end is written when it is back
                 log.warning("attempt %s not accounted yet: %s", aid, type(exc).__name__)
-                p.reconciler.end_later(
-                    aid,
-                    run.attempt_keys,
-                    job=job,
-                    cost=pr.cost,
-                    gen=pr.generation_id,
-                    billed=billed,
-                    worst=run.attempt_worst,
-                    tokens=(prompt, completion),
-                )
+                p.reconciler.end_later(aid, run.attempt_keys, **end)
                 got = None
             if got is None:
                 run.pending += 1  # its SpendEntry comes from the reconciler, with the provider's figures
