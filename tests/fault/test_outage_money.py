@@ -114,3 +114,28 @@ async def test_an_end_refused_after_a_lost_generation_id_is_written_when_the_bus
             await sw.stop()
         _check("the generation id lost, the end refused", sw, fo, led)
         assert rec.counts["ended_late"] == 1, rec.counts  # type: ignore[union-attr]
+
+
+async def test_an_end_that_never_goes_through_is_left_to_the_scan_after_reconcile_max_s(
+    tmp_path, nats_server, monkeypatch
+):
+    """An end that keeps failing is not kept live forever (its hold would never be freed): after
+    ``openrouter.reconcile_max_s`` the scan takes the record, which holds the generation id: asked, recorded."""
+    async with FakeOpenRouter() as fo:
+        setup_fake(fo)
+        sw = await Swarm(config(tmp_path, nats_server, fo, openrouter__reconcile_max_s=1.5)).start()
+        rec = sw.pool.reconciler  # type: ignore[union-attr]
+
+        async def never(*a: Any, **kw: Any) -> Any:
+            raise nats.errors.TimeoutError
+
+        monkeypatch.setattr(rec, "end", never)
+        try:
+            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
+            await until(lambda: rec.counts["end_given_up"] == 1, 20, "the end given up")  # type: ignore[union-attr]
+            assert not rec.live  # type: ignore[union-attr]
+            led = await sw.settled(fo, timeout=40)
+        finally:
+            await sw.stop()
+        _check("an end that never goes through", sw, fo, led)
+        assert fo.generation_asks >= 1

@@ -98,7 +98,8 @@ class Reconciler:
         self.pending_usd = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._ends: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}  # ends the bus did not take (end_later)
+        # ends the bus did not take (end_later): keys, end()'s arguments, since (monotonic)
+        self._ends: dict[str, tuple[tuple[str, ...], dict[str, Any], float]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
         self._stopping = False
@@ -170,20 +171,27 @@ class Reconciler:
         """``end`` could not be written (the bus away longer than a retry). This process still knows what the
         record may not (the cost, the generation id), so the attempt stays live (no scan charges it as cut off,
         at its worst case) and the loop writes its end when the bus is back."""
-        self._ends[aid] = (keys, end)
+        self._ends[aid] = (keys, end, self.monotonic())
         self.live.add(aid)
         self._wake.set()
 
     async def _write_ends(self) -> None:
-        for aid, (keys, end) in list(self._ends.items()):
+        """Each end kept by ``end_later``, tried again; one that fails for ``reconcile_max_s`` is given up to
+        the scan (its record then says what the bus took: a generation id to ask about, or the worst case)."""
+        for aid, (keys, end, since) in list(self._ends.items()):
             try:
                 await self.end(aid, keys, **end)
             except Exception as exc:  # noqa: BLE001 - the bus still away: kept for the next pass
-                self.live.add(aid)
-                log.debug("attempt %s: end not written yet: %s", aid, type(exc).__name__)
-                continue
+                if self.monotonic() - since < self.cfg.openrouter.reconcile_max_s:
+                    self.live.add(aid)
+                    log.debug("attempt %s: end not written yet: %s", aid, type(exc).__name__)
+                    continue
+                log.warning("attempt %s: its end could not be written: left to the scan", aid)
+                self.live.discard(aid)
+                self.counts["end_given_up"] += 1
+            else:
+                self.counts["ended_late"] += 1
             self._ends.pop(aid, None)
-            self.counts["ended_late"] += 1
 
     async def end(
         self,
