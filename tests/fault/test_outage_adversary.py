@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from swarm_tui.engine.bus import subjects as S
-from tests.fault.test_outage_money import Outage, _swarm
+from tests.fault.test_outage_money import _swarm
 from tests.integration.test_reconcile import MAX_TOKENS, Swarm, config, full_cost, report, setup_fake
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
