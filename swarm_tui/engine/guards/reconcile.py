@@ -100,6 +100,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         # ends the bus did not take (end_later): keys, end()'s arguments, since (monotonic)
         self._ends: dict[str, tuple[tuple[str, ...], dict[str, Any], float]] = {}
+        self._unsettled: set[str] = set()  # not billed, record deleted, ledger settle (at 0) not written yet
         self._http: aiohttp.ClientSession | None = None
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
         self._stopping = False
@@ -217,6 +218,10 @@ class Reconciler:
         if cost is not None and not (math.isfinite(cost) and cost >= 0):
             cost = None  # not a cost: asked of GET /generation like a call that ended without one
         try:
+            if aid in self._unsettled:  # its record went (not billed), its ledger settle did not: that settle only
+                await self._settle_ledger(aid, keys, 0.0, estimated=False)
+                self._unsettled.discard(aid)
+                return 0.0, False
             cur, rev = await self.store.get(key)
             if cur is None or cur.get("owner") != self.owner:  # it looked dead to another process, which took it
                 self.counts["adopted_away"] += 1
@@ -225,7 +230,9 @@ class Reconciler:
                 if not await self.store.delete(key, last=rev):  # the record first: no one can charge it after
                     self.counts["adopted_away"] += 1
                     return None
+                self._unsettled.add(aid)  # no record says it any more: a retried end must still settle it
                 await self._settle_ledger(aid, keys, 0.0, estimated=False)
+                self._unsettled.discard(aid)
                 return 0.0, False
             if cost is not None:
                 c = float(cost)

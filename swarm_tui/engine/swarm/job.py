@@ -398,9 +398,6 @@ class JobRun:
         prompt = pr.prompt_tokens or (sum(len(m.content) for m in job.messages) // 4 if pr.tokens else 0)
         if run.attempt and p.reconciler is not None:
             aid, run.attempt = run.attempt, ""
-            if run.noting is not None:
-                with contextlib.suppress(Exception):
-                    await run.noting
             # nothing was billed when the provider never took the request (an HTTP error, no connection)
             billed = pr.opened or bool(pr.generation_id) or pr.tokens > 0
             end: dict[str, Any] = {
@@ -412,7 +409,13 @@ class JobRun:
                 "tokens": (prompt, completion),
             }
             try:
+                if run.noting is not None:
+                    with contextlib.suppress(Exception):
+                        await run.noting
                 got = await p.reconciler.end(aid, run.attempt_keys, **end)
+            except asyncio.CancelledError:  # the pool is stopping: the reconciler's stop still writes this end
+                p.reconciler.end_later(aid, run.attempt_keys, **end)
+                raise
             except Exception as exc:  # noqa: BLE001 - the bus is away: its end is written when it is back
                 log.warning("attempt %s not accounted yet: %s", aid, type(exc).__name__)
                 p.reconciler.end_later(aid, run.attempt_keys, **end)
