@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from swarm_tui.engine.bus import subjects as S
-from tests.fault.test_outage_money import _swarm
+from tests.fault.test_outage_money import _swarm, outage_over_a_call
 from tests.integration.test_reconcile import MAX_TOKENS, Swarm, config, full_cost, report, setup_fake
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -80,11 +80,7 @@ async def test_a_pool_stop_while_the_generation_id_is_retried_keeps_the_known_co
         sw2: Swarm | None = None
         stopped = False
         try:
-            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
-            await fo.wait_open(1, 15)
-            outage.on = True
-            await until(lambda: fo.requests and fo.requests[0].get("cost") is not None, 20, "the call billed")
-            await until(lambda: fo.open == 0, 10, "the stream closed")
+            await outage_over_a_call(sw, outage, fo)
             await asyncio.sleep(1.0)  # account() is awaiting the retried generation id
             outage.on = False  # the bus is back as the user quits
             stopped = True

@@ -52,6 +52,15 @@ async def _swarm(tmp_path: Any, nats_server: Any, fo: FakeOpenRouter) -> tuple[S
     return sw, Outage(sw.pool.reconciler.store)
 
 
+async def outage_over_a_call(sw: Swarm, outage: Outage, fo: FakeOpenRouter) -> None:
+    """One job approved; the outage starts once its call is under way and lasts past the stream's end."""
+    await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
+    await fo.wait_open(1, 15)
+    outage.on = True
+    await until(lambda: fo.requests and fo.requests[0].get("cost") is not None, 20, "the call billed")
+    await until(lambda: fo.open == 0, 10, "the stream closed")
+
+
 def _check(what: str, sw: Swarm, fo: FakeOpenRouter, led: dict[str, Any]) -> None:
     report(what, sw, fo, led, 0.25)
     assert sw.engine is not None
@@ -68,11 +77,7 @@ async def test_an_outage_over_the_first_chunk_and_the_end_records_what_was_bille
         setup_fake(fo, first_token_delay=0.5)
         sw, outage = await _swarm(tmp_path, nats_server, fo)
         try:
-            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
-            await fo.wait_open(1, 15)
-            outage.on = True
-            await until(lambda: fo.requests and fo.requests[0].get("cost") is not None, 20, "the call billed")
-            await until(lambda: fo.open == 0, 10, "the stream closed")
+            await outage_over_a_call(sw, outage, fo)
             await asyncio.sleep(2.0)
             outage.on = False
             led = await sw.settled(fo, timeout=40)
