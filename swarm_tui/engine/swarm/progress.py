@@ -95,15 +95,21 @@ def note_generation(progress: Progress, gid: Any, sink: Sink, *, replace: bool =
         sink.on_generation(gid)
 
 
+def _fit(text: str, room: int) -> tuple[str, int]:
+    """``text`` cut to the ``room`` left (characters), and how many characters were cut."""
+    if len(text) <= room:
+        return text, 0
+    room = max(0, room)
+    return text[:room], len(text) - room
+
+
 def add_text(progress: Progress, text: str, sink: Sink) -> None:
     now = time.time()
     if not progress.first_token_at:
         progress.first_token_at = now
     progress.tokens += 1
-    room = progress.limit - progress.held
-    if len(text) > room:
-        progress.cut += len(text) - max(0, room)
-        text = text[: max(0, room)]
+    text, cut = _fit(text, progress.limit - progress.held)
+    progress.cut += cut
     if text:
         progress.parts.append(text)
         progress.held += len(text)
@@ -112,10 +118,8 @@ def add_text(progress: Progress, text: str, sink: Sink) -> None:
 
 def add_reasoning(progress: Progress, text: str, sink: Sink) -> None:
     progress.reasoning_tokens += 1
-    room = progress.limit - progress.reasoning_held
-    if len(text) > room:
-        progress.reasoning_cut += len(text) - max(0, room)
-        text = text[: max(0, room)]
+    text, cut = _fit(text, progress.limit - progress.reasoning_held)
+    progress.reasoning_cut += cut
     if text:
         progress.reasoning_parts.append(text)
         progress.reasoning_held += len(text)
