@@ -195,8 +195,13 @@ async def test_lines_up_to_8_mib_are_read_and_a_longer_one_is_a_stream_error_not
 # ------------------------------------------------------------------------------------------- 4. numbers
 @pytest.mark.parametrize(
     "raw",
-    [{"cost": "1e400"}, {"cost": "Infinity"}, {"cost": "NaN", "prompt_tokens": "1e400"}],
-    ids=["cost-1e400", "cost-Infinity", "tokens-1e400"],
+    [
+        {"cost": "1e400"},
+        {"cost": "Infinity"},
+        {"cost": "NaN", "prompt_tokens": "1e400"},
+        {"cost": "NaN", "completion_tokens": "1" + "0" * 400},  # an integer: no float hook sees it
+    ],
+    ids=["cost-1e400", "cost-Infinity", "tokens-1e400", "tokens-401-digits"],
 )
 async def test_non_finite_usage_numbers_are_refused_and_the_cost_asked_of_openrouter(tmp_path, nats_server, raw):
     """Before: `usage.cost` 1e400 became inf in the SpendEntry and the Result (the ledger's spent with it); a

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 
 import pytest
@@ -113,3 +114,31 @@ async def test_cancel_closes_the_stream_at_once(path):
                 break
             await asyncio.sleep(0.01)
         assert fo.requests[0]["closed_by_client"] and time.monotonic() - t0 < 0.5
+
+
+async def test_a_huge_integer_token_count_beside_the_finish_is_unknown_not_a_lost_connection():
+    """A usage whose token count is a 401-digit integer, in the chunk that also finishes the answer (some providers
+    send them together): before, ``count`` raised OverflowError before the finish_reason was read, the read
+    ended as "connection lost mid-stream" (retryable), and the billed call was bought again. Now the count is
+    unknown (0) and the answer is complete."""
+    from swarm_tui.engine.swarm.progress import Progress, Sink
+    from swarm_tui.engine.swarm.sse import Limits, read_sse
+
+    chunks = [
+        {"id": "gen-1", "choices": [{"delta": {"content": "hello"}}]},
+        {
+            "id": "gen-1",
+            "choices": [{"delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10**400, "completion_tokens": 1, "cost": 0.001},
+        },
+    ]
+
+    async def lines():
+        for c in chunks:
+            yield "data: " + json.dumps(c)
+        yield "data: [DONE]"
+
+    progress = Progress()
+    await read_sse(lines(), Limits(stall=5, content=None, started=time.time()), progress, Sink(lambda t, at: None), [])
+    assert progress.finish_reason == "stop" and progress.text == "hello"
+    assert progress.prompt_tokens == 0 and progress.completion_tokens == 1 and progress.cost == 0.001

@@ -129,11 +129,8 @@ def add_reasoning(progress: Progress, text: str, sink: Sink) -> None:
 
 def count(v: Any) -> int:
     """A token count from the provider: a finite number in 0..MAX_COUNT, else 0 (unknown)."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return 0
-    if not math.isfinite(v) or not 0 <= v <= MAX_COUNT:
-        return 0
-    return int(v)
+    c = finite_cost(v)  # one check of the number (an integer too large for a float included)
+    return int(c) if c is not None and c <= MAX_COUNT else 0
 
 
 def finite_cost(v: Any) -> float | None:
