@@ -26,5 +26,9 @@ class BusError(SwarmError):
     code = 1
 
 
+class TooLarge(BusError):
+    """A message over the server's or the stream's size limit: sending it again cannot succeed."""
+
+
 class InvalidMessage(ValueError):
     """A message on the bus that does not decode to a known, valid type."""

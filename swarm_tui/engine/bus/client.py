@@ -38,7 +38,7 @@ from swarm_tui.engine.bus.trust import read_event
 from swarm_tui.engine.bus.where import resolve
 from swarm_tui.engine.bus.wire import Event, Msg
 from swarm_tui.engine.config import Config
-from swarm_tui.engine.errors import BusError
+from swarm_tui.engine.errors import BusError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -351,20 +351,15 @@ class Bus:
                 return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
             except MaxPayloadError:  # nats-py refuses it before sending
                 limit = self.nc.max_payload if self.nc is not None else 0
-                raise BusError(_too_large(subject, len(payload), limit)) from None
-            except APIError as exc:
-                if exc.err_code == MSG_TOO_LARGE:
-                    raise BusError(_too_large(subject, len(payload), 0)) from None
-                if time.monotonic() > end:  # JetStream without a leader yet (503), ...: as an outage
-                    raise BusError(f"NATS did not store a message on {subject}: {_reason(exc)}") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                raise TooLarge(_too_large(subject, len(payload), limit)) from None
             except (TimeoutError, NatsTimeout, NoRespondersError, ConnectionError) as exc:
                 if time.monotonic() > end:
                     raise BusError(f"NATS did not store a message on {subject} in time ({_reason(exc)})") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-            except Exception as exc:  # connection closed/reconnecting errors from nats-py
+            except Exception as exc:  # JetStream refusals (503 without a leader yet), closed/reconnecting errors
+                if isinstance(exc, APIError) and exc.err_code == MSG_TOO_LARGE:
+                    raise TooLarge(_too_large(subject, len(payload), 0)) from None
                 if time.monotonic() > end or self.nc is None or self.nc.is_closed:
                     raise BusError(f"NATS did not store a message on {subject}: {_reason(exc)}") from None
                 await asyncio.sleep(delay)

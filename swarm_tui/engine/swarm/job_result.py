@@ -14,21 +14,17 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from nats.errors import MaxPayloadError
 from pydantic import ValidationError
 
-from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.client import Bus, event_subject
 from swarm_tui.engine.bus.wire import RESULT_MAX_BYTES, Job, Result
+from swarm_tui.engine.errors import TooLarge
 
 log = logging.getLogger(__name__)
 
 HEADERS_ROOM = 1024  # the headers (Nats-Msg-Id) count in max_payload too
 
 State = Literal["done", "failed", "cancelled"]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def result_limit(bus: Bus) -> int:
@@ -49,13 +45,14 @@ async def store_result(
         res = Result.of(
             job, state, started_at=started_at, ended_at=ended_at, demo=demo, reason=reason, max_bytes=limit, **fields
         )
-        if len(res.to_bytes()) > limit:
-            raise _TooLarge(f"{len(res.to_bytes())} bytes")
-        await bus.publish_event(res, msg_id=f"result-{job.id}")
+        data = res.to_bytes()
+        if len(data) > limit:
+            raise TooLarge(f"{len(data)} bytes")
+        await bus.publish(event_subject(res), data, msg_id=f"result-{job.id}")
         return state, reason
-    except (ValidationError, MaxPayloadError, _TooLarge) as exc:
+    except (ValidationError, TooLarge) as exc:  # TooLarge: ours, nats-py's or the stream's size limit
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        why = type(exc).__name__.lstrip("_") + (f": {first}" if first else "")
+        why = type(exc).__name__ + (f": {first}" if first else "")
         log.warning("job %s: its result could not be stored (%s); a failed one instead", job.id, why)
     failed = f"the worker's result could not be stored ({why}); its spend is recorded"
     small = Result.of(job, "failed", reason=failed, started_at=started_at, ended_at=ended_at, demo=demo)
