@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from swarm_tui import __version__
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.errors import ConfigError, SwarmError, UsageError
 
 log = logging.getLogger("swarm_tui")
@@ -59,7 +60,7 @@ def _usd(v: str) -> float:
         f = float(v.lstrip("$"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an amount in USD, got {v!r}") from None
-    if not 0 <= f < 1e9:
+    if not 0 <= f < CEILING_LIMIT_USD:
         raise argparse.ArgumentTypeError("expected an amount in USD >= 0")
     return f
 

@@ -21,7 +21,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from swarm_tui.engine.attention import KINDS
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
+from swarm_tui.engine.guards.ceiling_kv import OVERRIDE_KEY
 from swarm_tui.engine.projection import DecisionView, SwarmState
 from swarm_tui.engine.recorder import Recorder
 
@@ -133,11 +135,11 @@ class Controls:
     async def do_ceiling(self, args: dict[str, Any]) -> dict[str, Any]:
         """Set the daily spend ceiling live (overrides budget.daily_usd until set again)."""
         v = args.get("usd")
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9 or v != v:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < CEILING_LIMIT_USD or v != v:
             raise ControlError("the ceiling must be a number of USD >= 0")
         at = self.clock()
         kv = await self.bus.kv(S.KV_STATE)
-        await kv.put("ceiling", json.dumps({"usd": float(v), "at": at}).encode())
+        await kv.put(OVERRIDE_KEY, json.dumps({"usd": float(v), "at": at}).encode())
         ev = ControlEvent(what="ceiling", value=float(v), by=str(args.get("by", "cli"))[:32], at=at)
         await self.record(ev)
         return {"ceiling_usd": float(v)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from swarm_tui.engine.bus.ids import FINAL_STATES, job_id
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD, FINAL_STATES, job_id
 
 if TYPE_CHECKING:  # the models arrive decoded; the screen builds its empty state before pydantic is imported
     from swarm_tui.engine.bus.wire import (
@@ -45,7 +45,6 @@ def resize_plan(plan: list[PlanItem], workers: int | None) -> list[PlanItem]:
 
 # The ranges of the control verbs (engine/control_requests.py): a scale or ceiling outside them is not applied,
 # whoever wrote it. The readers of the log refuse them sooner, with the configured swarm.max_scale (bus/trust.py).
-CEILING_LIMIT_USD = 1e9
 SCALE_LIMIT = 200  # swarm.max_scale's own upper bound
 
 

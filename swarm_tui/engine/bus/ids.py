@@ -10,6 +10,7 @@ import secrets
 import time
 
 FINAL_STATES = ("done", "failed", "cancelled")  # a worker in one of these will not move again
+CEILING_LIMIT_USD = 1e9  # a daily ceiling is 0 <= USD < this, wherever it is set or read
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 

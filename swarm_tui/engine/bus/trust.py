@@ -24,6 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import Event, Msg, decode
 from swarm_tui.engine.errors import InvalidMessage
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 # minutes is the skew Kerberos tolerates by default and the events stream's duplicate window: a worker on a
 # clock that far off is refused (and says so in the dead letters) rather than let a date decide the ceiling.
 CLOCK_SKEW_S = 300.0
-CEILING_LIMIT_USD = 1e9  # as `swarm-tui budget` bounds it: 0 <= ceiling < 1e9
 
 
 # The field that names a log event on its subject: swarm.evt.<type>.<this field's value>

@@ -23,7 +23,7 @@ from nats.js.errors import KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.trust import CEILING_LIMIT_USD
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.config import Config
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def parse_ceiling(raw: bytes | None) -> tuple[float, float]:
     try:
         doc = json.loads(raw or b"")
         v, at = float(doc["usd"]), float(doc.get("at", 0.0))
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
         raise ValueError("unreadable") from exc
     if not (math.isfinite(v) and 0 <= v < CEILING_LIMIT_USD and math.isfinite(at)):
         raise ValueError("out of range")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import math
 import time
@@ -36,10 +35,10 @@ from nats.js.errors import KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.trust import CEILING_LIMIT_USD
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
 from swarm_tui.engine.config import Config
-from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, publish_base, read_base
+from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, OVERRIDE_KEY, parse_ceiling, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
 from swarm_tui.engine.guards.ledger import BudgetLedger, read_ledger
@@ -62,7 +61,7 @@ REFRESH_S = 2.0
 # settled cost, a new ceiling) comes with events in the log (jobs, worker events, spend entries, control events).
 IDLE_REFRESH_S = 60.0
 STALE_MARGIN_S = 60.0
-CEILING_KEY = "ceiling"  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
+CEILING_KEY = OVERRIDE_KEY  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
 
 class SpendGuard:
@@ -175,24 +174,19 @@ class SpendGuard:
         try:
             kv = await self.bus.kv(S.KV_STATE)
             entry = await kv.get(CEILING_KEY)
-            doc = json.loads(entry.value or b"")
-            v, at = float(doc["usd"]), float(doc.get("at", 0.0))
-            if math.isfinite(v) and 0 <= v < CEILING_LIMIT_USD and math.isfinite(at):
-                # the writer's word for when it was set, but never later than when this process first saw it:
-                # a date in the future must not outrank the ceilings set after it
-                first = self._kv_seen.get(entry.revision or 0)
-                if first is None:
-                    first = self._kv_seen[entry.revision or 0] = self.clock()
-                    while len(self._kv_seen) > 8:
-                        del self._kv_seen[min(self._kv_seen)]
-                self._kv_ceiling = (v, min(at, first))
-            else:
-                log.warning("the live ceiling in %s is out of range; ignoring it", S.KV_STATE)
-                self._kv_ceiling = None
+            v, at = parse_ceiling(entry.value)
+            # the writer's word for when it was set, but never later than when this process first saw it:
+            # a date in the future must not outrank the ceilings set after it
+            first = self._kv_seen.get(entry.revision or 0)
+            if first is None:
+                first = self._kv_seen[entry.revision or 0] = self.clock()
+                while len(self._kv_seen) > 8:
+                    del self._kv_seen[min(self._kv_seen)]
+            self._kv_ceiling = (v, min(at, first))
         except KeyNotFoundError:
             self._kv_ceiling = None
-        except (ValueError, TypeError, KeyError, RecursionError):
-            log.warning("the live ceiling in %s is unreadable; ignoring it", S.KV_STATE)
+        except ValueError as exc:  # unreadable, or out of the budget verb's range
+            log.warning("the live ceiling in %s is %s; ignoring it", S.KV_STATE, exc)
             self._kv_ceiling = None
         except Exception as exc:  # noqa: BLE001 - bus trouble: keep the last value seen
             log.debug("ceiling not read: %s", type(exc).__name__)
