@@ -12,9 +12,9 @@ import time
 from typing import Annotated, Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError
 
-from swarm_tui.engine.bus.fit import fit_text
+from swarm_tui.engine.bus.fit import fit_text, json_len
 
 # re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
 from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
@@ -58,7 +58,7 @@ def encoded_size(text: str) -> int:
     """Bytes of ``text`` inside a message, as ``to_bytes`` writes it (UTF-8, JSON escapes; the quotes left out).
     Raises ValueError for text that is not valid Unicode (a lone surrogate, from undecodable command-line bytes)."""
     try:
-        return len(to_json(text)) - 2
+        return json_len(text)
     except PydanticSerializationError:
         raise ValueError("the text is not valid Unicode (it holds a lone surrogate)") from None
 
