@@ -323,3 +323,45 @@ async def test_a_generation_answer_that_redirects_or_is_not_finite_is_never_reco
     # recorded = billed <= ceiling
     assert len(entries) == 1 and recorded == pytest.approx(fo.billed, abs=1e-9) and fo.billed <= 0.25
     assert led["spent"] == pytest.approx(fo.billed, abs=1e-9) and led["reserved"] == {}
+
+
+async def test_a_record_holding_a_huge_integer_does_not_stop_the_scan(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """A record written by a worker's login (it may write the bucket) whose cost and token counts are 401-digit
+    integers, its owner gone: before, ``math.isfinite`` raised OverflowError and every scan stopped at it, so
+    the records after it (here one billed $0.032012 and waiting for GET /generation) were never reconciled. Now
+    the huge numbers are unknown (0) and the scan goes on: recorded = billed."""
+    async with FakeOpenRouter() as fo:
+        fo.prices[BARE] = (f"{P_PROMPT:.9f}", f"{P_COMPLETION:.9f}")
+        fo.default = Answer(tokens=TOKENS, cost=full_cost())
+        cfg = config(tmp_path, nats_server, fo.base, 0.25)
+        bus = await Bus(cfg).connect()
+        g = await guard(cfg, bus)
+        rec = Reconciler(cfg, bus, spend=g, api_base=lambda: fo.base, api_key=lambda: KEY)
+        kv = await bus.kv(S.KV_RECONCILE)
+        huge = "1" + "0" * 400
+        forged = (
+            '{"job": {"id": "j-forged", "model": "m"}, "keys": [], "worst": 0, "owner": "gone", "state": "charging", '
+            f'"gen": "", "cost": {huge}, "estimated": false, "tokens": [{huge}, {huge}]}}'
+        )
+        await kv.put("a.0-forged", forged.encode())  # sorts before the real one
+        j = a_job(1, max_tokens=MAX_TOKENS)
+        assert (await g.reserve(j)).ok
+        aid, keys, worst = await rec.begin(j, worst=g.worst_case(j), max_tokens=MAX_TOKENS)
+        gen = str((await call_fake(fo, j))["id"])
+        assert await rec.end(aid, keys, job=j, cost=None, gen=gen, billed=True, worst=worst) is None
+        try:
+            for _ in range(3):
+                await rec.scan()
+            await g.refresh()
+            led = g.ledger()
+            left = await records(bus)
+        finally:
+            await rec.stop()
+            await g.stop()
+            await bus.close()
+    spent = {e.id: e.cost_usd for e in await events(cfg) if isinstance(e, SpendEntry)}
+    print(f"\n[a record of 401-digit numbers] billed ${fo.billed:.6f}; recorded {spent}; left {sorted(left)}")
+    assert left == {} and spent[aid] == pytest.approx(fo.billed, abs=1e-9) and spent["0-forged"] == 0
+    assert led["spent"] == pytest.approx(fo.billed, abs=1e-9) and led["reserved"] == {}

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 from collections.abc import Callable
 
 import aiohttp
 
+from swarm_tui.engine.bus.numbers import finite
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.estimate import usd
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
@@ -107,7 +107,7 @@ class CreditWatch:
             self.key_status = "unreadable answer"
             return
         lr = data.get("limit_remaining")
-        if lr is not None and not (isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr)):
+        if lr is not None and finite(lr) is None:
             self.key_status = "unreadable answer (limit_remaining is not a number)"  # changes nothing
             return
         self.key_status = "ok"

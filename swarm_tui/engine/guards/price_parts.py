@@ -36,7 +36,7 @@ def per_unit(v: Any) -> float | None:
         return None
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         return None
     if not math.isfinite(f) or f < 0:
         return None

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections import Counter
@@ -45,6 +44,7 @@ from typing import Any
 import aiohttp
 
 from swarm_tui.engine.bus.client import Bus, retrying
+from swarm_tui.engine.bus.numbers import nonnegative
 from swarm_tui.engine.bus.wire import Job, SpendEntry
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
@@ -215,7 +215,7 @@ class Reconciler:
         same ledger entry, counted once; and every write here is a compare-and-set on the record as this process
         owns it, so a record adopted meanwhile is left to its adopter."""
         key = f"a.{aid}"
-        if cost is not None and not (math.isfinite(cost) and cost >= 0):
+        if cost is not None and nonnegative(cost) is None:
             cost = None  # not a cost: asked of GET /generation like a call that ended without one
         try:
             if aid in self._unsettled:  # its record went (not billed), its ledger settle did not: that settle only
@@ -400,8 +400,8 @@ class Reconciler:
     async def _ask(self, key: str, aid: str, doc: dict[str, Any], rev: int) -> None:
         data = await self.generation(str(doc.get("gen") or ""))
         if data is not None:
-            cost = data.get("total_cost")
-            if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
+            cost = nonnegative(data.get("total_cost"))
+            if cost is not None:
                 tokens = (_int(data.get("tokens_prompt")), _int(data.get("tokens_completion")))
                 if await self._charge(key, aid, doc, rev, float(cost), estimated=False, tokens=tokens):
                     self.counts["reconciled"] += 1
@@ -484,10 +484,9 @@ class Reconciler:
 
 
 def _num(v: Any) -> float:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-    return float(v) if ok else 0.0
+    return nonnegative(v) or 0.0
 
 
 def _int(v: Any) -> int:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1e15
-    return int(v) if ok else 0
+    n = nonnegative(v)
+    return int(n) if n is not None and n < 1e15 else 0

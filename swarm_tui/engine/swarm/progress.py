@@ -8,12 +8,12 @@ unknown, never an ``inf`` in a SpendEntry.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarm_tui.engine.bus.numbers import nonnegative
 from swarm_tui.engine.bus.wire import MAX_TEXT
 
 Callback = Callable[[str, float], None]
@@ -129,16 +129,13 @@ def add_reasoning(progress: Progress, text: str, sink: Sink) -> None:
 
 def count(v: Any) -> int:
     """A token count from the provider: a finite number in 0..MAX_COUNT, else 0 (unknown)."""
-    c = finite_cost(v)  # one check of the number (an integer too large for a float included)
+    c = nonnegative(v)
     return int(c) if c is not None and c <= MAX_COUNT else 0
 
 
 def finite_cost(v: Any) -> float | None:
     """A cost from the provider: a finite number >= 0, else None (unknown: reconciled or charged its worst)."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    c = float(v) if not isinstance(v, int) or abs(v) < 10**300 else math.inf
-    return c if math.isfinite(c) and c >= 0 else None
+    return nonnegative(v)
 
 
 def take_usage(progress: Progress, prompt: Any, completion: Any, cost: Any) -> None:
