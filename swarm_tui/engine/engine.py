@@ -178,6 +178,6 @@ class Engine:
 
 
 def _display_url(url: str) -> str:
-    from swarm_tui.engine.bus.client import _safe_url
+    from swarm_tui.engine.bus.reasons import safe_url
 
-    return _safe_url(url) if url else ""
+    return safe_url(url) if url else ""

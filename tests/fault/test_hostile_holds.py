@@ -175,7 +175,7 @@ async def test_the_decision_ledger_keeps_each_run_s_hold_too(tmp_path: Path, nat
             third = await g3.reserve(j)
             assert (await g1.reserve(j)).ok  # its holder refreshes it, under any ceiling
             held = await ledgers(bus, g1, j)
-            keys = await g1.ledger_keys(j)
+            keys = g1.ledger_keys(j)
             moved = [await g.begin_attempt(j, f"{j.id}-a{i}", keys) for i, g in enumerate(guards, 1)]
             attempts = await ledgers(bus, g1, j)
             for aid in ("a1", "a2"):

@@ -18,9 +18,9 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
 from swarm_tui.engine.config import Config
 from swarm_tui.engine.control_requests import Controls
-from swarm_tui.engine.guards.estimate import prompt_tokens_estimate
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.tokens import prompt_tokens_bound
 from swarm_tui.engine.projection import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -46,7 +46,7 @@ def job(i: int, *, decision: str = "d-1", model: str = MODEL, max_tokens: int = 
 
 
 def worst(j: Job) -> float:
-    return prompt_tokens_estimate(len(j.messages[0].content), 1) * P_PROMPT + j.max_tokens * P_COMPLETION
+    return prompt_tokens_bound(len(j.messages[0].content), 1) * P_PROMPT + j.max_tokens * P_COMPLETION
 
 
 async def connect(cfg: Config) -> Bus:

@@ -42,7 +42,6 @@ from swarm_tui.engine.errors import BusError, TooLarge
 
 log = logging.getLogger(__name__)
 
-_safe_url = safe_url  # a URL without user info, for messages (engine.py takes it from here)
 
 MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
 StateCallback = Callable[[str], Awaitable[None] | None]
@@ -150,7 +149,7 @@ class Bus:
 
         if not await _any_reachable(url, connect_timeout):
             await self.close()
-            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: nothing answers there")
+            raise BusError(f"cannot connect to NATS at {safe_url(url)}: nothing answers there")
         nc = NATS()
         if self.pin is not None:
             self.pin.nc = nc
@@ -180,7 +179,7 @@ class Bus:
                 with contextlib.suppress(BaseException):
                     await connecting
                 reason = auth_failed.result() if auth_failed.done() else "timed out"
-                raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {reason}")
+                raise BusError(f"cannot connect to NATS at {safe_url(url)}: {reason}")
             connecting.result()
             self.nc = nc
         except BusError:
@@ -188,10 +187,10 @@ class Bus:
             raise
         except (TimeoutError, NoServersError, OSError) as exc:
             await self.close()
-            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
+            raise BusError(f"cannot connect to NATS at {safe_url(url)}: {_reason(exc)}") from None
         except Exception as exc:  # nats raises auth errors as plain errors
             await self.close()
-            raise BusError(f"cannot connect to NATS at {_safe_url(url)}: {_reason(exc)}") from None
+            raise BusError(f"cannot connect to NATS at {safe_url(url)}: {_reason(exc)}") from None
         self.js = self.nc.jetstream(timeout=5)
         await self._set_state("connected")
         if self.leaf:  # the hub's engine owns the streams; wait for the link that reaches them
@@ -218,7 +217,7 @@ class Bus:
             except Exception as exc:  # noqa: BLE001 - no responders until the leaf link is up
                 if time.monotonic() > end:
                     await self.close()
-                    hub = _safe_url(self.cfg.nats.leaf_url)
+                    hub = safe_url(self.cfg.nats.leaf_url)
                     raise BusError(
                         f"the hub {hub} does not answer over the leaf link ({_reason(exc)}): check nats.leaf_url "
                         f"and nats.leaf_creds, and that the hub runs JetStream with the domain "

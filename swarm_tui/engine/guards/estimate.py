@@ -25,7 +25,6 @@ from collections.abc import Iterable
 
 from swarm_tui.engine.bus.wire import Job
 from swarm_tui.engine.guards.prices import PriceBook, searches
-from swarm_tui.engine.guards.tokens import PROMPT_MARGIN_TOKENS as PROMPT_MARGIN_TOKENS
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 
 # OpenRouter's web plugin: "$4 per 1000 results. By default, max_results set to 5, this comes out to a maximum of
@@ -34,9 +33,6 @@ WEB_PLUGIN_USD = 0.02
 # The search results the plugin puts into the prompt (five results, each a title, a URL and a summary): an
 # allowance of tokens, bounded by the context length like the rest of the prompt.
 WEB_RESULTS_TOKENS = 16_384
-
-# the name the spend tests use for the bound
-prompt_tokens_estimate = prompt_tokens_bound
 
 
 def usd(v: float) -> str:

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-KEEP_DAYS = D.KEEP_DAYS  # day keys of earlier versions older than this are purged (the log keeps the history)
 IDLE_DECISION_S = 2 * 86400.0  # a decision ledger with nothing reserved and untouched this long is purged
 MAX_CAS = 200
 RC_MARGIN_S = 6 * 3600.0  # an attempt's reservation outlives its reconciliation deadline by this much at most
@@ -287,8 +286,8 @@ class BudgetLedger:
         return added
 
     async def housekeep(self) -> int:
-        """Purge day keys of earlier versions older than KEEP_DAYS and idle decision ledgers (the daily ledger
-        keeps its last KEEP_DAYS days itself). Returns how many keys were purged."""
+        """Purge day keys of earlier versions older than ledger_doc.KEEP_DAYS and idle decision ledgers (the
+        daily ledger keeps its last KEEP_DAYS days itself). Returns how many keys were purged."""
         kv = await self.bus.kv(S.KV_BUDGET)
         try:
             keys = await kv.keys()
@@ -297,7 +296,7 @@ class BudgetLedger:
                 self.last_housekeep = self.clock()
             return 0
         now = self.clock()
-        oldest = D.utc_day(now - KEEP_DAYS * 86400)
+        oldest = D.utc_day(now - D.KEEP_DAYS * 86400)
         purged = 0
         for k in keys:
             if k.startswith(f"{self.prefix}day-"):

@@ -112,7 +112,7 @@ class Reconciler:
         Returns the attempt's id, its ledger keys and its worst case (what it holds). ``NotHeld`` when this
         process held nothing for the job (its hold was dropped meanwhile): the record goes, and no call starts."""
         aid = attempt_id(job.id)
-        keys = tuple(await self.spend.ledger_keys(job)) if self.spend is not None else ()
+        keys = tuple(self.spend.ledger_keys(job)) if self.spend is not None else ()
         self.live.add(aid)
         now = self.clock()
         doc: dict[str, Any] = {

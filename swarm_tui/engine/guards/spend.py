@@ -217,8 +217,8 @@ class SpendGuard:
                 self._ev_ceiling = (v, min(ev.at, self.clock()))
 
     # ------------------------------------------------------------------ the ledger
-    def day_key(self, ts: float | None = None) -> str:
-        """The key of the daily ledger: one key holds every day (``ts`` is ignored; kept for callers)."""
+    def day_key(self) -> str:
+        """The key of the daily ledger: one key holds every day."""
         return self._ledger.daily_key
 
     def dec_key(self, decision_id: str) -> str:
@@ -261,7 +261,7 @@ class SpendGuard:
         await self._ledger.release(job)
 
     # ------------------------------------------------------------------ attempts (see engine/guards/reconcile.py)
-    async def ledger_keys(self, job: Job) -> tuple[str, ...]:
+    def ledger_keys(self, job: Job) -> tuple[str, ...]:
         """The ledger keys that hold (or would hold) the job's reservation."""
         if self._free(job):
             return ()

@@ -25,10 +25,10 @@ def messages_bytes(contents: Iterable[str]) -> int:
     return sum(utf8_len(c) for c in contents)
 
 
-def prompt_tokens_bound(utf8_bytes: int, messages: int = 1, context_length: int | None = None) -> int:
-    """The most prompt tokens ``utf8_bytes`` of message text in ``messages`` messages can be billed as."""
-    n = max(0, utf8_bytes) + PROMPT_MARGIN_TOKENS + MESSAGE_TOKENS * max(1, messages)
-    return min(n, context_length) if context_length else n
+def prompt_tokens_bound(utf8_bytes: int, messages: int = 1) -> int:
+    """The most prompt tokens ``utf8_bytes`` of message text in ``messages`` messages can be billed as (the
+    model's context length caps it where the price list gives one: guards/estimate.py)."""
+    return max(0, utf8_bytes) + PROMPT_MARGIN_TOKENS + MESSAGE_TOKENS * max(1, messages)
 
 
 # A job that builds on earlier results (a later step, a follow-up) is sent them bounded to
