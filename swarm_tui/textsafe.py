@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 
 STAND_IN = "\ufffd"
-_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 # Unicode's format characters (Cf) and Default_Ignorable_Code_Point, as ranges (a scan of unicodedata at import
 # would cost ~0.2 s of start-up; a test holds this list to this Python's unicodedata). U+FE0E/U+FE0F are left
 # out: see the module's note.
@@ -54,7 +53,6 @@ _PRESENTATION = "\ufe0e\ufe0f"
 _TABLE = {c: 0x2400 + c for c in range(0x20) if c not in (0x0A, 0x09)}  # U+2400.. control pictures
 _TABLE[0x7F] = 0x2421
 _TABLE.update({c: 0xFFFD for c in range(0x80, 0xA0)})
-_TABLE.update({ord(c): 0xFFFD for c in _BIDI})
 _TABLE.update({c: 0xFFFD for lo, hi in INVISIBLE for c in range(lo, hi + 1)})
 _TABLE_NO_NL = dict(_TABLE)
 _TABLE_NO_NL[0x0A] = 0x20
@@ -66,8 +64,8 @@ _TABLE_NO_NL[0x09] = 0x20
 _C0 = "\\x00-\\x08\\x0b-\\x1f\\x7f"
 _BMP = "".join(f"{chr(lo)}-{chr(hi)}" if hi > lo else chr(lo) for lo, hi in INVISIBLE if hi <= 0xFFFF)
 _ASTRAL = "".join(f"{chr(lo)}-{chr(hi)}" if hi > lo else chr(lo) for lo, hi in INVISIBLE if lo > 0xFFFF)
-_QUICK = f"\\x80-\\x9f{_BIDI}{_BMP}\U000110bd-\U0001d17a\U000e0000-\U000e0fff"
-_EXACT = f"\\x80-\\x9f{_BIDI}{_BMP}{_ASTRAL}".replace("\u200b-\u200f", "\u200b\u200c\u200e\u200f")
+_QUICK = f"\\x80-\\x9f{_BMP}\U000110bd-\U0001d17a\U000e0000-\U000e0fff"
+_EXACT = f"\\x80-\\x9f{_BMP}{_ASTRAL}".replace("\u200b-\u200f", "\u200b\u200c\u200e\u200f")
 # a zero-width joiner is replaced unless it joins two emoji (after a picture, a skin tone or VS16, before a picture)
 _EMOJI = "\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 _LONE_ZWJ = re.compile(f"(?<![{_EMOJI}\ufe0f])\u200d|\u200d(?![{_EMOJI}])")

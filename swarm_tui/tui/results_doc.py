@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from swarm_tui.engine.bus.wire import Result
+from swarm_tui.engine.paths import PRIVATE_FILE, open_private
 from swarm_tui.engine.projection import SwarmState, TaskView
 from swarm_tui.textsafe import plain
 
@@ -105,8 +106,6 @@ def write_private(path: Path, text: str, *, ours: bool = False) -> None:
     """Write ``text`` to ``path`` as a file only its owner can read (0600 whatever the umask) when it is created
     here: an answer says what the task was about. A file that was there keeps its mode, unless it is ``ours``
     (the data dir's exports/, where every file is the app's own, including one an older version left 0644)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(path) if ours else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        if ours:
-            os.fchmod(fd, 0o600)
         f.write(text)

@@ -21,7 +21,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, Static
-from textual.widgets._markdown import MarkdownTable, MarkdownTableCellContents, MarkdownTableContent
+from textual.widgets._markdown import MarkdownTable, MarkdownTableContent
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection import SwarmState
@@ -111,14 +111,10 @@ class SafeTableContent(MarkdownTableContent):
     the cell's text as a str, and a str tooltip is parsed as markup."""
 
     def compose(self) -> ComposeResult:
-        for header in self.headers:
-            yield MarkdownTableCellContents(header, classes="header").with_tooltip(header)
-        for row_index, row in enumerate(self.rows, 1):
-            for cell_index, cell in enumerate(row, 1):
-                yield MarkdownTableCellContents(
-                    cell, classes=f"row{row_index} cell", name=f"cell{row_index}.{cell_index}"
-                ).with_tooltip(Content(cell.plain))
-            self.last_row = row_index
+        for cell in super().compose():  # Textual's cells, their str tooltips made plain Content
+            if isinstance(cell.tooltip, str):
+                cell.tooltip = Content(cell.tooltip)
+            yield cell
 
 
 class SafeTable(MarkdownTable):
