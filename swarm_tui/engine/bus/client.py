@@ -309,7 +309,7 @@ class Bus:
                 # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
             ),
         )
-        for bucket, ttl in ((S.KV_STATE, None), (S.KV_BUDGET, None), (S.KV_CANCEL, 86400.0), (S.KV_RECONCILE, None)):
+        for bucket, ttl in S.BUCKETS.items():
             self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:

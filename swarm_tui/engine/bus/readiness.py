@@ -13,9 +13,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.reasons import safe_url
 from swarm_tui.engine.errors import BusError
 
-STREAMS = (S.EVENTS_STREAM, S.JOBS_STREAM, S.DEAD_STREAM) + tuple(
-    f"KV_{b}" for b in (S.KV_STATE, S.KV_BUDGET, S.KV_CANCEL, S.KV_RECONCILE)
-)
+STREAMS = (S.EVENTS_STREAM, S.JOBS_STREAM, S.DEAD_STREAM) + tuple(f"KV_{b}" for b in S.BUCKETS)
 
 
 async def missing_parts(bus: Bus) -> list[str]:

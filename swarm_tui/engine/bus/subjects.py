@@ -57,3 +57,5 @@ KV_STATE = "swarm_state"  # scale, paused, ceiling override
 KV_BUDGET = "swarm_budget"  # spend reservations per day and per decision (compare-and-set)
 KV_CANCEL = "swarm_cancel"  # cancelled job / decision ids, so a queued job is never started
 KV_RECONCILE = "swarm_reconcile"  # attempts whose cost OpenRouter has not told yet (engine/guards/reconcile.py)
+# every bucket the engine creates, and its entries' time to live (seconds; None: kept)
+BUCKETS: dict[str, float | None] = {KV_STATE: None, KV_BUDGET: None, KV_CANCEL: 86400.0, KV_RECONCILE: None}

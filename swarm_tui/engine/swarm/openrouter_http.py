@@ -112,7 +112,7 @@ async def open_stream(
     finally:
         resp.release()
     if 300 <= resp.status < 400:
-        where = _printable(resp.headers.get("Location", "")) or "(no Location)"
+        where = printable(resp.headers.get("Location", "")) or "(no Location)"
         raise HttpStatus(f"redirected to {where}: not followed", resp.status, resp.headers)
     if resp.status != 200:
         raise HttpStatus(error_message(raw, resp.status), resp.status, resp.headers)
@@ -122,9 +122,9 @@ async def open_stream(
 def not_a_stream(content_type: str, raw: bytes, headers: Any) -> HttpStatus:
     """A 200 that is not an event stream: a JSON body as the HTTP error its ``error.code`` names, any other
     Content-Type as an error naming it."""
-    gid = _printable(headers.get("X-Generation-Id", "") or "")
+    gid = printable(headers.get("X-Generation-Id", "") or "")
     if content_type != "application/json":
-        ctype = _printable(content_type) or "(none)"
+        ctype = printable(content_type) or "(none)"
         return HttpStatus(f"Content-Type {ctype} where {STREAM_TYPE} was asked for", 200, headers, generation_id=gid)
     try:
         obj = json.loads(raw)
@@ -133,7 +133,7 @@ def not_a_stream(content_type: str, raw: bytes, headers: Any) -> HttpStatus:
     err = obj.get("error") if isinstance(obj, dict) else None
     if not isinstance(err, dict):  # a whole completion (``stream`` ignored), or anything else: not an answer here
         if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-            gid = gid or _printable(obj["id"])  # it ran: its generation is reconciled
+            gid = gid or printable(obj["id"])  # it ran: its generation is reconciled
         return HttpStatus(f"a JSON body where {STREAM_TYPE} was asked for", 200, headers, generation_id=gid)
     status = code_status(err.get("code"))
     if status is None or not 400 <= status <= 599:
@@ -144,7 +144,8 @@ def not_a_stream(content_type: str, raw: bytes, headers: Any) -> HttpStatus:
     )
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
+    """Text from a server as one inert line of at most 200 characters (what is not printable is dropped)."""
     return "".join(ch for ch in str(text) if ch.isprintable())[:200]
 
 

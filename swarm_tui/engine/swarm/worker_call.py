@@ -260,7 +260,7 @@ async def _via_litellm(
     http: Any = getattr(getattr(resp, "completion_stream", None), "http_response", None)
     if getattr(http, "history", None):  # litellm's httpx client follows redirects: refuse what came back
         await _close(resp)
-        where = "".join(ch for ch in str(http.url) if ch.isprintable())[:200]
+        where = openrouter_http.printable(str(http.url))
         raise CallError("fatal", f"HTTP {http.history[0].status_code}: redirected to {where}: refused")
     progress.opened = True
     _header_generation_id(resp, progress, sink)
