@@ -49,25 +49,29 @@ class CostEstimator:
     def _searches(self, model: str) -> bool:
         return searches(model) and not self.prices.demo  # the demo endpoint searches nothing
 
-    def worst(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> float:
-        """The most one call of ``model`` can be billed, for ``prompt_bytes`` UTF-8 bytes of messages."""
+    def _bounds(self, model: str, prompt_bytes: int, max_tokens: int, messages: int) -> tuple[float, float] | None:
+        """(worst case, the web search's price) of one call; None when its price cannot bound it."""
         if self.prices.refusal(model):
-            return math.inf
+            return None
         mp = self.prices.model_price(model)
         search = self._searches(model)
         tokens = prompt_tokens_bound(prompt_bytes, messages) + (WEB_RESULTS_TOKENS if search else 0)
         if mp.context_length:
             tokens = min(tokens, mp.context_length)
         search_usd = max(mp.web_search or 0.0, WEB_PLUGIN_USD) if search else 0.0
-        return tokens * mp.worst_prompt + max(0, max_tokens) * mp.worst_completion + mp.request + search_usd
+        return tokens * mp.worst_prompt + max(0, max_tokens) * mp.worst_completion + mp.request + search_usd, search_usd
+
+    def worst(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> float:
+        """The most one call of ``model`` can be billed, for ``prompt_bytes`` UTF-8 bytes of messages."""
+        b = self._bounds(model, prompt_bytes, max_tokens, messages)
+        return math.inf if b is None else b[0]
 
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
         """(likely, worst case) USD of one call; the likely cost counts ~4 bytes a token and half of max_tokens."""
-        worst = self.worst(model, prompt_bytes, max_tokens, messages)
+        worst, search_usd = self._bounds(model, prompt_bytes, max_tokens, messages) or (math.inf, 0.0)
         if math.isinf(worst):
             return worst, worst
         mp = self.prices.model_price(model)
-        search_usd = max(mp.web_search or 0.0, WEB_PLUGIN_USD) if self._searches(model) else 0.0
         likely = math.ceil(max(0, prompt_bytes) / 4) * mp.prompt + (max_tokens / 2) * mp.completion
         return min(worst, likely + mp.request + search_usd), worst
 
