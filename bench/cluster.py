@@ -99,7 +99,7 @@ async def _one(url: str, replicas: int, tmp: Path, kill: Any = None, n_jobs: int
     """``n_jobs`` through two worker processes on ``url``; with ``kill``, the leader is killed after a third."""
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.topology import describe
-    from swarm_tui.engine.config import load_config
+    from swarm_tui.engine.config.load import load_config
     from swarm_tui.engine.guards.ceiling_kv import publish_base
 
     env = swarm_env(tmp, nats_url=url, SWARM_NATS_REPLICAS=str(replicas), **DEMO)

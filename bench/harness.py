@@ -30,7 +30,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, WorkerEvent, new_id
-from swarm_tui.engine.config import load_config
+from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.control_requests import request
 
 from .common import ROOT, app_env

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm_tui.engine.bus.wire import PlanItem
-from swarm_tui.engine.config import load_config
+from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.envelope import (
     Envelope,

@@ -9,7 +9,7 @@ import pytest
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from tests.support.env import make_config
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 
 
@@ -31,7 +31,7 @@ def assemble(
     ram = engine.add(RamGuard(cfg, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
-    from swarm_tui.engine.swarm.dispatcher import Controller
+    from swarm_tui.engine.swarm.controller import Controller
 
     endpoint = None
     if demo:
@@ -76,7 +76,7 @@ def assemble(
             )
         )
     # the needs-you alerts last: they read the log and the spend guard, and run notify.command
-    from swarm_tui.engine.notify import Notifier
+    from swarm_tui.engine.attention.notifier import Notifier
 
     engine.add(Notifier(cfg, bus, engine.state, spend=spend, clock=clock, demo=demo))
     return engine

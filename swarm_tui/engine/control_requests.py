@@ -18,14 +18,14 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from swarm_tui.engine.attention import KINDS
+from swarm_tui.engine.attention.needs import KINDS
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
 from swarm_tui.engine.guards.ceiling_kv import OVERRIDE_KEY
-from swarm_tui.engine.projection import DecisionView, SwarmState
-from swarm_tui.engine.recorder import Recorder
+from swarm_tui.engine.projection.recorder import Recorder
+from swarm_tui.engine.projection.state import DecisionView, SwarmState
 
 log = logging.getLogger(__name__)
 

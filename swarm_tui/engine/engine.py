@@ -22,12 +22,12 @@ from nats.aio.msg import Msg as NatsMsg
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, EventFollower
 from swarm_tui.engine.bus.wire import Event
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls, ControlServer
 from swarm_tui.engine.info import EngineInfo, InfoError
 from swarm_tui.engine.lifecycle import Lifecycle
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.recorder import Recorder
+from swarm_tui.engine.projection.recorder import Recorder
+from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ Model names carry litellm's provider prefix: ``openrouter/<vendor>/<model>`` (th
 litellm also knows ``ollama/<model>``; the price book and the RAM guard count it as local too, so such a name
 (which can only come from an event somebody else published) is never billed. The pool, though, calls only
 ``ollama_chat/`` models: code that routes a call, takes the local lane or picks the local/cloud lane asks
-``is_local_chat``, so an ``ollama/`` job is still refused as an unsupported model, as it always was.
+``is_local_chat``, so an ``ollama/`` job is still refused as an unsupported model, as it always was. ``ollama_url``
+reads OLLAMA_HOST the way Ollama does (the RAM guard, the advisor and ``doctor`` share it).
 """
 
 from __future__ import annotations
@@ -36,3 +37,17 @@ def short_name(model: str) -> str:
         if model.startswith(prefix):
             return model[len(prefix) :]
     return model
+
+
+def ollama_url(host: str) -> str:
+    """OLLAMA_HOST as Ollama reads it: host, host:port or a URL; default port 11434."""
+    h = host.strip().rstrip("/")
+    if "://" not in h:
+        h = "http://" + h
+    scheme, rest = h.split("://", 1)
+    hostport = rest.split("/", 1)[0]
+    if ":" not in hostport.rsplit("]", 1)[-1]:
+        hostport += ":11434"
+    if hostport.startswith("0.0.0.0"):
+        hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
+    return f"{scheme}://{hostport}"

@@ -31,20 +31,20 @@ from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
+from swarm_tui.tui.attention.watch import NeedsYou
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
-from swarm_tui.tui.control_room import ControlRoom
 from swarm_tui.tui.details import worker_detail
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
-from swarm_tui.tui.needs_you import NeedsYou
 from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
-from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.screens.control_room import ControlRoom
+from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
-from swarm_tui.tui.widgets import WorkerCard, decision_full_text
+from swarm_tui.tui.widgets.panels import WorkerCard, decision_full_text
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import Chunk
@@ -442,7 +442,7 @@ class SwarmApp(PlainToastApp):
         if focused is not None and focused is self.room.task_table:
             task_id = self.room.selected_task()
             if task_id is not None and task_id in self.link.state.tasks:
-                from swarm_tui.tui.results_screen import ResultsScreen  # Markdown: ~50 ms of imports, not at start
+                from swarm_tui.tui.screens.results import ResultsScreen  # Markdown: ~50 ms of imports, not at start
 
                 self.push_screen(ResultsScreen(self.link.state, task_id, self.export_dir, keymap_of(self)))
             return
@@ -471,7 +471,7 @@ class SwarmApp(PlainToastApp):
 
     def action_copy_answer(self) -> None:
         """The results screen's answer (the palette lands here too), else the selected task's newest answer."""
-        from swarm_tui.tui.results_screen import ResultsScreen, copy_answer
+        from swarm_tui.tui.screens.results import ResultsScreen, copy_answer
 
         if isinstance(self.screen, ResultsScreen):
             self.screen.action_copy_answer()
@@ -487,7 +487,7 @@ class SwarmApp(PlainToastApp):
 
     def action_save_results(self) -> None:
         from swarm_tui.tui.results_doc import results_markdown
-        from swarm_tui.tui.results_screen import ResultsScreen, save_document
+        from swarm_tui.tui.screens.results import ResultsScreen, save_document
 
         if isinstance(self.screen, ResultsScreen):
             self.screen.action_save_results()
@@ -499,7 +499,7 @@ class SwarmApp(PlainToastApp):
 
     def action_compare(self) -> None:
         """Two answers side by side: the open results screen's task (the palette lands here), else the selection."""
-        from swarm_tui.tui.compare_screen import open_compare, screen_task
+        from swarm_tui.tui.screens.compare import open_compare, screen_task
 
         task_id = screen_task(self.screen) or self._task_for_results()
         if task_id is not None:
@@ -507,7 +507,7 @@ class SwarmApp(PlainToastApp):
 
     async def action_promote(self) -> None:
         """The open results or compare screen's answer (the palette), else the selected task's newest done one."""
-        from swarm_tui.tui.compare_screen import promote_newest
+        from swarm_tui.tui.screens.compare import promote_newest
 
         screen_promote = getattr(self.screen, "action_promote", None)
         if screen_promote is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from swarm_tui.tui.widgets import WorkerCard
+from swarm_tui.tui.widgets.panels import WorkerCard
 
 
 def worker_detail(card: WorkerCard) -> tuple[str, Text]:

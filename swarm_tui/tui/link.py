@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.ids import new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import InvalidMessage
 from swarm_tui.engine.info import EngineInfo, usable
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
     from swarm_tui.engine.bus.client import Bus, EventFollower

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.paths import PRIVATE_FILE, open_private
-from swarm_tui.engine.projection import SwarmState, TaskView
+from swarm_tui.engine.projection.state import SwarmState, TaskView
 from swarm_tui.textsafe import plain
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

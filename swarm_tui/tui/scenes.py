@@ -19,9 +19,9 @@ from swarm_tui.engine.bus.wire import (
     WorkerEvent,
     WorkerState,
 )
-from swarm_tui.engine.config import Config, load_config
+from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.info import ConductorInfo, EngineInfo, LocalModel, SpendInfo
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.model import OutputRing

@@ -14,16 +14,16 @@ from typing import Any
 import nats
 import pytest
 
-from swarm_tui.cli_commands import status_data
+from swarm_tui.cli.commands import status_data
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Decision, Job, PlanItem, SpendEntry, Task, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter

@@ -27,7 +27,7 @@ from swarm_tui.engine.bus import trust
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, SpendEntry, Task, WorkerEvent, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.spend import SpendGuard

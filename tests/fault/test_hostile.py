@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import EVENT_TYPES, MAX_MSG_BYTES, decode
 from swarm_tui.engine.errors import InvalidMessage
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import is_clean, plain
 from tests.support.env import base_env, run_cli
 

@@ -26,8 +26,9 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from swarm_tui.cli_commands import submit
-from swarm_tui.engine.attention import Attention
+from swarm_tui.cli.commands import submit
+from swarm_tui.cli.doctor import check_nats
+from swarm_tui.engine.attention.needs import Attention
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -41,15 +42,14 @@ from swarm_tui.engine.bus.wire import (
     WorkerEvent,
     new_id,
 )
-from swarm_tui.engine.config import Config, load_config
+from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.control_requests import request
-from swarm_tui.engine.doctor import check_nats
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.controller import Controller
 from tests.support.env import ROOT, base_env, make_config
 from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, approve

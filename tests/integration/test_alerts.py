@@ -11,10 +11,10 @@ import pytest
 
 from swarm_tui.engine.bus.wire import Decision, PlanItem, Result, Task
 from swarm_tui.engine.info import Need
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import is_clean
-from swarm_tui.tui import alerts
 from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.attention import sequences as alerts
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.scenes import NOW, scene_config
 from tests.support.polling import until

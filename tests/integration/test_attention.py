@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from swarm_tui.cli_commands import status_data
+from swarm_tui.cli.commands import status_data
+from swarm_tui.engine.attention.notifier import Notifier
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, job_id, worker_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
-from swarm_tui.engine.notify import Notifier
 from tests.support.env import base_env, run_cli
 from tests.support.polling import until, until_async
 
@@ -127,7 +127,7 @@ def test_promote_and_seen_from_the_cli(tmp_path: Path) -> None:
     env = base_env(tmp_path)
 
     async def seed() -> None:
-        from swarm_tui.engine.config import load_config
+        from swarm_tui.engine.config.load import load_config
 
         cfg = load_config(None, env)
         bus = Bus(cfg)
@@ -162,7 +162,7 @@ def test_promote_and_seen_from_the_cli(tmp_path: Path) -> None:
 
 
 async def test_info_reports_attention_over_the_bus(cfg: Config, observer: Bus) -> None:
-    from swarm_tui.cli_commands import engine_info
+    from swarm_tui.cli.commands import engine_info
 
     bus = Bus(cfg)
     await bus.connect()

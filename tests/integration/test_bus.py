@@ -15,8 +15,8 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task, new_id
-from swarm_tui.engine.config import Config
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 
 

@@ -13,11 +13,11 @@ from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.commands import PALETTE, help_rows
 from swarm_tui.tui.compare_doc import compare, default_pair, step_answer
-from swarm_tui.tui.compare_screen import CompareScreen, DiffRows
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import results_markdown
-from swarm_tui.tui.results_screen import Answer, ResultsScreen
 from swarm_tui.tui.scenes import ANSWERS, COMPARED, NOW, build
+from swarm_tui.tui.screens.compare import CompareScreen, DiffRows
+from swarm_tui.tui.screens.results import Answer, ResultsScreen
 from tests.integration.test_documents import open_results
 from tests.support.polling import until
 from tests.support.tui import HOSTILE

@@ -15,12 +15,12 @@ import pytest
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Decision, Task, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, plan
 from tests.support.polling import until
@@ -306,7 +306,7 @@ async def test_ollama_is_retried_on_later_beats(tmp_path: Path, nats_server: Emb
 
 async def test_local_roles_are_excluded_when_ram_is_low(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     cfg = conf(tmp_path, nats_server)
-    from swarm_tui.engine.config import Role
+    from swarm_tui.engine.config.load import Role
 
     cfg.roles.clear()
     cfg.roles["local"] = Role("local", "ollama_chat/qwen2.5:0.5b", 300)

@@ -12,13 +12,14 @@ from textual.widgets._markdown import MarkdownBlock, MarkdownFence, MarkdownHead
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, Usage, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.commands import PALETTE, help_rows
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import close_fences
-from swarm_tui.tui.results_screen import (
+from swarm_tui.tui.scenes import ANSWERS, NOW, build
+from swarm_tui.tui.screens.results import (
     MARKDOWN_BLOCKS,
     PER_ANSWER,
     Answer,
@@ -26,7 +27,6 @@ from swarm_tui.tui.results_screen import (
     SafeMarkdown,
     split_for_markdown,
 )
-from swarm_tui.tui.scenes import ANSWERS, NOW, build
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.polling import until
 
@@ -265,7 +265,7 @@ def test_markdown_widgets_in_the_results_screen_are_all_safe() -> None:
     import ast
     import inspect
 
-    from swarm_tui.tui import results_screen
+    from swarm_tui.tui.screens import results as results_screen
 
     tree = ast.parse(inspect.getsource(results_screen))
     made = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}

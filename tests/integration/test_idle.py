@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from swarm_tui.engine.assemble import assemble
+from swarm_tui.engine.attention.notifier import IDLE_TICK_S, Notifier
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards import memory
 from swarm_tui.engine.guards.ceiling_kv import publish_base
@@ -30,7 +31,6 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.notify import IDLE_TICK_S, Notifier
 from swarm_tui.engine.swarm import pool as pool_mod
 from swarm_tui.tui import app as app_mod
 from swarm_tui.tui.render_scheduler import RenderTuning

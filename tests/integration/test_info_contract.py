@@ -15,7 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddic
 
 import pytest
 
-from swarm_tui.cli_commands import StatusData, connected, engine_info, status_data
+from swarm_tui.cli.commands import StatusData, connected, engine_info, status_data
 from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -38,7 +38,7 @@ from swarm_tui.engine.info import (
     SpendInfo,
     usable,
 )
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import make_config
 from tests.support.polling import until, until_async
 

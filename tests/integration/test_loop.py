@@ -25,14 +25,14 @@ from swarm_tui.engine.bus.wire import (
     new_id,
     worker_id,
 )
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import Advice, AdviceWorker, Clamped, clamp, limit_tasks, violations
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.swarm.dispatcher import Controller, bounded_context
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.controller import Controller, bounded_context
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_ollama import Answer as OAnswer
@@ -486,7 +486,7 @@ async def test_the_rules_alone_propose_no_follow_ups(tmp_path: Path, nats_server
 async def test_the_conductor_and_a_local_worker_never_overlap_on_the_local_lane(
     tmp_path: Path, nats_server: EmbeddedServer
 ) -> None:
-    from swarm_tui.cli_commands import format_status, status_data
+    from swarm_tui.cli.commands import format_status, status_data
 
     async with FakeOllama() as ol, FakeOpenRouter() as fo:
 
@@ -570,7 +570,7 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
     from textual.widgets import DataTable
 
     from swarm_tui.textsafe import is_clean
-    from swarm_tui.tui.results_screen import ResultsScreen
+    from swarm_tui.tui.screens.results import ResultsScreen
     from tests.support.tui import HOSTILE, SIZE, make_app, started
 
     bus = await Bus(cfg).connect()

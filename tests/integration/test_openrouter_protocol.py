@@ -12,7 +12,7 @@ import pytest
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Chunk, WorkerEvent, decode, job_id, worker_id
-from swarm_tui.engine.config import Role, load_config
+from swarm_tui.engine.config.load import Role, load_config
 from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.swarm import worker_call as llm
 from swarm_tui.engine.swarm.routing import extras

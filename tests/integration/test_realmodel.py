@@ -16,7 +16,7 @@ import pytest
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.conductor import Conductor

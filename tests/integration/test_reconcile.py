@@ -21,7 +21,7 @@ from swarm_tui.engine.bus.wire import job_id
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter

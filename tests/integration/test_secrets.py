@@ -154,7 +154,7 @@ CRASH_SCRIPT = textwrap.dedent("""
     import sys
     from swarm_tui.engine.assemble import assemble
     from swarm_tui.engine.bus.client import Bus
-    from swarm_tui.engine.config import load_config
+    from swarm_tui.engine.config.load import load_config
     from swarm_tui.engine.logs import setup_logging
     from swarm_tui.engine.paths import data_dir, log_path
     from swarm_tui.tui.app import SwarmApp

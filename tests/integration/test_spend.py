@@ -16,12 +16,12 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.guards.tokens import prompt_tokens_bound
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.ledger_kit import guard_for
@@ -383,7 +383,7 @@ def test_budget_command_and_status_json(tmp_path: Path, nats_server: EmbeddedSer
 
 
 async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: EmbeddedServer) -> None:
-    from swarm_tui import cli_commands as cmds
+    from swarm_tui.cli import commands as cmds
     from swarm_tui.engine.assemble import assemble
 
     async with FakeOpenRouter() as fo:
@@ -506,7 +506,7 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
 
 async def test_status_without_engine_shows_ledger_reservations(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     """A standalone worker's reservation shows in `status` even with no engine running."""
-    from swarm_tui import cli_commands as cmds
+    from swarm_tui.cli import commands as cmds
 
     async with FakeOpenRouter() as fo:
         cfg = cfg_with(tmp_path, nats_server, fo, SWARM_BUDGET_USD="0.5")

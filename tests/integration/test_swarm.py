@@ -8,8 +8,8 @@ import time
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Result, SpendEntry, WorkerEvent, job_id, worker_id
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
-from swarm_tui.engine.swarm.dispatcher import Controller
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import timed, until

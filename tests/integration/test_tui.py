@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Chunk, Decision, PlanItem, Task, WorkerEvent
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
@@ -21,8 +21,8 @@ from swarm_tui.tui.commands import PALETTE, keymap_of, palette_actions
 from swarm_tui.tui.link import LocalLink, RemoteLink
 from swarm_tui.tui.model import RING_CHARS, OutputRing
 from swarm_tui.tui.scenes import make_app as scene_app
-from swarm_tui.tui.screens import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.widgets import DecisionDetail, WorkerCard
+from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.widgets.panels import DecisionDetail, WorkerCard
 from tests.support.polling import until, until_async
 from tests.support.tui import HOSTILE, SIZE, make_app, started
 

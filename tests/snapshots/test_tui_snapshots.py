@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from swarm_tui.engine.config import load_config
+from swarm_tui.engine.config.load import load_config
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.scenes import NOW, SCENES, SIZES, build, make_app, scene_actions
@@ -61,7 +61,7 @@ def test_help_with_a_remapped_key(snap_compare: Any, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- answers as documents
 async def _open_results(pilot: Any) -> None:
-    from swarm_tui.tui.results_screen import ResultsScreen
+    from swarm_tui.tui.screens.results import ResultsScreen
 
     for _ in range(20):  # the room focuses its decisions table once ready: take the focus after that
         await pilot.pause()

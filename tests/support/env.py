@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from swarm_tui.engine.config import Config, load_config
+from swarm_tui.engine.config.load import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

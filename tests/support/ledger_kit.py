@@ -16,14 +16,14 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, ChatMessage, Decision, Job, PlanItem, Task, job_id, new_id, worker_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import publish_base
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
 from tests.support.fake_openrouter import FakeOpenRouter

@@ -10,10 +10,10 @@ from typing import Any
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, Chunk, Decision, Job, PlanItem, Task, decode, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.protocols import Reservation
-from swarm_tui.engine.swarm.dispatcher import Controller
+from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.pool import Pool
 
 KEY = "sk-or-v1-test-secret-key-0123456789"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarm_tui.engine.attention import Attention, needs
+from swarm_tui.engine.attention.needs import Attention, needs
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, PlanItem, job_id
 from swarm_tui.engine.info import EngineInfo
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.swarm.dispatcher import Controller, bounded_context
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.controller import Controller, bounded_context
 from tests.support.env import make_config
 from tests.unit.test_projection import NOW, approval, decision, fold, result, task
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tui.engine.config import load_config
+from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.errors import ConfigError
 from tests.support.env import base_env, run_cli
 

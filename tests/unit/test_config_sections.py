@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tui.engine.config import OPTIONS, Config, load_config
-from swarm_tui.engine.config_sections import SECTION_TYPES
+from swarm_tui.engine.config.load import OPTIONS, Config, load_config
+from swarm_tui.engine.config.sections import SECTION_TYPES
 
 
 def _declared() -> dict[str, type]:
@@ -88,7 +88,7 @@ def test_sections_are_frozen_and_hide_secrets() -> None:
 
 
 def test_a_section_is_built_from_exactly_its_fields_and_compares_by_value() -> None:
-    from swarm_tui.engine.config_sections import UiSection, build_section
+    from swarm_tui.engine.config.sections import UiSection, build_section
 
     cfg = load_config(None, {})
     assert build_section(UiSection, cfg.values) == cfg.ui and hash(build_section(UiSection, cfg.values)) == hash(cfg.ui)

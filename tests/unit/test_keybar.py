@@ -6,7 +6,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from swarm_tui.tui.keybar import KeyBar
+from swarm_tui.tui.widgets.key_bar import KeyBar
 
 
 class Saver(Static, can_focus=True):

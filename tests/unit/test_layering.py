@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OUTSIDE_ENGINE = ["swarm_tui.cli_commands", "swarm_tui.cli"]
+OUTSIDE_ENGINE = ["swarm_tui.cli.commands", "swarm_tui.cli.main"]
 
 
 def loaded_after(imports: str, absent: tuple[str, ...], at_least: int = 0) -> None:
@@ -32,9 +32,9 @@ def test_the_screens_path_to_its_first_frame_imports_neither_pydantic_nor_nats()
     """What `swarm-tui` imports before its first frame (docs/performance.md, figure 1): the wire models (pydantic,
     ~70 ms here) and nats-py come with the engine, after the frame."""
     screen = (
-        "mods = ['swarm_tui.cli', 'swarm_tui.runner', 'swarm_tui.tui.app']\n"
+        "mods = ['swarm_tui.cli.main', 'swarm_tui.cli.runner', 'swarm_tui.tui.app']\n"
         "for m in mods: importlib.import_module(m)\n"
-        "from swarm_tui.engine.projection import SwarmState\n"
+        "from swarm_tui.engine.projection.state import SwarmState\n"
         "SwarmState()"
     )
     loaded_after(screen, ("pydantic", "nats", "aiohttp", "litellm"), at_least=3)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from swarm_tui.engine.bus.wire import ControlEvent, Msg, Task
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.recorder import Recorder
+from swarm_tui.engine.projection.recorder import Recorder
+from swarm_tui.engine.projection.state import SwarmState
 
 
 class FakeBus:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from swarm_tui.engine.tasks import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait
 
 
 async def test_a_task_that_swallows_its_first_cancel_is_cancelled_again() -> None:

@@ -37,7 +37,7 @@ from swarm_tui.engine.bus.trust import event_subject as event_subject
 from swarm_tui.engine.bus.trust import read_event
 from swarm_tui.engine.bus.where import resolve
 from swarm_tui.engine.bus.wire import Event, Msg
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError, TooLarge
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import os
 import ssl
 from typing import Any
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from swarm_tui.engine.bus.embedded import EmbeddedLease, Leaf, port_open, read_identity
 from swarm_tui.engine.bus.pin import Pin
 from swarm_tui.engine.bus.reasons import safe_url
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.paths import data_dir
 

@@ -24,7 +24,7 @@ from nats.js.errors import KeyNotFoundError
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import aiohttp
 
 from swarm_tui.engine.bus.numbers import finite
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.estimate import usd
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.info import CreditInfo

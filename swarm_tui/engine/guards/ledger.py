@@ -42,7 +42,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.guards import ledger_doc as D
 from swarm_tui.engine.guards.estimate import usd

@@ -27,11 +27,11 @@ from typing import Any
 import aiohttp
 import psutil
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.info import LocalModel, RamInfo, RamSummary
+from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import ollama_name
-from swarm_tui.engine.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def parse_ps(body: Any) -> list[LocalModel]:
 
 def ollama_ps_client(host: str, timeout: float = 2.0) -> OllamaPs:
     """An async callable: GET {host}/api/ps; [] when Ollama does not answer."""
-    from swarm_tui.engine.doctor import ollama_url
+    from swarm_tui.engine.models import ollama_url
 
     url = ollama_url(host) + "/api/ps"
 

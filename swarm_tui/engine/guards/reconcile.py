@@ -46,13 +46,13 @@ import aiohttp
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.numbers import nonnegative
 from swarm_tui.engine.bus.wire import Job, SpendEntry
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
 from swarm_tui.engine.guards.protocols import NotHeld
 from swarm_tui.engine.guards.reconcile_store import RecordStore, read_pending
 from swarm_tui.engine.info import ReconcileInfo
-from swarm_tui.engine.tasks import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, OVERRIDE_KEY, parse_ceiling, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
@@ -47,8 +47,8 @@ from swarm_tui.engine.guards.prices import PriceBook, is_local
 from swarm_tui.engine.guards.protocols import Reservation
 from swarm_tui.engine.guards.spend_status import log_totals, offline_spend_summary
 from swarm_tui.engine.info import SpendInfo, SpendTotals
-from swarm_tui.engine.projection import SwarmState, utc_day
-from swarm_tui.engine.tasks import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.projection.state import SwarmState, utc_day
 
 __all__ = ["SpendGuard", "offline_spend_summary", "read_ledger"]  # the last two: for `status` with no engine
 

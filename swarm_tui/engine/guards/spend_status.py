@@ -8,10 +8,10 @@ import, so it needs no bus.
 
 from __future__ import annotations
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.ledger_doc import Doc, empty_doc
 from swarm_tui.engine.info import OfflineSpend, SpendTotals
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 
 def log_totals(state: SwarmState, now: float) -> SpendTotals:

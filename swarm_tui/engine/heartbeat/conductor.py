@@ -25,7 +25,7 @@ from typing import Any
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
@@ -42,10 +42,10 @@ from swarm_tui.engine.heartbeat.envelope import (
 )
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
+from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import is_local_chat
-from swarm_tui.engine.projection import SwarmState
-from swarm_tui.engine.recorder import Recorder
-from swarm_tui.engine.tasks import cancel_and_wait
+from swarm_tui.engine.projection.recorder import Recorder
+from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
 

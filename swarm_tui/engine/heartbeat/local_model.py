@@ -21,7 +21,7 @@ import httpx
 import ollama
 
 from swarm_tui.engine.bus.wire import MAX_RAW
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP
 from swarm_tui.engine.heartbeat.envelope import (
@@ -410,7 +410,7 @@ class Advisor:
 
 def _display(host: str) -> str:
     """The host without user info."""
-    from swarm_tui.engine.doctor import ollama_url
+    from swarm_tui.engine.models import ollama_url
 
     url = ollama_url(host)
     scheme, rest = url.split("://", 1)

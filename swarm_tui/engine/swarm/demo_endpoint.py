@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import DemoInfo
 
 NOTE = "_Demo answer: synthetic text written offline, no model was called._"

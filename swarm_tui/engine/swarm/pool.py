@@ -27,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Job, decode
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import InvalidMessage
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP

@@ -38,12 +38,12 @@ from swarm_tui.engine.bus.wire import (
     job_id,
     worker_id,
 )
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.protocols import SpendGuardP
 from swarm_tui.engine.guards.tokens import CONTEXT_HEADINGS_CHARS, messages_bytes
 from swarm_tui.engine.info import ControllerInfo
 from swarm_tui.engine.models import is_local_chat
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
 

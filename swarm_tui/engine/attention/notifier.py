@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from swarm_tui.engine.attention import Attention
+from swarm_tui.engine.attention.needs import Attention
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Notifier:
             self._tasks.append(asyncio.create_task(self._run_commands(), name="notify-command"))
 
     async def stop(self) -> None:
-        from swarm_tui.engine.tasks import cancel_and_wait
+        from swarm_tui.engine.lifecycle import cancel_and_wait
 
         await cancel_and_wait(self._tasks)
         self._tasks = []

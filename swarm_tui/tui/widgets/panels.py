@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 
 from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import AnySpend, ConductorInfo, EngineInfo, Need, RamSummary, usable
-from swarm_tui.engine.projection import DecisionView, SwarmState, TaskView
+from swarm_tui.engine.projection.state import DecisionView, SwarmState, TaskView
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import shown_key
 from swarm_tui.tui.model import OutputRing, fmt_age, fmt_mb, fmt_usd, one_line, short_id, short_model, sparkline

@@ -10,10 +10,11 @@ import aiohttp
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe, one_line
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.ceiling_kv import ceiling_in_force
 from swarm_tui.engine.guards.memory import ram_snapshot
+from swarm_tui.engine.models import ollama_url
 
 
 @dataclass
@@ -26,20 +27,6 @@ class Check:
     def line(self) -> str:
         mark = "ok  " if self.ok else ("FAIL" if self.required else "warn")
         return f"{mark} {self.name:<11} {self.detail}"
-
-
-def ollama_url(host: str) -> str:
-    """OLLAMA_HOST as Ollama reads it: host, host:port or a URL; default port 11434."""
-    h = host.strip().rstrip("/")
-    if "://" not in h:
-        h = "http://" + h
-    scheme, rest = h.split("://", 1)
-    hostport = rest.split("/", 1)[0]
-    if ":" not in hostport.rsplit("]", 1)[-1]:
-        hostport += ":11434"
-    if hostport.startswith("0.0.0.0"):
-        hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
-    return f"{scheme}://{hostport}"
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from swarm_tui.engine.info import EngineInfo, Need, SpendSummary, usable
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 KINDS = ("approval", "failed", "ceiling", "credit", "bus")
 FAILED_WINDOW_S = 24 * 3600.0  # a failure older than a day no longer needs anyone, seen or not

@@ -22,18 +22,18 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Tab, Tabs
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
-from swarm_tui.engine.projection import DecisionView
+from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.textsafe import plain
+from swarm_tui.tui.attention.watch import NeedsYou
 from swarm_tui.tui.commands import keymap_of
-from swarm_tui.tui.keybar import KeyBar
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
-from swarm_tui.tui.needs_you import NeedsYou
 from swarm_tui.tui.render_scheduler import RenderScheduler
-from swarm_tui.tui.widgets import (
+from swarm_tui.tui.widgets.key_bar import KeyBar
+from swarm_tui.tui.widgets.panels import (
     DecisionDetail,
     HeaderBar,
     RamPanel,
@@ -42,7 +42,7 @@ from swarm_tui.tui.widgets import (
     sync_table,
     task_rows,
 )
-from swarm_tui.tui.workers_panel import WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import WorkersPanel
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
 COMPACT_HEIGHT = 30

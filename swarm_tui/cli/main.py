@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from swarm_tui.engine.config import load_config
+    from swarm_tui.engine.config.load import load_config
     from swarm_tui.engine.logs import setup_logging
     from swarm_tui.engine.paths import data_dir, log_path
 
@@ -161,7 +161,7 @@ def dispatch(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cmd in (None, "run", "worker"):
         return _long_running(args, cfg, demo)  # not through cmds: it imports nats-py before the first frame
-    from swarm_tui import cli_commands as cmds
+    from swarm_tui.cli import commands as cmds
 
     if cmd == "config":
         return cmds.show_config(cfg, args.json)
@@ -179,7 +179,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "promote":
         return cmds.run(ctl("promote", {"job": args.job}))
     if cmd == "seen":
-        from swarm_tui.engine.attention import KINDS
+        from swarm_tui.engine.attention.needs import KINDS
 
         bad = [k for k in args.kinds if k not in KINDS]
         if bad:
@@ -206,7 +206,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd in ("pause", "resume"):
         return cmds.run(ctl(cmd, {}))
     if cmd == "doctor":
-        from swarm_tui.engine.doctor import run_doctor
+        from swarm_tui.cli.doctor import run_doctor
 
         checks = cmds.run_value(run_doctor(cfg))
         for ch in checks:
@@ -218,15 +218,15 @@ def dispatch(args: argparse.Namespace) -> int:
 def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
     cmd = args.command
     if cmd == "worker":
-        from swarm_tui.runner import run_worker
+        from swarm_tui.cli.runner import run_worker
 
         return run_worker(cfg, concurrency=args.concurrency, demo=demo)
     if cmd == "run" and args.headless:
-        from swarm_tui.runner import run_headless
+        from swarm_tui.cli.runner import run_headless
 
         return run_headless(cfg, demo=demo)
     # the full-screen app (no command, or `run` without --headless)
-    from swarm_tui.runner import run_app
+    from swarm_tui.cli.runner import run_app
 
     return run_app(cfg, demo=demo, attach=getattr(args, "attach", None), refresh_ms=getattr(args, "refresh_ms", None))
 

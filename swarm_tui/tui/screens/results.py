@@ -24,10 +24,9 @@ from textual.widgets import Label, Markdown, Static
 from textual.widgets._markdown import MarkdownTable, MarkdownTableContent
 
 from swarm_tui.engine.bus.wire import Result
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
-from swarm_tui.tui.compare_screen import PROMOTED, open_compare, promote, promoted_of, watch_promotion
 from swarm_tui.tui.results_doc import (
     answer_text,
     close_fences,
@@ -38,6 +37,7 @@ from swarm_tui.tui.results_doc import (
     task_title,
     write_private,
 )
+from swarm_tui.tui.screens.compare import PROMOTED, open_compare, promote, promoted_of, watch_promotion
 
 # what the parser must not turn into something clickable or raw: links of every kind, images, HTML
 DISABLED_RULES = ["link", "autolink", "image", "linkify", "reference", "html_inline", "html_block"]

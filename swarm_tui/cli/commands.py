@@ -16,7 +16,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.topology import describe, one_line
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id, task_text_problem
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import ControlError, Controls, request
 from swarm_tui.engine.errors import SwarmError, UsageError
 from swarm_tui.engine.info import (
@@ -36,7 +36,7 @@ from swarm_tui.engine.info import (
     usable,
 )
 from swarm_tui.engine.paths import data_dir
-from swarm_tui.engine.projection import SwarmState, TaskView
+from swarm_tui.engine.projection.state import SwarmState, TaskView
 from swarm_tui.textsafe import plain
 
 
@@ -205,7 +205,7 @@ async def status_data(cfg: Config) -> StatusData:
     if attention is not None:
         needs_now = list(attention.get("needs", []))
     else:  # no engine tracks it: what the log tells, and the ceiling as the log and the ledger tell it
-        from swarm_tui.engine.attention import needs, spend_reached
+        from swarm_tui.engine.attention.needs import needs, spend_reached
 
         now = state.clock()
         since = {"ceiling": now} if spend_reached(usable(spend)) else {}

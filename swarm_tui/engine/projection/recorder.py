@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from swarm_tui.engine.bus.wire import LogEvent, Msg
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 
 
 class EventPublisher(Protocol):

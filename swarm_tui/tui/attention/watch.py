@@ -14,10 +14,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from swarm_tui.engine.attention import Attention
+from swarm_tui.engine.attention.needs import Attention
 from swarm_tui.engine.info import Need
 from swarm_tui.textsafe import plain
-from swarm_tui.tui import alerts
+from swarm_tui.tui.attention import sequences as alerts
 
 if TYPE_CHECKING:
     from swarm_tui.tui.app import SwarmApp

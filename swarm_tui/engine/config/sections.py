@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
-from swarm_tui.engine.config_options import OPTION_BY_KEY
+from swarm_tui.engine.config.options import OPTION_BY_KEY
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True)

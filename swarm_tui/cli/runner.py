@@ -7,7 +7,7 @@ import logging
 import signal
 from typing import Any
 
-from swarm_tui.engine.config import Config
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.lifecycle import Lifecycle, Part
 
 log = logging.getLogger(__name__)

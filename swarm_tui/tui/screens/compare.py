@@ -19,7 +19,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
 from swarm_tui.engine.bus.wire import Result
-from swarm_tui.engine.projection import SwarmState
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
 from swarm_tui.tui.compare_doc import Comparison, Row, compare, default_pair, step_answer
@@ -257,7 +257,7 @@ class CompareScreen(ModalScreen[None]):
         self.refresh_view()
 
     def action_copy_answer(self) -> None:
-        from swarm_tui.tui.results_screen import copy_answer  # Markdown imports: only when asked
+        from swarm_tui.tui.screens.results import copy_answer  # Markdown imports: only when asked
 
         copy_answer(self.app, *self.answer(self.active))
 
