@@ -32,3 +32,18 @@ class TooLarge(BusError):
 
 class InvalidMessage(ValueError):
     """A message on the bus that does not decode to a known, valid type."""
+
+
+class Refusal(str):
+    """Why something may not go ahead, in one line. Where a check returns ``Refusal | None``, None means it may.
+
+    A ``str`` subclass so it reads, logs and serialises as its text (``info()`` fields and events carry the
+    text unchanged); the type is what says "a reason, never empty": ``refusal("")`` is a bug, caught at once.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, reason: str) -> Refusal:
+        if not reason:
+            raise ValueError("a refusal needs its reason")
+        return super().__new__(cls, reason)

@@ -27,6 +27,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.follower import EventFollower as EventFollower
 from swarm_tui.engine.bus.follower import EventHandler
+from swarm_tui.engine.bus.jobs import JobQueue
 from swarm_tui.engine.bus.login import auth_options
 from swarm_tui.engine.bus.pin import NotThisServer, Pin, lose, revive
 from swarm_tui.engine.bus.reasons import reason as _reason
@@ -328,6 +329,11 @@ class Bus:
         if self._fast is None or self._fast_nc is not self.nc:
             self._fast, self._fast_nc = self.nc.jetstream(timeout=1.0), self.nc
         return self._fast
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The job queue (the pool's consumer, the stream reads the swarm needs) on the current connection."""
+        return JobQueue(self._js)
 
     @property
     def _js(self) -> JetStreamContext:

@@ -22,6 +22,7 @@ from swarm_tui.engine.bus.ids import job_id as job_id
 from swarm_tui.engine.bus.ids import new_id as new_id
 from swarm_tui.engine.bus.ids import worker_id as worker_id
 from swarm_tui.engine.errors import InvalidMessage
+from swarm_tui.engine.states import WorkerState as WorkerState
 
 SCHEMA_VERSION = 1
 MAX_TEXT = 200_000  # characters of a task text or a result
@@ -171,9 +172,6 @@ class Job(Msg):
     created_at: float
     demo: bool = False
     TIMES: ClassVar[tuple[str, ...]] = ("created_at",)
-
-
-WorkerState = Literal["queued", "waiting", "over_budget", "running", "retrying", "done", "failed", "cancelled"]
 
 
 class WorkerEvent(Msg):
