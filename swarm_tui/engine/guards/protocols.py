@@ -30,9 +30,17 @@ class SpendGuardP(Protocol):
 
     name: str
 
-    def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]:
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
         """(likely, worst case) cost in USD of one call whose prompt is ``prompt_bytes`` of UTF-8: the worst case
         counts a token per byte (byte-level tokenizers), bounded by the model's context length."""
+        ...
+
+    def worst_case(self, job: Job) -> float:
+        """The most the job's call can be billed, fallbacks included (infinite when a price cannot be read)."""
+        ...
+
+    def unpriced(self, model: str) -> str:
+        """Why a model's cost has no bound ("" when it has one): the conductor leaves such roles out."""
         ...
 
     async def reserve(self, job: Job) -> Reservation:
@@ -57,6 +65,10 @@ class SpendGuardP(Protocol):
 
     def mark_out_of_credit(self, reason: str) -> None:
         """The provider said 402: stop dispatching to it."""
+        ...
+
+    def credit_ok(self, since: float) -> None:
+        """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
         ...
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
