@@ -12,7 +12,9 @@ import asyncio
 import math
 import re
 import time
-from typing import Any
+from typing import Any, Literal
+
+CallErrorKind = Literal["rate_limited", "out_of_credit", "cannot_afford", "retryable", "stream_error", "fatal"]
 
 
 class HttpStatus(Exception):
@@ -40,7 +42,7 @@ class CallError(Exception):
 
     def __init__(
         self,
-        kind: str,
+        kind: CallErrorKind,
         reason: str,
         *,
         status: int | None = None,
@@ -48,11 +50,30 @@ class CallError(Exception):
         afford: int | None = None,
     ) -> None:
         super().__init__(reason)
-        self.kind = kind
+        self.kind: CallErrorKind = kind
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
         self.afford = afford  # kind "cannot_afford" (402): the max_tokens the credit left covers
+
+
+def status_kind(status: int | None, *, afford: int | None = None) -> CallErrorKind:
+    """The kind an HTTP status makes of a failed call (OpenRouter's "Errors" page): 429 waits, 402 is the credit
+    (``afford`` set: this request only), 5xx and 408 retry, any other status (or none) fails the job."""
+    if status == 429:
+        return "rate_limited"
+    if status == 402:
+        return "out_of_credit" if afford is None else "cannot_afford"
+    if status is not None and (status >= 500 or status == 408):
+        return "retryable"
+    return "fatal"
+
+
+def call_error(
+    status: int | None, reason: str, *, retry_after: float | None = None, afford: int | None = None
+) -> CallError:
+    """A CallError whose kind the HTTP status decides (``status_kind``)."""
+    return CallError(status_kind(status, afford=afford), reason, status=status, retry_after=retry_after, afford=afford)
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -137,9 +158,7 @@ def stream_error(code: Any, message: str, headers: Any = None, secrets: list[str
     text = redact(str(message or "the provider reported an error"), secrets)[:200]
     where = f"error mid-stream ({code}): {text}" if code not in (None, "") else f"error mid-stream: {text}"
     if status == 429 or "rate_limit" in name:
-        return CallError(
-            "rate_limited", f"rate limited mid-stream (429): {text}", status=429, retry_after=header_wait(headers)
-        )
+        return call_error(429, f"rate limited mid-stream (429): {text}", retry_after=header_wait(headers))
     if status == 402:
         return classify(HttpStatus(text, 402, headers), secrets)
     if (
@@ -176,24 +195,23 @@ def classify(exc: BaseException, secrets: list[str] | None = None) -> CallError:
     status = status if isinstance(status, int) else None
     reason = short(exc, secrets)
     if status == 429 or name == "RateLimitError":
-        return CallError("rate_limited", f"rate limited (429): {reason}", status=429, retry_after=_retry_after(exc))
+        return call_error(429, f"rate limited (429): {reason}", retry_after=_retry_after(exc))
     if status == 402:
         # OpenRouter's "Errors" page: a 402 is either this one request costing more than the credit left ("This
         # request requires more credits, or fewer max_tokens. You requested up to N tokens, but can only
         # afford M"): that job shrinks or fails; or the account (or key) is out of credit: dispatch stops.
         m = re.search(r"can only afford (\d+)", str(exc)) or re.search(r"can only afford (\d+)", reason)
         if m:
-            return CallError(
-                "cannot_afford",
+            return call_error(
+                402,
                 f"the credit left affords only {m.group(1)} tokens of this request (402): {reason}",
-                status=402,
                 afford=int(m.group(1)),
             )
-        return CallError("out_of_credit", f"out of credit (402): {reason}", status=402)
+        return call_error(402, f"out of credit (402): {reason}")
     if status == 401:
-        return CallError("fatal", f"the provider refused the key (401): {reason}", status=status)
+        return call_error(401, f"the provider refused the key (401): {reason}")
     if status == 403:  # "Errors and Debugging": guardrail block, moderation flag (or a region the model refuses)
-        return CallError("fatal", f"refused by OpenRouter (moderation, guardrail or region): {reason}", status=403)
+        return call_error(403, f"refused by OpenRouter (moderation, guardrail or region): {reason}")
     if name in ("Timeout", "APIConnectionError") or (status is not None and (status >= 500 or status == 408)):
         return CallError(
             "retryable",
@@ -202,5 +220,5 @@ def classify(exc: BaseException, secrets: list[str] | None = None) -> CallError:
             retry_after=_retry_after(exc) if status is not None else None,
         )
     if status is not None:
-        return CallError("fatal", f"HTTP {status}: {reason}", status=status)
+        return call_error(status, f"HTTP {status}: {reason}")
     return CallError("retryable" if isinstance(exc, OSError) else "fatal", reason)
