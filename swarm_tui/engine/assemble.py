@@ -31,14 +31,16 @@ def assemble(
     ram = engine.add(RamGuard(cfg, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
-    from swarm_tui.engine.swarm.controller import Controller
+    from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 
     endpoint = None
     if demo:
         from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
         endpoint = engine.add(DemoEndpoint(cfg))
-    engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=demo, clock=clock, host=engine.host))
+    engine.add(
+        Controller(ControllerSettings.of(cfg, demo=demo), bus, engine.state, spend=spend, clock=clock, host=engine.host)
+    )
     workers = None
     if pool:
         from swarm_tui.engine.swarm.pool import Pool

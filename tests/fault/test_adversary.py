@@ -23,7 +23,7 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.controller import Controller
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -94,7 +94,7 @@ async def test_a_standalone_worker_spends_under_the_engines_ceiling_not_its_own_
         prices = PriceBook(cfg)
         await prices.load()
         spend = engine.add(SpendGuard(cfg, bus, engine.state, prices))
-        engine.add(Controller(cfg, bus, engine.state, spend=spend, host="engine"))
+        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
         await engine.start()
         wprices = PriceBook(wcfg)
         await wprices.load()
@@ -186,7 +186,7 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
     assert bus.kind == "embedded"
     engine = Engine(cfg, bus, demo=True)
     spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=True)))
-    engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=True, host="victim"))
+    engine.add(Controller(ControllerSettings.of(cfg, demo=True), bus, engine.state, spend=spend, host="victim"))
     await engine.start()
     try:
         now = time.time()
@@ -361,7 +361,7 @@ async def test_a_job_redelivered_during_a_partition_never_calls_with_nothing_hel
         prices = PriceBook(cfg)
         await prices.load()
         espend = engine.add(SpendGuard(cfg, bus, engine.state, prices))
-        engine.add(Controller(cfg, bus, engine.state, spend=espend, host="engine"))
+        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=espend, host="engine"))
         await engine.start()
         abus, bbus = await Bus(acfg).connect(), await Bus(cfg).connect()
         aspend = HeldSpend(acfg, abus, None, PriceBook(acfg))

@@ -49,7 +49,7 @@ from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.swarm.controller import Controller
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from tests.support.env import ROOT, base_env, make_config
 from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, approve
@@ -100,7 +100,7 @@ async def engine_with_spend(cfg: Config, bus: Bus) -> tuple[Engine, SpendGuard]:
 # ---------------------------------------------------------------------------------------------- 1. subjects
 async def test_an_approval_on_a_worker_subject_is_a_dead_letter_not_an_approval(cfg: Config, bus: Bus) -> None:
     engine = Engine(cfg, bus, demo=True)
-    engine.add(Controller(cfg, bus, engine.state, demo=True, host="test"))
+    engine.add(Controller(ControllerSettings.of(cfg, demo=True), bus, engine.state, host="test"))
     await engine.start()
     try:
         d = await pending_decision(bus)
@@ -270,7 +270,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
     bus = await Bus(ecfg).connect()
     engine = Engine(ecfg, bus, demo=True)
     engine.add(SpendGuard(ecfg, bus, engine.state, PriceBook(ecfg, demo=True)))  # its ceiling: the worker's too
-    engine.add(Controller(ecfg, bus, engine.state, demo=True, host="test"))
+    engine.add(Controller(ControllerSettings.of(ecfg, demo=True), bus, engine.state, host="test"))
     await engine.start()
     violations: list[str] = []
 

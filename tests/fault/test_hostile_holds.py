@@ -27,7 +27,7 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.controller import Controller
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.pool import Pool
 from tests.fault.test_adversary import BARE, HeldSpend, Link, recorded_and_ledger
 from tests.support.env import ROOT, base_env, make_config
@@ -48,7 +48,7 @@ async def engine_with(cfg: Config, spend: SpendGuard | None = None) -> tuple[Bus
         await prices.load()
         spend = SpendGuard(cfg, bus, engine.state, prices)
     engine.add(spend)
-    engine.add(Controller(cfg, bus, engine.state, spend=spend, host="engine"))
+    engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
     await engine.start()
     return bus, engine, spend
 
@@ -135,7 +135,7 @@ async def test_a_call_whose_hold_is_gone_when_it_starts_goes_back_to_its_gates(
         bus = await Bus(cfg).connect()
         engine = Engine(cfg, bus)
         spend = engine.add(DroppingSpend(cfg, bus, engine.state, prices))
-        engine.add(Controller(cfg, bus, engine.state, spend=spend, host="engine"))
+        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
         pool = engine.add(Pool(cfg, bus, spend=spend, host="engine"))
         await engine.start()
         try:

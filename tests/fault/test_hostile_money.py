@@ -41,7 +41,7 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat import envelope
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.swarm.controller import Controller, system_prompt
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, system_prompt
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -87,7 +87,7 @@ async def start_swarm(cfg: Config, bus: Bus, clock: Callable[[], float] = time.t
     prices = PriceBook(cfg, clock=clock)
     await prices.load()
     spend = engine.add(WatchedSpend(cfg, bus, engine.state, prices, clock=clock))
-    engine.add(Controller(cfg, bus, engine.state, spend=spend, host="test"))
+    engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
     engine.add(Pool(cfg, bus, spend=spend, host="test"))
     await engine.start()
     return engine, spend

@@ -21,7 +21,7 @@ from swarm_tui.engine.bus.wire import job_id
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
-from swarm_tui.engine.swarm.controller import Controller
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -54,7 +54,9 @@ class Swarm:
         prices = PriceBook(self.cfg)
         await prices.load()
         self.guard = self.engine.add(SpendGuard(self.cfg, self.bus, self.engine.state, prices, refresh_s=0.2))
-        self.engine.add(Controller(self.cfg, self.bus, self.engine.state, spend=self.guard, host="test"))
+        self.engine.add(
+            Controller(ControllerSettings.of(self.cfg), self.bus, self.engine.state, spend=self.guard, host="test")
+        )
         self.pool = self.engine.add(Pool(self.cfg, self.bus, spend=self.guard, host="test"))
         await self.engine.start()
         return self

@@ -13,7 +13,7 @@ from swarm_tui.engine.bus.wire import Approval, Chunk, Decision, Job, PlanItem, 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.protocols import Reservation
-from swarm_tui.engine.swarm.controller import Controller
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.pool import Pool
 
 KEY = "sk-or-v1-test-secret-key-0123456789"
@@ -36,7 +36,7 @@ def build_engine(
     engine = Engine(cfg, bus, demo=demo)
     if demo_endpoint is not None:
         engine.add(demo_endpoint)
-    engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=demo, host="test"))
+    engine.add(Controller(ControllerSettings.of(cfg, demo=demo), bus, engine.state, spend=spend, host="test"))
     pool = engine.add(Pool(cfg, bus, spend=spend, ram=ram, host="test", demo=demo, demo_endpoint=demo_endpoint))
     return engine, pool
 

@@ -10,7 +10,7 @@ from swarm_tui.engine.attention.needs import Attention, needs
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, PlanItem, job_id
 from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.swarm.controller import Controller, bounded_context
+from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, bounded_context
 from tests.support.env import make_config
 from tests.unit.test_projection import NOW, approval, decision, fold, result, task
 
@@ -156,7 +156,7 @@ def test_a_promotion_names_one_done_answer_and_a_later_one_replaces_it() -> None
 
 
 def _controller(st: SwarmState, tmp_path: Any) -> Controller:
-    return Controller(make_config(tmp_path, "nats://127.0.0.1:1"), None, st)  # type: ignore[arg-type]
+    return Controller(ControllerSettings.of(make_config(tmp_path, "nats://127.0.0.1:1")), None, st)  # type: ignore[arg-type]
 
 
 def test_a_follow_up_is_given_the_promoted_answer_alone(tmp_path: Any) -> None:

@@ -21,9 +21,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-
-from nats.js.errors import NotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
@@ -39,9 +38,11 @@ from swarm_tui.engine.bus.wire import (
     worker_id,
 )
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.protocols import SpendGuardP
-from swarm_tui.engine.guards.tokens import CONTEXT_HEADINGS_CHARS, messages_bytes
+from swarm_tui.engine.guards.tokens import CONTEXT_HEADINGS_CHARS
 from swarm_tui.engine.info import ControllerInfo
+from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.state import SwarmState
 
@@ -97,25 +98,38 @@ def bounded_context(results: list[Result], max_chars: int, chosen: str = "") -> 
     return out
 
 
+@dataclass(frozen=True)
+class ControllerSettings:
+    """What the controller reads of the configuration: ``context_max_chars`` (swarm section) bounds the earlier
+    results a later step is given; ``has_api_key`` (openrouter section) says whether a cloud job can run at
+    all; ``demo``: every job is a demo job (the demo endpoint answers, no key is needed)."""
+
+    context_max_chars: int
+    has_api_key: bool
+    demo: bool = False
+
+    @classmethod
+    def of(cls, cfg: Config, *, demo: bool = False) -> ControllerSettings:
+        return cls(context_max_chars=cfg.swarm.context_max_chars, has_api_key=bool(cfg.openrouter.api_key), demo=demo)
+
+
 class Controller:
     name = "controller"
 
     def __init__(
         self,
-        cfg: Config,
+        settings: ControllerSettings,
         bus: Bus,
         state: SwarmState,
         *,
         spend: SpendGuardP | None = None,
-        demo: bool = False,
         clock: Callable[[], float] = time.time,
         host: str = "",
     ) -> None:
-        self.cfg = cfg
+        self.settings = settings
         self.bus = bus
         self.state = state
         self.spend = spend
-        self.demo = demo
         self.clock = clock
         self.host = host
         self.published = 0
@@ -137,10 +151,7 @@ class Controller:
 
     async def stop(self) -> None:
         self._started = False
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
     def info(self) -> ControllerInfo:
         return {
@@ -230,7 +241,7 @@ class Controller:
         jid = job_id(decision.id, index)
         earlier = self.context_results(decision, item)
         if earlier or decision.round > 0:
-            limit = self.cfg.swarm.context_max_chars
+            limit = self.settings.context_max_chars
             intro = (
                 "Earlier results for this task follow (the work of other roles of the swarm); build on them."
                 if item.step > 0 or not decision.round
@@ -256,16 +267,11 @@ class Controller:
             messages=messages,
             step=item.step,
             created_at=self.clock(),
-            demo=self.demo or decision.demo or bool(task is not None and task.task.demo),
+            demo=self.settings.demo or decision.demo or bool(task is not None and task.task.demo),
         )
         if self.spend is not None:
             try:
-                worst_case = getattr(self.spend, "worst_case", None)
-                worst = (
-                    float(worst_case(job))
-                    if worst_case is not None
-                    else self.spend.estimate(job.model, messages_bytes(m.content for m in messages), job.max_tokens)[1]
-                )
+                worst = float(self.spend.worst_case(job))
                 job.reserve_usd = round(worst, 9) if math.isfinite(worst) else 0.0  # no bound: the pool refuses it
             except Exception:  # noqa: BLE001 - an estimate is advisory; the pool reserves for real
                 log.debug("no estimate for %s", job.model)
@@ -273,12 +279,9 @@ class Controller:
 
     async def _on_queue(self, job: Job) -> bool:
         try:
-            await self.bus._js.get_last_msg(S.JOBS_STREAM, S.job(lane_of(job.model), job.id))
-        except NotFoundError:
+            return await self.bus.jobs.is_queued(S.job(lane_of(job.model), job.id))
+        except Exception:  # noqa: BLE001 - unsure (bus down, timeout): assume absent; the msg id dedupes
             return False
-        except Exception:  # noqa: BLE001 - unsure: assume absent; the msg id dedupes within the window
-            return False
-        return True
 
     async def _needed(self, job: Job) -> bool:
         if job.id in self.state.results:
@@ -310,7 +313,7 @@ class Controller:
                     return
                 self._released.add(job.id)
                 why = self.unrun_reason(dv.decision, job)
-                if why:
+                if why is not None:
                     await self.end_unrun(job, why)
                 else:
                     await self.publish_job(job)
@@ -330,17 +333,18 @@ class Controller:
             for k in range(0, len(jobs), 25):  # in parallel, a bounded batch at a time
                 await asyncio.gather(*(one(j) for j in jobs[k : k + 25]))
 
-    def unrun_reason(self, decision: Decision, job: Job) -> str:
-        """Why a later step must not run: no job of the earlier steps of its task (this decision) is done."""
+    def unrun_reason(self, decision: Decision, job: Job) -> Refusal | None:
+        """Why a later step must not run: no job of the earlier steps of its task (this decision) is done.
+        None: it may run."""
         if job.step == 0:
-            return ""
+            return None
         plan = self._plan(decision)
         earlier = [job_id(decision.id, i) for i, p in enumerate(plan) if p.task_id == job.task_id and p.step < job.step]
         rs = [self.state.results[j] for j in earlier if j in self.state.results]
         if not earlier or any(r.state == "done" for r in rs):
-            return ""
+            return None
         what = ", ".join(sorted({f"{r.role or 'worker'} {r.state}" for r in rs}))[:300]
-        return f"not run: no earlier step of this task succeeded ({what})"
+        return Refusal(f"not run: no earlier step of this task succeeded ({what})")
 
     async def end_unrun(self, job: Job, reason: str) -> None:
         """End a later step without a call: its Result and final WorkerEvent, as a worker would write them."""
@@ -351,14 +355,21 @@ class Controller:
         await self.bus.publish_event(ev, msg_id=f"cancelled-{job.id}")
         self.ended += 1
 
-    def queued_reason(self, job: Job) -> str:
-        if job.model.startswith("openrouter/") and not self.demo and not job.demo and not self.cfg.openrouter.api_key:
-            return "OPENROUTER_API_KEY is not set"
-        return ""
+    def queued_reason(self, job: Job) -> Refusal | None:
+        """Why a queued cloud job cannot run as things stand (said on its "queued" event); None: it can."""
+        if (
+            job.model.startswith("openrouter/")
+            and not self.settings.demo
+            and not job.demo
+            and not self.settings.has_api_key
+        ):
+            return Refusal("OPENROUTER_API_KEY is not set")
+        return None
 
     async def publish_job(self, job: Job) -> None:
+        why = self.queued_reason(job)
         ev = WorkerEvent.of(
-            job, "queued", reason=self.queued_reason(job), host=self.host, at=self.clock(), demo=job.demo
+            job, "queued", reason=str(why) if why else "", host=self.host, at=self.clock(), demo=job.demo
         )
         await self.bus.publish_event(ev, msg_id=f"queued-{job.id}")
         await self.bus.publish(S.job(lane_of(job.model), job.id), job.to_bytes(), msg_id=job.id)
