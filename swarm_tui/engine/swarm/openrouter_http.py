@@ -1,9 +1,9 @@
 """OpenRouter's chat completions called directly over HTTP (aiohttp), without litellm.
 
-Why: the worker already reads OpenRouter's SSE lines itself (``worker_call._read_sse``); litellm only built the
-request and mapped errors, and loading it cost ~130-170 MB of RSS and ~2 s of CPU the moment the first job ran
-(issue 16: docs/performance.md has the figures). litellm stays the way to reach ``ollama_chat/`` models, and
-``openrouter.via_litellm = true`` sends OpenRouter calls through it again.
+Why: the worker reads OpenRouter's SSE lines itself (``sse.read_sse``), so litellm would only build the request
+and map errors, and loading it costs ~130-170 MB of RSS and ~2 s of CPU the moment the first job runs
+(docs/performance.md has the figures). litellm stays the way to reach ``ollama_chat/`` models, and
+``openrouter.via_litellm = true`` sends OpenRouter calls through it instead.
 
 What is sent follows OpenRouter's API reference (https://openrouter.ai/docs/api-reference/chat-completion,
 "Create a chat completion"): ``POST {api_base}/chat/completions`` with ``Authorization: Bearer <key>``, a JSON
