@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import WorkerEvent, job_id, worker_id
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.wire import Decision, WorkerEvent, job_id, worker_id
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.states import WorkerState
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -13,7 +19,16 @@ from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, FakeSpend, approve, build_engine, events, swarm_config
 
 
-async def _run(tmp_path, nats_server, fo, n=1, *, spend=None, timeout=15.0, **values):
+async def _run(
+    tmp_path: Path,
+    nats_server: EmbeddedServer,
+    fo: FakeOpenRouter,
+    n: int = 1,
+    *,
+    spend: Any = None,
+    timeout: float = 15.0,
+    **values: Any,
+) -> tuple[Engine, Pool, Decision, list[tuple[WorkerState, str]]]:
     cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, **values)
     bus = await Bus(cfg).connect()
     engine, pool = build_engine(cfg, bus, spend=spend)
@@ -28,7 +43,9 @@ async def _run(tmp_path, nats_server, fo, n=1, *, spend=None, timeout=15.0, **va
     return engine, pool, d, states
 
 
-async def test_429_backs_off_honouring_retry_after_and_lowers_the_model_limit(tmp_path, nats_server):
+async def test_429_backs_off_honouring_retry_after_and_lowers_the_model_limit(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=429, retry_after=1.0))
         fo.default = Answer(tokens=3)
@@ -44,7 +61,7 @@ async def test_429_backs_off_honouring_retry_after_and_lowers_the_model_limit(tm
         assert lim.limit == 1 and lim.ok == 1  # halved to 1, then one success on the way back
 
 
-def test_aimd_model_limit_halves_and_recovers_slowly(cfg):
+def test_aimd_model_limit_halves_and_recovers_slowly(cfg: Config) -> None:
     pool = Pool(cfg, bus=None)  # type: ignore[arg-type]
     pool.limit_of("m").active = 8
     pool.on_rate_limited("m", 2.0)
@@ -59,7 +76,7 @@ def test_aimd_model_limit_halves_and_recovers_slowly(cfg):
     assert pool.limits["m"].limit == 3
 
 
-async def test_402_stops_cloud_dispatch_and_says_out_of_credit(tmp_path, nats_server):
+async def test_402_stops_cloud_dispatch_and_says_out_of_credit(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(status=402)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
@@ -86,7 +103,7 @@ async def test_402_stops_cloud_dispatch_and_says_out_of_credit(tmp_path, nats_se
         assert engine.state.workers[worker_id(d.id, 0)].state == "done"
 
 
-async def test_402_with_a_spend_guard_marks_it(tmp_path, nats_server):
+async def test_402_with_a_spend_guard_marks_it(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=402))
         spend = FakeSpend()
@@ -105,7 +122,7 @@ async def test_402_with_a_spend_guard_marks_it(tmp_path, nats_server):
         assert len(fo.requests) == 2
 
 
-async def test_5xx_retries_with_backoff_then_succeeds(tmp_path, nats_server):
+async def test_5xx_retries_with_backoff_then_succeeds(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=500), Answer(status=503))
         fo.default = Answer(tokens=3)
@@ -116,7 +133,7 @@ async def test_5xx_retries_with_backoff_then_succeeds(tmp_path, nats_server):
         assert len(retry) == 2 and "500" in retry[0] and "retry 1 of 3" in retry[0]
 
 
-async def test_5xx_fails_after_the_bounded_retries_with_the_reason(tmp_path, nats_server):
+async def test_5xx_fails_after_the_bounded_retries_with_the_reason(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(status=500)
         engine, pool, d, states = await _run(tmp_path, nats_server, fo, swarm__max_retries=2)
@@ -126,7 +143,9 @@ async def test_5xx_fails_after_the_bounded_retries_with_the_reason(tmp_path, nat
         assert engine.state.tasks[d.task_ids[0]].state == "failed"
 
 
-async def test_error_chunk_mid_stream_fails_and_keeps_the_partial_output(tmp_path, nats_server):
+async def test_error_chunk_mid_stream_fails_and_keeps_the_partial_output(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, error_after=3, error_code=400)  # not a 429, 402 or 5xx: no retry
         engine, pool, d, states = await _run(tmp_path, nats_server, fo)
@@ -137,7 +156,7 @@ async def test_error_chunk_mid_stream_fails_and_keeps_the_partial_output(tmp_pat
         assert r.cost_usd == 0 and not r.cost_estimated  # no usage.cost: reconciled with GET /generation later
 
 
-async def test_dropped_connection_is_retried(tmp_path, nats_server):
+async def test_dropped_connection_is_retried(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(tokens=10, drop_after=4))
         fo.default = Answer(tokens=5)
@@ -151,7 +170,7 @@ async def test_dropped_connection_is_retried(tmp_path, nats_server):
         assert r.usage.completion_tokens >= 5
 
 
-async def test_stall_and_first_token_timeouts(tmp_path, nats_server):
+async def test_stall_and_first_token_timeouts(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(tokens=10, stall_after=2, stall_s=5), Answer(tokens=10, first_token_delay=5))
         fo.default = Answer(tokens=2)
@@ -166,7 +185,9 @@ async def test_stall_and_first_token_timeouts(tmp_path, nats_server):
             assert rec["closed_by_client"] and rec["t_end"] - rec["t_start"] < 3
 
 
-async def test_first_token_timeout_fails_with_the_reason_when_retries_run_out(tmp_path, nats_server):
+async def test_first_token_timeout_fails_with_the_reason_when_retries_run_out(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, first_token_delay=3)
         engine, pool, d, states = await _run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ import pytest
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, WorkerEvent, job_id, worker_id
 from swarm_tui.engine.swarm.job import Run
 from swarm_tui.engine.swarm.sse import MAX_LINE, LineTooLong, split_lines
@@ -65,13 +67,16 @@ class Swarm(ReconcileSwarm):
 
     async def ledger(self) -> dict[str, Any]:
         kv = await self.bus.kv(S.KV_BUDGET)
-        return json.loads((await kv.get(self.guard.day_key())).value or b"")
+        led: dict[str, Any] = json.loads((await kv.get(self.guard.day_key())).value or b"")
+        return led
 
     async def result(self, jid: str) -> Result:
         await until(lambda: jid in self.engine.state.results, 40, f"the result of {jid}")
         return self.engine.state.results[jid]  # type: ignore[no-any-return]
 
-    async def settled(self, *fakes: FakeOpenRouter, timeout: float = 30.0) -> dict[str, Any]:
+    async def settled(  # type: ignore[override] # several fakes at once here; no caller uses the base's form
+        self, *fakes: FakeOpenRouter, timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Until nothing is left to reconcile and the log holds what the fakes billed; the ledger then."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
@@ -107,7 +112,9 @@ def fake(fo: FakeOpenRouter, **answer: Any) -> None:
 
 async def swarm(tmp_path: Any, nats_server: Any, fo: FakeOpenRouter, **values: Any) -> Swarm:
     values.setdefault("budget__daily_usd", CEILING)
-    return await Swarm(swarm_config(make_config, tmp_path, nats_server.url, fo.base, **values)).start()
+    sw = Swarm(swarm_config(make_config, tmp_path, nats_server.url, fo.base, **values))
+    await sw.start()
+    return sw
 
 
 async def one(sw: Swarm) -> Result:
@@ -121,8 +128,8 @@ async def reasons(sw: Swarm, state: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- 1. the end
 async def test_a_stream_cut_without_finish_or_done_is_retried_and_fails_keeping_its_partial_output(
-    tmp_path, nats_server
-):
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """Before: a body that ended with no finish_reason and no [DONE] was stored as `done` with 10 of 80
     tokens. Now: "stream ended early", retried, the last partial output kept in the failed result, each
     attempt reconciled with GET /generation (the fake bills a cut stream for the tokens sent)."""
@@ -143,7 +150,9 @@ async def test_a_stream_cut_without_finish_or_done_is_retried_and_fails_keeping_
 
 
 # ------------------------------------------------------------------------------------------- 2. the type
-async def test_a_200_with_a_json_error_body_is_that_error_and_costs_what_was_billed(tmp_path, nats_server):
+async def test_a_200_with_a_json_error_body_is_that_error_and_costs_what_was_billed(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """Before: a 200 with {"error": {"code": 429}} (application/json) was a `done` answer with no text,
     charged its worst case ($0.040580 for $0 billed). Now: read by its code (429: the rate-limit path; 503:
     retryable), settled at 0 when no generation came with it, reconciled when one did; a 200 of another
@@ -170,7 +179,9 @@ async def test_a_200_with_a_json_error_body_is_that_error_and_costs_what_was_bil
 
 
 # ------------------------------------------------------------------------------------------- 3. lines
-async def test_lines_up_to_8_mib_are_read_and_a_longer_one_is_a_stream_error_not_retried(tmp_path, nats_server):
+async def test_lines_up_to_8_mib_are_read_and_a_longer_one_is_a_stream_error_not_retried(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """Before: an SSE line over 512 KiB (aiohttp's limit at twice the read buffer) was "connection lost" and
     the billed call was retried. Now: a 1 MiB encrypted reasoning detail is read; a 9 MiB one fails the job
     once, and that attempt (billed in full: the client left a Google stream) is reconciled."""
@@ -203,7 +214,9 @@ async def test_lines_up_to_8_mib_are_read_and_a_longer_one_is_a_stream_error_not
     ],
     ids=["cost-1e400", "cost-Infinity", "tokens-1e400", "tokens-401-digits"],
 )
-async def test_non_finite_usage_numbers_are_refused_and_the_cost_asked_of_openrouter(tmp_path, nats_server, raw):
+async def test_non_finite_usage_numbers_are_refused_and_the_cost_asked_of_openrouter(
+    tmp_path: Path, nats_server: EmbeddedServer, raw: dict[str, str]
+) -> None:
     """Before: `usage.cost` 1e400 became inf in the SpendEntry and the Result (the ledger's spent with it); a
     token count of 1e400 raised OverflowError, read as a dropped connection, and the billed call was retried.
     Now: a non-finite number is unknown; the cost comes from GET /generation."""
@@ -221,7 +234,9 @@ async def test_non_finite_usage_numbers_are_refused_and_the_cost_asked_of_openro
 
 
 # ------------------------------------------------------------------------------------------- 5. redirects
-async def test_a_redirect_is_refused_naming_its_location_and_nothing_reaches_the_other_host(tmp_path, nats_server):
+async def test_a_redirect_is_refused_naming_its_location_and_nothing_reaches_the_other_host(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """Before: a 307 to another server was followed: the prompt re-POSTed there, its `cost: 0` believed. Now: a
     3xx is a fatal error naming the location; the other server sees no request."""
     async with FakeOpenRouter() as fo, FakeOpenRouter() as other:
@@ -241,7 +256,9 @@ async def test_a_redirect_is_refused_naming_its_location_and_nothing_reaches_the
 
 
 # ------------------------------------------------------------------------------------------- 6. generation id
-async def test_a_kill_during_reasoning_is_reconciled_at_its_real_cost(tmp_path, nats_server):
+async def test_a_kill_during_reasoning_is_reconciled_at_its_real_cost(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """Before: the generation id reached the attempt's record only with the first content token (or the
     pool's next chunk flush, here 2 s apart), so an engine stopped while the model reasoned left a record with
     no id, charged its worst case ($0.040080 for $0.032012 billed). Now: it is noted at the X-Generation-Id
@@ -270,7 +287,7 @@ async def test_a_kill_during_reasoning_is_reconciled_at_its_real_cost(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------------- 7. bounds
-async def test_a_flood_of_huge_tokens_is_held_within_max_text(tmp_path, nats_server):
+async def test_a_flood_of_huge_tokens_is_held_within_max_text(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     """Before: every streamed character was held (Progress.parts): 40 tokens of 20,000 characters held
     800,000 characters of answer and as many of reasoning. Now: at most wire.MAX_TEXT of each, the rest
     counted."""
@@ -297,7 +314,7 @@ async def test_a_flood_of_huge_tokens_is_held_within_max_text(tmp_path, nats_ser
 
 
 # ------------------------------------------------------------------------------------------- the fake itself
-async def test_the_fakes_stream_chunks_are_openrouter_shaped():
+async def test_the_fakes_stream_chunks_are_openrouter_shaped() -> None:
     """The chunks the hostile answers are made of validate against OpenRouter's own SDK models."""
     components = pytest.importorskip("openrouter.components")
     async with FakeOpenRouter() as fo:
@@ -315,7 +332,7 @@ async def test_the_fakes_stream_chunks_are_openrouter_shaped():
     assert json.loads(full[0])["choices"][0]["delta"]["reasoning_details"][0]["type"] == "reasoning.encrypted"
 
 
-async def test_lines_are_split_across_reads_and_bounded():
+async def test_lines_are_split_across_reads_and_bounded() -> None:
     """sse.split_lines joins lines cut anywhere by the transport (inside a UTF-8 character, between \\r and \\n)
     and refuses one longer than its limit, whether it came in one read or many."""
 

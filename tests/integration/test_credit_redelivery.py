@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result, WorkerEvent, job_id
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.swarm.job import MAX_DELIVER
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
@@ -16,7 +24,9 @@ from tests.support.polling import until
 from tests.support.swarm_kit import approve, build_engine, events, make_job, swarm_config
 
 
-async def _engine(tmp_path, nats_server, fo, **values):
+async def _engine(
+    tmp_path: Path, nats_server: EmbeddedServer, fo: FakeOpenRouter, **values: Any
+) -> tuple[Config, Bus, Engine, Pool]:
     cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, **values)
     bus = await Bus(cfg).connect()
     engine, pool = build_engine(cfg, bus)
@@ -24,7 +34,9 @@ async def _engine(tmp_path, nats_server, fo, **values):
     return cfg, bus, engine, pool
 
 
-async def test_a_402_for_one_request_retries_with_the_max_tokens_it_can_afford(tmp_path, nats_server):
+async def test_a_402_for_one_request_retries_with_the_max_tokens_it_can_afford(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=402, afford=60))
         fo.default = Answer(tokens=5)
@@ -42,7 +54,7 @@ async def test_a_402_for_one_request_retries_with_the_max_tokens_it_can_afford(t
         assert any(s == "retrying" and "affords only 60" in why and "max_tokens 60" in why for s, why in states)
 
 
-async def test_a_402_that_affords_too_little_fails_that_job_only(tmp_path, nats_server):
+async def test_a_402_that_affords_too_little_fails_that_job_only(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=402, afford=10))
         fo.default = Answer(tokens=5)
@@ -58,7 +70,9 @@ async def test_a_402_that_affords_too_little_fails_that_job_only(tmp_path, nats_
         assert len(fo.requests) == 2
 
 
-async def test_an_account_out_of_credit_stops_dispatch_until_a_call_goes_through(tmp_path, nats_server):
+async def test_an_account_out_of_credit_stops_dispatch_until_a_call_goes_through(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=402))  # "Insufficient credits": the account, not this request
         fo.default = Answer(tokens=3)
@@ -77,7 +91,7 @@ async def test_an_account_out_of_credit_stops_dispatch_until_a_call_goes_through
         assert d.id
 
 
-def test_a_call_sent_after_the_block_clears_it(cfg):
+def test_a_call_sent_after_the_block_clears_it(cfg: Config) -> None:
     pool = Pool(cfg, bus=None)  # type: ignore[arg-type]
     pool.mark_out_of_credit("402 Insufficient credits")
     at = pool._credit_at
@@ -100,7 +114,9 @@ async def _burn(bus: Bus, n: int, *, ask_again: bool = False) -> None:
     await sub.unsubscribe()
 
 
-async def test_the_last_delivery_ends_with_a_result_when_the_engine_stops(tmp_path, nats_server):
+async def test_the_last_delivery_ends_with_a_result_when_the_engine_stops(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=500, tps=20)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
@@ -127,7 +143,9 @@ async def test_the_last_delivery_ends_with_a_result_when_the_engine_stops(tmp_pa
     assert left == 0  # acked: not left hanging in the work queue
 
 
-async def test_a_stop_and_restart_use_one_delivery_and_the_job_finishes(tmp_path, nats_server):
+async def test_a_stop_and_restart_use_one_delivery_and_the_job_finishes(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=60, tps=30)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
@@ -138,7 +156,7 @@ async def test_a_stop_and_restart_use_one_delivery_and_the_job_finishes(tmp_path
             engine, pool = build_engine(cfg, bus)
             accept = pool._accept
 
-            async def spy(m, accept=accept):
+            async def spy(m: Msg, accept: Callable[[Msg], Awaitable[None]] = accept) -> None:
                 seen.append(int(m.metadata.num_delivered))
                 await accept(m)
 
@@ -148,7 +166,7 @@ async def test_a_stop_and_restart_use_one_delivery_and_the_job_finishes(tmp_path
                 if d is None:
                     d = await approve(bus, 1)
                 n = len(fo.requests)
-                await until(lambda n=n: len(fo.requests) > n and fo.open == 1, 15, "streaming")
+                await until(lambda: len(fo.requests) > n and fo.open == 1, 15, "streaming")  # noqa: B023 - awaited in this iteration
                 if len(seen) < 3:
                     await asyncio.sleep(0.3)
                     continue
@@ -161,7 +179,9 @@ async def test_a_stop_and_restart_use_one_delivery_and_the_job_finishes(tmp_path
     assert res.state == "done"
 
 
-async def test_a_job_whose_deliveries_ran_out_elsewhere_gets_a_failed_result(tmp_path, nats_server):
+async def test_a_job_whose_deliveries_ran_out_elsewhere_gets_a_failed_result(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, swarm__scale=0)
         bus = await Bus(cfg).connect()

@@ -7,14 +7,20 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import Chunk, WorkerEvent, decode, job_id, worker_id
-from swarm_tui.engine.config.load import Role, load_config
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.wire import Chunk, Decision, WorkerEvent, decode, job_id, worker_id
+from swarm_tui.engine.config.load import Config, Role, load_config
+from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.errors import ConfigError
+from swarm_tui.engine.states import WorkerState
 from swarm_tui.engine.swarm import worker_call as llm
+from swarm_tui.engine.swarm.call_errors import CallErrorKind
+from swarm_tui.engine.swarm.pool import Pool
 from swarm_tui.engine.swarm.routing import extras
 from swarm_tui.tui.model import OutputRing
 from tests.support.env import base_env, make_config
@@ -23,10 +29,10 @@ from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, Chunks, FakeSpend, approve, build_engine, events, swarm_config
 
 
-async def _call(fo: FakeOpenRouter, **kw):
-    progress, seen, thoughts = llm.Progress(), [], []
-    err = None
-    args = dict(
+async def _call(fo: FakeOpenRouter, **kw: Any) -> tuple[llm.Progress, list[str], list[str], llm.CallError | None]:
+    progress, seen, thoughts = llm.Progress(), list[str](), list[str]()
+    err: llm.CallError | None = None
+    args: dict[str, Any] = dict(
         model=MODEL,
         messages=[{"role": "user", "content": "hi"}],
         max_tokens=50,
@@ -47,17 +53,18 @@ async def _call(fo: FakeOpenRouter, **kw):
 
 
 @pytest.fixture(params=["direct", "raw", "wrapper"])
-def path(request, monkeypatch):
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """direct: openrouter/ over HTTP (the default); raw and wrapper: through litellm (openrouter.via_litellm)."""
     if request.param != "direct":
         monkeypatch.setattr(llm, "stream_call", functools.partial(llm.stream_call, via_litellm=True))
     if request.param == "wrapper":
         monkeypatch.setattr(llm, "raw_sse_lines", lambda resp: None)
-    return request.param
+    name: str = request.param
+    return name
 
 
 # ------------------------------------------------------------------------------------------- the stream
-async def test_the_generation_id_of_the_chunks_is_kept(path):
+async def test_the_generation_id_of_the_chunks_is_kept(path: str) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3)
         p1, _, _, err = await _call(fo)
@@ -69,21 +76,21 @@ async def test_the_generation_id_of_the_chunks_is_kept(path):
     assert p1.generation_id == "" and p1.reasoning == "" and p1.finish_reason == ""
 
 
-async def test_keepalive_comments_prove_the_connection_alive():
+async def test_keepalive_comments_prove_the_connection_alive() -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, first_token_delay=1.5, keepalive_s=0.2)
         progress, seen, _, err = await _call(fo, first_token_timeout=0.5)
     assert err is None and progress.text == "tok0 tok1 tok2 " and len(fo.requests) == 1
 
 
-async def test_no_byte_at_all_is_a_stall_even_before_content():
+async def test_no_byte_at_all_is_a_stall_even_before_content() -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, first_token_delay=3)  # only the first comment, then silence
         _, _, _, err = await _call(fo, first_token_timeout=0.5)
     assert err is not None and err.kind == "retryable" and "no first token within 0.5s" in err.reason
 
 
-async def test_the_first_content_limit_ends_a_stream_of_keepalives_only():
+async def test_the_first_content_limit_ends_a_stream_of_keepalives_only() -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, first_token_delay=5, keepalive_s=0.1)
         t0 = time.monotonic()
@@ -94,7 +101,7 @@ async def test_the_first_content_limit_ends_a_stream_of_keepalives_only():
     assert err.reason == "no content within 1s (only keepalives came)" and took < 2.5
 
 
-async def test_reasoning_is_progress_kept_apart_from_the_answer(path):
+async def test_reasoning_is_progress_kept_apart_from_the_answer(path: str) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=2, reasoning=8, tps=10)  # ~0.8 s of reasoning, longer than the stall limit
         progress, seen, thoughts, err = await _call(fo, first_token_timeout=0.5)
@@ -103,7 +110,7 @@ async def test_reasoning_is_progress_kept_apart_from_the_answer(path):
     assert seen == ["tok0 ", "tok1 "] and progress.text == "tok0 tok1 " and progress.tokens == 2
 
 
-async def test_reasoning_does_not_stop_the_first_content_limit(path):
+async def test_reasoning_does_not_stop_the_first_content_limit(path: str) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=2, reasoning=40, tps=10)
         _, _, thoughts, err = await _call(fo, first_token_timeout=0.5, first_content_timeout=1.0)
@@ -111,7 +118,7 @@ async def test_reasoning_does_not_stop_the_first_content_limit(path):
     assert err.reason == "no content within 1s (the model was still reasoning)" and thoughts
 
 
-async def test_length_with_no_content_is_max_tokens_spent_on_reasoning(path):
+async def test_length_with_no_content_is_max_tokens_spent_on_reasoning(path: str) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=0, reasoning=3, finish="length", cost=0.0002)
         progress, _, _, err = await _call(fo)
@@ -129,7 +136,9 @@ async def test_length_with_no_content_is_max_tokens_spent_on_reasoning(path):
         (400, "Provider returned error", "stream_error"),
     ],
 )
-async def test_mid_stream_errors_by_code_keep_the_partial_output(code, message, kind):
+async def test_mid_stream_errors_by_code_keep_the_partial_output(
+    code: int | str, message: str, kind: CallErrorKind
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, error_after=2, error_code=code, error_message=message)
         progress, _, _, err = await _call(fo)
@@ -137,7 +146,7 @@ async def test_mid_stream_errors_by_code_keep_the_partial_output(code, message, 
     assert message in err.reason and progress.text == "tok0 tok1 "
 
 
-async def test_mid_stream_402_takes_the_credit_path():
+async def test_mid_stream_402_takes_the_credit_path() -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, error_after=2, error_code=402, error_message="Insufficient credits")
         progress, _, _, err = await _call(fo)
@@ -146,7 +155,7 @@ async def test_mid_stream_402_takes_the_credit_path():
 
 
 # ------------------------------------------------------------------------------------------- HTTP errors
-async def test_403_is_a_refusal_by_openrouter(path):
+async def test_403_is_a_refusal_by_openrouter(path: str) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(status=403)
         _, _, _, err = await _call(fo)
@@ -154,7 +163,7 @@ async def test_403_is_a_refusal_by_openrouter(path):
     assert err.reason.startswith("refused by OpenRouter (moderation, guardrail or region)")
 
 
-async def test_429_honours_x_ratelimit_reset_and_503_retry_after(path):
+async def test_429_honours_x_ratelimit_reset_and_503_retry_after(path: str) -> None:
     async with FakeOpenRouter() as fo:
         reset_ms = int((time.time() + 3.0) * 1000)
         fo.script(
@@ -167,7 +176,7 @@ async def test_429_honours_x_ratelimit_reset_and_503_retry_after(path):
     assert e503 is not None and e503.kind == "retryable" and e503.retry_after == 2
 
 
-def test_header_wait_reads_retry_after_then_the_reset_time():
+def test_header_wait_reads_retry_after_then_the_reset_time() -> None:
     now = 1_800_000_000.0
     assert llm.header_wait({"Retry-After": "4", "X-RateLimit-Reset": str(int(now * 1000) + 9000)}, now) == 4
     assert llm.header_wait({"x-ratelimit-reset": str(int(now * 1000) + 9000)}, now) == pytest.approx(9)
@@ -177,7 +186,7 @@ def test_header_wait_reads_retry_after_then_the_reset_time():
 
 
 # ------------------------------------------------------------------------------------------- roles
-def test_role_options_become_the_request_body():
+def test_role_options_become_the_request_body() -> None:
     role = Role(
         "r",
         MODEL,
@@ -196,13 +205,13 @@ def test_role_options_become_the_request_body():
     assert extras(None, MODEL, (1e-7 * 1e6, 4e-7 * 1e6))["provider"]["max_price"] == {"prompt": 0.1, "completion": 0.4}
 
 
-def _load(tmp_path: Path, body: str):
+def _load(tmp_path: Path, body: str) -> Config:
     p = tmp_path / "c.toml"
     p.write_text(body)
     return load_config(p, base_env(tmp_path))
 
 
-def test_role_options_load_from_the_config(tmp_path):
+def test_role_options_load_from_the_config(tmp_path: Path) -> None:
     cfg = _load(
         tmp_path,
         """
@@ -223,7 +232,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     # a role's limit never outlives the whole call (the spend guard's stale-reservation limit is built on it)
     from types import SimpleNamespace
 
-    from swarm_tui.engine.bus.wire import Job
+    from swarm_tui.engine.bus.wire import ChatMessage, Job
     from swarm_tui.engine.swarm.job import JobRun
 
     job = Job(
@@ -234,7 +243,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         role="think",
         model=r.model,
         max_tokens=100,
-        messages=[{"role": "user", "content": "hi"}],
+        messages=[ChatMessage(role="user", content="hi")],
         created_at=0.0,
     )
     opts = JobRun(SimpleNamespace(cfg=cfg, spend=None, demo_endpoint=None)).call_options(job, r.model)  # type: ignore[arg-type]
@@ -257,20 +266,31 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         ("max_token = 10", "unknown key roles.r.max_token"),  # a typo is an error, not a silent default
     ],
 )
-def test_bad_role_options_are_one_line_naming_the_key(tmp_path, extra, needle):
+def test_bad_role_options_are_one_line_naming_the_key(tmp_path: Path, extra: str, needle: str) -> None:
     with pytest.raises(ConfigError) as exc:
         _load(tmp_path, f'[roles.r]\nmodel = "{MODEL}"\nmax_tokens = 10\n{extra}\n')
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg
 
 
-def test_local_roles_take_no_openrouter_options(tmp_path):
+def test_local_roles_take_no_openrouter_options(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="roles.l.provider"):
         _load(tmp_path, '[roles.l]\nmodel = "ollama_chat/qwen2.5:0.5b"\nprovider = { sort = "price" }\n')
 
 
 # ------------------------------------------------------------------------------------------- through the pool
-async def _run(tmp_path, nats_server, fo, n=1, *, spend=None, timeout=15.0, roles=None, chunks=False, **values):
+async def _run(
+    tmp_path: Path,
+    nats_server: EmbeddedServer,
+    fo: FakeOpenRouter,
+    n: int = 1,
+    *,
+    spend: Any = None,
+    timeout: float = 15.0,
+    roles: list[Role] | None = None,
+    chunks: bool = False,
+    **values: Any,
+) -> tuple[Engine, Pool, Decision, list[tuple[WorkerState, str]], Chunks | None]:
     cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, **values)
     for r in roles or ():
         cfg.roles[r.name] = r
@@ -289,7 +309,9 @@ async def _run(tmp_path, nats_server, fo, n=1, *, spend=None, timeout=15.0, role
     return engine, pool, d, states, got
 
 
-async def test_a_429_mid_stream_backs_off_and_lowers_the_model_limit(tmp_path, nats_server):
+async def test_a_429_mid_stream_backs_off_and_lowers_the_model_limit(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(tokens=10, error_after=2, error_code=429, error_message="Rate limit exceeded"))
         fo.default = Answer(tokens=3)
@@ -300,7 +322,7 @@ async def test_a_429_mid_stream_backs_off_and_lowers_the_model_limit(tmp_path, n
     assert pool.limits[MODEL].limit == 1
 
 
-async def test_a_503_with_retry_after_waits_that_long(tmp_path, nats_server):
+async def test_a_503_with_retry_after_waits_that_long(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=503, retry_after=1.2))
         fo.default = Answer(tokens=3)
@@ -310,7 +332,9 @@ async def test_a_503_with_retry_after_waits_that_long(tmp_path, nats_server):
     assert gap >= 1.1  # the first retry's own backoff is 0.5 s
 
 
-async def test_a_silent_reasoner_with_keepalives_completes_in_one_call(tmp_path, nats_server):
+async def test_a_silent_reasoner_with_keepalives_completes_in_one_call(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, reasoning=3, first_token_delay=2.0, keepalive_s=0.2)
         engine, pool, d, states, got = await _run(
@@ -318,12 +342,15 @@ async def test_a_silent_reasoner_with_keepalives_completes_in_one_call(tmp_path,
         )
     r = engine.state.results[job_id(d.id, 0)]
     assert r.state == "done" and r.text == "tok0 tok1 tok2 " and len(fo.requests) == 1
+    assert got is not None
     sent = sorted(got.by_worker[worker_id(d.id, 0)], key=lambda c: c.seq)
     assert "".join(c.reasoning for c in sent) == "think0 think1 think2 "
     assert "".join(c.text for c in sent) == "tok0 tok1 tok2 "
 
 
-async def test_the_role_first_content_limit_fails_the_job_without_a_retry(tmp_path, nats_server):
+async def test_the_role_first_content_limit_fails_the_job_without_a_retry(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     role = Role("slow", MODEL, 100, first_token_timeout_s=1.0)
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3, first_token_delay=6, keepalive_s=0.2)
@@ -335,7 +362,9 @@ async def test_the_role_first_content_limit_fails_the_job_without_a_retry(tmp_pa
     assert len(fo.requests) == 1
 
 
-async def test_attribution_headers_and_role_options_reach_openrouter(tmp_path, nats_server):
+async def test_attribution_headers_and_role_options_reach_openrouter(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     role = Role(
         "research",
         MODEL,
@@ -359,7 +388,7 @@ async def test_attribution_headers_and_role_options_reach_openrouter(tmp_path, n
 
 
 # ------------------------------------------------------------------------------------------- the screen
-def test_reasoning_travels_in_chunks_and_shows_apart_in_the_ring():
+def test_reasoning_travels_in_chunks_and_shows_apart_in_the_ring() -> None:
     old = b'{"type": "chunk", "v": 1, "worker_id": "w-1", "seq": 0, "text": "hi", "tokens": 1}'
     assert decode(old, expect="chunk").reasoning == ""  # a chunk from before the field still decodes
     c = Chunk(worker_id="w-1", seq=1, text="", reasoning="let me think\nabout it")

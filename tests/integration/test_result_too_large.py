@@ -9,12 +9,13 @@ import time
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Result
+from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.swarm.job_result import store_result
 from tests.support.ledger_kit import a_job
 from tests.support.swarm_kit import events
 
 
-async def test_a_result_over_the_streams_size_limit_is_stored_as_a_small_failed_one(cfg, bus: Bus) -> None:
+async def test_a_result_over_the_streams_size_limit_is_stored_as_a_small_failed_one(cfg: Config, bus: Bus) -> None:
     js = bus.nc.jetstream()  # type: ignore[union-attr]
     info = await js.stream_info(S.EVENTS_STREAM)
     info.config.max_msg_size = 4096

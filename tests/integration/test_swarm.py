@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+import pytest
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result, SpendEntry, WorkerEvent, job_id, worker_id
+from swarm_tui.engine.info import PoolInfo
 from swarm_tui.engine.swarm.controller import Controller
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 from tests.support.env import base_env, make_config, run_cli
@@ -16,7 +22,9 @@ from tests.support.polling import timed, until
 from tests.support.swarm_kit import KEY, Chunks, FakeSpend, approve, build_engine, events, make_job, swarm_config
 
 
-async def test_fifty_workers_stream_every_chunk_and_store_every_result(tmp_path, nats_server):
+async def test_fifty_workers_stream_every_chunk_and_store_every_result(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=20, tps=40, cost=0.00002)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, swarm__scale=50)
@@ -50,7 +58,7 @@ async def test_fifty_workers_stream_every_chunk_and_store_every_result(tmp_path,
         assert not engine.state.duplicate_results
 
 
-async def test_cancel_one_a_decision_and_all_within_a_second(tmp_path, nats_server):
+async def test_cancel_one_a_decision_and_all_within_a_second(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=2000, tps=20)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, swarm__scale=10)
@@ -108,7 +116,7 @@ async def test_cancel_one_a_decision_and_all_within_a_second(tmp_path, nats_serv
         assert "cancelled" in engine.state.results[job_id(a.id, 0)].reason
 
 
-async def test_rescale_up_and_down_while_running(tmp_path, nats_server):
+async def test_rescale_up_and_down_while_running(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=30, tps=15)  # 2 s a job
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, swarm__scale=2)
@@ -138,7 +146,9 @@ async def test_rescale_up_and_down_while_running(tmp_path, nats_server):
         assert pool.info()["scale"] == 1
 
 
-async def test_a_redelivered_job_with_a_stored_result_is_not_called_again(tmp_path, nats_server):
+async def test_a_redelivered_job_with_a_stored_result_is_not_called_again(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
         bus = await Bus(cfg).connect()
@@ -168,7 +178,7 @@ async def test_a_redelivered_job_with_a_stored_result_is_not_called_again(tmp_pa
         assert engine.state.results[job.id].text == "earlier"
 
 
-async def test_a_restart_creates_no_duplicate_jobs(tmp_path, nats_server):
+async def test_a_restart_creates_no_duplicate_jobs(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=3)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
@@ -187,12 +197,13 @@ async def test_a_restart_creates_no_duplicate_jobs(tmp_path, nats_server):
         finally:
             await engine2.stop()
         assert len(fo.requests) == 4
-        assert engine2.get(Controller).info()["jobs_skipped"] == 4
+        ctl = engine2.get(Controller)
+        assert ctl is not None and ctl.info()["jobs_skipped"] == 4
         assert jobs.messages == 0 and jobs.last_seq == 4  # four jobs were ever queued
         assert set(engine2.state.results) == {job_id(d.id, i) for i in range(4)}
 
 
-async def test_demo_mode_produces_results_offline(tmp_path, nats_server):
+async def test_demo_mode_produces_results_offline(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     from swarm_tui.engine.assemble import assemble
 
     cfg = make_config(tmp_path, nats_server.url, SWARM_DEMO_TPS="200").replace(demo__tokens=15)
@@ -210,7 +221,8 @@ async def test_demo_mode_produces_results_offline(tmp_path, nats_server):
         info = engine.info()
     finally:
         await engine.stop()
-    assert info["pool"]["demo"] and not info["pool"]["blocked"]
+    pool_info = cast(PoolInfo, info["pool"])  # an InfoError instead would fail the lookups below
+    assert pool_info["demo"] and not pool_info["blocked"]
     evs = await events(cfg)
     for i in range(3):
         r = engine.state.results[job_id(d.id, i)]
@@ -224,7 +236,7 @@ async def test_demo_mode_produces_results_offline(tmp_path, nats_server):
     assert ep.requests == 3
 
 
-async def test_missing_key_dispatches_nothing_and_says_why(tmp_path, nats_server):
+async def test_missing_key_dispatches_nothing_and_says_why(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="")
         bus = await Bus(cfg).connect()
@@ -244,7 +256,7 @@ async def test_missing_key_dispatches_nothing_and_says_why(tmp_path, nats_server
         assert w.state == "queued" and w.reason == "OPENROUTER_API_KEY is not set"
 
 
-async def test_over_budget_waits_and_goes_when_allowed(tmp_path, nats_server):
+async def test_over_budget_waits_and_goes_when_allowed(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=4, omit_cost=True)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base)
@@ -284,7 +296,9 @@ async def test_over_budget_waits_and_goes_when_allowed(tmp_path, nats_server):
         assert "over budget" in " ".join(e.reason for e in await events(cfg) if isinstance(e, WorkerEvent))
 
 
-async def test_secret_key_never_reaches_the_bus_or_the_log(tmp_path, nats_server, caplog):
+async def test_secret_key_never_reaches_the_bus_or_the_log(
+    tmp_path: Path, nats_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(status=401), Answer(status=500))
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, swarm__max_retries=0)
@@ -299,7 +313,7 @@ async def test_secret_key_never_reaches_the_bus_or_the_log(tmp_path, nats_server
             while True:
                 try:
                     raw.append((await sub.next_msg(timeout=0.5)).data)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a timeout (or a closed subscription) ends the read
                     break
         finally:
             await engine.stop()
@@ -318,14 +332,16 @@ class _Ram:
     def headroom_ok(self, extra_mb: float = 0.0) -> bool:
         return self.ok
 
-    def reading(self):  # pragma: no cover - not used by the pool
+    def reading(self) -> NoReturn:  # pragma: no cover - not used by the pool
         raise NotImplementedError
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {}
 
 
-async def test_local_worker_waits_for_ram_headroom_then_streams_from_ollama(tmp_path, nats_server):
+async def test_local_worker_waits_for_ram_headroom_then_streams_from_ollama(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     from tests.support.fake_ollama import FakeOllama
 
     async with FakeOllama() as ol, FakeOpenRouter() as fo:

@@ -7,9 +7,11 @@ import signal
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result, WorkerEvent, new_id
 from swarm_tui.engine.guards.ceiling_kv import publish_base
 from tests.support.env import ROOT, base_env, make_config
@@ -55,13 +57,15 @@ async def _queue_jobs(bus: Bus, n: int) -> list[str]:
     return ids
 
 
-def _env(tmp_path, url: str, base: str, **extra: str) -> dict[str, str]:
+def _env(tmp_path: Path, url: str, base: str, **extra: str) -> dict[str, str]:
     return base_env(
         tmp_path, SWARM_NATS_URL=url, OPENROUTER_API_BASE=base, OPENROUTER_API_KEY=KEY, SWARM_ACK_WAIT_S="3", **extra
     )
 
 
-async def test_a_worker_killed_mid_stream_its_job_is_redelivered_and_stored_once(tmp_path, nats_server):
+async def test_a_worker_killed_mid_stream_its_job_is_redelivered_and_stored_once(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.script(Answer(tokens=400, tps=20))  # 20 s: it is killed long before the end
         fo.default = Answer(tokens=5)
@@ -96,7 +100,9 @@ async def test_a_worker_killed_mid_stream_its_job_is_redelivered_and_stored_once
         assert redelivered_after >= 1.0  # not before the ack wait ran out (heartbeats kept it until the kill)
 
 
-async def test_two_worker_processes_share_the_queue_and_no_job_runs_twice(tmp_path, nats_server):
+async def test_two_worker_processes_share_the_queue_and_no_job_runs_twice(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, tps=10)  # 1 s a job
         env = _env(tmp_path, nats_server.url, fo.base)
@@ -144,7 +150,7 @@ async def test_two_worker_processes_share_the_queue_and_no_job_runs_twice(tmp_pa
         assert len(done) == 12
 
 
-async def test_headless_demo_runs_offline_end_to_end(tmp_path, nats_server):
+async def test_headless_demo_runs_offline_end_to_end(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     env = base_env(tmp_path, SWARM_NATS_URL=nats_server.url, SWARM_DEMO_TPS="100")
     cfg = make_config(tmp_path, nats_server.url)
     bus = await Bus(cfg).connect()

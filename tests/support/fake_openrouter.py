@@ -322,7 +322,7 @@ class FakeOpenRouter:
     @property
     def billed(self) -> float:
         """What this fake OpenRouter has charged in all: every generation's total_cost."""
-        return round(sum(g["total_cost"] for g in self.generations.values()), 9)
+        return round(sum(float(g["total_cost"]) for g in self.generations.values()), 9)
 
     def _bill(self, rec: dict[str, Any], ans: Answer) -> None:
         """Charge a finished generation the way OpenRouter does: the usage cost of a complete answer; for a

@@ -9,6 +9,8 @@ import asyncio
 import functools
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,8 @@ MODEL = "openrouter/google/gemini-2.5-flash-lite"
 
 
 async def _call(fo: FakeOpenRouter, *, gap: float = 5.0) -> tuple[llm.Progress, list[str], llm.CallError | None]:
-    progress, seen = llm.Progress(), []
-    err = None
+    progress, seen = llm.Progress(), list[str]()
+    err: llm.CallError | None = None
     try:
         await llm.stream_call(
             model=MODEL,
@@ -39,13 +41,13 @@ async def _call(fo: FakeOpenRouter, *, gap: float = 5.0) -> tuple[llm.Progress, 
 
 
 @pytest.fixture(params=["direct", "raw", "wrapper"])
-def path(request, monkeypatch):
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[bool]]]:
     used: list[bool] = []
     real = llm.raw_sse_lines
     if request.param != "direct":
         monkeypatch.setattr(llm, "stream_call", functools.partial(llm.stream_call, via_litellm=True))
 
-    def spy(resp):
+    def spy(resp: Any) -> Any:
         lines = real(resp) if request.param == "raw" else None
         used.append(lines is not None)
         return lines
@@ -54,7 +56,7 @@ def path(request, monkeypatch):
     yield request.param, used
 
 
-async def test_text_usage_and_cost_are_the_same_on_both_paths(path):
+async def test_text_usage_and_cost_are_the_same_on_both_paths(path: tuple[str, list[bool]]) -> None:
     name, used = path
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=6, cost=0.00042)
@@ -67,7 +69,9 @@ async def test_text_usage_and_cost_are_the_same_on_both_paths(path):
     assert progress.usage_seen and progress.cost == pytest.approx(0.00042)
 
 
-async def test_error_chunk_mid_stream_is_classified_by_its_code_keeping_the_partial_text(path):
+async def test_error_chunk_mid_stream_is_classified_by_its_code_keeping_the_partial_text(
+    path: tuple[str, list[bool]],
+) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, error_after=3)  # error.code 502: the retryable path
         progress, _, err = await _call(fo)
@@ -76,14 +80,14 @@ async def test_error_chunk_mid_stream_is_classified_by_its_code_keeping_the_part
     assert progress.text == "tok0 tok1 tok2 "
 
 
-async def test_dropped_connection_is_retryable(path):
+async def test_dropped_connection_is_retryable(path: tuple[str, list[bool]]) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, drop_after=4)
         _, _, err = await _call(fo)
     assert err is not None and err.kind == "retryable" and "connection lost" in err.reason
 
 
-async def test_stall_closes_the_stream_in_time(path):
+async def test_stall_closes_the_stream_in_time(path: tuple[str, list[bool]]) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=10, stall_after=2, stall_s=5)
         t0 = time.monotonic()
@@ -97,7 +101,7 @@ async def test_stall_closes_the_stream_in_time(path):
         assert fo.requests[0]["closed_by_client"]
 
 
-async def test_cancel_closes_the_stream_at_once(path):
+async def test_cancel_closes_the_stream_at_once(path: tuple[str, list[bool]]) -> None:
     async with FakeOpenRouter() as fo:
         fo.default = Answer(tokens=200, tps=20)
         task = asyncio.create_task(_call(fo))
@@ -116,7 +120,7 @@ async def test_cancel_closes_the_stream_at_once(path):
         assert fo.requests[0]["closed_by_client"] and time.monotonic() - t0 < 0.5
 
 
-async def test_a_huge_integer_token_count_beside_the_finish_is_unknown_not_a_lost_connection():
+async def test_a_huge_integer_token_count_beside_the_finish_is_unknown_not_a_lost_connection() -> None:
     """A usage whose token count is a 401-digit integer, in the chunk that also finishes the answer (some providers
     send them together): before, ``count`` raised OverflowError before the finish_reason was read, the read
     ended as "connection lost mid-stream" (retryable), and the billed call was bought again. Now the count is
@@ -133,7 +137,7 @@ async def test_a_huge_integer_token_count_beside_the_finish_is_unknown_not_a_los
         },
     ]
 
-    async def lines():
+    async def lines() -> AsyncIterator[str]:
         for c in chunks:
             yield "data: " + json.dumps(c)
         yield "data: [DONE]"
