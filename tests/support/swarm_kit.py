@@ -130,6 +130,9 @@ class FakeSpend:
     def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
         return 0.0001, 0.001
 
+    def worst_case(self, job: Job) -> float:
+        return 0.001  # estimate's worst case: what the controller reserves a job at
+
     async def reserve(self, job: Job) -> Reservation:
         if not self.allow:
             return Reservation(False, 0.0, self.reason)
