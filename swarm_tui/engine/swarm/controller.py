@@ -314,7 +314,7 @@ class Controller:
                 self._released.add(job.id)
                 why = self.unrun_reason(dv.decision, job)
                 if why is not None:
-                    await self.end_unrun(job, why)
+                    await self.end_unrun(job, str(why))  # the event carries the text
                 else:
                     await self.publish_job(job)
             except asyncio.CancelledError:
