@@ -35,7 +35,7 @@ from swarm_tui.tui.attention.watch import NeedsYou
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
-from swarm_tui.tui.details import worker_detail
+from swarm_tui.tui.details import decision_full_text, worker_detail
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
@@ -44,7 +44,7 @@ from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
 from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
 from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
-from swarm_tui.tui.widgets.panels import WorkerCard, decision_full_text
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import Chunk

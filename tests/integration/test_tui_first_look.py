@@ -14,7 +14,8 @@ from swarm_tui.engine.bus.wire import Decision, PlanItem, Task, WorkerEvent
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.info import ConductorInfo
 from swarm_tui.tui.model import OutputRing
-from swarm_tui.tui.widgets.panels import HeaderBar, WorkerCard, conductor_source
+from swarm_tui.tui.widgets.header_bar import HeaderBar, conductor_source
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.support.polling import until
 from tests.support.tui import make_app, started
 
