@@ -36,6 +36,7 @@ from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
 from swarm_tui.tui.details import decision_full_text, worker_detail
+from swarm_tui.tui.driver import CrashSafeApp
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
@@ -43,7 +44,7 @@ from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
 from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
+from swarm_tui.tui.terminal import install_stop_signals, real_terminal_driver
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
@@ -55,7 +56,7 @@ MAX_RINGS = 2000  # output rings for unknown worker ids beyond this are not crea
 PRUNE_RINGS = 200  # above this many rings, those of long-finished workers without a card are dropped
 
 
-class SwarmApp(PlainToastApp):
+class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     CSS_PATH = "app.tcss"
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
@@ -572,10 +573,3 @@ class SwarmApp(PlainToastApp):
         """The pty closed, the ssh link dropped (the driver calls this on the loop) or SIGTERM/SIGHUP came: the
         clean stop."""
         self._tasks.add(asyncio.ensure_future(self.shutdown(0)))
-
-    def _fatal_error(self) -> None:
-        """A crash: log it and show a traceback WITHOUT local variables (they could hold a key)."""
-        tb = crash_traceback(self.console)
-        self.bell()
-        self._exit_renderables.append(tb)
-        self._close_messages_no_wait()

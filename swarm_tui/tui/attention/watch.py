@@ -18,6 +18,7 @@ from swarm_tui.engine.attention.needs import Attention
 from swarm_tui.engine.info import Need
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention import sequences as alerts
+from swarm_tui.tui.driver import write_raw
 
 if TYPE_CHECKING:
     from swarm_tui.tui.app import SwarmApp
@@ -72,9 +73,7 @@ class NeedsYou:
         )
         if seq:
             self.sent.append(seq)
-            driver = app._driver
-            if driver is not None and not app.is_headless:
-                driver.write(seq)
+            write_raw(app, seq)
         key = app.shown_key("attention")
         app.notify(
             f"{plain(need['what'])[:200]} · {key} goes there",
