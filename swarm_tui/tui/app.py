@@ -31,12 +31,12 @@ from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.attention.watch import NeedsYou
+from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
 from swarm_tui.tui.details import decision_full_text, worker_detail
-from swarm_tui.tui.driver import CrashSafeApp
+from swarm_tui.tui.driver import CrashSafeApp, write_raw
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
@@ -87,7 +87,17 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self.engine_error = ""
         self.ready = False
         self.scheduler = RenderScheduler(TUNING, on_wake=self._resume_flush)
-        self.needs_you = NeedsYou(self)  # the needs-you alerts: bell, notification, header badge, the ! key
+        # the needs-you alerts: bell, notification, header badge, the ! key
+        self.needs_you = AttentionWatch(
+            self.cfg.notify,
+            clock,
+            look=lambda: (self.link.state, self.info, self.link.bus_state) if self.ready else None,
+            write=lambda seq: write_raw(self, seq),
+            notify=self.notify,
+            shown_key=lambda: self.shown_key("attention"),
+            on_badge=lambda: self.room.show_header(),
+            send_control=self.link.control,
+        )
         self._room: ControlRoom | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._shutting_down = False
@@ -519,7 +529,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             await promote_newest(self, self.link.state, task_id)
 
     async def action_attention(self) -> None:
-        await self.needs_you.go()
+        await self.needs_you.go(self.room)
 
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to here (the config's remap, else its default)."""

@@ -26,7 +26,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.attention.watch import NeedsYou
+from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.commands import keymap_of
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
@@ -76,7 +76,7 @@ class RoomSource(Protocol):
     engine_error: str
     deterministic: bool
     scheduler: RenderScheduler
-    needs_you: NeedsYou
+    needs_you: AttentionWatch
 
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to (the config's remap, else its default)."""
