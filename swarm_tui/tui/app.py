@@ -31,11 +31,12 @@ from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.attention.watch import NeedsYou
+from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.benchprobe import LatencyProbe
 from swarm_tui.tui.commands import BINDINGS as KEYS
 from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
-from swarm_tui.tui.details import worker_detail
+from swarm_tui.tui.details import decision_full_text, worker_detail
+from swarm_tui.tui.driver import CrashSafeApp, write_raw
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
 from swarm_tui.tui.model import OutputRing
@@ -43,8 +44,8 @@ from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
 from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.terminal import crash_traceback, install_stop_signals, real_terminal_driver
-from swarm_tui.tui.widgets.panels import WorkerCard, decision_full_text
+from swarm_tui.tui.terminal import install_stop_signals, real_terminal_driver
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import Chunk
@@ -55,7 +56,7 @@ MAX_RINGS = 2000  # output rings for unknown worker ids beyond this are not crea
 PRUNE_RINGS = 200  # above this many rings, those of long-finished workers without a card are dropped
 
 
-class SwarmApp(PlainToastApp):
+class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     CSS_PATH = "app.tcss"
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
@@ -86,7 +87,17 @@ class SwarmApp(PlainToastApp):
         self.engine_error = ""
         self.ready = False
         self.scheduler = RenderScheduler(TUNING, on_wake=self._resume_flush)
-        self.needs_you = NeedsYou(self)  # the needs-you alerts: bell, notification, header badge, the ! key
+        # the needs-you alerts: bell, notification, header badge, the ! key
+        self.needs_you = AttentionWatch(
+            self.cfg.notify,
+            clock,
+            look=lambda: (self.link.state, self.info, self.link.bus_state) if self.ready else None,
+            write=lambda seq: write_raw(self, seq),
+            notify=self.notify,
+            shown_key=lambda: self.shown_key("attention"),
+            on_badge=lambda: self.room.show_header(),
+            send_control=self.link.control,
+        )
         self._room: ControlRoom | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._shutting_down = False
@@ -518,7 +529,7 @@ class SwarmApp(PlainToastApp):
             await promote_newest(self, self.link.state, task_id)
 
     async def action_attention(self) -> None:
-        await self.needs_you.go()
+        await self.needs_you.go(self.room)
 
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to here (the config's remap, else its default)."""
@@ -572,10 +583,3 @@ class SwarmApp(PlainToastApp):
         """The pty closed, the ssh link dropped (the driver calls this on the loop) or SIGTERM/SIGHUP came: the
         clean stop."""
         self._tasks.add(asyncio.ensure_future(self.shutdown(0)))
-
-    def _fatal_error(self) -> None:
-        """A crash: log it and show a traceback WITHOUT local variables (they could hold a key)."""
-        tb = crash_traceback(self.console)
-        self.bell()
-        self._exit_renderables.append(tb)
-        self._close_messages_no_wait()

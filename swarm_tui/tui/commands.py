@@ -13,6 +13,8 @@ from typing import Any
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from swarm_tui.tui.driver import app_keymap
+
 BINDINGS: list[BindingType] = [
     Binding("a", "approve", "Approve", id="approve", tooltip="approve the selected (or newest pending) decision"),
     Binding("r", "reject", "Reject", id="reject", tooltip="reject the selected (or newest pending) decision"),
@@ -132,7 +134,7 @@ class SwarmCommands(Provider):
 
 def keymap_of(app: Any) -> dict[str, str]:
     """The config's [keys] as the App holds them after ``set_keymap`` (binding id -> key)."""
-    return dict(getattr(app, "_keymap", {}) or {})
+    return dict(app_keymap(app))
 
 
 def palette_actions(keymap: Mapping[str, str] | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,13 @@
-"""Textual's Linux driver, made to notice when its terminal goes away (pty closed, ssh dropped).
+"""Every reach into Textual's private names, in one place, pinned to one minor series of Textual and checked
+by ``tests/unit/test_textual_compat.py`` (an upgrade that moves one of them fails there, not on a screen):
+
+- ``SafeLinuxDriver``: Textual's Linux driver, made to notice when its terminal goes away (below);
+- ``write_raw``: bytes straight to the terminal (the bell, OSC 9/777), past the screen;
+- ``CrashSafeApp``: a crash's traceback without local variables (they could hold a key);
+- ``app_keymap``: the keymap an App was given with ``set_keymap`` (Textual keeps it without a getter);
+- ``safe_markdown_table``: a Markdown table whose cells' tooltips are plain text.
+
+The Linux driver, made to notice when its terminal goes away (pty closed, ssh dropped).
 
 Textual 8.2's ``LinuxDriver`` does not: on EOF its input thread keeps selecting a readable, empty stdin (a busy
 loop, ~80-100% of a core), and its output thread dies on the first ``EIO``, after which the 31st write blocks
@@ -19,17 +28,27 @@ sleeps in ``select`` until input arrives, the parser's own timeout (a lone ESC) 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
+import sys
 import threading
 from codecs import getincrementaldecoder
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.segment import Segments
 from textual._parser import ParseError, Parser
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
+from textual.app import App, ComposeResult, ReturnType
+from textual.content import Content
 from textual.drivers.linux_driver import LinuxDriver
+
+if TYPE_CHECKING:  # Markdown: ~50 ms of imports, loaded with the results screen, not at start
+    from textual.widgets.markdown import MarkdownBlock
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +186,64 @@ class SafeLinuxDriver(LinuxDriver):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._wake_r = self._wake_w = -1
+
+
+# --------------------------------------------------------------------------------------------- the App
+def write_raw(app: App[Any], seq: str) -> bool:
+    """Write ``seq`` to the terminal as it is, past the screen (the bell, a desktop notification). Whether it
+    went out: never in a headless run (the tests), nor before the driver exists."""
+    driver = app._driver
+    if driver is None or app.is_headless:
+        return False
+    driver.write(seq)
+    return True
+
+
+def app_keymap(app: App[Any]) -> Mapping[str, str]:
+    """The keymap ``app`` was given with ``set_keymap`` (binding id -> keys)."""
+    return app._keymap
+
+
+def crash_traceback(console: Console) -> Segments:
+    """The current exception's traceback WITHOUT local variables (they could hold a key), rendered."""
+    import rich
+    from rich.traceback import Traceback
+
+    log.error("the app crashed", exc_info=sys.exc_info())
+    tb = Traceback(show_locals=False, width=None, suppress=[rich])
+    return Segments(console.render(tb, console.options))
+
+
+class CrashSafeApp(App[ReturnType]):
+    """An App whose crash shows a traceback without local variables, and logs it.
+
+    Textual's own shows every frame's locals, and a frame of a request or a config holds a key."""
+
+    def _fatal_error(self) -> None:
+        tb = crash_traceback(self.console)
+        self.bell()
+        self._exit_renderables.append(tb)
+        self._close_messages_no_wait()
+
+
+# --------------------------------------------------------------------------------------------- Markdown
+@functools.cache
+def safe_markdown_table() -> type[MarkdownBlock]:
+    """A Markdown table whose cells have their text as a ``Content`` tooltip: Textual gives each cell its text
+    as a str, and a str tooltip is parsed as markup. Textual has no public table block to subclass, so the
+    class is made on first use (with the results screen's Markdown, not at start)."""
+    from textual.widgets._markdown import MarkdownTable, MarkdownTableContent
+
+    class SafeTableContent(MarkdownTableContent):
+        def compose(self) -> ComposeResult:
+            for cell in super().compose():  # Textual's cells, their str tooltips made plain Content
+                if isinstance(cell.tooltip, str):
+                    cell.tooltip = Content(cell.tooltip)
+                yield cell
+
+    class SafeTable(MarkdownTable):
+        def compose(self) -> ComposeResult:
+            self._headers, self._rows = self._get_headers_and_rows()
+            yield SafeTableContent(self._headers, self._rows)
+
+    return SafeTable

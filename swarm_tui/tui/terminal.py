@@ -1,4 +1,5 @@
-"""The terminal side of the App's way out: which driver, the stop signals, and a crash's traceback.
+"""The terminal side of the App's way out: which driver, and the stop signals (a crash's traceback is the
+adapter's, ``driver.CrashSafeApp``).
 
 The App decides what happens (its one ``shutdown`` path); these helpers are the mechanics.
 """
@@ -12,9 +13,6 @@ import signal
 import sys
 from collections.abc import Callable
 from typing import Any
-
-from rich.console import Console
-from rich.segment import Segments
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +41,3 @@ def install_stop_signals(stop: Callable[[], None]) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, handler)
-
-
-def crash_traceback(console: Console) -> Segments:
-    """The current exception's traceback WITHOUT local variables (they could hold a key), rendered."""
-    import rich
-    from rich.traceback import Traceback
-
-    log.error("the app crashed", exc_info=sys.exc_info())
-    tb = Traceback(show_locals=False, width=None, suppress=[rich])
-    return Segments(console.render(tb, console.options))

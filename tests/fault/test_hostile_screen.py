@@ -123,7 +123,7 @@ def _markup_sinks() -> list[str]:
     import ast
 
     out = []
-    for path in sorted((Path(__file__).resolve().parents[2] / "swarm_tui" / "tui").glob("*.py")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "swarm_tui" / "tui").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "notify":
                 if not any(

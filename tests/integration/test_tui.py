@@ -22,7 +22,8 @@ from swarm_tui.tui.link import LocalLink, RemoteLink
 from swarm_tui.tui.model import RING_CHARS, OutputRing
 from swarm_tui.tui.scenes import make_app as scene_app
 from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.widgets.panels import DecisionDetail, WorkerCard
+from swarm_tui.tui.widgets.decision_detail import DecisionDetail
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.support.polling import until, until_async
 from tests.support.tui import HOSTILE, SIZE, make_app, started
 
@@ -457,8 +458,8 @@ async def test_panels_repaint_only_what_changed() -> None:
         assert calls == {"spend": [True]}  # one more line: its height changes
         calls.clear()
         other = app.link.state.decisions["d-scene02"]
-        room.detail_view.show(other, app.clock())
-        room.detail_view.show(other, app.clock())
+        room.detail_view.decision = other
+        room.detail_view.decision = other
         assert calls == {"detail": [True]}  # its height follows the text
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.text import Text
 from textual.geometry import Size
 from textual.widgets import DataTable
 
@@ -14,7 +15,8 @@ from swarm_tui.engine.bus.wire import Decision, PlanItem, Task, WorkerEvent
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.info import ConductorInfo
 from swarm_tui.tui.model import OutputRing
-from swarm_tui.tui.widgets.panels import HeaderBar, WorkerCard, conductor_source
+from swarm_tui.tui.widgets.header_bar import HeaderBar, conductor_source
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.support.polling import until
 from tests.support.tui import make_app, started
 
@@ -184,6 +186,7 @@ def test_a_card_status_line_has_its_spaces_in_every_styled_run() -> None:
     )
     card = _WideCard("d-x-w0", OutputRing(), ev, "a task")
     head = card.render().renderables[0]
+    assert isinstance(head, Text)  # the status line: a Group holds whatever it is given
     assert head.plain.startswith("retrying 40 tok $0.0000 google/gemini-2.5-flash-lite research rate limited")
     # a styled run that starts with a space loses it in an SVG drawn by librsvg ("running40 tok"): every
     # run after the first starts with a visible character

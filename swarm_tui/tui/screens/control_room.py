@@ -26,22 +26,18 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.attention.watch import NeedsYou
+from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.commands import keymap_of
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
+from swarm_tui.tui.widgets.decision_detail import DecisionDetail
+from swarm_tui.tui.widgets.header_bar import HeaderBar, HeaderView
 from swarm_tui.tui.widgets.key_bar import KeyBar
-from swarm_tui.tui.widgets.panels import (
-    DecisionDetail,
-    HeaderBar,
-    RamPanel,
-    SpendPanel,
-    decision_rows,
-    sync_table,
-    task_rows,
-)
+from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
+from swarm_tui.tui.widgets.spend_panel import SpendPanel
+from swarm_tui.tui.widgets.table_fit import decision_rows, sync_table, task_rows
 from swarm_tui.tui.widgets.workers_panel import WorkersPanel
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
@@ -80,7 +76,7 @@ class RoomSource(Protocol):
     engine_error: str
     deterministic: bool
     scheduler: RenderScheduler
-    needs_you: NeedsYou
+    needs_you: AttentionWatch
 
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to (the config's remap, else its default)."""
@@ -104,7 +100,7 @@ class ControlRoom(Screen[None]):
         self.header_bar = HeaderBar(id="header")
         self.task_table: DataTable[Any] = DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
         self.decision_table: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
-        self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap_of(source))
+        self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap_of(source), clock=source.clock)
         self.workers_panel = WorkersPanel(source.scheduler.tuning, id="workers-panel", classes="panel")
         self.ram_panel = RamPanel(id="ram", classes="panel")
         self.spend_panel = SpendPanel(id="spend", classes="panel")
@@ -258,7 +254,7 @@ class ControlRoom(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#decisions")
     def _decision_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        self.detail_view.show(self.selected_decision(), self.source.clock())
+        self.detail_view.decision = self.selected_decision()
 
     # ------------------------------------------------------------------ drawing
     def show_state(self) -> None:
@@ -278,7 +274,7 @@ class ControlRoom(Screen[None]):
         new_pending = [d for d in fresh if state.decisions[d].status == "pending" and d in dtable.rows]
         if new_pending and src.ready:  # a new decision waits: put the cursor on it, one key approves it
             dtable.move_cursor(row=dtable.get_row_index(new_pending[-1]), animate=False)
-        self.detail_view.show(self.selected_decision(), now)
+        self.detail_view.decision = self.selected_decision()
         self.sync_workers()
         self.show_header()
         self.show_titles()
@@ -300,7 +296,7 @@ class ControlRoom(Screen[None]):
 
     def show_header(self) -> None:
         src = self.source
-        self.header_bar.show(
+        self.header_bar.view = HeaderView(
             bus_state=src.link.bus_state,
             bus_kind=src.link.bus_kind,
             link_kind=src.link.kind,
@@ -310,7 +306,7 @@ class ControlRoom(Screen[None]):
             approval=src.cfg.approval.mode,
             engine_error=src.engine_error if not src.ready else "",
             compact=self.compact,
-            needs=src.needs_you.badge(),
+            needs=tuple(src.needs_you.badge()),
             needs_key=src.shown_key("attention"),
         )
 
@@ -341,10 +337,10 @@ class ControlRoom(Screen[None]):
 
     def show_guards(self) -> None:
         ram = usable(self.source.info.get("ram"))
-        self.ram_panel.show(ram, list(self.ram_history))
+        self.ram_panel.reading = RamReading(ram, tuple(self.ram_history))
         self.ram_panel.set_class(bool(ram and ram_low(ram)), "-alert")
         spend = self.spend_info()
-        self.spend_panel.show(spend)
+        self.spend_panel.spend = spend
         self.spend_panel.set_class(spend_frac(spend) >= 0.9, "-alert")
         self.show_titles()
 

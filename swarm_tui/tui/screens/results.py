@@ -18,15 +18,14 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, Static
-from textual.widgets._markdown import MarkdownTable, MarkdownTableContent
 
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
+from swarm_tui.tui.driver import safe_markdown_table
 from swarm_tui.tui.results_doc import (
     answer_text,
     close_fences,
@@ -106,28 +105,11 @@ def split_for_markdown(text: str, budget: int, max_chars: int = HEAD_CHARS) -> t
     return "\n".join(lines[:last]), "\n".join(lines[last:]), cost
 
 
-class SafeTableContent(MarkdownTableContent):
-    """A Markdown table's cells, each with its text as a tooltip, the tooltip as ``Content``: Textual gives it
-    the cell's text as a str, and a str tooltip is parsed as markup."""
-
-    def compose(self) -> ComposeResult:
-        for cell in super().compose():  # Textual's cells, their str tooltips made plain Content
-            if isinstance(cell.tooltip, str):
-                cell.tooltip = Content(cell.tooltip)
-            yield cell
-
-
-class SafeTable(MarkdownTable):
-    def compose(self) -> ComposeResult:
-        self._headers, self._rows = self._get_headers_and_rows()
-        yield SafeTableContent(self._headers, self._rows)
-
-
 class SafeMarkdown(Markdown):
     """Textual's Markdown for text from a model: made inert first, parsed without links, never opens a URL, its
     tables' tooltips plain."""
 
-    BLOCKS = {**Markdown.BLOCKS, "table_open": SafeTable}
+    BLOCKS = {**Markdown.BLOCKS, "table_open": safe_markdown_table()}
 
     def __init__(self, text: str, *, id: str | None = None) -> None:
         super().__init__(plain(text, keep_newlines=True), id=id, parser_factory=safe_parser, open_links=False)

@@ -20,7 +20,7 @@ from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
-from swarm_tui.tui.widgets.panels import WorkerCard
+from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import WorkerEvent

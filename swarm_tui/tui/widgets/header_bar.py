@@ -1,0 +1,154 @@
+"""The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from rich.text import Text
+from textual.reactive import var
+from textual.widgets import Static
+
+from swarm_tui.engine.info import ConductorInfo, EngineInfo, Need, usable
+from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import NeedKind
+from swarm_tui.textsafe import plain
+
+NEED_WORDS: Final[dict[NeedKind, str]] = {
+    "approval": "approval",
+    "failed": "failed job",
+    "ceiling": "ceiling",
+    "credit": "credit",
+    "bus": "bus lost",
+}
+_NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
+
+
+@dataclass(frozen=True)
+class HeaderView:
+    """What the header line is built from."""
+
+    bus_state: str
+    bus_kind: str
+    link_kind: str
+    info: EngineInfo
+    state: SwarmState
+    demo: bool
+    approval: str
+    engine_error: str = ""
+    compact: bool = False
+    needs: tuple[Need, ...] = ()
+    needs_key: str = "!"
+
+
+class HeaderBar(Static):
+    """One line: bus, conductor, approval mode, scale, DEMO."""
+
+    # What the line shows. It is set with every state refresh and every second, and its state is the same
+    # object changed in place, so every assignment builds the line (always_update) ...
+    view: var[HeaderView | None] = var(None, init=False, always_update=True)
+    # ... and only a changed line is repainted, never re-laid out (one line of a fixed height).
+    line: var[Text] = var(Text, init=False)
+
+    def watch_view(self, view: HeaderView | None) -> None:
+        if view is None:
+            return
+        line = self.build(view, compact=view.compact)
+        room = self.content_size.width
+        if not view.compact and room and line.cell_len > room:  # too long: first without the bus's kind
+            line = self.build(view, bus_kind_shown=False)
+            if line.cell_len > room:  # then the short words
+                line = self.build(view, compact=True)
+        self.line = line
+
+    def watch_line(self, line: Text) -> None:
+        self.update(line, layout=False)
+
+    @staticmethod
+    def build(view: HeaderView, *, compact: bool = False, bus_kind_shown: bool = True) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        info, state, needs, bus_state = view.info, view.state, view.needs, view.bus_state
+        eng = info.get("engine")  # None until an engine answers
+        cond = usable(info.get("conductor"))
+        if view.demo or (eng and eng.get("demo")):
+            t.append(" DEMO ", style="bold reverse magenta")
+            t.append(" ")
+        elif not compact and not needs:
+            t.append(" swarm-tui ", style="bold reverse")
+            t.append(" ")
+        if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
+            kinds = ", ".join(_NEED_WORD_BY_NAME.get(n["kind"], n["kind"]) for n in needs)
+            badge = f" ⚑ {len(needs)} " if compact else f" ⚑ needs you: {kinds} · {view.needs_key} "
+            t.append(badge, style="bold reverse yellow")
+            t.append(" ")
+        ok = bus_state == "connected"
+        t.append("● " if ok else "○ ", style="green" if ok else "bold red")
+        if bus_kind_shown:
+            t.append(f"bus {bus_state} " if not compact or not ok else "bus ", style="" if ok else "bold red")
+            t.append(f"({view.bus_kind or '-'})", style="dim")
+        else:
+            t.append(f"bus {bus_state}", style="" if ok else "bold red")
+        t.append(" │ ", style="dim")
+        if view.engine_error:
+            t.append(f"engine failed: {plain(view.engine_error)[:60]}", style="bold red")
+        else:
+            cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
+            t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")
+            if cstate != "idle":  # idle is the usual: only the other states are news
+                t.append(f" · {cstate}")
+            if state.paused:  # from the event log: the same for a local and an attached app
+                t.append(" · PAUSED", style="bold yellow")
+            else:
+                nxt = cond.get("next_beat_s") if cond else None
+                if nxt is not None:  # in steps of 5 s: the header is repainted every 5 s at rest, not every second
+                    t.append(f" · {'' if compact else 'next beat '}{countdown(nxt)}")
+        t.append(" │ ", style="dim")
+        # the conductor's policy ("auto (<= $x)" says the limit); this app's configuration while none answers
+        mode = plain(str((cond.get("approval") if cond else None) or view.approval))[:12]
+        pending = len(state.pending_decisions())
+        t.append((mode if compact else f"approval {mode}") + (" " if pending else ""))
+        if pending:
+            t.append(f"({pending} waiting)" if not compact else f"{pending}!", style="bold yellow")
+        scale = state.scale
+        t.append(" │ ", style="dim")
+        t.append(f"scale {scale if scale is not None else '-'}")
+        lane = usable(info.get("lane"))
+        if lane and (lane.get("holder") or lane.get("waiting")):
+            waiting = lane.get("waiting", [])
+            t.append(" │ ", style="dim")
+            t.append(f"{'lane' if compact else 'local lane'}: {plain(str(lane.get('holder') or 'free'))[:24]}")
+            if waiting:
+                t.append(f" (+{len(waiting)} waiting)", style="yellow")
+        if view.link_kind == "remote engine":
+            t.append(" │ ", style="dim")
+            t.append(
+                f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
+                style="" if eng else "bold red",
+            )
+        return t
+
+
+COUNTDOWN_STEP_S = 5
+
+
+def countdown(seconds: float) -> str:
+    """``"in 25s"``-style countdown rounded up to a step of 5 s ("≤25s"): a repaint per step, not per second."""
+    left = max(0.0, float(seconds))
+    if left <= 0:
+        return "now"
+    return f"≤{int(-(-left // COUNTDOWN_STEP_S)) * COUNTDOWN_STEP_S}s"
+
+
+def conductor_source(cond: ConductorInfo | None) -> str:
+    """What decides, as far as is known: the rules when Ollama did not answer, the model only once it did."""
+    if not cond:
+        return "-"
+    source = plain(str(cond.get("source", "-")))[:28]
+    if not cond.get("ollama_model"):  # the conductor does not ask Ollama
+        return source
+    reachable = cond.get("ollama_reachable")
+    if reachable is False:
+        return "rules (Ollama unreachable)"
+    if reachable is None:
+        return f"{source} (not checked yet)"
+    return source

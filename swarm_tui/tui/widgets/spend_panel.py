@@ -1,0 +1,69 @@
+"""The Spend panel: today and the session against the ceiling, what is reserved, the key's limit, prices."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import var
+
+from swarm_tui.engine.info import AnySpend
+from swarm_tui.tui.model import fmt_usd, one_line, short_model
+from swarm_tui.tui.widgets.text_panel import TextPanel
+
+
+class SpendPanel(TextPanel):
+    """Today and session spend against the ceiling, reserved money (attempts being reconciled included),
+    per-model breakdown, the key's own limit, prices."""
+
+    DEFAULT_CSS = "SpendPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
+
+    # The spend guard's summary. Set every second, often the same dict changed in place: every assignment
+    # builds the text (always_update), which is repainted only when it changed.
+    spend: var[AnySpend | None] = var(None, init=False, always_update=True)
+
+    def watch_spend(self, spend: AnySpend | None) -> None:
+        self.shown = self.build(spend, self.content_size.width or 40)
+
+    def render(self) -> Text:
+        return self.build(self.spend, self.content_size.width or 40)
+
+    @staticmethod
+    def build(spend: AnySpend | None, width: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if not spend:
+            t.append("no spend information", style="dim")
+            return t
+        w = max(10, width)
+        ceiling = spend.get("ceiling_usd")
+        today = spend.get("today_usd") or 0.0
+        reserved = spend.get("reserved_usd") or 0.0
+        session = spend.get("session_usd")
+        frac = (today / ceiling) if ceiling else 0.0
+        rfrac = ((today + reserved) / ceiling) if ceiling else 0.0
+        style = "bold red" if rfrac >= 0.9 else "yellow" if rfrac >= 0.7 else "green"
+        n_today = int(round(min(1.0, frac) * w))
+        n_res = max(0, int(round(min(1.0, rfrac) * w)) - n_today)
+        t.append("█" * n_today, style=style)
+        t.append("▒" * n_res, style="yellow")
+        t.append("░" * max(0, w - n_today - n_res), style="dim")
+        t.append("\n")
+        t.append(f"today {fmt_usd(today)} of {fmt_usd(ceiling, 2)}")
+        if ceiling:
+            t.append(f" ({frac * 100:.0f}%)", style=style)
+        t.append(f" · reserved {fmt_usd(reserved)}")
+        remaining = spend.get("remaining_usd")
+        t.append(f"\nsession {fmt_usd(session)} · left {fmt_usd(remaining)}")
+        if ceiling and rfrac >= 0.9:
+            t.append("  NEARLY SPENT", style="bold red")
+        n_rc, rc_usd = spend.get("reconciling") or 0, spend.get("reconciling_usd") or 0.0
+        if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
+            t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
+        key_left = spend.get("credits_left_usd")  # the key's own limit (null: none), not the account's credit
+        t.append(f"\nkey limit left {fmt_usd(key_left, 2) if key_left is not None else 'none'}")
+        t.append("\nprices: ", style="dim")
+        t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
+        items = sorted(spend.get("by_model", {}).items(), key=lambda kv: -kv[1])
+        for model, usd in items[:4]:
+            t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
+        if len(items) > 4:
+            t.append(f"\n  … {len(items) - 4} more models", style="dim")
+        return t
