@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg as NatsMsg
+from nats.js import JetStreamContext
 from nats.js import api as jsapi
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.nats_compat import answer_flow_control_when_asked
 from swarm_tui.engine.bus.reasons import reason as _reason
 from swarm_tui.engine.bus.trust import read_event
 from swarm_tui.engine.bus.wire import Event
@@ -34,13 +36,18 @@ class EventFollower:
         self.handler = handler
         self.last_seq = 0
         self.caught_up = asyncio.Event()
-        self._sub: Any = None
+        self._sub: JetStreamContext.PushSubscription | None = None
         self._started = False
         self._stopped = False
         self._target = 0
         self._resubscribing: asyncio.Task[None] | None = None
         self.resubscribe_failures = 0
         bus.on_state(self._on_state)
+
+    @property
+    def subscription(self) -> JetStreamContext.PushSubscription | None:
+        """The ordered consumer's subscription while there is one (None between a reconnect and its resubscribe)."""
+        return self._sub
 
     async def _on_state(self, state: str) -> None:
         if state != "connected" or self._stopped or not self._started:
@@ -86,10 +93,8 @@ class EventFollower:
 
         Its idle heartbeat is 15 s, not nats-py's 5 s: nats-py re-creates the consumer after two heartbeat
         periods without a message or heartbeat, so a consumer lost without a reconnect is replaced 30-60 s
-        later (a reconnect re-subscribes at once, ``_on_state``). And nats-py's flow-control task, which wakes
-        every 0.25 s for the consumer's whole life, is replaced by one that sleeps until the server asks for a
-        flow-control reply, then answers it exactly as nats-py would (once the messages before it are handed
-        to the handler, looking every 0.25 s)."""
+        later (a reconnect re-subscribes at once, ``_on_state``). And its flow control is answered when the
+        server asks, not polled every 0.25 s (``nats_compat.answer_flow_control_when_asked``)."""
         js = self.bus._js
         heartbeat_s = 15.0
         if self.last_seq > 0:
@@ -113,36 +118,7 @@ class EventFollower:
                 stream=S.EVENTS_STREAM,
                 idle_heartbeat=heartbeat_s,
             )
-        psub = self._sub
-        jsi = getattr(getattr(psub, "_sub", None), "_jsi", None)
-        polling = getattr(jsi, "_fctask", None)
-        needed = ("_fcr", "_fcd", "_fciseq", "_conn", "schedule_flow_control_response")
-        if jsi is None or not isinstance(polling, asyncio.Task) or not all(hasattr(jsi, a) for a in needed):
-            return  # another nats-py: keep its own flow control
-        asked = asyncio.Event()
-        schedule = jsi.schedule_flow_control_response
-
-        def schedule_and_wake(reply: str) -> None:
-            schedule(reply)
-            asked.set()
-
-        async def answer_flow_control() -> None:
-            while True:
-                await asked.wait()
-                asked.clear()
-                while jsi._fcr:
-                    if jsi._conn.is_closed:
-                        return
-                    if jsi._fciseq - psub._pending_queue.qsize() >= jsi._fcd:  # nats-py's own test
-                        with contextlib.suppress(Exception):
-                            await jsi._conn.publish(jsi._fcr)
-                        jsi._fcr, jsi._fcd = None, 0
-                        break
-                    await asyncio.sleep(0.25)
-
-        polling.cancel()
-        jsi.schedule_flow_control_response = schedule_and_wake
-        jsi._fctask = asyncio.create_task(answer_flow_control(), name="events-flow-control")  # unsubscribe cancels it
+        answer_flow_control_when_asked(self._sub)
 
     async def _on_msg(self, msg: NatsMsg) -> None:
         meta = msg.metadata

@@ -33,6 +33,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from swarm_tui.engine.bus.embedded import Identity, read_identity
+from swarm_tui.engine.bus.nats_compat import close_transport, drop_pending, server_info, socket_writer
 from swarm_tui.engine.errors import BusError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Pin:
 
     def check(self) -> str:
         """Why the server this connection reached is not ours ("" when it is)."""
-        info: dict[str, Any] = getattr(self.nc, "_server_info", None) or {}
+        info = server_info(self.nc)
         name = info.get("server_name")
         there = f"the server on {self.ident.hostport}"
         if name != self.ident.name:
@@ -85,18 +86,14 @@ class Pin:
         nc = self.nc
         if nc is None:
             return
-        nc._pending = []  # nats-py's buffer (private: read with getattr, so a renamed one still refuses)
-        nc._pending_data_size = 0
-        transport = getattr(nc, "_transport", None)
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                transport.close()
+        drop_pending(nc)
+        close_transport(nc)
 
 
 def accepting_uid(nc: NATS | None) -> int | None:
     """The owner of the socket at the server's end of this connection (Linux's ``/proc/net/tcp``): -1 when no
     such socket is listed, None where it cannot be known (no /proc, an address that is not IPv4)."""
-    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    writer = socket_writer(nc)
     if writer is None:
         return None
     ours, theirs = writer.get_extra_info("sockname"), writer.get_extra_info("peername")

@@ -23,6 +23,7 @@ from nats.js.errors import BadRequestError, NotFoundError, ServerError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.nats_compat import server_info
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.info import BusTopology as Topology
 
@@ -101,15 +102,9 @@ async def ensure_kv(js: JetStreamContext, bucket: str, ttl: float | None, replic
     return kv
 
 
-def server_info(bus: Bus) -> dict[str, Any]:
-    """The INFO the connected server sent (nats-py keeps it as ``_server_info``; no public accessor)."""
-    nc = bus.nc
-    return dict(getattr(nc, "_server_info", None) or {}) if nc is not None else {}
-
-
 async def describe(bus: Bus) -> Topology:
     """Single server, cluster or leaf; the events stream's replicas and leader; the work queue's leader."""
-    info = server_info(bus)
+    info = server_info(bus.nc)
     out: Topology = {"server": str(info.get("server_name") or info.get("server_id") or "")}
     try:
         js = bus._lookup_js
