@@ -140,7 +140,7 @@ def _decodes(data: bytes, expect: str | None = None) -> bool:
 async def _dead_stream(cfg) -> int:  # type: ignore[no-untyped-def]
     bus = await Bus(cfg).connect()
     try:
-        return int((await bus._js.stream_info(S.DEAD_STREAM)).state.messages)
+        return int((await bus.jetstream.stream_info(S.DEAD_STREAM)).state.messages)
     finally:
         await bus.close()
 

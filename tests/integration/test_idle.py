@@ -200,10 +200,10 @@ async def test_the_notifier_at_rest_looks_at_once_when_the_bus_changes(cfg: Conf
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")
         assert notifier._tick() == IDLE_TICK_S  # nothing happened: at rest
-        await bus._set_state("reconnecting")
+        await bus.set_state("reconnecting")
         took = await timed(lambda: "bus" in notifier.attention.since, 5, "the bus need")
         assert took < 2.0
-        await bus._set_state("connected")
+        await bus.set_state("connected")
         await until(lambda: "bus" not in notifier.attention.since, 2, "the bus back")
     finally:
         await engine.stop()

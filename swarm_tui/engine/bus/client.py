@@ -73,7 +73,7 @@ class Bus:
     def on_state(self, cb: StateCallback) -> None:
         self._state_cbs.append(cb)
 
-    async def _set_state(self, state: str) -> None:
+    async def set_state(self, state: str) -> None:
         self.state = state
         for cb in list(self._state_cbs):
             try:
@@ -121,11 +121,11 @@ class Bus:
 
         async def disconnected() -> None:
             if self.state not in ("closed", "lost"):
-                await self._set_state("reconnecting")
+                await self.set_state("reconnecting")
             await revive(self)  # our embedded server died: start it again before nats-py reconnects
 
         async def reconnected() -> None:
-            await self._set_state("connected")
+            await self.set_state("connected")
 
         auth_failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -146,7 +146,7 @@ class Bus:
 
         async def closed() -> None:
             if self.state != "lost":
-                await self._set_state("closed")
+                await self.set_state("closed")
 
         if not await _any_reachable(url, connect_timeout):
             await self.close()
@@ -193,7 +193,7 @@ class Bus:
             await self.close()
             raise BusError(f"cannot connect to NATS at {safe_url(url)}: {_reason(exc)}") from None
         self.js = self.nc.jetstream(timeout=5)
-        await self._set_state("connected")
+        await self.set_state("connected")
         if self.leaf:  # the hub's engine owns the streams; wait for the link that reaches them
             await self._await_hub(connect_timeout * 2)
         elif setup:
@@ -258,7 +258,7 @@ class Bus:
             raise
 
     async def _create_all(self) -> None:
-        js = self._js
+        js = self.jetstream
         days = self.cfg.nats.events_max_age_days
         await self._ensure_stream(
             jsapi.StreamConfig(
@@ -314,15 +314,15 @@ class Bus:
             self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:
-        await ensure_stream(self._js, cfg, self.cfg.nats.replicas)
+        await ensure_stream(self.jetstream, cfg, self.cfg.nats.replicas)
 
     async def kv(self, bucket: str) -> KeyValue:
         if bucket not in self._kv:
-            self._kv[bucket] = await self._js.key_value(bucket)
+            self._kv[bucket] = await self.jetstream.key_value(bucket)
         return self._kv[bucket]
 
     @property
-    def _lookup_js(self) -> JetStreamContext:
+    def lookup(self) -> JetStreamContext:
         """A context with a short timeout for lookups: a request lost in a reconnect is asked again soon."""
         if self.nc is None:
             raise BusError("not connected to NATS")
@@ -333,13 +333,18 @@ class Bus:
     @property
     def jobs(self) -> JobQueue:
         """The job queue (the pool's consumer, the stream reads the swarm needs) on the current connection."""
-        return JobQueue(self._js)
+        return JobQueue(self.jetstream)
 
     @property
-    def _js(self) -> JetStreamContext:
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context of the current connection (5 s timeout); BusError when not connected."""
         if self.js is None:
             raise BusError("not connected to NATS")
         return self.js
+
+    @property
+    def _js(self) -> JetStreamContext:
+        return self.jetstream
 
     # ------------------------------------------------------------------ publishing
     async def publish(
@@ -353,7 +358,7 @@ class Bus:
         end = time.monotonic() + deadline_s
         while True:
             try:
-                return await self._js.publish(subject, payload, headers=headers, timeout=2.0)
+                return await self.jetstream.publish(subject, payload, headers=headers, timeout=2.0)
             except MaxPayloadError:  # nats-py refuses it before sending
                 limit = self.nc.max_payload if self.nc is not None else 0
                 raise TooLarge(_too_large(subject, len(payload), limit)) from None
@@ -379,7 +384,7 @@ class Bus:
         delay, end = 0.05, time.monotonic() + deadline_s
         while True:
             try:
-                raw = await self._lookup_js.get_last_msg(S.EVENTS_STREAM, subject)
+                raw = await self.lookup.get_last_msg(S.EVENTS_STREAM, subject)
                 break
             except NotFoundError:
                 return None

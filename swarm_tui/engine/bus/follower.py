@@ -81,7 +81,7 @@ class EventFollower:
 
     async def start(self, start_seq: int = 0) -> None:
         self.last_seq = max(0, start_seq - 1)
-        info = await self.bus._js.stream_info(S.EVENTS_STREAM)
+        info = await self.bus.jetstream.stream_info(S.EVENTS_STREAM)
         self._target = info.state.last_seq
         if self._target <= self.last_seq or info.state.messages == 0:
             self.caught_up.set()
@@ -95,7 +95,7 @@ class EventFollower:
         periods without a message or heartbeat, so a consumer lost without a reconnect is replaced 30-60 s
         later (a reconnect re-subscribes at once, ``_on_state``). And its flow control is answered when the
         server asks, not polled every 0.25 s (``nats_compat.answer_flow_control_when_asked``)."""
-        js = self.bus._js
+        js = self.bus.jetstream
         heartbeat_s = 15.0
         if self.last_seq > 0:
             cfg = jsapi.ConsumerConfig(

@@ -129,7 +129,7 @@ def lose(bus: Bus, why: str) -> None:
 
 
 async def _close_lost(bus: Bus) -> None:
-    await bus._set_state("lost")
+    await bus.set_state("lost")
     pin = bus.pin
     if pin is not None:
         pin.drop()

@@ -18,7 +18,7 @@ STREAMS = (S.EVENTS_STREAM, S.JOBS_STREAM, S.DEAD_STREAM) + tuple(f"KV_{b}" for 
 
 async def missing_parts(bus: Bus) -> list[str]:
     """The streams (and the work queue's consumer) that are not on the bus."""
-    js = bus._lookup_js
+    js = bus.lookup
     missing: list[str] = []
     for name in STREAMS:
         try:

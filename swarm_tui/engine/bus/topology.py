@@ -107,7 +107,7 @@ async def describe(bus: Bus) -> Topology:
     info = server_info(bus.nc)
     out: Topology = {"server": str(info.get("server_name") or info.get("server_id") or "")}
     try:
-        js = bus._lookup_js
+        js = bus.lookup
         si = await js.stream_info(S.EVENTS_STREAM)
     except Exception as exc:  # noqa: BLE001 - no JetStream answers (a leaf whose hub is away, no stream yet)
         out["kind"] = _kind(bus, info)
