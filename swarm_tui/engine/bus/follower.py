@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from nats.aio.msg import Msg as NatsMsg
 from nats.js import JetStreamContext
@@ -19,19 +19,27 @@ from nats.js import api as jsapi
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.nats_compat import answer_flow_control_when_asked
 from swarm_tui.engine.bus.reasons import reason as _reason
-from swarm_tui.engine.bus.trust import read_event
+from swarm_tui.engine.bus.trust import ReadingBus, read_event
 from swarm_tui.engine.bus.wire import Event
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.states import BusState
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, Event, int], None]  # (subject, event, stream sequence)
 
 
+class FollowedBus(ReadingBus, Protocol):
+    """What the follower needs of the bus: its JetStream context, news of its state, what ``read_event`` needs."""
+
+    @property
+    def jetstream(self) -> JetStreamContext: ...
+
+    def on_state(self, cb: Callable[[BusState], Awaitable[None]]) -> None: ...
+
+
 class EventFollower:
-    def __init__(self, bus: Bus, handler: EventHandler) -> None:
+    def __init__(self, bus: FollowedBus, handler: EventHandler) -> None:
         self.bus = bus
         self.handler = handler
         self.last_seq = 0
@@ -49,11 +57,11 @@ class EventFollower:
         """The ordered consumer's subscription while there is one (None between a reconnect and its resubscribe)."""
         return self._sub
 
-    async def _on_state(self, state: str) -> None:
+    async def _on_state(self, state: BusState) -> None:
         if state != "connected" or self._stopped or not self._started:
             return
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the subscription died with the old connection: nothing to end
                 await self._sub.unsubscribe()
             self._sub = None
         if self._resubscribing is None or self._resubscribing.done():
@@ -138,11 +146,8 @@ class EventFollower:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._resubscribing is not None:
-            self._resubscribing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._resubscribing
+        await cancel_and_wait([self._resubscribing])
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a connection closing or gone: the subscription ends with it
                 await self._sub.unsubscribe()
             self._sub = None

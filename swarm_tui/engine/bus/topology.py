@@ -15,8 +15,9 @@ whether it runs JetStream, its cluster) and the stream's cluster block (leader a
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
 from nats.js.errors import BadRequestError, NotFoundError, ServerError
@@ -26,14 +27,25 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.nats_compat import server_info
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.info import BusTopology as Topology
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.states import TopologyKind
 
 log = logging.getLogger(__name__)
 
 NOT_CLUSTERED = 10074  # "replicas > 1 not supported in non-clustered mode"
 NOT_ENOUGH_PEERS = 10005  # "insufficient resources" (fewer servers than replicas)
+
+
+class DescribedBus(Protocol):
+    """What ``describe`` reads of the bus: the connection, whether it is a leaf, the lookup context."""
+
+    @property
+    def nc(self) -> NATS | None: ...
+
+    @property
+    def leaf(self) -> bool: ...
+
+    @property
+    def lookup(self) -> JetStreamContext: ...
 
 
 def _replica_error(exc: ServerError | BadRequestError, want: int, what: str) -> BusError:
@@ -102,7 +114,7 @@ async def ensure_kv(js: JetStreamContext, bucket: str, ttl: float | None, replic
     return kv
 
 
-async def describe(bus: Bus) -> Topology:
+async def describe(bus: DescribedBus) -> Topology:
     """Single server, cluster or leaf; the events stream's replicas and leader; the work queue's leader."""
     info = server_info(bus.nc)
     out: Topology = {"server": str(info.get("server_name") or info.get("server_id") or "")}
@@ -130,7 +142,7 @@ async def describe(bus: Bus) -> Topology:
     return out
 
 
-def _kind(bus: Bus, info: dict[str, Any], cluster: str = "") -> str:
+def _kind(bus: DescribedBus, info: dict[str, Any], cluster: str = "") -> TopologyKind:
     """A leaf: JetStream is not the connected server's own (ours on a leaf, or a server without it answering)."""
     if bus.leaf or not info.get("jetstream", False):
         return "leaf"
