@@ -65,7 +65,7 @@ class Bus(Connection):
         denied = len(self.denied)
         try:
             await self._create_all()
-        except Exception:  # noqa: BLE001 - re-raised, as Denied when the server refused this login
+        except Exception:  # re-raised: as Denied when the server refused this login, else as it came
             if len(self.denied) > denied:  # a login without the rights to create: no use asking again
                 raise Denied(f"NATS refused to set up the swarm's streams: {self.denied[-1]}") from None
             raise
@@ -246,7 +246,7 @@ async def retrying(
             return await op()
         except passthrough:
             raise
-        except Exception:  # noqa: BLE001 - connection closed or reconnecting errors from nats-py
+        except Exception:  # re-raised at the deadline: connection closed or reconnecting errors from nats-py
             if time.monotonic() > end:
                 raise
             if on_error is not None:

@@ -62,7 +62,7 @@ class Connection:
                 res = cb(state)
                 if asyncio.iscoroutine(res):
                     await res
-            except Exception:  # noqa: BLE001 - one subscriber's bug must not keep the others from the news
+            except Exception:  # logged: one subscriber's bug must not keep the others from the news
                 log.exception("bus state callback failed")
 
     async def _resolve(self) -> str:

@@ -138,7 +138,7 @@ class EventFollower:
             ev = await read_event(self.bus, msg.subject, msg.data, meta.timestamp.timestamp(), f"evt-{seq}")
             if ev is not None:
                 self.handler(msg.subject, ev, seq)
-        except Exception:  # noqa: BLE001 - neither a reader's nor a handler's bug may stop the log
+        except Exception:  # logged: neither a reader's nor a handler's bug may stop the log
             log.exception("event on %s not applied", msg.subject[:120])
         finally:  # whatever the last message was, a replay that reached it has caught up
             if meta.num_pending == 0 or seq >= self._target:

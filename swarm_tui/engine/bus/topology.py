@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
-from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.js.errors import BadRequestError, ServerError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
@@ -89,7 +89,7 @@ async def ensure_kv(js: JetStreamContext, bucket: str, ttl: float | None, replic
     """Open a bucket, creating it with ``replicas``, or scaling its stream (``KV_<bucket>``) up to them."""
     try:
         kv = await js.key_value(bucket)
-    except (NotFoundError, Exception):  # noqa: BLE001 - nats raises BucketNotFoundError
+    except Exception:  # noqa: BLE001 - not found (BucketNotFoundError) or not answered: creating it decides
         try:
             return await js.create_key_value(
                 bucket=bucket,

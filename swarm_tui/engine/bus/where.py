@@ -67,7 +67,7 @@ async def resolve(cfg: Config, *, leaf: bool) -> Where:
     link = Leaf(n.leaf_url, n.leaf_creds, n.leaf_tls_ca, n.leaf_domain) if leaf else None
     try:
         ident = await lease.start(n.embedded_memory_mb, n.embedded_disk_mb, leaf=link)
-    except BaseException:  # noqa: BLE001 - any way out (a cancel too) frees the lock, then re-raised
+    except BaseException:  # re-raised: any way out (a cancel too) frees the lock first
         lease.stop()  # the server if it started, and the lock
         raise
     why = own + (f", a leaf of {safe_url(n.leaf_url)}" if leaf else "")
