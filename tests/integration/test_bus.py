@@ -224,7 +224,7 @@ async def test_a_follower_whose_resubscribe_fails_after_a_reconnect_tries_again(
             await real()
 
         f._subscribe = flaky  # type: ignore[method-assign]
-        await f._on_state("connected")  # what a reconnect does
+        await f.resume()  # what a reconnect does
         await bus.publish_event(Task(id="t-b", text="b", created_at=time.time()))
         for _ in range(100):
             if "t-b" in seen:
