@@ -20,7 +20,8 @@ from typing import Any, Protocol, TypeVar, cast
 from nats.aio.msg import Msg as NatsMsg
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.client import Bus, EventFollower
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.follower import EventFollower
 from swarm_tui.engine.bus.wire import Event
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls, ControlServer

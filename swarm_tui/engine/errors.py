@@ -26,6 +26,22 @@ class BusError(SwarmError):
     code = 1
 
 
+class Unreachable(BusError):
+    """Nothing answers at the bus's address, or not in time (also a leaf's hub over its link)."""
+
+
+class Refused(BusError):
+    """The server refused this login (its token, user, password or creds)."""
+
+
+class Denied(BusError):
+    """The login may not do what was asked (the server's permissions for it)."""
+
+
+class NotThisServer(BusError):
+    """The server on the embedded server's port is not this data dir's: nothing was sent to it."""
+
+
 class TooLarge(BusError):
     """A message over the server's or the stream's size limit: sending it again cannot succeed."""
 

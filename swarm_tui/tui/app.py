@@ -438,7 +438,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
                 return
             self.notify(f"task {task_id} published", timeout=3, markup=False)
 
-        def too_large(text: str) -> str:  # said in the dialog, the text kept for editing
+        def too_large(text: str) -> str | None:  # said in the dialog, the text kept for editing
             from swarm_tui.engine.bus.wire import task_text_problem
 
             return task_text_problem(text)

@@ -23,7 +23,8 @@ from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 
 if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link starts, after the first frame
-    from swarm_tui.engine.bus.client import Bus, EventFollower
+    from swarm_tui.engine.bus.client import Bus
+    from swarm_tui.engine.bus.follower import EventFollower
     from swarm_tui.engine.bus.wire import Chunk, Reply  # pydantic: imported after the first frame
 
 log = logging.getLogger(__name__)

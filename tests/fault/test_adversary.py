@@ -222,7 +222,7 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
                 await stranger.close()
         await asyncio.sleep(0.5)
         ceiling, status = spend.ceiling(), engine.state.decisions[d.id].status
-        jobs = (await bus._js.stream_info("SWARM_JOBS")).state.messages
+        jobs = (await bus.jetstream.stream_info("SWARM_JOBS")).state.messages
     finally:
         await engine.stop()
     print(

@@ -84,7 +84,7 @@ async def read_past(bus: Bus, state: SwarmState) -> None:
 async def dead_reason(bus: Bus, kind: str) -> str:
     """The reason of the newest dead letter on swarm.dead.<kind> ("" when there is none)."""
     try:
-        raw = await bus._js.get_last_msg(S.DEAD_STREAM, S.dead(kind))
+        raw = await bus.jetstream.get_last_msg(S.DEAD_STREAM, S.dead(kind))
     except NotFoundError:
         return ""
     return str((raw.headers or {}).get("Swarm-Reason", ""))
@@ -110,7 +110,7 @@ async def test_an_approval_on_a_worker_subject_is_a_dead_letter_not_an_approval(
         await read_past(bus, engine.state)
         await asyncio.sleep(0.3)  # a controller that took it as an approval queues its jobs meanwhile
         status = engine.state.decisions[d.id].status
-        jobs = (await bus._js.stream_info(S.JOBS_STREAM)).state.messages
+        jobs = (await bus.jetstream.stream_info(S.JOBS_STREAM)).state.messages
         reason = await dead_reason(bus, "worker")  # set aside before the sentinel was read
     finally:
         await engine.stop()
@@ -287,7 +287,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
         forged = Approval(decision_id=d.id, action="approved", workers=50, by="tui", at=time.time())
         ceiling = ControlEvent(what="ceiling", value=1000.0, at=time.time())
         seen = ControlEvent(what="seen", target="failed", at=time.time())
-        before = (await bus._js.stream_info(S.EVENTS_STREAM)).state.messages
+        before = (await bus.jetstream.stream_info(S.EVENTS_STREAM)).state.messages
         # (a) approve: allowed on its own subject, where the engine refuses it; refused by the server on the real one
         await wjs.publish("swarm.evt.worker.x", forged.to_bytes())
         refused = {
@@ -329,7 +329,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
         }
         await read_past(bus, engine.state)
         status = engine.state.decisions[d.id].status
-        after = (await bus._js.stream_info(S.EVENTS_STREAM)).state.messages
+        after = (await bus.jetstream.stream_info(S.EVENTS_STREAM)).state.messages
         budget_bucket = await _stream_or_none(bus, "KV_swarm_budget")
         kv_ceiling = await _kv_or_none(bus, S.KV_STATE, "ceiling")
         # (e) a demo worker as that user runs a job to its result, and the server refuses it nothing
@@ -367,7 +367,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
 
 async def _stream_or_none(bus: Bus, name: str) -> Any:
     try:
-        return await bus._js.stream_info(name)
+        return await bus.jetstream.stream_info(name)
     except NotFoundError:
         return None
 

@@ -140,7 +140,7 @@ def _decodes(data: bytes, expect: str | None = None) -> bool:
 async def _dead_stream(cfg) -> int:  # type: ignore[no-untyped-def]
     bus = await Bus(cfg).connect()
     try:
-        return int((await bus._js.stream_info(S.DEAD_STREAM)).state.messages)
+        return int((await bus.jetstream.stream_info(S.DEAD_STREAM)).state.messages)
     finally:
         await bus.close()
 
@@ -199,8 +199,8 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
                 found.append((path.relative_to(ROOT).as_posix(), mod, attr, call))
         assert "shell=True" not in path.read_text().replace(" ", ""), path
     assert [(p, m, a) for p, m, a, _ in found] == [
-        ("swarm_tui/engine/bus/embedded.py", "subprocess", "Popen"),
         ("swarm_tui/engine/attention/notifier.py", "asyncio", "create_subprocess_exec"),
+        ("swarm_tui/engine/bus/embedded.py", "subprocess", "Popen"),
         ("swarm_tui/tui/attention/sequences.py", "subprocess", "run"),
     ], found
     calls = {p: c for p, _m, _a, c in found}
@@ -215,7 +215,9 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
     # the configured command, split by shlex (config: notify.command), its arguments never a shell's
     notify = calls["swarm_tui/engine/attention/notifier.py"]
     assert [ast.unparse(a) for a in notify.args] == ["*self.argv"]
-    assert "self.argv = shlex.split(cfg.notify.command)" in (PACKAGE / "engine" / "notify.py").read_text()
+    assert (
+        "self.argv = shlex.split(cfg.notify.command)" in (PACKAGE / "engine" / "attention" / "notifier.py").read_text()
+    )
 
 
 def test_message_text_is_never_parsed_as_markup_in_the_tui() -> None:

@@ -295,9 +295,7 @@ async def test_an_answer_over_the_message_limit_is_stored_once(tmp_path: Path, n
             calls = len(fo.chats())
             await until(lambda: engine.state.results or calls > 1, 30, "the result")
             res = next(iter(engine.state.results.values()), None)
-            raw = (
-                None if res is None else await bus._lookup_js.get_last_msg(S.EVENTS_STREAM, S.evt("result", res.job_id))
-            )
+            raw = None if res is None else await bus.lookup.get_last_msg(S.EVENTS_STREAM, S.evt("result", res.job_id))
         finally:
             await engine.stop()
         recorded, ledger = await money(cfg, spend)

@@ -187,7 +187,7 @@ async def test_follower_sees_events_after_a_server_restart(tmp_path: Path) -> No
     await bus.connect()
     seen: list[str] = []
     try:
-        f = await bus.replay(lambda s, ev, seq: seen.append(ev.id), follow=True)
+        f = await bus.replay(lambda s, ev, seq: seen.append(str(getattr(ev, "id", ""))), follow=True)
         await bus.publish_event(Task(id="t-a", text="a", created_at=time.time()))
         srv.kill()
         srv = EmbeddedServer(tmp_path / "store", port=srv.port).run()
@@ -213,7 +213,7 @@ async def test_a_follower_whose_resubscribe_fails_after_a_reconnect_tries_again(
     await bus.connect()
     seen: list[str] = []
     try:
-        f = await bus.replay(lambda s, ev, seq: seen.append(ev.id), follow=True)
+        f = await bus.replay(lambda s, ev, seq: seen.append(str(getattr(ev, "id", ""))), follow=True)
         await bus.publish_event(Task(id="t-a", text="a", created_at=time.time()))
         real, fails = f._subscribe, [2]
 
@@ -224,7 +224,7 @@ async def test_a_follower_whose_resubscribe_fails_after_a_reconnect_tries_again(
             await real()
 
         f._subscribe = flaky  # type: ignore[method-assign]
-        await f._on_state("connected")  # what a reconnect does
+        await f.resume()  # what a reconnect does
         await bus.publish_event(Task(id="t-b", text="b", created_at=time.time()))
         for _ in range(100):
             if "t-b" in seen:

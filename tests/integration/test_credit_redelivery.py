@@ -104,7 +104,7 @@ def test_a_call_sent_after_the_block_clears_it(cfg: Config) -> None:
 async def _burn(bus: Bus, n: int, *, ask_again: bool = False) -> None:
     """Take the job from the pool's consumer n times without finishing it (each a delivery); with
     ``ask_again`` pull once more: JetStream then finds it has no delivery left (and says so)."""
-    sub = await bus._js.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
+    sub = await bus.jetstream.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
     for _ in range(n):
         (m,) = await sub.fetch(1, timeout=5)
         await m.nak()
@@ -134,7 +134,7 @@ async def test_the_last_delivery_ends_with_a_result_when_the_engine_stops(
         evs = await events(cfg)
         bus2 = await Bus(cfg).connect()
         try:
-            left = (await bus2._js.stream_info(S.JOBS_STREAM)).state.messages
+            left = (await bus2.jetstream.stream_info(S.JOBS_STREAM)).state.messages
         finally:
             await bus2.close()
     (res,) = [e for e in evs if isinstance(e, Result)]
@@ -193,7 +193,7 @@ async def test_a_job_whose_deliveries_ran_out_elsewhere_gets_a_failed_result(
             await _burn(bus, MAX_DELIVER, ask_again=True)  # a worker that died on every delivery, the last too
             await until(lambda: job.id in engine.state.results, 10, "a failed result")
             await until(lambda: pool.counts["max_deliveries"] == 1, 5, "counted")
-            left = (await bus._js.stream_info(S.JOBS_STREAM)).state.messages
+            left = (await bus.jetstream.stream_info(S.JOBS_STREAM)).state.messages
         finally:
             await engine.stop()
     r = engine.state.results[job.id]

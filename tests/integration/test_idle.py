@@ -21,6 +21,7 @@ from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.attention.notifier import IDLE_TICK_S, Notifier
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.nats_compat import ask_flow_control, count_delivered, flow_control_task
 from swarm_tui.engine.bus.wire import Task, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
@@ -50,11 +51,13 @@ def free_port() -> int:
 async def test_event_follower_heartbeats_every_15s_and_answers_flow_control_when_asked(bus: Bus) -> None:
     seen: list[int] = []
     follower = await bus.replay(lambda subject, ev, seq: seen.append(seq), follow=True)
+    psub = follower.subscription
+    assert psub is not None
     try:
-        info = await follower._sub.consumer_info()
+        info = await psub.consumer_info()
         assert info.config.idle_heartbeat == 15.0
-        jsi = follower._sub._sub._jsi
-        assert jsi._fctask.get_name() == "events-flow-control"  # not nats-py's 0.25 s poll
+        fc_task = flow_control_task(psub)
+        assert fc_task is not None and fc_task.get_name() == "events-flow-control"  # not nats-py's 0.25 s poll
         assert bus.nc is not None
         replies: list[str] = []
 
@@ -63,14 +66,13 @@ async def test_event_follower_heartbeats_every_15s_and_answers_flow_control_when
 
         sub = await bus.nc.subscribe("fc.test.>", cb=on_reply)
         # the server asks for a reply once the messages before its request are handed over: here at once
-        jsi.schedule_flow_control_response("fc.test.one")
+        ask_flow_control(psub, "fc.test.one")
         await until(lambda: replies == ["fc.test.one"], 3, "the flow-control reply")
         # ... and here only after one more message is delivered (nats-py's own test, looked at every 0.25 s)
-        jsi.schedule_flow_control_response("fc.test.two")
-        jsi._fcd = jsi._fciseq + 1
+        ask_flow_control(psub, "fc.test.two", after=1)
         await asyncio.sleep(0.6)
         assert replies == ["fc.test.one"]
-        jsi._fciseq += 1
+        count_delivered(psub)
         await until(lambda: replies == ["fc.test.one", "fc.test.two"], 3, "the held flow-control reply")
         await sub.unsubscribe()
         # events still flow
@@ -78,10 +80,10 @@ async def test_event_follower_heartbeats_every_15s_and_answers_flow_control_when
         await bus.publish_event(t, msg_id=t.id)
         await until(lambda: seen, 5, "the event")
     finally:
-        task = follower._sub._sub._jsi._fctask
+        task = flow_control_task(psub)
         await follower.stop()
     await asyncio.sleep(0)
-    assert task.cancelled() or task.done()  # unsubscribing ends it
+    assert task is not None and (task.cancelled() or task.done())  # unsubscribing ends it
 
 
 # ---------------------------------------------------------------------------------------------- the pool
@@ -198,10 +200,10 @@ async def test_the_notifier_at_rest_looks_at_once_when_the_bus_changes(cfg: Conf
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")
         assert notifier._tick() == IDLE_TICK_S  # nothing happened: at rest
-        await bus._set_state("reconnecting")
+        await bus.set_state("reconnecting")
         took = await timed(lambda: "bus" in notifier.attention.since, 5, "the bus need")
         assert took < 2.0
-        await bus._set_state("connected")
+        await bus.set_state("connected")
         await until(lambda: "bus" not in notifier.attention.since, 2, "the bus back")
     finally:
         await engine.stop()
@@ -313,4 +315,4 @@ async def test_the_app_polls_info_seldom_at_rest_and_at_once_on_an_event_a_key_o
         n = len(polls)
         m.available_mb -= 500  # a real RAM move (the guard samples every 0.1 s)
         await until(lambda: len(polls) > n, 1.5, "a poll on the RAM move")
-        await until(lambda: app.info.get("ram", {}).get("available_mb") == 3500, 2, "the new reading shown")
+        await until(lambda: dict(app.info.get("ram") or {}).get("available_mb") == 3500, 2, "the new reading shown")

@@ -284,8 +284,8 @@ async def test_a_restart_releases_a_step_that_was_due(tmp_path: Path, nats_serve
             workers = engine2.state.workers
             await until(lambda: worker_id(d.id, 1) in workers, 5, "step 1 released")  # noqa: B023
             await asyncio.sleep(0.3)
-            info = (await bus2._js.stream_info(S.JOBS_STREAM)).state
-            msg = await bus2._js.get_last_msg(S.JOBS_STREAM, S.job("cloud", job_id(d.id, 1)))
+            info = (await bus2.jetstream.stream_info(S.JOBS_STREAM)).state
+            msg = await bus2.jetstream.get_last_msg(S.JOBS_STREAM, S.job("cloud", job_id(d.id, 1)))
         finally:
             await engine2.stop()
         assert info.messages == 2 and (last == 0 or info.last_seq == last)

@@ -170,7 +170,7 @@ async def test_a_redelivered_job_with_a_stored_result_is_not_called_again(
         await engine.start()
         try:
             await until(lambda: pool.counts["already_done"] == 1, 5, "ack without a call")
-            info = await bus._js.stream_info(S.JOBS_STREAM)
+            info = await bus.jetstream.stream_info(S.JOBS_STREAM)
         finally:
             await engine.stop()
         assert fo.requests == []
@@ -193,7 +193,7 @@ async def test_a_restart_creates_no_duplicate_jobs(tmp_path: Path, nats_server: 
         await engine2.start()
         try:
             await asyncio.sleep(1.0)
-            jobs = (await bus2._js.stream_info(S.JOBS_STREAM)).state
+            jobs = (await bus2.jetstream.stream_info(S.JOBS_STREAM)).state
         finally:
             await engine2.stop()
         assert len(fo.requests) == 4
@@ -246,7 +246,7 @@ async def test_missing_key_dispatches_nothing_and_says_why(tmp_path: Path, nats_
             d = await approve(bus, 2)
             await until(lambda: len(engine.state.workers) == 2, 5, "queued events")
             await asyncio.sleep(1.2)
-            jobs = (await bus._js.stream_info(S.JOBS_STREAM)).state.messages
+            jobs = (await bus.jetstream.stream_info(S.JOBS_STREAM)).state.messages
         finally:
             await engine.stop()
         assert fo.requests == []
@@ -309,7 +309,7 @@ async def test_secret_key_never_reaches_the_bus_or_the_log(
             await approve(bus, 2)
             await until(lambda: len(engine.state.results) == 2, 10, "results")
             raw = []
-            sub = await bus._js.subscribe(S.EVENTS_ALL, ordered_consumer=True)
+            sub = await bus.jetstream.subscribe(S.EVENTS_ALL, ordered_consumer=True)
             while True:
                 try:
                     raw.append((await sub.next_msg(timeout=0.5)).data)

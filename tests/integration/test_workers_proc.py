@@ -121,7 +121,7 @@ async def test_two_worker_processes_share_the_queue_and_no_job_runs_twice(
             stored_after = time.monotonic() - t0
             await asyncio.sleep(0.5)
             evs = await events(cfg)
-            left = (await bus._js.stream_info(S.JOBS_STREAM)).state.messages
+            left = (await bus.jetstream.stream_info(S.JOBS_STREAM)).state.messages
         finally:
             codes = [await _stop(p) for p in procs]
             await bus.close()

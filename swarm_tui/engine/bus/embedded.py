@@ -303,7 +303,7 @@ class EmbeddedServer:
         if self._reader is not None:  # the server is gone: its pipe ends, the reader reads to the end first
             self._reader.join(2.0)
         if self.proc.stderr:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a pipe the reader thread closed or broke: nothing left to close
                 self.proc.stderr.close()
         self.proc = None
 

@@ -9,32 +9,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from nats.aio.msg import Msg as NatsMsg
+from nats.js import JetStreamContext
 from nats.js import api as jsapi
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.nats_compat import answer_flow_control_when_asked
 from swarm_tui.engine.bus.reasons import reason as _reason
-from swarm_tui.engine.bus.trust import read_event
+from swarm_tui.engine.bus.trust import ReadingBus, read_event
 from swarm_tui.engine.bus.wire import Event
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.states import BusState
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, Event, int], None]  # (subject, event, stream sequence)
 
 
+class FollowedBus(ReadingBus, Protocol):
+    """What the follower needs of the bus: its JetStream context, news of its state, what ``read_event`` needs."""
+
+    @property
+    def jetstream(self) -> JetStreamContext: ...
+
+    def on_state(self, cb: Callable[[BusState], Awaitable[None]]) -> None: ...
+
+
 class EventFollower:
-    def __init__(self, bus: Bus, handler: EventHandler) -> None:
+    def __init__(self, bus: FollowedBus, handler: EventHandler) -> None:
         self.bus = bus
         self.handler = handler
         self.last_seq = 0
         self.caught_up = asyncio.Event()
-        self._sub: Any = None
+        self._sub: JetStreamContext.PushSubscription | None = None
         self._started = False
         self._stopped = False
         self._target = 0
@@ -42,11 +52,16 @@ class EventFollower:
         self.resubscribe_failures = 0
         bus.on_state(self._on_state)
 
-    async def _on_state(self, state: str) -> None:
+    @property
+    def subscription(self) -> JetStreamContext.PushSubscription | None:
+        """The ordered consumer's subscription while there is one (None between a reconnect and its resubscribe)."""
+        return self._sub
+
+    async def _on_state(self, state: BusState) -> None:
         if state != "connected" or self._stopped or not self._started:
             return
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the subscription died with the old connection: nothing to end
                 await self._sub.unsubscribe()
             self._sub = None
         if self._resubscribing is None or self._resubscribing.done():
@@ -74,7 +89,7 @@ class EventFollower:
 
     async def start(self, start_seq: int = 0) -> None:
         self.last_seq = max(0, start_seq - 1)
-        info = await self.bus._js.stream_info(S.EVENTS_STREAM)
+        info = await self.bus.jetstream.stream_info(S.EVENTS_STREAM)
         self._target = info.state.last_seq
         if self._target <= self.last_seq or info.state.messages == 0:
             self.caught_up.set()
@@ -86,11 +101,9 @@ class EventFollower:
 
         Its idle heartbeat is 15 s, not nats-py's 5 s: nats-py re-creates the consumer after two heartbeat
         periods without a message or heartbeat, so a consumer lost without a reconnect is replaced 30-60 s
-        later (a reconnect re-subscribes at once, ``_on_state``). And nats-py's flow-control task, which wakes
-        every 0.25 s for the consumer's whole life, is replaced by one that sleeps until the server asks for a
-        flow-control reply, then answers it exactly as nats-py would (once the messages before it are handed
-        to the handler, looking every 0.25 s)."""
-        js = self.bus._js
+        later (a reconnect re-subscribes at once, ``_on_state``). And its flow control is answered when the
+        server asks, not polled every 0.25 s (``nats_compat.answer_flow_control_when_asked``)."""
+        js = self.bus.jetstream
         heartbeat_s = 15.0
         if self.last_seq > 0:
             cfg = jsapi.ConsumerConfig(
@@ -113,36 +126,7 @@ class EventFollower:
                 stream=S.EVENTS_STREAM,
                 idle_heartbeat=heartbeat_s,
             )
-        psub = self._sub
-        jsi = getattr(getattr(psub, "_sub", None), "_jsi", None)
-        polling = getattr(jsi, "_fctask", None)
-        needed = ("_fcr", "_fcd", "_fciseq", "_conn", "schedule_flow_control_response")
-        if jsi is None or not isinstance(polling, asyncio.Task) or not all(hasattr(jsi, a) for a in needed):
-            return  # another nats-py: keep its own flow control
-        asked = asyncio.Event()
-        schedule = jsi.schedule_flow_control_response
-
-        def schedule_and_wake(reply: str) -> None:
-            schedule(reply)
-            asked.set()
-
-        async def answer_flow_control() -> None:
-            while True:
-                await asked.wait()
-                asked.clear()
-                while jsi._fcr:
-                    if jsi._conn.is_closed:
-                        return
-                    if jsi._fciseq - psub._pending_queue.qsize() >= jsi._fcd:  # nats-py's own test
-                        with contextlib.suppress(Exception):
-                            await jsi._conn.publish(jsi._fcr)
-                        jsi._fcr, jsi._fcd = None, 0
-                        break
-                    await asyncio.sleep(0.25)
-
-        polling.cancel()
-        jsi.schedule_flow_control_response = schedule_and_wake
-        jsi._fctask = asyncio.create_task(answer_flow_control(), name="events-flow-control")  # unsubscribe cancels it
+        answer_flow_control_when_asked(self._sub)
 
     async def _on_msg(self, msg: NatsMsg) -> None:
         meta = msg.metadata
@@ -154,7 +138,7 @@ class EventFollower:
             ev = await read_event(self.bus, msg.subject, msg.data, meta.timestamp.timestamp(), f"evt-{seq}")
             if ev is not None:
                 self.handler(msg.subject, ev, seq)
-        except Exception:  # noqa: BLE001 - neither a reader's nor a handler's bug may stop the log
+        except Exception:  # logged: neither a reader's nor a handler's bug may stop the log
             log.exception("event on %s not applied", msg.subject[:120])
         finally:  # whatever the last message was, a replay that reached it has caught up
             if meta.num_pending == 0 or seq >= self._target:
@@ -162,11 +146,8 @@ class EventFollower:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._resubscribing is not None:
-            self._resubscribing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._resubscribing
+        await cancel_and_wait([self._resubscribing])
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a connection closing or gone: the subscription ends with it
                 await self._sub.unsubscribe()
             self._sub = None

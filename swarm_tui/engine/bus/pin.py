@@ -27,24 +27,40 @@ import os
 import socket
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from swarm_tui.engine.bus.embedded import Identity, read_identity
-from swarm_tui.engine.errors import BusError
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedLease, Identity, read_identity
+from swarm_tui.engine.bus.nats_compat import close_transport, drop_pending, server_info, socket_writer
+from swarm_tui.engine.errors import BusError, Refusal
+from swarm_tui.engine.states import BusState
 
 log = logging.getLogger(__name__)
 
 _CLOSING: set[asyncio.Task[None]] = set()  # lost buses being closed (a task must be referenced to run)
 
 
-class NotThisServer(NatsError):
-    """The server on the embedded server's port is not it: nats-py's loops catch this type and send nothing."""
+class PinRefusal(NatsError):
+    """The server on the embedded server's port is not it: nats-py's loops catch this type and send nothing
+    (the bus raises ``errors.NotThisServer`` when its first connect ends so)."""
+
+
+class PinnedBus(Protocol):
+    """What ``lose`` and ``revive`` need of the bus."""
+
+    state: BusState
+    warnings: list[str]
+    lease: EmbeddedLease | None
+
+    @property
+    def pin(self) -> Pin | None: ...
+
+    @property
+    def nc(self) -> NATS | None: ...
+
+    async def set_state(self, state: BusState) -> None: ...
 
 
 class Pin:
@@ -54,49 +70,47 @@ class Pin:
         self.ident = ident
         self.data_dir = Path(data_dir)
         self.nc: NATS | None = None
-        self.refused = ""  # once refused, always: that server is not coming back on this port
+        self.refused: Refusal | None = None  # once refused, always: that server is not coming back on this port
 
     def token(self) -> str:
         why = self.refused or self.check()
-        if why:
+        if why is not None:
             self.refused = why
             self.drop()
-            raise NotThisServer(why)
+            raise PinRefusal(why)
         return self.ident.token
 
-    def check(self) -> str:
-        """Why the server this connection reached is not ours ("" when it is)."""
-        info: dict[str, Any] = getattr(self.nc, "_server_info", None) or {}
+    def check(self) -> Refusal | None:
+        """Why the server this connection reached is not ours (None when it is)."""
+        info = server_info(self.nc)
         name = info.get("server_name")
         there = f"the server on {self.ident.hostport}"
         if name != self.ident.name:
             fresh = read_identity(self.data_dir)  # restarted by its owner: the same port, a new name and token
             if fresh is None or fresh.url != self.ident.url or fresh.name != name:
-                return f"{there} is not the embedded NATS server of {self.data_dir} (not the name in nats.json)"
+                return Refusal(
+                    f"{there} is not the embedded NATS server of {self.data_dir} (not the name in nats.json)"
+                )
             self.ident = fresh
         uid = accepting_uid(self.nc)
         if uid is not None and uid != os.getuid():
             who = f"uid {uid}" if uid >= 0 else "no socket this user can see"
-            return f"{there} is not the embedded NATS server of {self.data_dir}: it belongs to {who}"
-        return ""
+            return Refusal(f"{there} is not the embedded NATS server of {self.data_dir}: it belongs to {who}")
+        return None
 
     def drop(self) -> None:
         """What was buffered for our server goes nowhere else: forget it and hang up the socket."""
         nc = self.nc
         if nc is None:
             return
-        nc._pending = []  # nats-py's buffer (private: read with getattr, so a renamed one still refuses)
-        nc._pending_data_size = 0
-        transport = getattr(nc, "_transport", None)
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                transport.close()
+        drop_pending(nc)
+        close_transport(nc)
 
 
 def accepting_uid(nc: NATS | None) -> int | None:
     """The owner of the socket at the server's end of this connection (Linux's ``/proc/net/tcp``): -1 when no
     such socket is listed, None where it cannot be known (no /proc, an address that is not IPv4)."""
-    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    writer = socket_writer(nc)
     if writer is None:
         return None
     ours, theirs = writer.get_extra_info("sockname"), writer.get_extra_info("peername")
@@ -118,7 +132,7 @@ def _proc_addr(addr: Any) -> str:
     return f"{struct.unpack('=I', socket.inet_aton(host))[0]:08X}:{port:04X}"
 
 
-def lose(bus: Bus, why: str) -> None:
+def lose(bus: PinnedBus, why: str) -> None:
     """The bus is gone for good: say why (log, ``warnings``, state "lost"), send nothing more, close. Closing
     runs in a task of its own: the caller may be nats-py's reconnect task, which closing cancels."""
     if bus.state == "lost":
@@ -126,26 +140,26 @@ def lose(bus: Bus, why: str) -> None:
     log.warning("NATS bus lost: %s", why)
     bus.warnings.append(why)
     bus.state = "lost"  # before the close: its "closed" callback must not hide why
-    task = asyncio.ensure_future(_close_lost(bus))
+    task = asyncio.create_task(_close_lost(bus), name="bus-close-lost")
     _CLOSING.add(task)
     task.add_done_callback(_CLOSING.discard)
 
 
-async def _close_lost(bus: Bus) -> None:
-    await bus._set_state("lost")
+async def _close_lost(bus: PinnedBus) -> None:
+    await bus.set_state("lost")
     pin = bus.pin
     if pin is not None:
         pin.drop()
     nc = pin.nc if pin is not None else bus.nc
     if nc is not None and not nc.is_closed:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a connection already failing: closed is all we want of it
             await nc.close()
     if bus.lease is not None:  # our server is dead: free the data dir for the next swarm-tui process
         bus.lease.stop()
         bus.lease = None
 
 
-async def revive(bus: Bus) -> None:
+async def revive(bus: PinnedBus) -> None:
     """Called when the connection drops: when the server this process runs exited on its own (a crash, the OOM
     killer), start it again on its port, where nats-py reconnects; when it cannot, the bus is lost."""
     lease, pin = bus.lease, bus.pin

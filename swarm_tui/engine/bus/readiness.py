@@ -8,6 +8,8 @@ data dir, where a worker may well be the first process); a login that may not ge
 
 from __future__ import annotations
 
+from nats.errors import Error as NatsError
+
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.reasons import safe_url
@@ -18,17 +20,17 @@ STREAMS = (S.EVENTS_STREAM, S.JOBS_STREAM, S.DEAD_STREAM) + tuple(f"KV_{b}" for 
 
 async def missing_parts(bus: Bus) -> list[str]:
     """The streams (and the work queue's consumer) that are not on the bus."""
-    js = bus._lookup_js
+    js = bus.lookup
     missing: list[str] = []
     for name in STREAMS:
         try:
             await js.stream_info(name)
-        except Exception:  # noqa: BLE001 - not found (or not answered): counted as missing, setup decides
+        except (NatsError, TimeoutError):  # not found (or not answered): counted as missing, setup decides
             missing.append(name)
     if S.JOBS_STREAM not in missing:
         try:
             await js.consumer_info(S.JOBS_STREAM, S.JOBS_CONSUMER)
-        except Exception:  # noqa: BLE001
+        except (NatsError, TimeoutError):  # as a stream: missing, setup decides
             missing.append(f"{S.JOBS_STREAM}/{S.JOBS_CONSUMER}")
     return missing
 
@@ -49,7 +51,7 @@ async def connect_worker(bus: Bus, *, setup_deadline_s: float = 30.0) -> Bus:
                     f"login could not create them ({exc}): start the engine first (swarm-tui run --headless), "
                     "then the worker"
                 ) from None
-    except BaseException:
+    except BaseException:  # re-raised: any way out (a cancel too) closes the bus first
         await bus.close()
         raise
     return bus

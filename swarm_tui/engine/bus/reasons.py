@@ -12,6 +12,12 @@ def reason(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+def is_auth(exc: BaseException) -> bool:
+    """Whether nats-py's error is a refused login (it raises those as plain errors, known by their text)."""
+    text = str(exc).lower()
+    return "authorization" in text or "authentication" in text or "auth" in type(exc).__name__.lower()
+
+
 def safe_url(url: str) -> str:
     """A URL without user info (it may hold a password or token)."""
     out = []

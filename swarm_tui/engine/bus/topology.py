@@ -15,24 +15,37 @@ whether it runs JetStream, its cluster) and the stream's cluster block (leader a
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
-from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.js.errors import BadRequestError, ServerError
 from nats.js.kv import KeyValue
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.nats_compat import server_info
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.info import BusTopology as Topology
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.states import TopologyKind
 
 log = logging.getLogger(__name__)
 
 NOT_CLUSTERED = 10074  # "replicas > 1 not supported in non-clustered mode"
 NOT_ENOUGH_PEERS = 10005  # "insufficient resources" (fewer servers than replicas)
+
+
+class DescribedBus(Protocol):
+    """What ``describe`` reads of the bus: the connection, whether it is a leaf, the lookup context."""
+
+    @property
+    def nc(self) -> NATS | None: ...
+
+    @property
+    def leaf(self) -> bool: ...
+
+    @property
+    def lookup(self) -> JetStreamContext: ...
 
 
 def _replica_error(exc: ServerError | BadRequestError, want: int, what: str) -> BusError:
@@ -76,7 +89,7 @@ async def ensure_kv(js: JetStreamContext, bucket: str, ttl: float | None, replic
     """Open a bucket, creating it with ``replicas``, or scaling its stream (``KV_<bucket>``) up to them."""
     try:
         kv = await js.key_value(bucket)
-    except (NotFoundError, Exception):  # noqa: BLE001 - nats raises BucketNotFoundError
+    except Exception:  # noqa: BLE001 - not found (BucketNotFoundError) or not answered: creating it decides
         try:
             return await js.create_key_value(
                 bucket=bucket,
@@ -101,18 +114,12 @@ async def ensure_kv(js: JetStreamContext, bucket: str, ttl: float | None, replic
     return kv
 
 
-def server_info(bus: Bus) -> dict[str, Any]:
-    """The INFO the connected server sent (nats-py keeps it as ``_server_info``; no public accessor)."""
-    nc = bus.nc
-    return dict(getattr(nc, "_server_info", None) or {}) if nc is not None else {}
-
-
-async def describe(bus: Bus) -> Topology:
+async def describe(bus: DescribedBus) -> Topology:
     """Single server, cluster or leaf; the events stream's replicas and leader; the work queue's leader."""
-    info = server_info(bus)
+    info = server_info(bus.nc)
     out: Topology = {"server": str(info.get("server_name") or info.get("server_id") or "")}
     try:
-        js = bus._lookup_js
+        js = bus.lookup
         si = await js.stream_info(S.EVENTS_STREAM)
     except Exception as exc:  # noqa: BLE001 - no JetStream answers (a leaf whose hub is away, no stream yet)
         out["kind"] = _kind(bus, info)
@@ -135,7 +142,7 @@ async def describe(bus: Bus) -> Topology:
     return out
 
 
-def _kind(bus: Bus, info: dict[str, Any], cluster: str = "") -> str:
+def _kind(bus: DescribedBus, info: dict[str, Any], cluster: str = "") -> TopologyKind:
     """A leaf: JetStream is not the connected server's own (ours on a leaf, or a server without it answering)."""
     if bus.leaf or not info.get("jetstream", False):
         return "leaf"

@@ -21,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from nats.js import JetStreamContext
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import Event, Msg, decode
-from swarm_tui.engine.errors import InvalidMessage
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import InvalidMessage, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +52,57 @@ ID_FIELD = {
 }
 
 
+class DeadLetterBus(Protocol):
+    """Where a dead letter is set aside: the bus's JetStream context, None while not connected."""
+
+    @property
+    def js(self) -> JetStreamContext | None: ...
+
+
+class ReadingBus(DeadLetterBus, Protocol):
+    """What ``read_event`` needs of the bus: its dead letters and its config (the largest scale allowed)."""
+
+    @property
+    def dead(self) -> DeadLetters: ...
+
+    @property
+    def cfg(self) -> Config: ...
+
+
 def event_subject(m: Msg) -> str:
     """The one subject a log event belongs on: ``swarm.evt.<type>.<its id>``. KeyError for a job or a chunk."""
     kind = str(getattr(m, "type", ""))
     return S.evt(kind, str(getattr(m, ID_FIELD[kind])))
 
 
-def refusal(subject: str, ev: Event, stored_at: float | None, *, max_scale: int) -> str:
-    """Why a decoded event read from ``subject`` must not be applied ("" when it may be).
+def refusal(subject: str, ev: Event, stored_at: float | None, *, max_scale: int) -> Refusal | None:
+    """Why a decoded event read from ``subject`` must not be applied (None when it may be).
 
     ``stored_at``: when JetStream stored it (epoch seconds; None when unknown, then times are not checked)."""
     an = f"an {ev.type}" if ev.type[0] in "aeiou" else f"a {ev.type}"
     try:
         own = event_subject(ev)
     except KeyError:
-        return f"{an} is not a log event ({subject})"
+        return Refusal(f"{an} is not a log event ({subject})")
     if own != subject:
-        return f"{an} on {subject} (its subject is {own})"
+        return Refusal(f"{an} on {subject} (its subject is {own})")
     if stored_at is not None:
         for name, t in ev.times().items():
             if t > stored_at + CLOCK_SKEW_S:
                 ahead = t - stored_at
-                return f"{an} whose {name} is {ahead:.0f} s after it was stored (allowed: {CLOCK_SKEW_S:.0f} s)"
+                return Refusal(
+                    f"{an} whose {name} is {ahead:.0f} s after it was stored (allowed: {CLOCK_SKEW_S:.0f} s)"
+                )
     what = getattr(ev, "what", None)
     value = getattr(ev, "value", None)
     if what == "ceiling" and (value is None or not 0 <= value < CEILING_LIMIT_USD):
-        return f"a ceiling of {value} USD (allowed: 0 <= ceiling < {CEILING_LIMIT_USD:.0e})"
+        return Refusal(f"a ceiling of {value} USD (allowed: 0 <= ceiling < {CEILING_LIMIT_USD:.0e})")
     if what == "scale" and (value is None or value != int(value) or not 0 <= value <= max_scale):
-        return f"a scale of {value} (allowed: a whole number 0..{max_scale}, swarm.max_scale)"
-    return ""
+        return Refusal(f"a scale of {value} (allowed: a whole number 0..{max_scale}, swarm.max_scale)")
+    return None
 
 
-async def read_event(bus: Bus, subject: str, data: bytes, stored_at: float | None, ident: str) -> Event | None:
+async def read_event(bus: ReadingBus, subject: str, data: bytes, stored_at: float | None, ident: str) -> Event | None:
     """A message of the event log as the state may apply it, or None: set aside with the reason."""
     try:
         ev = decode(data)
@@ -91,7 +110,7 @@ async def read_event(bus: Bus, subject: str, data: bytes, stored_at: float | Non
         await bus.dead.set_aside(bus, subject, data, str(exc), ident=ident)
         return None
     why = refusal(subject, ev, stored_at, max_scale=bus.cfg.swarm.max_scale)
-    if why:
+    if why is not None:
         await bus.dead.set_aside(bus, subject, data, why, ident=ident)
         return None
     return ev
@@ -108,7 +127,9 @@ class DeadLetters:
         parts = subject.split(".")
         return parts[2] if len(parts) > 2 else subject
 
-    async def set_aside(self, bus: Bus | None, subject: str, data: bytes, reason: str, ident: str = "") -> None:
+    async def set_aside(
+        self, bus: DeadLetterBus | None, subject: str, data: bytes, reason: str, ident: str = ""
+    ) -> None:
         kind = self.kind_of(subject)
         self.counts[kind] += 1
         if kind not in self._logged:
@@ -122,7 +143,7 @@ class DeadLetters:
             headers = {"Swarm-Reason": reason[:200], "Swarm-Subject": subject[:200]}
             if ident:
                 headers["Nats-Msg-Id"] = ident
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a dead letter not stored is still counted and logged
                 await bus.js.publish(S.dead(kind), data[:64_000], headers=headers, timeout=2)
 
     @property

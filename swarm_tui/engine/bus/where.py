@@ -21,6 +21,7 @@ from swarm_tui.engine.bus.reasons import safe_url
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.paths import data_dir
+from swarm_tui.engine.states import BusKind
 
 # Where nats.probe_default looks for a server already running (one place, so a test can move it)
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 4222
@@ -29,7 +30,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 4222
 @dataclass
 class Where:
     url: str
-    kind: str  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
+    kind: BusKind  # "embedded" (we run it), "embedded-shared" (another process runs it), "remote"
     why: str
     lease: EmbeddedLease | None = None  # the embedded server this process started (ours to stop)
     pin: Pin | None = None  # an embedded server: its token and the check that we reached it
@@ -66,7 +67,7 @@ async def resolve(cfg: Config, *, leaf: bool) -> Where:
     link = Leaf(n.leaf_url, n.leaf_creds, n.leaf_tls_ca, n.leaf_domain) if leaf else None
     try:
         ident = await lease.start(n.embedded_memory_mb, n.embedded_disk_mb, leaf=link)
-    except BaseException:
+    except BaseException:  # re-raised: any way out (a cancel too) frees the lock first
         lease.stop()  # the server if it started, and the lock
         raise
     why = own + (f", a leaf of {safe_url(n.leaf_url)}" if leaf else "")

@@ -21,7 +21,7 @@ from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
 from swarm_tui.engine.bus.ids import job_id as job_id
 from swarm_tui.engine.bus.ids import new_id as new_id
 from swarm_tui.engine.bus.ids import worker_id as worker_id
-from swarm_tui.engine.errors import InvalidMessage
+from swarm_tui.engine.errors import InvalidMessage, Refusal
 from swarm_tui.engine.states import WorkerState as WorkerState
 
 SCHEMA_VERSION = 1
@@ -64,18 +64,18 @@ def encoded_size(text: str) -> int:
         raise ValueError("the text is not valid Unicode (it holds a lone surrogate)") from None
 
 
-def task_text_problem(text: str) -> str:
-    """Why ``text`` cannot be a task's text as it travels ("" when it can)."""
+def task_text_problem(text: str) -> Refusal | None:
+    """Why ``text`` cannot be a task's text as it travels (None when it can)."""
     try:
         n = encoded_size(text)
     except ValueError as exc:
-        return f"task text: {exc}"
+        return Refusal(f"task text: {exc}")
     if n > MAX_TEXT_BYTES:
-        return (
+        return Refusal(
             f"task text is {n:,} bytes as sent; the limit is {MAX_TEXT_BYTES:,} "
             "(characters outside ASCII count 2-4 bytes, control characters 6)"
         )
-    return ""
+    return None
 
 
 # ---------------------------------------------------------------- tasks

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from swarm_tui.engine.bus.client import Bus, event_subject
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.trust import event_subject
 from swarm_tui.engine.bus.wire import RESULT_MAX_BYTES, Job, Result
 from swarm_tui.engine.errors import TooLarge
 

@@ -32,12 +32,12 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class InputScreen(ModalScreen[str | None]):
-    """One line of input; ``check`` returns an error message or "" for a valid value."""
+    """One line of input; ``check`` returns an error message, or None (or "") for a valid value."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, *, placeholder: str = "", value: str = "", check: Callable[[str], str] | None = None
+        self, title: str, *, placeholder: str = "", value: str = "", check: Callable[[str], str | None] | None = None
     ) -> None:
         super().__init__(classes="modal")
         self.title_text = title
