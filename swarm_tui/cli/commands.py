@@ -37,6 +37,7 @@ from swarm_tui.engine.info import (
 )
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.engine.projection.state import SwarmState, TaskView
+from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
 
 
@@ -208,7 +209,7 @@ async def status_data(cfg: Config) -> StatusData:
         from swarm_tui.engine.attention.needs import needs, spend_reached
 
         now = state.clock()
-        since = {"ceiling": now} if spend_reached(usable(spend)) else {}
+        since: dict[NeedKind, float] = {"ceiling": now} if spend_reached(usable(spend)) else {}
         needs_now = needs(state, {"spend": spend}, since=since, now=now)  # type: ignore[typeddict-item]
     return {
         "version": __version__,

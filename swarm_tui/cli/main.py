@@ -179,12 +179,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "promote":
         return cmds.run(ctl("promote", {"job": args.job}))
     if cmd == "seen":
-        from swarm_tui.engine.attention.needs import KINDS
+        from swarm_tui.engine.states import NEED_KINDS
 
-        bad = [k for k in args.kinds if k not in KINDS]
+        bad = [k for k in args.kinds if k not in NEED_KINDS]
         if bad:
-            raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
-        return cmds.run(ctl("seen", {"kinds": args.kinds or list(KINDS)}))
+            raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(NEED_KINDS)}")
+        return cmds.run(ctl("seen", {"kinds": args.kinds or list(NEED_KINDS)}))
     if cmd == "approve":
         if args.workers is not None and args.workers > cfg.swarm.max_scale:
             raise UsageError(f"--workers {args.workers} is over swarm.max_scale: use 0..{cfg.swarm.max_scale}")

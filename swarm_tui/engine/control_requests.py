@@ -18,14 +18,14 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from swarm_tui.engine.attention.needs import KINDS
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
-from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
+from swarm_tui.engine.bus.wire import Approval, ControlEvent, Reply
 from swarm_tui.engine.guards.ceiling_kv import OVERRIDE_KEY
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
+from swarm_tui.engine.states import FINAL_STATES, NEED_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +222,11 @@ class Controls:
 
     async def do_seen(self, args: dict[str, Any]) -> dict[str, Any]:
         """A person has seen what needs them (one kind, or all): the badge and ``needs_attention`` mark it seen."""
-        kinds = args.get("kinds", list(KINDS))
+        kinds = args.get("kinds", list(NEED_KINDS))
         if isinstance(kinds, str):
             kinds = [kinds]
-        if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
-            raise ControlError(f"kinds must be some of {', '.join(KINDS)}")
+        if not isinstance(kinds, list) or not kinds or any(k not in NEED_KINDS for k in kinds):
+            raise ControlError(f"kinds must be some of {', '.join(NEED_KINDS)}")
         at = self.clock()
         for k in dict.fromkeys(kinds):
             await self.record(ControlEvent(what="seen", target=k, by=str(args.get("by", "cli"))[:32], at=at))

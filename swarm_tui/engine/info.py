@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict, TypeVar
 
+from swarm_tui.engine.states import NeedKind
+
 
 class InfoError(TypedDict):
     """What ``Engine.info()`` reports for a component whose own ``info()`` raised (the rest still reports)."""
@@ -46,7 +48,7 @@ class BusTopology(TypedDict, total=False):
     error: str
 
 
-class BusState(TypedDict):
+class BusConnection(TypedDict):
     """The bus connection as ``status`` reports its own (no URL: the reader knows which one it dialled)."""
 
     kind: str  # "embedded", "embedded-shared" or "remote"
@@ -55,13 +57,13 @@ class BusState(TypedDict):
     warnings: list[str]
 
 
-class StatusBus(BusState):
+class StatusBus(BusConnection):
     """``status``'s own bus connection, with what the bus says of itself (the engine's info leaves it out)."""
 
     topology: BusTopology
 
 
-class BusInfo(BusState):
+class BusInfo(BusConnection):
     """The engine's bus connection (``info["bus"]``)."""
 
     url: str  # credentials masked
@@ -275,7 +277,7 @@ class ConductorInfo(TypedDict):
 class Need(TypedDict):
     """One kind that needs a person (``status --json``: ``needs_attention``)."""
 
-    kind: str  # one of KINDS
+    kind: NeedKind
     what: str  # one line, for a person
     since: float  # epoch seconds the condition began (the oldest waiting decision, the first failure, ...)
     latest: float  # epoch seconds of its newest occurrence (a new decision, a new failure)

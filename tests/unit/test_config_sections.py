@@ -12,9 +12,9 @@ from swarm_tui.engine.config.load import OPTIONS, Config, load_config
 from swarm_tui.engine.config.sections import SECTION_TYPES
 
 
-def _declared() -> dict[str, type]:
+def _declared() -> dict[str, object]:
     """Every section field as "section.name" -> its annotated type."""
-    out: dict[str, type] = {}
+    out: dict[str, object] = {}
     for cls in SECTION_TYPES:
         hints = typing.get_type_hints(cls)
         for name in cls.fields:
@@ -23,7 +23,15 @@ def _declared() -> dict[str, type]:
 
 
 def test_sections_and_options_name_the_same_keys_with_the_same_types() -> None:
-    assert _declared() == {o.key: o.type for o in OPTIONS}
+    """A Literal field is its values' type in OPTIONS, and the option's check lets exactly its values through."""
+    declared = _declared()
+    for o in OPTIONS:
+        hint = declared[o.key]
+        if typing.get_origin(hint) is typing.Literal:
+            values = typing.get_args(hint)
+            assert o.check is not None and all(o.check(v) for v in values) and not o.check("?"), o.key
+            declared[o.key] = type(values[0])
+    assert declared == {o.key: o.type for o in OPTIONS}
 
 
 def test_section_fields_restate_no_default() -> None:

@@ -17,6 +17,7 @@ from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from swarm_tui.engine.config.options import OPTION_BY_KEY
+from swarm_tui.engine.states import ApprovalMode
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True)
@@ -127,7 +128,7 @@ class HeartbeatSection(Section):
 
 class ApprovalSection(Section):
     name: ClassVar[str] = "approval"
-    mode: str  # "manual" or "auto" (the check in OPTIONS)
+    mode: ApprovalMode  # the check in OPTIONS lets no other value through
     auto_max_usd: float
     expire_s: float
 
