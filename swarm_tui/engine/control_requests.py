@@ -12,9 +12,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias, TypeGuard, assert_never, get_args
 
 from nats.aio.msg import Msg as NatsMsg
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -29,7 +30,14 @@ from swarm_tui.engine.states import FINAL_STATES, NEED_KINDS
 
 log = logging.getLogger(__name__)
 
-VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen")
+Verb: TypeAlias = Literal[
+    "approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen"
+]
+VERBS: Final[tuple[Verb, ...]] = get_args(Verb)
+
+
+def is_verb(verb: str) -> TypeGuard[Verb]:
+    return verb in VERBS
 
 
 class ControlError(Exception):
@@ -57,11 +65,31 @@ class Controls:
     async def handle(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         if verb in self.extra:
             return await self.extra[verb](args)
-        fn = getattr(self, f"do_{verb}", None)
-        if verb not in VERBS or fn is None:
+        if not is_verb(verb):
             raise ControlError(f"unknown control verb {verb!r}")
-        result: dict[str, Any] = await fn(args)
-        return result
+        match verb:
+            case "approve":
+                return await self.do_approve(args)
+            case "reject":
+                return await self.do_reject(args)
+            case "edit":
+                return await self.do_edit(args)
+            case "scale":
+                return await self.do_scale(args)
+            case "cancel":
+                return await self.do_cancel(args)
+            case "pause":
+                return await self.do_pause(args)
+            case "resume":
+                return await self.do_resume(args)
+            case "ceiling":
+                return await self.do_ceiling(args)
+            case "promote":
+                return await self.do_promote(args)
+            case "seen":
+                return await self.do_seen(args)
+            case _:
+                assert_never(verb)
 
     def _pending(self, ident: Any) -> DecisionView:
         if not isinstance(ident, str) or not ident:
@@ -249,7 +277,7 @@ class ControlServer:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001
+            except (NatsError, OSError):  # the connection is closed or going: nothing left to unsubscribe from
                 pass
             self._sub = None
 
@@ -266,13 +294,13 @@ class ControlServer:
                 reply = Reply(ok=True, data=await self.controls.handle(verb, args))
             except ControlError as exc:
                 reply = Reply(ok=False, error=str(exc))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any failure of a verb is the requester's reply, not a crash
                 log.exception("control %s failed", verb)
                 reply = Reply(ok=False, error=f"{verb} failed: {type(exc).__name__}")
         if msg.reply:
             try:
                 await msg.respond(reply.to_bytes())
-            except Exception:  # noqa: BLE001
+            except (NatsError, OSError):
                 log.debug("could not answer a control request")
 
 
