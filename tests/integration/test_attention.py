@@ -63,7 +63,7 @@ async def notifying(cfg: Config) -> AsyncIterator[tuple[Engine, Notifier]]:
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
-    notifier = engine.add(Notifier(cfg, bus, engine.state))
+    notifier = engine.add(Notifier(cfg.notify, bus, engine.state))
     await engine.start()
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")
@@ -167,7 +167,7 @@ async def test_info_reports_attention_over_the_bus(cfg: Config, observer: Bus) -
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
-    engine.add(Notifier(cfg, bus, engine.state))
+    engine.add(Notifier(cfg.notify, bus, engine.state))
     await engine.start()
     try:
         await _decision(observer, "t-1", "d-1")
