@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS, Option
+from swarm_tui.engine.config.option import Option
+from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS
 from swarm_tui.engine.config.sections import (
     ApprovalSection,
     BudgetSection,

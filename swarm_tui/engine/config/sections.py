@@ -1,13 +1,13 @@
 """Typed configuration sections: ``cfg.swarm.scale`` is an ``int``, ``cfg.ollama.timeout_s`` a ``float``.
 
-One frozen class per section of ``config_options.OPTIONS``, one field per option, named after the part of
+One frozen class per section of ``options.OPTIONS``, one field per option, named after the part of
 the key after the dot and typed as the option's ``type``. The fields have no defaults on purpose: every value
 comes from the validated ``Config.values`` (defaults, then the file, then the environment), so ``OPTIONS``
 stays the one place that declares a default, an environment variable, a secret or a check.
 ``tests/unit/test_config_sections.py`` fails when a section and ``OPTIONS`` disagree on a name or a type.
 
-Reading an option: ``self.cfg.budget.daily_usd`` (formerly ``float(self.cfg["budget.daily_usd"])``);
-the value already has its declared type, so no cast is needed.
+Reading an option: ``self.cfg.budget.daily_usd``; the value already has its declared type, so no cast is
+needed.
 """
 
 from __future__ import annotations
