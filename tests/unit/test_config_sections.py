@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tui.engine.config.load import OPTIONS, Config, load_config
+from swarm_tui.engine.config.load import Config, load_config
+from swarm_tui.engine.config.options import OPTIONS
 from swarm_tui.engine.config.sections import SECTION_TYPES
 
 

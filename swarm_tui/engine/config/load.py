@@ -30,6 +30,7 @@ from typing import Any
 
 from swarm_tui.engine.config.option import Option
 from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS
+from swarm_tui.engine.config.roles import role_options
 from swarm_tui.engine.config.sections import (
     ApprovalSection,
     BudgetSection,
@@ -48,9 +49,8 @@ from swarm_tui.engine.config.sections import (
 )
 from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.paths import config_path
-from swarm_tui.engine.swarm.routing import role_options
 
-__all__ = ["OPTIONS", "OPTION_BY_KEY", "SECTIONS", "Config", "ConfigError", "Option", "Role", "load_config"]
+__all__ = ["SECTIONS", "Config", "Role", "load_config"]
 
 # The tables a config file may have: one per option section, plus [roles.*] and [keys].
 SECTIONS = sorted({o.key.split(".")[0] for o in OPTIONS} | {"roles", "keys"})
@@ -68,7 +68,7 @@ class Role:
     name: str
     model: str
     max_tokens: int
-    # optional (routing.role_options): the limit to the first content token (None: swarm.first_content_timeout_s)
+    # optional (roles.role_options): the limit to the first content token (None: swarm.first_content_timeout_s)
     # and what goes to OpenRouter with the call (routing.extras)
     first_token_timeout_s: float | None = None
     reasoning: dict[str, Any] | None = field(default=None, hash=False)
