@@ -169,7 +169,9 @@ def dispatch(args: argparse.Namespace) -> int:
         text = cmds.read_task_text(args.text)
         return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
     if cmd == "status":
-        return cmds.run(cmds.status(cfg, args.json, demo=demo))
+        from swarm_tui.cli.status import status
+
+        return cmds.run(status(cfg, args.json, demo=demo))
     if cmd == "result":
         if args.json and args.format not in (None, "json"):
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from swarm_tui.cli.commands import status_data
+from swarm_tui.cli.status import status_data
 from swarm_tui.engine.attention.notifier import Notifier
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, job_id, worker_id

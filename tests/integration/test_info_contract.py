@@ -15,7 +15,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is
 
 import pytest
 
-from swarm_tui.cli.commands import StatusData, connected, engine_info, status_data
+from swarm_tui.cli.commands import connected, engine_info
+from swarm_tui.cli.status import StatusData, status_data
 from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
