@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+from nats.errors import Error as NatsError
+
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
@@ -47,7 +49,7 @@ async def engine_info(bus: Bus, timeout: float = 0.7) -> EngineInfo | None:
         msg = await bus.nc.request(S.ENGINE_INFO, b"", timeout=timeout)
         info = json.loads(msg.data)
         return cast(EngineInfo, info) if isinstance(info, dict) else None
-    except Exception:  # noqa: BLE001 - no engine running
+    except (NatsError, OSError, ValueError, RecursionError):  # no engine answers, or its answer is not JSON
         return None
 
 

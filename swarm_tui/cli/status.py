@@ -68,7 +68,7 @@ async def status_data(cfg: Config) -> StatusData:
             from swarm_tui.engine.guards.spend import read_ledger
 
             ledger = await read_ledger(bus, cfg, state.clock())
-            with contextlib.suppress(Exception):  # the ceiling workers spend under, as the last engine said
+            with contextlib.suppress(Exception):  # the last engine's ceiling, if readable: status prints without it
                 base = await read_base(bus)
         from swarm_tui.engine.guards.reconcile import read_pending
 
