@@ -19,6 +19,7 @@ from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.info import Need, usable
 from tests.support.env import base_env, run_cli
 from tests.support.polling import until, until_async
 
@@ -172,9 +173,10 @@ async def test_info_reports_attention_over_the_bus(cfg: Config, observer: Bus) -
     try:
         await _decision(observer, "t-1", "d-1")
 
-        async def approval_need() -> Any:
+        async def approval_need() -> Need | None:
             info = await engine_info(observer)
-            needs = (info or {}).get("attention", {}).get("needs", [])  # type: ignore[union-attr]
+            attention = usable((info or {}).get("attention"))
+            needs = attention["needs"] if attention is not None else []
             return next((n for n in needs if n["kind"] == "approval"), None)
 
         need = await until_async(approval_need, 10, "the approval need in the engine's info")
