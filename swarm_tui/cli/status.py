@@ -52,7 +52,7 @@ class StatusData(TypedDict):
     spend: SpendInfo | OfflineSpend | InfoError
     ram: RamInfo | RamSummary | InfoError
     lane: LaneInfo | InfoError | None
-    needs_attention: list[Need]  # what needs a person now (engine/attention.py), [] when nothing does
+    needs_attention: list[Need]  # what needs a person now (engine/attention/needs.py), [] when nothing does
 
 
 async def status_data(cfg: Config) -> StatusData:

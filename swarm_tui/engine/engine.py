@@ -126,7 +126,7 @@ class Engine:
             await self._life.start_part(c)
         # Everything imported and built so far (Textual and the app too, when in-process) lives as long as the
         # process: out of the collector's reach, or every full collection walks it with the GIL held (tens of ms,
-        # seen in the chunk-to-screen p99 once litellm, whose import did this, was no longer loaded).
+        # seen in the chunk-to-screen p99).
         gc.freeze()
         log.info("engine started (bus %s, %d events replayed)", self.bus.kind, self.state.events)
 

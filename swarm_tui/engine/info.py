@@ -214,7 +214,7 @@ class PoolInfo(TypedDict):
 
 
 class ControllerInfo(TypedDict):
-    """The dispatcher that turns approved decisions into jobs (``Controller.info()``)."""
+    """The controller that turns approved decisions into jobs (``Controller.info()``)."""
 
     jobs_published: int
     jobs_skipped: int

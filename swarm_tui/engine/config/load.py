@@ -1,6 +1,6 @@
 """Configuration: a TOML file, then environment variables, which win.
 
-Every option is declared once in ``config_options.OPTIONS`` with its type, default, allowed values, environment
+Every option is declared once in ``options.OPTIONS`` with its type, default, allowed values, environment
 variable and whether it is a secret. Validation happens at load time: a bad value raises ``ConfigError`` whose
 message is one line naming the key, the file (or variable) and what is allowed; the CLI turns it into exit
 code 2.
@@ -12,9 +12,9 @@ Reading an option: through its typed section, built from the validated values wh
     cfg.budget.daily_usd        # float
     cfg.openrouter.api_key      # str (a secret: never log it)
 
-The sections are frozen dataclasses (``config_sections``); a value already has its declared type, so call sites
-need no casts: ``float(self.cfg["budget.daily_usd"])`` becomes ``self.cfg.budget.daily_usd``, and
-``int(...)``/``float(...)``/``str(...)`` stays only where it changes the type (``float(cfg.ram.headroom_mb)``).
+The sections are frozen (``sections``); a value already has its declared type, so call sites need no casts
+(``self.cfg.budget.daily_usd`` is a float), and ``int(...)``/``float(...)``/``str(...)`` stays only where it
+changes the type (``float(cfg.ram.headroom_mb)``).
 There is no ``cfg["swarm.scale"]`` on purpose (mypy then flags an untyped read); code that walks ``OPTIONS`` by
 key (``masked``, ``secrets``) reads ``cfg.values``.
 """
@@ -89,7 +89,7 @@ class Config:
     roles: dict[str, Role]
     keys: dict[str, str] = field(default_factory=dict)
     source: str = "defaults"
-    # The typed sections (config_sections). Not init arguments: always built from ``values``.
+    # The typed sections (sections.py). Not init arguments: always built from ``values``.
     nats: NatsSection = field(init=False, repr=False, compare=False)
     openrouter: OpenRouterSection = field(init=False, repr=False, compare=False)
     ollama: OllamaSection = field(init=False, repr=False, compare=False)

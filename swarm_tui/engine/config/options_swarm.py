@@ -195,7 +195,7 @@ SWARM_OPTIONS: list[Option] = [
         allowed="an integer 20..5000",
         check=in_range(20, 5000),
     ),
-    # --- needs-you alerts (engine/attention.py; the terminal side in tui/alerts.py)
+    # --- needs-you alerts (engine/attention/; the terminal side in tui/attention/)
     Option("notify.bell", bool, True, "ring the terminal bell when something needs you", env="SWARM_NOTIFY_BELL"),
     Option(
         "notify.desktop",

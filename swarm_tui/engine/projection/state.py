@@ -121,7 +121,7 @@ class SwarmState:
         self.scale: int | None = None
         self.paused = False
         self.ceiling_usd: float | None = None
-        self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (engine/attention.py)
+        self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (attention/needs.py)
         self.refused_controls: Counter[str] = Counter()  # a scale or ceiling out of range: counted, not applied
         self.last_seq = 0
         self.events = 0
