@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, assert_never, cast
 
 from nats.errors import Error as NatsError
 
@@ -18,7 +18,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id, task_text_problem
 from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.control_requests import ControlError, Controls, request
+from swarm_tui.engine.control_requests import ControlError, Controls, Verb, request
 from swarm_tui.engine.errors import SwarmError, UsageError
 from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.paths import data_dir
@@ -125,7 +125,7 @@ async def engine_at(store: Path, cfg: Config) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- control
-async def control(cfg: Config, verb: str, args: dict[str, Any], *, demo: bool = False) -> int:
+async def control(cfg: Config, verb: Verb, args: dict[str, Any], *, demo: bool = False) -> int:
     async with connected(cfg) as bus:
         reply = await request(bus, verb, args)
         if reply is None:  # no engine: validate against the log and record it ourselves
@@ -146,26 +146,28 @@ async def control(cfg: Config, verb: str, args: dict[str, Any], *, demo: bool = 
     return 0
 
 
-def _describe(verb: str, data: dict[str, Any]) -> str:
-    if verb in ("approve", "reject"):
-        return f"decision {data.get('decision_id')} {data.get('status')}"
-    if verb == "edit":
-        return f"decision {data.get('decision_id')} now has {data.get('workers')} workers"
-    if verb == "scale":
-        return f"scale set to {data.get('scale')}"
-    if verb == "ceiling":
-        return f"daily spend ceiling set to ${float(data.get('ceiling_usd', 0)):.2f}"
-    if verb in ("pause", "resume"):
-        return "heartbeat paused" if data.get("paused") else "heartbeat resumed"
-    if verb == "promote":
-        who = f"{data.get('role') or 'worker'}, {data.get('model')}"
-        return f"answer {data.get('job_id')} ({who}) is now the answer of task {data.get('task_id')}"
-    if verb == "seen":
-        return f"marked seen: {', '.join(data.get('seen', []))}"
-    if verb == "cancel":
-        n = len(data.get("workers", []))
-        return f"cancelling {n} worker{'s' if n != 1 else ''} ({data.get('scope')})"
-    return json.dumps(data)
+def _describe(verb: Verb, data: dict[str, Any]) -> str:
+    match verb:
+        case "approve" | "reject":
+            return f"decision {data.get('decision_id')} {data.get('status')}"
+        case "edit":
+            return f"decision {data.get('decision_id')} now has {data.get('workers')} workers"
+        case "scale":
+            return f"scale set to {data.get('scale')}"
+        case "ceiling":
+            return f"daily spend ceiling set to ${float(data.get('ceiling_usd', 0)):.2f}"
+        case "pause" | "resume":
+            return "heartbeat paused" if data.get("paused") else "heartbeat resumed"
+        case "promote":
+            who = f"{data.get('role') or 'worker'}, {data.get('model')}"
+            return f"answer {data.get('job_id')} ({who}) is now the answer of task {data.get('task_id')}"
+        case "seen":
+            return f"marked seen: {', '.join(data.get('seen', []))}"
+        case "cancel":
+            n = len(data.get("workers", []))
+            return f"cancelling {n} worker{'s' if n != 1 else ''} ({data.get('scope')})"
+        case _:
+            assert_never(verb)
 
 
 # ---------------------------------------------------------------------------------------------- result
