@@ -110,7 +110,7 @@ class Attention:
 
     def __init__(
         self,
-        kinds: Iterable[str] = NEED_KINDS,
+        kinds: Iterable[NeedKind] = NEED_KINDS,
         *,
         bus_grace_s: float = 3.0,
         clock: Callable[[], float] = time.time,
@@ -155,7 +155,7 @@ class Attention:
             marks[k] = max(marks.get(k, 0.0), at)
         return marks
 
-    def mark_seen(self, kinds: Iterable[str], at: float | None = None) -> None:
+    def mark_seen(self, kinds: Iterable[NeedKind], at: float | None = None) -> None:
         """Someone looked here: the kinds stop ringing now (the log's mark follows when it lands)."""
         at = self.clock() if at is None else at
         kinds = set(kinds)

@@ -17,7 +17,7 @@ from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from swarm_tui.engine.config.options import OPTION_BY_KEY
-from swarm_tui.engine.states import ApprovalMode
+from swarm_tui.engine.states import ApprovalMode, NeedKind
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True)
@@ -178,9 +178,9 @@ class NotifySection(Section):
     bus: bool
     bus_grace_s: float
 
-    def kinds(self) -> frozenset[str]:
+    def kinds(self) -> frozenset[NeedKind]:
         """The attention kinds whose alerts are on."""
-        on = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
+        on: dict[NeedKind, bool] = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
         on |= {"credit": self.credit, "bus": self.bus}
         return frozenset(k for k, v in on.items() if v)
 
