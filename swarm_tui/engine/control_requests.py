@@ -40,8 +40,17 @@ def is_verb(verb: str) -> TypeGuard[Verb]:
     return verb in VERBS
 
 
+# Why a control request was refused: a verb nobody serves, an argument out of range or missing, no such
+# decision, worker or answer, an id that matches several, or a target no longer in a state the verb applies to.
+ControlErrorKind: TypeAlias = Literal["unknown_verb", "invalid", "not_found", "ambiguous", "wrong_state"]
+
+
 class ControlError(Exception):
-    pass
+    """A refused control request: the message is the reply's error, word for word; ``kind`` says which refusal."""
+
+    def __init__(self, message: str, kind: ControlErrorKind) -> None:
+        super().__init__(message)
+        self.kind: ControlErrorKind = kind
 
 
 class Controls:
@@ -66,7 +75,7 @@ class Controls:
         if verb in self.extra:
             return await self.extra[verb](args)
         if not is_verb(verb):
-            raise ControlError(f"unknown control verb {verb!r}")
+            raise ControlError(f"unknown control verb {verb!r}", "unknown_verb")
         match verb:
             case "approve":
                 return await self.do_approve(args)
@@ -93,15 +102,15 @@ class Controls:
 
     def _pending(self, ident: Any) -> DecisionView:
         if not isinstance(ident, str) or not ident:
-            raise ControlError("a decision id is required")
+            raise ControlError("a decision id is required", "invalid")
         matches = [d for d in self.state.decisions.values() if d.id == ident or d.id.endswith(ident)]
         if not matches:
-            raise ControlError(f"no decision {ident}")
+            raise ControlError(f"no decision {ident}", "not_found")
         if len(matches) > 1:
-            raise ControlError(f"decision id {ident} is ambiguous")
+            raise ControlError(f"decision id {ident} is ambiguous", "ambiguous")
         dv = matches[0]
         if dv.status != "pending":
-            raise ControlError(f"decision {dv.id} is {dv.status}, not pending")
+            raise ControlError(f"decision {dv.id} is {dv.status}, not pending", "wrong_state")
         return dv
 
     async def do_approve(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +120,7 @@ class Controls:
         if workers is not None and (
             isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= self.max_scale
         ):
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
@@ -138,7 +147,7 @@ class Controls:
         dv = self._pending(args.get("id"))
         n = args.get("workers")
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )
@@ -151,7 +160,7 @@ class Controls:
             current = self.state.scale if self.state.scale is not None else int(args.get("current", 0))
             n = max(0, min(self.max_scale, current + int(args["delta"])))
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"scale must be an integer 0..{self.max_scale}")
+            raise ControlError(f"scale must be an integer 0..{self.max_scale}", "invalid")
         ev = ControlEvent(what="scale", value=n, by=str(args.get("by", "cli"))[:32], at=self.clock())
         async with self.record.around(ev):  # the pools learn it from the KV mark and the broadcast
             kv = await self.bus.kv(S.KV_STATE)
@@ -164,7 +173,7 @@ class Controls:
         """Set the daily spend ceiling live (overrides budget.daily_usd until set again)."""
         v = args.get("usd")
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < CEILING_LIMIT_USD or v != v:
-            raise ControlError("the ceiling must be a number of USD >= 0")
+            raise ControlError("the ceiling must be a number of USD >= 0", "invalid")
         at = self.clock()
         kv = await self.bus.kv(S.KV_STATE)
         await kv.put(OVERRIDE_KEY, json.dumps({"usd": float(v), "at": at}).encode())
@@ -197,7 +206,11 @@ class Controls:
             dec = str(args["decision"])
             ids = [d for d in self.state.decisions if d == dec or d.endswith(dec)]
             if len(ids) != 1:
-                raise ControlError(f"no decision {dec}" if not ids else f"decision id {dec} is ambiguous")
+                raise (
+                    ControlError(f"no decision {dec}", "not_found")
+                    if not ids
+                    else ControlError(f"decision id {dec} is ambiguous", "ambiguous")
+                )
             scope = f"decision:{ids[0]}"
             target = [w for w, ev in live.items() if ev.decision_id == ids[0]]
         elif args.get("worker"):
@@ -205,13 +218,17 @@ class Controls:
             ids = [w for w in live if w == wid or w.endswith(wid)]
             if not ids:
                 known = wid in self.state.workers
-                raise ControlError(f"worker {wid} has already ended" if known else f"no live worker {wid}")
+                raise (
+                    ControlError(f"worker {wid} has already ended", "wrong_state")
+                    if known
+                    else ControlError(f"no live worker {wid}", "not_found")
+                )
             if len(ids) > 1:
-                raise ControlError(f"worker id {wid} is ambiguous")
+                raise ControlError(f"worker id {wid} is ambiguous", "ambiguous")
             scope = f"worker:{ids[0]}"
             target = ids
         else:
-            raise ControlError("say which: a worker id, --decision ID or --all")
+            raise ControlError("say which: a worker id, --decision ID or --all", "invalid")
         kv = await self.bus.kv(S.KV_CANCEL)
         marks = list(target)
         if scope.startswith("decision:"):
@@ -232,18 +249,20 @@ class Controls:
         """Make one stored "done" answer its task's answer (job id or unique suffix): follow-ups build on it."""
         ident = args.get("job")
         if not isinstance(ident, str) or not ident:
-            raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)")
+            raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)", "invalid")
         ids = [j for j in self.state.results if j == ident or j.endswith(ident)]
         if not ids:
-            raise ControlError(f"no stored answer {ident}")
+            raise ControlError(f"no stored answer {ident}", "not_found")
         if len(ids) > 1:
-            raise ControlError(f"answer id {ident} is ambiguous")
+            raise ControlError(f"answer id {ident} is ambiguous", "ambiguous")
         r = self.state.results[ids[0]]
         if r.state != "done":
-            raise ControlError(f"answer {r.job_id} {r.state}: only a finished answer can be the task's answer")
+            raise ControlError(
+                f"answer {r.job_id} {r.state}: only a finished answer can be the task's answer", "wrong_state"
+            )
         tv = self.state.tasks.get(r.task_id)
         if tv is None:
-            raise ControlError(f"the task of answer {r.job_id} is not in the log")
+            raise ControlError(f"the task of answer {r.job_id} is not in the log", "not_found")
         ev = ControlEvent(what="promote", target=r.job_id, by=str(args.get("by", "cli"))[:32], at=self.clock())
         await self.record(ev)
         return {"task_id": r.task_id, "job_id": r.job_id, "model": r.model, "role": r.role}
@@ -254,7 +273,7 @@ class Controls:
         if isinstance(kinds, str):
             kinds = [kinds]
         if not isinstance(kinds, list) or not kinds or any(k not in NEED_KINDS for k in kinds):
-            raise ControlError(f"kinds must be some of {', '.join(NEED_KINDS)}")
+            raise ControlError(f"kinds must be some of {', '.join(NEED_KINDS)}", "invalid")
         at = self.clock()
         for k in dict.fromkeys(kinds):
             await self.record(ControlEvent(what="seen", target=k, by=str(args.get("by", "cli"))[:32], at=at))
