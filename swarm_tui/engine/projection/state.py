@@ -106,7 +106,7 @@ class SpendTotals:
 
 
 class SwarmState:
-    def __init__(self, *, session_start: float | None = None, clock: Any = time.time) -> None:
+    def __init__(self, *, session_start: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.session_start = clock() if session_start is None else session_start
         self.tasks: dict[str, TaskView] = {}
