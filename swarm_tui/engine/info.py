@@ -13,9 +13,9 @@ producer really leaves it out, and the comment says when.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict, TypeVar
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
-from swarm_tui.engine.states import NeedKind
+from swarm_tui.engine.states import BusKind, BusState, ConductorState, NeedKind, TopologyKind
 
 
 class InfoError(TypedDict):
@@ -38,7 +38,7 @@ class EngineMeta(TypedDict):
 class BusTopology(TypedDict, total=False):
     """What the bus says of itself (``engine/bus/topology.describe``); ``error`` alone when JetStream is away."""
 
-    kind: str  # "single server", "cluster", "leaf"
+    kind: TopologyKind
     server: str  # the server this process is connected to
     cluster: str  # the JetStream cluster's name ("" on a single server)
     replicas: int  # of the events stream
@@ -51,8 +51,8 @@ class BusTopology(TypedDict, total=False):
 class BusConnection(TypedDict):
     """The bus connection as ``status`` reports its own (no URL: the reader knows which one it dialled)."""
 
-    kind: str  # "embedded", "embedded-shared" or "remote"
-    state: str  # "connected", "reconnecting", "disconnected", ...
+    kind: BusKind | Literal[""]  # "" before the bus has found its server
+    state: BusState
     malformed: dict[str, int]  # messages set aside as malformed, per kind
     warnings: list[str]
 
@@ -256,7 +256,7 @@ class ConductorInfo(TypedDict):
     """The heartbeat (``Conductor.info()``)."""
 
     source: str  # "ollama:<model>" or "rules"
-    state: str  # "idle", "deciding" or "paused"
+    state: ConductorState
     ollama_model: str | None  # None: the conductor does not ask Ollama
     ollama_reachable: bool | None  # None: not asked yet
     ollama_error: str
