@@ -169,7 +169,9 @@ def dispatch(args: argparse.Namespace) -> int:
         text = cmds.read_task_text(args.text)
         return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
     if cmd == "status":
-        return cmds.run(cmds.status(cfg, args.json, demo=demo))
+        from swarm_tui.cli.status import status
+
+        return cmds.run(status(cfg, args.json, demo=demo))
     if cmd == "result":
         if args.json and args.format not in (None, "json"):
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")
@@ -179,12 +181,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "promote":
         return cmds.run(ctl("promote", {"job": args.job}))
     if cmd == "seen":
-        from swarm_tui.engine.attention.needs import KINDS
+        from swarm_tui.engine.states import NEED_KINDS
 
-        bad = [k for k in args.kinds if k not in KINDS]
+        bad = [k for k in args.kinds if k not in NEED_KINDS]
         if bad:
-            raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
-        return cmds.run(ctl("seen", {"kinds": args.kinds or list(KINDS)}))
+            raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(NEED_KINDS)}")
+        return cmds.run(ctl("seen", {"kinds": args.kinds or list(NEED_KINDS)}))
     if cmd == "approve":
         if args.workers is not None and args.workers > cfg.swarm.max_scale:
             raise UsageError(f"--workers {args.workers} is over swarm.max_scale: use 0..{cfg.swarm.max_scale}")

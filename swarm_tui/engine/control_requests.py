@@ -12,28 +12,45 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias, TypeGuard, assert_never, get_args
 
 from nats.aio.msg import Msg as NatsMsg
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from swarm_tui.engine.attention.needs import KINDS
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
-from swarm_tui.engine.bus.wire import FINAL_STATES, Approval, ControlEvent, Reply
+from swarm_tui.engine.bus.wire import Approval, ControlEvent, Reply
 from swarm_tui.engine.guards.ceiling_kv import OVERRIDE_KEY
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
+from swarm_tui.engine.states import FINAL_STATES, NEED_KINDS
 
 log = logging.getLogger(__name__)
 
-VERBS = ("approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen")
+Verb: TypeAlias = Literal[
+    "approve", "reject", "edit", "scale", "cancel", "pause", "resume", "ceiling", "promote", "seen"
+]
+VERBS: Final[tuple[Verb, ...]] = get_args(Verb)
+
+
+def is_verb(verb: str) -> TypeGuard[Verb]:
+    return verb in VERBS
+
+
+# Why a control request was refused: a verb nobody serves, an argument out of range or missing, no such
+# decision, worker or answer, an id that matches several, or a target no longer in a state the verb applies to.
+ControlErrorKind: TypeAlias = Literal["unknown_verb", "invalid", "not_found", "ambiguous", "wrong_state"]
 
 
 class ControlError(Exception):
-    pass
+    """A refused control request: the message is the reply's error, word for word; ``kind`` says which refusal."""
+
+    def __init__(self, message: str, kind: ControlErrorKind) -> None:
+        super().__init__(message)
+        self.kind: ControlErrorKind = kind
 
 
 class Controls:
@@ -57,23 +74,43 @@ class Controls:
     async def handle(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         if verb in self.extra:
             return await self.extra[verb](args)
-        fn = getattr(self, f"do_{verb}", None)
-        if verb not in VERBS or fn is None:
-            raise ControlError(f"unknown control verb {verb!r}")
-        result: dict[str, Any] = await fn(args)
-        return result
+        if not is_verb(verb):
+            raise ControlError(f"unknown control verb {verb!r}", "unknown_verb")
+        match verb:
+            case "approve":
+                return await self.do_approve(args)
+            case "reject":
+                return await self.do_reject(args)
+            case "edit":
+                return await self.do_edit(args)
+            case "scale":
+                return await self.do_scale(args)
+            case "cancel":
+                return await self.do_cancel(args)
+            case "pause":
+                return await self.do_pause(args)
+            case "resume":
+                return await self.do_resume(args)
+            case "ceiling":
+                return await self.do_ceiling(args)
+            case "promote":
+                return await self.do_promote(args)
+            case "seen":
+                return await self.do_seen(args)
+            case _:
+                assert_never(verb)
 
     def _pending(self, ident: Any) -> DecisionView:
         if not isinstance(ident, str) or not ident:
-            raise ControlError("a decision id is required")
+            raise ControlError("a decision id is required", "invalid")
         matches = [d for d in self.state.decisions.values() if d.id == ident or d.id.endswith(ident)]
         if not matches:
-            raise ControlError(f"no decision {ident}")
+            raise ControlError(f"no decision {ident}", "not_found")
         if len(matches) > 1:
-            raise ControlError(f"decision id {ident} is ambiguous")
+            raise ControlError(f"decision id {ident} is ambiguous", "ambiguous")
         dv = matches[0]
         if dv.status != "pending":
-            raise ControlError(f"decision {dv.id} is {dv.status}, not pending")
+            raise ControlError(f"decision {dv.id} is {dv.status}, not pending", "wrong_state")
         return dv
 
     async def do_approve(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +120,7 @@ class Controls:
         if workers is not None and (
             isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= self.max_scale
         ):
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
@@ -110,7 +147,7 @@ class Controls:
         dv = self._pending(args.get("id"))
         n = args.get("workers")
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}")
+            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )
@@ -123,7 +160,7 @@ class Controls:
             current = self.state.scale if self.state.scale is not None else int(args.get("current", 0))
             n = max(0, min(self.max_scale, current + int(args["delta"])))
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"scale must be an integer 0..{self.max_scale}")
+            raise ControlError(f"scale must be an integer 0..{self.max_scale}", "invalid")
         ev = ControlEvent(what="scale", value=n, by=str(args.get("by", "cli"))[:32], at=self.clock())
         async with self.record.around(ev):  # the pools learn it from the KV mark and the broadcast
             kv = await self.bus.kv(S.KV_STATE)
@@ -136,7 +173,7 @@ class Controls:
         """Set the daily spend ceiling live (overrides budget.daily_usd until set again)."""
         v = args.get("usd")
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < CEILING_LIMIT_USD or v != v:
-            raise ControlError("the ceiling must be a number of USD >= 0")
+            raise ControlError("the ceiling must be a number of USD >= 0", "invalid")
         at = self.clock()
         kv = await self.bus.kv(S.KV_STATE)
         await kv.put(OVERRIDE_KEY, json.dumps({"usd": float(v), "at": at}).encode())
@@ -169,7 +206,11 @@ class Controls:
             dec = str(args["decision"])
             ids = [d for d in self.state.decisions if d == dec or d.endswith(dec)]
             if len(ids) != 1:
-                raise ControlError(f"no decision {dec}" if not ids else f"decision id {dec} is ambiguous")
+                raise (
+                    ControlError(f"no decision {dec}", "not_found")
+                    if not ids
+                    else ControlError(f"decision id {dec} is ambiguous", "ambiguous")
+                )
             scope = f"decision:{ids[0]}"
             target = [w for w, ev in live.items() if ev.decision_id == ids[0]]
         elif args.get("worker"):
@@ -177,13 +218,17 @@ class Controls:
             ids = [w for w in live if w == wid or w.endswith(wid)]
             if not ids:
                 known = wid in self.state.workers
-                raise ControlError(f"worker {wid} has already ended" if known else f"no live worker {wid}")
+                raise (
+                    ControlError(f"worker {wid} has already ended", "wrong_state")
+                    if known
+                    else ControlError(f"no live worker {wid}", "not_found")
+                )
             if len(ids) > 1:
-                raise ControlError(f"worker id {wid} is ambiguous")
+                raise ControlError(f"worker id {wid} is ambiguous", "ambiguous")
             scope = f"worker:{ids[0]}"
             target = ids
         else:
-            raise ControlError("say which: a worker id, --decision ID or --all")
+            raise ControlError("say which: a worker id, --decision ID or --all", "invalid")
         kv = await self.bus.kv(S.KV_CANCEL)
         marks = list(target)
         if scope.startswith("decision:"):
@@ -204,29 +249,31 @@ class Controls:
         """Make one stored "done" answer its task's answer (job id or unique suffix): follow-ups build on it."""
         ident = args.get("job")
         if not isinstance(ident, str) or not ident:
-            raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)")
+            raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)", "invalid")
         ids = [j for j in self.state.results if j == ident or j.endswith(ident)]
         if not ids:
-            raise ControlError(f"no stored answer {ident}")
+            raise ControlError(f"no stored answer {ident}", "not_found")
         if len(ids) > 1:
-            raise ControlError(f"answer id {ident} is ambiguous")
+            raise ControlError(f"answer id {ident} is ambiguous", "ambiguous")
         r = self.state.results[ids[0]]
         if r.state != "done":
-            raise ControlError(f"answer {r.job_id} {r.state}: only a finished answer can be the task's answer")
+            raise ControlError(
+                f"answer {r.job_id} {r.state}: only a finished answer can be the task's answer", "wrong_state"
+            )
         tv = self.state.tasks.get(r.task_id)
         if tv is None:
-            raise ControlError(f"the task of answer {r.job_id} is not in the log")
+            raise ControlError(f"the task of answer {r.job_id} is not in the log", "not_found")
         ev = ControlEvent(what="promote", target=r.job_id, by=str(args.get("by", "cli"))[:32], at=self.clock())
         await self.record(ev)
         return {"task_id": r.task_id, "job_id": r.job_id, "model": r.model, "role": r.role}
 
     async def do_seen(self, args: dict[str, Any]) -> dict[str, Any]:
         """A person has seen what needs them (one kind, or all): the badge and ``needs_attention`` mark it seen."""
-        kinds = args.get("kinds", list(KINDS))
+        kinds = args.get("kinds", list(NEED_KINDS))
         if isinstance(kinds, str):
             kinds = [kinds]
-        if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
-            raise ControlError(f"kinds must be some of {', '.join(KINDS)}")
+        if not isinstance(kinds, list) or not kinds or any(k not in NEED_KINDS for k in kinds):
+            raise ControlError(f"kinds must be some of {', '.join(NEED_KINDS)}", "invalid")
         at = self.clock()
         for k in dict.fromkeys(kinds):
             await self.record(ControlEvent(what="seen", target=k, by=str(args.get("by", "cli"))[:32], at=at))
@@ -249,7 +296,7 @@ class ControlServer:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001
+            except (NatsError, OSError):  # the connection is closed or going: nothing left to unsubscribe from
                 pass
             self._sub = None
 
@@ -266,13 +313,13 @@ class ControlServer:
                 reply = Reply(ok=True, data=await self.controls.handle(verb, args))
             except ControlError as exc:
                 reply = Reply(ok=False, error=str(exc))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any failure of a verb is the requester's reply, not a crash
                 log.exception("control %s failed", verb)
                 reply = Reply(ok=False, error=f"{verb} failed: {type(exc).__name__}")
         if msg.reply:
             try:
                 await msg.respond(reply.to_bytes())
-            except Exception:  # noqa: BLE001
+            except (NatsError, OSError):
                 log.debug("could not answer a control request")
 
 

@@ -1,8 +1,8 @@
 """The engine: the bus, the state projection, control requests and the components, with one shutdown path.
 
 The same engine runs inside the TUI, headless (``swarm-tui run --headless``), and in tests. Components are
-plain asyncio objects with ``start()``, ``stop()`` and ``info()``; they learn about the world from events
-(``on_event``) and report through the bus.
+plain asyncio objects with ``start()``, ``stop()`` and ``info()`` (``Component``); those that learn about the
+world from events also have ``on_event`` (``EventListener``). They report through the bus.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from nats.aio.msg import Msg as NatsMsg
+from nats.errors import Error as NatsError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
@@ -26,26 +27,31 @@ from swarm_tui.engine.bus.wire import Event
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls, ControlServer
 from swarm_tui.engine.info import EngineInfo, InfoError
-from swarm_tui.engine.lifecycle import Lifecycle
+from swarm_tui.engine.lifecycle import Lifecycle, Part
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
 
-EventListener = Callable[[str, Event, int], None]
-C = TypeVar("C")
+EventCallback = Callable[[str, Event, int], None]
 
 
-class Component(Protocol):
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+class Component(Part, Protocol):
+    """A part the engine starts, stops (newest first) and asks for its info."""
 
     def info(self) -> Mapping[str, object]:
         """Its own TypedDict from engine/info.py, reported under ``name`` in ``Engine.info()``."""
         ...
+
+
+@runtime_checkable
+class EventListener(Protocol):
+    """The optional part of a component that folds in every event of the log, after the projection has."""
+
+    def on_event(self, ev: Event) -> None: ...
+
+
+C = TypeVar("C", bound=Component)
 
 
 class Engine:
@@ -56,7 +62,7 @@ class Engine:
         *,
         clock: Callable[[], float] = time.time,
         demo: bool = False,
-        components: list[Any] | None = None,
+        components: list[Component] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -64,19 +70,24 @@ class Engine:
         self.demo = demo
         self.started_at = clock()
         self.state = SwarmState(session_start=self.started_at, clock=clock)
-        self.components: list[Any] = list(components or [])
+        self.components: list[Component] = []
+        self._hearers: list[tuple[str, EventListener]] = []  # the components with on_event, in start order
         self.record = Recorder(bus, self.state)  # for parts that act on their own writes (controls, conductor)
         self.controls = Controls(bus, self.state, max_scale=cfg.swarm.max_scale, clock=clock, record=self.record)
         self._server = ControlServer(bus, self.controls)
-        self._listeners: list[EventListener] = []
+        self._listeners: list[EventCallback] = []
         self._follower: EventFollower | None = None
         self._info_sub: Any = None
         self._life = Lifecycle("engine")
         self._life.adopt("bus", bus.close)  # handed in (connected or not): ours to close, whatever start got to
         self.host = socket.gethostname()
+        for c in components or []:
+            self.add(c)
 
     def add(self, component: C) -> C:
         self.components.append(component)
+        if isinstance(component, EventListener):
+            self._hearers.append((component.name, component))
         return component
 
     def get(self, kind: type[C]) -> C | None:
@@ -86,22 +97,20 @@ class Engine:
                 return c
         return None
 
-    def on_event(self, listener: EventListener) -> None:
+    def on_event(self, listener: EventCallback) -> None:
         self._listeners.append(listener)
 
     def _dispatch(self, subject: str, ev: Event, seq: int) -> None:
         self.state.apply(ev, seq)
-        for c in self.components:
-            handler = getattr(c, "on_event", None)
-            if handler is not None:
-                try:
-                    handler(ev)
-                except Exception:  # noqa: BLE001
-                    log.exception("%s failed on an event", getattr(c, "name", c))
+        for name, hearer in self._hearers:
+            try:
+                hearer.on_event(ev)
+            except Exception:  # noqa: BLE001 - one component's bug must not stop the log reaching the others
+                log.exception("%s failed on an event", name)
         for cb in list(self._listeners):
             try:
                 cb(subject, ev, seq)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a listener's bug (the screen's) must not stop the follower
                 log.exception("event listener failed")
 
     async def start(self) -> None:
@@ -118,7 +127,7 @@ class Engine:
             await self._life.start_part(c)
         # Everything imported and built so far (Textual and the app too, when in-process) lives as long as the
         # process: out of the collector's reach, or every full collection walks it with the GIL held (tens of ms,
-        # seen in the chunk-to-screen p99 once litellm, whose import did this, was no longer loaded).
+        # seen in the chunk-to-screen p99).
         gc.freeze()
         log.info("engine started (bus %s, %d events replayed)", self.bus.kind, self.state.events)
 
@@ -140,7 +149,7 @@ class Engine:
 
     async def _unserve_info(self) -> None:
         if self._info_sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
                 await self._info_sub.unsubscribe()
 
     def info(self) -> EngineInfo:
@@ -174,7 +183,7 @@ class Engine:
 
     async def _on_info(self, msg: NatsMsg) -> None:
         if msg.reply:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # an unanswered info request is the asker's timeout, never ours
                 await msg.respond(json.dumps(self.info(), default=str).encode())
 
 

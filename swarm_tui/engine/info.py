@@ -13,7 +13,9 @@ producer really leaves it out, and the comment says when.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict, TypeVar
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar
+
+from swarm_tui.engine.states import BusKind, BusState, ConductorState, NeedKind, TopologyKind
 
 
 class InfoError(TypedDict):
@@ -36,7 +38,7 @@ class EngineMeta(TypedDict):
 class BusTopology(TypedDict, total=False):
     """What the bus says of itself (``engine/bus/topology.describe``); ``error`` alone when JetStream is away."""
 
-    kind: str  # "single server", "cluster", "leaf"
+    kind: TopologyKind
     server: str  # the server this process is connected to
     cluster: str  # the JetStream cluster's name ("" on a single server)
     replicas: int  # of the events stream
@@ -46,22 +48,22 @@ class BusTopology(TypedDict, total=False):
     error: str
 
 
-class BusState(TypedDict):
+class BusConnection(TypedDict):
     """The bus connection as ``status`` reports its own (no URL: the reader knows which one it dialled)."""
 
-    kind: str  # "embedded", "embedded-shared" or "remote"
-    state: str  # "connected", "reconnecting", "disconnected", ...
+    kind: BusKind | Literal[""]  # "" before the bus has found its server
+    state: BusState
     malformed: dict[str, int]  # messages set aside as malformed, per kind
     warnings: list[str]
 
 
-class StatusBus(BusState):
+class StatusBus(BusConnection):
     """``status``'s own bus connection, with what the bus says of itself (the engine's info leaves it out)."""
 
     topology: BusTopology
 
 
-class BusInfo(BusState):
+class BusInfo(BusConnection):
     """The engine's bus connection (``info["bus"]``)."""
 
     url: str  # credentials masked
@@ -212,7 +214,7 @@ class PoolInfo(TypedDict):
 
 
 class ControllerInfo(TypedDict):
-    """The dispatcher that turns approved decisions into jobs (``Controller.info()``)."""
+    """The controller that turns approved decisions into jobs (``Controller.info()``)."""
 
     jobs_published: int
     jobs_skipped: int
@@ -254,7 +256,7 @@ class ConductorInfo(TypedDict):
     """The heartbeat (``Conductor.info()``)."""
 
     source: str  # "ollama:<model>" or "rules"
-    state: str  # "idle", "deciding" or "paused"
+    state: ConductorState
     ollama_model: str | None  # None: the conductor does not ask Ollama
     ollama_reachable: bool | None  # None: not asked yet
     ollama_error: str
@@ -275,7 +277,7 @@ class ConductorInfo(TypedDict):
 class Need(TypedDict):
     """One kind that needs a person (``status --json``: ``needs_attention``)."""
 
-    kind: str  # one of KINDS
+    kind: NeedKind
     what: str  # one line, for a person
     since: float  # epoch seconds the condition began (the oldest waiting decision, the first failure, ...)
     latest: float  # epoch seconds of its newest occurrence (a new decision, a new failure)

@@ -31,7 +31,7 @@ class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             msg = record.getMessage()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a bad format or an argument whose str() raises: keep the record's template
             msg = str(record.msg)
         record.msg = self.scrub(msg)
         record.args = None
@@ -53,11 +53,15 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return io.open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: UP020 - typed as the base's
 
 
+# The handlers setup_logging added to the root logger: a second call replaces them, and leaves others' alone.
+_OURS: list[logging.Handler] = []
+
+
 def setup_logging(path: Path, level: str, secrets: list[str], *, stderr: bool = False) -> None:
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_swarm", False):
-            root.removeHandler(h)
+    for h in _OURS:
+        root.removeHandler(h)
+    _OURS.clear()
     was = ensure_private_dir(path.parent)  # the data dir: this user's alone (an older one is tightened)
     handler: logging.Handler = PrivateRotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
     handlers = [handler]
@@ -67,7 +71,7 @@ def setup_logging(path: Path, level: str, secrets: list[str], *, stderr: bool = 
     for h in handlers:
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         h.addFilter(redactor)
-        h._swarm = True  # type: ignore[attr-defined]
+        _OURS.append(h)
         root.addHandler(h)
     root.setLevel(getattr(logging, level, logging.INFO))
     for noisy in ("nats", "LiteLLM", "litellm", "httpx", "httpcore", "asyncio"):

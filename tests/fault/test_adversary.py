@@ -14,7 +14,7 @@ from typing import Any
 import nats
 import pytest
 
-from swarm_tui.cli.commands import status_data
+from swarm_tui.cli.status import status_data
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Decision, Job, PlanItem, SpendEntry, Task, new_id

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,9 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
                     submitted.append(t.id)
                     await bus.publish_event(t, msg_id=t.id)
 
+            def results_past(n: int) -> Callable[[], bool]:
+                return lambda: len(state.results) > n
+
             outages: list[float] = []
             recoveries: list[float] = []
             await submit(6)
@@ -136,7 +140,7 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
                 # mid-swarm: streams are open and results are being stored
                 await submit(2)
                 stored = len(state.results)
-                await until(lambda s=stored: len(state.results) > s, 30, "a result before the kill")
+                await until(results_past(stored), 30, "a result before the kill")
                 # streams open right now: on a slow machine the round's jobs may all be done already, so
                 # keep the swarm busy with one more task while none is streaming
                 end, fed = time.monotonic() + 45, time.monotonic()
@@ -156,7 +160,7 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
                 t_up = time.monotonic()
                 await until(lambda: bus.state == "connected", 15, "reconnected")
                 n_res = len(state.results)
-                await until(lambda n=n_res: len(state.results) > n, 30, "a result after the restart")
+                await until(results_past(n_res), 30, "a result after the restart")
                 recoveries.append(time.monotonic() - t_up)
                 await publishing
 
@@ -401,6 +405,7 @@ async def test_provider_fault_matrix_at_load_every_job_ends_clearly_under_the_ce
             await until(settled, 90, "every job final or over budget")
             t_settled = time.monotonic() - t0
             spend = engine.get(SpendGuard)
+            assert spend is not None
             over = [w.worker_id for w in state.workers.values() if w.state == "over_budget"]
             ledger = spend.ledger()
             peak_used = ledger["spent"] + sum(r["usd"] for r in ledger["reserved"].values())

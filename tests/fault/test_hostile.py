@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,7 +39,7 @@ def test_any_bytes_decode_or_raise_invalid(data: bytes) -> None:
     st.dictionaries(st.text(max_size=12), json_values, max_size=8),
     st.integers(-2, 3),
 )
-def test_any_object_of_every_type_decodes_or_is_rejected(kind: str, body: dict, v: int) -> None:
+def test_any_object_of_every_type_decodes_or_is_rejected(kind: str, body: dict[str, Any], v: int) -> None:
     body = dict(body, type=kind, v=v)
     try:
         raw = json.dumps(body).encode()

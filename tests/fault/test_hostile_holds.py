@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from swarm_tui.cli.commands import status_data
 from swarm_tui.cli.doctor import Check, check_nats
+from swarm_tui.cli.status import status_data
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer

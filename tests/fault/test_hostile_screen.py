@@ -364,7 +364,7 @@ async def test_a_notify_command_that_times_out_leaves_no_process(tmp_path: Path,
     monkeypatch.setattr(notify, "COMMAND_TIMEOUT_S", 4.0)
     pidfile = tmp_path / "grandchild.pid"
     cfg = make_config(tmp_path).replace(notify__command=f"{sys.executable} -c {shlex.quote(COMMAND)} {pidfile}")
-    notifier = notify.Notifier(cfg, None, SwarmState())  # type: ignore[arg-type]  # run_command needs no bus
+    notifier = notify.Notifier(cfg.notify, None, SwarmState())  # type: ignore[arg-type]  # run_command needs no bus
     need: Need = {"kind": "failed", "what": "1 job failed", "since": NOW, "latest": NOW, "count": 1, "seen": False}
     import asyncio
 

@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from swarm_tui.cli.commands import status_data
+from swarm_tui.cli.status import status_data
 from swarm_tui.engine.attention.notifier import Notifier
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, job_id, worker_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.info import Need, usable
 from tests.support.env import base_env, run_cli
 from tests.support.polling import until, until_async
 
@@ -63,7 +64,7 @@ async def notifying(cfg: Config) -> AsyncIterator[tuple[Engine, Notifier]]:
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
-    notifier = engine.add(Notifier(cfg, bus, engine.state))
+    notifier = engine.add(Notifier(cfg.notify, bus, engine.state))
     await engine.start()
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")
@@ -167,14 +168,15 @@ async def test_info_reports_attention_over_the_bus(cfg: Config, observer: Bus) -
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
-    engine.add(Notifier(cfg, bus, engine.state))
+    engine.add(Notifier(cfg.notify, bus, engine.state))
     await engine.start()
     try:
         await _decision(observer, "t-1", "d-1")
 
-        async def approval_need() -> Any:
+        async def approval_need() -> Need | None:
             info = await engine_info(observer)
-            needs = (info or {}).get("attention", {}).get("needs", [])  # type: ignore[union-attr]
+            attention = usable((info or {}).get("attention"))
+            needs = attention["needs"] if attention is not None else []
             return next((n for n in needs if n["kind"] == "approval"), None)
 
         need = await until_async(approval_need, 10, "the approval need in the engine's info")

@@ -195,7 +195,7 @@ async def test_the_notifier_at_rest_looks_at_once_when_the_bus_changes(cfg: Conf
     cfg = cfg.replace(notify__bus_grace_s=0.3)
     bus = await Bus(cfg).connect()
     engine = Engine(cfg, bus)
-    notifier = engine.add(Notifier(cfg, bus, engine.state))
+    notifier = engine.add(Notifier(cfg.notify, bus, engine.state))
     await engine.start()
     try:
         await until(lambda: notifier.attention._started, 5, "the baseline look")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import pytest
 
-from swarm_tui.cli.commands import StatusData, connected, engine_info, status_data
+from swarm_tui.cli.commands import connected, engine_info
+from swarm_tui.cli.status import StatusData, status_data
 from swarm_tui.engine.assemble import assemble
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -50,6 +51,8 @@ def shape_problems(value: Any, hint: Any, where: str = "info") -> list[str]:
         return []
     if hint is None or hint is type(None):
         return [] if value is None else [f"{where}: {value!r} is not None"]
+    if origin is Literal:
+        return [] if value in get_args(hint) else [f"{where}: {value!r} is not one of {get_args(hint)}"]
     if origin in (Union, types.UnionType):
         tries = [shape_problems(value, h, where) for h in get_args(hint)]
         return [] if any(not t for t in tries) else [f"{where}: matches no member of {hint}: {tries}"]

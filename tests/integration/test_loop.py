@@ -486,7 +486,7 @@ async def test_the_rules_alone_propose_no_follow_ups(tmp_path: Path, nats_server
 async def test_the_conductor_and_a_local_worker_never_overlap_on_the_local_lane(
     tmp_path: Path, nats_server: EmbeddedServer
 ) -> None:
-    from swarm_tui.cli.commands import format_status, status_data
+    from swarm_tui.cli.status import format_status, status_data
 
     async with FakeOllama() as ol, FakeOpenRouter() as fo:
 

@@ -383,7 +383,7 @@ def test_budget_command_and_status_json(tmp_path: Path, nats_server: EmbeddedSer
 
 
 async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: EmbeddedServer) -> None:
-    from swarm_tui.cli import commands as cmds
+    from swarm_tui.cli.status import status_data
     from swarm_tui.engine.assemble import assemble
 
     async with FakeOpenRouter() as fo:
@@ -401,7 +401,7 @@ async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: Embe
                 await asyncio.sleep(0.02)
             await spend.poll_key()
             await spend.prices.refresh()
-            data = await cmds.status_data(cfg)
+            data = await status_data(cfg)
         finally:
             await engine.stop()
     sp = data["spend"]
@@ -506,7 +506,7 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
 
 async def test_status_without_engine_shows_ledger_reservations(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     """A standalone worker's reservation shows in `status` even with no engine running."""
-    from swarm_tui.cli import commands as cmds
+    from swarm_tui.cli.status import status_data
 
     async with FakeOpenRouter() as fo:
         cfg = cfg_with(tmp_path, nats_server, fo, SWARM_BUDGET_USD="0.5")
@@ -514,7 +514,7 @@ async def test_status_without_engine_shows_ledger_reservations(tmp_path: Path, n
         g = await guard_for(cfg, bus)
         r = await g.reserve(job(1))
         await g.settle(job(2), 0.01, estimated=False)
-        data = await cmds.status_data(cfg)
+        data = await status_data(cfg)
         await g.stop()
         await bus.close()
     sp = data["spend"]

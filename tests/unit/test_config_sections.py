@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tui.engine.config.load import OPTIONS, Config, load_config
+from swarm_tui.engine.config.load import Config, load_config
+from swarm_tui.engine.config.options import OPTIONS
 from swarm_tui.engine.config.sections import SECTION_TYPES
 
 
-def _declared() -> dict[str, type]:
+def _declared() -> dict[str, object]:
     """Every section field as "section.name" -> its annotated type."""
-    out: dict[str, type] = {}
+    out: dict[str, object] = {}
     for cls in SECTION_TYPES:
         hints = typing.get_type_hints(cls)
         for name in cls.fields:
@@ -23,7 +24,15 @@ def _declared() -> dict[str, type]:
 
 
 def test_sections_and_options_name_the_same_keys_with_the_same_types() -> None:
-    assert _declared() == {o.key: o.type for o in OPTIONS}
+    """A Literal field is its values' type in OPTIONS, and the option's check lets exactly its values through."""
+    declared = _declared()
+    for o in OPTIONS:
+        hint = declared[o.key]
+        if typing.get_origin(hint) is typing.Literal:
+            values = typing.get_args(hint)
+            assert o.check is not None and all(o.check(v) for v in values) and not o.check("?"), o.key
+            declared[o.key] = type(values[0])
+    assert declared == {o.key: o.type for o in OPTIONS}
 
 
 def test_section_fields_restate_no_default() -> None:
@@ -94,7 +103,7 @@ def test_a_section_is_built_from_exactly_its_fields_and_compares_by_value() -> N
     assert build_section(UiSection, cfg.values) == cfg.ui and hash(build_section(UiSection, cfg.values)) == hash(cfg.ui)
     values = {k: getattr(cfg.ui, k) for k in UiSection.fields}
     with pytest.raises(TypeError, match="missing or unknown"):
-        UiSection(**values, extra=1)
+        UiSection(**values, extra=1)  # type: ignore[call-arg]  # the unknown field is what is tested
     values.pop(UiSection.fields[0])
     with pytest.raises(TypeError, match="missing or unknown"):
         UiSection(**values)

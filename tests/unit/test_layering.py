@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OUTSIDE_ENGINE = ["swarm_tui.cli.commands", "swarm_tui.cli.main"]
+OUTSIDE_ENGINE = ["swarm_tui.cli.commands", "swarm_tui.cli.status", "swarm_tui.cli.main"]
 
 
 def loaded_after(imports: str, absent: tuple[str, ...], at_least: int = 0) -> None:

@@ -27,6 +27,7 @@ from swarm_tui.engine.bus.wire import (
     worker_id,
 )
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import TaskState
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC: far from midnight, so NOW +- minutes is one UTC day
 # costs are exact binary fractions, so sums compare exactly
@@ -101,6 +102,11 @@ def fold(events: list[Event], st: SwarmState | None = None) -> SwarmState:
     for seq, ev in enumerate(events, start=1):
         st.apply(ev, seq)
     return st
+
+
+def task_state(st: SwarmState, tid: str = "t-a") -> TaskState:
+    """A task's state read afresh: mypy would keep an attribute narrowed by an earlier assert across a fold."""
+    return st.tasks[tid].state
 
 
 def view(st: SwarmState) -> dict[str, Any]:
@@ -200,9 +206,9 @@ def test_an_edit_resizes_a_pending_plan_and_not_a_decided_one() -> None:
     assert len(st.decisions["d-a"].plan) == 5  # approved with the edit; a later edit changes nothing
     # the task waits for all five jobs, the repeated plan items included
     fold([result("d-a", i) for i in range(4)], st)
-    assert st.tasks["t-a"].state == "running"
+    assert task_state(st) == "running"
     fold([result("d-a", 4)], st)
-    assert st.tasks["t-a"].state == "done"
+    assert task_state(st) == "done"
 
 
 def test_an_approval_may_set_the_worker_count() -> None:
@@ -212,10 +218,10 @@ def test_an_approval_may_set_the_worker_count() -> None:
 
 def test_a_follow_up_round_waits_then_runs_and_decides_the_outcome() -> None:
     st = fold([*life_of_one_task(), decision("d-f", n=1, rnd=1)])
-    assert st.tasks["t-a"].state == "awaiting_followup" and st.task_round("t-a") == 1
+    assert task_state(st) == "awaiting_followup" and st.task_round("t-a") == 1
     assert st.pending_tasks() == []  # a task with a live decision is never offered again
     fold([approval("d-f")], st)
-    assert st.tasks["t-a"].state == "running"
+    assert task_state(st) == "running"
     fold([worker("d-f", 0, "failed"), result("d-f", 0, "failed", reason="the model refused")], st)
     assert (st.tasks["t-a"].state, st.tasks["t-a"].reason) == ("failed", "the model refused")
     assert len(st.task_results("t-a")) == 3  # the earlier round's results stay readable
@@ -227,7 +233,7 @@ def test_a_rejected_follow_up_leaves_the_earlier_outcome() -> None:
 
 
 def test_cancelled_workers_cancel_the_task_and_a_failure_names_its_reasons() -> None:
-    base = [task(), decision(n=2), approval("d-a")]
+    base: list[Event] = [task(), decision(n=2), approval("d-a")]
     st = fold([*base, result("d-a", 0, "cancelled"), result("d-a", 1, "cancelled")])
     assert (st.tasks["t-a"].state, st.tasks["t-a"].reason) == ("cancelled", "all workers cancelled")
     st = fold([*base, result("d-a", 0, "cancelled"), result("d-a", 1, "failed", reason="HTTP 500")])

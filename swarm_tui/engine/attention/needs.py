@@ -14,12 +14,12 @@ a kind is unseen while its newest occurrence is later than the last time someone
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from swarm_tui.engine.info import EngineInfo, Need, SpendSummary, usable
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import NEED_KINDS, NeedKind
 
-KINDS = ("approval", "failed", "ceiling", "credit", "bus")
 FAILED_WINDOW_S = 24 * 3600.0  # a failure older than a day no longer needs anyone, seen or not
 CEILING_SLACK_USD = 1e-4  # within this of the ceiling no job can start: the cheapest call costs more
 
@@ -41,7 +41,7 @@ def needs(
     state: SwarmState,
     info: EngineInfo,
     *,
-    since: dict[str, float],
+    since: Mapping[NeedKind, float],
     now: float,
     seen: dict[str, float] | None = None,
 ) -> list[Need]:
@@ -50,7 +50,7 @@ def needs(
     marks = state.seen if seen is None else seen
     out: list[Need] = []
 
-    def add(kind: str, what: str, first: float, latest: float, count: int = 1) -> None:
+    def add(kind: NeedKind, what: str, first: float, latest: float, count: int = 1) -> None:
         out.append(
             {
                 "kind": kind,
@@ -110,7 +110,7 @@ class Attention:
 
     def __init__(
         self,
-        kinds: Iterable[str] = KINDS,
+        kinds: Iterable[NeedKind] = NEED_KINDS,
         *,
         bus_grace_s: float = 3.0,
         clock: Callable[[], float] = time.time,
@@ -119,15 +119,15 @@ class Attention:
         self.kinds = frozenset(kinds)
         self.bus_grace_s = bus_grace_s
         self.clock = clock
-        self.since: dict[str, float] = {}  # info-derived kinds that hold now -> since when
+        self.since: dict[NeedKind, float] = {}  # info-derived kinds that hold now -> since when
         self._bus_down: float | None = None
-        self._ringing: set[str] = set()
+        self._ringing: set[NeedKind] = set()
         self._started = ring_on_start
         self.local_seen: dict[str, float] = {}  # marks made here before the log brings them back
         self.current: list[Need] = []
         self.alerts = 0
 
-    def _hold(self, kind: str, on: bool, now: float) -> None:
+    def _hold(self, kind: NeedKind, on: bool, now: float) -> None:
         if on:
             self.since.setdefault(kind, now)
         else:
@@ -155,7 +155,7 @@ class Attention:
             marks[k] = max(marks.get(k, 0.0), at)
         return marks
 
-    def mark_seen(self, kinds: Iterable[str], at: float | None = None) -> None:
+    def mark_seen(self, kinds: Iterable[NeedKind], at: float | None = None) -> None:
         """Someone looked here: the kinds stop ringing now (the log's mark follows when it lands)."""
         at = self.clock() if at is None else at
         kinds = set(kinds)

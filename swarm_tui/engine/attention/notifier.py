@@ -20,13 +20,13 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from swarm_tui.engine.attention.needs import Attention
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
-from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need
+from swarm_tui.engine.config.sections import NotifySection
+from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need, SpendInfo
 from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
@@ -41,27 +41,33 @@ COMMAND_TIMEOUT_S = 10.0
 QUEUE_MAX = 20  # needs waiting for the command; more are dropped (and counted)
 
 
+class SpendInfoP(Protocol):
+    """What the notifier reads of the spend guard: its info (the ceiling and the credit kinds come from it)."""
+
+    def info(self) -> SpendInfo: ...
+
+
 class Notifier:
     name = "attention"
 
     def __init__(
         self,
-        cfg: Config,
+        notify: NotifySection,
         bus: Bus,
         state: SwarmState,
         *,
-        spend: Any = None,
+        spend: SpendInfoP | None = None,
         clock: Callable[[], float] = time.time,
+        host: str | None = None,
         demo: bool = False,
     ) -> None:
-        self.cfg = cfg
         self.bus = bus
         self.state = state
         self.spend = spend
         self.clock = clock
         self.demo = demo
-        self.attention = Attention(cfg.notify.kinds(), bus_grace_s=cfg.notify.bus_grace_s, clock=clock)
-        self.argv = shlex.split(cfg.notify.command) if cfg.notify.command else []
+        self.attention = Attention(notify.kinds(), bus_grace_s=notify.bus_grace_s, clock=clock)
+        self.argv = shlex.split(notify.command) if notify.command else []
         self.commands_run = 0
         self.command_errors = 0
         self.dropped = 0
@@ -70,7 +76,7 @@ class Notifier:
         self._resting = False  # waiting IDLE_TICK_S now
         self._queue: asyncio.Queue[Need] = asyncio.Queue(QUEUE_MAX)
         self._tasks: list[asyncio.Task[None]] = []
-        self.host = socket.gethostname()
+        self.host = socket.gethostname() if host is None else host
 
     async def start(self) -> None:
         self.bus.on_state(self._on_bus_state)
@@ -102,7 +108,7 @@ class Notifier:
     def _info(self) -> EngineInfo:
         out: EngineInfo = {}
         if self.spend is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a failing guard leaves its kinds as they were, not the watch dead
                 out["spend"] = self.spend.info()
         return out
 

@@ -1,6 +1,6 @@
 """Configuration: a TOML file, then environment variables, which win.
 
-Every option is declared once in ``config_options.OPTIONS`` with its type, default, allowed values, environment
+Every option is declared once in ``options.OPTIONS`` with its type, default, allowed values, environment
 variable and whether it is a secret. Validation happens at load time: a bad value raises ``ConfigError`` whose
 message is one line naming the key, the file (or variable) and what is allowed; the CLI turns it into exit
 code 2.
@@ -12,9 +12,9 @@ Reading an option: through its typed section, built from the validated values wh
     cfg.budget.daily_usd        # float
     cfg.openrouter.api_key      # str (a secret: never log it)
 
-The sections are frozen dataclasses (``config_sections``); a value already has its declared type, so call sites
-need no casts: ``float(self.cfg["budget.daily_usd"])`` becomes ``self.cfg.budget.daily_usd``, and
-``int(...)``/``float(...)``/``str(...)`` stays only where it changes the type (``float(cfg.ram.headroom_mb)``).
+The sections are frozen (``sections``); a value already has its declared type, so call sites need no casts
+(``self.cfg.budget.daily_usd`` is a float), and ``int(...)``/``float(...)``/``str(...)`` stays only where it
+changes the type (``float(cfg.ram.headroom_mb)``).
 There is no ``cfg["swarm.scale"]`` on purpose (mypy then flags an untyped read); code that walks ``OPTIONS`` by
 key (``masked``, ``secrets``) reads ``cfg.values``.
 """
@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS, Option
+from swarm_tui.engine.config.option import Option
+from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS
+from swarm_tui.engine.config.roles import role_options
 from swarm_tui.engine.config.sections import (
     ApprovalSection,
     BudgetSection,
@@ -47,9 +49,8 @@ from swarm_tui.engine.config.sections import (
 )
 from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.paths import config_path
-from swarm_tui.engine.swarm.routing import role_options
 
-__all__ = ["OPTIONS", "OPTION_BY_KEY", "SECTIONS", "Config", "ConfigError", "Option", "Role", "load_config"]
+__all__ = ["SECTIONS", "Config", "Role", "load_config"]
 
 # The tables a config file may have: one per option section, plus [roles.*] and [keys].
 SECTIONS = sorted({o.key.split(".")[0] for o in OPTIONS} | {"roles", "keys"})
@@ -67,7 +68,7 @@ class Role:
     name: str
     model: str
     max_tokens: int
-    # optional (routing.role_options): the limit to the first content token (None: swarm.first_content_timeout_s)
+    # optional (roles.role_options): the limit to the first content token (None: swarm.first_content_timeout_s)
     # and what goes to OpenRouter with the call (routing.extras)
     first_token_timeout_s: float | None = None
     reasoning: dict[str, Any] | None = field(default=None, hash=False)
@@ -88,7 +89,7 @@ class Config:
     roles: dict[str, Role]
     keys: dict[str, str] = field(default_factory=dict)
     source: str = "defaults"
-    # The typed sections (config_sections). Not init arguments: always built from ``values``.
+    # The typed sections (sections.py). Not init arguments: always built from ``values``.
     nats: NatsSection = field(init=False, repr=False, compare=False)
     openrouter: OpenRouterSection = field(init=False, repr=False, compare=False)
     ollama: OllamaSection = field(init=False, repr=False, compare=False)

@@ -1,13 +1,13 @@
 """Typed configuration sections: ``cfg.swarm.scale`` is an ``int``, ``cfg.ollama.timeout_s`` a ``float``.
 
-One frozen class per section of ``config_options.OPTIONS``, one field per option, named after the part of
+One frozen class per section of ``options.OPTIONS``, one field per option, named after the part of
 the key after the dot and typed as the option's ``type``. The fields have no defaults on purpose: every value
 comes from the validated ``Config.values`` (defaults, then the file, then the environment), so ``OPTIONS``
 stays the one place that declares a default, an environment variable, a secret or a check.
 ``tests/unit/test_config_sections.py`` fails when a section and ``OPTIONS`` disagree on a name or a type.
 
-Reading an option: ``self.cfg.budget.daily_usd`` (formerly ``float(self.cfg["budget.daily_usd"])``);
-the value already has its declared type, so no cast is needed.
+Reading an option: ``self.cfg.budget.daily_usd``; the value already has its declared type, so no cast is
+needed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from swarm_tui.engine.config.options import OPTION_BY_KEY
+from swarm_tui.engine.states import ApprovalMode, NeedKind
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True)
@@ -127,7 +128,7 @@ class HeartbeatSection(Section):
 
 class ApprovalSection(Section):
     name: ClassVar[str] = "approval"
-    mode: str  # "manual" or "auto" (the check in OPTIONS)
+    mode: ApprovalMode  # the check in OPTIONS lets no other value through
     auto_max_usd: float
     expire_s: float
 
@@ -177,9 +178,9 @@ class NotifySection(Section):
     bus: bool
     bus_grace_s: float
 
-    def kinds(self) -> frozenset[str]:
+    def kinds(self) -> frozenset[NeedKind]:
         """The attention kinds whose alerts are on."""
-        on = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
+        on: dict[NeedKind, bool] = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
         on |= {"credit": self.credit, "bus": self.bus}
         return frozenset(k for k, v in on.items() if v)
 

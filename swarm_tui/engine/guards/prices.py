@@ -22,7 +22,8 @@ from pathlib import Path
 
 import aiohttp
 
-from swarm_tui.engine.config.load import OPTION_BY_KEY, Config
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.options import OPTION_BY_KEY
 from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
 from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD, FINAL_STATES, job_id
+from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
+from swarm_tui.engine.projection.derive import derive_task
+from swarm_tui.engine.states import FINAL_STATES, DecisionStatus, TaskState, WorkerState
 
 if TYPE_CHECKING:  # the models arrive decoded; the screen builds its empty state before pydantic is imported
     from swarm_tui.engine.bus.wire import (
@@ -59,7 +61,7 @@ def utc_day(ts: float) -> str:
 @dataclass
 class DecisionView:
     decision: Decision
-    status: str = "pending"  # pending | approved | rejected | expired
+    status: DecisionStatus = "pending"
     workers: int | None = None  # edited worker count
     by: str = ""
     at: float = 0.0
@@ -78,10 +80,10 @@ class DecisionView:
 class TaskView:
     task: Task
     decisions: list[str] = field(default_factory=list)
-    jobs: dict[str, str] = field(default_factory=dict)  # job_id -> latest worker state
+    jobs: dict[str, WorkerState] = field(default_factory=dict)  # job_id -> latest worker state
     results: list[str] = field(default_factory=list)  # job ids with a stored result, in order
     spend_usd: float = 0.0
-    state: str = "pending"
+    state: TaskState = "pending"
     reason: str = ""
     promoted: str = ""  # the job id of the answer a person chose as the task's answer ("" until one is)
     promoted_by: str = ""
@@ -104,7 +106,7 @@ class SpendTotals:
 
 
 class SwarmState:
-    def __init__(self, *, session_start: float | None = None, clock: Any = time.time) -> None:
+    def __init__(self, *, session_start: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.session_start = clock() if session_start is None else session_start
         self.tasks: dict[str, TaskView] = {}
@@ -119,7 +121,7 @@ class SwarmState:
         self.scale: int | None = None
         self.paused = False
         self.ceiling_usd: float | None = None
-        self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (engine/attention.py)
+        self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (attention/needs.py)
         self.refused_controls: Counter[str] = Counter()  # a scale or ceiling out of range: counted, not applied
         self.last_seq = 0
         self.events = 0
@@ -257,60 +259,8 @@ class SwarmState:
     # ------------------------------------------------------------------ derived
     def _derive_task(self, tv: TaskView) -> None:
         views = [self.decisions[d] for d in tv.decisions if d in self.decisions]
-        if not views:
-            tv.state, tv.reason = "pending", ""
-            return
-        last = views[-1]
-        approved = [v for v in views if v.status == "approved"]
-        if last.status == "pending":
-            tv.state, tv.reason = ("awaiting_approval", "") if not approved else ("awaiting_followup", "")
-            if not approved:
-                return
-        elif last.status == "rejected":
-            if not approved:
-                tv.state, tv.reason = "rejected", last.reason or "decision rejected"
-                return
-        elif last.status == "expired" and not approved:
-            tv.state, tv.reason = "pending", "decision expired"
-            return
-        # approved work exists: the task runs until every expected job has a final state. The expected count
-        # comes from the approved plans, not from the jobs seen: a chained plan's later steps have no job (and
-        # no worker event) until the earlier steps' results are stored.
-        if last.status == "pending":
-            return
-        expected = {job_id(v.id, i) for v in approved for i, p in enumerate(v.plan) if p.task_id == tv.id}
-        if not expected:
-            tv.state, tv.reason = "cancelled", "the approved plan has no worker for this task"
-            return
-        if any(tv.jobs.get(j) not in FINAL_STATES for j in expected) or any(
-            s not in FINAL_STATES for s in tv.jobs.values()
-        ):
-            tv.state, tv.reason = "running", ""
-            return
-        # the outcome is the latest approved decision's last step (the end of its chain); earlier rounds and
-        # steps are context, their results stay readable
-        latest = approved[-1]
-        items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
-        if not items:
-            latest = next(v for v in reversed(approved) if any(p.task_id == tv.id for p in v.plan))
-            items = [(i, p) for i, p in enumerate(latest.plan) if p.task_id == tv.id]
-        last_step = max(p.step for _, p in items)
-        ends = [job_id(latest.id, i) for i, p in items if p.step == last_step]
-        finals = [tv.jobs[j] for j in ends]
-        if any(s == "done" for s in finals):
-            tv.state, tv.reason = "done", ""
-        elif all(s == "cancelled" for s in finals) and all(tv.jobs[j] == "cancelled" for j in expected):
-            tv.state, tv.reason = "cancelled", "all workers cancelled"
-        else:
-            reasons = {
-                self.results[j].reason
-                for j in tv.results
-                if j in self.results
-                and self.results[j].reason
-                and self.results[j].decision_id == latest.id
-                and self.results[j].state != "done"
-            }
-            tv.state, tv.reason = "failed", "; ".join(sorted(reasons))[:300] or "no worker succeeded"
+        results = [self.results[j] for j in tv.results if j in self.results]
+        tv.state, tv.reason = derive_task(tv.id, views, tv.jobs, results)
 
     def task_spend(self, task_id: str) -> float:
         """What a task has cost: its spend entries, or its results' costs when those are ahead (a result is
