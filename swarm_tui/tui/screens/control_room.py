@@ -32,7 +32,7 @@ from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
-from swarm_tui.tui.screens.room_actions import AttentionWatch, RoomActions
+from swarm_tui.tui.screens.room_actions import RoomActions, RoomAttention
 from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.panels import (
     DecisionDetail,
@@ -87,7 +87,7 @@ class ControlRoom(RoomActions):
         clock: Callable[[], float],
         scheduler: RenderScheduler,
         keymap: dict[str, str],
-        attention: AttentionWatch,
+        attention: RoomAttention,
         controls: ControlClient,
         deterministic: bool = False,
         ram_history: list[float] | None = None,

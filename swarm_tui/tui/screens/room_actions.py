@@ -26,7 +26,7 @@ from swarm_tui.tui.widgets.panels import WorkerCard, decision_full_text
 from swarm_tui.tui.widgets.workers_panel import WorkersPanel
 
 
-class AttentionWatch(Protocol):
+class RoomAttention(Protocol):
     """What the room needs of the needs-you watch: the header's badge, a look now, and the ``!`` key."""
 
     def badge(self) -> list[Need]:
@@ -47,7 +47,7 @@ class RoomActions(Screen[None]):
     link: Link
     controls: ControlClient
     keymap: dict[str, str]
-    attention: AttentionWatch
+    attention: RoomAttention
     decision_table: DataTable[Any]
     task_table: DataTable[Any]
     workers_panel: WorkersPanel
@@ -155,7 +155,7 @@ class RoomActions(Screen[None]):
         self.controls.send("scale", {"delta": int(delta), "current": current}, f"scale {'up' if delta > 0 else 'down'}")
 
     def action_cancel_worker(self) -> None:
-        # the App's focus: over a dialog (the palette's way here) that is the dialog's, as the key bar shows it
+        # the focus on top: a palette entry chosen over a dialog acts on the dialog's focus, not a card behind it
         wid = self.workers_panel.selected_worker(self.app.focused)
         if wid is None:
             self.app.notify("select a worker first (tab to a worker card)", severity="warning", markup=False)
