@@ -455,6 +455,50 @@ async def test_requests_go_one_at_a_time_in_the_order_of_the_keys(tmp_path: Path
         assert said.index("approved d-scene03 (2 workers)") < said.index("rejected d-scene03")
 
 
+class ScriptedLink(StaticLink):
+    """A fake link that answers each request with the next of ``answers``: a Reply, None, or an error to raise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers: list[Reply | None | Exception] = []
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        self.controls.append((verb, args))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def test_each_answer_to_a_request_is_said_in_a_toast(tmp_path: Path) -> None:
+    """Refused, no engine, the bus down, done; a quiet request (the needs-you watch's "seen") says nothing."""
+    app = scene("needs_you", tmp_path, ScriptedLink)
+    link = app.link
+    assert isinstance(link, ScriptedLink)
+    link.answers = [
+        Reply(ok=False, error="d-scene03 is not pending"),
+        None,
+        RuntimeError("nats: connection closed"),
+        Reply(ok=True),
+        RuntimeError("nats: no responders"),
+    ]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+        await pilot.press("a", "a", "a", "a")
+        await until(lambda: "approved d-scene03 (2 workers)" in toasts(app), 5, "the four answers")
+        said = [(str(n.message), n.title, n.severity) for n in app._notifications]
+        assert said == [
+            ("d-scene03 is not pending", "approve", "warning"),
+            ("approve: no engine answers on the bus", "", "error"),
+            ("approve failed: nats: connection closed", "", "error"),
+            ("approved d-scene03 (2 workers)", "", "information"),
+        ]
+        app.control("seen", {"kinds": ["approval"]})  # the way the needs-you watch records what was seen
+        await until(lambda: len(link.controls) == 5, 5, "the quiet request")
+        await pilot.pause()
+        assert len(app._notifications) == 4
+
+
 async def test_keys_can_be_remapped_from_config(engine: Engine, observer: Bus) -> None:
     engine.cfg.keys["approve"] = "y"
     app = make_app(engine)
