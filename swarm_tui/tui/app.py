@@ -1,12 +1,13 @@
-"""The App: wires a Link (an engine in-process or elsewhere) to the control room, and the keys to the engine.
+"""The App: wires a Link (an engine in-process or elsewhere) to the control room; keeps quit, help, the palette,
+the link and the way out.
 
 Engine happenings arrive as plain callbacks from the link and become Textual messages (coalesced) or, for the
 high-rate worker output, appends to bounded rings. ONE app-wide timer (every ``ui.refresh_ms``) carries out
 what the render scheduler decides: the state views when something moved (throttled), the cards with new
 output; it pauses while nothing is dirty. The info tick (the engine's info, the header's countdown, the ages)
 runs every second while anything moves and every ``idle_tick_s`` at rest; an event, a key, a bus change or a
-RAM move polls at once (idle CPU). Every action goes to the engine as a control request over the bus.
-The panels and their layout are the control room's (``control_room.py``); the cards are the workers panel's.
+RAM move polls at once (idle CPU). The screens own their keys and actions (``screens/room_actions.py`` for the
+control room); what they ask of the engine goes through the ``ControlClient``, in workers, in order.
 """
 
 from __future__ import annotations
@@ -15,27 +16,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from rich.text import Text
-from textual import events, on, work
+from textual import events, work
 from textual.app import App
 from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
 from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
-from swarm_tui.engine.paths import data_dir
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.benchprobe import LatencyProbe
-from swarm_tui.tui.commands import BINDINGS as KEYS
-from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, keymap_of, shown_key
-from swarm_tui.tui.details import decision_full_text, worker_detail
+from swarm_tui.tui.commands import SwarmCommands, help_notes, help_rows, shown_key
+from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.driver import CrashSafeApp, write_raw
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
@@ -43,9 +40,8 @@ from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
-from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from swarm_tui.tui.terminal import install_stop_signals, real_terminal_driver
-from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import Chunk
@@ -61,7 +57,6 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
     ENABLE_COMMAND_PALETTE = True
-    BINDINGS = KEYS
 
     def __init__(
         self,
@@ -84,9 +79,9 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self.rings: dict[str, OutputRing] = rings if rings is not None else {}
         self._ram_history = ram_history or []  # the RAM panel's first readings (the control room keeps them)
         self.info: EngineInfo = link.info()
-        self.engine_error = ""
         self.ready = False
         self.scheduler = RenderScheduler(TUNING, on_wake=self._resume_flush)
+        self.controls = ControlClient(self, link, accepted=self.scheduler.invalidate_state)
         # the needs-you alerts: bell, notification, header badge, the ! key
         self.needs_you = AttentionWatch(
             self.cfg.notify,
@@ -96,10 +91,9 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             notify=self.notify,
             shown_key=lambda: self.shown_key("attention"),
             on_badge=lambda: self.room.show_header(),
-            send_control=self.link.control,
+            send_control=self.control,
         )
         self._room: ControlRoom | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()
         self._shutting_down = False
         self._probe = LatencyProbe.from_env()  # bench only (SWARM_BENCH_LATENCY_FILE), else None
         self._flush_timer: Timer | None = None  # paused while nothing is dirty (idle CPU)
@@ -107,11 +101,23 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self._tick_due = 0.0  # monotonic time the next info tick is set for
         self._last_tick = 0.0  # monotonic time of the last info tick
         self._last_activity = float("-inf")  # monotonic time of the last event, key, output or bus change
-        if self.cfg.keys:
-            self.set_keymap(dict(self.cfg.keys))
+        self.keymap = dict(self.cfg.keys)  # binding id -> key, as the config says it (shown in hints and help)
+        if self.keymap:
+            self.set_keymap(self.keymap)
 
     def get_default_screen(self) -> Screen[Any]:
-        self._room = ControlRoom(self, ram_history=self._ram_history)
+        self._room = ControlRoom(
+            self.link,
+            info=self.info,
+            rings=self.rings,
+            clock=self.clock,
+            scheduler=self.scheduler,
+            keymap=self.keymap,
+            attention=self.needs_you,
+            controls=self.controls,
+            deterministic=self.deterministic,
+            ram_history=self._ram_history,
+        )
         return self._room
 
     @property
@@ -134,7 +140,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self.refresh_all()
         self.call_after_refresh(self.refresh_all)  # again once the panels have their sizes
         if self.deterministic:
-            self.ready = True
+            self.ready = self.room.ready = True
         else:
             self._flush_timer = self.set_interval(self.refresh_s, self._flush_output, name="flush")
             self._last_tick = time.monotonic()
@@ -173,8 +179,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         log.error("%s failed: %s", what, err, exc_info=err)
         text = f"{what} failed: {plain(str(err) or type(err).__name__)[:240]}"
         if worker.group == "engine":
-            self.engine_error = plain(str(err) or type(err).__name__)[:200]
-            self.room.show_header()
+            self.room.engine_error = plain(str(err) or type(err).__name__)[:200]
         self.notify(text, title="error", severity="error", timeout=12, markup=False)
 
     # ------------------------------------------------------------------ the link (plain callbacks)
@@ -204,20 +209,24 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self.post_message(InfoMoved())
 
     def on_link_ready(self, _: LinkReady) -> None:
-        self.ready = True
+        self.ready = self.room.ready = True
         self._last_activity = float("-inf")  # the log's replay is not activity: at rest from here unless it moves
-        self.engine_error = ""
+        self.room.engine_error = ""
         self.refresh_all()
         self.poll_info()
         self.needs_you.check()  # the baseline: what already waits shows in the badge, rings nothing
 
     def on_state_changed(self, _: StateChanged) -> None:
         self.activity()
-        what = self.scheduler.state_changed()
-        if what == "state":
-            self.refresh_state()
-        elif what == "cards":
-            self.room.sync_workers()
+        match self.scheduler.state_changed():
+            case "state":
+                self.refresh_state()
+            case "cards":
+                self.room.sync_workers()
+            case None:
+                pass
+            case other:
+                assert_never(other)
 
     def on_bus_state_changed(self, event: BusStateChanged) -> None:
         self.activity()
@@ -231,10 +240,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             self.notify(plain(why)[:300], severity="error", timeout=30, markup=False)
 
     def on_info_updated(self, event: InfoUpdated) -> None:
-        self.info = event.info
-        self.room.take_ram_reading(self.info)
-        self.room.show_guards()
-        self.room.show_header()
+        self.info = self.room.info = event.info  # the room's watcher takes the RAM reading and redraws the guards
         self.needs_you.check()
         self._follow_beat()
 
@@ -333,217 +339,23 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self.room.show_guards()
 
     def refresh_state(self) -> None:
-        if not self.is_running:  # a call_after_refresh that lands during shutdown
-            return
-        self.scheduler.state_shown(self.link.state.version)
-        self.needs_you.check()
-        self.room.show_state()
+        self.room.refresh_state()
 
-    # ------------------------------------------------------------------ selection
-    @on(DataTable.RowSelected, "#decisions")
-    def _decision_selected(self, _: DataTable.RowSelected) -> None:
-        self.action_expand()
-
-    @on(DataTable.RowSelected, "#tasks")
-    def _task_selected(self, _: DataTable.RowSelected) -> None:
-        self.action_expand()
-
-    # ------------------------------------------------------------------ actions
-    async def _control(self, verb: str, args: dict[str, Any], done: str) -> bool:
-        try:
-            reply = await self.link.control(verb, args)
-        except Exception as exc:  # noqa: BLE001 - the bus may be down: say so, stay up
-            log.warning("control %s failed: %s", verb, exc)
-            self.notify(f"{verb} failed: {plain(str(exc))[:200]}", severity="error", markup=False)
-            return False
-        if reply is None:
-            self.notify(f"{verb}: no engine answers on the bus", severity="error", markup=False)
-            return False
-        if not reply.ok:
-            self.notify(plain(reply.error)[:300], title=verb, severity="warning", markup=False)
-            return False
-        self.notify(done, timeout=3, markup=False)
-        self.scheduler.invalidate_state()
-        return True
-
-    def _no_pending(self) -> None:
-        self.notify("no decision is waiting for approval", severity="warning", markup=False)
-
-    async def action_approve(self) -> None:
-        dv = self.room.target_decision()
-        if dv is None:
-            return self._no_pending()
-        await self._control("approve", {"id": dv.id}, f"approved {dv.id} ({len(dv.plan)} workers)")
-
-    async def action_reject(self) -> None:
-        dv = self.room.target_decision()
-        if dv is None:
-            return self._no_pending()
-        await self._control("reject", {"id": dv.id}, f"rejected {dv.id}")
-
-    def action_edit_workers(self) -> None:
-        dv = self.room.target_decision()
-        if dv is None:
-            return self._no_pending()
-        max_scale = self.cfg.swarm.max_scale
-
-        def check(v: str) -> str:
-            return "" if v.isdigit() and 0 <= int(v) <= max_scale else f"a whole number 0..{max_scale}"
-
-        async def done(value: str | None) -> None:
-            if value is not None:
-                await self._control("edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {value} workers")
-
-        self.push_screen(
-            InputScreen(f"Workers for decision {dv.id} (now {len(dv.plan)})", value=str(len(dv.plan)), check=check),
-            done,
-        )
-
-    async def action_scale(self, delta: int) -> None:
-        current = self.link.state.scale if self.link.state.scale is not None else self.cfg.swarm.scale
-        await self._control(
-            "scale", {"delta": int(delta), "current": current}, f"scale {'up' if delta > 0 else 'down'}"
-        )
-
-    async def action_cancel_worker(self) -> None:
-        wid = self.room.workers_panel.selected_worker(self.focused)
-        if wid is None:
-            self.notify("select a worker first (tab to a worker card)", severity="warning", markup=False)
-            return
-        await self._control("cancel", {"worker": wid}, f"cancelling {wid}")
-
-    def action_cancel_all(self) -> None:
-        live = len(self.link.state.live_workers())
-
-        async def done(yes: bool | None) -> None:
-            if yes:
-                await self._control("cancel", {"all": True}, f"cancelling all {live} workers")
-
-        self.push_screen(ConfirmScreen(f"Cancel all {live} live workers? Their partial output is kept."), done)
-
-    async def action_pause(self) -> None:
-        if self.link.state.paused:  # from the event log (the conductor's info has no flag of its own)
-            await self._control("resume", {}, "heartbeat resumed")
+    # ------------------------------------------------------------------ keys
+    def control(self, verb: str, args: dict[str, Any], done: str | None = None) -> None:
+        """A control request from outside a screen (the needs-you watch's "seen"): in a worker, in its turn;
+        ``done`` is the toast when the engine accepts it, None for no toast either way."""
+        if done is None:
+            self.controls.send_quietly(verb, args)
         else:
-            await self._control("pause", {}, "heartbeat paused")
-
-    def action_new_task(self) -> None:
-        async def done(text: str | None) -> None:
-            if not text:
-                return
-            try:
-                task_id = await self.link.submit_task(text)
-            except Exception as exc:  # noqa: BLE001
-                self.notify(f"could not publish the task: {plain(str(exc))[:200]}", severity="error", markup=False)
-                return
-            self.notify(f"task {task_id} published", timeout=3, markup=False)
-
-        def too_large(text: str) -> str | None:  # said in the dialog, the text kept for editing
-            from swarm_tui.engine.bus.wire import task_text_problem
-
-            return task_text_problem(text)
-
-        self.push_screen(InputScreen("New task", placeholder="what should the swarm do?", check=too_large), done)
-
-    def action_expand(self) -> None:
-        focused = self.focused
-        if isinstance(focused, WorkerCard):
-            self.push_screen(TextScreen(*worker_detail(focused)))
-            return
-        if focused is not None and focused is self.room.task_table:
-            task_id = self.room.selected_task()
-            if task_id is not None and task_id in self.link.state.tasks:
-                from swarm_tui.tui.screens.results import ResultsScreen  # Markdown: ~50 ms of imports, not at start
-
-                self.push_screen(ResultsScreen(self.link.state, task_id, self.export_dir, keymap_of(self)))
-            return
-        dv = self.room.selected_decision()
-        if dv is None:
-            self.notify("nothing selected to expand", severity="warning", markup=False)
-            return
-        self.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
-
-    @property
-    def export_dir(self) -> Path:
-        """Where saved results go: the data dir's exports/ folder (the demo's own under its data dir)."""
-        return data_dir(self.cfg.paths.data_dir) / "exports"
-
-    def _task_for_results(self) -> str | None:
-        """The task the copy and save actions work on outside the results screen: the Tasks table's selection."""
-        task_id = self.room.selected_task()
-        if task_id is None or task_id not in self.link.state.tasks:
-            self.notify(
-                "select a task first (the Tasks panel), or open its results with enter",
-                severity="warning",
-                markup=False,
-            )
-            return None
-        return task_id
-
-    def action_copy_answer(self) -> None:
-        """The results screen's answer (the palette lands here too), else the selected task's newest answer."""
-        from swarm_tui.tui.screens.results import ResultsScreen, copy_answer
-
-        if isinstance(self.screen, ResultsScreen):
-            self.screen.action_copy_answer()
-            return
-        task_id = self._task_for_results()
-        if task_id is None:
-            return
-        results = self.link.state.task_results(task_id)
-        if not results:
-            self.notify(f"task {task_id} has no answer yet", severity="warning", markup=False)
-            return
-        copy_answer(self, len(results), results[-1])
-
-    def action_save_results(self) -> None:
-        from swarm_tui.tui.results_doc import results_markdown
-        from swarm_tui.tui.screens.results import ResultsScreen, save_document
-
-        if isinstance(self.screen, ResultsScreen):
-            self.screen.action_save_results()
-            return
-        task_id = self._task_for_results()
-        if task_id is None:
-            return
-        save_document(self, task_id, results_markdown(self.link.state, task_id) or "", self.export_dir)
-
-    def action_compare(self) -> None:
-        """Two answers side by side: the open results screen's task (the palette lands here), else the selection."""
-        from swarm_tui.tui.screens.compare import open_compare, screen_task
-
-        task_id = screen_task(self.screen) or self._task_for_results()
-        if task_id is not None:
-            open_compare(self, self.link.state, task_id, keymap_of(self))
-
-    async def action_promote(self) -> None:
-        """The open results or compare screen's answer (the palette), else the selected task's newest done one."""
-        from swarm_tui.tui.screens.compare import promote_newest
-
-        screen_promote = getattr(self.screen, "action_promote", None)
-        if screen_promote is not None:
-            await screen_promote()
-            return
-        task_id = self._task_for_results()
-        if task_id is not None:
-            await promote_newest(self, self.link.state, task_id)
-
-    async def action_attention(self) -> None:
-        await self.needs_you.go(self.room)
+            self.controls.send(verb, args, done)
 
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to here (the config's remap, else its default)."""
-        return shown_key(binding_id, keymap_of(self))
-
-    def action_show_tab(self, name: str) -> None:
-        self.room.show_tab(name)
-
-    def action_filter(self) -> None:
-        self.room.open_filter()
+        return shown_key(binding_id, self.keymap)
 
     def action_help(self) -> None:
-        keymap = keymap_of(self)
-        self.push_screen(HelpScreen(help_rows(keymap), help_notes(int(self.refresh_s * 1000))))
+        self.push_screen(HelpScreen(help_rows(self.keymap), help_notes(int(self.refresh_s * 1000))))
 
     # ------------------------------------------------------------------ the way out
     async def action_quit(self) -> None:
@@ -573,7 +385,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         try:
             await asyncio.wait_for(self.link.stop(), 15)
             log.info("the engine stopped; leaving the screen")
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - whatever the engine did, the screen is still left
             log.exception("stopping the engine failed")
         if self._probe is not None:
             self._probe.write()
@@ -582,4 +394,4 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     def terminal_lost(self) -> None:
         """The pty closed, the ssh link dropped (the driver calls this on the loop) or SIGTERM/SIGHUP came: the
         clean stop."""
-        self._tasks.add(asyncio.ensure_future(self.shutdown(0)))
+        self.run_worker(self.shutdown(0), name="shutdown", group="shutdown", exit_on_error=False)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from swarm_tui.tui.driver import app_keymap
-
-BINDINGS: list[BindingType] = [
+# The control room's keys, its screen's bindings. Help and quit are the App's actions (``app.``) but bound here
+# with the rest: Textual appends a key remapped by [keys] to its namespace's bindings, and the key bar shows them
+# in that order, so one namespace keeps a remapped key last, after quit. (The App's bindings would be of no use
+# elsewhere: every other screen is a dialog, and a dialog ends the binding chain.)
+ROOM_BINDINGS: list[BindingType] = [
     Binding("a", "approve", "Approve", id="approve", tooltip="approve the selected (or newest pending) decision"),
     Binding("r", "reject", "Reject", id="reject", tooltip="reject the selected (or newest pending) decision"),
     Binding("e", "edit_workers", "Edit", id="edit", tooltip="edit the worker count of the selected decision"),
@@ -40,13 +42,14 @@ BINDINGS: list[BindingType] = [
         tooltip="go to what needs you (the header's badge) and mark it seen",
     ),
     Binding("slash", "filter", "Filter", id="filter", key_display="/", tooltip="filter tasks, decisions and workers"),
-    Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this screen"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="quit (asks while workers run here)"),
+    Binding("question_mark", "app.help", "Help", id="help", key_display="?", tooltip="this screen"),
+    Binding("q", "app.quit", "Quit", id="quit", tooltip="quit (asks while workers run here)"),
     Binding("1", "show_tab('decisions')", "Decisions", id="tab_decisions", show=False),
     Binding("2", "show_tab('workers')", "Workers", id="tab_workers", show=False),
     Binding("3", "show_tab('tasks')", "Tasks", id="tab_tasks", show=False),
     Binding("4", "show_tab('guards')", "RAM/Spend", id="tab_guards", show=False),
 ]
+HELP_ACTION = "app.help"  # the key that stays on a narrow key bar: the way to the rest
 
 # the results screen's own keys (enter on a task); remappable by id like the others
 RESULTS_BINDINGS: list[BindingType] = [
@@ -57,11 +60,13 @@ RESULTS_BINDINGS: list[BindingType] = [
         "p", "promote", "Promote", id="promote", tooltip="results/compare: make the selected answer the task's answer"
     ),
 ]
+# Every key in the order the help screen lists them.
+ALL_BINDINGS: list[BindingType] = ROOM_BINDINGS + RESULTS_BINDINGS
 
 
 def shown_key(binding_id: str, keymap: Mapping[str, str]) -> str:
     """The key a binding answers to now, as shown: the config's remap (``[keys]``), else its default."""
-    for b in BINDINGS + RESULTS_BINDINGS:
+    for b in ALL_BINDINGS:
         assert isinstance(b, Binding)
         if b.id == binding_id:
             return keymap.get(binding_id, b.key_display or b.key)
@@ -71,7 +76,7 @@ def shown_key(binding_id: str, keymap: Mapping[str, str]) -> str:
 def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(key as shown, what it does, binding id) for the help screen, with the config's remapped keys."""
     rows = []
-    for b in BINDINGS + RESULTS_BINDINGS:
+    for b in ALL_BINDINGS:
         assert isinstance(b, Binding)
         rows.append((shown_key(b.id or "", keymap), b.tooltip or f"show {b.description}", b.id or ""))
     return rows
@@ -115,7 +120,14 @@ PALETTE: list[tuple[str, str, str]] = [
 
 class SwarmCommands(Provider):
     async def _run(self, action: str) -> None:
-        await self.app.run_action(action)
+        """Run in the namespace of the screen the palette was opened on (the results screen's copy copies its
+        answer). An action that screen does not have runs on the control room, the bottom screen (approve over
+        the results screen approves there, as the key would with the dialog closed), else on the App (help,
+        quit)."""
+        app = self.app
+        for namespace in dict.fromkeys((self.screen, app.screen_stack[0], app)):
+            if await app.run_action(action, namespace):
+                return
 
     def _hit_help(self, binding_id: str) -> str:
         return f"key {shown_key(binding_id, keymap_of(self.app))}"
@@ -132,9 +144,16 @@ class SwarmCommands(Provider):
                 yield Hit(score, matcher.highlight(title), partial(self._run, action), help=self._hit_help(binding_id))
 
 
-def keymap_of(app: Any) -> dict[str, str]:
-    """The config's [keys] as the App holds them after ``set_keymap`` (binding id -> key)."""
-    return dict(app_keymap(app))
+@runtime_checkable
+class Remapped(Protocol):
+    """An App that holds the config's [keys] (binding id -> key), as it gave them to ``set_keymap``."""
+
+    keymap: dict[str, str]
+
+
+def keymap_of(app: object) -> dict[str, str]:
+    """The config's [keys] (binding id -> key) of an App that has them, else none."""
+    return dict(app.keymap) if isinstance(app, Remapped) else {}
 
 
 def palette_actions(keymap: Mapping[str, str] | None = None) -> list[dict[str, Any]]:

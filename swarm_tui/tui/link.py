@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, cast
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.ids import new_id
@@ -32,12 +32,14 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[str, Any, int], None]
 ChunkCallback = Callable[["Chunk"], None]
 StateCallback = Callable[[str], None]
+# Where the engine runs: in this process (quitting stops it) or elsewhere (``--attach``); the header says which.
+LinkKind: TypeAlias = Literal["embedded engine", "remote engine"]
 
 
 class Link:
     """What the App needs from an engine. Subclasses fill in ``start``, ``stop`` and ``refresh_info``."""
 
-    kind = "link"  # "embedded engine" or "remote engine"
+    kind: ClassVar[LinkKind]
 
     def __init__(self, cfg: Config, *, demo: bool = False) -> None:
         self.cfg = cfg
@@ -128,7 +130,7 @@ class Link:
 
     async def _unsubscribe_chunks(self) -> None:
         if self._chunk_sub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a closed connection: the subscription went with it
                 await self._chunk_sub.unsubscribe()
             self._chunk_sub = None
 
@@ -136,7 +138,7 @@ class Link:
 class LocalLink(Link):
     """An engine running in this process: its state and info are read directly."""
 
-    kind = "embedded engine"
+    kind: ClassVar[LinkKind] = "embedded engine"
 
     def __init__(self, engine: Any, *, connect: bool = True) -> None:
         super().__init__(engine.cfg, demo=engine.demo)
@@ -172,7 +174,7 @@ class LocalLink(Link):
         except Exception:  # noqa: BLE001 - a component's info() must not take the screen down
             log.exception("engine info failed")
         if "ram" not in self._info:  # no RAM guard in this engine: read the machine ourselves
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # no reading this time: the RAM panel says "no figures"
                 from swarm_tui.engine.guards.memory import ram_snapshot
 
                 self._info["ram"] = ram_snapshot(self.cfg)
@@ -215,7 +217,7 @@ class EmbeddedLink(LocalLink):
 class RemoteLink(Link):
     """An engine elsewhere (``--attach URL``): our own state from the log, info by request every second."""
 
-    kind = "remote engine"
+    kind: ClassVar[LinkKind] = "remote engine"
 
     def __init__(self, cfg: Config, url: str | None, *, demo: bool = False) -> None:
         # no URL: the bus this config names (a leaf's embedded server, whose engine is on the hub)
@@ -301,7 +303,7 @@ class RemoteLink(Link):
 class StaticLink(Link):
     """A link with fixed state and info and no bus: for snapshots, screenshots and layout work."""
 
-    kind = "embedded engine"
+    kind: ClassVar[LinkKind] = "embedded engine"
 
     def __init__(
         self,

@@ -44,7 +44,7 @@ class RenderTuning:
 
 TUNING = RenderTuning()
 
-StateAction = Literal["state", "cards", ""]
+StateAction = Literal["state", "cards"]  # None from state_changed: nothing to draw now
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class RenderScheduler:
             self.streaming = len(workers)
         return Frame(state, workers)
 
-    def state_changed(self) -> StateAction:
+    def state_changed(self) -> StateAction | None:
         """A (coalesced) state-changed message: refresh the state views if due, else mount new workers' cards."""
         if self.state_refresh_due():
             self._new_workers = False
@@ -138,7 +138,7 @@ class RenderScheduler:
         if self._new_workers:
             self._new_workers = False
             return "cards"
-        return ""
+        return None
 
     def tick(self, version: int, steps: int = 1) -> bool:
         """The info tick; ``version``: the state's version now; ``steps``: how many ``tick_s`` it stands for (a

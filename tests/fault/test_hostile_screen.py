@@ -398,12 +398,12 @@ async def test_exports_and_result_out_are_readable_by_their_owner_only(
         app = _app(state, scene_config().replace(paths__data_dir=str(tmp_path / "data")))
         async with app.run_test(size=SIZE) as pilot:
             await _room(app, pilot)
-            await app.run_action("save_results")  # the palette's save, for the selected task
+            assert await app.run_action("save_results", app.room)  # the palette's save, for the selected task
             saved = await until(lambda: (exports / "t-private.md").is_file() and exports / "t-private.md", 10, "save")
             assert stat.S_IMODE(saved.stat().st_mode) == 0o600
             assert stat.S_IMODE(exports.stat().st_mode) == 0o700
             saved.chmod(0o644)  # as an older version left it
-            await app.run_action("save_results")
+            assert await app.run_action("save_results", app.room)
             assert stat.S_IMODE(saved.stat().st_mode) == 0o600
         cfg = make_config(tmp_path, nats_server.url)
         tid = await _seed(cfg, "the answer")

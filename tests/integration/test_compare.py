@@ -9,6 +9,7 @@ from rich.console import Console
 from textual.widgets import Static
 
 from swarm_tui.engine.bus.wire import Result
+from swarm_tui.engine.states import ResultState
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.commands import PALETTE, help_rows
@@ -16,7 +17,7 @@ from swarm_tui.tui.compare_doc import compare, default_pair, step_answer
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import results_markdown
 from swarm_tui.tui.scenes import ANSWERS, COMPARED, NOW, build
-from swarm_tui.tui.screens.compare import CompareScreen, DiffRows
+from swarm_tui.tui.screens.compare import CompareScreen, DiffRows, Side
 from swarm_tui.tui.screens.results import Answer, ResultsScreen
 from tests.integration.test_documents import open_results
 from tests.support.polling import until
@@ -75,7 +76,7 @@ def test_rows_are_capped_and_the_summary_says_so() -> None:
     assert not compare(a, b).capped
 
 
-def _result(job: str, state: str = "done", at: float = 0.0) -> Result:
+def _result(job: str, state: ResultState = "done", at: float = 0.0) -> Result:
     return Result(
         job_id=job, worker_id="w", decision_id="d", task_id="t", model="m", state=state, started_at=at, ended_at=at
     )
@@ -120,6 +121,11 @@ def head(screen: CompareScreen, side: str) -> str:
     return str(screen.query_one(f"#head-{side}", Static).render())
 
 
+def active(screen: CompareScreen) -> Side:
+    """The active column, read afresh (a key moves it between two reads)."""
+    return screen.active
+
+
 def warnings(app: SwarmApp) -> list[str]:
     return [n.message for n in app._notifications if n.severity == "warning"]
 
@@ -153,11 +159,11 @@ async def test_columns_and_cycling_answers() -> None:
         await pilot.press("left")
         await pilot.press("right_square_bracket")
         await pilot.pause()
-        assert screen.active == "a" and screen.answer("a")[0] == 4 and "▶ A" in head(screen, "a")
+        assert active(screen) == "a" and screen.answer("a")[0] == 4 and "▶ A" in head(screen, "a")
         assert screen.comparison == compare(COMPARED[1], "")
         await pilot.press("tab")
         await pilot.pause()
-        assert screen.active == "b" and "▶ B" in head(screen, "b") and "▶" not in head(screen, "a")
+        assert active(screen) == "b" and "▶ B" in head(screen, "b") and "▶" not in head(screen, "a")
         await pilot.press("right", "right_square_bracket")
         await pilot.pause()
         assert screen.answer("b")[0] == 3
@@ -223,9 +229,9 @@ async def test_palette_actions_on_the_main_screen() -> None:
     app = compare_app(promoted="")
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
-        await app.run_action("promote")  # the selected task's newest done answer
-        assert controls(app) == [("promote", {"job": "d-scene07-j2r"})]
-        await app.run_action("compare")
+        assert await app.run_action("promote", app.room)  # the selected task's newest done answer
+        await until(lambda: controls(app) == [("promote", {"job": "d-scene07-j2r"})], 5, "the promote control")
+        assert await app.run_action("compare", app.room)
         await until(lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
         await pilot.pause()
 

@@ -143,9 +143,9 @@ async def test_palette_actions_work_on_the_selected_task(tmp_path: Path) -> None
         await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
         task_id = app.room.selected_task()
         assert task_id is not None
-        await app.run_action("copy_answer")
+        assert await app.run_action("copy_answer", app.room)
         assert app.clipboard == ANSWERS[1]  # the task's newest answer
-        await app.run_action("save_results")
+        assert await app.run_action("save_results", app.room)
         assert (tmp_path / "data" / "exports" / f"{task_id}.md").is_file()
         await pilot.pause()
 

@@ -3,25 +3,35 @@ ends up as a message on the bus (or a screen), and hostile model output renders 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import Chunk, Decision, PlanItem, Task, WorkerEvent
+from swarm_tui.engine.bus.wire import Chunk, Decision, PlanItem, Reply, Task, WorkerEvent
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.states import WorkerState
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
-from swarm_tui.tui.commands import PALETTE, keymap_of, palette_actions
-from swarm_tui.tui.link import LocalLink, RemoteLink
+from swarm_tui.tui.commands import PALETTE, SwarmCommands, palette_actions
+from swarm_tui.tui.link import LocalLink, RemoteLink, StaticLink
 from swarm_tui.tui.model import RING_CHARS, OutputRing
+from swarm_tui.tui.scenes import NOW, build
 from swarm_tui.tui.scenes import make_app as scene_app
+from swarm_tui.tui.screens.compare import CompareScreen
+from swarm_tui.tui.screens.control_room import ControlRoom
 from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
+from swarm_tui.tui.screens.results import Answer, ResultsScreen
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.support.polling import until, until_async
@@ -51,7 +61,7 @@ async def seed_decision(bus: Bus, did: str = "d-one", workers: int = 2, raw: str
     return d
 
 
-async def seed_worker(bus: Bus, wid: str = "d-one-w0", state: str = "running") -> WorkerEvent:
+async def seed_worker(bus: Bus, wid: str = "d-one-w0", state: WorkerState = "running") -> WorkerEvent:
     ev = WorkerEvent(
         worker_id=wid,
         job_id=wid.replace("-w", "-j"),
@@ -60,7 +70,7 @@ async def seed_worker(bus: Bus, wid: str = "d-one-w0", state: str = "running") -
         model="openrouter/google/gemini-2.5-flash-lite",
         state=state,
         at=time.time(),
-    )  # type: ignore[arg-type]
+    )
     await bus.publish_event(ev)
     return ev
 
@@ -272,7 +282,8 @@ async def test_filter_and_help(engine: Engine, observer: Bus) -> None:
 
 async def test_palette_offers_every_action(engine: Engine, observer: Bus) -> None:
     for _title, _key, action in PALETTE:
-        assert hasattr(SwarmApp, "action_" + action.split("(")[0]), action
+        name = "action_" + action.split("(")[0]
+        assert hasattr(ControlRoom, name) or hasattr(SwarmApp, name), action
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
@@ -293,6 +304,202 @@ async def test_palette_offers_every_action(engine: Engine, observer: Bus) -> Non
         await until(lambda: engine.state.paused)
 
 
+# ------------------------------------------------------------------------------------------- the palette, in order
+def scene(name: str, data_dir: Path, link_class: type[StaticLink] = StaticLink) -> SwarmApp:
+    """A scene's app whose fake link records every request; saved results go under ``data_dir``."""
+    link, rings, hist = build(name)
+    cfg = link.cfg.replace(paths__data_dir=str(data_dir))
+    fake = link_class(cfg, link.state, link.info(), demo=True)
+    for tv in fake.state.tasks.values():
+        tv.promoted = ""  # the compare scene's: nothing promoted, so promote has an answer to send
+    return SwarmApp(fake, clock=lambda: NOW, deterministic=True, rings=rings, ram_history=hist)
+
+
+def asked(app: SwarmApp) -> list[tuple[str, dict[str, Any]]]:
+    assert isinstance(app.link, StaticLink)
+    return app.link.controls
+
+
+async def run_palette(app: SwarmApp, pilot: Any, action: str) -> None:
+    """Choose the palette's entry for ``action`` on the screen on top: its command runs on the App's loop, as
+    the palette runs it once it has closed."""
+    provider = SwarmCommands(app.screen)
+    hits = [h async for h in provider.discover()]
+    [hit] = [h for h in hits if isinstance(h.command, partial) and h.command.args == (action,)]
+    app.call_later(hit.command)
+    await pilot.pause()
+
+
+def toasts(app: SwarmApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+def newest_answer(app: SwarmApp) -> str:
+    tid = next(iter(app.link.state.tasks))
+    return app.link.state.task_results(tid)[-1].text
+
+
+# action -> (scene, what to do first, the effect); every palette entry has one
+PALETTE_EFFECTS: dict[str, tuple[str, Callable[[SwarmApp], object], Callable[[SwarmApp, Path], bool]]] = {
+    "approve": ("needs_you", lambda app: None, lambda app, _d: asked(app) == [("approve", {"id": "d-scene03"})]),
+    "reject": ("needs_you", lambda app: None, lambda app, _d: asked(app) == [("reject", {"id": "d-scene03"})]),
+    "edit_workers": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, InputScreen)),
+    "scale(1)": ("needs_you", lambda app: None, lambda app, _d: asked(app) == [("scale", {"delta": 1, "current": 10})]),
+    "scale(-1)": (
+        "needs_you",
+        lambda app: None,
+        lambda app, _d: asked(app) == [("scale", {"delta": -1, "current": 10})],
+    ),
+    "cancel_worker": (
+        "needs_you",
+        lambda app: app.query_one("#w_d-scene02-w1", WorkerCard).focus(),
+        lambda app, _d: asked(app) == [("cancel", {"worker": "d-scene02-w1"})],
+    ),
+    "cancel_all": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, ConfirmScreen)),
+    "pause": ("needs_you", lambda app: None, lambda app, _d: asked(app) == [("pause", {})]),
+    "new_task": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, InputScreen)),
+    "expand": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, TextScreen)),
+    "filter": ("needs_you", lambda app: None, lambda app, _d: app.room.filter_box.has_focus),
+    "attention": ("needs_you", lambda app: None, lambda app, _d: [v for v, _a in asked(app)] == ["seen"]),
+    "copy_answer": ("compare", lambda app: None, lambda app, _d: app.clipboard == newest_answer(app)),
+    "save_results": (
+        "compare",
+        lambda app: None,
+        lambda app, d: (d / "exports" / f"{next(iter(app.link.state.tasks))}.md").is_file(),
+    ),
+    "compare": ("compare", lambda app: None, lambda app, _d: isinstance(app.screen, CompareScreen)),
+    "promote": ("compare", lambda app: None, lambda app, _d: asked(app) == [("promote", {"job": "d-scene07-j2r"})]),
+    "help": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, HelpScreen)),
+    "quit": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, ConfirmScreen)),  # workers run
+}
+
+
+def test_every_palette_entry_has_an_effect_to_check() -> None:
+    assert sorted(PALETTE_EFFECTS) == sorted(action for _t, _b, action in PALETTE)
+
+
+@pytest.mark.parametrize("action", [action for _t, _b, action in PALETTE])
+async def test_each_palette_entry_does_what_its_key_does(action: str, tmp_path: Path) -> None:
+    """Run through the provider on the control room: the request reaches the (fake) link, or the screen opens."""
+    name, prepare, effect = PALETTE_EFFECTS[action]
+    app = scene(name, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+        prepare(app)
+        await pilot.pause()
+        await run_palette(app, pilot, action)
+        await until(lambda: effect(app, tmp_path), 5, f"the effect of {action}")
+
+
+async def test_the_palette_acts_on_the_screen_it_was_opened_on(tmp_path: Path) -> None:
+    """Over the results screen: copy and promote take its focused answer; approve has no meaning there and acts
+    on the control room (no decision waits in this scene: it says so); help is the App's."""
+    app = scene("compare", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+        app.room.task_table.focus()
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, ResultsScreen), 5, "the results screen")
+        await pilot.pause()
+        results = app.screen
+        assert isinstance(results, ResultsScreen)
+        first = results.query(Answer).first()
+        first.focus()
+        await pilot.pause()
+        await run_palette(app, pilot, "copy_answer")
+        assert app.clipboard == first.result.text  # the focused answer, not the room's newest
+        await run_palette(app, pilot, "approve")
+        await until(lambda: "no decision is waiting for approval" in toasts(app), 5, "the room's answer")
+        assert app.screen is results
+        await run_palette(app, pilot, "promote")
+        await until(lambda: asked(app) == [("promote", {"job": first.result.job_id})], 5, "the promote request")
+        await run_palette(app, pilot, "help")
+        assert isinstance(app.screen, HelpScreen)
+
+
+class GatedLink(StaticLink):
+    """A fake link whose approve waits until the test lets it go; every start and end is noted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+        self.seen: list[str] = []
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        self.seen.append(f"start {verb}")
+        if verb == "approve":
+            await self.gate.wait()
+        reply = await super().control(verb, args)
+        self.seen.append(f"end {verb}")
+        return reply
+
+
+async def test_requests_go_one_at_a_time_in_the_order_of_the_keys(tmp_path: Path) -> None:
+    """Approve then reject, pressed at once: the key returns before the engine answers (help opens while the
+    approve waits), the reject waits for the approve's answer, and the toasts come in the same order."""
+    app = scene("needs_you", tmp_path, GatedLink)
+    link = app.link
+    assert isinstance(link, GatedLink)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+        await pilot.press("a", "r", "question_mark")
+        assert isinstance(app.screen, HelpScreen)  # no key waited behind the approve
+        await until(lambda: link.seen == ["start approve"], 5, "the approve on its way")
+        await pilot.pause(0.1)
+        assert link.seen == ["start approve"]  # the reject waits its turn
+        link.gate.set()
+        await until(lambda: len(link.seen) == 4, 5, "both answered")
+        assert link.seen == ["start approve", "end approve", "start reject", "end reject"]
+        assert link.controls == [("approve", {"id": "d-scene03"}), ("reject", {"id": "d-scene03"})]
+        await until(lambda: "rejected d-scene03" in toasts(app), 5, "the toasts")
+        said = toasts(app)
+        assert said.index("approved d-scene03 (2 workers)") < said.index("rejected d-scene03")
+
+
+class ScriptedLink(StaticLink):
+    """A fake link that answers each request with the next of ``answers``: a Reply, None, or an error to raise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers: list[Reply | None | Exception] = []
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        self.controls.append((verb, args))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def test_each_answer_to_a_request_is_said_in_a_toast(tmp_path: Path) -> None:
+    """Refused, no engine, the bus down, done; a quiet request (the needs-you watch's "seen") says nothing."""
+    app = scene("needs_you", tmp_path, ScriptedLink)
+    link = app.link
+    assert isinstance(link, ScriptedLink)
+    link.answers = [
+        Reply(ok=False, error="d-scene03 is not pending"),
+        None,
+        RuntimeError("nats: connection closed"),
+        Reply(ok=True),
+        RuntimeError("nats: no responders"),
+    ]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+        await pilot.press("a", "a", "a", "a")
+        await until(lambda: "approved d-scene03 (2 workers)" in toasts(app), 5, "the four answers")
+        said = [(str(n.message), n.title, n.severity) for n in app._notifications]
+        assert said == [
+            ("d-scene03 is not pending", "approve", "warning"),
+            ("approve: no engine answers on the bus", "", "error"),
+            ("approve failed: nats: connection closed", "", "error"),
+            ("approved d-scene03 (2 workers)", "", "information"),
+        ]
+        app.control("seen", {"kinds": ["approval"]})  # the way the needs-you watch records what was seen
+        await until(lambda: len(link.controls) == 5, 5, "the quiet request")
+        await pilot.pause()
+        assert len(app._notifications) == 4
+
+
 async def test_keys_can_be_remapped_from_config(engine: Engine, observer: Bus) -> None:
     engine.cfg.keys["approve"] = "y"
     app = make_app(engine)
@@ -303,7 +510,7 @@ async def test_keys_can_be_remapped_from_config(engine: Engine, observer: Bus) -
         # every place that names the key names the new one: the detail's hint line and the palette's hints
         detail = app.query_one("#decision-detail", DecisionDetail)
         await until(lambda: "y approve · r reject" in str(detail.detail))
-        assert {a["action"]: a["key"] for a in palette_actions(keymap_of(app))}["approve"] == "y"
+        assert {a["action"]: a["key"] for a in palette_actions(app.keymap)}["approve"] == "y"
         await pilot.press("y")
         await until(lambda: engine.state.decisions["d-remap"].status == "approved")
 
@@ -526,7 +733,7 @@ class _BrokenLink(LocalLink):
 async def test_engine_failure_becomes_a_notification_and_the_app_stays_up(engine: Engine) -> None:
     app = SwarmApp(_BrokenLink(engine, connect=False), refresh_ms=20)
     async with app.run_test(size=SIZE) as pilot:
-        await until(lambda: app.engine_error)
+        await until(lambda: app.room.engine_error)
         await pilot.pause()
         assert app.is_running
         assert any("cannot reach the bus" in str(n.message) for n in app._notifications)

@@ -156,7 +156,7 @@ async def test_the_header_in_the_app_before_and_after_the_first_check(engine: En
             (_conductor(), "ollama:gemma2:2b (not checked yet)", "rules"),
             (_conductor(source="rules", ollama_reachable=False), "rules (Ollama unreachable)", "ollama:"),
         ):
-            app.info = {**app.info, "conductor": cond}
+            app.room.info = {**app.info, "conductor": cond}
             app.room.show_header()
             await pilot.pause()
             line = header.line.plain

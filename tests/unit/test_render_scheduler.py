@@ -140,16 +140,16 @@ def test_a_state_message_refreshes_when_due_else_mounts_new_cards_only() -> None
     sched, clock, _ = make()
     shown(sched)
     sched.event()
-    assert sched.state_changed() == ""  # too soon, no new worker: the timer's flush will do it
+    assert sched.state_changed() is None  # too soon, no new worker: the timer's flush will do it
     sched.event(new_worker=True)
     assert sched.state_changed() == "cards"  # a new worker's card is mounted at once
-    assert sched.state_changed() == ""  # ... once
+    assert sched.state_changed() is None  # ... once
     clock.t += TUNING.state_refresh_s
     sched.event(new_worker=True)
     assert sched.state_changed() == "state"  # the full refresh mounts it too
     assert sched.state_changed() == "state"  # due until the views are shown
     shown(sched)
-    assert sched.state_changed() == ""
+    assert sched.state_changed() is None
 
 
 # ------------------------------------------------------------------------------------------- the tick

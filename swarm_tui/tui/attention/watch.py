@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from textual.notifications import SeverityLevel
@@ -92,7 +92,7 @@ class AttentionWatch:
         notify: Notify,
         shown_key: Callable[[], str],
         on_badge: Callable[[], None],
-        send_control: Callable[[str, dict[str, Any]], Awaitable[object]],
+        send_control: Callable[[str, dict[str, Any]], object],
     ) -> None:
         self.cfg = cfg
         self.attention = Attention(cfg.kinds(), bus_grace_s=cfg.bus_grace_s, clock=clock)
@@ -154,7 +154,7 @@ class AttentionWatch:
         )
 
     # ------------------------------------------------------------------ going there
-    async def go(self, places: Places) -> None:
+    def go(self, places: Places) -> None:
         """``!``: to the newest thing that needs you, and everything shown in the badge marked seen."""
         shown = self.badge() or sorted(self.attention.current, key=lambda n: -n["latest"])
         if not shown:
@@ -172,10 +172,7 @@ class AttentionWatch:
         self._badge = tuple((n["kind"], n["count"]) for n in self.badge())
         self.on_badge()
         self.notify(plain(newest["what"])[:200], title=newest["kind"], timeout=6, markup=False)
-        try:
-            await self.send_control("seen", {"kinds": kinds})  # the log's mark: other viewers and status agree
-        except Exception as exc:  # noqa: BLE001 - the bus may be the thing that is lost: the local mark holds
-            log.info("could not record seen: %s", exc)
+        self.send_control("seen", {"kinds": kinds})  # the log's mark, in a worker: other viewers and status agree
 
 
 def _log_failure(probe: asyncio.Future[bool]) -> None:

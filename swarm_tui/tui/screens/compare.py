@@ -7,7 +7,7 @@ column says (``-`` only in A, ``+`` only in B, ``~`` changed), so the view reads
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from swarm_tui.engine.bus.wire import Result
@@ -23,56 +23,19 @@ from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
 from swarm_tui.tui.compare_doc import Comparison, Row, compare, default_pair, step_answer
+from swarm_tui.tui.control_client import ControlClient
+from swarm_tui.tui.exports import copy_answer
+from swarm_tui.tui.promotion import PROMOTED, promote, promoted_of, watch_promotion
 from swarm_tui.tui.results_doc import result_facts, task_title
-
-if TYPE_CHECKING:
-    from swarm_tui.tui.app import SwarmApp
 
 Side = Literal["a", "b"]
 A_STYLE, B_STYLE = "on rgb(72,28,34)", "on rgb(24,62,38)"  # only in A (removed) / only in B (added)
 A_MARK, B_MARK = "bold underline on rgb(128,40,52)", "bold underline on rgb(36,112,62)"  # the differing chars
-PROMOTED = "★ promoted"
-WATCH_S, WATCH_TRIES = 0.2, 25  # after a promotion is accepted: look for it in the state for up to 5 s
 
 
-def promoted_of(state: SwarmState, task_id: str) -> str:
-    """The job id of the task's promoted answer, "" when none (or the task is unknown)."""
-    tv = state.tasks.get(task_id)
-    return tv.promoted if tv is not None else ""
-
-
-def answer_label(index: int, r: Result) -> str:
-    return f"answer {index} ({plain(r.role) or 'worker'} · {plain(r.model)})"
-
-
-async def promote(app: App[Any], state: SwarmState, task_id: str, index: int, r: Result) -> bool:
-    """Ask the engine to make answer ``index`` the task's answer; True when it accepted. Only a "done" answer
-    can be promoted: anything else is refused here with a toast, and nothing is sent."""
-    if r.state != "done":
-        app.notify(
-            f"answer {index} is {r.state}: only a done answer can be the task's answer",
-            severity="warning",
-            markup=False,
-        )
-        return False
-    if promoted_of(state, task_id) == r.job_id:
-        app.notify(f"answer {index} is already the task's answer", timeout=3, markup=False)
-        return False
-    done = f"promoted {answer_label(index, r)} as the answer of task {plain(task_id)}"
-    return await cast("SwarmApp", app)._control("promote", {"job": r.job_id}, done)
-
-
-async def promote_newest(app: App[Any], state: SwarmState, task_id: str) -> None:
-    """The palette's promote on the main screen: the selected task's newest done answer."""
-    results = state.task_results(task_id)
-    done = [i for i, r in enumerate(results, 1) if r.state == "done"]
-    if not done:
-        app.notify(f"task {plain(task_id)} has no done answer to promote", severity="warning", markup=False)
-        return
-    await promote(app, state, task_id, done[-1], results[done[-1] - 1])
-
-
-def open_compare(app: App[Any], state: SwarmState, task_id: str, keymap: dict[str, str]) -> None:
+def open_compare(
+    app: App[Any], controls: ControlClient, state: SwarmState, task_id: str, keymap: dict[str, str]
+) -> None:
     """Push the compare screen for a task, or say why not (fewer than two answers, already open)."""
     n = len(state.task_results(task_id))
     if n < 2:
@@ -81,13 +44,7 @@ def open_compare(app: App[Any], state: SwarmState, task_id: str, keymap: dict[st
         return
     if isinstance(app.screen, CompareScreen) and app.screen.task_id == task_id:
         return
-    app.push_screen(CompareScreen(state, task_id, keymap))
-
-
-def screen_task(screen: Screen[Any]) -> str | None:
-    """The task an open results or compare screen shows (the palette's actions work on it), else None."""
-    task_id = getattr(screen, "task_id", None)
-    return task_id if isinstance(task_id, str) else None
+    app.push_screen(CompareScreen(state, task_id, keymap, controls))
 
 
 def head_text(side: Side, index: int, count: int, r: Result, promoted: bool, active: bool) -> Text:
@@ -174,11 +131,12 @@ class CompareScreen(ModalScreen[None]):
     CompareScreen #compare-hint { width: 1fr; }
     """
 
-    def __init__(self, state: SwarmState, task_id: str, keymap: dict[str, str]) -> None:
+    def __init__(self, state: SwarmState, task_id: str, keymap: dict[str, str], controls: ControlClient) -> None:
         super().__init__(classes="modal")
         self.state = state
         self.task_id = task_id
         self.keymap = keymap
+        self.controls = controls
         self.title_text = task_title(state.tasks[task_id], 100)
         results = state.task_results(task_id)
         a, b = default_pair(results, promoted_of(state, task_id))
@@ -257,30 +215,20 @@ class CompareScreen(ModalScreen[None]):
         self.refresh_view()
 
     def action_copy_answer(self) -> None:
-        from swarm_tui.tui.screens.results import copy_answer  # Markdown imports: only when asked
-
         copy_answer(self.app, *self.answer(self.active))
 
-    async def action_promote(self) -> None:
+    def action_compare(self) -> None:
+        """The palette's compare on this screen: this task's answers are compared here already."""
+
+    def action_promote(self) -> None:
         index, r = self.answer(self.active)
-        if await promote(self.app, self.state, self.task_id, index, r):
-            self.refresh_view()
-            watch_promotion(self, self.state, self.task_id, r.job_id, self.refresh_view)
+
+        def promoted() -> None:
+            if self.is_attached:  # not closed while the request was on its way
+                self.refresh_view()
+                watch_promotion(self, self.state, self.task_id, r.job_id, self.refresh_view)
+
+        promote(self.app, self.controls, self.state, self.task_id, index, r, promoted)
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-
-def watch_promotion(screen: Screen[Any], state: SwarmState, task_id: str, job: str, redraw: Any) -> None:
-    """After the engine accepted a promotion, redraw once the state shows it (the bus brings it a moment
-    later): a short-lived check, WATCH_TRIES times at most, then it stops by itself."""
-    tries = [0]
-
-    def check() -> None:
-        tries[0] += 1
-        if promoted_of(state, task_id) == job or tries[0] >= WATCH_TRIES:
-            timer.stop()
-            if screen.is_attached:
-                redraw()
-
-    timer = screen.set_interval(WATCH_S, check, repeat=WATCH_TRIES)

@@ -1,8 +1,10 @@
 """The control room: the main screen's panels, their layout on wide and narrow terminals, the filter box.
 
-It draws what the App holds (``RoomSource``: the link's state, the engine's info, the rings, the clock) when
-the App says so; it decides nothing about *when* (that is the render scheduler's job) and sends nothing to the
-engine (the App's actions do). Wide terminals show every panel; narrow ones (``-compact``) one tab at a time.
+It is given its parts when made (the link, the rings, the clock, the render scheduler, the keymap, the
+needs-you watch, the control client) and draws from them and from what the App sets as it learns it (``info``,
+``ready``, ``engine_error``); it decides nothing about *when* (that is the render scheduler's job). Its keys
+and what they do are ``room_actions.py``'s. Wide terminals show every panel; narrow ones (``-compact``) one tab
+at a time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,20 +20,19 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.events import Key
 from textual.geometry import Size
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Tab, Tabs
 
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
-from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.attention.watch import AttentionWatch
-from swarm_tui.tui.commands import keymap_of
+from swarm_tui.tui.commands import HELP_ACTION, shown_key
+from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
+from swarm_tui.tui.screens.room_actions import RoomActions, RoomAttention
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
 from swarm_tui.tui.widgets.header_bar import HeaderBar, HeaderView
 from swarm_tui.tui.widgets.key_bar import KeyBar
@@ -64,34 +65,39 @@ def widths_of(table: DataTable[Any]) -> list[int]:
     return [c.content_width for c in table.ordered_columns]
 
 
-class RoomSource(Protocol):
-    """What the control room reads from the App."""
-
-    link: Link
-    cfg: Config
-    info: EngineInfo
-    rings: dict[str, OutputRing]
-    clock: Callable[[], float]
-    ready: bool
-    engine_error: str
-    deterministic: bool
-    scheduler: RenderScheduler
-    needs_you: AttentionWatch
-
-    def shown_key(self, binding_id: str) -> str:
-        """The key a binding answers to (the config's remap, else its default)."""
-
-    def refresh_state(self) -> None:
-        """Rebuild the state views now (and tell the render scheduler they are fresh)."""
-
-
-class ControlRoom(Screen[None]):
+class ControlRoom(RoomActions):
     """The App's default screen. The widgets are made here, so the App reaches them as attributes (no query on
     the hot paths); their ids stay for app.tcss and the tests."""
 
-    def __init__(self, source: RoomSource, *, ram_history: list[float] | None = None) -> None:
+    # set by the App as it learns them; watchers redraw what shows them (``var``: no repaint of the whole screen)
+    info: var[EngineInfo] = var(EngineInfo, init=False, always_update=True)  # every poll adds a RAM reading
+    ready: var[bool] = var(False, init=False)  # the engine runs and the log is replayed
+    engine_error: var[str] = var("", init=False)  # why the engine did not start (the header says it)
+
+    def __init__(
+        self,
+        link: Link,
+        *,
+        info: EngineInfo,
+        rings: dict[str, OutputRing],
+        clock: Callable[[], float],
+        scheduler: RenderScheduler,
+        keymap: dict[str, str],
+        attention: RoomAttention,
+        controls: ControlClient,
+        deterministic: bool = False,
+        ram_history: list[float] | None = None,
+    ) -> None:
         super().__init__(id="_default")  # the App's default screen (App.query_one looks here)
-        self.source = source
+        self.link = link
+        self.set_reactive(ControlRoom.info, info)
+        self.rings = rings
+        self.clock = clock  # wall time, for ages and countdowns (a fixed instant in the scenes)
+        self.scheduler = scheduler
+        self.keymap = keymap
+        self.attention = attention
+        self.controls = controls
+        self.deterministic = deterministic  # scenes and snapshots: every card at once
         self.ram_history: deque[float] = deque(ram_history or [], maxlen=600)
         self.compact = False
         self.active_tab = "decisions"
@@ -100,14 +106,23 @@ class ControlRoom(Screen[None]):
         self.header_bar = HeaderBar(id="header")
         self.task_table: DataTable[Any] = DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
         self.decision_table: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
-        self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap_of(source), clock=source.clock)
-        self.workers_panel = WorkersPanel(source.scheduler.tuning, id="workers-panel", classes="panel")
+        self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap, clock=clock)
+        self.workers_panel = WorkersPanel(scheduler.tuning, id="workers-panel", classes="panel")
         self.ram_panel = RamPanel(id="ram", classes="panel")
         self.spend_panel = SpendPanel(id="spend", classes="panel")
         self.filter_box = Input(
             id="filter", placeholder="filter tasks, decisions and workers · enter keeps it · escape clears"
         )
-        self.footer = KeyBar()
+        self.footer = KeyBar(keep=(HELP_ACTION,))
+
+    def watch_info(self, info: EngineInfo) -> None:
+        """The engine's new info (the App's poll): a RAM reading, the guards' panels and the header."""
+        self.take_ram_reading(info)
+        self.show_guards()
+        self.show_header()
+
+    def watch_engine_error(self) -> None:
+        self.show_header()
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -147,7 +162,7 @@ class ControlRoom(Screen[None]):
         if not self.is_mounted:  # the first size can come before the panels: on_mount lays them out
             return
         self.apply_layout(size.width, size.height)
-        self.call_after_refresh(self.source.refresh_state)  # column widths follow the new size
+        self.call_after_refresh(self.refresh_state)  # column widths follow the new size
 
     def apply_layout(self, width: int, height: int) -> None:
         compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
@@ -162,6 +177,9 @@ class ControlRoom(Screen[None]):
         visible = TAB_PANELS[self.active_tab]
         for ident in ("left", "right", "tasks-panel", "workers-panel", "decisions-panel", "guards"):
             self.query_one(f"#{ident}").display = (not self.compact) or ident in visible
+
+    def action_show_tab(self, name: str) -> None:
+        self.show_tab(name)
 
     def show_tab(self, name: str) -> None:
         if name not in TABS:
@@ -186,6 +204,9 @@ class ControlRoom(Screen[None]):
             self.show_tab(name)
 
     # ------------------------------------------------------------------ the filter box
+    def action_filter(self) -> None:
+        self.open_filter()
+
     def open_filter(self) -> None:
         self.filter_box.display = True
         self.filter_box.focus()
@@ -193,7 +214,7 @@ class ControlRoom(Screen[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
-        self.source.refresh_state()
+        self.refresh_state()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -207,61 +228,27 @@ class ControlRoom(Screen[None]):
             self.filter_box.value = ""
             self.filter_box.display = False
             self.filter_text = ""
-            self.source.refresh_state()
+            self.refresh_state()
             self.decision_table.focus()
 
     # ------------------------------------------------------------------ selection
-    def selected_decision(self) -> DecisionView | None:
-        table = self.decision_table
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no cursor yet
-            return None
-        return self.source.link.state.decisions.get(str(key))
-
-    def selected_task(self) -> str | None:
-        table = self.task_table
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-
-    def target_decision(self) -> DecisionView | None:
-        """What approve/reject/edit act on: the selected decision if it waits, else the newest one waiting."""
-        dv = self.selected_decision()
-        if dv is not None and dv.status == "pending":
-            return dv
-        pending = self.source.link.state.pending_decisions()
-        return max(pending, key=lambda d: d.decision.created_at) if pending else None
-
-    def _select_row(self, table: DataTable[Any], key: str) -> None:
-        with contextlib.suppress(Exception):  # the row may be filtered out: then the cursor stays
-            table.move_cursor(row=table.get_row_index(key))
-            table.focus()
-
-    def select_newest_pending(self) -> None:
-        """The newest decision that waits for approval, under the cursor (``!`` goes there)."""
-        pending = self.source.link.state.pending_decisions()
-        if pending:
-            self._select_row(self.decision_table, max(pending, key=lambda d: d.decision.created_at).id)
-
-    def select_newest_failed(self) -> None:
-        """The task of the newest failed job, under the cursor of the Tasks table."""
-        failed = [r for r in self.source.link.state.results.values() if r.state == "failed"]
-        if failed:
-            self._select_row(self.task_table, max(failed, key=lambda r: r.ended_at).task_id)
-
     @on(DataTable.RowHighlighted, "#decisions")
     def _decision_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.detail_view.decision = self.selected_decision()
 
     # ------------------------------------------------------------------ drawing
+    def refresh_state(self) -> None:
+        """Rebuild the state views now (and tell the render scheduler they are fresh)."""
+        if not self.app.is_running:  # a call_after_refresh that lands during shutdown
+            return
+        self.scheduler.state_shown(self.link.state.version)
+        self.attention.check()
+        self.show_state()
+
     def show_state(self) -> None:
         """Tables, the decision detail, the cards, the header and the panels' titles, from the state now."""
-        src = self.source
-        state = src.link.state
-        now = src.clock()
+        state = self.link.state
+        now = self.clock()
         ttable, dtable = self.task_table, self.decision_table
         sync_table(
             ttable, task_rows(state, now, self.filter_text, width=room_of(ttable), floor=widths_of(ttable)), fit=4
@@ -272,7 +259,7 @@ class ControlRoom(Screen[None]):
         fresh = [d for d in state.decisions if d not in self._seen_decisions]
         self._seen_decisions.update(fresh)
         new_pending = [d for d in fresh if state.decisions[d].status == "pending" and d in dtable.rows]
-        if new_pending and src.ready:  # a new decision waits: put the cursor on it, one key approves it
+        if new_pending and self.ready:  # a new decision waits: put the cursor on it, one key approves it
             dtable.move_cursor(row=dtable.get_row_index(new_pending[-1]), animate=False)
         self.detail_view.decision = self.selected_decision()
         self.sync_workers()
@@ -282,45 +269,43 @@ class ControlRoom(Screen[None]):
     def sync_workers(self) -> None:
         if not self.is_running:  # a call_after_refresh that lands during shutdown
             return
-        src = self.source
         more = self.workers_panel.sync(
-            src.link.state,
-            src.rings,
-            src.clock(),
+            self.link.state,
+            self.rings,
+            self.clock(),
             self.filter_text,
-            ready=src.ready,
-            batch=src.scheduler.mount_batch(src.deterministic),
+            ready=self.ready,
+            batch=self.scheduler.mount_batch(self.deterministic),
         )
         if more:
             self.call_after_refresh(self.sync_workers)
 
     def show_header(self) -> None:
-        src = self.source
+        link = self.link
         self.header_bar.view = HeaderView(
-            bus_state=src.link.bus_state,
-            bus_kind=src.link.bus_kind,
-            link_kind=src.link.kind,
-            info=src.info,
-            state=src.link.state,
-            demo=src.link.demo,
-            approval=src.cfg.approval.mode,
-            engine_error=src.engine_error if not src.ready else "",
+            bus_state=link.bus_state,
+            bus_kind=link.bus_kind,
+            link_kind=link.kind,
+            info=self.info,
+            state=link.state,
+            demo=link.demo,
+            approval=link.cfg.approval.mode,
+            engine_error=self.engine_error if not self.ready else "",
             compact=self.compact,
-            needs=tuple(src.needs_you.badge()),
-            needs_key=src.shown_key("attention"),
+            needs=tuple(self.attention.badge()),
+            needs_key=shown_key("attention", self.keymap),
         )
 
     def spend_info(self) -> AnySpend | None:
-        src = self.source
-        spend = usable(src.info.get("spend"))
+        spend = usable(self.info.get("spend"))
         if spend:
             return spend
-        if not src.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
+        if not self.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
             return None
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the log's figures are a best effort: without them, no panel figures
             from swarm_tui.engine.guards.spend import offline_spend_summary
 
-            out = offline_spend_summary(src.cfg, src.link.state)
+            out = offline_spend_summary(self.link.cfg, self.link.state)
             out["price_source"] = "the event log (no spend guard reporting)"
             return out
         return None
@@ -336,7 +321,7 @@ class ControlRoom(Screen[None]):
             self.ram_history.append(float(ram["available_mb"]))
 
     def show_guards(self) -> None:
-        ram = usable(self.source.info.get("ram"))
+        ram = usable(self.info.get("ram"))
         self.ram_panel.reading = RamReading(ram, tuple(self.ram_history))
         self.ram_panel.set_class(bool(ram and ram_low(ram)), "-alert")
         spend = self.spend_info()
@@ -345,7 +330,7 @@ class ControlRoom(Screen[None]):
         self.show_titles()
 
     def show_titles(self) -> None:
-        state = self.source.link.state
+        state = self.link.state
         pending = len(state.pending_decisions())
         live = len(state.live_workers())
         counts: dict[str, int] = {}
@@ -370,7 +355,7 @@ class ControlRoom(Screen[None]):
             ),
         )
         if self.compact:
-            ram = usable(self.source.info.get("ram"))
+            ram = usable(self.info.get("ram"))
             labels = {
                 "decisions": f"1 Decisions{f' ({pending}!)' if pending else ''}",
                 "workers": f"2 Workers {live}",

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -25,7 +24,10 @@ from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
+from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.driver import safe_markdown_table
+from swarm_tui.tui.exports import copy_answer, save_document
+from swarm_tui.tui.promotion import PROMOTED, promote, promoted_of, watch_promotion
 from swarm_tui.tui.results_doc import (
     answer_text,
     close_fences,
@@ -34,9 +36,8 @@ from swarm_tui.tui.results_doc import (
     results_markdown,
     task_header_md,
     task_title,
-    write_private,
 )
-from swarm_tui.tui.screens.compare import PROMOTED, open_compare, promote, promoted_of, watch_promotion
+from swarm_tui.tui.screens.compare import open_compare
 
 # what the parser must not turn into something clickable or raw: links of every kind, images, HTML
 DISABLED_RULES = ["link", "autolink", "image", "linkify", "reference", "html_inline", "html_block"]
@@ -177,7 +178,9 @@ class ResultsScreen(ModalScreen[None]):
     ResultsScreen Markdown { margin: 0; padding: 0; }
     """
 
-    def __init__(self, state: SwarmState, task_id: str, export_dir: Path, keymap: dict[str, str]) -> None:
+    def __init__(
+        self, state: SwarmState, task_id: str, export_dir: Path, keymap: dict[str, str], controls: ControlClient
+    ) -> None:
         super().__init__(classes="modal")
         tv = state.tasks[task_id]
         self.state = state
@@ -188,6 +191,7 @@ class ResultsScreen(ModalScreen[None]):
         self.document = results_markdown(state, task_id) or ""
         self.export_dir = export_dir
         self.keymap = keymap
+        self.controls = controls
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="results"):
@@ -243,16 +247,21 @@ class ResultsScreen(ModalScreen[None]):
         save_document(self.app, self.task_id, self.document, self.export_dir)
 
     def action_compare(self) -> None:
-        open_compare(self.app, self.state, self.task_id, self.keymap)
+        open_compare(self.app, self.controls, self.state, self.task_id, self.keymap)
 
-    async def action_promote(self) -> None:
+    def action_promote(self) -> None:
         a = self.selected()
         if a is None:
             self.notify("no answer to promote yet", severity="warning", markup=False)
             return
-        if await promote(self.app, self.state, self.task_id, a.index, a.result):
-            self.show_promoted()
-            watch_promotion(self, self.state, self.task_id, a.result.job_id, self.show_promoted)
+        job = a.result.job_id
+
+        def promoted() -> None:
+            if self.is_attached:  # not closed while the request was on its way
+                self.show_promoted()
+                watch_promotion(self, self.state, self.task_id, job, self.show_promoted)
+
+        promote(self.app, self.controls, self.state, self.task_id, a.index, a.result, promoted)
 
     def show_promoted(self) -> None:
         """Move the ★ to the answer the state now says is the task's answer."""
@@ -265,28 +274,3 @@ class ResultsScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-
-def copy_answer(app: App[Any], index: int, r: Result) -> None:
-    """The answer as stored, made inert, to the clipboard (OSC 52: the terminal decides whether it lands)."""
-    text = answer_text(r)
-    app.copy_to_clipboard(text)
-    app.notify(f"answer {index} ({len(text)} characters) copied to the clipboard (OSC 52)", timeout=4, markup=False)
-
-
-def save_document(app: App[Any], task_id: str, document: str, export_dir: Path) -> Path | None:
-    """Write the document to ``export_dir/<task id>.md`` and say where; None (and an error toast) on failure."""
-    path = export_dir / f"{plain(task_id).replace('/', '_')}.md"
-    try:
-        export_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        export_dir.chmod(0o700)  # the answers of every task saved: the owner's only, as the files are
-        write_private(path, document, ours=True)
-    except OSError as exc:
-        app.notify(
-            f"could not save {plain(str(path))}: {plain(exc.strerror or str(exc))[:200]}",
-            severity="error",
-            markup=False,
-        )
-        return None
-    app.notify(f"saved to {plain(str(path))}", title="results", timeout=8, markup=False)
-    return path
