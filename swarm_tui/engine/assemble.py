@@ -41,19 +41,18 @@ def assemble(
     engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=demo, clock=clock, host=engine.host))
     workers = None
     if pool:
-        from swarm_tui.engine.swarm.pool import Pool
+        from swarm_tui.engine.swarm.build import build_pool
 
         workers = engine.add(
-            Pool(
+            build_pool(
                 cfg,
                 bus,
+                endpoint=endpoint,
                 spend=spend,
                 ram=ram,
                 lane=lane,
                 clock=clock,
                 host=engine.host,
-                demo=demo,
-                demo_endpoint=endpoint,
                 warm_on_start=False,
             )
         )

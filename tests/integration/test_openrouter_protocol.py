@@ -224,6 +224,8 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     from types import SimpleNamespace
 
     from swarm_tui.engine.bus.wire import Job
+    from swarm_tui.engine.swarm.context import PoolSettings
+    from swarm_tui.engine.swarm.endpoint import OpenRouterEndpoint
     from swarm_tui.engine.swarm.job import JobRun
 
     job = Job(
@@ -237,7 +239,8 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         messages=[{"role": "user", "content": "hi"}],
         created_at=0.0,
     )
-    opts = JobRun(SimpleNamespace(cfg=cfg, spend=None, demo_endpoint=None)).call_options(job, r.model)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(settings=PoolSettings.of(cfg), spend=None, endpoint=OpenRouterEndpoint(cfg.openrouter))
+    opts = JobRun(ctx).caller.call_options(job, r.model)  # type: ignore[arg-type]
     assert opts["first_content_timeout"] == cfg.swarm.request_timeout_s == 180
 
 

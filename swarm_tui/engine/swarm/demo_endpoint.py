@@ -22,10 +22,13 @@ import re
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.info import DemoInfo
+from swarm_tui.engine.models import is_local_chat
+from swarm_tui.engine.swarm.endpoint import HttpSession
 
 NOTE = "_Demo answer: synthetic text written offline, no model was called._"
 # the share of the longest answer each role writes (then a job's own jitter): research notes are the shortest
@@ -258,8 +261,15 @@ def demo_answer(seed: str, role: str, topic: str, limit: int) -> list[str]:
 
 
 class DemoEndpoint:
+    """A component (its server starts before the pool) and the pool's endpoint (swarm/endpoint.py): it answers
+    every model, local ones too, as an OpenRouter model, with no key needed and nothing to reconcile."""
+
     name = "demo"
     KEY = "demo-key-not-secret"
+    is_demo = True
+    blocks_without_key = False
+    seeds_answers = True  # a retried job streams the same answer
+    reconciles = False
 
     def __init__(self, cfg: Config, *, host: str = "127.0.0.1") -> None:
         self.tps = cfg.demo.tokens_per_s
@@ -271,10 +281,40 @@ class DemoEndpoint:
         self.open = 0
         self._models: set[str] = set()
         self._runner: web.AppRunner | None = None
+        self._http = HttpSession()
 
     @property
     def base(self) -> str:
         return f"http://{self.host}:{self.port}/api/v1"
+
+    # ------------------------------------------------------------------ the pool's endpoint
+    @property
+    def api_key(self) -> str:
+        return self.KEY
+
+    @property
+    def api_base(self) -> str:
+        return self.base
+
+    def runs_locally(self, model: str) -> bool:
+        return False
+
+    def own_model(self, model: str) -> str | None:
+        bare = model.split("/", 1)[1] if "/" in model else model
+        if is_local_chat(model):
+            bare = "local/" + bare
+        return "openrouter/" + bare
+
+    def needs_litellm(self, model: str) -> bool:
+        return False  # no warm-up for the demo: it answers every model as openrouter/
+
+    def session(self) -> aiohttp.ClientSession:
+        return self._http.get()
+
+    async def close_session(self) -> None:
+        await self._http.close()
+
+    # ------------------------------------------------------------------ the server
 
     async def start(self) -> None:
         app = web.Application()
@@ -285,7 +325,7 @@ class DemoEndpoint:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # (host, port) of the one site: the port the OS chose
 
     async def stop(self) -> None:
         if self._runner is not None:
