@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import job_id, worker_id
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint, demo_answer
 from tests.support.env import make_config
@@ -81,7 +82,9 @@ async def test_the_endpoint_streams_the_answer_a_token_at_a_time_at_the_rate(tmp
     _shape("".join(deltas))
 
 
-async def test_demo_jobs_answer_in_their_roles_seeded_by_the_job_id(tmp_path, nats_server) -> None:
+async def test_demo_jobs_answer_in_their_roles_seeded_by_the_job_id(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     from swarm_tui.engine.assemble import assemble
 
     cfg = make_config(tmp_path, nats_server.url, SWARM_DEMO_TPS="2000")

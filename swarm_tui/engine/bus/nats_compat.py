@@ -20,7 +20,7 @@ def take_parked(psub: Any) -> list[Msg]:
     out: list[Msg] = []
     while queue is not None and not queue.empty():
         m = queue.get_nowait()
-        with contextlib.suppress(Exception):  # a nats-py without the count: nothing to keep in step
+        with contextlib.suppress(AttributeError, TypeError):  # a nats-py without the count: none to keep in step
             sub._pending_size -= len(m.data)  # type: ignore[union-attr]
         out.append(m)
     return out

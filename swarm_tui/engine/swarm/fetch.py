@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Mapping
 
 from nats.aio.msg import Msg as NatsMsg
 from nats.js.client import JetStreamContext
 
 from swarm_tui.engine.bus.jobs import JobQueue
 from swarm_tui.engine.bus.nats_compat import take_parked
+from swarm_tui.engine.swarm.run import Run
 
 FETCH_WAIT_S = 0.5
 # With no job for IDLE_AFTER_S the pull request lasts FETCH_IDLE_WAIT_S: a job still arrives at once (the pull is
@@ -69,6 +71,24 @@ class JobFetch:
                 continue  # a status message of an earlier pull request
             await self.hold(m)
             self.counts["late_delivery"] += 1
+
+    async def hand_back(self, delay: float) -> None:
+        """On stop: the held jobs, and those delivered to the last pull after it gave up, redelivered soon."""
+        with contextlib.suppress(Exception):  # the bus is gone: JetStream redelivers them after ack_wait
+            await self.drain_late()
+        held, self.held = self.held, []
+        for m in held:
+            with contextlib.suppress(Exception):  # as above: redelivered after ack_wait
+                await m.nak(delay=delay)
+
+    async def heartbeat_loop(self, runs: Mapping[str, Run], ack_wait_s: float) -> None:
+        """Say every running job (not acked yet) and every held one is in progress, well within ack_wait."""
+        every = max(0.5, min(10.0, ack_wait_s / 3))
+        while True:
+            await asyncio.sleep(every)
+            for m in [r.msg for r in runs.values() if not r.acked] + list(self.held):
+                with contextlib.suppress(Exception):  # the bus is away: the next beat says it again
+                    await m.in_progress()
 
     async def hold(self, m: NatsMsg) -> None:
         """A job with no free slot: heartbeated (``in_progress``) and started first when a slot frees."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Literal
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
@@ -80,6 +81,20 @@ class JobRun:
             run.seq += 1
             with contextlib.suppress(Exception):  # a piece lost while the bus is away: the Result has the text
                 await self.ctx.bus.nc.publish(S.chunk(run.job.worker_id), c.to_bytes())
+
+    async def flush_loop(self, runs: Mapping[str, Run], busy: asyncio.Event) -> None:
+        """Publish what the running jobs streamed every ``swarm.chunk_flush_ms``; asleep while none runs."""
+        every = self.ctx.settings.swarm.chunk_flush_ms / 1000
+        while True:
+            if not runs:  # idle: no 20 wake-ups a second (idle CPU); a new run sets busy
+                busy.clear()
+                await busy.wait()
+            await asyncio.sleep(every)
+            for r in list(runs.values()):
+                if r.buf or r.rbuf:
+                    await self.flush(r)
+                if r.attempt and r.progress.generation_id != r.gen_noted:  # from a header, or reasoning only
+                    self.attempts.note_generation(r)
 
     # ------------------------------------------------------------------ the job
     async def process(self, run: Run) -> None:

@@ -107,7 +107,7 @@ class JobCall:
         try:
             await steps.event(run, "running", "")
             await self.attempts.begin(run)
-        except BaseException:  # noqa: BLE001 - re-raised: only the model's count is undone
+        except BaseException:  # re-raised: only the model's count is undone
             lim.active -= 1
             raise
         run.called = True
@@ -123,7 +123,7 @@ class JobCall:
                     await self._inner(run, go)
             else:
                 await self._inner(run, go)
-        except BaseException as exc:  # noqa: BLE001 - re-raised: kept to tell a stop from a failed call below
+        except BaseException as exc:  # re-raised: kept to tell a stop from a failed call below
             outcome = exc
             raise
         finally:

@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
@@ -42,7 +41,7 @@ from swarm_tui.engine.swarm.endpoint import Endpoint
 from swarm_tui.engine.swarm.fetch import FETCH_WAIT_S, IDLE_AFTER_S, JobFetch
 from swarm_tui.engine.swarm.job import JobRun
 from swarm_tui.engine.swarm.limits import ModelLimit, ModelLimits
-from swarm_tui.engine.swarm.run import MAX_DELIVER, Run
+from swarm_tui.engine.swarm.run import MAX_DELIVER, Run, cancel_scope
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +180,8 @@ class Pool:
             await self.reconciler.start()
         for coro, name in (
             (self._fetch_loop(), "pool-fetch"),
-            (self._heartbeat_loop(), "pool-heartbeat"),
-            (self._flush_loop(), "pool-flush"),
+            (self.fetch.heartbeat_loop(self.runs, self.settings.swarm.ack_wait_s), "pool-heartbeat"),
+            (self.runner.flush_loop(self.runs, self._busy), "pool-flush"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
@@ -193,12 +192,7 @@ class Pool:
         runs = list(self.runs.values())
         await cancel_and_wait([*self._tasks, *(r.task for r in runs)])
         self._tasks.clear()
-        with contextlib.suppress(Exception):  # the bus is gone: JetStream redelivers them after ack_wait
-            await self.fetch.drain_late()  # delivered to our last fetch after it gave up: handed back below too
-        held, self.fetch.held = self.fetch.held, []
-        for m in held:  # hand them back soon (see NAK_DELAY_S)
-            with contextlib.suppress(Exception):  # as above: redelivered after ack_wait
-                await m.nak(delay=NAK_DELAY_S)
+        await self.fetch.hand_back(NAK_DELAY_S)
         for sub in self._subs:
             with contextlib.suppress(Exception):  # the bus is gone: the interest went with the connection
                 await sub.unsubscribe()
@@ -237,10 +231,6 @@ class Pool:
         if self._warming is None and not self._stopping:
             self._warming = asyncio.create_task(self._warm_up(), name="pool-warm-up")
             self._tasks.append(self._warming)
-
-    def http_session(self) -> aiohttp.ClientSession:
-        """The pool's connection pool to its endpoint (keep-alive across jobs), made on first use."""
-        return self.endpoint.session()
 
     def needs_litellm(self, models: list[str]) -> bool:
         """Whether a call to one of these models goes through litellm (the endpoint says, model by model)."""
@@ -305,19 +295,7 @@ class Pool:
         self.cancel_scope(scope, [str(w) for w in workers], at)
 
     def cancel_scope(self, scope: str, workers: list[str], at: float) -> int:
-        n = 0
-        for r in list(self.runs.values()):
-            j = r.job
-            if scope == "all" and (not at or j.created_at <= at):
-                why = "cancelled (all workers)"
-            elif scope == f"decision:{j.decision_id}":
-                why = f"cancelled with decision {j.decision_id}"
-            elif scope == f"worker:{j.worker_id}" or j.worker_id in workers:
-                why = "cancelled"
-            else:
-                continue
-            n += r.cancel(why)
-        return n
+        return cancel_scope(self.runs.values(), scope, workers, at)
 
     # ------------------------------------------------------------------ loops
     async def _fetch_loop(self) -> None:
@@ -390,7 +368,7 @@ class Pool:
                     with contextlib.suppress(Exception):  # the bus is gone: redelivered after ack_wait
                         await run.msg.nak(delay=NAK_DELAY_S)
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug or the bus gone: the job is redelivered after ack_wait
+        except Exception as exc:  # a bug or the bus gone: the job is redelivered after ack_wait
             log.exception("job %s failed unexpectedly", run.job.id)
             self.counts["crashed"] += 1
             if run.delivered >= MAX_DELIVER and not run.acked:
@@ -418,24 +396,3 @@ class Pool:
             await load_litellm()
         except Exception as exc:  # noqa: BLE001 - the first call reports it properly
             log.warning("litellm did not load: %s", type(exc).__name__)
-
-    async def _heartbeat_loop(self) -> None:
-        every = max(0.5, min(10.0, self.settings.swarm.ack_wait_s / 3))
-        while True:
-            await asyncio.sleep(every)
-            for m in [r.msg for r in self.runs.values() if not r.acked] + list(self.fetch.held):
-                with contextlib.suppress(Exception):  # the bus is away: the next beat says it again
-                    await m.in_progress()
-
-    async def _flush_loop(self) -> None:
-        every = self.settings.swarm.chunk_flush_ms / 1000
-        while True:
-            if not self.runs:  # idle: no 20 wake-ups a second (idle CPU); a new run sets _busy
-                self._busy.clear()
-                await self._busy.wait()
-            await asyncio.sleep(every)
-            for r in list(self.runs.values()):
-                if r.buf or r.rbuf:
-                    await self.runner.flush(r)
-                if r.attempt and r.progress.generation_id != r.gen_noted:  # from a header, or reasoning only
-                    self.runner.attempts.note_generation(r)

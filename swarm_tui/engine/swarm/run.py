@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -62,3 +63,21 @@ class Run:
         if self.call is not None and not self.call.done():
             self.call.cancel()
         return 1
+
+
+def cancel_scope(runs: Iterable[Run], scope: str, workers: list[str], at: float) -> int:
+    """Cancel the runs a cancel request names ("all" jobs created by ``at``, a decision's, a worker's, or the
+    ``workers`` listed); how many it cancelled."""
+    n = 0
+    for r in list(runs):
+        j = r.job
+        if scope == "all" and (not at or j.created_at <= at):
+            why = "cancelled (all workers)"
+        elif scope == f"decision:{j.decision_id}":
+            why = f"cancelled with decision {j.decision_id}"
+        elif scope == f"worker:{j.worker_id}" or j.worker_id in workers:
+            why = "cancelled"
+        else:
+            continue
+        n += r.cancel(why)
+    return n
