@@ -77,7 +77,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
         if demo:
             from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
-            endpoint = DemoEndpoint(cfg)
+            endpoint = DemoEndpoint(cfg.demo)
             parts.append(endpoint)
         spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
         ram = RamGuard(cfg)

@@ -37,7 +37,7 @@ def assemble(
     if demo:
         from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
-        endpoint = engine.add(DemoEndpoint(cfg))
+        endpoint = engine.add(DemoEndpoint(cfg.demo))
     engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=demo, clock=clock, host=engine.host))
     workers = None
     if pool:

@@ -49,7 +49,7 @@ def test_an_answer_is_markdown_shaped_by_its_role_and_the_same_for_the_same_job(
 
 async def test_the_endpoint_streams_the_answer_a_token_at_a_time_at_the_rate(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, SWARM_DEMO_TPS="200").replace(demo__tokens=120)
-    ep = DemoEndpoint(cfg)
+    ep = DemoEndpoint(cfg.demo)
     await ep.start()
     body = {
         "model": "google/gemini-2.5-flash-lite",

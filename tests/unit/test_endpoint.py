@@ -84,10 +84,10 @@ def test_openrouter_and_the_demo_answer_as_the_branches_did(
     cfg: Config, what: str, ask: Callable[[Pool], object], openrouter: object, demo: object
 ) -> None:
     assert ask(pool_of(cfg, OpenRouterEndpoint(cfg.openrouter))) == openrouter, what
-    assert ask(pool_of(cfg, DemoEndpoint(cfg))) == demo, what
+    assert ask(pool_of(cfg, DemoEndpoint(cfg.demo))) == demo, what
 
 
 def test_only_openrouter_without_a_key_blocks_the_pool(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     assert pool_of(cfg, OpenRouterEndpoint(cfg.openrouter)).blocked() == MISSING_KEY
-    assert pool_of(cfg, DemoEndpoint(cfg)).blocked() is None
+    assert pool_of(cfg, DemoEndpoint(cfg.demo)).blocked() is None

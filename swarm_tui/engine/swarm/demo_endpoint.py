@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import DemoSection
 from swarm_tui.engine.info import DemoInfo
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.swarm.endpoint import HttpSession
@@ -271,10 +271,10 @@ class DemoEndpoint:
     seeds_answers = True  # a retried job streams the same answer
     reconciles = False
 
-    def __init__(self, cfg: Config, *, host: str = "127.0.0.1") -> None:
-        self.tps = cfg.demo.tokens_per_s
-        self.tokens = cfg.demo.tokens
-        self.usd_per_mtok = cfg.demo.usd_per_mtok
+    def __init__(self, demo: DemoSection, *, host: str = "127.0.0.1") -> None:
+        self.tps = demo.tokens_per_s
+        self.tokens = demo.tokens
+        self.usd_per_mtok = demo.usd_per_mtok
         self.host = host
         self.port = 0
         self.requests = 0
