@@ -157,9 +157,9 @@ async def test_jobs_beyond_the_free_slots_of_a_long_pull_are_held(cfg: Config) -
             return ["a", "b", "c"]
 
     p.scale = 3
-    p.fetch.psub = Psub()  # type: ignore[assignment]
+    p.fetch.psub = Psub()  # type: ignore[assignment]  # a pull subscription that only fetches
     p._accept = accept  # type: ignore[method-assign]
-    p.fetch.hold = hold  # type: ignore[method-assign]
+    p.fetch.hold = hold  # type: ignore[method-assign]  # seen, not heartbeated
     task = asyncio.create_task(p._fetch_loop())
     try:
         await until(lambda: accepted and held, 3, "the split")
