@@ -12,7 +12,8 @@ import aiohttp
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import job_id, worker_id
-from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint, demo_answer
+from swarm_tui.engine.swarm.demo_answer import demo_answer
+from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 from tests.support.env import make_config
 from tests.support.polling import until
 from tests.support.swarm_kit import Chunks, approve
