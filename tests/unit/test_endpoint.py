@@ -14,6 +14,7 @@ from swarm_tui.engine.bus.wire import ChatMessage, Job
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.swarm.attempts import Attempts
 from swarm_tui.engine.swarm.build import build_pool
+from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 from swarm_tui.engine.swarm.endpoint import Endpoint, OpenRouterEndpoint
 from swarm_tui.engine.swarm.pool import MISSING_KEY, Pool
@@ -91,3 +92,9 @@ def test_only_openrouter_without_a_key_blocks_the_pool(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     assert pool_of(cfg, OpenRouterEndpoint(cfg.openrouter)).blocked() == MISSING_KEY
     assert pool_of(cfg, DemoEndpoint(cfg.demo)).blocked() is None
+
+
+def test_the_pools_settings_never_show_a_secret(cfg: Config) -> None:
+    settings = PoolSettings.of(cfg)
+    assert "sk-or-v1-table" in settings.secrets  # what a call's errors are redacted with
+    assert "sk-or-v1-table" not in repr(settings) and "sk-or-v1-table" not in repr(OpenRouterEndpoint(cfg.openrouter))

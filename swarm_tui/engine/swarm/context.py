@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from swarm_tui.engine.errors import Refusal
@@ -33,7 +33,7 @@ class PoolSettings:
     openrouter: OpenRouterSection
     roles: Mapping[str, Role]
     ollama_host: str
-    secrets: tuple[str, ...]  # redacted from what a call reports
+    secrets: tuple[str, ...] = field(repr=False)  # redacted from what a call reports; never in a repr
 
     @classmethod
     def of(cls, cfg: Config) -> PoolSettings:
