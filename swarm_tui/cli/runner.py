@@ -63,7 +63,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
     from swarm_tui.engine.guards.spend import SpendGuard
-    from swarm_tui.engine.swarm.pool import Pool
+    from swarm_tui.engine.swarm.build import build_pool
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -77,11 +77,11 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
         if demo:
             from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
-            endpoint = DemoEndpoint(cfg)
+            endpoint = DemoEndpoint(cfg.demo)
             parts.append(endpoint)
         spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
         ram = RamGuard(cfg)
-        pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
+        pool = build_pool(cfg, bus, endpoint=endpoint, spend=spend, ram=ram, concurrency=concurrency)
         parts += [spend, ram, pool]
         for part in parts:
             await life.start_part(part)

@@ -37,25 +37,24 @@ def assemble(
     if demo:
         from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 
-        endpoint = engine.add(DemoEndpoint(cfg))
+        endpoint = engine.add(DemoEndpoint(cfg.demo))
     engine.add(
         Controller(ControllerSettings.of(cfg, demo=demo), bus, engine.state, spend=spend, clock=clock, host=engine.host)
     )
     workers = None
     if pool:
-        from swarm_tui.engine.swarm.pool import Pool
+        from swarm_tui.engine.swarm.build import build_pool
 
         workers = engine.add(
-            Pool(
+            build_pool(
                 cfg,
                 bus,
+                endpoint=endpoint,
                 spend=spend,
                 ram=ram,
                 lane=lane,
                 clock=clock,
                 host=engine.host,
-                demo=demo,
-                demo_endpoint=endpoint,
                 warm_on_start=False,
             )
         )

@@ -23,8 +23,8 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
-from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -99,7 +99,7 @@ async def test_a_standalone_worker_spends_under_the_engines_ceiling_not_its_own_
         wprices = PriceBook(wcfg)
         await wprices.load()
         wspend = SpendGuard(wcfg, wbus, None, wprices)  # as runner._worker builds it
-        pool = Pool(wcfg, wbus, spend=wspend, host="worker-host")
+        pool = build_pool(wcfg, wbus, spend=wspend, host="worker-host")
         await wspend.start()
         await pool.start()
         try:
@@ -369,8 +369,8 @@ async def test_a_job_redelivered_during_a_partition_never_calls_with_nothing_hel
         for sp in (aspend, bspend):
             await sp.prices.load()
             await sp.start()
-        apool = Pool(acfg, abus, spend=aspend, host="host-a")
-        bpool = Pool(cfg, bbus, spend=bspend, host="host-b")
+        apool = build_pool(acfg, abus, spend=aspend, host="host-a")
+        bpool = build_pool(cfg, bbus, spend=bspend, host="host-b")
         aspend.after_reserve = lambda: link.cut(6.0)
         await apool.start()
         try:

@@ -12,6 +12,8 @@ from swarm_tui.engine.bus.wire import Decision, WorkerEvent, job_id, worker_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.states import WorkerState
+from swarm_tui.engine.swarm.build import build_pool
+from swarm_tui.engine.swarm.limits import RECOVER_AFTER
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -62,14 +64,14 @@ async def test_429_backs_off_honouring_retry_after_and_lowers_the_model_limit(
 
 
 def test_aimd_model_limit_halves_and_recovers_slowly(cfg: Config) -> None:
-    pool = Pool(cfg, bus=None)  # type: ignore[arg-type]
+    pool = build_pool(cfg, bus=None)  # type: ignore[arg-type]
     pool.limit_of("m").active = 8
     pool.on_rate_limited("m", 2.0)
     assert pool.limits["m"].limit == 4
     assert pool.rate_limits()["m"]["limit"] == 4 and pool.rate_limits()["m"]["backoff_until"] > 0
     pool.on_rate_limited("m", None)
     assert pool.limits["m"].limit == 2
-    for _ in range(Pool.recover_after - 1):
+    for _ in range(RECOVER_AFTER - 1):
         pool.on_success("m")
     assert pool.limits["m"].limit == 2
     pool.on_success("m")
@@ -85,7 +87,7 @@ async def test_402_stops_cloud_dispatch_and_says_out_of_credit(tmp_path: Path, n
         await engine.start()
         try:
             d = await approve(bus, 3)
-            await until(lambda: pool.cloud_blocked() != "", 10, "out of credit")
+            await until(lambda: pool.cloud_blocked() is not None, 10, "out of credit")
             await asyncio.sleep(0.3)
             calls = len(fo.requests)
             await asyncio.sleep(1.2)

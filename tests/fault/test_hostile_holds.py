@@ -27,8 +27,8 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
-from swarm_tui.engine.swarm.pool import Pool
 from tests.fault.test_adversary import BARE, HeldSpend, Link, recorded_and_ledger
 from tests.support.env import ROOT, base_env, make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -72,7 +72,10 @@ async def test_two_runs_of_a_redelivered_job_that_both_fit_each_call_with_a_hold
         for sp in (aspend, bspend):
             await sp.prices.load()
             await sp.start()
-        apool, bpool = Pool(acfg, abus, spend=aspend, host="host-a"), Pool(cfg, bbus, spend=bspend, host="host-b")
+        apool, bpool = (
+            build_pool(acfg, abus, spend=aspend, host="host-a"),
+            build_pool(cfg, bbus, spend=bspend, host="host-b"),
+        )
         aspend.after_reserve = lambda: link.cut(6.0)
         await apool.start()
         try:
@@ -136,7 +139,7 @@ async def test_a_call_whose_hold_is_gone_when_it_starts_goes_back_to_its_gates(
         engine = Engine(cfg, bus)
         spend = engine.add(DroppingSpend(cfg, bus, engine.state, prices))
         engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
-        pool = engine.add(Pool(cfg, bus, spend=spend, host="engine"))
+        pool = engine.add(build_pool(cfg, bus, spend=spend, host="engine"))
         await engine.start()
         try:
             await approve(bus, 1, max_tokens=100)
@@ -222,7 +225,7 @@ async def test_a_worker_started_before_any_engine_waits_then_spends_under_the_en
         wprices = PriceBook(wcfg)
         await wprices.load()
         wspend = SpendGuard(wcfg, wbus, None, wprices)  # as runner._worker builds it
-        pool = Pool(wcfg, wbus, spend=wspend, host="worker-host")
+        pool = build_pool(wcfg, wbus, spend=wspend, host="worker-host")
         await wspend.start()
         await pool.start()
         engine = None

@@ -41,8 +41,8 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat import envelope
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, system_prompt
-from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -88,7 +88,7 @@ async def start_swarm(cfg: Config, bus: Bus, clock: Callable[[], float] = time.t
     await prices.load()
     spend = engine.add(WatchedSpend(cfg, bus, engine.state, prices, clock=clock))
     engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
-    engine.add(Pool(cfg, bus, spend=spend, host="test"))
+    engine.add(build_pool(cfg, bus, spend=spend, host="test"))
     await engine.start()
     return engine, spend
 
@@ -370,7 +370,8 @@ async def test_a_flush_over_the_message_limit_reaches_the_screen_in_pieces(bus: 
     never showed them)."""
     from types import SimpleNamespace
 
-    from swarm_tui.engine.swarm.job import JobRun, Run
+    from swarm_tui.engine.swarm.job import JobRun
+    from swarm_tui.engine.swarm.run import Run
 
     assert bus.nc is not None
     got: list[Chunk] = []

@@ -20,7 +20,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, WorkerEvent, job_id, worker_id
-from swarm_tui.engine.swarm.job import Run
+from swarm_tui.engine.swarm.run import Run
 from swarm_tui.engine.swarm.sse import MAX_LINE, LineTooLong, split_lines
 from tests.integration.test_reconcile import Swarm as ReconcileSwarm
 from tests.support.env import make_config

@@ -16,8 +16,9 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result, WorkerEvent, job_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
-from swarm_tui.engine.swarm.job import MAX_DELIVER
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.pool import Pool
+from swarm_tui.engine.swarm.run import MAX_DELIVER
 from tests.support.env import make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -48,7 +49,7 @@ async def test_a_402_for_one_request_retries_with_the_max_tokens_it_can_afford(
         finally:
             await engine.stop()
         r = engine.state.results[job_id(d.id, 0)]
-        assert r.state == "done" and blocked == ""  # one request's 402 does not stop dispatch
+        assert r.state == "done" and blocked is None  # one request's 402 does not stop dispatch
         assert [q["max_tokens"] for q in fo.requests] == [100, 60]
         states = [(e.state, e.reason) for e in await events(cfg) if isinstance(e, WorkerEvent)]
         assert any(s == "retrying" and "affords only 60" in why and "max_tokens 60" in why for s, why in states)
@@ -79,7 +80,7 @@ async def test_an_account_out_of_credit_stops_dispatch_until_a_call_goes_through
         cfg, bus, engine, pool = await _engine(tmp_path, nats_server, fo, swarm__scale=1)
         try:
             d = await approve(bus, 2)
-            await until(lambda: pool.cloud_blocked().startswith("out of credit"), 10, "blocked")
+            await until(lambda: (pool.cloud_blocked() or "").startswith("out of credit"), 10, "blocked")
             await asyncio.sleep(0.5)
             assert len(fo.requests) == 1  # nothing is sent while the account is out of credit
             pool._credit_at -= 61  # the pool's own re-check (no spend guard): one call is let through
@@ -87,18 +88,18 @@ async def test_an_account_out_of_credit_stops_dispatch_until_a_call_goes_through
             after = pool.cloud_blocked()
         finally:
             await engine.stop()
-        assert after == "" and all(r.state == "done" for r in engine.state.results.values())
+        assert after is None and all(r.state == "done" for r in engine.state.results.values())
         assert d.id
 
 
 def test_a_call_sent_after_the_block_clears_it(cfg: Config) -> None:
-    pool = Pool(cfg, bus=None)  # type: ignore[arg-type]
+    pool = build_pool(cfg, bus=None)  # type: ignore[arg-type]
     pool.mark_out_of_credit("402 Insufficient credits")
     at = pool._credit_at
     pool.credit_ok(at - 1)  # a call sent before the 402: says nothing
-    assert pool.cloud_blocked().startswith("out of credit")
+    assert (pool.cloud_blocked() or "").startswith("out of credit")
     pool.credit_ok(at)
-    assert pool.cloud_blocked() == ""
+    assert pool.cloud_blocked() is None
 
 
 async def _burn(bus: Bus, n: int, *, ask_again: bool = False) -> None:

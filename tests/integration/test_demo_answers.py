@@ -12,7 +12,8 @@ import aiohttp
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import job_id, worker_id
-from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint, demo_answer
+from swarm_tui.engine.swarm.demo_answer import demo_answer
+from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 from tests.support.env import make_config
 from tests.support.polling import until
 from tests.support.swarm_kit import Chunks, approve
@@ -49,7 +50,7 @@ def test_an_answer_is_markdown_shaped_by_its_role_and_the_same_for_the_same_job(
 
 async def test_the_endpoint_streams_the_answer_a_token_at_a_time_at_the_rate(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, SWARM_DEMO_TPS="200").replace(demo__tokens=120)
-    ep = DemoEndpoint(cfg)
+    ep = DemoEndpoint(cfg.demo)
     await ep.start()
     body = {
         "model": "google/gemini-2.5-flash-lite",

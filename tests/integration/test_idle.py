@@ -32,7 +32,9 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.swarm import fetch as fetch_mod
 from swarm_tui.engine.swarm import pool as pool_mod
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.tui import app as app_mod
 from swarm_tui.tui.render_scheduler import RenderTuning
 from tests.support.env import make_config
@@ -97,7 +99,7 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
         await engine.start()
         pool = engine.get(pool_mod.Pool)
         assert pool is not None
-        await until(lambda: pool._fetch is not None, 5, "the idle pull request")
+        await until(lambda: pool.fetch.pending is not None, 5, "the idle pull request")
         await asyncio.sleep(0.3)
 
         def running(d_id: str) -> bool:
@@ -105,14 +107,18 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
 
         d = await approve(bus, 1, demo=True)
         took = await timed(lambda: running(d.id), 10, "the job taken")
-        assert took < 2.0, f"an idle pool took {took:.2f}s to take a job (its pull lasts {pool_mod.FETCH_IDLE_WAIT_S}s)"
+        assert took < 2.0, (
+            f"an idle pool took {took:.2f}s to take a job (its pull lasts {fetch_mod.FETCH_IDLE_WAIT_S}s)"
+        )
         await until(lambda: len(engine.state.results) == 1, 20, "the result")
         # a cluster's failover: the consumer's new leader does not have our pull request; its advisory re-pulls
-        pending = await until(lambda: pool._fetch, 5, "the next pull request")
+        pending = await until(lambda: pool.fetch.pending, 5, "the next pull request")
         assert bus.nc is not None
         await bus.nc.publish(pool_mod.LEADER_ELECTED, b"{}")
         await until(lambda: pending.cancelled(), 3, "the pull request dropped on the advisory")
-        await until(lambda: pool._fetch is not None and pool._fetch is not pending, 3, "a new pull request")
+        await until(
+            lambda: pool.fetch.pending is not None and pool.fetch.pending is not pending, 3, "a new pull request"
+        )
         srv.kill()
         await until(lambda: bus.state != "connected", 10, "the loss")
         srv.start()
@@ -131,7 +137,7 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
 
 async def test_jobs_beyond_the_free_slots_of_a_long_pull_are_held(cfg: Config) -> None:
     bus = await Bus(cfg).connect()
-    p = pool_mod.Pool(cfg.replace(swarm__scale=1), bus, host="test")
+    p = build_pool(cfg.replace(swarm__scale=1, openrouter__api_key="k"), bus, host="test")
     accepted: list[str] = []
     held: list[str] = []
 
@@ -153,10 +159,9 @@ async def test_jobs_beyond_the_free_slots_of_a_long_pull_are_held(cfg: Config) -
             return ["a", "b", "c"]
 
     p.scale = 3
-    p._psub = Psub()
+    p.fetch.psub = Psub()  # type: ignore[assignment]  # a pull subscription that only fetches
     p._accept = accept  # type: ignore[method-assign]
-    p._hold = hold  # type: ignore[method-assign]
-    p.cfg = cfg.replace(openrouter__api_key="k")
+    p.fetch.hold = hold  # type: ignore[method-assign]  # seen, not heartbeated
     task = asyncio.create_task(p._fetch_loop())
     try:
         await until(lambda: accepted and held, 3, "the split")

@@ -32,8 +32,8 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import Advice, AdviceWorker, Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, bounded_context
-from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_ollama import Answer as OAnswer
 from tests.support.fake_ollama import FakeOllama, offered_ids, plan
@@ -77,7 +77,7 @@ def engine_with(cfg: Config, bus: Bus, *, pool: bool = True, lane: LocalLane | N
         engine.add(lane)
     engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, host="test"))
     if pool:
-        engine.add(Pool(cfg, bus, lane=lane, host="test"))
+        engine.add(build_pool(cfg, bus, lane=lane, host="test"))
     return engine
 
 

@@ -233,6 +233,8 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
     from types import SimpleNamespace
 
     from swarm_tui.engine.bus.wire import ChatMessage, Job
+    from swarm_tui.engine.swarm.context import PoolSettings
+    from swarm_tui.engine.swarm.endpoint import OpenRouterEndpoint
     from swarm_tui.engine.swarm.job import JobRun
 
     job = Job(
@@ -246,7 +248,8 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         messages=[ChatMessage(role="user", content="hi")],
         created_at=0.0,
     )
-    opts = JobRun(SimpleNamespace(cfg=cfg, spend=None, demo_endpoint=None)).call_options(job, r.model)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(settings=PoolSettings.of(cfg), spend=None, endpoint=OpenRouterEndpoint(cfg.openrouter))
+    opts = JobRun(ctx).caller.call_options(job, r.model)  # type: ignore[arg-type]
     assert opts["first_content_timeout"] == cfg.swarm.request_timeout_s == 180
 
 

@@ -21,6 +21,7 @@ from swarm_tui.engine.bus.wire import job_id
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import base_env, make_config, run_cli
@@ -57,7 +58,7 @@ class Swarm:
         self.engine.add(
             Controller(ControllerSettings.of(self.cfg), self.bus, self.engine.state, spend=self.guard, host="test")
         )
-        self.pool = self.engine.add(Pool(self.cfg, self.bus, spend=self.guard, host="test"))
+        self.pool = self.engine.add(build_pool(self.cfg, self.bus, spend=self.guard, host="test"))
         await self.engine.start()
         return self
 

@@ -23,8 +23,8 @@ from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
-from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
 from tests.support.fake_openrouter import FakeOpenRouter
 
@@ -132,7 +132,7 @@ class Swarm:
         self.engine.add(
             Controller(ControllerSettings.of(self.cfg), self.bus, st, spend=self.guard, host="test", clock=self.clock)
         )
-        self.pool = self.engine.add(Pool(self.cfg, self.bus, spend=self.guard, host="test", clock=self.clock))
+        self.pool = self.engine.add(build_pool(self.cfg, self.bus, spend=self.guard, host="test", clock=self.clock))
         assert self.pool.reconciler is not None
         self.reconciler: Reconciler = self.pool.reconciler
         return self

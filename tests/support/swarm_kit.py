@@ -13,7 +13,9 @@ from swarm_tui.engine.bus.wire import Approval, Chunk, Decision, Job, PlanItem, 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.protocols import Reservation
+from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
+from swarm_tui.engine.swarm.endpoint import Endpoint
 from swarm_tui.engine.swarm.pool import Pool
 
 KEY = "sk-or-v1-test-secret-key-0123456789"
@@ -34,10 +36,11 @@ def build_engine(
     cfg: Config, bus: Bus, *, spend: Any = None, ram: Any = None, demo_endpoint: Any = None, demo: bool = False
 ) -> tuple[Engine, Pool]:
     engine = Engine(cfg, bus, demo=demo)
+    endpoint: Endpoint | None = None
     if demo_endpoint is not None:
-        engine.add(demo_endpoint)
+        endpoint = engine.add(demo_endpoint)
     engine.add(Controller(ControllerSettings.of(cfg, demo=demo), bus, engine.state, spend=spend, host="test"))
-    pool = engine.add(Pool(cfg, bus, spend=spend, ram=ram, host="test", demo=demo, demo_endpoint=demo_endpoint))
+    pool = engine.add(build_pool(cfg, bus, endpoint=endpoint, spend=spend, ram=ram, host="test"))
     return engine, pool
 
 
@@ -127,11 +130,17 @@ class FakeSpend:
         self.settled: dict[str, tuple[float, bool]] = {}
         self.released: list[str] = []
 
-    def estimate(self, model: str, prompt_chars: int, max_tokens: int) -> tuple[float, float]:
+    def estimate(self, model: str, prompt_chars: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
         return 0.0001, 0.001
 
     def worst_case(self, job: Job) -> float:
         return 0.001  # estimate's worst case: what the controller reserves a job at
+
+    def unpriced(self, model: str) -> str:
+        return ""
+
+    def credit_ok(self, since: float) -> None:
+        return None
 
     async def reserve(self, job: Job) -> Reservation:
         if not self.allow:

@@ -13,45 +13,47 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+
+from nats.aio.msg import Msg as NatsMsg
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.wire import Job, decode
-from swarm_tui.engine.swarm.job import MAX_DELIVER, Run
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.swarm.pool import Pool
+from swarm_tui.engine.swarm.job import JobRun
+from swarm_tui.engine.swarm.run import MAX_DELIVER, Run
 
 log = logging.getLogger(__name__)
 
 ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
 
 
-async def on_max_deliveries(pool: Pool, msg: Any) -> None:
+async def on_max_deliveries(runner: JobRun, runs: Mapping[str, Run], msg: NatsMsg) -> None:
+    """``runs``: the jobs running in this pool (one on its last delivery ends with a result by itself)."""
+    bus = runner.ctx.bus
     try:
         adv = json.loads(msg.data)
         seq = int(adv["stream_seq"])
-        raw = await pool.bus._js.get_msg(S.JOBS_STREAM, seq)
+        raw = await bus.jobs.get(seq)
         job = decode(raw.data or b"", expect="job")
     except Exception as exc:  # noqa: BLE001 - gone already (another pool handled it), or not a job
         log.debug("max-deliveries advisory not handled: %s", type(exc).__name__)
         return
     assert isinstance(job, Job)
-    if job.id in pool.runs:  # it runs here on its last delivery: it ends with a result by itself
+    if job.id in runs:  # it runs here on its last delivery: it ends with a result by itself
         return
-    if await pool.bus.last_event(S.evt("result", job.id)) is None:
+    if await bus.last_event(S.evt("result", job.id)) is None:
         n = int(adv.get("deliveries") or MAX_DELIVER)
-        run = Run(job=job, msg=_NoAck())  # type: ignore[arg-type]
-        await pool.runner.finish(
+        run = Run(job=job, msg=_NoAck())  # type: ignore[arg-type]  # finish only acks it: a stand-in will do
+        await runner.finish(
             run,
             "failed",
             f"delivered {n} times without a result (its worker stopped or "
             "crashed each time): JetStream delivers it no more",
         )
-        pool.counts["max_deliveries"] += 1
+        runner.ctx.counts["max_deliveries"] += 1
         log.warning("job %s failed after %d deliveries without a result", job.id, n)
-    with contextlib.suppress(Exception):
-        await pool.bus._js.delete_msg(S.JOBS_STREAM, seq)
+    with contextlib.suppress(Exception):  # gone already (another pool deleted it), or the bus is away
+        await bus.jobs.delete(seq)
 
 
 class _NoAck:

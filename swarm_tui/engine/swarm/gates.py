@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.protocols import NotHeld as NotHeld  # raised by the reconciler's begin, too
-from swarm_tui.engine.models import is_local_chat
-
-if TYPE_CHECKING:
-    from swarm_tui.engine.swarm.job import JobRun, Run
-    from swarm_tui.engine.swarm.pool import Pool
+from swarm_tui.engine.swarm.context import PoolContext, RunSteps
+from swarm_tui.engine.swarm.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -42,47 +38,36 @@ log = logging.getLogger(__name__)
 WAIT_REASONS = ("out of credit", "key limit", "no ceiling")
 
 
-@dataclass
-class ModelLimit:
-    """AIMD concurrency of one model (the pool's): halved on a 429, +1 after every ``recover_after`` successes."""
-
-    limit: int | None = None
-    backoff_until: float = 0.0
-    ok: int = 0
-    active: int = 0  # calls running
-    reserving: int = 0  # jobs past the model's gate reserving their money: they count as calls
-
-
-def closed(p: Pool, run: Run) -> tuple[str, float]:
-    """Why the job may not call now ("" when it may), and how long to wait before looking again."""
+def closed(p: PoolContext, run: Run) -> tuple[Refusal | None, float]:
+    """Why the job may not call now (None when it may), and how long to wait before looking again."""
     job = run.job
-    local = is_local_chat(job.model) and p.demo_endpoint is None
-    blocked = "" if local else p.cloud_blocked()
+    local = p.endpoint.runs_locally(job.model)
+    blocked = None if local else p.cloud_blocked()
     if blocked:
         return blocked, 1.0
     lim = p.limit_of(job.model)
     now = p.clock()
     if lim.backoff_until > now or (lim.limit is not None and lim.active + lim.reserving >= lim.limit):
         wait = max(0.05, min(1.0, lim.backoff_until - now)) if lim.backoff_until > now else 0.2
-        return f"rate limited: {job.model} at {lim.limit} concurrent", wait
+        return Refusal(f"rate limited: {job.model} at {lim.limit} concurrent"), wait
     if local and p.ram is not None and not p.ram.headroom_ok():
-        return "RAM headroom is low: local worker waits", 1.0
-    return "", 0.0
+        return Refusal("RAM headroom is low: local worker waits"), 1.0
+    return None, 0.0
 
 
-async def hold(jr: JobRun, run: Run) -> str:
-    """Reserve the job's worst case, or refresh the reservation it holds. "" when it holds it, else why not."""
-    spend = jr.pool.spend
+async def hold(jr: RunSteps, run: Run) -> Refusal | None:
+    """Reserve the job's worst case, or refresh the reservation it holds. None when it holds it, else why not."""
+    spend = jr.ctx.spend
     if spend is None:
-        return ""
+        return None
     res = await spend.reserve(run.job)
     run.reserved = res.ok
-    return "" if res.ok else res.reason
+    return None if res.ok else Refusal(res.reason)
 
 
-async def give_back(jr: JobRun, run: Run) -> None:
+async def give_back(jr: RunSteps, run: Run) -> None:
     """Release the job's reservation while it waits (its spend, if a call billed any, is settled at its end)."""
-    spend = jr.pool.spend
+    spend = jr.ctx.spend
     if spend is None or not run.reserved:
         return
     try:
@@ -92,21 +77,21 @@ async def give_back(jr: JobRun, run: Run) -> None:
         log.debug("reservation of %s not released: %s", run.job.id, type(exc).__name__)
 
 
-async def result_stored(jr: JobRun, run: Run) -> bool:
+async def result_stored(jr: RunSteps, run: Run) -> bool:
     """True when the job's result is stored (a redelivery of a finished job, or another run of it finished while
     this one waited for money): the run ends with no call, its reservation given back and its message acked."""
-    if await jr.pool.bus.last_event(S.evt("result", run.job.id)) is None:
+    if await jr.ctx.bus.last_event(S.evt("result", run.job.id)) is None:
         return False
     await give_back(jr, run)
-    jr.pool.counts["already_done"] += 1
-    await jr._ack(run)
+    jr.ctx.counts["already_done"] += 1
+    await jr.ack(run)
     return True
 
 
-async def wait_for_turn(jr: JobRun, run: Run) -> bool:
+async def wait_for_turn(jr: RunSteps, run: Run) -> bool:
     """Wait until the job may call and holds its reservation; False when it was cancelled meanwhile, or its
     result was stored by another run of it (then its message is acked)."""
-    p = jr.pool
+    p = jr.ctx
     while not run.cancel_reason:
         why, wait = closed(p, run)
         if why:
@@ -136,7 +121,7 @@ async def wait_for_turn(jr: JobRun, run: Run) -> bool:
     return False
 
 
-async def hold_after_lane(jr: JobRun, run: Run) -> None:
+async def hold_after_lane(jr: RunSteps, run: Run) -> None:
     """Once a local call has the local lane (which it may have waited for as long as other calls took):
     the reservation asserted again, or ``NotHeld``."""
     refused = await hold(jr, run)
