@@ -58,7 +58,8 @@ def socket_writer(nc: NATS | None) -> asyncio.StreamWriter | None:
 def take_parked(psub: JetStreamContext.PullSubscription | None) -> list[Msg]:
     """Remove and return the messages parked in a pull subscription's queue (they arrived after the fetch that
     asked for them gave up), in arrival order, keeping nats-py's pending-size count right. Status messages of
-    earlier pull requests are among them (a ``Status`` header): the caller skips those. No subscription (not bound yet): none."""
+    earlier pull requests are among them (a ``Status`` header): the caller skips those. No subscription (not
+    bound yet): none."""
     sub = getattr(psub, "_sub", None)
     queue: asyncio.Queue[Msg] | None = getattr(sub, "_pending_queue", None)
     taken: list[Msg] = []
