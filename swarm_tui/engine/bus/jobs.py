@@ -1,7 +1,7 @@
 """The job queue as the swarm sees it: the pool's pull consumer and the few stream reads the swarm needs.
 
-The pool, the controller and the max-deliveries handler used to reach into the bus's JetStream context; they ask
-this small API instead, so the bus decides which context (and which timeout) serves each call.
+The pool, the controller and the max-deliveries handler ask this small API rather than the bus's JetStream
+context, so the bus decides which context (and which timeout) serves each call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worker pool: jobs from the JOBS work queue, run as litellm streams, reported on the bus.
+"""The worker pool: jobs from the JOBS work queue, each one a streamed call to its endpoint, reported on the bus.
 
 Concurrency is the live scale (KV ``swarm_state.scale``, ``swarm.bcast.scale``, scale control events), capped
 by ``--concurrency`` in a standalone worker. The pool fetches only as many jobs as it has free slots, so
