@@ -178,7 +178,7 @@ async def status_data(cfg: Config) -> StatusData:
             ledger = await read_ledger(bus, cfg, state.clock())
             with contextlib.suppress(Exception):  # the ceiling workers spend under, as the last engine said
                 base = await read_base(bus)
-        from swarm_tui.engine.guards.reconcile import read_pending
+        from swarm_tui.engine.guards.reconcile_store import read_pending
 
         pending = await read_pending(bus)
         bus_info: StatusBus = {

@@ -24,7 +24,8 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import SpendEntry, job_id, new_id
-from swarm_tui.engine.guards.reconcile import ORPHAN_S, Reconciler
+from swarm_tui.engine.guards.owner_watch import ORPHAN_S
+from swarm_tui.engine.guards.reconcile import Reconciler
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.ledger_kit import (
     BARE,

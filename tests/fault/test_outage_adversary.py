@@ -58,7 +58,7 @@ async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_fr
             await until(lambda: bool(failed), 20, "the settle refused")
             await asyncio.sleep(1.0)
             outage.on = False
-            await until(lambda: not rec._ends, 20, "the kept end retried")
+            await until(lambda: not rec.late, 20, "the kept end retried")
             await asyncio.sleep(1.0)
             led = await sw.ledger()
         finally:

@@ -29,8 +29,9 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.heartbeat.envelope import Advice, AdviceWorker, Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.controller import Controller, bounded_context
 from swarm_tui.engine.swarm.pool import Pool

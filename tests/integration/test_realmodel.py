@@ -19,8 +19,9 @@ from swarm_tui.engine.bus.wire import Task, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.heartbeat.advice import advice_schema
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.heartbeat.envelope import RoleSpec, advice_schema, compute_envelope
+from swarm_tui.engine.heartbeat.envelope import RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
 from tests.support.env import make_config
 from tests.support.llama_ollama import MODEL, GrammarRefused, LlamaOllama, available, grammar_for, load

@@ -10,19 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarm_tui.engine.heartbeat.envelope import (
+from swarm_tui.engine.heartbeat.advice import (
     Advice,
     AdviceError,
     AdviceWorker,
-    ReadyTask,
     advice_schema,
-    clamp,
-    compute_envelope,
     parse_advice,
-    rules_advice,
-    violations,
     worst_case_tokens,
 )
+from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice, violations
+from swarm_tui.engine.heartbeat.envelope import ReadyTask, compute_envelope
 from tests.support.plans import ALL, ROLES, env_of, est, tasks
 
 
@@ -331,7 +328,7 @@ def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
     """With many tasks in a small window, tasks are dropped until the answer's worst case fits half of it."""
     adv, env, fitted = _review_fit(tmp_path, 2048, n=100, max_tasks=100)
     prompt, offered, schema = fitted
-    from swarm_tui.engine.heartbeat.envelope import worst_case_tokens
+    from swarm_tui.engine.heartbeat.advice import worst_case_tokens
 
     assert 1 <= len(offered) < 100 and adv.num_predict(schema) >= worst_case_tokens(schema)
     assert adv.num_predict(schema) <= 2048 // 2

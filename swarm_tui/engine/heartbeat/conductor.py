@@ -29,27 +29,20 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
-from swarm_tui.engine.heartbeat.envelope import (
-    Advice,
-    Clamped,
-    Envelope,
-    ReadyTask,
-    RoleSpec,
-    clamp,
-    compute_envelope,
-    limit_tasks,
-    rules_advice,
-)
-from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.heartbeat import follow_ups
+from swarm_tui.engine.heartbeat.advice import Advice
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
+from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
+from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
 from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import ConductorState
 
 log = logging.getLogger(__name__)
-
-REVIEWABLE = ("done", "failed")  # finished task states the heartbeat reviews (cancelled is a person's word)
 
 
 class Conductor:
@@ -93,7 +86,7 @@ class Conductor:
         self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
         self.beats = 0
         self.decisions = 0
-        self.status = "idle"
+        self.status: ConductorState = "idle"
         self.last_decision = ""
         self.last_trigger = ""
         self.note = ""  # why the last beat published nothing
@@ -108,7 +101,7 @@ class Conductor:
         self._burst_start: float | None = None
         self._next_interval = math.inf
         self._next_review = math.inf
-        self._reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
+        self.reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
         self._results_due = False
         self.followups = 0
         self.review_note = ""  # what the last review of finished tasks came to
@@ -123,7 +116,7 @@ class Conductor:
         self._started = True
         for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
             if tv.state in REVIEWABLE:
-                self._reviewed[tv.id] = len(tv.results)
+                self.reviewed[tv.id] = len(tv.results)
         if self.state.pending_tasks():  # tasks left from before a restart
             self._schedule_debounce()
         self._task = asyncio.create_task(self._run(), name="conductor")
@@ -142,7 +135,7 @@ class Conductor:
             self._schedule_debounce()
         elif isinstance(ev, Result):
             tv = self.state.tasks.get(ev.task_id)
-            if tv is not None and tv.state in REVIEWABLE and self._reviewed.get(tv.id) != len(tv.results):
+            if tv is not None and tv.state in REVIEWABLE and self.reviewed.get(tv.id) != len(tv.results):
                 self._results_due = True  # the task is finished with new results: review them soon
                 self._schedule_debounce()
         elif isinstance(ev, ControlEvent) and ev.what in ("resume", "scale"):
@@ -231,7 +224,7 @@ class Conductor:
         decision = await self._new_work(trigger)
         if self.state.paused:
             return decision
-        follow = await self.review(trigger)
+        follow = await follow_ups.review(self, trigger)
         return decision or (follow[0] if follow else None)
 
     async def _new_work(self, trigger: str) -> Decision | None:
@@ -272,14 +265,14 @@ class Conductor:
         elif result.advice is None:
             error = result.error
         else:
-            model_plan = self._clamp(env, result.advice)
+            model_plan = self.clamp_plan(env, result.advice)
             if model_plan.items:
                 clamped, source = model_plan, result.source
             else:  # keep the clamps that explain why nothing of the model's plan was left
                 error = "the model's plan had no usable worker after the clamp: the rules decide"
                 early = model_plan.clamps
         if clamped is None:
-            clamped = self._clamp(env, rules_advice(env))
+            clamped = self.clamp_plan(env, rules_advice(env))
         if not clamped.items:
             self.note = (
                 "no decision: every planned worker was clamped away ("
@@ -313,10 +306,10 @@ class Conductor:
         self.decisions += 1
         self.last_decision = decision.id
         self.note = ""
-        await self._maybe_auto_approve(decision)
+        await self.maybe_auto_approve(decision)
         return decision
 
-    def _clamp(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
+    def clamp_plan(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
         """The envelope's clamp, then each task's own limits (spend so far, follow-up rounds)."""
         c = clamp(env, advice, self.estimate, self.roles)
         spent = {t.id: self.state.task_spend(t.id) for t in env.tasks}
@@ -327,132 +320,6 @@ class Conductor:
             rounds=rounds,
             max_rounds=self.cfg.budget.task_max_followups if rounds is not None else None,
         )
-
-    # ------------------------------------------------------------------ follow-ups
-    def reviewable(self) -> list[ReviewTask]:
-        """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
-        reviewed, with the limit they are at in ``review_note``)."""
-        max_rounds = self.cfg.budget.task_max_followups
-        max_usd = self.cfg.budget.task_max_usd
-        out: list[tuple[int, float, ReviewTask]] = []
-        for tv in self.state.tasks.values():
-            if tv.state not in REVIEWABLE or not tv.results or self._reviewed.get(tv.id) == len(tv.results):
-                continue
-            nxt = self.state.task_round(tv.id) + 1
-            if nxt > max_rounds:
-                self._reviewed[tv.id] = len(tv.results)
-                self.review_note = f"task {tv.id} is at its follow-up limit ({max_rounds} rounds): not offered"
-                continue
-            spent = self.state.task_spend(tv.id)
-            if spent >= max_usd - 1e-12:
-                self._reviewed[tv.id] = len(tv.results)
-                self.review_note = (
-                    f"task {tv.id} has spent ${spent:.4f} of its ${max_usd:.4f} limit "
-                    "(budget.task_max_usd): no follow-up"
-                )
-                continue
-            # the answer a person promoted comes last, where the model's window of recent results always has it
-            rs = sorted(self.state.task_results(tv.id), key=lambda r: r.job_id == tv.promoted)
-            results = [
-                (
-                    f"{r.role or 'worker'}, the user's chosen answer"
-                    if r.job_id == tv.promoted
-                    else r.role or "worker",
-                    str(r.state),
-                    r.text or r.reason,
-                )
-                for r in rs
-            ]
-            out.append(
-                (
-                    -tv.task.priority,
-                    tv.task.created_at,
-                    ReviewTask(tv.id, tv.task.text, results, nxt, max_rounds, spent, max_usd),
-                )
-            )
-        out.sort(key=lambda x: (x[0], x[1]))
-        return [r for _, _, r in out[: self.cfg.heartbeat.max_tasks_per_beat]]
-
-    async def review(self, trigger: str) -> list[Decision]:
-        """Offer finished tasks' new results to the local model; publish the follow-ups it proposes (one
-        decision per task, clamped, approved like any decision)."""
-        items = self.reviewable()
-        if not items:
-            return []
-        for t in items:
-            self._reviewed[t.id] = len(self.state.tasks[t.id].results)
-        if self.advisor is None:
-            self.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
-            return []
-        ctx = self.cfg.swarm.context_max_chars
-        prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
-        given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
-        env = self.envelope([ReadyTask(t.id, t.text, prio[t.id], n) for t, n in zip(items, given, strict=True)])
-        if env.max_workers <= 0:
-            self.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
-            return []
-        self.status = "deciding"
-        try:
-            result = await self.advisor.review(env, items)
-        finally:
-            self.status = "paused" if self.state.paused else "idle"
-        self.reachable = result.reachable
-        self.last_warning = result.warning
-        left_out = [t.id for t in items if result.offered and t.id not in result.offered]
-        for tid in left_out:  # the window held fewer tasks: the rest are offered at a later beat
-            self._reviewed.pop(tid, None)
-        if result.advice is None:
-            self.review_note = f"no follow-up review: {result.error}"
-            return []
-        if self.state.paused:
-            return []
-        env.tasks = [t for t in env.tasks if self.state.tasks[t.id].state in REVIEWABLE]
-        rounds = {t.id: self.state.task_round(t.id) + 1 for t in env.tasks}
-        clamped = self._clamp(env, result.advice, rounds)
-        if not clamped.items:
-            why = "; ".join(c.reason for c in clamped.clamps[:3])
-            self.review_note = f"no follow-up for {len(items)} task(s)" + (f" (clamped: {why})" if why else "")
-            return []
-        out = []
-        now = self.clock()
-        for tid in dict.fromkeys(p.task_id for p in clamped.items):
-            idx = [i for i, p in enumerate(clamped.items) if p.task_id == tid]
-            plan = [clamped.items[i] for i in idx]
-            est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
-            est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
-            summary = (
-                f"{trigger}: follow-up round {rounds[tid]} of {self.cfg.budget.task_max_followups}"
-                f" for task {tid}: {len(plan)} worker(s)"
-            )
-            if result.advice.reason:
-                summary += f"; model: {result.advice.reason[:300]}"
-            d = Decision(
-                id=new_id("d"),
-                task_ids=[tid],
-                plan=plan,
-                est_cost_min=est_min,
-                est_cost_max=est_max,
-                source=result.source,
-                clamps=clamped.clamps[:500],
-                raw=result.raw,
-                latency_ms=result.latency_ms,
-                reason=summary[:2000],
-                created_at=now,
-                expires_at=now + self.cfg.approval.expire_s,
-                round=min(100, rounds[tid]),
-                demo=self.demo,
-                warning=result.warning[:500],
-            )
-            await self.record(d, msg_id=d.id)
-            self.decisions += 1
-            self.followups += 1
-            self.last_decision = d.id
-            out.append(d)
-            await self._maybe_auto_approve(d)
-        self.review_note = f"{len(out)} follow-up decision(s) for {len(items) - len(left_out)} reviewed task(s)" + (
-            f"; {len(left_out)} more did not fit the model's window: reviewed at a later beat" if left_out else ""
-        )
-        return out
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
         scale = self.state.scale if self.state.scale is not None else self.cfg.swarm.scale
@@ -493,7 +360,7 @@ class Conductor:
         return prompt_bytes / 4 * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
 
     # ------------------------------------------------------------------ approval
-    async def _maybe_auto_approve(self, d: Decision) -> None:
+    async def maybe_auto_approve(self, d: Decision) -> None:
         if self.cfg.approval.mode != "auto":
             return
         limit = self.cfg.approval.auto_max_usd

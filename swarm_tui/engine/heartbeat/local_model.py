@@ -24,15 +24,8 @@ from swarm_tui.engine.bus.wire import MAX_RAW
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP
-from swarm_tui.engine.heartbeat.envelope import (
-    Advice,
-    AdviceError,
-    Envelope,
-    ReadyTask,
-    advice_schema,
-    parse_advice,
-    worst_case_tokens,
-)
+from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, advice_schema, parse_advice, worst_case_tokens
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 
 log = logging.getLogger(__name__)
 
