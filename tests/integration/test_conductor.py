@@ -81,8 +81,11 @@ class Spend:
     def remaining_usd(self) -> float:
         return self.remaining
 
-    def cloud_blocked(self) -> str:
-        return ""
+    def cloud_blocked(self) -> None:
+        return None
+
+    def unpriced(self, model: str) -> None:
+        return None
 
 
 class Ram:

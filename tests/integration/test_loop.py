@@ -417,6 +417,9 @@ class Spend:
     def cloud_blocked(self) -> str:
         return ""
 
+    def unpriced(self, model: str) -> None:
+        return None
+
 
 async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo, FakeOllama() as ol:

@@ -288,7 +288,7 @@ async def test_out_of_credit_stops_cloud_dispatch(
         bus = await connect(cfg)
         g = await guard_for(cfg, bus, clock=lambda: now[0], credit_cooldown_s=300)
         await g.poll_key()
-        assert g.cloud_blocked() == "" and g.credits_left == 10.0
+        assert g.cloud_blocked() is None and g.credits_left == 10.0
         fo.key = {"limit_remaining": 0, "usage": 10.0, "limit": 10.0}
         await g.poll_key()
         assert g.cloud_blocked() == "key limit reached: the key's limit_remaining is 0"
@@ -299,23 +299,23 @@ async def test_out_of_credit_stops_cloud_dispatch(
         assert info["out_of_credit"] is True and info["credits_left_usd"] == 0
         fo.key = {"limit_remaining": 4.5, "usage": 5.5, "limit": 10.0}
         await g.poll_key()
-        assert g.cloud_blocked() == "" and (await g.reserve(job(3))).ok
+        assert g.cloud_blocked() is None and (await g.reserve(job(3))).ok
 
         # a 402 from a call: blocked until a later poll shows credit
         g.mark_out_of_credit("402 Insufficient credits")
-        assert g.cloud_blocked().startswith("out of credit: 402")
+        assert str(g.cloud_blocked()).startswith("out of credit: 402")
         assert not (await g.reserve(job(4))).ok
         now[0] += 1
         await g.poll_key()
-        assert g.cloud_blocked() == ""
+        assert g.cloud_blocked() is None
         # with no limit on the key (null), a 402 holds for the cool-down
         fo.key = {"limit_remaining": None, "usage": 5.5, "limit": None}
         g.mark_out_of_credit("402")
         now[0] += 1
         await g.poll_key()
-        assert g.cloud_blocked() != "" and g.credits_left is None
+        assert g.cloud_blocked() is not None and g.credits_left is None
         now[0] += 300
-        assert g.cloud_blocked() == ""
+        assert g.cloud_blocked() is None
         await g.stop()
         await bus.close()
     assert KEY not in caplog.text and KEY not in json.dumps(info)

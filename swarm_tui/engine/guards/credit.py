@@ -24,6 +24,7 @@ import aiohttp
 
 from swarm_tui.engine.bus.numbers import finite
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.estimate import usd
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.info import CreditInfo
@@ -56,13 +57,13 @@ class CreditWatch:
         self._last_poll = 0.0
         self._http: aiohttp.ClientSession | None = None
 
-    def blocked(self) -> str:
-        """Why no cloud job may be dispatched now, or ""."""
+    def blocked(self) -> Refusal | None:
+        """Why no cloud job may be dispatched now, or None."""
         if self._key_blocked:
-            return self._key_blocked
+            return Refusal(self._key_blocked)
         if self._credit_reason and self.clock() - self._credit_at >= self.cooldown_s:
             self._credit_reason = ""
-        return self._credit_reason
+        return Refusal(self._credit_reason) if self._credit_reason else None
 
     def credit_ok(self, since: float) -> None:
         """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
@@ -141,5 +142,5 @@ class CreditWatch:
             "key_limit_left_usd": self.credits_left,
             "key_status": self.key_status,
             "out_of_credit": bool(blocked),
-            "blocked_reason": blocked,
+            "blocked_reason": str(blocked) if blocked else "",
         }

@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable
 
 from swarm_tui.engine.bus.wire import Job
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.prices import PriceBook, searches
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 
@@ -82,9 +83,9 @@ class CostEstimator:
         n = len(job.messages)
         return max(self.worst(m, size, job.max_tokens, n) for m in (job.model, *fallbacks))
 
-    def refusal(self, models: Iterable[str]) -> str:
-        """Why a call that may go to any of ``models`` cannot be bounded ("" when it can)."""
-        return next((why for m in models if (why := self.prices.refusal(m))), "")
+    def refusal(self, models: Iterable[str]) -> Refusal | None:
+        """Why a call that may go to any of ``models`` cannot be bounded (None when it can)."""
+        return next((why for m in models if (why := self.prices.refusal(m))), None)
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Cost at list price, for a call whose provider reported none."""

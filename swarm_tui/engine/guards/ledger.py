@@ -307,7 +307,7 @@ class BudgetLedger:
             else:
                 continue
             if drop:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # housekeeping: a key left is purged at the next pass
                     await kv.purge(k)
                     purged += 1
         self.last_housekeep = now

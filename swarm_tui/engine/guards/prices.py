@@ -23,9 +23,10 @@ from pathlib import Path
 import aiohttp
 
 from swarm_tui.engine.config.load import OPTION_BY_KEY, Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
-from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here
+from swarm_tui.engine.models import is_local
 from swarm_tui.engine.paths import data_dir, ensure_private_dir, open_private
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,13 @@ class PriceBook:
             return self.fallback
         return mp.prompt, mp.completion
 
-    def refusal(self, model: str) -> str:
-        """Why no call of ``model`` can be bounded under a ceiling ("" when it can): a price part that applies
+    def refusal(self, model: str) -> Refusal | None:
+        """Why no call of ``model`` can be bounded under a ceiling (None when it can): a price part that applies
         to it is listed but cannot be read."""
         why = self.model_price(model).problem(searches(model))
-        if not why:
-            return ""
-        reason = f"cannot bound the cost of {model}: OpenRouter's model list has {why}"[:300]
+        if why is None:
+            return None
+        reason = Refusal(f"cannot bound the cost of {model}: OpenRouter's model list has {why}"[:300])
         if len(self.unpriced) < 20 or model in self.unpriced:
             self.unpriced[model] = reason
         return reason

@@ -6,11 +6,13 @@ in fakes and a standalone worker process can run the real guards without the res
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.info import LocalModel, RamInfo, SpendInfo
+from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.info import LaneInfo, LocalModel, RamInfo, SpendInfo
 
 
 class NotHeld(Exception):
@@ -25,22 +27,54 @@ class Reservation:
     reason: str = ""  # why it did not fit: "over budget: ...", "out of credit: ..."
 
 
-class SpendGuardP(Protocol):
-    """Money is reserved before a call and settled after it (see engine/guards/spend.py)."""
+class AttemptLedgerP(Protocol):
+    """What the reconciler holds and settles an attempt's money on (engine/guards/reconcile.py)."""
 
-    name: str
+    reconciling: tuple[int, float]  # attempts awaiting their cost, USD they hold: written by the reconciler's scan
+
+    def ledger_keys(self, job: Job) -> tuple[str, ...]:
+        """The ledger keys that hold (or would hold) the job's reservation; () when it holds no money."""
+        ...
+
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        """Move the job's reservation to the attempt; the amount held, or None when nothing was held."""
+        ...
+
+    async def settle_attempt(
+        self, attempt_id: str, keys: tuple[str, ...] | list[str], cost_usd: float, *, estimated: bool
+    ) -> bool:
+        """Replace an attempt's reservation by what it cost, once per attempt id. True when it was counted."""
+        ...
+
+
+class EnvelopeSpendP(Protocol):
+    """What the conductor reads of the spend guard to bound a beat's envelope (engine/heartbeat/conductor.py)."""
 
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
         """(likely, worst case) cost in USD of one call whose prompt is ``prompt_bytes`` of UTF-8: the worst case
         counts a token per byte (byte-level tokenizers), bounded by the model's context length."""
         ...
 
-    def worst_case(self, job: Job) -> float:
-        """The most the job's call can be billed, fallbacks included (infinite when a price cannot be read)."""
+    def remaining_usd(self) -> float:
+        """Budget left under the daily ceiling, reservations included."""
         ...
 
-    def unpriced(self, model: str) -> str:
-        """Why a model's cost has no bound ("" when it has one): the conductor leaves such roles out."""
+    def cloud_blocked(self) -> Refusal | None:
+        """Why no cloud job may be dispatched (out of credit, key limit reached), else None."""
+        ...
+
+    def unpriced(self, model: str) -> Refusal | None:
+        """Why a model's cost has no bound (None when it has one): the conductor leaves such roles out."""
+        ...
+
+
+class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
+    """Money is reserved before a call and settled after it (see engine/guards/spend.py)."""
+
+    name: str
+
+    def worst_case(self, job: Job) -> float:
+        """The most the job's call can be billed, fallbacks included (infinite when a price cannot be read)."""
         ...
 
     async def reserve(self, job: Job) -> Reservation:
@@ -53,14 +87,6 @@ class SpendGuardP(Protocol):
 
     async def release(self, job: Job) -> None:
         """Drop the job's reservation (nothing was spent)."""
-        ...
-
-    def remaining_usd(self) -> float:
-        """Budget left under the daily ceiling, reservations included."""
-        ...
-
-    def cloud_blocked(self) -> str:
-        """A reason when no cloud job may be dispatched (out of credit, key limit reached), else ""."""
         ...
 
     def mark_out_of_credit(self, reason: str) -> None:
@@ -98,6 +124,24 @@ class RamGuardP(Protocol):
         ...
 
     def info(self) -> RamInfo: ...
+
+
+class LocalLaneP(Protocol):
+    """The local lane (engine/guards/local_lane.py): one local inference at a time on this machine."""
+
+    @property
+    def holder(self) -> str:
+        """Who runs a local inference now ("" when the lane is free)."""
+        ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    def turn(self, who: str) -> AbstractAsyncContextManager[None]:
+        """Hold the lane for one inference; waiters are served in arrival order."""
+        ...
+
+    def info(self) -> LaneInfo: ...
 
 
 class RateLimitsP(Protocol):

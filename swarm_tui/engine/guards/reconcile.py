@@ -48,7 +48,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.generation import GenerationReader, count, figure
 from swarm_tui.engine.guards.late_ends import LateEnds
 from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
-from swarm_tui.engine.guards.protocols import NotHeld
+from swarm_tui.engine.guards.protocols import AttemptLedgerP, NotHeld
 from swarm_tui.engine.guards.reconcile_store import RecordStore
 from swarm_tui.engine.info import ReconcileInfo
 from swarm_tui.engine.lifecycle import cancel_and_wait
@@ -73,7 +73,7 @@ class Reconciler:
         cfg: Config,
         bus: Bus,
         *,
-        spend: Any = None,
+        spend: AttemptLedgerP | None = None,
         api_base: Callable[[], str],
         api_key: Callable[[], str],
         clock: Callable[[], float] = time.time,
@@ -81,7 +81,7 @@ class Reconciler:
     ) -> None:
         self.cfg = cfg
         self.bus = bus
-        self.spend = spend if hasattr(spend, "settle_attempt") else None
+        self.spend = spend
         self.api_base = api_base
         self.api_key = api_key
         self.clock = clock
@@ -97,7 +97,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         # ends the bus did not take (end_later), written when it is back
         self.late = LateEnds(
-            self.end,
+            lambda aid, keys, **end: self.end(aid, keys, **end),  # looked up at each try: end may be wrapped
             live=self.live,
             counts=self.counts,
             monotonic=self.monotonic,
@@ -150,7 +150,7 @@ class Reconciler:
                 if held > 0 and abs(held - worst) > 1e-12:
                     doc["worst"] = held
                     await self.store.put(f"a.{aid}", doc, last=rev)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - cancelled too: no call follows either way; re-raised
             self.live.discard(aid)  # no call: the record, if any, is taken by the scan
             raise
         return aid, keys, float(doc["worst"])
@@ -255,10 +255,10 @@ class Reconciler:
         self._wake.set()
         await cancel_and_wait([self._task])
         if self.late:  # one more try: an end written is the provider's figure, one left is its worst case
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # stopping: one not written is charged by the next scan
                 await asyncio.wait_for(self.late.write(), 5)
         self._task = None
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # stopping: a heartbeat left is judged dead after ORPHAN_S
             await asyncio.wait_for(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
         await self.generations.close()
 
@@ -368,7 +368,7 @@ class Reconciler:
                 continue
             rev = await self.store.revision(f"o.{owner}")
             if rev is not None and self.owners.unchanged_for(owner, rev) >= FORGET_S:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # a heartbeat left is forgotten at a later scan
                     await self.store.delete(key, last=rev)
                 self.owners.forget(owner)
 

@@ -38,16 +38,18 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, OVERRIDE_KEY, parse_ceiling, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
 from swarm_tui.engine.guards.ledger import BudgetLedger, read_ledger
 from swarm_tui.engine.guards.ledger_doc import Doc, clean_cost, reserved_usd, used_usd
-from swarm_tui.engine.guards.prices import PriceBook, is_local
+from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import Reservation
 from swarm_tui.engine.guards.spend_status import log_totals, offline_spend_summary
 from swarm_tui.engine.info import SpendInfo, SpendTotals
 from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.models import is_local
 from swarm_tui.engine.projection.state import SwarmState, utc_day
 
 __all__ = ["SpendGuard", "offline_spend_summary", "read_ledger"]  # the last two: for `status` with no engine
@@ -138,11 +140,11 @@ class SpendGuard:
         """The most the job's call can be billed (infinite when a price part of its model cannot be read)."""
         return self._costs.worst_case(job, self._fallbacks(job))
 
-    def refusal(self, job: Job) -> str:
-        """Why the job cannot be reserved under any ceiling ("" when it can): its cost has no bound."""
-        return "" if self._free(job) else self._costs.refusal((job.model, *self._fallbacks(job)))
+    def refusal(self, job: Job) -> Refusal | None:
+        """Why the job cannot be reserved under any ceiling (None when it can): its cost has no bound."""
+        return None if self._free(job) else self._costs.refusal((job.model, *self._fallbacks(job)))
 
-    def unpriced(self, model: str) -> str:
+    def unpriced(self, model: str) -> Refusal | None:
         """The same for a model (the conductor leaves such roles out of a plan)."""
         return self._costs.refusal((model,))
 
@@ -320,7 +322,7 @@ class SpendGuard:
     def key_status(self) -> str:
         return self._credit.key_status
 
-    def cloud_blocked(self) -> str:
+    def cloud_blocked(self) -> Refusal | None:
         return self._credit.blocked()
 
     def credit_ok(self, since: float) -> None:

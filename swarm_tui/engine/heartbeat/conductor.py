@@ -26,9 +26,10 @@ from typing import Any
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
+from swarm_tui.engine.guards.protocols import EnvelopeSpendP, LocalLaneP, RamGuardP, RateLimitsP
 from swarm_tui.engine.heartbeat import follow_ups
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
@@ -54,10 +55,10 @@ class Conductor:
         bus: Bus,
         state: SwarmState,
         *,
-        spend: SpendGuardP | None = None,
+        spend: EnvelopeSpendP | None = None,
         ram: RamGuardP | None = None,
         rate_limits: RateLimitsP | None = None,
-        lane: LocalLane | None = None,
+        lane: LocalLaneP | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         advisor: Advisor | None = None,
@@ -324,10 +325,10 @@ class Conductor:
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
         scale = self.state.scale if self.state.scale is not None else self.cfg.swarm.scale
         remaining: float | None = None
-        blocked = ""
+        blocked: Refusal | None = None
         if self.spend is not None:
             remaining = float(self.spend.remaining_usd())
-            blocked = self.spend.cloud_blocked() if hasattr(self.spend, "cloud_blocked") else ""
+            blocked = self.spend.cloud_blocked()
         ram_ok = self.ram.headroom_ok() if self.ram is not None else None
         rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
         return compute_envelope(
@@ -343,7 +344,7 @@ class Conductor:
             rate_limits=rl,
             now=self.clock(),
             cloud_blocked=blocked,
-            unpriced=getattr(self.spend, "unpriced", None),
+            unpriced=self.spend.unpriced if self.spend is not None else None,
             context_bytes=tokens.context_bytes_bound(self.cfg.swarm.context_max_chars),
         )
 

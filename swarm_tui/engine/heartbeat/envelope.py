@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.tokens import utf8_len
 from swarm_tui.engine.info import EnvelopeSummary
 from swarm_tui.engine.models import is_local_chat
@@ -58,14 +59,16 @@ class Envelope:
     def task_ids(self) -> list[str]:
         return [t.id for t in self.tasks]
 
-    def why_zero(self) -> str:
+    def why_zero(self) -> Refusal | None:
+        """Why the envelope allows no worker (None when it allows one)."""
         if self.max_workers > 0:
-            return ""
+            return None
         if not self.tasks:
-            return "no ready tasks"
+            return Refusal("no ready tasks")
         if not self.roles:
-            return "no role may be used: " + "; ".join(f"{r}: {w}" for r, w in self.excluded.items())
-        return "; ".join(self.limits[k] for k, n in self.bounds.items() if n <= 0 and k in self.limits) or "no room"
+            return Refusal("no role may be used: " + "; ".join(f"{r}: {w}" for r, w in self.excluded.items()))
+        bounds = "; ".join(self.limits[k] for k, n in self.bounds.items() if n <= 0 and k in self.limits)
+        return Refusal(bounds or "no room")
 
     def summary(self) -> EnvelopeSummary:
         return {
@@ -93,8 +96,8 @@ def compute_envelope(
     ram_ok: bool | None = None,
     rate_limits: dict[str, dict[str, Any]] | None = None,
     now: float = 0.0,
-    cloud_blocked: str = "",
-    unpriced: Callable[[str], str] | None = None,  # why a model's cost has no bound: its roles are left out
+    cloud_blocked: Refusal | None = None,
+    unpriced: Callable[[str], Refusal | None] | None = None,  # why a model's cost has no bound: its roles are left out
     context_bytes: int = 0,
 ) -> Envelope:
     """The rules: how many workers may start now, with which roles, for which tasks, under which budget."""

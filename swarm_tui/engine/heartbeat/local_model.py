@@ -22,8 +22,7 @@ import ollama
 
 from swarm_tui.engine.bus.wire import MAX_RAW
 from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.guards.protocols import RamGuardP
+from swarm_tui.engine.guards.protocols import LocalLaneP, RamGuardP
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, advice_schema, parse_advice, worst_case_tokens
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 
@@ -202,10 +201,10 @@ class Advisor:
     def __init__(
         self,
         cfg: Config,
-        lane: LocalLane,
+        lane: LocalLaneP,
         *,
         ram: RamGuardP | None = None,
-        client: Any = None,
+        client: ollama.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
@@ -223,17 +222,16 @@ class Advisor:
     def source(self) -> str:
         return f"ollama:{self.model}"
 
-    def client(self) -> Any:
+    def client(self) -> ollama.AsyncClient:
         if self._client is None:
             self._client = ollama.AsyncClient(host=self.host)
         return self._client
 
     async def close(self) -> None:
-        inner = getattr(self._client, "_client", None)
-        if inner is not None and hasattr(inner, "aclose"):
+        if self._client is not None:
             try:
-                await inner.aclose()
-            except Exception:  # noqa: BLE001
+                await self._client.close()  # type: ignore[no-untyped-call]  # ollama 0.6 leaves close() unannotated
+            except (httpx.HTTPError, OSError, RuntimeError):  # closing its connections: nothing left to save
                 log.debug("closing the Ollama client failed")
         self._client = None
 

@@ -138,7 +138,7 @@ class Pool:
 
     def cloud_blocked(self) -> str:
         if self.spend is not None:
-            return self.spend.cloud_blocked()
+            return self.spend.cloud_blocked() or ""
         if self.out_of_credit and self.clock() - self._credit_at > 60:
             self.out_of_credit = ""  # try again: a 402 will set it again
         return self.out_of_credit
