@@ -328,7 +328,7 @@ async def run(runs: int) -> dict[str, Any]:
         None,
         env={"OLLAMA_HOST": host, "SWARM_OLLAMA_MODEL": name, "SWARM_DATA_DIR": str(tmp), "XDG_CONFIG_HOME": str(tmp)},
     ).replace(ollama__timeout_s=120.0)
-    adv = Advisor(cfg, LocalLane())
+    adv = Advisor(cfg.ollama, LocalLane())
     rows = []
     try:
         for s in SCENARIOS:

@@ -62,7 +62,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     from swarm_tui.engine.bus.readiness import connect_worker
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
-    from swarm_tui.engine.guards.spend import SpendGuard
+    from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
     from swarm_tui.engine.swarm.pool import Pool
 
     stop = asyncio.Event()
@@ -79,8 +79,10 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
 
             endpoint = DemoEndpoint(cfg)
             parts.append(endpoint)
-        spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
-        ram = RamGuard(cfg)
+        spend = SpendGuard(
+            SpendSettings.of(cfg), bus, None, PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo if demo else None)
+        )
+        ram = RamGuard(cfg.ram, cfg.ollama)
         pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
         parts += [spend, ram, pool]
         for part in parts:

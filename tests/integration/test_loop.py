@@ -32,6 +32,7 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.controller import Controller, bounded_context
 from swarm_tui.engine.swarm.pool import Pool
@@ -312,7 +313,10 @@ def review_or_plan(follow: list[dict[str, Any]], *, review_log: list[dict[str, A
 async def loop_engine(cfg: Config, **kw: Any) -> AsyncIterator[tuple[Engine, Conductor]]:
     bus = await Bus(cfg).connect()
     engine = engine_with(cfg, bus)
-    cond = engine.add(Conductor(cfg, bus, engine.state, lane=LocalLane(), tick_s=0.05, **kw))
+    settings = ConductorSettings.of(cfg, use_ollama=kw.get("use_ollama", True), tick_s=0.05)
+    cond = engine.add(
+        Conductor(settings, bus, engine.state, guards=ConductorGuards(spend=kw.get("spend"), lane=LocalLane()))
+    )
     await engine.start()
     try:
         yield engine, cond
@@ -504,7 +508,9 @@ async def test_the_conductor_and_a_local_worker_never_overlap_on_the_local_lane(
         bus = await Bus(cfg).connect()
         lane = LocalLane()
         engine = engine_with(cfg, bus, lane=lane)
-        cond = engine.add(Conductor(cfg, bus, engine.state, lane=lane, tick_s=0.05))
+        cond = engine.add(
+            Conductor(ConductorSettings.of(cfg, tick_s=0.05), bus, engine.state, guards=ConductorGuards(lane=lane))
+        )
         await engine.start()
         waiting_seen: list[str] = []
         try:

@@ -289,7 +289,7 @@ def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_
         ReviewTask(t.id, items_text * 2000, [("research", "done", items_text * 5000)] * 6, 1, 2, 0.0, 1.0)
         for t in env.tasks
     ]
-    adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx), LocalLane())
+    adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx).ollama, LocalLane())
     fitted = adv.fit(
         REVIEW_SYSTEM,
         items,

@@ -21,7 +21,7 @@ from swarm_tui.engine.guards.protocols import (
     RateLimitsP,
     SpendGuardP,
 )
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.swarm.pool import Pool
 from tests.support.env import make_config
 
@@ -67,14 +67,20 @@ def missing(obj: object, protocol: type) -> set[str]:
 
 def test_the_spend_guard_has_what_its_users_call(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
-    g = SpendGuard(cfg, Bus(cfg), None, PriceBook(cfg, demo=True, path=tmp_path / "prices.json"))
+    g = SpendGuard(
+        SpendSettings.of(cfg),
+        Bus(cfg),
+        None,
+        PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo, path=tmp_path / "prices.json"),
+    )
     assert {"reconciling", "ledger_keys", "estimate", "cloud_blocked", "worst_case"} <= members(SpendGuardP)
     assert missing(g, SpendGuardP) == set()
     assert g.cloud_blocked() is None and g.unpriced("ollama_chat/gemma3:270m") is None
 
 
 def test_the_ram_guard_and_the_local_lane_have_what_their_users_call(tmp_path: Path) -> None:
-    assert missing(RamGuard(make_config(tmp_path), ollama_ps=None), RamGuardP) == set()
+    cfg = make_config(tmp_path)
+    assert missing(RamGuard(cfg.ram, cfg.ollama, ollama_ps=None), RamGuardP) == set()
     lane = LocalLane()
     assert missing(lane, LocalLaneP) == set()
     assert lane.holder == "" and not lane.busy

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import aiohttp
 
-from swarm_tui.engine.config.load import OPTION_BY_KEY, Config
+from swarm_tui.engine.config.load import OPTION_BY_KEY
+from swarm_tui.engine.config.sections import DemoSection, OpenRouterSection, PathsSection
 from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
@@ -61,27 +62,30 @@ def searches(model: str) -> bool:
 class PriceBook:
     def __init__(
         self,
-        cfg: Config,
+        openrouter: OpenRouterSection,
+        paths: PathsSection,
         *,
-        demo: bool = False,
+        demo: DemoSection | None = None,
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
         fetch: bool | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.demo = demo
+        """``demo``: the demo section when the demo endpoint answers (it charges every model its one price)."""
+        self.openrouter = openrouter
+        self.demo = demo is not None
+        self.demo_usd_per_mtok = demo.usd_per_mtok if demo is not None else 0.0
         self.clock = clock
-        self.path = path if path is not None else data_dir(cfg.paths.data_dir) / CACHE_NAME
-        self.base = cfg.openrouter.api_base.rstrip("/")
-        self.max_age_s = cfg.openrouter.price_cache_hours * 3600.0
+        self.path = path if path is not None else data_dir(paths.data_dir) / CACHE_NAME
+        self.base = openrouter.api_base.rstrip("/")
+        self.max_age_s = openrouter.price_cache_hours * 3600.0
         # Fetch only when there is something to price: a key, or an endpoint other than the default (tests).
         default_base = OPTION_BY_KEY["openrouter.api_base"].default.rstrip("/")
         if fetch is None:
-            fetch = not demo and (bool(cfg.openrouter.api_key) or self.base != default_base)
+            fetch = not self.demo and (bool(openrouter.api_key) or self.base != default_base)
         self.fetch_enabled = fetch
         self.fallback = (
-            cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6,
-            cfg.openrouter.fallback_completion_usd_per_mtok / 1e6,
+            openrouter.fallback_prompt_usd_per_mtok / 1e6,
+            openrouter.fallback_completion_usd_per_mtok / 1e6,
         )
         self.prices: dict[str, ModelPrice] = {}
         self.fetched_at: float | None = None
@@ -101,7 +105,7 @@ class PriceBook:
     def model_price(self, model: str) -> ModelPrice:
         """Every price part of ``model``: the list's, else the configured fallback (prompt and completion)."""
         if self.demo:  # the demo endpoint charges every model, local ones included, at the demo price
-            p = self.cfg.demo.usd_per_mtok / 1e6
+            p = self.demo_usd_per_mtok / 1e6
             return ModelPrice(p, p)
         if is_local(model):
             return ModelPrice(0.0, 0.0)
@@ -146,7 +150,7 @@ class PriceBook:
 
     def price_source(self) -> str:
         if self.demo:
-            return f"demo price (${self.cfg.demo.usd_per_mtok:g}/Mtok)"
+            return f"demo price (${self.demo_usd_per_mtok:g}/Mtok)"
         age = self.age_s()
         if not self.prices or age is None:
             return "fallback (no price list)"

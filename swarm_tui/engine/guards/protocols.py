@@ -50,9 +50,8 @@ class AttemptLedgerP(Protocol):
 class EnvelopeSpendP(Protocol):
     """What the conductor reads of the spend guard to bound a beat's envelope (engine/heartbeat/conductor.py)."""
 
-    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
-        """(likely, worst case) cost in USD of one call whose prompt is ``prompt_bytes`` of UTF-8: the worst case
-        counts a token per byte (byte-level tokenizers), bounded by the model's context length."""
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, /) -> tuple[float, float]:
+        """(likely, worst case) cost in USD of one worker's call with a one-message prompt of ``prompt_bytes``."""
         ...
 
     def remaining_usd(self) -> float:
@@ -72,6 +71,11 @@ class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
     """Money is reserved before a call and settled after it (see engine/guards/spend.py)."""
 
     name: str
+
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
+        """(likely, worst case) cost in USD of one call whose prompt is ``prompt_bytes`` of UTF-8: the worst case
+        counts a token per byte (byte-level tokenizers), bounded by the model's context length."""
+        ...
 
     def worst_case(self, job: Job) -> float:
         """The most the job's call can be billed, fallbacks included (infinite when a price cannot be read)."""

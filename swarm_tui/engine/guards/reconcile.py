@@ -44,7 +44,7 @@ from typing import Any
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.numbers import nonnegative
 from swarm_tui.engine.bus.wire import Job, SpendEntry
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import OpenRouterSection
 from swarm_tui.engine.guards.generation import GenerationReader, count, figure
 from swarm_tui.engine.guards.late_ends import LateEnds
 from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
@@ -70,7 +70,7 @@ class Reconciler:
 
     def __init__(
         self,
-        cfg: Config,
+        openrouter: OpenRouterSection,
         bus: Bus,
         *,
         spend: AttemptLedgerP | None = None,
@@ -79,7 +79,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.openrouter = openrouter
         self.bus = bus
         self.spend = spend
         self.api_base = api_base
@@ -101,7 +101,7 @@ class Reconciler:
             live=self.live,
             counts=self.counts,
             monotonic=self.monotonic,
-            max_s=cfg.openrouter.reconcile_max_s,
+            max_s=openrouter.reconcile_max_s,
         )
         self._unsettled: set[str] = set()  # not billed, record deleted, ledger settle (at 0) not written yet
         self.generations = GenerationReader(api_base, api_key, self.counts)
@@ -389,12 +389,12 @@ class Reconciler:
                 if await self._charge(key, aid, doc, rev, float(cost), estimated=False, tokens=tokens):
                     self.counts["reconciled"] += 1
                 return
-        if self.clock() - float(doc.get("ended_at") or 0.0) >= self.cfg.openrouter.reconcile_max_s:
+        if self.clock() - float(doc.get("ended_at") or 0.0) >= self.openrouter.reconcile_max_s:
             self.counts["worst_timeout"] += 1
             log.warning(
                 "no cost from OpenRouter for attempt %s in %.0f s: charged its worst case",
                 aid,
-                self.cfg.openrouter.reconcile_max_s,
+                self.openrouter.reconcile_max_s,
             )
             await self._charge(key, aid, doc, rev, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
             return

@@ -28,7 +28,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError
@@ -37,7 +38,8 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.load import Config, Role
+from swarm_tui.engine.config.sections import BudgetSection, OpenRouterSection, SwarmSection
 from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, OVERRIDE_KEY, parse_ceiling, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
@@ -66,6 +68,21 @@ STALE_MARGIN_S = 60.0
 CEILING_KEY = OVERRIDE_KEY  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
 
+@dataclass(frozen=True)
+class SpendSettings:
+    """The sections the spend guard reads: the ceilings, the key and its poll, the call timeouts (how long a
+    reservation may live), and the roles (their fallback models)."""
+
+    budget: BudgetSection
+    openrouter: OpenRouterSection
+    swarm: SwarmSection
+    roles: Mapping[str, Role]
+
+    @classmethod
+    def of(cls, cfg: Config) -> SpendSettings:
+        return cls(cfg.budget, cfg.openrouter, cfg.swarm, cfg.roles)
+
+
 class SpendGuard:
     """The engine component (``name`` "spend"): the ceilings and the policy, over the estimator, the ledger and
     the credit watch. One per process; a standalone worker runs one without a log (``state`` None)."""
@@ -74,7 +91,7 @@ class SpendGuard:
 
     def __init__(
         self,
-        cfg: Config,
+        settings: SpendSettings,
         bus: Bus,
         state: SwarmState | None,
         prices: PriceBook,
@@ -85,7 +102,7 @@ class SpendGuard:
         credit_cooldown_s: float | None = None,
         refresh_s: float = REFRESH_S,
     ) -> None:
-        self.cfg = cfg
+        self.settings = settings
         self.bus = bus
         self.state = state
         self.prices = prices
@@ -94,14 +111,21 @@ class SpendGuard:
         self.prefix = "demo-" if self.demo else ""
         self.refresh_s = refresh_s
         # a reservation older than the longest a call can take (all its retries) belongs to a dead worker
-        stale_s = cfg.swarm.request_timeout_s * (cfg.swarm.max_retries + 1) + STALE_MARGIN_S
-        cooldown_s = 5 * cfg.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
+        stale_s = settings.swarm.request_timeout_s * (settings.swarm.max_retries + 1) + STALE_MARGIN_S
+        cooldown_s = 5 * settings.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
         self.counts: collections.Counter[str] = collections.Counter()  # shared by the parts below
         self._costs = CostEstimator(prices)
         self._ledger = BudgetLedger(
-            cfg, bus, clock=clock, monotonic=monotonic, prefix=self.prefix, stale_s=stale_s, counts=self.counts
+            settings.budget,
+            settings.openrouter,
+            bus,
+            clock=clock,
+            monotonic=monotonic,
+            prefix=self.prefix,
+            stale_s=stale_s,
+            counts=self.counts,
         )
-        self._credit = CreditWatch(cfg, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
+        self._credit = CreditWatch(settings.openrouter, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
         self._kv_seen: dict[int, float] = {}  # KV revision of the ceiling -> when this process first read it
@@ -133,7 +157,7 @@ class SpendGuard:
 
     def _fallbacks(self, job: Job) -> tuple[str, ...]:
         """The role's fallback models: OpenRouter may bill the call at any of them."""
-        role = self.cfg.roles.get(job.role)
+        role = self.settings.roles.get(job.role)
         return role.fallback_models if role is not None and job.model.startswith("openrouter/") else ()
 
     def worst_case(self, job: Job) -> float:
@@ -166,7 +190,7 @@ class SpendGuard:
             return self._base
         if self.state is not None and self.state.ceiling_usd is not None:
             return float(self.state.ceiling_usd)
-        return self.cfg.budget.daily_usd
+        return self.settings.budget.daily_usd
 
     def ceiling_known(self) -> bool:
         """False for a process without the log that has read no ceiling from the bus yet."""
@@ -204,7 +228,7 @@ class SpendGuard:
         if self.state is None or self._base_published:
             return
         try:
-            await publish_base(self.bus, self.cfg.budget.daily_usd, self.clock(), demo=self.demo)
+            await publish_base(self.bus, self.settings.budget.daily_usd, self.clock(), demo=self.demo)
             self._base_published = True
         except Exception as exc:  # noqa: BLE001 - the refresh loop tries again
             log.debug("ceiling not published: %s", type(exc).__name__)
@@ -349,7 +373,7 @@ class SpendGuard:
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="spend-refresh"))
         if self.prices.fetch_enabled:
             self._tasks.append(asyncio.create_task(self._price_loop(), name="spend-prices"))
-        if self.cfg.openrouter.api_key and not self.demo:
+        if self.settings.openrouter.api_key and not self.demo:
             self._tasks.append(asyncio.create_task(self._credit.run(), name="spend-key"))
 
     async def stop(self) -> None:
@@ -411,7 +435,7 @@ class SpendGuard:
             "reservations": len(led["reserved"]),
             "ledger_spent_usd": round(led["spent"], 6),
             "remaining_usd": round(max(0.0, ceiling - led["spent"] - reserved), 6),
-            "per_decision_usd": self.cfg.budget.per_decision_usd or None,
+            "per_decision_usd": self.settings.budget.per_decision_usd or None,
             **totals,
             **self.prices.info(),
             "reconciling": n,

@@ -19,23 +19,20 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.guards.protocols import EnvelopeSpendP, LocalLaneP, RamGuardP, RateLimitsP
 from swarm_tui.engine.heartbeat import follow_ups
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
+from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
 from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import is_local_chat
@@ -51,40 +48,30 @@ class Conductor:
 
     def __init__(
         self,
-        cfg: Config,
+        settings: ConductorSettings,
         bus: Bus,
         state: SwarmState,
         *,
-        spend: EnvelopeSpendP | None = None,
-        ram: RamGuardP | None = None,
-        rate_limits: RateLimitsP | None = None,
-        lane: LocalLaneP | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        guards: ConductorGuards = ConductorGuards(),
         advisor: Advisor | None = None,
-        use_ollama: bool = True,
+        clocks: Clocks = Clocks(),
         record: Recorder | None = None,
-        demo: bool = False,
-        tick_s: float = 5.0,
     ) -> None:
-        """``tick_s``: the longest sleep of the loop. It wakes when a beat is due (monotonic), when the first
-        pending decision expires (wall clock), on its events, and at least every ``tick_s``: the bound on how
-        late an expiry is after the wall clock jumped (a laptop waking)."""
-        self.cfg = cfg
+        self.settings = settings
         self.bus = bus
         self.state = state
-        self.spend = spend
-        self.ram = ram
-        self.rate_limits = rate_limits
-        self.lane = lane or LocalLane()
-        self.clock = clock
-        self.monotonic = monotonic
-        self.use_ollama = use_ollama
+        self.spend = guards.spend
+        self.ram = guards.ram
+        self.rate_limits = guards.rate_limits
+        self.lane = guards.lane or LocalLane()
+        self.clock = clocks.wall
+        self.monotonic = clocks.monotonic
+        self.use_ollama = settings.use_ollama
         self.advisor = advisor
         self.record = record or Recorder(bus, state)  # publishes a decision or an approval and applies it
-        self.demo = demo
-        self.tick_s = tick_s
-        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
+        self.demo = settings.demo
+        self.tick_s = settings.tick_s
+        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in settings.roles.items()}
         self.beats = 0
         self.decisions = 0
         self.status: ConductorState = "idle"
@@ -110,10 +97,10 @@ class Conductor:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self.advisor is None and self.use_ollama:
-            self.advisor = Advisor(self.cfg, self.lane, ram=self.ram, monotonic=self.monotonic)
+            self.advisor = Advisor(self.settings.ollama, self.lane, ram=self.ram, monotonic=self.monotonic)
         now = self.monotonic()
-        self._next_interval = now + self.cfg.heartbeat.interval_s
-        self._next_review = now + self.cfg.heartbeat.review_s
+        self._next_interval = now + self.settings.heartbeat.interval_s
+        self._next_review = now + self.settings.heartbeat.review_s
         self._started = True
         for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
             if tv.state in REVIEWABLE:
@@ -149,7 +136,7 @@ class Conductor:
 
     def _schedule_debounce(self) -> None:
         now = self.monotonic()
-        d = self.cfg.heartbeat.debounce_s
+        d = self.settings.heartbeat.debounce_s
         if self._burst_start is None:
             self._burst_start = now
         # trailing debounce, but never later than 4 debounce periods after the burst began
@@ -206,11 +193,11 @@ class Conductor:
             self._debounce_at = self._burst_start = None
         if now >= self._next_review:
             triggers.append("scheduled review")
-            self._next_review = now + self.cfg.heartbeat.review_s
-            self._next_interval = now + self.cfg.heartbeat.interval_s
+            self._next_review = now + self.settings.heartbeat.review_s
+            self._next_interval = now + self.settings.heartbeat.interval_s
         elif now >= self._next_interval:
             triggers.append("interval")
-            self._next_interval = now + self.cfg.heartbeat.interval_s
+            self._next_interval = now + self.settings.heartbeat.interval_s
         return " + ".join(triggers)
 
     # ------------------------------------------------------------------ one beat
@@ -229,7 +216,7 @@ class Conductor:
         return decision or (follow[0] if follow else None)
 
     async def _new_work(self, trigger: str) -> Decision | None:
-        views = self.state.pending_tasks()[: self.cfg.heartbeat.max_tasks_per_beat]
+        views = self.state.pending_tasks()[: self.settings.heartbeat.max_tasks_per_beat]
         if not views:
             self.note = "no pending tasks"
             return None
@@ -299,7 +286,7 @@ class Conductor:
             error=error[:2000],
             reason=summary[:2000],
             created_at=now,
-            expires_at=now + self.cfg.approval.expire_s,
+            expires_at=now + self.settings.approval.expire_s,
             demo=self.demo,
             warning=(result.warning if result is not None else "")[:500],
         )
@@ -317,13 +304,13 @@ class Conductor:
         return limit_tasks(
             c,
             spent=spent,
-            max_usd=self.cfg.budget.task_max_usd,
+            max_usd=self.settings.budget.task_max_usd,
             rounds=rounds,
-            max_rounds=self.cfg.budget.task_max_followups if rounds is not None else None,
+            max_rounds=self.settings.budget.task_max_followups if rounds is not None else None,
         )
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
-        scale = self.state.scale if self.state.scale is not None else self.cfg.swarm.scale
+        scale = self.state.scale if self.state.scale is not None else self.settings.swarm.scale
         remaining: float | None = None
         blocked: Refusal | None = None
         if self.spend is not None:
@@ -336,16 +323,16 @@ class Conductor:
             tasks,
             scale=scale,
             live_workers=len(self.state.live_workers()),
-            max_per_task=self.cfg.heartbeat.max_workers_per_task,
+            max_per_task=self.settings.heartbeat.max_workers_per_task,
             estimate=self.estimate,
             remaining_usd=remaining,
-            per_decision_usd=self.cfg.budget.per_decision_usd,
+            per_decision_usd=self.settings.budget.per_decision_usd,
             ram_ok=ram_ok,
             rate_limits=rl,
             now=self.clock(),
             cloud_blocked=blocked,
             unpriced=self.spend.unpriced if self.spend is not None else None,
-            context_bytes=tokens.context_bytes_bound(self.cfg.swarm.context_max_chars),
+            context_bytes=tokens.context_bytes_bound(self.settings.swarm.context_max_chars),
         )
 
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]:
@@ -355,16 +342,16 @@ class Conductor:
         if self.spend is not None:
             likely, worst = self.spend.estimate(model, prompt_bytes, max_tokens)
             return float(likely), float(worst)
-        p = self.cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6
-        c = self.cfg.openrouter.fallback_completion_usd_per_mtok / 1e6
+        p = self.settings.openrouter.fallback_prompt_usd_per_mtok / 1e6
+        c = self.settings.openrouter.fallback_completion_usd_per_mtok / 1e6
         prompt_tokens = tokens.prompt_tokens_bound(prompt_bytes)  # one token a UTF-8 byte at most
         return prompt_bytes / 4 * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
 
     # ------------------------------------------------------------------ approval
     async def maybe_auto_approve(self, d: Decision) -> None:
-        if self.cfg.approval.mode != "auto":
+        if self.settings.approval.mode != "auto":
             return
-        limit = self.cfg.approval.auto_max_usd
+        limit = self.settings.approval.auto_max_usd
         if d.est_cost_max > limit:
             self.note = f"{d.id} waits for approval: worst case ${d.est_cost_max:.4f} > auto limit ${limit:.4f}"
             return
@@ -387,14 +374,14 @@ class Conductor:
                 action="expired",
                 by="conductor",
                 at=now,
-                reason=f"not approved within {self.cfg.approval.expire_s:g} s",
+                reason=f"not approved within {self.settings.approval.expire_s:g} s",
             )
             await self.record(ev, msg_id=f"{dv.id}-final")
 
     # ------------------------------------------------------------------ status
     def info(self) -> ConductorInfo:
-        mode = self.cfg.approval.mode
-        approval = f"auto (<= ${self.cfg.approval.auto_max_usd:.4f})" if mode == "auto" else "manual"
+        mode = self.settings.approval.mode
+        approval = f"auto (<= ${self.settings.approval.auto_max_usd:.4f})" if mode == "auto" else "manual"
         use = self.advisor is not None and self.reachable is not False
         source = self.advisor.source if (use and self.advisor is not None) else "rules"
         nxt = self._due() - self.monotonic() if self._started else None
@@ -402,7 +389,7 @@ class Conductor:
         return {
             "source": source,
             "state": status,
-            "ollama_model": self.cfg.ollama.model if self.use_ollama else None,
+            "ollama_model": self.settings.ollama.model if self.use_ollama else None,
             "ollama_reachable": self.reachable,
             "ollama_error": self.last_error,
             "ollama_warning": self.last_warning,

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from swarm_tui.engine.bus.wire import Decision, new_id
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import ConductorState
@@ -28,7 +28,7 @@ REVIEWABLE = ("done", "failed")  # finished task states the heartbeat reviews (c
 class ReviewHost(Protocol):
     """What a review reads and updates of the conductor that runs it."""
 
-    cfg: Config
+    settings: ConductorSettings
     state: SwarmState
     advisor: Advisor | None
     record: Recorder
@@ -54,8 +54,8 @@ class ReviewHost(Protocol):
 def reviewable(c: ReviewHost) -> list[ReviewTask]:
     """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
     reviewed, with the limit they are at in ``review_note``)."""
-    max_rounds = c.cfg.budget.task_max_followups
-    max_usd = c.cfg.budget.task_max_usd
+    max_rounds = c.settings.budget.task_max_followups
+    max_usd = c.settings.budget.task_max_usd
     out: list[tuple[int, float, ReviewTask]] = []
     for tv in c.state.tasks.values():
         if tv.state not in REVIEWABLE or not tv.results or c.reviewed.get(tv.id) == len(tv.results):
@@ -90,7 +90,7 @@ def reviewable(c: ReviewHost) -> list[ReviewTask]:
             )
         )
     out.sort(key=lambda x: (x[0], x[1]))
-    return [r for _, _, r in out[: c.cfg.heartbeat.max_tasks_per_beat]]
+    return [r for _, _, r in out[: c.settings.heartbeat.max_tasks_per_beat]]
 
 
 async def review(c: ReviewHost, trigger: str) -> list[Decision]:
@@ -104,7 +104,7 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
     if c.advisor is None:
         c.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
         return []
-    ctx = c.cfg.swarm.context_max_chars
+    ctx = c.settings.swarm.context_max_chars
     prio = {t.id: c.state.tasks[t.id].task.priority for t in items}
     given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
     env = c.envelope([ReadyTask(t.id, t.text, prio[t.id], n) for t, n in zip(items, given, strict=True)])
@@ -141,7 +141,7 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
         est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
         summary = (
-            f"{trigger}: follow-up round {rounds[tid]} of {c.cfg.budget.task_max_followups}"
+            f"{trigger}: follow-up round {rounds[tid]} of {c.settings.budget.task_max_followups}"
             f" for task {tid}: {len(plan)} worker(s)"
         )
         if result.advice.reason:
@@ -158,7 +158,7 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
             latency_ms=result.latency_ms,
             reason=summary[:2000],
             created_at=now,
-            expires_at=now + c.cfg.approval.expire_s,
+            expires_at=now + c.settings.approval.expire_s,
             round=min(100, rounds[tid]),
             demo=c.demo,
             warning=result.warning[:500],

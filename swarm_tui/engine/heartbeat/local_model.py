@@ -21,7 +21,7 @@ import httpx
 import ollama
 
 from swarm_tui.engine.bus.wire import MAX_RAW
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import OllamaSection
 from swarm_tui.engine.guards.protocols import LocalLaneP, RamGuardP
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, advice_schema, parse_advice, worst_case_tokens
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
@@ -200,22 +200,22 @@ def shrink_to_fit(
 class Advisor:
     def __init__(
         self,
-        cfg: Config,
+        ollama: OllamaSection,
         lane: LocalLaneP,
         *,
         ram: RamGuardP | None = None,
         client: ollama.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.ollama = ollama
         self.lane = lane
         self.ram = ram
-        self.model: str = cfg.ollama.model
-        self.host: str = cfg.ollama.host
+        self.model: str = ollama.model
+        self.host: str = ollama.host
         self._client = client
         self.monotonic = monotonic
         self.calls = 0
-        self.last_keep_alive: str | int = cfg.ollama.keep_alive
+        self.last_keep_alive: str | int = ollama.keep_alive
         self.sizer = PromptSizer()
 
     @property
@@ -238,16 +238,16 @@ class Advisor:
     def keep_alive(self) -> str | int:
         """Keep the model loaded while RAM headroom allows; unload it after the call (0) when it does not."""
         if self.ram is None:
-            return self.cfg.ollama.keep_alive
+            return self.ollama.keep_alive
         try:
             ok = self.ram.headroom_ok()
         except Exception:  # noqa: BLE001 - a failing gauge must not keep a model loaded
             ok = False
-        return self.cfg.ollama.keep_alive if ok else 0
+        return self.ollama.keep_alive if ok else 0
 
     # ------------------------------------------------------------------ sizing
     def num_ctx(self) -> int:
-        return self.cfg.ollama.num_ctx
+        return self.ollama.num_ctx
 
     def _fits(self, room: int, text: str) -> bool:
         return self.sizer.tokens(text) <= room
@@ -317,7 +317,7 @@ class Advisor:
         return advice_schema(list(env.roles), task_ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
 
     async def _ask(self, system: str, prompt: str, schema: dict[str, Any], offered: list[str]) -> AdviceResult:
-        timeout = self.cfg.ollama.timeout_s
+        timeout = self.ollama.timeout_s
         keep_alive = self.keep_alive()
         self.last_keep_alive = keep_alive
         ctx = self.num_ctx()

@@ -113,7 +113,12 @@ class Pool:
             None
             if demo_endpoint is not None
             else Reconciler(
-                cfg, bus, spend=spend, api_base=lambda: self.api_base, api_key=lambda: self.api_key, clock=clock
+                cfg.openrouter,
+                bus,
+                spend=spend,
+                api_base=lambda: self.api_base,
+                api_key=lambda: self.api_key,
+                clock=clock,
             )
         )
 
