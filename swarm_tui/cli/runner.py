@@ -60,8 +60,10 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.readiness import connect_worker
+    from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.protocols import PriceSourceP
     from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
     from swarm_tui.engine.swarm.pool import Pool
 
@@ -79,9 +81,8 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
 
             endpoint = DemoEndpoint(cfg)
             parts.append(endpoint)
-        spend = SpendGuard(
-            SpendSettings.of(cfg), bus, None, PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo if demo else None)
-        )
+        prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths)
+        spend = SpendGuard(SpendSettings.of(cfg), bus, None, prices)
         ram = RamGuard(cfg.ram, cfg.ollama)
         pool = Pool(cfg, bus, spend=spend, ram=ram, concurrency=concurrency, demo=demo, demo_endpoint=endpoint)
         parts += [spend, ram, pool]

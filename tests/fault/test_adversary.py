@@ -20,6 +20,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Decision, Job, PlanItem, SpendEntry, Task, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
@@ -185,9 +186,7 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
     bus = await Bus(cfg).connect()
     assert bus.kind == "embedded"
     engine = Engine(cfg, bus, demo=True)
-    spend = engine.add(
-        SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo))
-    )
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, DemoPrices(cfg.demo)))
     engine.add(Controller(cfg, bus, engine.state, spend=spend, demo=True, host="victim"))
     await engine.start()
     try:

@@ -46,7 +46,7 @@ from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.errors import BusError
-from swarm_tui.engine.guards.prices import PriceBook
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.controller import Controller
@@ -92,9 +92,7 @@ async def dead_reason(bus: Bus, kind: str) -> str:
 
 async def engine_with_spend(cfg: Config, bus: Bus) -> tuple[Engine, SpendGuard]:
     engine = Engine(cfg, bus)
-    spend = engine.add(
-        SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo))
-    )
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, DemoPrices(cfg.demo)))
     await engine.start()
     return engine, spend
 
@@ -272,7 +270,7 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
     bus = await Bus(ecfg).connect()
     engine = Engine(ecfg, bus, demo=True)
     engine.add(
-        SpendGuard(SpendSettings.of(ecfg), bus, engine.state, PriceBook(ecfg.openrouter, ecfg.paths, demo=ecfg.demo))
+        SpendGuard(SpendSettings.of(ecfg), bus, engine.state, DemoPrices(ecfg.demo))
     )  # its ceiling: the worker's too
     engine.add(Controller(ecfg, bus, engine.state, demo=True, host="test"))
     await engine.start()

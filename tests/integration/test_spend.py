@@ -19,6 +19,7 @@ from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.guards.tokens import prompt_tokens_bound
@@ -358,7 +359,7 @@ async def test_price_book_sources(tmp_path: Path) -> None:
     assert pb3.price("openrouter/unknown/model") == (2e-6, 8e-6)
     assert "openrouter/unknown/model" in pb3.info()["fallback_models"]
     demo_cfg = make_config(tmp_path)
-    demo = PriceBook(demo_cfg.openrouter, demo_cfg.paths, demo=demo_cfg.demo)
+    demo = DemoPrices(demo_cfg.demo)
     assert demo.price(MODEL) == pytest.approx((0.4e-6, 0.4e-6)) and demo.price_source().startswith("demo price")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.memory import RamGuard
 from swarm_tui.engine.guards.prices import PriceBook
@@ -17,6 +18,7 @@ from swarm_tui.engine.guards.protocols import (
     AttemptLedgerP,
     EnvelopeSpendP,
     LocalLaneP,
+    PriceSourceP,
     RamGuardP,
     RateLimitsP,
     SpendGuardP,
@@ -36,6 +38,14 @@ def _spend_is_attempt_ledger_p(g: SpendGuard) -> AttemptLedgerP:
 
 def _spend_is_envelope_spend_p(g: SpendGuard) -> EnvelopeSpendP:
     return g
+
+
+def _price_book_is_a_price_source(p: PriceBook) -> PriceSourceP:
+    return p
+
+
+def _demo_prices_are_a_price_source(p: DemoPrices) -> PriceSourceP:
+    return p
 
 
 def _ram_is_ram_guard_p(g: RamGuard) -> RamGuardP:
@@ -71,11 +81,19 @@ def test_the_spend_guard_has_what_its_users_call(tmp_path: Path) -> None:
         SpendSettings.of(cfg),
         Bus(cfg),
         None,
-        PriceBook(cfg.openrouter, cfg.paths, demo=cfg.demo, path=tmp_path / "prices.json"),
+        DemoPrices(cfg.demo),
     )
     assert {"reconciling", "ledger_keys", "estimate", "cloud_blocked", "worst_case"} <= members(SpendGuardP)
     assert missing(g, SpendGuardP) == set()
     assert g.cloud_blocked() is None and g.unpriced("ollama_chat/gemma3:270m") is None
+
+
+def test_both_price_sources_have_what_the_spend_guard_calls(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    book, demo = PriceBook(cfg.openrouter, cfg.paths, path=tmp_path / "prices.json"), DemoPrices(cfg.demo)
+    assert missing(book, PriceSourceP) == set() and missing(demo, PriceSourceP) == set()
+    assert not book.demo and book.searches_web and demo.demo and not demo.searches_web
+    assert demo.refusal("openrouter/any/model") is None and demo.price_source().startswith("demo price")
 
 
 def test_the_ram_guard_and_the_local_lane_have_what_their_users_call(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from collections.abc import Iterable
 
 from swarm_tui.engine.bus.wire import Job
 from swarm_tui.engine.errors import Refusal
-from swarm_tui.engine.guards.prices import PriceBook, searches
+from swarm_tui.engine.guards.prices import searches
+from swarm_tui.engine.guards.protocols import PriceSourceP
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 
 # OpenRouter's web plugin: "$4 per 1000 results. By default, max_results set to 5, this comes out to a maximum of
@@ -42,13 +43,13 @@ def usd(v: float) -> str:
 
 
 class CostEstimator:
-    """Prices calls with a ``PriceBook`` (the live list, its cache, or the configured fallback)."""
+    """Prices calls from a price source (OpenRouter's list, its cache or the configured fallback; the demo's)."""
 
-    def __init__(self, prices: PriceBook) -> None:
+    def __init__(self, prices: PriceSourceP) -> None:
         self.prices = prices
 
     def _searches(self, model: str) -> bool:
-        return searches(model) and not self.prices.demo  # the demo endpoint searches nothing
+        return searches(model) and self.prices.searches_web
 
     def _bounds(self, model: str, prompt_bytes: int, max_tokens: int, messages: int) -> tuple[float, float] | None:
         """(worst case, the web search's price) of one call; None when its price cannot bound it."""

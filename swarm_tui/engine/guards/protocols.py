@@ -6,13 +6,15 @@ in fakes and a standalone worker process can run the real guards without the res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from swarm_tui.engine.bus.wire import Job
 from swarm_tui.engine.errors import Refusal
-from swarm_tui.engine.info import LaneInfo, LocalModel, RamInfo, SpendInfo
+from swarm_tui.engine.guards.price_parts import ModelPrice
+from swarm_tui.engine.info import LaneInfo, LocalModel, PriceInfo, RamInfo, SpendInfo
 
 
 class NotHeld(Exception):
@@ -106,6 +108,49 @@ class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
         ...
 
     def info(self) -> SpendInfo: ...
+
+
+class PriceSourceP(Protocol):
+    """Where the spend guard's prices come from: OpenRouter's list (engine/guards/prices.py) or the demo
+    endpoint's one price (engine/guards/demo_prices.py)."""
+
+    @property
+    def demo(self) -> bool:
+        """Prices of the demo endpoint: its spend has a ledger of its own."""
+        ...
+
+    @property
+    def searches_web(self) -> bool:
+        """Whether an ``:online`` model's web search is billed (and so priced)."""
+        ...
+
+    @property
+    def fetch_enabled(self) -> bool: ...
+
+    @property
+    def prices(self) -> Mapping[str, ModelPrice]:
+        """The listed models' prices (empty: no list)."""
+        ...
+
+    def model_price(self, model: str) -> ModelPrice: ...
+
+    def refusal(self, model: str) -> Refusal | None:
+        """Why no call of ``model`` can be bounded under a ceiling (None when it can)."""
+        ...
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float: ...
+
+    def price_source(self) -> str:
+        """Where the prices come from, in words (the list and its age, the fallback, the demo price)."""
+        ...
+
+    def stale(self) -> bool: ...
+
+    async def load_cache(self) -> bool: ...
+
+    async def refresh(self) -> bool: ...
+
+    def info(self) -> PriceInfo: ...
 
 
 @dataclass

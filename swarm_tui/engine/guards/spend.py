@@ -46,8 +46,7 @@ from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
 from swarm_tui.engine.guards.ledger import BudgetLedger, read_ledger
 from swarm_tui.engine.guards.ledger_doc import Doc, clean_cost, reserved_usd, used_usd
-from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.protocols import Reservation
+from swarm_tui.engine.guards.protocols import PriceSourceP, Reservation
 from swarm_tui.engine.guards.spend_status import log_totals, offline_spend_summary
 from swarm_tui.engine.info import SpendInfo, SpendTotals
 from swarm_tui.engine.lifecycle import cancel_and_wait
@@ -94,7 +93,7 @@ class SpendGuard:
         settings: SpendSettings,
         bus: Bus,
         state: SwarmState | None,
-        prices: PriceBook,
+        prices: PriceSourceP,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
