@@ -326,7 +326,7 @@ class Advisor:
         sent = system + prompt
         t0 = self.monotonic()
         raw = ""
-        resp: Any = None
+        resp: ollama.ChatResponse | None = None
         self.calls += 1
 
         def done(advice: Advice | None, error: str = "", reachable: bool = True, warning: str = "") -> AdviceResult:
@@ -339,10 +339,10 @@ class Advisor:
                 self.source,
                 warning,
                 offered,
-                int(getattr(resp, "prompt_eval_count", 0) or 0),
-                int(getattr(resp, "eval_count", 0) or 0),
+                int(resp.prompt_eval_count or 0) if resp is not None else 0,
+                int(resp.eval_count or 0) if resp is not None else 0,
                 num_predict,
-                str(getattr(resp, "done_reason", "") or ""),
+                str(resp.done_reason or "") if resp is not None else "",
             )
 
         try:
@@ -377,8 +377,8 @@ class Advisor:
             return done(None, f"Ollama died mid-call ({type(exc).__name__})", reachable=False)
         except (ValueError, TypeError) as exc:  # an unreadable response body
             return done(None, f"Ollama sent an unreadable answer ({type(exc).__name__})")
-        raw = str(getattr(getattr(resp, "message", None), "content", "") or "")
-        used = int(getattr(resp, "prompt_eval_count", 0) or 0)
+        raw = str(resp.message.content or "")
+        used = int(resp.prompt_eval_count or 0)
         warning = ""
         if used:
             self.sizer.learn(sent, used)  # a full window too: its ratio is still lower than the one that erred
@@ -388,7 +388,7 @@ class Advisor:
                 f"{num_predict}: its front may have been cut (Ollama drops it silently)"
             )
             log.warning("heartbeat prompt: %s", warning)
-        if getattr(resp, "done_reason", "") == "length":
+        if resp.done_reason == "length":
             return done(
                 None, f"the answer was cut at num_predict={num_predict} tokens (done_reason: length)", warning=warning
             )
