@@ -21,6 +21,9 @@ class DemoPrices:
         self.usd_per_mtok = demo.usd_per_mtok
         self.prices: dict[str, ModelPrice] = {}  # no list
 
+    def free(self, model: str) -> bool:
+        return False  # the demo charges local models too, so their jobs go through the ledger
+
     def model_price(self, model: str) -> ModelPrice:
         p = self.usd_per_mtok / 1e6
         return ModelPrice(p, p)

@@ -132,6 +132,9 @@ class PriceBook:
             self.unpriced[model] = reason
         return reason
 
+    def free(self, model: str) -> bool:
+        return is_local(model)  # local inference costs no money
+
     def known(self, model: str) -> bool:
         return is_local(model) or self._listed(model) is not None
 

@@ -132,6 +132,10 @@ class PriceSourceP(Protocol):
         """The listed models' prices (empty: no list)."""
         ...
 
+    def free(self, model: str) -> bool:
+        """A call of ``model`` costs no money, so nothing is reserved for it (local inference, not in demo)."""
+        ...
+
     def model_price(self, model: str) -> ModelPrice: ...
 
     def refusal(self, model: str) -> Refusal | None:

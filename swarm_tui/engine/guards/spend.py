@@ -97,7 +97,6 @@ class SpendGuard:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        demo: bool | None = None,
         credit_cooldown_s: float | None = None,
         refresh_s: float = REFRESH_S,
     ) -> None:
@@ -106,7 +105,7 @@ class SpendGuard:
         self.state = state
         self.prices = prices
         self.clock = clock
-        self.demo = prices.demo if demo is None else demo
+        self.demo = prices.demo
         self.prefix = "demo-" if self.demo else ""
         self.refresh_s = refresh_s
         # a reservation older than the longest a call can take (all its retries) belongs to a dead worker
@@ -146,8 +145,8 @@ class SpendGuard:
         return self._credit.cooldown_s
 
     def _free(self, job: Job) -> bool:
-        """Local inference costs no money (demo mode prices it, so demo local jobs go through the ledger)."""
-        return is_local(job.model) and not self.demo
+        """A call its price source says costs no money: nothing to reserve or settle."""
+        return self.prices.free(job.model)
 
     # ------------------------------------------------------------------ estimates (engine/guards/estimate.py)
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
