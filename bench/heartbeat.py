@@ -29,14 +29,8 @@ from typing import Any
 from swarm_tui.engine.bus.wire import PlanItem
 from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.heartbeat.envelope import (
-    Envelope,
-    ReadyTask,
-    RoleSpec,
-    clamp,
-    compute_envelope,
-    rules_advice,
-)
+from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
 from swarm_tui.engine.models import is_local_chat
 
@@ -334,7 +328,7 @@ async def run(runs: int) -> dict[str, Any]:
         None,
         env={"OLLAMA_HOST": host, "SWARM_OLLAMA_MODEL": name, "SWARM_DATA_DIR": str(tmp), "XDG_CONFIG_HOME": str(tmp)},
     ).replace(ollama__timeout_s=120.0)
-    adv = Advisor(cfg, LocalLane())
+    adv = Advisor(cfg.ollama, LocalLane())
     rows = []
     try:
         for s in SCENARIOS:

@@ -60,9 +60,11 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     """Bus + guards + pool (+ the demo endpoint), until SIGINT/SIGTERM/SIGHUP; several may share the queue."""
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.readiness import connect_worker
+    from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
-    from swarm_tui.engine.guards.spend import SpendGuard
+    from swarm_tui.engine.guards.protocols import PriceSourceP
+    from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
     from swarm_tui.engine.swarm.build import build_pool
 
     stop = asyncio.Event()
@@ -79,8 +81,9 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
 
             endpoint = DemoEndpoint(cfg.demo)
             parts.append(endpoint)
-        spend = SpendGuard(cfg, bus, None, PriceBook(cfg, demo=demo))
-        ram = RamGuard(cfg)
+        prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths)
+        spend = SpendGuard(SpendSettings.of(cfg), bus, None, prices)
+        ram = RamGuard(cfg.ram, cfg.ollama)
         pool = build_pool(cfg, bus, endpoint=endpoint, spend=spend, ram=ram, concurrency=concurrency)
         parts += [spend, ram, pool]
         for part in parts:

@@ -70,7 +70,7 @@ async def status_data(cfg: Config) -> StatusData:
             ledger = await read_ledger(bus, cfg, state.clock())
             with contextlib.suppress(Exception):  # the last engine's ceiling, if readable: status prints without it
                 base = await read_base(bus)
-        from swarm_tui.engine.guards.reconcile import read_pending
+        from swarm_tui.engine.guards.reconcile_store import read_pending
 
         pending = await read_pending(bus)
         bus_info: StatusBus = {

@@ -22,13 +22,16 @@ def assemble(
     engine = Engine(cfg, bus, clock=clock, demo=demo)
     # Components are added here in start order (they stop in reverse order), each handed the parts it uses.
     # The guards come first: the pool and the conductor read them.
+    from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.local_lane import LocalLane
     from swarm_tui.engine.guards.memory import RamGuard
     from swarm_tui.engine.guards.prices import PriceBook
-    from swarm_tui.engine.guards.spend import SpendGuard
+    from swarm_tui.engine.guards.protocols import PriceSourceP
+    from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 
-    spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=demo, clock=clock), clock=clock))
-    ram = engine.add(RamGuard(cfg, clock=clock))
+    prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths, clock=clock)
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices, clock=clock))
+    ram = engine.add(RamGuard(cfg.ram, cfg.ollama, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
     from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
@@ -61,19 +64,16 @@ def assemble(
     if conductor:
         # keep this last: it starts after the guards and the pool it reads
         from swarm_tui.engine.heartbeat.conductor import Conductor
+        from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 
         engine.add(
             Conductor(
-                cfg,
+                ConductorSettings.of(cfg, demo=demo),
                 bus,
                 engine.state,
-                spend=spend,
-                ram=ram,
-                rate_limits=workers,
-                lane=lane,
-                clock=clock,
+                guards=ConductorGuards(spend=spend, ram=ram, rate_limits=workers, lane=lane),
+                clocks=Clocks(wall=clock),
                 record=engine.record,
-                demo=demo,
             )
         )
     # the needs-you alerts last: they read the log and the spend guard, and run notify.command

@@ -20,9 +20,10 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Decision, Job, PlanItem, SpendEntry, Task, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.ledger import read_ledger
 from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from tests.support.env import base_env, make_config, run_cli
@@ -91,14 +92,14 @@ async def test_a_standalone_worker_spends_under_the_engines_ceiling_not_its_own_
         bus = await Bus(cfg).connect()
         wbus = await Bus(wcfg).connect()
         engine = Engine(cfg, bus)
-        prices = PriceBook(cfg)
+        prices = PriceBook(cfg.openrouter, cfg.paths)
         await prices.load()
-        spend = engine.add(SpendGuard(cfg, bus, engine.state, prices))
+        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices))
         engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
         await engine.start()
-        wprices = PriceBook(wcfg)
+        wprices = PriceBook(wcfg.openrouter, wcfg.paths)
         await wprices.load()
-        wspend = SpendGuard(wcfg, wbus, None, wprices)  # as runner._worker builds it
+        wspend = SpendGuard(SpendSettings.of(wcfg), wbus, None, wprices)  # as runner._worker builds it
         pool = build_pool(wcfg, wbus, spend=wspend, host="worker-host")
         await wspend.start()
         await pool.start()
@@ -185,7 +186,7 @@ async def test_another_local_user_cannot_drive_the_embedded_server(tmp_path: Pat
     bus = await Bus(cfg).connect()
     assert bus.kind == "embedded"
     engine = Engine(cfg, bus, demo=True)
-    spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=True)))
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, DemoPrices(cfg.demo)))
     engine.add(Controller(ControllerSettings.of(cfg, demo=True), bus, engine.state, spend=spend, host="victim"))
     await engine.start()
     try:
@@ -358,14 +359,14 @@ async def test_a_job_redelivered_during_a_partition_never_calls_with_nothing_hel
         )
         bus = await Bus(cfg).connect()
         engine = Engine(cfg, bus)
-        prices = PriceBook(cfg)
+        prices = PriceBook(cfg.openrouter, cfg.paths)
         await prices.load()
-        espend = engine.add(SpendGuard(cfg, bus, engine.state, prices))
+        espend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices))
         engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=espend, host="engine"))
         await engine.start()
         abus, bbus = await Bus(acfg).connect(), await Bus(cfg).connect()
-        aspend = HeldSpend(acfg, abus, None, PriceBook(acfg))
-        bspend = HeldSpend(cfg, bbus, None, PriceBook(cfg))
+        aspend = HeldSpend(SpendSettings.of(acfg), abus, None, PriceBook(acfg.openrouter, acfg.paths))
+        bspend = HeldSpend(SpendSettings.of(cfg), bbus, None, PriceBook(cfg.openrouter, cfg.paths))
         for sp in (aspend, bspend):
             await sp.prices.load()
             await sp.start()

@@ -33,6 +33,7 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 from tests.support.env import ROOT, base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
@@ -478,7 +479,13 @@ async def test_laptop_sleep_one_beat_on_wake_and_each_due_decision_expired_once(
     mono = lambda: time.monotonic() + jump[0]  # noqa: E731
     engine = Engine(cfg, bus, clock=wall)
     cond = engine.add(
-        Conductor(cfg, bus, engine.state, clock=wall, monotonic=mono, use_ollama=False, lane=LocalLane(), tick_s=0.05)
+        Conductor(
+            ConductorSettings.of(cfg, use_ollama=False, tick_s=0.05),
+            bus,
+            engine.state,
+            guards=ConductorGuards(lane=LocalLane()),
+            clocks=Clocks(wall=wall, monotonic=mono),
+        )
     )
     await engine.start()
     try:

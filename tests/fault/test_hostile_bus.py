@@ -46,8 +46,8 @@ from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.errors import BusError
-from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.demo_prices import DemoPrices
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from tests.support.env import ROOT, base_env, make_config
@@ -92,7 +92,7 @@ async def dead_reason(bus: Bus, kind: str) -> str:
 
 async def engine_with_spend(cfg: Config, bus: Bus) -> tuple[Engine, SpendGuard]:
     engine = Engine(cfg, bus)
-    spend = engine.add(SpendGuard(cfg, bus, engine.state, PriceBook(cfg, demo=True)))
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, DemoPrices(cfg.demo)))
     await engine.start()
     return engine, spend
 
@@ -269,7 +269,9 @@ async def test_a_worker_login_cannot_approve_lift_the_ceiling_mark_seen_or_purge
     ecfg = make_config(tmp_path, srv.url, SWARM_NATS_USER="swarm-engine", SWARM_NATS_PASSWORD=engine_pw.group(1))
     bus = await Bus(ecfg).connect()
     engine = Engine(ecfg, bus, demo=True)
-    engine.add(SpendGuard(ecfg, bus, engine.state, PriceBook(ecfg, demo=True)))  # its ceiling: the worker's too
+    engine.add(
+        SpendGuard(SpendSettings.of(ecfg), bus, engine.state, DemoPrices(ecfg.demo))
+    )  # its ceiling: the worker's too
     engine.add(Controller(ControllerSettings.of(ecfg, demo=True), bus, engine.state, host="test"))
     await engine.start()
     violations: list[str] = []

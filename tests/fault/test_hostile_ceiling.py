@@ -17,7 +17,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import CEILING_KEY, SpendGuard
+from swarm_tui.engine.guards.spend import CEILING_KEY, SpendGuard, SpendSettings
 
 pytestmark = pytest.mark.fault
 
@@ -34,7 +34,7 @@ async def put_live(bus: Bus, usd: float, at: float) -> None:
 async def test_a_ceiling_dated_ahead_does_not_outrank_the_one_set_after_it(cfg: Config, bus: Bus) -> None:
     """Before: the newest ``at`` won, so a $1000 ceiling dated 299 s ahead (inside the log reader's allowance)
     beat a `budget 0.5` set a second later, and a live value dated 1e12 beat every later one."""
-    guard = SpendGuard(cfg, bus, None, PriceBook(cfg))
+    guard = SpendGuard(SpendSettings.of(cfg), bus, None, PriceBook(cfg.openrouter, cfg.paths))
     now = time.time()
     guard.on_event(ceiling_event(1000.0, now + 299))
     guard.on_event(ceiling_event(0.5, now + 1))  # set after it, in log order
@@ -51,7 +51,7 @@ async def test_a_ceiling_dated_ahead_does_not_outrank_the_one_set_after_it(cfg: 
 
 async def test_a_live_ceiling_out_of_range_is_ignored(cfg: Config, bus: Bus) -> None:
     """Before: a live value of 1e12 USD in the bucket was the ceiling (the control verb allows 0 <= v < 1e9)."""
-    guard = SpendGuard(cfg, bus, None, PriceBook(cfg))
+    guard = SpendGuard(SpendSettings.of(cfg), bus, None, PriceBook(cfg.openrouter, cfg.paths))
     await put_live(bus, 1e12, time.time())
     got = await guard.read_ceiling()
     guard.on_event(ceiling_event(1e12, time.time()))  # the log reader refuses it; the guard does too

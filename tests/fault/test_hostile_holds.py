@@ -26,7 +26,8 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING
 from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
+from swarm_tui.engine.info import usable
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from tests.fault.test_adversary import BARE, HeldSpend, Link, recorded_and_ledger
@@ -44,9 +45,9 @@ async def engine_with(cfg: Config, spend: SpendGuard | None = None) -> tuple[Bus
     bus = await Bus(cfg).connect()
     engine = Engine(cfg, bus)
     if spend is None:
-        prices = PriceBook(cfg)
+        prices = PriceBook(cfg.openrouter, cfg.paths)
         await prices.load()
-        spend = SpendGuard(cfg, bus, engine.state, prices)
+        spend = SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices)
     engine.add(spend)
     engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="engine"))
     await engine.start()
@@ -68,7 +69,10 @@ async def test_two_runs_of_a_redelivered_job_that_both_fit_each_call_with_a_hold
         acfg = cfg.replace(nats__url=f"nats://127.0.0.1:{link.port}")
         bus, engine, _ = await engine_with(cfg)
         abus, bbus = await Bus(acfg).connect(), await Bus(cfg).connect()
-        aspend, bspend = HeldSpend(acfg, abus, None, PriceBook(acfg)), HeldSpend(cfg, bbus, None, PriceBook(cfg))
+        aspend, bspend = (
+            HeldSpend(SpendSettings.of(acfg), abus, None, PriceBook(acfg.openrouter, acfg.paths)),
+            HeldSpend(SpendSettings.of(cfg), bbus, None, PriceBook(cfg.openrouter, cfg.paths)),
+        )
         for sp in (aspend, bspend):
             await sp.prices.load()
             await sp.start()
@@ -133,7 +137,7 @@ async def test_a_call_whose_hold_is_gone_when_it_starts_goes_back_to_its_gates(
         fo.prices[BARE] = ("0", "0.003")
         fo.default = Answer(tokens=5, cost=0.29)
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, budget__daily_usd=0.5)
-        prices = PriceBook(cfg)
+        prices = PriceBook(cfg.openrouter, cfg.paths)
         await prices.load()
         bus = await Bus(cfg).connect()
         engine = Engine(cfg, bus)
@@ -222,9 +226,9 @@ async def test_a_worker_started_before_any_engine_waits_then_spends_under_the_en
         ecfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, budget__daily_usd=0.5)
         wcfg = swarm_config(make_config, tmp_path / "worker-host", nats_server.url, fo.base)  # $1.00
         wbus = await Bus(wcfg).connect()
-        wprices = PriceBook(wcfg)
+        wprices = PriceBook(wcfg.openrouter, wcfg.paths)
         await wprices.load()
-        wspend = SpendGuard(wcfg, wbus, None, wprices)  # as runner._worker builds it
+        wspend = SpendGuard(SpendSettings.of(wcfg), wbus, None, wprices)  # as runner._worker builds it
         pool = build_pool(wcfg, wbus, spend=wspend, host="worker-host")
         await wspend.start()
         await pool.start()
@@ -274,7 +278,9 @@ async def test_status_and_doctor_on_a_worker_host_show_the_engines_ceiling(
     async def shown() -> tuple[float, str]:
         notes: list[Check] = []
         await check_nats(wcfg, notes)
-        return float((await status_data(wcfg))["spend"]["ceiling_usd"]), " | ".join(n.line() for n in notes)
+        spend = usable((await status_data(wcfg))["spend"])
+        assert spend is not None
+        return float(spend["ceiling_usd"]), " | ".join(n.line() for n in notes)
 
     nothing = await shown()
     seen = []
@@ -287,7 +293,7 @@ async def test_status_and_doctor_on_a_worker_host_show_the_engines_ceiling(
     try:
         kv = await wbus.kv(S.KV_STATE)
         await kv.put("ceiling", json.dumps({"usd": 0.4, "at": time.time()}).encode())  # `swarm-tui budget 0.4`
-        worker = SpendGuard(wcfg, wbus, None, PriceBook(wcfg))
+        worker = SpendGuard(SpendSettings.of(wcfg), wbus, None, PriceBook(wcfg.openrouter, wcfg.paths))
         in_force = await worker.read_ceiling()
         override = (await shown())[1]
         banner = await worker_banner(base_env(tmp_path / "worker-host", SWARM_NATS_URL=nats_server.url))

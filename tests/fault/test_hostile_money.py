@@ -73,9 +73,9 @@ class WatchedSpend(SpendGuard):
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        self.held: list[float] = []
+        self.held: list[float | None] = []
 
-    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float:
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
         held = await super().begin_attempt(job, attempt_id, keys)
         self.held.append(held)
         return held
@@ -84,7 +84,7 @@ class WatchedSpend(SpendGuard):
 async def start_swarm(cfg: Config, bus: Bus, clock: Callable[[], float] = time.time) -> tuple[Engine, WatchedSpend]:
     """The engine parts that spend: the spend guard (on ``clock``), the controller and the pool."""
     engine = Engine(cfg, bus)
-    prices = PriceBook(cfg, clock=clock)
+    prices = PriceBook(cfg.openrouter, cfg.paths, clock=clock)
     await prices.load()
     spend = engine.add(WatchedSpend(cfg, bus, engine.state, prices, clock=clock))
     engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
@@ -273,7 +273,7 @@ async def test_a_job_waiting_at_the_model_gate_holds_no_money(tmp_path: Path, na
         recorded, ledger = await money(cfg, spend)
         await bus.close()
     billed = fo.billed
-    empty = sum(1 for h in spend.held if h <= 0)
+    empty = sum(1 for h in spend.held if h is None or h <= 0)
     print(f"stale at the gate: {len(spend.held)} attempts, {empty} with nothing held; billed ${billed:.3f}")
     # recorded = billed <= ceiling, and no call started with nothing held
     assert recorded == ledger == billed <= ceiling

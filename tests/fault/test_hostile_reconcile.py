@@ -24,7 +24,8 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import SpendEntry, job_id, new_id
-from swarm_tui.engine.guards.reconcile import ORPHAN_S, Reconciler
+from swarm_tui.engine.guards.owner_watch import ORPHAN_S
+from swarm_tui.engine.guards.reconcile import Reconciler
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.ledger_kit import (
     BARE,
@@ -73,7 +74,7 @@ async def test_a_paused_or_skewed_owner_keeps_its_attempt_and_a_dead_one_is_adop
         await sw.run()
         bus2 = await Bus(cfg).connect()
         g2 = await guard(cfg, bus2)
-        adopter = Reconciler(cfg, bus2, spend=g2, api_base=lambda: fo.base, api_key=lambda: KEY)
+        adopter = Reconciler(cfg.openrouter, bus2, spend=g2, api_base=lambda: fo.base, api_key=lambda: KEY)
         mono = [0.0]
         adopter.monotonic = lambda: mono[0]  # the adopter's own monotonic clock
         beat = owner._beat
@@ -132,7 +133,7 @@ async def test_a_paused_or_skewed_owner_keeps_its_attempt_and_a_dead_one_is_adop
             # (c) a dead owner: its record and its heartbeat stay, nothing moves them any more
             bus3 = await Bus(cfg).connect()
             g3 = await guard(cfg, bus3)
-            dead = Reconciler(cfg, bus3, spend=g3, api_base=lambda: fo.base, api_key=lambda: KEY)
+            dead = Reconciler(cfg.openrouter, bus3, spend=g3, api_base=lambda: fo.base, api_key=lambda: KEY)
             j = a_job(1, decision=new_id("d"), max_tokens=MAX_TOKENS)
             assert (await g3.reserve(j)).ok
             aid, _keys, _worst = await dead.begin(j, worst=g3.worst_case(j), max_tokens=MAX_TOKENS)
@@ -251,7 +252,7 @@ async def test_a_key_answer_that_redirects_or_is_not_finite_changes_nothing(
         bus = await Bus(cfg).connect()
         g = await guard(cfg, bus)
         await g.poll_key()
-        assert g.cloud_blocked().startswith("key limit reached") and g.credits_left == 0
+        assert str(g.cloud_blocked()).startswith("key limit reached") and g.credits_left == 0
         seen: dict[str, tuple[str, float | None, str]] = {}
         for mode in ("redirect", "nan", "inf", "text", "long"):
             liar.mode = mode
@@ -260,7 +261,7 @@ async def test_a_key_answer_that_redirects_or_is_not_finite_changes_nothing(
             except Exception as exc:  # noqa: BLE001 - a crash of the poll is a finding too
                 seen[mode] = (f"the poll raised {type(exc).__name__}", g.credits_left, "")
                 continue
-            seen[mode] = (g.cloud_blocked(), g.credits_left, g.key_status)
+            seen[mode] = (g.cloud_blocked() or "", g.credits_left, g.key_status)
         r = await g.reserve(a_job(1))
         await g.stop()
         await bus.close()
@@ -287,7 +288,7 @@ async def test_a_generation_answer_that_redirects_or_is_not_finite_is_never_reco
         bus = await Bus(cfg).connect()
         g = await guard(cfg, bus)
         clock = Clock(time.time() - 200)  # jumps 25 s a look (the asks back off), and stays in the past
-        rec = Reconciler(cfg, bus, spend=g, api_base=lambda: liar.base, api_key=lambda: KEY, clock=clock)
+        rec = Reconciler(cfg.openrouter, bus, spend=g, api_base=lambda: liar.base, api_key=lambda: KEY, clock=clock)
         j = a_job(1, max_tokens=MAX_TOKENS)
         assert (await g.reserve(j)).ok
         aid, keys, worst = await rec.begin(j, worst=g.worst_case(j), max_tokens=MAX_TOKENS)
@@ -338,7 +339,7 @@ async def test_a_record_holding_a_huge_integer_does_not_stop_the_scan(
         cfg = config(tmp_path, nats_server, fo.base, 0.25)
         bus = await Bus(cfg).connect()
         g = await guard(cfg, bus)
-        rec = Reconciler(cfg, bus, spend=g, api_base=lambda: fo.base, api_key=lambda: KEY)
+        rec = Reconciler(cfg.openrouter, bus, spend=g, api_base=lambda: fo.base, api_key=lambda: KEY)
         kv = await bus.kv(S.KV_RECONCILE)
         huge = "1" + "0" * 400
         forged = (

@@ -5,12 +5,14 @@ retried): each test is one way the money promise (recorded = billed <= ceiling, 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import nats.errors
 import pytest
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from tests.fault.test_outage_money import _swarm, outage_over_a_call
 from tests.integration.test_reconcile import MAX_TOKENS, Swarm, config, full_cost, report, setup_fake
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -30,8 +32,8 @@ async def _records(sw: Swarm) -> list[str]:
 
 
 async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_frees_its_hold(
-    tmp_path, nats_server, monkeypatch
-):
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The provider refuses the request (HTTP 400: nothing billed). ``end`` deletes the record first, then settles
     the ledger at 0; the bus goes away between the two (the settle's retries give up). ``end_later`` keeps the end,
     but its retry finds no record, takes it for "adopted away" and returns: no one ever settles the attempt, and
@@ -40,7 +42,7 @@ async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_fr
         setup_fake(fo)
         fo.script(Answer(status=400, error_code=400, error_message="bad request"))
         sw, outage = await _swarm(tmp_path, nats_server, fo)
-        rec = sw.pool.reconciler  # type: ignore[union-attr]
+        rec = sw.reconciler
         assert rec is not None and rec.spend is not None
         real_settle = rec.spend.settle_attempt
         failed: list[str] = []
@@ -54,11 +56,11 @@ async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_fr
 
         monkeypatch.setattr(rec.spend, "settle_attempt", settle_in_an_outage)
         try:
-            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
+            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)
             await until(lambda: bool(failed), 20, "the settle refused")
             await asyncio.sleep(1.0)
             outage.on = False
-            await until(lambda: not rec._ends, 20, "the kept end retried")
+            await until(lambda: not rec.late, 20, "the kept end retried")
             await asyncio.sleep(1.0)
             led = await sw.ledger()
         finally:
@@ -68,7 +70,9 @@ async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_fr
         assert led["reserved"] == {}, f"a hold never freed: {led['reserved']} (counts {dict(rec.counts)})"
 
 
-async def test_a_pool_stop_while_the_generation_id_is_retried_keeps_the_known_cost(tmp_path, nats_server):
+async def test_a_pool_stop_while_the_generation_id_is_retried_keeps_the_known_cost(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """The call ended with OpenRouter's ``usage.cost`` while the record store was away: ``account`` awaits the
     generation id's write (retried up to 30 s). The pool stops meanwhile (the user quits) and the bus is back:
     the run's task is cancelled inside ``account`` before ``end`` or ``end_later``, so the reconciler's last
@@ -101,5 +105,5 @@ async def test_a_pool_stop_while_the_generation_id_is_retried_keeps_the_known_co
         # the call, and the redelivered job's when the new engine runs it again
         assert fo.billed == pytest.approx(len(fo.requests) * full_cost(), abs=1e-12)
         assert sw2.recorded() == pytest.approx(fo.billed, abs=1e-9), "recorded the worst case, not what was billed"
-        assert not any(s.estimated for s in sw2.engine.state.spend_entries.values())  # type: ignore[union-attr]
+        assert not any(s.estimated for s in sw2.engine.state.spend_entries.values())
         assert led["spent"] == pytest.approx(fo.billed, abs=1e-9) and led["reserved"] == {}

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import nats.errors
 import pytest
 
+from swarm_tui.engine.bus.embedded import EmbeddedServer
 from tests.integration.test_reconcile import MAX_TOKENS, Swarm, config, full_cost, report, setup_fake
 from tests.support.fake_openrouter import FakeOpenRouter
 from tests.support.polling import until
@@ -54,7 +56,7 @@ async def _swarm(tmp_path: Any, nats_server: Any, fo: FakeOpenRouter) -> tuple[S
 
 async def outage_over_a_call(sw: Swarm, outage: Outage, fo: FakeOpenRouter) -> None:
     """One job approved; the outage starts once its call is under way and lasts past the stream's end."""
-    await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
+    await approve(sw.bus, 1, max_tokens=MAX_TOKENS)
     await fo.wait_open(1, 15)
     outage.on = True
     await until(lambda: fo.requests and fo.requests[0].get("cost") is not None, 20, "the call billed")
@@ -70,7 +72,9 @@ def _check(what: str, sw: Swarm, fo: FakeOpenRouter, led: dict[str, Any]) -> Non
     assert led["spent"] == pytest.approx(fo.billed, abs=1e-9) and led["reserved"] == {}
 
 
-async def test_an_outage_over_the_first_chunk_and_the_end_records_what_was_billed(tmp_path, nats_server):
+async def test_an_outage_over_the_first_chunk_and_the_end_records_what_was_billed(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     """The outage starts once the call is under way (its record written) and ends 2 s after the stream: the
     generation id and the end are both refused at first."""
     async with FakeOpenRouter() as fo:
@@ -88,19 +92,19 @@ async def test_an_outage_over_the_first_chunk_and_the_end_records_what_was_bille
 
 
 async def test_an_end_refused_after_a_lost_generation_id_is_written_when_the_bus_is_back(
-    tmp_path, nats_server, monkeypatch
-):
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The generation id never reached the record (its write gave up) and the end is refused too: only this
     process knows the cost. It keeps the attempt and writes its end once the bus answers again."""
     async with FakeOpenRouter() as fo:
         setup_fake(fo)
         sw, outage = await _swarm(tmp_path, nats_server, fo)
-        rec = sw.pool.reconciler  # type: ignore[union-attr]
+        rec = sw.reconciler
 
         async def lost(aid: str, gen: str) -> None:
             raise nats.errors.TimeoutError
 
-        first_end = rec.end  # type: ignore[union-attr]
+        first_end = rec.end
 
         async def end_in_an_outage(*a: Any, **kw: Any) -> Any:
             outage.on = True  # the call's end meets a bus that refuses
@@ -109,7 +113,7 @@ async def test_an_end_refused_after_a_lost_generation_id_is_written_when_the_bus
         monkeypatch.setattr(rec, "note_generation", lost)
         monkeypatch.setattr(rec, "end", end_in_an_outage)
         try:
-            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
+            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)
             await until(lambda: outage.refused > 0, 20, "the end refused")
             monkeypatch.setattr(rec, "end", first_end)
             await asyncio.sleep(1.5)  # scans meanwhile are refused too
@@ -118,27 +122,27 @@ async def test_an_end_refused_after_a_lost_generation_id_is_written_when_the_bus
         finally:
             await sw.stop()
         _check("the generation id lost, the end refused", sw, fo, led)
-        assert rec.counts["ended_late"] == 1, rec.counts  # type: ignore[union-attr]
+        assert rec.counts["ended_late"] == 1, rec.counts
 
 
 async def test_an_end_that_never_goes_through_is_left_to_the_scan_after_reconcile_max_s(
-    tmp_path, nats_server, monkeypatch
-):
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An end that keeps failing is not kept live forever (its hold would never be freed): after
     ``openrouter.reconcile_max_s`` the scan takes the record, which holds the generation id: asked, recorded."""
     async with FakeOpenRouter() as fo:
         setup_fake(fo)
         sw = await Swarm(config(tmp_path, nats_server, fo, openrouter__reconcile_max_s=1.5)).start()
-        rec = sw.pool.reconciler  # type: ignore[union-attr]
+        rec = sw.reconciler
 
         async def never(*a: Any, **kw: Any) -> Any:
             raise nats.errors.TimeoutError
 
         monkeypatch.setattr(rec, "end", never)
         try:
-            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)  # type: ignore[arg-type]
-            await until(lambda: rec.counts["end_given_up"] == 1, 20, "the end given up")  # type: ignore[union-attr]
-            assert not rec.live  # type: ignore[union-attr]
+            await approve(sw.bus, 1, max_tokens=MAX_TOKENS)
+            await until(lambda: rec.counts["end_given_up"] == 1, 20, "the end given up")
+            assert not rec.live
             led = await sw.settled(fo, timeout=40)
         finally:
             await sw.stop()

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,7 +19,10 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.guards.protocols import EnvelopeSpendP, LocalLaneP, RamGuardP, RamReading
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
+from swarm_tui.engine.info import EnvelopeSummary, RamInfo
 from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, plan
@@ -37,12 +40,21 @@ def conf(tmp_path: Path, srv: EmbeddedServer, host: str = "http://127.0.0.1:9", 
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: Config, **kw: Any) -> AsyncIterator[tuple[Engine, Conductor]]:
+async def running(
+    cfg: Config,
+    *,
+    spend: EnvelopeSpendP | None = None,
+    ram: RamGuardP | None = None,
+    lane: LocalLaneP | None = None,
+    use_ollama: bool = True,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[tuple[Engine, Conductor]]:
     bus = Bus(cfg)
     await bus.connect()
     engine = Engine(cfg, bus)
-    kw.setdefault("lane", LocalLane())
-    cond = engine.add(Conductor(cfg, bus, engine.state, tick_s=0.05, **kw))
+    guards = ConductorGuards(spend=spend, ram=ram, lane=lane or LocalLane())
+    settings = ConductorSettings.of(cfg, use_ollama=use_ollama, tick_s=0.05)
+    cond = engine.add(Conductor(settings, bus, engine.state, guards=guards, clocks=Clocks(monotonic=monotonic)))
     await engine.start()
     try:
         yield engine, cond
@@ -81,8 +93,11 @@ class Spend:
     def remaining_usd(self) -> float:
         return self.remaining
 
-    def cloud_blocked(self) -> str:
-        return ""
+    def cloud_blocked(self) -> None:
+        return None
+
+    def unpriced(self, model: str) -> None:
+        return None
 
 
 class Ram:
@@ -93,6 +108,12 @@ class Ram:
 
     def headroom_ok(self, extra_mb: float = 0.0) -> bool:
         return self.ok
+
+    def reading(self) -> RamReading:
+        return RamReading(total_mb=8000.0, available_mb=4000.0 if self.ok else 100.0)
+
+    def info(self) -> RamInfo:
+        raise NotImplementedError("the conductor asks only for headroom")
 
 
 # ---------------------------------------------------------------------------------------------- waking
@@ -133,7 +154,7 @@ async def test_a_clock_jump_gives_one_beat_not_a_backlog(tmp_path: Path, nats_se
         offset[0] += 100_000.0  # the laptop slept for a day
         await until(lambda: cond.beats >= 1)
         await asyncio.sleep(0.4)
-        assert cond.beats == 1 and cond.info()["next_beat_s"] > 4
+        assert cond.beats == 1 and (cond.info()["next_beat_s"] or 0.0) > 4
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -207,13 +228,15 @@ async def test_budget_envelope_limits_workers_and_zero_room_publishes_nothing(
     tmp_path: Path, nats_server: EmbeddedServer
 ) -> None:
     cfg = conf(tmp_path, nats_server)
-    async with running(cfg, use_ollama=False, spend=Spend(remaining=0.025, worst=0.01)) as (engine, cond):
+    spend = Spend(remaining=0.025, worst=0.01)
+    async with running(cfg, use_ollama=False, spend=spend) as (engine, cond):
         for i in range(4):
             await submit(engine, f"summarise part {i}")
         d = (await until(lambda: decisions(engine)))[0]
         assert len(d.plan) == 2 and d.est_cost_max <= 0.025 and d.source == "rules"
-        assert "budget" in cond.info()["envelope"]["limits"]
-        cond.spend.remaining = 0.0  # type: ignore[union-attr]
+        envelope = cond.info()["envelope"]
+        assert envelope and "budget" in cast(EnvelopeSummary, envelope)["limits"]  # {} only before a beat
+        spend.remaining = 0.0
         beats = cond.beats
         cond.beat_now()
         await until(lambda: cond.beats > beats)
@@ -228,7 +251,10 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(
 ) -> None:
     async with FakeOllama() as fo:
         holder: dict[str, str] = {}
-        greedy = lambda: plan_json((holder["t"], "code", 3))  # noqa: E731 - what must never be spawned
+
+        def greedy() -> str:  # what must never be spawned
+            return plan_json((holder["t"], "code", 3))
+
         host, changes = fo.url, {}
         if case == "garbage":
             fo.default = lambda body: "Sure! Here is the plan: " + greedy()
@@ -467,7 +493,7 @@ async def test_hostile_answers_never_leave_the_envelope(tmp_path: Path, nats_ser
         cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=4, heartbeat__debounce_s=0.05)
         async with running(cfg, spend=Spend(remaining=0.035, worst=0.01)) as (engine, cond):
             for i, make in enumerate(nasty):
-                fo.default = lambda body, make=make: make()  # type: ignore[misc]
+                fo.default = lambda body, make=make: make()
                 ids.append(await submit(engine, f"nasty {i}"))
                 d = (await until(lambda: [x for x in decisions(engine) if ids[-1] in x.task_ids]))[0]
                 assert 1 <= len(d.plan) <= 3 and d.est_cost_max <= 0.035 + 1e-9, (i, d)
@@ -515,6 +541,7 @@ async def test_assemble_adds_one_lane_and_the_conductor(tmp_path: Path, nats_ser
         await submit(engine, "through the assembled engine")
         d = (await until(lambda: decisions(engine)))[0]
         assert d.source == "rules" and "not reachable" in d.error  # OLLAMA_HOST points at the discard port
-        assert engine.info()["conductor"]["ollama_reachable"] is False
+        conductor = engine.info()["conductor"]
+        assert "error" not in conductor and conductor["ollama_reachable"] is False
     finally:
         await engine.stop()

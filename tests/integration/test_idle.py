@@ -30,8 +30,9 @@ from swarm_tui.engine.guards.ceiling_kv import publish_base
 from swarm_tui.engine.guards.memory import MOVE_MB, RamGuard, meminfo_mb
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import RamReading
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.swarm import fetch as fetch_mod
 from swarm_tui.engine.swarm import pool as pool_mod
 from swarm_tui.engine.swarm.build import build_pool
@@ -177,8 +178,8 @@ async def test_jobs_beyond_the_free_slots_of_a_long_pull_are_held(cfg: Config) -
 async def test_the_spend_guard_at_rest_rereads_the_ledger_on_the_next_event(cfg: Config) -> None:
     bus = await Bus(cfg).connect()
     other = await Bus(cfg).connect()
-    guard = SpendGuard(cfg, bus, None, PriceBook(cfg), refresh_s=0.05)
-    writer = SpendGuard(cfg, other, None, PriceBook(cfg))
+    guard = SpendGuard(SpendSettings.of(cfg), bus, None, PriceBook(cfg.openrouter, cfg.paths), refresh_s=0.05)
+    writer = SpendGuard(SpendSettings.of(cfg), other, None, PriceBook(cfg.openrouter, cfg.paths))
     await guard.start()
     try:
         await asyncio.sleep(0.5)  # three quiet refreshes: now at rest (IDLE_REFRESH_S)
@@ -220,7 +221,7 @@ async def test_the_conductor_expires_a_decision_on_time_without_ticking(tmp_path
     )
     bus = await Bus(cfg).connect()
     engine = Engine(cfg, bus)
-    cond = engine.add(Conductor(cfg, bus, engine.state, use_ollama=False))  # the default tick_s
+    cond = engine.add(Conductor(ConductorSettings.of(cfg, use_ollama=False), bus, engine.state))  # the default tick_s
     assert cond.tick_s >= 5.0
     await engine.start()
     try:
@@ -245,7 +246,7 @@ class Machine:
 async def test_the_ram_guard_tells_of_real_moves_only(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)  # headroom 1536 MB
     m = Machine(4000)
-    g = RamGuard(cfg, source=m, ollama_ps=None)
+    g = RamGuard(cfg.ram, cfg.ollama, source=m, ollama_ps=None)
     told: list[float] = []
     g.on_move(lambda: told.append(g.reading().available_mb))
     await g.sample()  # the first reading is the baseline
@@ -277,7 +278,8 @@ async def test_the_ram_guard_reads_meminfo_on_the_loop_and_rss_at_rest_seldom(
         return real()
 
     monkeypatch.setattr(memory, "own_rss_mb", counted)
-    g = RamGuard(make_config(tmp_path), ollama_ps=None, sample_s=0.2)
+    cfg = make_config(tmp_path)
+    g = RamGuard(cfg.ram, cfg.ollama, ollama_ps=None, sample_s=0.2)
     for _ in range(5):
         r = await g.sample()
     assert len(calls) == 1 and r.own_rss_mb > 10  # read once, kept for RSS_REFRESH_S
@@ -289,7 +291,7 @@ async def test_the_app_polls_info_seldom_at_rest_and_at_once_on_an_event_a_key_o
 ) -> None:
     monkeypatch.setattr(app_mod, "TUNING", RenderTuning(active_s=0.3, idle_tick_s=30.0))
     m = Machine(4000)
-    engine.add(RamGuard(engine.cfg, source=m, ollama_ps=None, sample_s=0.1))
+    engine.add(RamGuard(engine.cfg.ram, engine.cfg.ollama, source=m, ollama_ps=None, sample_s=0.1))
     app = make_app(engine)
     polls: list[float] = []
     refresh = app.link.refresh_info

@@ -29,8 +29,10 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import request
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.heartbeat.envelope import Advice, AdviceWorker, Clamped, clamp, limit_tasks, violations
+from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, bounded_context
@@ -311,7 +313,10 @@ def review_or_plan(follow: list[dict[str, Any]], *, review_log: list[dict[str, A
 async def loop_engine(cfg: Config, **kw: Any) -> AsyncIterator[tuple[Engine, Conductor]]:
     bus = await Bus(cfg).connect()
     engine = engine_with(cfg, bus)
-    cond = engine.add(Conductor(cfg, bus, engine.state, lane=LocalLane(), tick_s=0.05, **kw))
+    settings = ConductorSettings.of(cfg, use_ollama=kw.get("use_ollama", True), tick_s=0.05)
+    cond = engine.add(
+        Conductor(settings, bus, engine.state, guards=ConductorGuards(spend=kw.get("spend"), lane=LocalLane()))
+    )
     await engine.start()
     try:
         yield engine, cond
@@ -416,6 +421,9 @@ class Spend:
     def cloud_blocked(self) -> str:
         return ""
 
+    def unpriced(self, model: str) -> None:
+        return None
+
 
 async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo, FakeOllama() as ol:
@@ -500,7 +508,9 @@ async def test_the_conductor_and_a_local_worker_never_overlap_on_the_local_lane(
         bus = await Bus(cfg).connect()
         lane = LocalLane()
         engine = engine_with(cfg, bus, lane=lane)
-        cond = engine.add(Conductor(cfg, bus, engine.state, lane=lane, tick_s=0.05))
+        cond = engine.add(
+            Conductor(ConductorSettings.of(cfg, tick_s=0.05), bus, engine.state, guards=ConductorGuards(lane=lane))
+        )
         await engine.start()
         waiting_seen: list[str] = []
         try:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -16,6 +17,7 @@ from swarm_tui.engine.guards.memory import RamGuard, parse_ps, psutil_reading, r
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.heartbeat.envelope import ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.local_model import Advisor
+from swarm_tui.engine.info import RamInfo, usable
 from tests.support.env import make_config
 from tests.support.fake_ollama import FakeOllama
 
@@ -36,7 +38,7 @@ async def test_low_headroom_on_a_6gb_machine_and_recovery(tmp_path: Path) -> Non
     cfg = make_config(tmp_path)  # headroom 1536 MB by default
     m = Machine(1200)
     now = [1000.0]
-    g = RamGuard(cfg, source=m, ollama_ps=None, clock=lambda: now[0], sample_s=0.05)
+    g = RamGuard(cfg.ram, cfg.ollama, source=m, ollama_ps=None, clock=lambda: now[0], sample_s=0.05)
     await g.start()
     try:
         assert g.low and not g.headroom_ok()
@@ -64,9 +66,9 @@ async def test_low_headroom_holds_local_work_only(tmp_path: Path) -> None:
     """What the conductor and the pool ask the guard: local inference deferred, cloud workers not held."""
     cfg = make_config(tmp_path)
     m = Machine(1200)
-    g = RamGuard(cfg, source=m, ollama_ps=None)
+    g = RamGuard(cfg.ram, cfg.ollama, source=m, ollama_ps=None)
     await g.sample()
-    advisor = Advisor(cfg, LocalLane(), ram=g)
+    advisor = Advisor(cfg.ollama, LocalLane(), ram=g)
     roles = [
         RoleSpec("research", "openrouter/google/gemini-2.5-flash-lite", 800),
         RoleSpec("local", "ollama_chat/gemma2:2b", 500),
@@ -102,7 +104,7 @@ async def test_ollama_loaded_models_are_read(tmp_path: Path) -> None:
         fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000}]
         cfg = make_config(tmp_path, OLLAMA_HOST=fo.url)
         m = Machine(4000)
-        g = RamGuard(cfg, source=m)
+        g = RamGuard(cfg.ram, cfg.ollama, source=m)
         r = await g.sample()
         assert r.local_models == [{"name": "gemma2:2b", "size_mb": pytest.approx(1907.3, abs=0.1)}]
         assert g.loaded_mb("ollama_chat/gemma2:2b") == pytest.approx(1907.3, abs=0.1)
@@ -126,7 +128,7 @@ async def test_ollama_loaded_models_are_read(tmp_path: Path) -> None:
 
 async def test_unreachable_ollama_means_no_models(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)  # OLLAMA_HOST points at the discard port
-    g = RamGuard(cfg, source=Machine(4000))
+    g = RamGuard(cfg.ram, cfg.ollama, source=Machine(4000))
     t0 = time.monotonic()
     r = await g.sample()
     assert r.local_models == [] and g.ollama_reachable is False
@@ -141,7 +143,7 @@ async def test_psutil_readings_include_children(tmp_path: Path, nats_server: Emb
     assert r.total_mb > 0 and 0 < r.available_mb <= r.total_mb and r.own_rss_mb > 10
     assert r.children_rss_mb > 1  # the nats-server of the fixture is our child
     cfg = make_config(tmp_path, nats_server.url)
-    g = RamGuard(cfg, ollama_ps=None)
+    g = RamGuard(cfg.ram, cfg.ollama, ollama_ps=None)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await g.start()  # the first reading runs in a thread
@@ -155,7 +157,7 @@ async def test_psutil_readings_include_children(tmp_path: Path, nats_server: Emb
 async def test_history_is_bounded(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     now = [0.0]
-    g = RamGuard(cfg, source=Machine(2000), ollama_ps=None, clock=lambda: now[0], sample_s=60)
+    g = RamGuard(cfg.ram, cfg.ollama, source=Machine(2000), ollama_ps=None, clock=lambda: now[0], sample_s=60)
     for _ in range(50):
         now[0] += 60
         await g.sample()
@@ -183,7 +185,9 @@ async def test_pool_holds_local_workers_while_ram_is_low(tmp_path: Path, nats_se
         bus = await Bus(cfg).connect()
         engine = assemble(cfg, bus, conductor=False)
         m = Machine(1200)
-        engine.get(RamGuard).source = m  # a 6 GB machine with too little available
+        guard = engine.get(RamGuard)
+        assert guard is not None
+        guard.source = m  # a 6 GB machine with too little available
         await engine.start()
         state = engine.state
         try:
@@ -222,7 +226,9 @@ async def test_pool_holds_local_workers_while_ram_is_low(tmp_path: Path, nats_se
                 await asyncio.sleep(0.05)
             assert len(state.results) == 5 and all(r.state == "done" for r in state.results.values())
             assert len(fol.chats()) == 2
-            info = engine.info()["ram"]
+            info = usable(engine.info()["ram"])
+            assert info is not None and "history" in info  # the guard's info, not a one-off reading
+            info = cast(RamInfo, info)
             assert info["total_mb"] == 6144 and info["low"] is False and len(info["history"]) >= 2
         finally:
             await engine.stop()

@@ -19,9 +19,11 @@ from swarm_tui.engine.bus.wire import Task, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
+from swarm_tui.engine.heartbeat.advice import advice_schema
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.heartbeat.envelope import RoleSpec, advice_schema, compute_envelope
+from swarm_tui.engine.heartbeat.envelope import RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from tests.support.env import make_config
 from tests.support.llama_ollama import MODEL, GrammarRefused, LlamaOllama, available, grammar_for, load
 from tests.support.polling import until
@@ -65,7 +67,8 @@ async def test_a_burst_of_three_tasks_is_decided_by_the_model(tmp_path: Path, na
         cfg = conf(tmp_path, nats_server.url, lo.url)
         bus = await Bus(cfg).connect()
         engine = Engine(cfg, bus)
-        cond = engine.add(Conductor(cfg, bus, engine.state, tick_s=0.05, lane=LocalLane()))
+        settings = ConductorSettings.of(cfg, tick_s=0.05)
+        cond = engine.add(Conductor(settings, bus, engine.state, guards=ConductorGuards(lane=LocalLane())))
         await engine.start()
         try:
             texts = [
@@ -129,7 +132,7 @@ async def test_a_review_beat_with_full_results_fits_the_window(tmp_path: Path) -
             )
             for i, t in enumerate(env.tasks)
         ]
-        adv = Advisor(cfg, LocalLane())
+        adv = Advisor(cfg.ollama, LocalLane())
         result = await adv.review(env, items)
         req = lo.chats()[-1]
         body, resp = req["json"], req["response"]
@@ -159,7 +162,7 @@ async def test_text_that_is_not_ascii_fits_the_window_too(tmp_path: Path, text: 
     async with LlamaOllama() as lo:
         cfg = make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST=lo.url)
         env = _env(8, text)
-        adv = Advisor(cfg, LocalLane())
+        adv = Advisor(cfg.ollama, LocalLane())
         result = await adv.advise(env, env.tasks)
         body, resp = lo.chats()[-1]["json"], lo.chats()[-1]["response"]
         print(

@@ -18,9 +18,12 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls
+from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.guards.tokens import prompt_tokens_bound
+from swarm_tui.engine.info import usable
 from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
@@ -67,12 +70,20 @@ async def call_fake(fo: FakeOpenRouter, j: Job) -> dict[str, Any]:
         ) as resp,
     ):
         body = await resp.json()
-    return body["usage"]
+    usage: dict[str, Any] = body["usage"]
+    return usage
+
+
+def the_guard(engine: Engine) -> SpendGuard:
+    g = engine.get(SpendGuard)
+    assert g is not None
+    return g
 
 
 async def ledger(bus: Bus, key: str) -> dict[str, Any]:
     kv = await bus.kv(S.KV_BUDGET)
-    return json.loads((await kv.get(key)).value or b"")
+    doc: dict[str, Any] = json.loads((await kv.get(key)).value or b"")
+    return doc
 
 
 def cfg_with(tmp_path: Path, srv: EmbeddedServer, fo: FakeOpenRouter, **extra: str) -> Config:
@@ -288,7 +299,7 @@ async def test_out_of_credit_stops_cloud_dispatch(
         bus = await connect(cfg)
         g = await guard_for(cfg, bus, clock=lambda: now[0], credit_cooldown_s=300)
         await g.poll_key()
-        assert g.cloud_blocked() == "" and g.credits_left == 10.0
+        assert g.cloud_blocked() is None and g.credits_left == 10.0
         fo.key = {"limit_remaining": 0, "usage": 10.0, "limit": 10.0}
         await g.poll_key()
         assert g.cloud_blocked() == "key limit reached: the key's limit_remaining is 0"
@@ -299,23 +310,23 @@ async def test_out_of_credit_stops_cloud_dispatch(
         assert info["out_of_credit"] is True and info["credits_left_usd"] == 0
         fo.key = {"limit_remaining": 4.5, "usage": 5.5, "limit": 10.0}
         await g.poll_key()
-        assert g.cloud_blocked() == "" and (await g.reserve(job(3))).ok
+        assert g.cloud_blocked() is None and (await g.reserve(job(3))).ok
 
         # a 402 from a call: blocked until a later poll shows credit
         g.mark_out_of_credit("402 Insufficient credits")
-        assert g.cloud_blocked().startswith("out of credit: 402")
+        assert str(g.cloud_blocked()).startswith("out of credit: 402")
         assert not (await g.reserve(job(4))).ok
         now[0] += 1
         await g.poll_key()
-        assert g.cloud_blocked() == ""
+        assert g.cloud_blocked() is None
         # with no limit on the key (null), a 402 holds for the cool-down
         fo.key = {"limit_remaining": None, "usage": 5.5, "limit": None}
         g.mark_out_of_credit("402")
         now[0] += 1
         await g.poll_key()
-        assert g.cloud_blocked() != "" and g.credits_left is None
+        assert g.cloud_blocked() is not None and g.credits_left is None
         now[0] += 300
-        assert g.cloud_blocked() == ""
+        assert g.cloud_blocked() is None
         await g.stop()
         await bus.close()
     assert KEY not in caplog.text and KEY not in json.dumps(info)
@@ -325,7 +336,7 @@ async def test_price_book_sources(tmp_path: Path) -> None:
     async with FakeOpenRouter() as fo:
         now = [1_000_000.0]
         cfg = make_config(tmp_path, OPENROUTER_API_BASE=fo.base)
-        pb = PriceBook(cfg, clock=lambda: now[0])
+        pb = PriceBook(cfg.openrouter, cfg.paths, clock=lambda: now[0])
         assert pb.price_source() == "fallback (no price list)"
         assert pb.price(MODEL) == (2e-6, 8e-6)  # the configured fallback, per token
         await pb.load()
@@ -338,16 +349,17 @@ async def test_price_book_sources(tmp_path: Path) -> None:
     # the list is gone now (the fake stopped): a new process reads the cache
     now[0] += 3 * 3600
     cfg_dead = make_config(tmp_path, OPENROUTER_API_BASE=f"http://127.0.0.1:{port}/api/v1")
-    pb2 = PriceBook(cfg_dead, clock=lambda: now[0])
+    pb2 = PriceBook(cfg_dead.openrouter, cfg_dead.paths, clock=lambda: now[0])
     await pb2.load()
     assert pb2.price_source() == "cache (age 3h)" and pb2.price(MODEL) == (P_PROMPT, P_COMPLETION)
     now[0] += 2 * 86400
-    pb3 = PriceBook(cfg_dead, clock=lambda: now[0])
+    pb3 = PriceBook(cfg_dead.openrouter, cfg_dead.paths, clock=lambda: now[0])
     await pb3.load()  # stale: tries to fetch, fails, keeps the stale cache
     assert pb3.price_source() == "cache (age 2d, stale)" and pb3.last_error
     assert pb3.price("openrouter/unknown/model") == (2e-6, 8e-6)
     assert "openrouter/unknown/model" in pb3.info()["fallback_models"]
-    demo = PriceBook(make_config(tmp_path), demo=True)
+    demo_cfg = make_config(tmp_path)
+    demo = DemoPrices(demo_cfg.demo)
     assert demo.price(MODEL) == pytest.approx((0.4e-6, 0.4e-6)) and demo.price_source().startswith("demo price")
 
 
@@ -394,6 +406,7 @@ async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: Embe
         await engine.start()
         try:
             spend = engine.get(SpendGuard)
+            assert spend is not None
             await Controls(bus, SwarmState(), max_scale=50).do_ceiling({"usd": 4.0})
             for _ in range(100):  # the ControlEvent reaches the guard through the engine's log follower
                 if spend.ceiling() == 4.0:
@@ -404,10 +417,10 @@ async def test_engine_reports_guards_in_status(tmp_path: Path, nats_server: Embe
             data = await status_data(cfg)
         finally:
             await engine.stop()
-    sp = data["spend"]
-    assert sp["ceiling_usd"] == 4.0 and sp["credits_left_usd"] == 10.0
+    sp, ram = usable(data["spend"]), usable(data["ram"])
+    assert sp is not None and sp["ceiling_usd"] == 4.0 and sp["credits_left_usd"] == 10.0
     assert sp["price_source"].startswith("openrouter list") and sp["remaining_usd"] == 4.0
-    assert data["ram"]["total_mb"] > 0 and "history" in data["ram"]
+    assert ram is not None and ram["total_mb"] > 0 and "history" in ram
     assert KEY not in json.dumps(data)
 
 
@@ -433,7 +446,7 @@ async def test_old_ledgers_are_purged(tmp_path: Path, nats_server: EmbeddedServe
 
 def test_ceiling_event_is_the_latest_in_the_log(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, SWARM_BUDGET_USD="1")
-    g = SpendGuard(cfg, Bus(cfg), None, PriceBook(cfg))
+    g = SpendGuard(SpendSettings.of(cfg), Bus(cfg), None, PriceBook(cfg.openrouter, cfg.paths))
     assert g.ceiling() == 1.0
     g.on_event(ControlEvent(what="ceiling", value=3.0, at=200.0))
     # the log is the order of what was set: a later entry wins whatever its publisher's clock said (a date is
@@ -475,7 +488,7 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
             assert 10 <= last < 50 and len(over) == 50 - last
             assert all(x.reason.startswith("over budget: ") for x in over)
             assert state.today_spend() <= ceiling and len(fo.chats()) == last
-            assert (await ledger(bus, engine.get(SpendGuard).day_key()))["spent"] <= ceiling
+            assert (await ledger(bus, the_guard(engine).day_key()))["spent"] <= ceiling
             await engine.controls.handle("ceiling", {"usd": 1.0})
             for _ in range(300):
                 if len(state.results) == 50 and state.spend.entries == 50:
@@ -484,13 +497,13 @@ async def test_pool_end_to_end_under_the_ceiling(tmp_path: Path, nats_server: Em
             assert len(state.results) == 50 and all(r.state == "done" for r in state.results.values())
             assert state.today_spend() == pytest.approx(50 * 0.0002) and len(fo.chats()) == 50
             for _ in range(100):  # the pool settles right after it stores the result and spend entry
-                doc = await ledger(bus, engine.get(SpendGuard).day_key())
+                doc = await ledger(bus, the_guard(engine).day_key())
                 if not doc["reserved"]:
                     break
                 await asyncio.sleep(0.05)
             assert doc["spent"] == pytest.approx(50 * 0.0002) and doc["reserved"] == {}
-            await engine.get(SpendGuard).refresh()
-            before = engine.get(SpendGuard).info()
+            await the_guard(engine).refresh()
+            before = the_guard(engine).info()
         finally:
             await engine.stop()
         bus2 = await connect(cfg)
@@ -517,8 +530,8 @@ async def test_status_without_engine_shows_ledger_reservations(tmp_path: Path, n
         data = await status_data(cfg)
         await g.stop()
         await bus.close()
-    sp = data["spend"]
-    assert data["engine"] is None and sp["reservations"] == 1
+    sp = usable(data["spend"])
+    assert sp is not None and data["engine"] is None and sp["reservations"] == 1
     assert sp["reserved_usd"] == pytest.approx(r.amount_usd, abs=1e-6) and sp["ledger_spent_usd"] == 0.01
     assert sp["remaining_usd"] == pytest.approx(0.5 - 0.01 - r.amount_usd, abs=1e-6)
 

@@ -21,7 +21,7 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.ceiling_kv import publish_base
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.reconcile import Reconciler
-from swarm_tui.engine.guards.spend import SpendGuard
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
@@ -77,11 +77,11 @@ async def guard_for(cfg: Config, bus: Bus, state: SwarmState | None = None, **kw
     """A started spend guard with the prices the configured endpoint lists. One without a log (``state`` None)
     spends as a worker does, under the ceiling an engine publishes on the bus: this configuration's, published
     here as an engine started with it would."""
-    prices = PriceBook(cfg)
+    prices = PriceBook(cfg.openrouter, cfg.paths)
     await prices.load()
     if state is None:
         await publish_base(bus, cfg.budget.daily_usd, time.time(), demo=bool(kw.get("demo", prices.demo)))
-    g = SpendGuard(cfg, bus, state, prices, **kw)
+    g = SpendGuard(SpendSettings.of(cfg), bus, state, prices, **kw)
     await g.start()
     return g
 
@@ -125,10 +125,12 @@ class Swarm:
     async def start(self) -> Swarm:
         self.bus = await Bus(self.cfg).connect()
         self.engine = Engine(self.cfg, self.bus, clock=self.clock)
-        prices = PriceBook(self.cfg)
+        prices = PriceBook(self.cfg.openrouter, self.cfg.paths)
         await prices.load()
         st = self.engine.state
-        self.guard = self.engine.add(SpendGuard(self.cfg, self.bus, st, prices, clock=self.clock, refresh_s=0.2))
+        self.guard = self.engine.add(
+            SpendGuard(SpendSettings.of(self.cfg), self.bus, st, prices, clock=self.clock, refresh_s=0.2)
+        )
         self.engine.add(
             Controller(ControllerSettings.of(self.cfg), self.bus, st, spend=self.guard, host="test", clock=self.clock)
         )

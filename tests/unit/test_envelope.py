@@ -10,19 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarm_tui.engine.heartbeat.envelope import (
+from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.heartbeat.advice import (
     Advice,
     AdviceError,
     AdviceWorker,
-    ReadyTask,
     advice_schema,
-    clamp,
-    compute_envelope,
     parse_advice,
-    rules_advice,
-    violations,
     worst_case_tokens,
 )
+from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice, violations
+from swarm_tui.engine.heartbeat.envelope import ReadyTask, compute_envelope
 from tests.support.plans import ALL, ROLES, env_of, est, tasks
 
 
@@ -63,7 +61,7 @@ def test_ram_and_rate_limits_exclude_or_cap_roles() -> None:
 
 
 def test_out_of_credit_excludes_cloud_roles_only() -> None:
-    env = env_of(cloud_blocked="out of credit (402)")
+    env = env_of(cloud_blocked=Refusal("out of credit (402)"))
     assert list(env.roles) == ["local"] and "out of credit" in env.excluded["code"]
 
 
@@ -71,7 +69,7 @@ def test_no_roles_means_zero_workers_with_a_reason() -> None:
     env = compute_envelope(
         [ROLES[3]], tasks(2), scale=5, live_workers=0, max_per_task=3, estimate=est, remaining_usd=1.0, ram_ok=False
     )
-    assert env.max_workers == 0 and "RAM headroom" in env.why_zero()
+    assert env.max_workers == 0 and "RAM headroom" in str(env.why_zero())
 
 
 def test_clamp_records_each_change_with_its_reason() -> None:
@@ -291,7 +289,7 @@ def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_
         ReviewTask(t.id, items_text * 2000, [("research", "done", items_text * 5000)] * 6, 1, 2, 0.0, 1.0)
         for t in env.tasks
     ]
-    adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx), LocalLane())
+    adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9").replace(ollama__num_ctx=ctx).ollama, LocalLane())
     fitted = adv.fit(
         REVIEW_SYSTEM,
         items,
@@ -308,12 +306,8 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(
     """The review beat with 8 finished tasks and 6 long results each fits the default num_ctx by the sizer's
     own (conservative) estimate; texts shrink before any task is dropped; a smaller window, or text that is not
     ASCII (a token a character, near enough), keeps fewer tasks but never sends a prompt that cannot fit."""
-    from swarm_tui.engine.heartbeat.local_model import (
-        REVIEW_SYSTEM,
-        TEMPLATE_TOKENS,
-        build_review_prompt,
-        worst_case_tokens,
-    )
+    from swarm_tui.engine.heartbeat.advice import worst_case_tokens
+    from swarm_tui.engine.heartbeat.local_model import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt
 
     adv, env, fitted = _review_fit(tmp_path, ctx, text)
     prompt, offered, schema = fitted
@@ -331,7 +325,7 @@ def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
     """With many tasks in a small window, tasks are dropped until the answer's worst case fits half of it."""
     adv, env, fitted = _review_fit(tmp_path, 2048, n=100, max_tasks=100)
     prompt, offered, schema = fitted
-    from swarm_tui.engine.heartbeat.envelope import worst_case_tokens
+    from swarm_tui.engine.heartbeat.advice import worst_case_tokens
 
     assert 1 <= len(offered) < 100 and adv.num_predict(schema) >= worst_case_tokens(schema)
     assert adv.num_predict(schema) <= 2048 // 2

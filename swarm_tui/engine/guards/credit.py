@@ -23,7 +23,8 @@ from collections.abc import Callable
 import aiohttp
 
 from swarm_tui.engine.bus.numbers import finite
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import OpenRouterSection
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.estimate import usd
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.info import CreditInfo
@@ -38,31 +39,31 @@ class CreditWatch:
 
     def __init__(
         self,
-        cfg: Config,
+        openrouter: OpenRouterSection,
         *,
         clock: Callable[[], float],
         cooldown_s: float,
         counts: collections.Counter[str],
     ) -> None:
-        self.cfg = cfg
+        self.openrouter = openrouter
         self.clock = clock
         self.cooldown_s = cooldown_s
         self.counts = counts  # shared with the spend guard, shown in its info()
         self.credits_left: float | None = None
-        self.key_status = "no key" if not cfg.openrouter.api_key else "not checked yet"
+        self.key_status = "no key" if not openrouter.api_key else "not checked yet"
         self._key_blocked = ""
         self._credit_reason = ""
         self._credit_at = 0.0
         self._last_poll = 0.0
         self._http: aiohttp.ClientSession | None = None
 
-    def blocked(self) -> str:
-        """Why no cloud job may be dispatched now, or ""."""
+    def blocked(self) -> Refusal | None:
+        """Why no cloud job may be dispatched now, or None."""
         if self._key_blocked:
-            return self._key_blocked
+            return Refusal(self._key_blocked)
         if self._credit_reason and self.clock() - self._credit_at >= self.cooldown_s:
             self._credit_reason = ""
-        return self._credit_reason
+        return Refusal(self._credit_reason) if self._credit_reason else None
 
     def credit_ok(self, since: float) -> None:
         """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
@@ -79,10 +80,10 @@ class CreditWatch:
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
-        key = self.cfg.openrouter.api_key
+        key = self.openrouter.api_key
         if not key:
             return
-        url = self.cfg.openrouter.api_base.rstrip("/") + "/key"
+        url = self.openrouter.api_base.rstrip("/") + "/key"
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         polled_at = self.clock()
@@ -127,7 +128,7 @@ class CreditWatch:
         """Poll the key every ``openrouter.key_poll_s``, until cancelled."""
         while True:
             await self.poll_key()
-            await asyncio.sleep(self.cfg.openrouter.key_poll_s)
+            await asyncio.sleep(self.openrouter.key_poll_s)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -141,5 +142,5 @@ class CreditWatch:
             "key_limit_left_usd": self.credits_left,
             "key_status": self.key_status,
             "out_of_credit": bool(blocked),
-            "blocked_reason": blocked,
+            "blocked_reason": str(blocked) if blocked else "",
         }

@@ -24,7 +24,9 @@ import math
 from collections.abc import Iterable
 
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.guards.prices import PriceBook, searches
+from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.guards.prices import searches
+from swarm_tui.engine.guards.protocols import PriceSourceP
 from swarm_tui.engine.guards.tokens import messages_bytes, prompt_tokens_bound
 
 # OpenRouter's web plugin: "$4 per 1000 results. By default, max_results set to 5, this comes out to a maximum of
@@ -41,13 +43,13 @@ def usd(v: float) -> str:
 
 
 class CostEstimator:
-    """Prices calls with a ``PriceBook`` (the live list, its cache, or the configured fallback)."""
+    """Prices calls from a price source (OpenRouter's list, its cache or the configured fallback; the demo's)."""
 
-    def __init__(self, prices: PriceBook) -> None:
+    def __init__(self, prices: PriceSourceP) -> None:
         self.prices = prices
 
     def _searches(self, model: str) -> bool:
-        return searches(model) and not self.prices.demo  # the demo endpoint searches nothing
+        return searches(model) and self.prices.searches_web
 
     def _bounds(self, model: str, prompt_bytes: int, max_tokens: int, messages: int) -> tuple[float, float] | None:
         """(worst case, the web search's price) of one call; None when its price cannot bound it."""
@@ -82,9 +84,9 @@ class CostEstimator:
         n = len(job.messages)
         return max(self.worst(m, size, job.max_tokens, n) for m in (job.model, *fallbacks))
 
-    def refusal(self, models: Iterable[str]) -> str:
-        """Why a call that may go to any of ``models`` cannot be bounded ("" when it can)."""
-        return next((why for m in models if (why := self.prices.refusal(m))), "")
+    def refusal(self, models: Iterable[str]) -> Refusal | None:
+        """Why a call that may go to any of ``models`` cannot be bounded (None when it can)."""
+        return next((why for m in models if (why := self.prices.refusal(m))), None)
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Cost at list price, for a call whose provider reported none."""

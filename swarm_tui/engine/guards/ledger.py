@@ -43,6 +43,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.wire import Job
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import BudgetSection, OpenRouterSection
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.guards import ledger_doc as D
 from swarm_tui.engine.guards.estimate import usd
@@ -64,7 +65,8 @@ class BudgetLedger:
 
     def __init__(
         self,
-        cfg: Config,
+        budget: BudgetSection,
+        openrouter: OpenRouterSection,
         bus: Bus,
         *,
         clock: Callable[[], float],
@@ -73,7 +75,8 @@ class BudgetLedger:
         counts: collections.Counter[str],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.budget = budget
+        self.openrouter = openrouter
         self.bus = bus
         self.clock = clock
         self.prefix = prefix  # "demo-" in demo mode: demo spend has its own ledger
@@ -82,7 +85,7 @@ class BudgetLedger:
         self.holder = secrets.token_hex(4)  # this process, as the "by" of its reservations
         self.session_usd = 0.0  # settled by this process (a standalone worker has no log state)
         self.last_housekeep = 0.0
-        rc_stale_s = stale_s + cfg.openrouter.reconcile_max_s + RC_MARGIN_S
+        rc_stale_s = stale_s + openrouter.reconcile_max_s + RC_MARGIN_S
         self.watch = StaleWatch(stale_s, rc_stale_s, monotonic)
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._docs: dict[str, D.Doc] = {}  # newest doc seen per key
@@ -193,7 +196,7 @@ class BudgetLedger:
         if not res.ok:
             self.counts["over_budget" if res.reason.startswith("over budget") else "refused"] += 1
             return res
-        per_dec = self.cfg.budget.per_decision_usd
+        per_dec = self.budget.per_decision_usd
         if per_dec > 0:
             dk = self.dec_key(job.decision_id)
             label = f"ceiling of decision {job.decision_id}"
@@ -209,7 +212,7 @@ class BudgetLedger:
 
     def keys_of(self, job: Job) -> tuple[str, ...]:
         """The ledger keys that hold (or would hold) the job's reservation."""
-        per_dec = self.cfg.budget.per_decision_usd
+        per_dec = self.budget.per_decision_usd
         return (self.daily_key, self.dec_key(job.decision_id)) if per_dec > 0 else (self.daily_key,)
 
     async def settle(self, job: Job, cost_usd: float, *, estimated: bool) -> None:
@@ -307,7 +310,7 @@ class BudgetLedger:
             else:
                 continue
             if drop:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # housekeeping: a key left is purged at the next pass
                     await kv.purge(k)
                     purged += 1
         self.last_housekeep = now

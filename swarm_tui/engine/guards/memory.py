@@ -28,6 +28,7 @@ import aiohttp
 import psutil
 
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.sections import OllamaSection, RamSection
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.info import LocalModel, RamInfo, RamSummary
 from swarm_tui.engine.lifecycle import cancel_and_wait
@@ -183,7 +184,8 @@ class RamGuard:
 
     def __init__(
         self,
-        cfg: Config,
+        ram: RamSection,
+        ollama: OllamaSection,
         *,
         source: Source | None = None,
         ollama_ps: OllamaPs | None | bool = True,
@@ -191,13 +193,14 @@ class RamGuard:
         sample_s: float | None = None,
     ) -> None:
         """``ollama_ps``: True (default) asks Ollama at ``ollama.host``; None/False: never; or a callable."""
-        self.cfg = cfg
-        self.headroom_mb = float(cfg.ram.headroom_mb)
-        self.sample_s = float(sample_s if sample_s is not None else cfg.ram.sample_s)
+        self.ram = ram
+        self.ollama = ollama
+        self.headroom_mb = float(ram.headroom_mb)
+        self.sample_s = float(sample_s if sample_s is not None else ram.sample_s)
         self.clock = clock
         self.source = source
         if ollama_ps is True:
-            self._ps: OllamaPs | None = ollama_ps_client(cfg.ollama.host)
+            self._ps: OllamaPs | None = ollama_ps_client(ollama.host)
         else:
             self._ps = ollama_ps or None
         self._last: RamReading | None = None
@@ -347,7 +350,7 @@ class RamGuard:
 
     def info(self) -> RamInfo:
         return {
-            **_summary(self.reading(), self.cfg.ram.headroom_mb),
+            **_summary(self.reading(), self.ram.headroom_mb),
             "ollama_reachable": self.ollama_reachable,
             "sample_s": self.sample_s,
             "history": [[round(t, 1), round(mb)] for t, mb in list(self._hist)[-60:]],

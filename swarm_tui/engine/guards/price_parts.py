@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from swarm_tui.engine.errors import Refusal
+
 PROMPT_KEYS = ("prompt", "input_cache_read", "input_cache_write", "input_cache_write_1h")
 ALWAYS = ("request", "internal_reasoning", *PROMPT_KEYS[1:])  # optional parts that apply to every call
 
@@ -65,12 +67,12 @@ class ModelPrice:
     def worst_completion(self) -> float:
         return max(self.completion, self.completion_max)
 
-    def problem(self, searches: bool) -> str:
-        """Why a call of this model cannot be bounded ("" when it can)."""
+    def problem(self, searches: bool) -> Refusal | None:
+        """Why a call of this model cannot be bounded (None when it can)."""
         parts = [f"pricing.{k} = {v}" for k, v in self.problems]
         if searches and self.search_problem:
             parts.append(f"pricing.web_search = {self.search_problem}")
-        return ", ".join(parts)
+        return Refusal(", ".join(parts)) if parts else None
 
     def to_json(self) -> dict[str, Any]:
         return {

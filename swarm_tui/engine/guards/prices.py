@@ -3,8 +3,8 @@
 Prices are USD per token, every part of them (engine/guards/price_parts.py: per request, reasoning, cache,
 web search, conditional overrides, and the context length). ``openrouter/<vendor>/<model>`` names are looked
 up without the ``openrouter/`` prefix, an ``:online`` variant under its model's id; local models
-(``ollama_chat/`` and ``ollama/``: ``engine/models.py``) cost nothing. In demo mode every model costs
-``demo.usd_per_mtok``. With no list (offline, an error, a model the list does not know), the configured
+(``ollama_chat/`` and ``ollama/``: ``engine/models.py``) cost nothing (demo mode prices with
+engine/guards/demo_prices.py instead). With no list (offline, an error, a model the list does not know), the configured
 fallback prices are used and ``price_source()`` says so. A model the list knows with a part that cannot be
 read is refused under a ceiling (``refusal``), and ``info()`` names it.
 """
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import aiohttp
 
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.config.options import OPTION_BY_KEY
+from swarm_tui.engine.config.sections import OpenRouterSection, PathsSection
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.price_parts import ModelPrice, parse_models
 from swarm_tui.engine.info import PriceInfo
-from swarm_tui.engine.models import is_local as is_local  # re-exported: the spend guard imports it from here
+from swarm_tui.engine.models import is_local
 from swarm_tui.engine.paths import data_dir, ensure_private_dir, open_private
 
 log = logging.getLogger(__name__)
@@ -59,29 +60,33 @@ def searches(model: str) -> bool:
 
 
 class PriceBook:
+    """OpenRouter's price list (fetched, cached on disk, the configured fallback for what it does not list)."""
+
+    demo = False  # its spend is real money
+    searches_web = True  # an ``:online`` model is billed for its web search
+
     def __init__(
         self,
-        cfg: Config,
+        openrouter: OpenRouterSection,
+        paths: PathsSection,
         *,
-        demo: bool = False,
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
         fetch: bool | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.demo = demo
+        self.openrouter = openrouter
         self.clock = clock
-        self.path = path if path is not None else data_dir(cfg.paths.data_dir) / CACHE_NAME
-        self.base = cfg.openrouter.api_base.rstrip("/")
-        self.max_age_s = cfg.openrouter.price_cache_hours * 3600.0
+        self.path = path if path is not None else data_dir(paths.data_dir) / CACHE_NAME
+        self.base = openrouter.api_base.rstrip("/")
+        self.max_age_s = openrouter.price_cache_hours * 3600.0
         # Fetch only when there is something to price: a key, or an endpoint other than the default (tests).
         default_base = OPTION_BY_KEY["openrouter.api_base"].default.rstrip("/")
         if fetch is None:
-            fetch = not demo and (bool(cfg.openrouter.api_key) or self.base != default_base)
+            fetch = bool(openrouter.api_key) or self.base != default_base
         self.fetch_enabled = fetch
         self.fallback = (
-            cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6,
-            cfg.openrouter.fallback_completion_usd_per_mtok / 1e6,
+            openrouter.fallback_prompt_usd_per_mtok / 1e6,
+            openrouter.fallback_completion_usd_per_mtok / 1e6,
         )
         self.prices: dict[str, ModelPrice] = {}
         self.fetched_at: float | None = None
@@ -100,9 +105,6 @@ class PriceBook:
 
     def model_price(self, model: str) -> ModelPrice:
         """Every price part of ``model``: the list's, else the configured fallback (prompt and completion)."""
-        if self.demo:  # the demo endpoint charges every model, local ones included, at the demo price
-            p = self.cfg.demo.usd_per_mtok / 1e6
-            return ModelPrice(p, p)
         if is_local(model):
             return ModelPrice(0.0, 0.0)
         got = self._listed(model)
@@ -119,19 +121,22 @@ class PriceBook:
             return self.fallback
         return mp.prompt, mp.completion
 
-    def refusal(self, model: str) -> str:
-        """Why no call of ``model`` can be bounded under a ceiling ("" when it can): a price part that applies
+    def refusal(self, model: str) -> Refusal | None:
+        """Why no call of ``model`` can be bounded under a ceiling (None when it can): a price part that applies
         to it is listed but cannot be read."""
         why = self.model_price(model).problem(searches(model))
-        if not why:
-            return ""
-        reason = f"cannot bound the cost of {model}: OpenRouter's model list has {why}"[:300]
+        if why is None:
+            return None
+        reason = Refusal(f"cannot bound the cost of {model}: OpenRouter's model list has {why}"[:300])
         if len(self.unpriced) < 20 or model in self.unpriced:
             self.unpriced[model] = reason
         return reason
 
+    def free(self, model: str) -> bool:
+        return is_local(model)  # local inference costs no money
+
     def known(self, model: str) -> bool:
-        return is_local(model) or self.demo or self._listed(model) is not None
+        return is_local(model) or self._listed(model) is not None
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         p, c = self.price(model)
@@ -145,8 +150,6 @@ class PriceBook:
         return age is None or age > self.max_age_s
 
     def price_source(self) -> str:
-        if self.demo:
-            return f"demo price (${self.cfg.demo.usd_per_mtok:g}/Mtok)"
         age = self.age_s()
         if not self.prices or age is None:
             return "fallback (no price list)"
@@ -162,8 +165,6 @@ class PriceBook:
             await self.refresh()
 
     async def load_cache(self) -> bool:
-        if self.demo:
-            return False
         try:
             raw = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
             doc = json.loads(raw)

@@ -6,11 +6,15 @@ in fakes and a standalone worker process can run the real guards without the res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from swarm_tui.engine.bus.wire import Job
-from swarm_tui.engine.info import LocalModel, RamInfo, SpendInfo
+from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.guards.price_parts import ModelPrice
+from swarm_tui.engine.info import LaneInfo, LocalModel, PriceInfo, RamInfo, SpendInfo
 
 
 class NotHeld(Exception):
@@ -25,7 +29,47 @@ class Reservation:
     reason: str = ""  # why it did not fit: "over budget: ...", "out of credit: ..."
 
 
-class SpendGuardP(Protocol):
+class AttemptLedgerP(Protocol):
+    """What the reconciler holds and settles an attempt's money on (engine/guards/reconcile.py)."""
+
+    reconciling: tuple[int, float]  # attempts awaiting their cost, USD they hold: written by the reconciler's scan
+
+    def ledger_keys(self, job: Job) -> tuple[str, ...]:
+        """The ledger keys that hold (or would hold) the job's reservation; () when it holds no money."""
+        ...
+
+    async def begin_attempt(self, job: Job, attempt_id: str, keys: tuple[str, ...]) -> float | None:
+        """Move the job's reservation to the attempt; the amount held, or None when nothing was held."""
+        ...
+
+    async def settle_attempt(
+        self, attempt_id: str, keys: tuple[str, ...] | list[str], cost_usd: float, *, estimated: bool
+    ) -> bool:
+        """Replace an attempt's reservation by what it cost, once per attempt id. True when it was counted."""
+        ...
+
+
+class EnvelopeSpendP(Protocol):
+    """What the conductor reads of the spend guard to bound a beat's envelope (engine/heartbeat/conductor.py)."""
+
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int, /) -> tuple[float, float]:
+        """(likely, worst case) cost in USD of one worker's call with a one-message prompt of ``prompt_bytes``."""
+        ...
+
+    def remaining_usd(self) -> float:
+        """Budget left under the daily ceiling, reservations included."""
+        ...
+
+    def cloud_blocked(self) -> Refusal | None:
+        """Why no cloud job may be dispatched (out of credit, key limit reached), else None."""
+        ...
+
+    def unpriced(self, model: str) -> Refusal | None:
+        """Why a model's cost has no bound (None when it has one): the conductor leaves such roles out."""
+        ...
+
+
+class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
     """Money is reserved before a call and settled after it (see engine/guards/spend.py)."""
 
     name: str
@@ -39,10 +83,6 @@ class SpendGuardP(Protocol):
         """The most the job's call can be billed, fallbacks included (infinite when a price cannot be read)."""
         ...
 
-    def unpriced(self, model: str) -> str:
-        """Why a model's cost has no bound ("" when it has one): the conductor leaves such roles out."""
-        ...
-
     async def reserve(self, job: Job) -> Reservation:
         """Reserve the job's worst-case cost under every ceiling; idempotent per job id."""
         ...
@@ -53,14 +93,6 @@ class SpendGuardP(Protocol):
 
     async def release(self, job: Job) -> None:
         """Drop the job's reservation (nothing was spent)."""
-        ...
-
-    def remaining_usd(self) -> float:
-        """Budget left under the daily ceiling, reservations included."""
-        ...
-
-    def cloud_blocked(self) -> str:
-        """A reason when no cloud job may be dispatched (out of credit, key limit reached), else ""."""
         ...
 
     def mark_out_of_credit(self, reason: str) -> None:
@@ -76,6 +108,57 @@ class SpendGuardP(Protocol):
         ...
 
     def info(self) -> SpendInfo: ...
+
+
+class PriceSourceP(Protocol):
+    """Where the spend guard's prices come from: OpenRouter's list (engine/guards/prices.py) or the demo
+    endpoint's one price (engine/guards/demo_prices.py)."""
+
+    @property
+    def demo(self) -> bool:
+        """Prices of the demo endpoint: its spend has a ledger of its own."""
+        ...
+
+    @property
+    def searches_web(self) -> bool:
+        """Whether an ``:online`` model's web search is billed (and so priced)."""
+        ...
+
+    @property
+    def fetch_enabled(self) -> bool: ...
+
+    @property
+    def prices(self) -> Mapping[str, ModelPrice]:
+        """The listed models' prices (empty: no list)."""
+        ...
+
+    def free(self, model: str) -> bool:
+        """A call of ``model`` costs no money, so nothing is reserved for it (local inference, not in demo)."""
+        ...
+
+    def model_price(self, model: str) -> ModelPrice: ...
+
+    def refusal(self, model: str) -> Refusal | None:
+        """Why no call of ``model`` can be bounded under a ceiling (None when it can)."""
+        ...
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float: ...
+
+    def price_source(self) -> str:
+        """Where the prices come from, in words (the list and its age, the fallback, the demo price)."""
+        ...
+
+    def stale(self) -> bool: ...
+
+    async def load(self) -> None:
+        """Ready the prices: the cached list, then a fresh one when it is missing or stale."""
+        ...
+
+    async def load_cache(self) -> bool: ...
+
+    async def refresh(self) -> bool: ...
+
+    def info(self) -> PriceInfo: ...
 
 
 @dataclass
@@ -98,6 +181,24 @@ class RamGuardP(Protocol):
         ...
 
     def info(self) -> RamInfo: ...
+
+
+class LocalLaneP(Protocol):
+    """The local lane (engine/guards/local_lane.py): one local inference at a time on this machine."""
+
+    @property
+    def holder(self) -> str:
+        """Who runs a local inference now ("" when the lane is free)."""
+        ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    def turn(self, who: str) -> AbstractAsyncContextManager[None]:
+        """Hold the lane for one inference; waiters are served in arrival order."""
+        ...
+
+    def info(self) -> LaneInfo: ...
 
 
 class RateLimitsP(Protocol):

@@ -26,7 +26,7 @@ One attempt is recorded once, at one cost: every change of a record is a compare
 whoever charges it first writes the cost into it (state "charging") by compare-and-set, then publishes its
 SpendEntry (id = the attempt: deduplicated), settles the ledger (once per attempt id) and deletes the record;
 anyone finishing a "charging" record later charges that same cost. An owner that finds its record adopted (it
-looked dead) leaves it to the adopter. GET /generation is read by engine/guards/openrouter_get.py: a redirect or
+looked dead) leaves it to the adopter. GET /generation is read by engine/guards/generation.py: a redirect or
 a number that is not finite is refused, never recorded.
 """
 
@@ -41,22 +41,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from swarm_tui.engine.bus.client import Bus, retrying
 from swarm_tui.engine.bus.numbers import nonnegative
 from swarm_tui.engine.bus.wire import Job, SpendEntry
-from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.guards.openrouter_get import Refused, get_json
+from swarm_tui.engine.config.sections import OpenRouterSection
+from swarm_tui.engine.guards.generation import GenerationReader, count, figure
+from swarm_tui.engine.guards.late_ends import LateEnds
 from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S, OwnerWatch
-from swarm_tui.engine.guards.protocols import NotHeld
-from swarm_tui.engine.guards.reconcile_store import RecordStore, read_pending
+from swarm_tui.engine.guards.protocols import AttemptLedgerP, NotHeld
+from swarm_tui.engine.guards.reconcile_store import RecordStore
 from swarm_tui.engine.info import ReconcileInfo
 from swarm_tui.engine.lifecycle import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-__all__ = ["HEARTBEAT_S", "ORPHAN_S", "Reconciler", "attempt_id", "read_pending"]
 
 IDLE_SCAN_S = 10.0
 BUSY_SCAN_S = 0.5
@@ -73,18 +70,18 @@ class Reconciler:
 
     def __init__(
         self,
-        cfg: Config,
+        openrouter: OpenRouterSection,
         bus: Bus,
         *,
-        spend: Any = None,
+        spend: AttemptLedgerP | None = None,
         api_base: Callable[[], str],
         api_key: Callable[[], str],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.openrouter = openrouter
         self.bus = bus
-        self.spend = spend if hasattr(spend, "settle_attempt") else None
+        self.spend = spend
         self.api_base = api_base
         self.api_key = api_key
         self.clock = clock
@@ -98,10 +95,16 @@ class Reconciler:
         self.pending_usd = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # ends the bus did not take (end_later): keys, end()'s arguments, since (monotonic)
-        self._ends: dict[str, tuple[tuple[str, ...], dict[str, Any], float]] = {}
+        # ends the bus did not take (end_later), written when it is back
+        self.late = LateEnds(
+            lambda aid, keys, **end: self.end(aid, keys, **end),  # looked up at each try: end may be wrapped
+            live=self.live,
+            counts=self.counts,
+            monotonic=self.monotonic,
+            max_s=openrouter.reconcile_max_s,
+        )
         self._unsettled: set[str] = set()  # not billed, record deleted, ledger settle (at 0) not written yet
-        self._http: aiohttp.ClientSession | None = None
+        self.generations = GenerationReader(api_base, api_key, self.counts)
         self._beat_at: float | None = None  # monotonic time of this process's last heartbeat
         self._stopping = False
         self._owned = 0  # records this process owned at the last scan (its heartbeat keeps them its own)
@@ -147,7 +150,7 @@ class Reconciler:
                 if held > 0 and abs(held - worst) > 1e-12:
                     doc["worst"] = held
                     await self.store.put(f"a.{aid}", doc, last=rev)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - cancelled too: no call follows either way; re-raised
             self.live.discard(aid)  # no call: the record, if any, is taken by the scan
             raise
         return aid, keys, float(doc["worst"])
@@ -172,27 +175,9 @@ class Reconciler:
         """``end`` could not be written (the bus away longer than a retry). This process still knows what the
         record may not (the cost, the generation id), so the attempt stays live (no scan charges it as cut off,
         at its worst case) and the loop writes its end when the bus is back."""
-        self._ends[aid] = (keys, end, self.monotonic())
+        self.late.keep(aid, keys, end)
         self.live.add(aid)
         self._wake.set()
-
-    async def _write_ends(self) -> None:
-        """Each end kept by ``end_later``, tried again; one that fails for ``reconcile_max_s`` is given up to
-        the scan (its record then says what the bus took: a generation id to ask about, or the worst case)."""
-        for aid, (keys, end, since) in list(self._ends.items()):
-            try:
-                await self.end(aid, keys, **end)
-            except Exception as exc:  # noqa: BLE001 - the bus still away: kept for the next pass
-                if self.monotonic() - since < self.cfg.openrouter.reconcile_max_s:
-                    self.live.add(aid)
-                    log.debug("attempt %s: end not written yet: %s", aid, type(exc).__name__)
-                    continue
-                log.warning("attempt %s: its end could not be written: left to the scan", aid)
-                self.live.discard(aid)
-                self.counts["end_given_up"] += 1
-            else:
-                self.counts["ended_late"] += 1
-            self._ends.pop(aid, None)
 
     async def end(
         self,
@@ -269,15 +254,13 @@ class Reconciler:
         self._stopping = True
         self._wake.set()
         await cancel_and_wait([self._task])
-        if self._ends:  # one more try: an end written is the provider's figure, one left is its worst case
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._write_ends(), 5)
+        if self.late:  # one more try: an end written is the provider's figure, one left is its worst case
+            with contextlib.suppress(Exception):  # stopping: one not written is charged by the next scan
+                await asyncio.wait_for(self.late.write(), 5)
         self._task = None
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # stopping: a heartbeat left is judged dead after ORPHAN_S
             await asyncio.wait_for(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self.generations.close()
 
     def info(self) -> ReconcileInfo:
         return {
@@ -304,8 +287,8 @@ class Reconciler:
             try:
                 if self.live or self._owned:
                     await self._beat()
-                if self._ends:
-                    await self._write_ends()
+                if self.late:
+                    await self.late.write()
                 if time.monotonic() >= next_scan or self._wake.is_set():
                     self._wake.clear()
                     busy = await self.scan()
@@ -385,7 +368,7 @@ class Reconciler:
                 continue
             rev = await self.store.revision(f"o.{owner}")
             if rev is not None and self.owners.unchanged_for(owner, rev) >= FORGET_S:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # a heartbeat left is forgotten at a later scan
                     await self.store.delete(key, last=rev)
                 self.owners.forget(owner)
 
@@ -398,49 +381,26 @@ class Reconciler:
         return beats[owner]
 
     async def _ask(self, key: str, aid: str, doc: dict[str, Any], rev: int) -> None:
-        data = await self.generation(str(doc.get("gen") or ""))
+        data = await self.generations.read(str(doc.get("gen") or ""))
         if data is not None:
             cost = nonnegative(data.get("total_cost"))
             if cost is not None:
-                tokens = (_int(data.get("tokens_prompt")), _int(data.get("tokens_completion")))
+                tokens = (count(data.get("tokens_prompt")), count(data.get("tokens_completion")))
                 if await self._charge(key, aid, doc, rev, float(cost), estimated=False, tokens=tokens):
                     self.counts["reconciled"] += 1
                 return
-        if self.clock() - float(doc.get("ended_at") or 0.0) >= self.cfg.openrouter.reconcile_max_s:
+        if self.clock() - float(doc.get("ended_at") or 0.0) >= self.openrouter.reconcile_max_s:
             self.counts["worst_timeout"] += 1
             log.warning(
                 "no cost from OpenRouter for attempt %s in %.0f s: charged its worst case",
                 aid,
-                self.cfg.openrouter.reconcile_max_s,
+                self.openrouter.reconcile_max_s,
             )
             await self._charge(key, aid, doc, rev, float(doc.get("worst") or 0.0), estimated=True, tokens=(0, 0))
             return
         tries = int(doc.get("tries") or 0) + 1
         doc.update({"tries": tries, "next_at": self.clock() + min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (tries - 1))})
         await self.store.put(key, doc, last=rev)
-
-    async def generation(self, gen: str) -> dict[str, Any] | None:
-        """GET {api_base}/generation?id=: the ``data`` object, or None (404 while its stats are not ready yet; a
-        redirect or an answer with a number that is not finite: refused)."""
-        if not gen:
-            return None
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        url = self.api_base().rstrip("/") + "/generation"
-        headers = {"Authorization": f"Bearer {self.api_key()}"} if self.api_key() else {}
-        try:
-            status, body = await get_json(self._http, url, params={"id": gen}, headers=headers, secret=self.api_key())
-        except Refused as exc:
-            self.counts["refused"] += 1
-            log.warning("generation %s: the answer was refused: %s", gen[:80], exc.reason)
-            return None
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            self.counts["unreachable"] += 1
-            log.debug("generation %s not read: %s", gen[:80], type(exc).__name__)
-            return None
-        self.counts[f"http_{status}"] += 1
-        data = body.get("data") if isinstance(body, dict) else None
-        return data if isinstance(data, dict) else None
 
     async def _charge(
         self,
@@ -458,7 +418,7 @@ class Reconciler:
         already "charging" is charged at the cost it holds, whatever this caller would have charged."""
         if doc.get("state") == "charging":
             t = doc.get("tokens") or [0, 0]
-            cost, estimated, tokens = _num(doc.get("cost")), bool(doc.get("estimated")), (_int(t[0]), _int(t[-1]))
+            cost, estimated, tokens = figure(doc.get("cost")), bool(doc.get("estimated")), (count(t[0]), count(t[-1]))
         else:
             doc.update({"state": "charging", "cost": cost, "estimated": estimated, "tokens": list(tokens)})
             if not await self.store.put(key, doc, last=rev):
@@ -481,12 +441,3 @@ class Reconciler:
         await self._settle_ledger(aid, list(doc.get("keys") or []), cost, estimated=estimated)
         await self.store.delete(key)
         return True
-
-
-def _num(v: Any) -> float:
-    return nonnegative(v) or 0.0
-
-
-def _int(v: Any) -> int:
-    n = nonnegative(v)
-    return int(n) if n is not None and n < 1e15 else 0

@@ -63,7 +63,7 @@ class RecordStore:
         and ignore errors (the record goes, or a scan finds it again: every step is repeatable)."""
         kv = await self.kv()
         if last is None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a record left is found again by a scan: every step repeats
                 await kv.purge(key)
             return True
         try:
@@ -84,7 +84,7 @@ async def read_pending(bus: Bus) -> tuple[int, float]:
     for k in keys:
         if not k.startswith("a."):
             continue
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a record gone meanwhile or unreadable: not counted in a status
             doc = json.loads((await kv.get(k)).value or b"")
             if doc.get("state") in ("pending", "calling", "charging"):  # no engine: a "calling" one was cut off
                 n += 1

@@ -28,7 +28,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError
@@ -37,17 +38,19 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import ControlEvent, Job
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.load import Config, Role
+from swarm_tui.engine.config.sections import BudgetSection, OpenRouterSection, SwarmSection
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.ceiling_kv import NO_CEILING, OVERRIDE_KEY, parse_ceiling, publish_base, read_base
 from swarm_tui.engine.guards.credit import CreditWatch
 from swarm_tui.engine.guards.estimate import CostEstimator
 from swarm_tui.engine.guards.ledger import BudgetLedger, read_ledger
 from swarm_tui.engine.guards.ledger_doc import Doc, clean_cost, reserved_usd, used_usd
-from swarm_tui.engine.guards.prices import PriceBook, is_local
-from swarm_tui.engine.guards.protocols import Reservation
+from swarm_tui.engine.guards.protocols import PriceSourceP, Reservation
 from swarm_tui.engine.guards.spend_status import log_totals, offline_spend_summary
 from swarm_tui.engine.info import SpendInfo, SpendTotals
 from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.models import is_local
 from swarm_tui.engine.projection.state import SwarmState, utc_day
 
 __all__ = ["SpendGuard", "offline_spend_summary", "read_ledger"]  # the last two: for `status` with no engine
@@ -64,6 +67,21 @@ STALE_MARGIN_S = 60.0
 CEILING_KEY = OVERRIDE_KEY  # in swarm_state: {"usd", "at"}, the live override of budget.daily_usd
 
 
+@dataclass(frozen=True)
+class SpendSettings:
+    """The sections the spend guard reads: the ceilings, the key and its poll, the call timeouts (how long a
+    reservation may live), and the roles (their fallback models)."""
+
+    budget: BudgetSection
+    openrouter: OpenRouterSection
+    swarm: SwarmSection
+    roles: Mapping[str, Role]
+
+    @classmethod
+    def of(cls, cfg: Config) -> SpendSettings:
+        return cls(cfg.budget, cfg.openrouter, cfg.swarm, cfg.roles)
+
+
 class SpendGuard:
     """The engine component (``name`` "spend"): the ceilings and the policy, over the estimator, the ledger and
     the credit watch. One per process; a standalone worker runs one without a log (``state`` None)."""
@@ -72,34 +90,40 @@ class SpendGuard:
 
     def __init__(
         self,
-        cfg: Config,
+        settings: SpendSettings,
         bus: Bus,
         state: SwarmState | None,
-        prices: PriceBook,
+        prices: PriceSourceP,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        demo: bool | None = None,
         credit_cooldown_s: float | None = None,
         refresh_s: float = REFRESH_S,
     ) -> None:
-        self.cfg = cfg
+        self.settings = settings
         self.bus = bus
         self.state = state
         self.prices = prices
         self.clock = clock
-        self.demo = prices.demo if demo is None else demo
+        self.demo = prices.demo
         self.prefix = "demo-" if self.demo else ""
         self.refresh_s = refresh_s
         # a reservation older than the longest a call can take (all its retries) belongs to a dead worker
-        stale_s = cfg.swarm.request_timeout_s * (cfg.swarm.max_retries + 1) + STALE_MARGIN_S
-        cooldown_s = 5 * cfg.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
+        stale_s = settings.swarm.request_timeout_s * (settings.swarm.max_retries + 1) + STALE_MARGIN_S
+        cooldown_s = 5 * settings.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
         self.counts: collections.Counter[str] = collections.Counter()  # shared by the parts below
         self._costs = CostEstimator(prices)
         self._ledger = BudgetLedger(
-            cfg, bus, clock=clock, monotonic=monotonic, prefix=self.prefix, stale_s=stale_s, counts=self.counts
+            settings.budget,
+            settings.openrouter,
+            bus,
+            clock=clock,
+            monotonic=monotonic,
+            prefix=self.prefix,
+            stale_s=stale_s,
+            counts=self.counts,
         )
-        self._credit = CreditWatch(cfg, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
+        self._credit = CreditWatch(settings.openrouter, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
         self._kv_seen: dict[int, float] = {}  # KV revision of the ceiling -> when this process first read it
@@ -121,8 +145,8 @@ class SpendGuard:
         return self._credit.cooldown_s
 
     def _free(self, job: Job) -> bool:
-        """Local inference costs no money (demo mode prices it, so demo local jobs go through the ledger)."""
-        return is_local(job.model) and not self.demo
+        """A call its price source says costs no money: nothing to reserve or settle."""
+        return self.prices.free(job.model)
 
     # ------------------------------------------------------------------ estimates (engine/guards/estimate.py)
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int, messages: int = 1) -> tuple[float, float]:
@@ -131,18 +155,18 @@ class SpendGuard:
 
     def _fallbacks(self, job: Job) -> tuple[str, ...]:
         """The role's fallback models: OpenRouter may bill the call at any of them."""
-        role = self.cfg.roles.get(job.role)
+        role = self.settings.roles.get(job.role)
         return role.fallback_models if role is not None and job.model.startswith("openrouter/") else ()
 
     def worst_case(self, job: Job) -> float:
         """The most the job's call can be billed (infinite when a price part of its model cannot be read)."""
         return self._costs.worst_case(job, self._fallbacks(job))
 
-    def refusal(self, job: Job) -> str:
-        """Why the job cannot be reserved under any ceiling ("" when it can): its cost has no bound."""
-        return "" if self._free(job) else self._costs.refusal((job.model, *self._fallbacks(job)))
+    def refusal(self, job: Job) -> Refusal | None:
+        """Why the job cannot be reserved under any ceiling (None when it can): its cost has no bound."""
+        return None if self._free(job) else self._costs.refusal((job.model, *self._fallbacks(job)))
 
-    def unpriced(self, model: str) -> str:
+    def unpriced(self, model: str) -> Refusal | None:
         """The same for a model (the conductor leaves such roles out of a plan)."""
         return self._costs.refusal((model,))
 
@@ -164,7 +188,7 @@ class SpendGuard:
             return self._base
         if self.state is not None and self.state.ceiling_usd is not None:
             return float(self.state.ceiling_usd)
-        return self.cfg.budget.daily_usd
+        return self.settings.budget.daily_usd
 
     def ceiling_known(self) -> bool:
         """False for a process without the log that has read no ceiling from the bus yet."""
@@ -202,7 +226,7 @@ class SpendGuard:
         if self.state is None or self._base_published:
             return
         try:
-            await publish_base(self.bus, self.cfg.budget.daily_usd, self.clock(), demo=self.demo)
+            await publish_base(self.bus, self.settings.budget.daily_usd, self.clock(), demo=self.demo)
             self._base_published = True
         except Exception as exc:  # noqa: BLE001 - the refresh loop tries again
             log.debug("ceiling not published: %s", type(exc).__name__)
@@ -320,7 +344,7 @@ class SpendGuard:
     def key_status(self) -> str:
         return self._credit.key_status
 
-    def cloud_blocked(self) -> str:
+    def cloud_blocked(self) -> Refusal | None:
         return self._credit.blocked()
 
     def credit_ok(self, since: float) -> None:
@@ -347,7 +371,7 @@ class SpendGuard:
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="spend-refresh"))
         if self.prices.fetch_enabled:
             self._tasks.append(asyncio.create_task(self._price_loop(), name="spend-prices"))
-        if self.cfg.openrouter.api_key and not self.demo:
+        if self.settings.openrouter.api_key and not self.demo:
             self._tasks.append(asyncio.create_task(self._credit.run(), name="spend-key"))
 
     async def stop(self) -> None:
@@ -409,7 +433,7 @@ class SpendGuard:
             "reservations": len(led["reserved"]),
             "ledger_spent_usd": round(led["spent"], 6),
             "remaining_usd": round(max(0.0, ceiling - led["spent"] - reserved), 6),
-            "per_decision_usd": self.cfg.budget.per_decision_usd or None,
+            "per_decision_usd": self.settings.budget.per_decision_usd or None,
             **totals,
             **self.prices.info(),
             "reconciling": n,

@@ -19,37 +19,28 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, Task, new_id
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.guards.protocols import RamGuardP, RateLimitsP, SpendGuardP
-from swarm_tui.engine.heartbeat.envelope import (
-    Advice,
-    Clamped,
-    Envelope,
-    ReadyTask,
-    RoleSpec,
-    clamp,
-    compute_envelope,
-    limit_tasks,
-    rules_advice,
-)
-from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.heartbeat import follow_ups
+from swarm_tui.engine.heartbeat.advice import Advice
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
+from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
+from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
+from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
 from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import ConductorState
 
 log = logging.getLogger(__name__)
-
-REVIEWABLE = ("done", "failed")  # finished task states the heartbeat reviews (cancelled is a person's word)
 
 
 class Conductor:
@@ -57,43 +48,33 @@ class Conductor:
 
     def __init__(
         self,
-        cfg: Config,
+        settings: ConductorSettings,
         bus: Bus,
         state: SwarmState,
         *,
-        spend: SpendGuardP | None = None,
-        ram: RamGuardP | None = None,
-        rate_limits: RateLimitsP | None = None,
-        lane: LocalLane | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        guards: ConductorGuards = ConductorGuards(),
         advisor: Advisor | None = None,
-        use_ollama: bool = True,
+        clocks: Clocks = Clocks(),
         record: Recorder | None = None,
-        demo: bool = False,
-        tick_s: float = 5.0,
     ) -> None:
-        """``tick_s``: the longest sleep of the loop. It wakes when a beat is due (monotonic), when the first
-        pending decision expires (wall clock), on its events, and at least every ``tick_s``: the bound on how
-        late an expiry is after the wall clock jumped (a laptop waking)."""
-        self.cfg = cfg
+        self.settings = settings
         self.bus = bus
         self.state = state
-        self.spend = spend
-        self.ram = ram
-        self.rate_limits = rate_limits
-        self.lane = lane or LocalLane()
-        self.clock = clock
-        self.monotonic = monotonic
-        self.use_ollama = use_ollama
+        self.spend = guards.spend
+        self.ram = guards.ram
+        self.rate_limits = guards.rate_limits
+        self.lane = guards.lane or LocalLane()
+        self.clock = clocks.wall
+        self.monotonic = clocks.monotonic
+        self.use_ollama = settings.use_ollama
         self.advisor = advisor
         self.record = record or Recorder(bus, state)  # publishes a decision or an approval and applies it
-        self.demo = demo
-        self.tick_s = tick_s
-        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in cfg.roles.items()}
+        self.demo = settings.demo
+        self.tick_s = settings.tick_s
+        self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in settings.roles.items()}
         self.beats = 0
         self.decisions = 0
-        self.status = "idle"
+        self.status: ConductorState = "idle"
         self.last_decision = ""
         self.last_trigger = ""
         self.note = ""  # why the last beat published nothing
@@ -108,7 +89,7 @@ class Conductor:
         self._burst_start: float | None = None
         self._next_interval = math.inf
         self._next_review = math.inf
-        self._reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
+        self.reviewed: dict[str, int] = {}  # task id -> how many results it had when it was last reviewed
         self._results_due = False
         self.followups = 0
         self.review_note = ""  # what the last review of finished tasks came to
@@ -116,14 +97,14 @@ class Conductor:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self.advisor is None and self.use_ollama:
-            self.advisor = Advisor(self.cfg, self.lane, ram=self.ram, monotonic=self.monotonic)
+            self.advisor = Advisor(self.settings.ollama, self.lane, ram=self.ram, monotonic=self.monotonic)
         now = self.monotonic()
-        self._next_interval = now + self.cfg.heartbeat.interval_s
-        self._next_review = now + self.cfg.heartbeat.review_s
+        self._next_interval = now + self.settings.heartbeat.interval_s
+        self._next_review = now + self.settings.heartbeat.review_s
         self._started = True
         for tv in self.state.tasks.values():  # results stored before this start are not reviewed again
             if tv.state in REVIEWABLE:
-                self._reviewed[tv.id] = len(tv.results)
+                self.reviewed[tv.id] = len(tv.results)
         if self.state.pending_tasks():  # tasks left from before a restart
             self._schedule_debounce()
         self._task = asyncio.create_task(self._run(), name="conductor")
@@ -142,7 +123,7 @@ class Conductor:
             self._schedule_debounce()
         elif isinstance(ev, Result):
             tv = self.state.tasks.get(ev.task_id)
-            if tv is not None and tv.state in REVIEWABLE and self._reviewed.get(tv.id) != len(tv.results):
+            if tv is not None and tv.state in REVIEWABLE and self.reviewed.get(tv.id) != len(tv.results):
                 self._results_due = True  # the task is finished with new results: review them soon
                 self._schedule_debounce()
         elif isinstance(ev, ControlEvent) and ev.what in ("resume", "scale"):
@@ -155,7 +136,7 @@ class Conductor:
 
     def _schedule_debounce(self) -> None:
         now = self.monotonic()
-        d = self.cfg.heartbeat.debounce_s
+        d = self.settings.heartbeat.debounce_s
         if self._burst_start is None:
             self._burst_start = now
         # trailing debounce, but never later than 4 debounce periods after the burst began
@@ -212,11 +193,11 @@ class Conductor:
             self._debounce_at = self._burst_start = None
         if now >= self._next_review:
             triggers.append("scheduled review")
-            self._next_review = now + self.cfg.heartbeat.review_s
-            self._next_interval = now + self.cfg.heartbeat.interval_s
+            self._next_review = now + self.settings.heartbeat.review_s
+            self._next_interval = now + self.settings.heartbeat.interval_s
         elif now >= self._next_interval:
             triggers.append("interval")
-            self._next_interval = now + self.cfg.heartbeat.interval_s
+            self._next_interval = now + self.settings.heartbeat.interval_s
         return " + ".join(triggers)
 
     # ------------------------------------------------------------------ one beat
@@ -231,11 +212,11 @@ class Conductor:
         decision = await self._new_work(trigger)
         if self.state.paused:
             return decision
-        follow = await self.review(trigger)
+        follow = await follow_ups.review(self, trigger)
         return decision or (follow[0] if follow else None)
 
     async def _new_work(self, trigger: str) -> Decision | None:
-        views = self.state.pending_tasks()[: self.cfg.heartbeat.max_tasks_per_beat]
+        views = self.state.pending_tasks()[: self.settings.heartbeat.max_tasks_per_beat]
         if not views:
             self.note = "no pending tasks"
             return None
@@ -272,14 +253,14 @@ class Conductor:
         elif result.advice is None:
             error = result.error
         else:
-            model_plan = self._clamp(env, result.advice)
+            model_plan = self.clamp_plan(env, result.advice)
             if model_plan.items:
                 clamped, source = model_plan, result.source
             else:  # keep the clamps that explain why nothing of the model's plan was left
                 error = "the model's plan had no usable worker after the clamp: the rules decide"
                 early = model_plan.clamps
         if clamped is None:
-            clamped = self._clamp(env, rules_advice(env))
+            clamped = self.clamp_plan(env, rules_advice(env))
         if not clamped.items:
             self.note = (
                 "no decision: every planned worker was clamped away ("
@@ -305,7 +286,7 @@ class Conductor:
             error=error[:2000],
             reason=summary[:2000],
             created_at=now,
-            expires_at=now + self.cfg.approval.expire_s,
+            expires_at=now + self.settings.approval.expire_s,
             demo=self.demo,
             warning=(result.warning if result is not None else "")[:500],
         )
@@ -313,154 +294,28 @@ class Conductor:
         self.decisions += 1
         self.last_decision = decision.id
         self.note = ""
-        await self._maybe_auto_approve(decision)
+        await self.maybe_auto_approve(decision)
         return decision
 
-    def _clamp(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
+    def clamp_plan(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
         """The envelope's clamp, then each task's own limits (spend so far, follow-up rounds)."""
         c = clamp(env, advice, self.estimate, self.roles)
         spent = {t.id: self.state.task_spend(t.id) for t in env.tasks}
         return limit_tasks(
             c,
             spent=spent,
-            max_usd=self.cfg.budget.task_max_usd,
+            max_usd=self.settings.budget.task_max_usd,
             rounds=rounds,
-            max_rounds=self.cfg.budget.task_max_followups if rounds is not None else None,
+            max_rounds=self.settings.budget.task_max_followups if rounds is not None else None,
         )
-
-    # ------------------------------------------------------------------ follow-ups
-    def reviewable(self) -> list[ReviewTask]:
-        """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
-        reviewed, with the limit they are at in ``review_note``)."""
-        max_rounds = self.cfg.budget.task_max_followups
-        max_usd = self.cfg.budget.task_max_usd
-        out: list[tuple[int, float, ReviewTask]] = []
-        for tv in self.state.tasks.values():
-            if tv.state not in REVIEWABLE or not tv.results or self._reviewed.get(tv.id) == len(tv.results):
-                continue
-            nxt = self.state.task_round(tv.id) + 1
-            if nxt > max_rounds:
-                self._reviewed[tv.id] = len(tv.results)
-                self.review_note = f"task {tv.id} is at its follow-up limit ({max_rounds} rounds): not offered"
-                continue
-            spent = self.state.task_spend(tv.id)
-            if spent >= max_usd - 1e-12:
-                self._reviewed[tv.id] = len(tv.results)
-                self.review_note = (
-                    f"task {tv.id} has spent ${spent:.4f} of its ${max_usd:.4f} limit "
-                    "(budget.task_max_usd): no follow-up"
-                )
-                continue
-            # the answer a person promoted comes last, where the model's window of recent results always has it
-            rs = sorted(self.state.task_results(tv.id), key=lambda r: r.job_id == tv.promoted)
-            results = [
-                (
-                    f"{r.role or 'worker'}, the user's chosen answer"
-                    if r.job_id == tv.promoted
-                    else r.role or "worker",
-                    str(r.state),
-                    r.text or r.reason,
-                )
-                for r in rs
-            ]
-            out.append(
-                (
-                    -tv.task.priority,
-                    tv.task.created_at,
-                    ReviewTask(tv.id, tv.task.text, results, nxt, max_rounds, spent, max_usd),
-                )
-            )
-        out.sort(key=lambda x: (x[0], x[1]))
-        return [r for _, _, r in out[: self.cfg.heartbeat.max_tasks_per_beat]]
-
-    async def review(self, trigger: str) -> list[Decision]:
-        """Offer finished tasks' new results to the local model; publish the follow-ups it proposes (one
-        decision per task, clamped, approved like any decision)."""
-        items = self.reviewable()
-        if not items:
-            return []
-        for t in items:
-            self._reviewed[t.id] = len(self.state.tasks[t.id].results)
-        if self.advisor is None:
-            self.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
-            return []
-        ctx = self.cfg.swarm.context_max_chars
-        prio = {t.id: self.state.tasks[t.id].task.priority for t in items}
-        given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
-        env = self.envelope([ReadyTask(t.id, t.text, prio[t.id], n) for t, n in zip(items, given, strict=True)])
-        if env.max_workers <= 0:
-            self.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
-            return []
-        self.status = "deciding"
-        try:
-            result = await self.advisor.review(env, items)
-        finally:
-            self.status = "paused" if self.state.paused else "idle"
-        self.reachable = result.reachable
-        self.last_warning = result.warning
-        left_out = [t.id for t in items if result.offered and t.id not in result.offered]
-        for tid in left_out:  # the window held fewer tasks: the rest are offered at a later beat
-            self._reviewed.pop(tid, None)
-        if result.advice is None:
-            self.review_note = f"no follow-up review: {result.error}"
-            return []
-        if self.state.paused:
-            return []
-        env.tasks = [t for t in env.tasks if self.state.tasks[t.id].state in REVIEWABLE]
-        rounds = {t.id: self.state.task_round(t.id) + 1 for t in env.tasks}
-        clamped = self._clamp(env, result.advice, rounds)
-        if not clamped.items:
-            why = "; ".join(c.reason for c in clamped.clamps[:3])
-            self.review_note = f"no follow-up for {len(items)} task(s)" + (f" (clamped: {why})" if why else "")
-            return []
-        out = []
-        now = self.clock()
-        for tid in dict.fromkeys(p.task_id for p in clamped.items):
-            idx = [i for i, p in enumerate(clamped.items) if p.task_id == tid]
-            plan = [clamped.items[i] for i in idx]
-            est_min = round(sum(clamped.costs[i][0] for i in idx), 8)
-            est_max = round(sum(clamped.costs[i][1] for i in idx), 8)
-            summary = (
-                f"{trigger}: follow-up round {rounds[tid]} of {self.cfg.budget.task_max_followups}"
-                f" for task {tid}: {len(plan)} worker(s)"
-            )
-            if result.advice.reason:
-                summary += f"; model: {result.advice.reason[:300]}"
-            d = Decision(
-                id=new_id("d"),
-                task_ids=[tid],
-                plan=plan,
-                est_cost_min=est_min,
-                est_cost_max=est_max,
-                source=result.source,
-                clamps=clamped.clamps[:500],
-                raw=result.raw,
-                latency_ms=result.latency_ms,
-                reason=summary[:2000],
-                created_at=now,
-                expires_at=now + self.cfg.approval.expire_s,
-                round=min(100, rounds[tid]),
-                demo=self.demo,
-                warning=result.warning[:500],
-            )
-            await self.record(d, msg_id=d.id)
-            self.decisions += 1
-            self.followups += 1
-            self.last_decision = d.id
-            out.append(d)
-            await self._maybe_auto_approve(d)
-        self.review_note = f"{len(out)} follow-up decision(s) for {len(items) - len(left_out)} reviewed task(s)" + (
-            f"; {len(left_out)} more did not fit the model's window: reviewed at a later beat" if left_out else ""
-        )
-        return out
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
-        scale = self.state.scale if self.state.scale is not None else self.cfg.swarm.scale
+        scale = self.state.scale if self.state.scale is not None else self.settings.swarm.scale
         remaining: float | None = None
-        blocked = ""
+        blocked: Refusal | None = None
         if self.spend is not None:
             remaining = float(self.spend.remaining_usd())
-            blocked = self.spend.cloud_blocked() if hasattr(self.spend, "cloud_blocked") else ""
+            blocked = self.spend.cloud_blocked()
         ram_ok = self.ram.headroom_ok() if self.ram is not None else None
         rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
         return compute_envelope(
@@ -468,16 +323,16 @@ class Conductor:
             tasks,
             scale=scale,
             live_workers=len(self.state.live_workers()),
-            max_per_task=self.cfg.heartbeat.max_workers_per_task,
+            max_per_task=self.settings.heartbeat.max_workers_per_task,
             estimate=self.estimate,
             remaining_usd=remaining,
-            per_decision_usd=self.cfg.budget.per_decision_usd,
+            per_decision_usd=self.settings.budget.per_decision_usd,
             ram_ok=ram_ok,
             rate_limits=rl,
             now=self.clock(),
             cloud_blocked=blocked,
-            unpriced=getattr(self.spend, "unpriced", None),
-            context_bytes=tokens.context_bytes_bound(self.cfg.swarm.context_max_chars),
+            unpriced=self.spend.unpriced if self.spend is not None else None,
+            context_bytes=tokens.context_bytes_bound(self.settings.swarm.context_max_chars),
         )
 
     def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]:
@@ -487,16 +342,16 @@ class Conductor:
         if self.spend is not None:
             likely, worst = self.spend.estimate(model, prompt_bytes, max_tokens)
             return float(likely), float(worst)
-        p = self.cfg.openrouter.fallback_prompt_usd_per_mtok / 1e6
-        c = self.cfg.openrouter.fallback_completion_usd_per_mtok / 1e6
+        p = self.settings.openrouter.fallback_prompt_usd_per_mtok / 1e6
+        c = self.settings.openrouter.fallback_completion_usd_per_mtok / 1e6
         prompt_tokens = tokens.prompt_tokens_bound(prompt_bytes)  # one token a UTF-8 byte at most
         return prompt_bytes / 4 * p + max_tokens / 2 * c, prompt_tokens * p + max_tokens * c
 
     # ------------------------------------------------------------------ approval
-    async def _maybe_auto_approve(self, d: Decision) -> None:
-        if self.cfg.approval.mode != "auto":
+    async def maybe_auto_approve(self, d: Decision) -> None:
+        if self.settings.approval.mode != "auto":
             return
-        limit = self.cfg.approval.auto_max_usd
+        limit = self.settings.approval.auto_max_usd
         if d.est_cost_max > limit:
             self.note = f"{d.id} waits for approval: worst case ${d.est_cost_max:.4f} > auto limit ${limit:.4f}"
             return
@@ -519,14 +374,14 @@ class Conductor:
                 action="expired",
                 by="conductor",
                 at=now,
-                reason=f"not approved within {self.cfg.approval.expire_s:g} s",
+                reason=f"not approved within {self.settings.approval.expire_s:g} s",
             )
             await self.record(ev, msg_id=f"{dv.id}-final")
 
     # ------------------------------------------------------------------ status
     def info(self) -> ConductorInfo:
-        mode = self.cfg.approval.mode
-        approval = f"auto (<= ${self.cfg.approval.auto_max_usd:.4f})" if mode == "auto" else "manual"
+        mode = self.settings.approval.mode
+        approval = f"auto (<= ${self.settings.approval.auto_max_usd:.4f})" if mode == "auto" else "manual"
         use = self.advisor is not None and self.reachable is not False
         source = self.advisor.source if (use and self.advisor is not None) else "rules"
         nxt = self._due() - self.monotonic() if self._started else None
@@ -534,7 +389,7 @@ class Conductor:
         return {
             "source": source,
             "state": status,
-            "ollama_model": self.cfg.ollama.model if self.use_ollama else None,
+            "ollama_model": self.settings.ollama.model if self.use_ollama else None,
             "ollama_reachable": self.reachable,
             "ollama_error": self.last_error,
             "ollama_warning": self.last_warning,

@@ -21,18 +21,10 @@ import httpx
 import ollama
 
 from swarm_tui.engine.bus.wire import MAX_RAW
-from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.guards.protocols import RamGuardP
-from swarm_tui.engine.heartbeat.envelope import (
-    Advice,
-    AdviceError,
-    Envelope,
-    ReadyTask,
-    advice_schema,
-    parse_advice,
-    worst_case_tokens,
-)
+from swarm_tui.engine.config.sections import OllamaSection
+from swarm_tui.engine.guards.protocols import LocalLaneP, RamGuardP
+from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, advice_schema, parse_advice, worst_case_tokens
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 
 log = logging.getLogger(__name__)
 
@@ -208,55 +200,54 @@ def shrink_to_fit(
 class Advisor:
     def __init__(
         self,
-        cfg: Config,
-        lane: LocalLane,
+        ollama: OllamaSection,
+        lane: LocalLaneP,
         *,
         ram: RamGuardP | None = None,
-        client: Any = None,
+        client: ollama.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.ollama = ollama
         self.lane = lane
         self.ram = ram
-        self.model: str = cfg.ollama.model
-        self.host: str = cfg.ollama.host
+        self.model: str = ollama.model
+        self.host: str = ollama.host
         self._client = client
         self.monotonic = monotonic
         self.calls = 0
-        self.last_keep_alive: str | int = cfg.ollama.keep_alive
+        self.last_keep_alive: str | int = ollama.keep_alive
         self.sizer = PromptSizer()
 
     @property
     def source(self) -> str:
         return f"ollama:{self.model}"
 
-    def client(self) -> Any:
+    def client(self) -> ollama.AsyncClient:
         if self._client is None:
             self._client = ollama.AsyncClient(host=self.host)
         return self._client
 
     async def close(self) -> None:
-        inner = getattr(self._client, "_client", None)
-        if inner is not None and hasattr(inner, "aclose"):
+        if self._client is not None:
             try:
-                await inner.aclose()
-            except Exception:  # noqa: BLE001
+                await self._client.close()  # type: ignore[no-untyped-call]  # ollama 0.6 leaves close() unannotated
+            except (httpx.HTTPError, OSError, RuntimeError):  # closing its connections: nothing left to save
                 log.debug("closing the Ollama client failed")
         self._client = None
 
     def keep_alive(self) -> str | int:
         """Keep the model loaded while RAM headroom allows; unload it after the call (0) when it does not."""
         if self.ram is None:
-            return self.cfg.ollama.keep_alive
+            return self.ollama.keep_alive
         try:
             ok = self.ram.headroom_ok()
         except Exception:  # noqa: BLE001 - a failing gauge must not keep a model loaded
             ok = False
-        return self.cfg.ollama.keep_alive if ok else 0
+        return self.ollama.keep_alive if ok else 0
 
     # ------------------------------------------------------------------ sizing
     def num_ctx(self) -> int:
-        return self.cfg.ollama.num_ctx
+        return self.ollama.num_ctx
 
     def _fits(self, room: int, text: str) -> bool:
         return self.sizer.tokens(text) <= room
@@ -326,7 +317,7 @@ class Advisor:
         return advice_schema(list(env.roles), task_ids, max_per_task=env.max_per_task, max_workers=env.max_workers)
 
     async def _ask(self, system: str, prompt: str, schema: dict[str, Any], offered: list[str]) -> AdviceResult:
-        timeout = self.cfg.ollama.timeout_s
+        timeout = self.ollama.timeout_s
         keep_alive = self.keep_alive()
         self.last_keep_alive = keep_alive
         ctx = self.num_ctx()
@@ -335,7 +326,7 @@ class Advisor:
         sent = system + prompt
         t0 = self.monotonic()
         raw = ""
-        resp: Any = None
+        resp: ollama.ChatResponse | None = None
         self.calls += 1
 
         def done(advice: Advice | None, error: str = "", reachable: bool = True, warning: str = "") -> AdviceResult:
@@ -348,10 +339,10 @@ class Advisor:
                 self.source,
                 warning,
                 offered,
-                int(getattr(resp, "prompt_eval_count", 0) or 0),
-                int(getattr(resp, "eval_count", 0) or 0),
+                int(resp.prompt_eval_count or 0) if resp is not None else 0,
+                int(resp.eval_count or 0) if resp is not None else 0,
                 num_predict,
-                str(getattr(resp, "done_reason", "") or ""),
+                str(resp.done_reason or "") if resp is not None else "",
             )
 
         try:
@@ -386,8 +377,8 @@ class Advisor:
             return done(None, f"Ollama died mid-call ({type(exc).__name__})", reachable=False)
         except (ValueError, TypeError) as exc:  # an unreadable response body
             return done(None, f"Ollama sent an unreadable answer ({type(exc).__name__})")
-        raw = str(getattr(getattr(resp, "message", None), "content", "") or "")
-        used = int(getattr(resp, "prompt_eval_count", 0) or 0)
+        raw = str(resp.message.content or "")
+        used = int(resp.prompt_eval_count or 0)
         warning = ""
         if used:
             self.sizer.learn(sent, used)  # a full window too: its ratio is still lower than the one that erred
@@ -397,7 +388,7 @@ class Advisor:
                 f"{num_predict}: its front may have been cut (Ollama drops it silently)"
             )
             log.warning("heartbeat prompt: %s", warning)
-        if getattr(resp, "done_reason", "") == "length":
+        if resp.done_reason == "length":
             return done(
                 None, f"the answer was cut at num_predict={num_predict} tokens (done_reason: length)", warning=warning
             )

@@ -48,7 +48,7 @@ class Attempts:
         )
         run.gen_noted = ""
         run.recorded = True
-        if rec.spend is not None:  # the ledger knows attempts: the job's reservation is the attempt's now
+        if run.attempt_keys:  # the ledger moved the job's reservation to the attempt: it holds it now
             run.attempts += 1
             run.reserved = False  # a retry reserves anew: this attempt holds its money until it is reconciled
 

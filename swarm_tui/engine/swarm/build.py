@@ -32,7 +32,9 @@ def build_pool(
 ) -> Pool:
     ep: Endpoint = endpoint if endpoint is not None else OpenRouterEndpoint(cfg.openrouter)
     reconciler = (
-        Reconciler(cfg, bus, spend=spend, api_base=lambda: ep.api_base, api_key=lambda: ep.api_key, clock=clock)
+        Reconciler(
+            cfg.openrouter, bus, spend=spend, api_base=lambda: ep.api_base, api_key=lambda: ep.api_key, clock=clock
+        )
         if ep.reconciles
         else None
     )

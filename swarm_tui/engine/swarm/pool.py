@@ -119,8 +119,7 @@ class Pool:
 
     def cloud_blocked(self) -> Refusal | None:
         if self.spend is not None:
-            why = self.spend.cloud_blocked()
-            return Refusal(why) if why else None
+            return self.spend.cloud_blocked()
         if self.out_of_credit and self.clock() - self._credit_at > 60:
             self.out_of_credit = ""  # try again: a 402 will set it again
         return Refusal(self.out_of_credit) if self.out_of_credit else None
