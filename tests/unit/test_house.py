@@ -64,12 +64,13 @@ def report(what: str, findings: list[str]) -> str:
 # -- (a) broad catches carry their why ------------------------------------------------------------------------------
 
 NOQA = re.compile(r"noqa(?::\s*[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)?", re.IGNORECASE)
+PRAGMAS = re.compile(r"type:\s*ignore(?:\[[^\]]*\])?|pragma:\s*no\s*cover", re.IGNORECASE)
 
 
 def says_why(comment: str) -> bool:
     """A comment with words of its own: ``# noqa: BLE001 - the loop lives on`` or ``# the file may be gone``;
     a bare ``# noqa: BLE001`` is not a why."""
-    rest = NOQA.sub("", comment.lstrip("#"))
+    rest = PRAGMAS.sub("", NOQA.sub("", comment.lstrip("#")))
     return re.search(r"[A-Za-z]{3,}", rest) is not None
 
 
