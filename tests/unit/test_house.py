@@ -1,12 +1,15 @@
 """The house rules ruff and import-linter cannot check, read from the source of ``swarm_tui`` (CONTRIBUTING.md,
 "Limits the tests enforce"). Each test lists every finding as ``file:line: what`` so a failure says where to look.
 
-Static only: the files are parsed, never imported (grimp reads them too), and nothing is written to the checkout.
+The checks read the files (grimp reads them too); only the check of library privates through ``self`` imports the
+modules that subclass something, to ask the class's MRO whose a name is. Nothing is written to the checkout.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import io
 import re
 import tokenize
@@ -186,6 +189,82 @@ def test_no_private_reach_outside_the_adapters() -> None:
         }
     )
     assert not findings, report("private reaches outside the adapter modules", [f for _, _, f in findings])
+
+
+def module_name(src: Source) -> str:
+    return ".".join(src.path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def library_bases(cls: type) -> list[type]:
+    return [
+        k
+        for k in cls.__mro__[1:]
+        if not k.__module__.startswith("swarm_tui") and k.__module__ not in ("builtins", "typing", "abc")
+    ]
+
+
+def library_uses(libs: list[type], name: str) -> bool:
+    """The library's classes define ``name`` or set it on their instances (``self.<name>`` in their source)."""
+    for k in libs:
+        if name in vars(k):
+            return True
+        try:
+            if f"self.{name}" in inspect.getsource(k):
+                return True
+        except (OSError, TypeError):  # a class without Python source (a builtin, a C extension)
+            continue
+    return False
+
+
+def library_privates_through_self(src: Source) -> Iterator[tuple[int, str]]:
+    """In a class of ours that subclasses a library class: a method that overrides the library's private one,
+    and ``self._name`` where ``_name`` is the library's and not ours (checked against the class's MRO, so a
+    private attribute of our own is never reported)."""
+    if src.path.name == "__main__.py" or not any(isinstance(n, ast.ClassDef) and n.bases for n in ast.walk(src.tree)):
+        return  # running __main__ would start the CLI; a module without a subclass has nothing to check
+    module = importlib.import_module(module_name(src))
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        cls = getattr(module, node.name, None)
+        if not inspect.isclass(cls) or not (libs := library_bases(cls)):
+            continue
+        own = {n for k in cls.__mro__ if k.__module__.startswith("swarm_tui") for n in vars(k)}
+        own -= {n for k in libs for n in vars(k)}
+        assigned = {
+            n.attr
+            for n in ast.walk(node)
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name)
+        }
+        lib = f"{libs[0].__module__}.{libs[0].__name__}"
+        for n in ast.walk(node):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and private(n.name):
+                if any(n.name in vars(k) for k in libs):
+                    yield n.lineno, f"{node.name}.{n.name}() overrides {lib}'s private {n.name}()"
+            elif (
+                isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "self"
+                and private(n.attr)
+                and n.attr not in own
+                and library_uses(libs, n.attr)
+                and (n.attr not in assigned or any(n.attr in vars(k) for k in libs) or isinstance(n.ctx, ast.Store))
+            ):
+                yield n.lineno, f"{node.name}: self.{n.attr} is {lib}'s private"
+
+
+def test_no_library_private_through_self() -> None:
+    """Subclassing a library class is public use; overriding or touching its private names is a reach, allowed
+    only in the adapter modules. Imports the modules (the MRO says whose a name is)."""
+    findings = sorted(
+        {
+            (src.rel, line, f"{src.at(line)}: {what}")
+            for src in sources()
+            if src.rel not in PRIVATE_ADAPTERS
+            for line, what in library_privates_through_self(src)
+        }
+    )
+    assert not findings, report("library privates reached through self", [f for _, _, f in findings])
 
 
 # -- (c), (d), (f) sizes and packages -------------------------------------------------------------------------------
