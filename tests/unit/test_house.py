@@ -13,6 +13,7 @@ import inspect
 import io
 import re
 import tokenize
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -290,6 +291,18 @@ def is_version_constant(stmt: ast.stmt) -> bool:
         and isinstance(stmt.value, ast.Constant)
         and isinstance(stmt.value.value, str)
     )
+
+
+def test_every_engine_part_is_in_the_layers() -> None:
+    """A module or package directly in ``engine/`` that the ``engine-layers`` contract does not name is held by no
+    layer rule at all (import-linter says nothing about it). ``logs`` stays outside: every layer may log."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "engine-layers")
+    named = {part.strip() for layer in contract["layers"] for part in re.split(r"[|:]", layer)}
+    parts = {p.stem for p in (PACKAGE / "engine").glob("*.py") if p.name != "__init__.py"}
+    parts |= {p.parent.name for p in (PACKAGE / "engine").glob("*/__init__.py")}
+    missing = sorted(parts - named - {"logs"})
+    assert not missing, f"engine parts in no layer of engine-layers (pyproject.toml): {', '.join(missing)}"
 
 
 def test_every_init_is_empty() -> None:
