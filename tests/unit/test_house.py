@@ -26,7 +26,7 @@ from tests.support.env import ROOT
 PACKAGE = ROOT / "swarm_tui"
 MAX_LINES = 450
 MAX_LOOSE_ENGINE_MODULES = 10
-# The one adapter module per library that may touch its private names (issue 23: each is pinned and covered by a
+# The one adapter module per library that may touch its private names (each library is pinned and covered by a
 # test that fails when the library moves).
 PRIVATE_ADAPTERS = {"swarm_tui/tui/driver.py", "swarm_tui/engine/bus/nats_compat.py"}
 BROAD = {"Exception", "BaseException"}
