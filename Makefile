@@ -7,10 +7,10 @@ SRC := swarm_tui tests bench
 venv:  ## the venv with the test tools (as the README's quick start)
 	python3 -m venv .venv && $(V)/pip install -q -e '.[test]'
 
-check:  ## everything CI checks: format, lint, types, import contracts, the whole suite (~6 min)
+check:  ## everything CI checks: the hooks of .pre-commit-config.yaml (format, lint, types, import contracts), then the whole suite (~6 min)
 	$(V)/ruff format --check $(SRC)
 	$(V)/ruff check $(SRC)
-	$(V)/mypy swarm_tui
+	$(V)/mypy $(SRC)
 	$(V)/lint-imports --no-cache --no-logo
 	$(V)/pytest -q
 

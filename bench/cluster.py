@@ -54,17 +54,16 @@ class Watch:
         return [w for w, at in self.taken.items() if at > t]
 
     async def start(self, bus: Any) -> None:
-        from swarm_tui.engine.bus.wire import decode
+        from swarm_tui.engine.bus.wire import Result, WorkerEvent, decode
 
         async def cb(msg: Any) -> None:
             try:
                 ev = decode(msg.data)
             except Exception:  # noqa: BLE001
                 return
-            kind = getattr(ev, "type", "")
-            if kind == "result":
+            if isinstance(ev, Result):
                 self.results.setdefault(ev.worker_id, time.monotonic())
-            elif kind == "worker" and ev.state == "running":  # a job taken: its call starts
+            elif isinstance(ev, WorkerEvent) and ev.state == "running":  # a job taken: its call starts
                 self.taken.setdefault(ev.worker_id, time.monotonic())
 
         await bus.nc.subscribe("swarm.evt.>", cb=cb)

@@ -110,7 +110,7 @@ def proc_tree_rss_mb(pid: int) -> tuple[float, float]:
 
 def cpu_seconds(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 def cpu_seconds_tree(pid: int) -> float:

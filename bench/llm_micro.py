@@ -20,7 +20,7 @@ async def run(streams: int, tokens: int, path: str, ep: Endpoint) -> tuple[float
     await ep.configure(tps=100000, tokens=tokens, first_delay=0)
     real = llm.raw_sse_lines
     if path == "wrapper":
-        llm.raw_sse_lines = lambda resp: None  # type: ignore[assignment]
+        llm.raw_sse_lines = lambda resp: None
     try:
         progress = [llm.Progress() for _ in range(streams)]
         c0 = time.process_time()
@@ -42,7 +42,7 @@ async def run(streams: int, tokens: int, path: str, ep: Endpoint) -> tuple[float
         )
         cpu = time.process_time() - c0
     finally:
-        llm.raw_sse_lines = real  # type: ignore[assignment]
+        llm.raw_sse_lines = real
     n = sum(p.tokens for p in progress)
     assert all(p.cost is not None for p in progress), "usage.cost missing"
     return cpu, n

@@ -4,10 +4,13 @@ swarm wall time (and the naive loop), control latency, recovery after nats-serve
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from swarm_tui.engine.bus.wire import Decision
 
 from .common import Figure
 from .harness import KEY, MODEL, Endpoint, Headless, Observer, free_port, nats, swarm_env, until
@@ -73,11 +76,15 @@ async def swarm_figures(
                 await asyncio.sleep(0.3)  # the engine has seen the decision
                 t0 = time.time()
                 await obs.control("approve", id=dec.id)
-                await until(lambda tag=tag: ep.stream(tag), 10, "the request", every=0.005)
+                await until(functools.partial(ep.stream, tag), 10, "the request", every=0.005)
                 st = await ep.stream(tag)
                 assert st is not None
                 figs["ctl_approve"].samples.append(1000 * (st["t_arrive"] - t0))
-                await until(lambda dec=dec: obs.done(dec) >= 1, 30, "the result")
+
+                def answered(dec: Decision = dec) -> bool:
+                    return obs.done(dec) >= 1
+
+                await until(answered, 30, "the result")
             await ep.configure(tps=20, tokens=2000)  # long streams for cancel and rescale
             for r in range(control_runs):
                 tag = f"cancel{r}-0"
@@ -167,12 +174,20 @@ async def recovery(runs: int, figs: dict[str, Figure]) -> None:
                 fresh = Observer(env)
                 await fresh.bus.connect()
                 await fresh.watch_chunks()
-                await until(lambda fresh=fresh: fresh.chunk_times, 30, "a chunk after the restart", every=0.005)
+
+                def chunk_seen(fresh: Observer = fresh) -> bool:
+                    return bool(fresh.chunk_times)
+
+                await until(chunk_seen, 30, "a chunk after the restart", every=0.005)
                 figs["recovery"].samples.append(fresh.chunk_times[0] - t_up)
                 await fresh.stop()
                 obs = await Observer(env).start()
                 await obs.control("cancel", decision=dec.id)
-                await until(lambda o=obs, dec=dec, k=len(tags): o.done(dec) >= k, 30, "cancelled results")
+
+                def all_done(o: Observer = obs, dec: Decision = dec, k: int = len(tags)) -> bool:
+                    return o.done(dec) >= k
+
+                await until(all_done, 30, "cancelled results")
         finally:
             await obs.stop()
             eng.stop()

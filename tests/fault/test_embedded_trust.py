@@ -72,7 +72,7 @@ async def stored_events(url: str) -> int:
 def take_port(argv: list[str], port: int, **popen: Any) -> subprocess.Popen[bytes]:
     """Start a stranger's nats-server on ``port`` and wait (blocking the loop on purpose, as a faster process
     would) until it listens, so that it, not the owner's restart, has the port."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)  # noqa: S603
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
     end = time.monotonic() + 10
     while time.monotonic() < end:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
