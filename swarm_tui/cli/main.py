@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for the user, the details (redacted) in the log
+    except Exception as exc:  # the last stop: any error becomes one line and exit 1, never a traceback
         if logging.getLogger().handlers:  # before the log exists, logging's last resort would print a traceback
             log.exception("internal error")
         print(

@@ -105,12 +105,12 @@ class Engine:
         for name, hearer in self._hearers:
             try:
                 hearer.on_event(ev)
-            except Exception:  # noqa: BLE001 - one component's bug must not stop the log reaching the others
+            except Exception:  # one component's bug must not keep the event from the others
                 log.exception("%s failed on an event", name)
         for cb in list(self._listeners):
             try:
                 cb(subject, ev, seq)
-            except Exception:  # noqa: BLE001 - a listener's bug (the screen's) must not stop the follower
+            except Exception:  # as above: the next listener still hears the event
                 log.exception("event listener failed")
 
     async def start(self) -> None:

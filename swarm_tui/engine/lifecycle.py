@@ -129,7 +129,10 @@ class Lifecycle:
     async def _stop_one(self, part: _Running) -> None:
         # A task, not wait_for: wait_for waits for a cancelled stop to finish, so a stop that swallows the
         # cancellation would hang the whole shutdown.
-        task: asyncio.Future[object] = asyncio.ensure_future(part.stop())
+        async def run_stop() -> object:  # a coroutine for create_task: stop functions are any awaitable
+            return await part.stop()
+
+        task: asyncio.Future[object] = asyncio.create_task(run_stop(), name=f"stop-{part.name}")
         try:
             done, _ = await asyncio.wait({task}, timeout=part.timeout_s)
         except asyncio.CancelledError:  # our caller gave up (its own bound): do not leave the stop behind
@@ -155,7 +158,7 @@ class Lifecycle:
                 return
         try:
             task.result()
-        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the parts after this one must still stop
+        except (Exception, asyncio.CancelledError):  # a failing stop is logged: the parts after it still stop
             log.exception("%s: stopping %s failed", self.owner, part.name)
 
     def _forget(self, task: asyncio.Future[object]) -> None:

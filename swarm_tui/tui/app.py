@@ -385,7 +385,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         try:
             await asyncio.wait_for(self.link.stop(), 15)
             log.info("the engine stopped; leaving the screen")
-        except Exception:  # noqa: BLE001 - whatever the engine did, the screen is still left
+        except Exception:  # the screen still closes and the terminal is given back
             log.exception("stopping the engine failed")
         if self._probe is not None:
             self._probe.write()

@@ -383,7 +383,7 @@ async def test_a_flush_over_the_message_limit_reaches_the_screen_in_pieces(bus: 
     await bus.nc.subscribe(S.chunk(job.worker_id), cb=on_chunk)
     run = Run(job=job, msg=None)  # type: ignore[arg-type]
     run.buf, run.buf_tokens = ["\x01" * 1000] * 200, 200
-    await JobRun(SimpleNamespace(bus=bus)).flush(run)  # type: ignore[arg-type]
+    await JobRun(SimpleNamespace(bus=bus)).flush(run)
     await until(lambda: sum(len(c.text) for c in got) == 200_000, 10, "every character on the chunk subject")
     print(f"\n200,000 control characters in one flush: {len(got)} chunk messages, {sum(c.tokens for c in got)} tokens")
     assert sum(c.tokens for c in got) == 200 and [c.seq for c in got] == list(range(len(got)))

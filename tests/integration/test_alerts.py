@@ -12,6 +12,7 @@ import pytest
 from swarm_tui.engine.bus.wire import Decision, PlanItem, Result, Task
 from swarm_tui.engine.info import Need
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.attention import sequences as alerts
@@ -24,7 +25,7 @@ OSC9 = "\x1b]9;swarm-tui: "
 OSC777 = "\x1b]777;notify;swarm-tui;"
 
 
-def need(what: str = "1 decision waits for approval (newest d-1)", kind: str = "approval") -> Need:
+def need(what: str = "1 decision waits for approval (newest d-1)", kind: NeedKind = "approval") -> Need:
     return {"kind": kind, "what": what, "since": NOW, "latest": NOW, "count": 1, "seen": False}
 
 

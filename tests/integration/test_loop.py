@@ -129,7 +129,8 @@ def test_state_waits_for_the_steps_that_have_no_job_yet() -> None:
     st.apply(result(2, "failed", "boom"))
     assert st.tasks["t-a"].state == "running"
     st.apply(result(3, "failed", "code broke"))  # the end of the chain failed: so did the task
-    assert st.tasks["t-a"].state == "failed" and "code broke" in st.tasks["t-a"].reason
+    ended = st.tasks["t-a"]  # a fresh name: mypy narrowed the one above to "running"
+    assert ended.state == "failed" and "code broke" in ended.reason
     assert st.task_round("t-a") == 0 and [r.job_id for r in st.task_results("t-a")] == [
         job_id("d-a", i) for i in range(4)
     ]

@@ -249,7 +249,7 @@ fallback_models = ["openrouter/qwen/qwen3-coder", "deepseek/deepseek-chat-v3.1"]
         created_at=0.0,
     )
     ctx = SimpleNamespace(settings=PoolSettings.of(cfg), spend=None, endpoint=OpenRouterEndpoint(cfg.openrouter))
-    opts = JobRun(ctx).caller.call_options(job, r.model)  # type: ignore[arg-type]
+    opts = JobRun(ctx).caller.call_options(job, r.model)
     assert opts["first_content_timeout"] == cfg.swarm.request_timeout_s == 180
 
 

@@ -94,7 +94,7 @@ def grammar_for(llm: Any, schema: Any) -> Any:
     real C++ parser (``llama_sampler_init_grammar``): it is checked before sampling, because llama-cpp-python
     dereferences a refused grammar (a segfault) instead of raising."""
     import llama_cpp
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     if schema == "json":
         schema = {}

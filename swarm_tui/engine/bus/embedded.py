@@ -241,7 +241,7 @@ class EmbeddedServer:
         """Spawn the server (from the calling thread, which must outlive it: PDEATHSIG follows the thread)."""
         conf = self._write_conf()
         self._ready.clear()
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed binary, generated config
+        self.proc = subprocess.Popen(
             [server_binary(), "-c", str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

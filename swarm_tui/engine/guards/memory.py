@@ -266,7 +266,7 @@ class RamGuard:
         for listener in list(self._listeners):
             try:
                 listener()
-            except Exception:  # noqa: BLE001 - a listener's bug must not stop the sampling
+            except Exception:  # a listener's bug must not stop the sampling that guards the RAM
                 log.exception("RAM listener failed")
 
     async def sample(self) -> RamReading:

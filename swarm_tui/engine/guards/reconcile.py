@@ -150,7 +150,7 @@ class Reconciler:
                 if held > 0 and abs(held - worst) > 1e-12:
                     doc["worst"] = held
                     await self.store.put(f"a.{aid}", doc, last=rev)
-        except BaseException:  # noqa: BLE001 - cancelled too: no call follows either way; re-raised
+        except BaseException:  # a cancel too: the attempt is not live, whatever ended its start; re-raised
             self.live.discard(aid)  # no call: the record, if any, is taken by the scan
             raise
         return aid, keys, float(doc["worst"])

@@ -60,7 +60,7 @@ class KeyBar(Widget, can_focus=False):
 
     compact: reactive[bool] = reactive(False, toggle_class="-compact")
 
-    def __init__(self, *, keep: tuple[str, ...] = ("help",), id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, keep: tuple[str, ...] = ("help",), id: str | None = None) -> None:
         """``keep``: actions whose key stays on the line when not every key fits (the way to the rest)."""
         super().__init__(id=id)
         self.keep = keep
