@@ -215,9 +215,7 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
     # the configured command, split by shlex (config: notify.command), its arguments never a shell's
     notify = calls["swarm_tui/engine/attention/notifier.py"]
     assert [ast.unparse(a) for a in notify.args] == ["*self.argv"]
-    assert (
-        "self.argv = shlex.split(cfg.notify.command)" in (PACKAGE / "engine" / "attention" / "notifier.py").read_text()
-    )
+    assert "self.argv = shlex.split(notify.command)" in (PACKAGE / "engine" / "attention" / "notifier.py").read_text()
 
 
 def test_message_text_is_never_parsed_as_markup_in_the_tui() -> None:
