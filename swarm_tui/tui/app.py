@@ -39,8 +39,9 @@ from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, Link
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
+from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.control_room import ControlRoom
-from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen
+from swarm_tui.tui.screens.help import HelpScreen
 from swarm_tui.tui.terminal import install_stop_signals, real_terminal_driver
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame

@@ -14,7 +14,8 @@ from swarm_tui.textsafe import is_clean
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.scenes import NOW, base_info, scene_config
-from swarm_tui.tui.screens.results import ResultsScreen, SafeMarkdown, safe_parser
+from swarm_tui.tui.screens.results import ResultsScreen
+from swarm_tui.tui.widgets.safe_markdown import SafeMarkdown, safe_parser
 from tests.support.polling import until
 from tests.support.tui import HOSTILE
 

@@ -35,8 +35,10 @@ from swarm_tui.tui.attention import sequences as alerts
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.scenes import NOW, _decision, base_info, scene_config
-from swarm_tui.tui.screens.dialogs import ConfirmScreen
-from swarm_tui.tui.screens.results import PER_ANSWER, Answer, ResultsScreen, split_for_markdown
+from swarm_tui.tui.screens.confirm import ConfirmScreen
+from swarm_tui.tui.screens.results import ResultsScreen
+from swarm_tui.tui.widgets.answer import Answer
+from swarm_tui.tui.widgets.safe_markdown import PER_ANSWER, split_for_markdown
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.polling import until
 

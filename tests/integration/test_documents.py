@@ -19,14 +19,9 @@ from swarm_tui.tui.commands import PALETTE, help_rows
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import close_fences
 from swarm_tui.tui.scenes import ANSWERS, NOW, build
-from swarm_tui.tui.screens.results import (
-    MARKDOWN_BLOCKS,
-    PER_ANSWER,
-    Answer,
-    ResultsScreen,
-    SafeMarkdown,
-    split_for_markdown,
-)
+from swarm_tui.tui.screens.results import ResultsScreen
+from swarm_tui.tui.widgets.answer import Answer
+from swarm_tui.tui.widgets.safe_markdown import MARKDOWN_BLOCKS, PER_ANSWER, SafeMarkdown, split_for_markdown
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.polling import until
 
@@ -266,8 +261,10 @@ def test_markdown_widgets_in_the_results_screen_are_all_safe() -> None:
     import inspect
 
     from swarm_tui.tui.screens import results as results_screen
+    from swarm_tui.tui.widgets import answer
 
-    tree = ast.parse(inspect.getsource(results_screen))
-    made = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    assert "Markdown" not in made and "MarkdownViewer" not in made and "SafeMarkdown" in made
+    for module in (results_screen, answer):  # the screen and its answers: every Markdown they make is safe
+        tree = ast.parse(inspect.getsource(module))
+        made = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert "Markdown" not in made and "MarkdownViewer" not in made and "SafeMarkdown" in made
     assert issubclass(SafeMarkdown, Markdown)

@@ -29,9 +29,13 @@ from swarm_tui.tui.model import RING_CHARS, OutputRing
 from swarm_tui.tui.scenes import NOW, build
 from swarm_tui.tui.scenes import make_app as scene_app
 from swarm_tui.tui.screens.compare import CompareScreen
+from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.control_room import ControlRoom
-from swarm_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen, InputScreen, TextScreen
-from swarm_tui.tui.screens.results import Answer, ResultsScreen
+from swarm_tui.tui.screens.help import HelpScreen
+from swarm_tui.tui.screens.prompt import InputScreen
+from swarm_tui.tui.screens.results import ResultsScreen
+from swarm_tui.tui.screens.text import TextScreen
+from swarm_tui.tui.widgets.answer import Answer
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.support.polling import until, until_async

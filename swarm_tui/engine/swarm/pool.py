@@ -186,10 +186,11 @@ class Pool:
 
     async def stop(self) -> None:
         self._stopping = True
-        # a cancelled run stores its last word or hands its job back (see _run); a call that swallowed its cancel
-        # is cancelled again (cancel_and_wait), so the runs end well within the lifecycle's bound on this stop
+        # a cancelled run stores its last word or hands its job back (see _run): it is cancelled once and waited
+        # for, never cancelled again while it writes (a slow bus at stop must not cost a result or its money);
+        # the lifecycle's bound on this stop is the limit
         runs = list(self.runs.values())
-        await cancel_and_wait([*self._tasks, *(r.task for r in runs)])
+        await cancel_and_wait([*self._tasks, *(r.task for r in runs)], again_after_s=None)
         self._tasks.clear()
         await self.fetch.hand_back(NAK_DELAY_S)
         for sub in self._subs:

@@ -22,7 +22,9 @@ from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.details import decision_full_text, worker_detail
 from swarm_tui.tui.link import Link
-from swarm_tui.tui.screens.dialogs import ConfirmScreen, InputScreen, TextScreen
+from swarm_tui.tui.screens.confirm import ConfirmScreen
+from swarm_tui.tui.screens.prompt import InputScreen
+from swarm_tui.tui.screens.text import TextScreen
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from swarm_tui.tui.widgets.workers_panel import WorkersPanel
 
