@@ -31,23 +31,18 @@ StopFn = Callable[[], Awaitable[object]]
 AGAIN_AFTER_S = 2.0
 
 
-async def cancel_and_wait(
-    tasks: Iterable[asyncio.Task[Any] | None], *, again_after_s: float | None = AGAIN_AFTER_S
-) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None], *, again_after_s: float = AGAIN_AFTER_S) -> None:
     """Cancel every task given (None is skipped: a task that was never started), then wait for them all.
 
     A task still running ``again_after_s`` after its cancel is cancelled again, until it ends: on Python 3.11
     ``asyncio.wait_for`` returns a result that completes together with the cancel and drops the cancel, so a loop
-    built on it goes on as if never told to stop (a reconciler's stop hung 1 run in 3 that way).
-    ``again_after_s=None`` cancels once and waits for every task however long it takes: for tasks that must finish
-    their cleanup (a job's run writes its last word and settles its money when cancelled), bounded by the
-    caller's own limit instead."""
+    built on it goes on as if never told to stop (a reconciler's stop hung 1 run in 3 that way)."""
     started = [t for t in tasks if t is not None]
     for t in started:
         t.cancel()
     pending = {t for t in started if not t.done()}
     while pending:
-        _, pending = await asyncio.wait(pending, timeout=again_after_s)  # None: until all are done
+        _, pending = await asyncio.wait(pending, timeout=again_after_s)
         for t in pending:
             t.cancel()
     for t in started:

@@ -34,7 +34,6 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.info import PoolInfo
-from swarm_tui.engine.lifecycle import cancel_and_wait
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.endpoint import Endpoint
@@ -186,11 +185,15 @@ class Pool:
 
     async def stop(self) -> None:
         self._stopping = True
-        # a cancelled run stores its last word or hands its job back (see _run): it is cancelled once and waited
-        # for, never cancelled again while it writes (a slow bus at stop must not cost a result or its money);
-        # the lifecycle's bound on this stop is the limit
+        # A cancelled run stores its last word or hands its job back (see _run). Not cancel_and_wait: its second
+        # cancel after 2 s would cut a run that is writing its last word (a slow bus at stop would cost a result
+        # and its settled money). gather waits for every run; if the lifecycle's bound on this stop cancels us,
+        # gather passes that cancel on to the runs, the second cancel a call that swallowed the first one needs.
         runs = list(self.runs.values())
-        await cancel_and_wait([*self._tasks, *(r.task for r in runs)], again_after_s=None)
+        tasks = [*self._tasks, *(r.task for r in runs if r.task is not None)]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         await self.fetch.hand_back(NAK_DELAY_S)
         for sub in self._subs:
