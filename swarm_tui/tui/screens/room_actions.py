@@ -143,8 +143,8 @@ class RoomActions(Screen[None]):
             return self._no_pending()
         max_scale = self.link.cfg.swarm.max_scale
 
-        def check(v: str) -> str:
-            return "" if v.isdigit() and 0 <= int(v) <= max_scale else f"a whole number 0..{max_scale}"
+        def check(v: str) -> str | None:  # said in the dialog; None: accepted
+            return None if v.isdigit() and 0 <= int(v) <= max_scale else f"a whole number 0..{max_scale}"
 
         def done(value: str | None) -> None:
             if value is not None:
