@@ -26,8 +26,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.info import EngineInfo, usable
+from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention.watch import AttentionWatch
 from swarm_tui.tui.benchprobe import LatencyProbe

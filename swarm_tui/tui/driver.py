@@ -4,7 +4,6 @@ by ``tests/unit/test_textual_compat.py`` (an upgrade that moves one of them fail
 - ``SafeLinuxDriver``: Textual's Linux driver, made to notice when its terminal goes away (below);
 - ``write_raw``: bytes straight to the terminal (the bell, OSC 9/777), past the screen;
 - ``CrashSafeApp``: a crash's traceback without local variables (they could hold a key);
-- ``app_keymap``: the keymap an App was given with ``set_keymap`` (Textual keeps it without a getter);
 - ``safe_markdown_table``: a Markdown table whose cells' tooltips are plain text.
 
 The Linux driver, made to notice when its terminal goes away (pty closed, ssh dropped).
@@ -35,7 +34,6 @@ import selectors
 import sys
 import threading
 from codecs import getincrementaldecoder
-from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -197,11 +195,6 @@ def write_raw(app: App[Any], seq: str) -> bool:
         return False
     driver.write(seq)
     return True
-
-
-def app_keymap(app: App[Any]) -> Mapping[str, str]:
-    """The keymap ``app`` was given with ``set_keymap`` (binding id -> keys)."""
-    return app._keymap
 
 
 def crash_traceback(console: Console) -> Segments:

@@ -17,11 +17,11 @@ from swarm_tui.engine.bus.wire import (
     Task,
     Usage,
     WorkerEvent,
-    WorkerState,
 )
 from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.info import ConductorInfo, EngineInfo, LocalModel, SpendInfo
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import WorkerState
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.model import OutputRing

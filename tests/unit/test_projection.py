@@ -22,12 +22,11 @@ from swarm_tui.engine.bus.wire import (
     SpendEntry,
     Task,
     WorkerEvent,
-    WorkerState,
     job_id,
     worker_id,
 )
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.states import TaskState
+from swarm_tui.engine.states import TaskState, WorkerState
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC: far from midnight, so NOW +- minutes is one UTC day
 # costs are exact binary fractions, so sums compare exactly

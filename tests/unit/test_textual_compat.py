@@ -40,7 +40,7 @@ def _classes() -> dict[str, type]:
 # The private attributes and methods driver.py uses, by the Textual class they belong to.
 TEXTUAL_PRIVATES: dict[str, tuple[str, ...]] = {
     "LinuxDriver": ("_file", "_app", "_loop", "_debug"),
-    "App": ("_driver", "_keymap", "_exit_renderables", "_fatal_error", "_close_messages_no_wait"),
+    "App": ("_driver", "_exit_renderables", "_fatal_error", "_close_messages_no_wait"),
     "MarkdownTable": ("_headers", "_rows", "_get_headers_and_rows"),
     "XTermParser": ("_timeout_time",),
 }

@@ -155,10 +155,6 @@ class Bus(Connection):
             raise BusError("not connected to NATS")
         return self.js
 
-    @property
-    def _js(self) -> JetStreamContext:
-        return self.jetstream
-
     # ------------------------------------------------------------------ publishing
     async def publish(
         self, subject: str, payload: bytes, *, msg_id: str | None = None, deadline_s: float = 30.0

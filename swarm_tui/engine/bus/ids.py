@@ -1,7 +1,7 @@
-"""Ids and worker states: the part of the wire vocabulary that needs no pydantic.
+"""Ids: the part of the wire vocabulary that needs no pydantic (the states are in ``engine/states.py``).
 
 The screen's modules import these before the first frame; ``wire`` (pydantic models, ~70 ms to import here)
-comes with the engine, after it. ``wire`` re-exports all of them.
+comes with the engine, after it. ``wire`` re-exports the id helpers.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import time
 
-FINAL_STATES = ("done", "failed", "cancelled")  # a worker in one of these will not move again
 CEILING_LIMIT_USD = 1e9  # a daily ceiling is 0 <= USD < this, wherever it is set or read
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -15,14 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticSerializationError
 
 from swarm_tui.engine.bus.fit import fit_text, json_len
-
-# re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
-from swarm_tui.engine.bus.ids import FINAL_STATES as FINAL_STATES
 from swarm_tui.engine.bus.ids import job_id as job_id
 from swarm_tui.engine.bus.ids import new_id as new_id
 from swarm_tui.engine.bus.ids import worker_id as worker_id
 from swarm_tui.engine.errors import InvalidMessage, Refusal
-from swarm_tui.engine.states import WorkerState as WorkerState
+
+# re-exported: the pydantic-free part of the vocabulary lives in ids (the screen imports it before the first frame)
+from swarm_tui.engine.states import WorkerState
 
 SCHEMA_VERSION = 1
 MAX_TEXT = 200_000  # characters of a task text or a result

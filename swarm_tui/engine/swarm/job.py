@@ -17,8 +17,9 @@ from typing import Literal
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent, WorkerState
+from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent
 from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.states import WorkerState
 from swarm_tui.engine.swarm.attempts import Attempts
 from swarm_tui.engine.swarm.call_errors import CallError
 from swarm_tui.engine.swarm.context import PoolContext

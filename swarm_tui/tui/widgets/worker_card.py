@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from swarm_tui.engine.bus.ids import FINAL_STATES
+from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.tui.model import OutputRing, fmt_usd, one_line, short_id, short_model
 from swarm_tui.tui.style import spaced, state_style
 

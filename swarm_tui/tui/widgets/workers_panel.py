@@ -16,8 +16,8 @@ from textual.events import DescendantBlur, DescendantFocus
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.bus.ids import FINAL_STATES
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
 from swarm_tui.tui.widgets.worker_card import WorkerCard
