@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -25,6 +24,7 @@ from swarm_tui.engine.swarm.sse import MAX_LINE, LineTooLong, split_lines
 from tests.integration.test_reconcile import Swarm as ReconcileSwarm
 from tests.support.env import make_config
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
+from tests.support.ledger_kit import records as attempt_records
 from tests.support.polling import until
 from tests.support.swarm_kit import MODEL, Chunks, approve, events, swarm_config
 
@@ -51,19 +51,8 @@ class Swarm(ReconcileSwarm):
     guard: Any
 
     async def records(self) -> list[dict[str, Any]]:
-        """The reconciler's attempt records on the bus."""
-        kv = await self.bus.kv(S.KV_RECONCILE)
-        try:
-            keys = [k for k in await kv.keys() if k.startswith("a.")]
-        except Exception:  # noqa: BLE001 - no keys
-            return []
-        out = []
-        for k in keys:
-            try:
-                out.append(json.loads((await kv.get(k)).value or b""))
-            except (KeyNotFoundError, KeyDeletedError):  # settled meanwhile
-                continue
-        return out
+        """The reconciler's attempt records on the bus (a timeout under load raises: it is not "no records")."""
+        return list((await attempt_records(self.bus)).values())
 
     async def ledger(self) -> dict[str, Any]:
         kv = await self.bus.kv(S.KV_BUDGET)

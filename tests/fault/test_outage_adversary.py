@@ -11,11 +11,11 @@ from typing import Any
 import nats.errors
 import pytest
 
-from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from tests.fault.test_outage_money import _swarm, outage_over_a_call
 from tests.integration.test_reconcile import MAX_TOKENS, Swarm, config, full_cost, report, setup_fake
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
+from tests.support.ledger_kit import records as attempt_records
 from tests.support.polling import until
 from tests.support.swarm_kit import approve
 
@@ -23,12 +23,9 @@ pytestmark = pytest.mark.fault
 
 
 async def _records(sw: Swarm) -> list[str]:
+    """The attempt records' keys (a timeout under load raises: it is not "no records")."""
     assert sw.bus is not None
-    kv = await sw.bus.kv(S.KV_RECONCILE)
-    try:
-        return [k for k in await kv.keys() if k.startswith("a.")]
-    except Exception:  # noqa: BLE001 - no keys
-        return []
+    return list(await attempt_records(sw.bus))
 
 
 async def test_a_refused_call_whose_ledger_settle_fails_after_its_record_went_frees_its_hold(
