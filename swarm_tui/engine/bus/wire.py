@@ -115,6 +115,17 @@ class Clamp(BaseModel):
     after: Any = None
 
 
+class MergeChoice(BaseModel):
+    """One choice the merge of the rules' plan and the local model's made (heartbeat/merge.py): whose word the
+    plan follows for a task, on what, and why."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
+    task_id: str = Field(default="", max_length=64)  # "" for the plan as a whole
+    kept: Literal["rules", "model", "user"]  # the rules' plan, the model's addition, the person's learned word
+    what: str = Field(max_length=32)  # "task", "role", "chain", "count", "order", "follow-up"
+    reason: str = Field(max_length=300)
+
+
 class Decision(Msg):
     type: Literal["decision"] = "decision"
     id: Id
@@ -132,6 +143,8 @@ class Decision(Msg):
     expires_at: float
     round: int = Field(default=0, ge=0, le=100)  # 0: first decision for its tasks; n: n-th follow-up
     warning: str = Field(default="", max_length=500)  # about the model's call (its prompt filled the window)
+    merge: list[MergeChoice] = Field(default_factory=list, max_length=200)  # how the rules' and model's plans met
+    examples: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=8)  # learned
     demo: bool = False
     TIMES: ClassVar[tuple[str, ...]] = ("created_at",)  # not expires_at: that one is meant to be ahead
 

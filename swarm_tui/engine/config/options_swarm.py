@@ -51,6 +51,13 @@ SWARM_OPTIONS: list[Option] = [
         allowed="an integer 1..20",
         check=in_range(1, 20),
     ),
+    Option(
+        "heartbeat.learn",
+        bool,
+        True,
+        "learn from the person's recent approvals, rejections and edits (examples in the model's prompt, and the "
+        "worker count they settle on for a role)",
+    ),
     # --- approval
     Option(
         "approval.mode",

@@ -124,6 +124,7 @@ class HeartbeatSection(Section):
     review_s: float
     max_tasks_per_beat: int
     max_workers_per_task: int
+    learn: bool
 
 
 class ApprovalSection(Section):

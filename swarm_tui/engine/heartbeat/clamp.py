@@ -18,12 +18,12 @@ from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.envelope import Envelope, Estimate, RoleSpec, prompt_bytes
 
 # ---------------------------------------------------------------------------------------------- plans
-_CODE = re.compile(
+CODE_WORDS = re.compile(
     r"\b(code|coding|function|bug|implement|script|python|rust|javascript|sql|refactor|"
     r"program|compile|regex|class|api)\b",
     re.I,
 )
-_ANALYSIS = re.compile(
+ANALYSIS_WORDS = re.compile(
     r"\b(analy[sz]e|analysis|compare|evaluate|assess|review|why|explain|pros|cons|"
     r"trade-?offs?)\b",
     re.I,
@@ -34,7 +34,7 @@ def rules_role(env: Envelope, text: str) -> str | None:
     """A sensible role for a task by its words, among the roles this beat allows (else the first allowed)."""
     if not env.roles:
         return None
-    for pattern, name in ((_CODE, "code"), (_ANALYSIS, "analysis"), (None, "research")):
+    for pattern, name in ((CODE_WORDS, "code"), (ANALYSIS_WORDS, "analysis"), (None, "research")):
         if name in env.roles and (pattern is None or pattern.search(text)):
             return name
     return next(iter(env.roles))

@@ -1,0 +1,136 @@
+"""What the heartbeat learns from its user: the person's recent words on its decisions, as lessons.
+
+Pure functions over the projected state, no I/O. A lesson is one decision a person approved (as proposed or
+edited) or rejected: what was proposed, what the person did. Lessons become a few one-line examples in the local
+model's prompt (``examples``) and, when the person keeps settling on the same worker count for a role, a
+preference the merge follows (``preferences``). ``[heartbeat] learn = false`` turns both off.
+
+Only a person's word counts: an approval ``by`` the policy (``auto``) or an expiry (``conductor``) is not a lesson.
+The events come from the log, whose readers already refuse forged control verbs; a forged ``edited`` event could
+still move a learned count, which stays inside the envelope and the clamp like any plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swarm_tui.engine.projection.state import DecisionView, SwarmState
+
+MACHINE_WORDS = frozenset({"auto", "conductor"})  # approvals no person gave
+LESSONS = 6  # the most recent lessons read
+AGREE = 3  # a preference needs this many of the latest decisions for a role to agree
+TEXT_CHARS = 80  # of a task's text in an example
+
+
+@dataclass(frozen=True)
+class Lesson:
+    decision_id: str
+    text: str  # the first task's text
+    steps: tuple[str, ...]  # the roles of the plan in step order (one task's plan)
+    proposed: int  # workers proposed
+    final: int | None  # workers after the person's word (None: rejected)
+    action: str  # "approved" (as proposed), "edited" (count changed), "rejected"
+    at: float
+    single: bool  # one task: its per-task worker count is the decision's
+
+    @property
+    def role(self) -> str:
+        return self.steps[0] if self.steps else ""
+
+    def per_step(self, n: int) -> int:
+        """Workers per step of a one-task plan of ``n`` workers."""
+        return max(1, n // max(1, len(self.steps)))
+
+
+def _lesson(state: SwarmState, dv: DecisionView) -> Lesson | None:
+    d = dv.decision
+    if not d.plan or not d.task_ids:
+        return None
+    edited = dv.workers is not None and dv.workers != len(d.plan)
+    if dv.status == "approved" and dv.by not in MACHINE_WORDS:
+        action, final, at = ("edited" if edited else "approved"), len(dv.plan), dv.at
+    elif dv.status == "rejected" and dv.by not in MACHINE_WORDS:
+        action, final, at = "rejected", None, dv.at
+    elif dv.status == "pending" and edited:  # an edit is the person's word before the approval comes
+        action, final, at = "edited", len(dv.plan), d.created_at
+    else:
+        return None
+    first = d.task_ids[0]
+    tv = state.tasks.get(first)
+    steps: list[str] = []
+    for p in sorted((p for p in d.plan if p.task_id == first), key=lambda p: p.step):
+        if len(steps) <= p.step and p.role not in steps[-1:]:
+            steps.append(p.role)
+    return Lesson(
+        decision_id=d.id,
+        text=tv.task.text if tv is not None else "",
+        steps=tuple(steps),
+        proposed=len(d.plan),
+        final=final,
+        action=action,
+        at=at,
+        single=len(d.task_ids) == 1,
+    )
+
+
+def lessons(state: SwarmState, *, limit: int = LESSONS) -> list[Lesson]:
+    """The person's words on the latest decisions, newest first (at most ``limit``)."""
+    out = [x for dv in state.decisions.values() if (x := _lesson(state, dv)) is not None]
+    out.sort(key=lambda x: x.at, reverse=True)
+    return out[: max(0, limit)]
+
+
+def _plan_words(x: Lesson, n: int) -> str:
+    chain = " then ".join(x.steps) or "workers"
+    return f"{chain} x{x.per_step(n)}" if x.single else f"{n} workers ({chain})"
+
+
+def example(x: Lesson) -> str:
+    """One line for the model's prompt: the task, the plan proposed, what the person did."""
+    text = " ".join(x.text.split())
+    text = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "..."
+    did = {
+        "approved": "approved it",
+        "rejected": "rejected it",
+        "edited": f"edited it to {_plan_words(x, x.final or 0)}",
+    }[x.action]
+    return f'"{text}": proposed {_plan_words(x, x.proposed)}; the user {did}'
+
+
+def examples(ls: Sequence[Lesson]) -> list[str]:
+    return [example(x) for x in ls]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """The per-task worker count (of each step) the person settles on for a role."""
+
+    role: str
+    count: int
+    why: str
+
+
+def preferences(ls: Sequence[Lesson]) -> dict[str, Preference]:
+    """role -> the count the person's latest ``AGREE`` one-task decisions led by that role all ended at, when at
+    least one of them was an edit (the person chose the count, not only accepted it). Rejections say nothing about
+    a count; a decision of several tasks does not say which task a count was for."""
+    by_role: dict[str, list[Lesson]] = {}
+    for x in ls:  # newest first
+        if x.single and x.final is not None and x.role:
+            by_role.setdefault(x.role, []).append(x)
+    out: dict[str, Preference] = {}
+    for role, xs in by_role.items():
+        last = xs[:AGREE]
+        counts = {x.per_step(x.final or 0) for x in last}
+        edits = sum(1 for x in last if x.action == "edited")
+        if len(last) == AGREE and len(counts) == 1 and edits:
+            n = counts.pop()
+            out[role] = Preference(
+                role,
+                n,
+                f"the user's last {AGREE} {role} decisions ended at {n} worker(s) per step ({edits} edited: "
+                + ", ".join(x.decision_id for x in last if x.action == "edited")
+                + ")",
+            )
+    return out

@@ -1,0 +1,244 @@
+"""How the rules' plan and the local model's plan combine: the rules are the floor, the model adds.
+
+Pure functions, no I/O; the design is in docs/architecture.md ("The heartbeat's merge"). In short, per ready task:
+
+- **Every task the rules plan is planned.** A task the model left out is planned by the rules; whether it runs
+  this beat is then the envelope's word (the clamp drops the lowest in order when there is no room, and says so).
+- **Order**: priority first, as the rules; among tasks of equal priority, the model's order (urgency it read).
+- **Role**: the rules' role stands where the task's words make it clear (code), and where the words back it
+  (analysis: compare, explain ...). The model's role is taken where the rules only guessed: a task the rules'
+  English words cannot read, or when the rules' role would not fit the budget left and the model's does.
+- **Chain** (research, then analysis): the model's, kept when the task's words name more than one step and the
+  chain keeps the rules' role; otherwise one step, the rules' role.
+- **Count**: one worker a step, as the rules, unless the person settled on another count for the role (learned,
+  heartbeat/learn.py). A model asking for parallel copies does not move it: a second copy of one role repeats
+  the work, and a small model asks for two on simple questions (bench: "simple question").
+- **Follow-ups** (review of finished tasks): the model's proposal, kept when the rules see something to fix
+  (a failed result, an empty one, one that ends mid-sentence); results that look complete get none.
+
+Every choice is a ``MergeChoice`` (whose word, on what, why) that the decision carries and its detail shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from swarm_tui.engine.bus.wire import MergeChoice
+from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
+from swarm_tui.engine.heartbeat.clamp import ANALYSIS_WORDS, CODE_WORDS
+from swarm_tui.engine.heartbeat.envelope import Envelope, Estimate, ReadyTask, prompt_bytes
+from swarm_tui.engine.heartbeat.learn import Preference
+from swarm_tui.engine.heartbeat.local_model import ReviewTask
+
+Kept = Literal["rules", "model", "user"]
+MAX_CHOICES = 200  # Decision.merge's bound
+
+# Words that name a second step: "collect X, then summarise Y". English and a few other languages the rules'
+# role words do not read (the model's chain is still checked against them).
+_STEPS = re.compile(
+    r"\b(then|after that|afterwards|followed by|and finally|secondly|puis|ensuite|dann|danach|anschließend|"
+    r"luego|después|depois|em seguida|poi|затем|потом|после этого)\b|然后|之后|接着|再|その後|次に|그\s*다음",
+    re.I,
+)
+_ENGLISH = frozenset(
+    "the a an of and to in is are what which who how why for with this that on it be by from as at or "
+    "write find summarise summarize explain compare list give make".split()
+)
+_END = re.compile(r"""([.!?。！？…)\]"'’”*`]|```)\s*$""")
+
+
+@dataclass
+class Merged:
+    advice: Advice
+    choices: list[MergeChoice] = field(default_factory=list)
+
+
+def names_steps(text: str) -> bool:
+    """The task's words name more than one step."""
+    return _STEPS.search(text) is not None
+
+
+def english(text: str) -> bool:
+    """The rules' role words (English) can read the task: most letters are ASCII and a common English word is in it."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters or sum(1 for c in letters if c.isascii()) < 0.8 * len(letters):
+        return False
+    return any(w in _ENGLISH for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def looks_complete(text: str) -> bool:
+    """A result that ends as a finished answer does (a sentence's end, a closed code block), not mid-sentence."""
+    t = text.strip()
+    return bool(t) and t.count("```") % 2 == 0 and _END.search(t) is not None
+
+
+def _why_role(text: str, role: str) -> str:
+    """The words that back the rules' role ("" when the role is the rules' default, a guess)."""
+    pattern = {"code": CODE_WORDS, "analysis": ANALYSIS_WORDS}.get(role)
+    m = pattern.search(text) if pattern is not None else None
+    return m.group(0) if m else ""
+
+
+class _Choices:
+    def __init__(self) -> None:
+        self.items: list[MergeChoice] = []
+
+    def add(self, task_id: str, kept: Kept, what: str, reason: str) -> None:
+        if len(self.items) < MAX_CHOICES:
+            self.items.append(MergeChoice(task_id=task_id[:64], kept=kept, what=what, reason=reason[:300]))
+
+
+def _by_task(advice: Advice | None) -> dict[str, list[AdviceWorker]]:
+    out: dict[str, list[AdviceWorker]] = {}
+    for w in advice.workers if advice is not None else []:
+        out.setdefault(w.task_id, []).append(w)
+    return out
+
+
+def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
+    """(roles in step order, the most workers of a step) of one task's entries."""
+    steps: dict[int, str] = {}
+    count = 1
+    for w in sorted(ws, key=lambda w: w.step):
+        steps.setdefault(w.step, w.role)
+        count = max(count, w.count)
+    return list(steps.values()), count
+
+
+def _count(c: _Choices, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
+    pref = prefs.get(role)
+    if pref is not None:
+        c.add(t.id, "user", "count", f"{pref.count} {role} worker(s): {pref.why}")
+        return pref.count
+    if asked > 1:
+        c.add(
+            t.id,
+            "rules",
+            "count",
+            f"the model asked for {asked} parallel {role} workers; 1 kept (a copy of one role repeats the work; "
+            "the person's edits can raise it)",
+        )
+    return 1
+
+
+def _role(c: _Choices, env: Envelope, t: ReadyTask, rule: str, model: str, left: float | None, est: Estimate) -> str:
+    if model == rule:
+        return rule
+    words = _why_role(t.text, rule)
+    if rule == "code" and words:
+        c.add(t.id, "rules", "role", f"the words make it a code task ('{words}'): code kept, not the model's {model}")
+        return rule
+    if not english(t.text):
+        c.add(t.id, "model", "role", f"the rules' words cannot read this task: the model's {model}, not {rule}")
+        return model
+    if left is not None:
+        worst = {r: est(env.roles[r].model, prompt_bytes(t), env.roles[r].max_tokens)[1] for r in (rule, model)}
+        if worst[rule] > left + 1e-12 >= worst[model]:
+            c.add(
+                t.id,
+                "model",
+                "role",
+                f"the rules' {rule} (worst ${worst[rule]:.4f}) does not fit the ${left:.4f} left; the model's "
+                f"{model} (${worst[model]:.4f}) does",
+            )
+            return model
+    backed = f"the words back it ('{words}')" if words else "the model's role alone is no reason to change it"
+    c.add(t.id, "rules", "role", f"{rule} kept, not the model's {model}: {backed}")
+    return rule
+
+
+def merge_plans(
+    env: Envelope,
+    rules: Advice,
+    model: Advice | None,
+    *,
+    estimate: Estimate,
+    prefs: Mapping[str, Preference] | None = None,
+) -> Merged:
+    """The plan for new tasks: the rules' plan with what the model adds (see the module's docstring)."""
+    prefs = prefs or {}
+    c = _Choices()
+    rules_by = _by_task(rules)
+    model_by = _by_task(model)
+    rank = {tid: i for i, tid in enumerate(model_by)}
+    index = {t.id: i for i, t in enumerate(env.tasks)}
+    for tid in model_by:
+        if tid not in index:
+            c.add(tid, "rules", "task", "the model named a task that is not ready this beat: left out")
+    tasks = sorted(env.tasks, key=lambda t: (-t.priority, rank.get(t.id, len(rank)), index[t.id]))
+    if model is not None and [t.id for t in tasks] != [t.id for t in env.tasks]:
+        c.add("", "model", "order", "tasks of equal priority in the model's order")
+    left = env.budget_usd
+    workers: list[AdviceWorker] = []
+    for t in tasks:
+        rw = rules_by.get(t.id)
+        if rw is None:
+            continue  # the rules plan no task without an allowed role: nor does the merge
+        rule = rw[0].role
+        ms = [w for w in model_by.get(t.id, []) if w.role in env.roles]
+        if model is None:
+            steps, asked = [rule], 1
+        elif not ms:
+            c.add(t.id, "rules", "task", "the model left it out: the rules plan it (the envelope says if it waits)")
+            steps, asked = [rule], 1
+        else:
+            chain, asked = _chain(ms)
+            if len(chain) > 1 and names_steps(t.text) and (rule in chain or not _why_role(t.text, rule)):
+                c.add(t.id, "model", "chain", "the task names steps: the model's " + " → ".join(chain))
+                steps = chain
+            else:
+                if len(chain) > 1:
+                    why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
+                    c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
+                steps = [_role(c, env, t, rule, rule if rule in chain else chain[0], left, estimate)]
+        n = _count(c, t, steps[0], asked, prefs)
+        for i, role in enumerate(steps):
+            workers.append(AdviceWorker(task_id=t.id, role=role, count=n, step=i))
+            if left is not None:
+                spec = env.roles[role]
+                left -= n * estimate(spec.model, prompt_bytes(t, env.context_bytes if i else 0), spec.max_tokens)[1]
+    reason = "rules' plan" + (" with the model's additions" if model is not None else "")
+    if model is not None and model.reason:
+        reason += f"; model: {model.reason}"
+    return Merged(Advice(workers=workers, reason=reason[:2000]), c.items)
+
+
+def verdict(results: Sequence[tuple[str, str, str]]) -> str:
+    """What the rules see in a task's results: "complete" when one ended as a finished answer, else what is wrong."""
+    if any(state == "done" and looks_complete(text) for _, state, text in results):
+        return "complete"
+    if any(state == "done" and text.strip() for _, state, text in results):
+        return "cut off mid-sentence"
+    if any(state == "done" for _, state, _ in results):
+        return "empty"
+    return "failed"
+
+
+def merge_review(
+    env: Envelope, model: Advice, reviews: Sequence[ReviewTask], *, prefs: Mapping[str, Preference] | None = None
+) -> Merged:
+    """The follow-ups: the model's, for tasks whose results the rules see something wrong with."""
+    prefs = prefs or {}
+    c = _Choices()
+    by_id = {r.id: r for r in reviews}
+    ready = {t.id: t for t in env.tasks}
+    workers: list[AdviceWorker] = []
+    for tid, ws in _by_task(model).items():
+        rv, t = by_id.get(tid), ready.get(tid)
+        ws = [w for w in ws if w.role in env.roles]
+        if rv is None or t is None or not ws:
+            c.add(tid, "rules", "follow-up", "not a reviewed task of this beat, or no allowed role: left out")
+            continue
+        seen = verdict(rv.results)
+        if seen == "complete":
+            c.add(tid, "rules", "follow-up", "a result looks complete (done, ends as an answer): no follow-up")
+            continue
+        chain, asked = _chain(ws)
+        steps = chain if len(chain) > 1 and names_steps(t.text) else chain[:1]
+        c.add(tid, "model", "follow-up", f"the latest results are {seen}: the model's {' → '.join(steps)} kept")
+        n = _count(c, t, steps[0], asked, prefs)
+        workers += [AdviceWorker(task_id=tid, role=r, count=n, step=i) for i, r in enumerate(steps)]
+    return Merged(Advice(workers=workers, reason=model.reason), c.items)
