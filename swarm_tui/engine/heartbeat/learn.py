@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from swarm_tui.engine.bus.wire import PlanItem
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
 
 MACHINE_WORDS = frozenset({"auto", "conductor"})  # approvals no person gave
@@ -27,7 +28,8 @@ TEXT_CHARS = 80  # of a task's text in an example
 class Lesson:
     decision_id: str
     text: str  # the first task's text
-    steps: tuple[str, ...]  # the roles of the plan in step order (one task's plan)
+    steps: tuple[str, ...]  # the roles of the proposed plan in step order (its first task's)
+    final_steps: tuple[str, ...]  # the same after the person's edit
     proposed: int  # workers proposed
     final: int | None  # workers after the person's word (None: rejected)
     action: str  # "approved" (as proposed), "edited" (count changed), "rejected"
@@ -38,9 +40,9 @@ class Lesson:
     def role(self) -> str:
         return self.steps[0] if self.steps else ""
 
-    def per_step(self, n: int) -> int:
-        """Workers per step of a one-task plan of ``n`` workers."""
-        return max(1, n // max(1, len(self.steps)))
+    def per_step(self, n: int, steps: Sequence[str] | None = None) -> int:
+        """Workers per step of a one-task plan of ``n`` workers (``steps``: the proposed plan's by default)."""
+        return max(1, n // max(1, len(self.steps if steps is None else steps)))
 
 
 def _lesson(state: SwarmState, dv: DecisionView) -> Lesson | None:
@@ -58,20 +60,25 @@ def _lesson(state: SwarmState, dv: DecisionView) -> Lesson | None:
         return None
     first = d.task_ids[0]
     tv = state.tasks.get(first)
-    steps: list[str] = []
-    for p in sorted((p for p in d.plan if p.task_id == first), key=lambda p: p.step):
-        if len(steps) <= p.step and p.role not in steps[-1:]:
-            steps.append(p.role)
     return Lesson(
         decision_id=d.id,
         text=tv.task.text if tv is not None else "",
-        steps=tuple(steps),
+        steps=_steps(d.plan, first),
+        final_steps=_steps(dv.plan, first),
         proposed=len(d.plan),
         final=final,
         action=action,
         at=at,
         single=len(d.task_ids) == 1,
     )
+
+
+def _steps(plan: Sequence[PlanItem], task_id: str) -> tuple[str, ...]:
+    steps: dict[int, str] = {}
+    for p in plan:
+        if p.task_id == task_id:
+            steps.setdefault(p.step, p.role)
+    return tuple(steps[k] for k in sorted(steps))
 
 
 def lessons(state: SwarmState, *, limit: int = LESSONS) -> list[Lesson]:
@@ -81,9 +88,9 @@ def lessons(state: SwarmState, *, limit: int = LESSONS) -> list[Lesson]:
     return out[: max(0, limit)]
 
 
-def _plan_words(x: Lesson, n: int) -> str:
-    chain = " then ".join(x.steps) or "workers"
-    return f"{chain} x{x.per_step(n)}" if x.single else f"{n} workers ({chain})"
+def _plan_words(x: Lesson, n: int, steps: Sequence[str]) -> str:
+    chain = " then ".join(steps) or "workers"
+    return f"{chain} x{x.per_step(n, steps)}" if x.single else f"{n} workers ({chain})"
 
 
 def example(x: Lesson) -> str:
@@ -93,9 +100,9 @@ def example(x: Lesson) -> str:
     did = {
         "approved": "approved it",
         "rejected": "rejected it",
-        "edited": f"edited it to {_plan_words(x, x.final or 0)}",
+        "edited": f"edited it to {_plan_words(x, x.final or 0, x.final_steps)}",
     }[x.action]
-    return f'"{text}": proposed {_plan_words(x, x.proposed)}; the user {did}'
+    return f'"{text}": proposed {_plan_words(x, x.proposed, x.steps)}; the user {did}'
 
 
 def examples(ls: Sequence[Lesson]) -> list[str]:
@@ -122,7 +129,7 @@ def preferences(ls: Sequence[Lesson]) -> dict[str, Preference]:
     out: dict[str, Preference] = {}
     for role, xs in by_role.items():
         last = xs[:AGREE]
-        counts = {x.per_step(x.final or 0) for x in last}
+        counts = {x.per_step(x.final or 0, x.final_steps) for x in last}
         edits = sum(1 for x in last if x.action == "edited")
         if len(last) == AGREE and len(counts) == 1 and edits:
             n = counts.pop()
