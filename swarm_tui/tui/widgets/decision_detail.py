@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -11,11 +12,21 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
+from swarm_tui.engine.bus.wire import MergeChoice
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.tui.commands import shown_key
 from swarm_tui.tui.model import fmt_age, fmt_usd, one_line
 from swarm_tui.tui.style import state_style
 from swarm_tui.tui.widgets.table_fit import plan_summary
+
+MERGE_STYLE = {"rules": "cyan", "model": "magenta", "user": "green"}
+
+
+def merge_summary(choices: Sequence[MergeChoice]) -> str:
+    """How many choices followed the rules, the model, the person: "2 model, 1 you, 1 rules"."""
+    n = Counter(m.kept for m in choices)
+    names = {"model": "model", "user": "you", "rules": "rules"}
+    return ", ".join(f"{n[k]} {names[k]}" for k in ("model", "user", "rules") if n[k])
 
 
 class DecisionDetail(Static):
@@ -75,6 +86,16 @@ class DecisionDetail(Static):
         if d.warning:
             t.append("\nmodel call: ", style="yellow")
             t.append(one_line(d.warning, 300))
+        if d.merge:
+            t.append("\nmerge: ", style="dim")
+            t.append(merge_summary(d.merge))
+            for m in [m for m in d.merge if m.kept != "rules"][:3] or d.merge[:1]:
+                t.append(f"\n  {m.kept} {one_line(m.what, 16)}: ", style=MERGE_STYLE[m.kept])
+                t.append(one_line(m.reason, 200), style="dim")
+        if d.examples:
+            t.append("\nlearned from: ", style="dim")
+            t.append(f"{len(d.examples)} of your recent decisions", style="")
+            t.append(f" (latest: {one_line(d.examples[0], 120)})", style="dim")
         for c in d.clamps[:6]:
             t.append("\nclamp ", style="yellow")
             t.append(one_line(c.what, 40) + " ", style="bold")
@@ -83,6 +104,6 @@ class DecisionDetail(Static):
             t.append(f": {one_line(c.reason, 200)}", style="dim")
         if len(d.clamps) > 6:
             t.append(f"\n… {len(d.clamps) - 6} more clamps (enter shows all)", style="dim")
-        if d.raw:
-            t.append("\nenter: the model's raw answer", style="dim")
+        if d.raw or d.merge or d.examples:
+            t.append("\nenter: every merge choice and the model's raw answer", style="dim")
         return t
