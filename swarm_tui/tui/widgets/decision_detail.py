@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -12,7 +11,6 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.bus.wire import MergeChoice
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.tui.commands import shown_key
 from swarm_tui.tui.model import fmt_age, fmt_usd, one_line
@@ -22,11 +20,7 @@ from swarm_tui.tui.widgets.table_fit import plan_summary
 MERGE_STYLE = {"rules": "cyan", "model": "magenta", "user": "green"}
 
 
-def merge_summary(choices: Sequence[MergeChoice]) -> str:
-    """How many choices followed the rules, the model, the person: "2 model, 1 you, 1 rules"."""
-    n = Counter(m.kept for m in choices)
-    names = {"model": "model", "user": "you", "rules": "rules"}
-    return ", ".join(f"{n[k]} {names[k]}" for k in ("model", "user", "rules") if n[k])
+WHO = {"model": "model", "user": "you", "rules": "rules"}
 
 
 class DecisionDetail(Static):
@@ -80,22 +74,24 @@ class DecisionDetail(Static):
         if d.reason:
             t.append("\nwhy: ", style="dim")
             t.append(one_line(d.reason, 300))
+        if d.merge:  # whose word the plan follows; enter shows every reason
+            t.append("\nmerge: ", style="dim")
+            moved = [m for m in d.merge if m.kept != "rules"]
+            for i, m in enumerate(moved[:4]):
+                t.append(", " if i else "")
+                t.append(f"{WHO[m.kept]} {one_line(m.what, 16)}", style=MERGE_STYLE[m.kept])
+            held = len(d.merge) - len(moved)
+            if held:
+                t.append(f"{'; ' if moved else ''}{held} held by the rules", style=MERGE_STYLE["rules"])
+        if d.examples:
+            t.append("\nlearned from ", style="dim")
+            t.append(f"{len(d.examples)} of your recent decisions")
         if d.error:
             t.append("\nmodel advice not used: ", style="yellow")
             t.append(one_line(d.error, 300))
         if d.warning:
             t.append("\nmodel call: ", style="yellow")
             t.append(one_line(d.warning, 300))
-        if d.merge:
-            t.append("\nmerge: ", style="dim")
-            t.append(merge_summary(d.merge))
-            for m in [m for m in d.merge if m.kept != "rules"][:3] or d.merge[:1]:
-                t.append(f"\n  {m.kept} {one_line(m.what, 16)}: ", style=MERGE_STYLE[m.kept])
-                t.append(one_line(m.reason, 200), style="dim")
-        if d.examples:
-            t.append("\nlearned from: ", style="dim")
-            t.append(f"{len(d.examples)} of your recent decisions", style="")
-            t.append(f" (latest: {one_line(d.examples[0], 120)})", style="dim")
         for c in d.clamps[:6]:
             t.append("\nclamp ", style="yellow")
             t.append(one_line(c.what, 40) + " ", style="bold")
