@@ -111,10 +111,11 @@ def test_budget_clamp_keeps_the_worst_case_under_the_budget() -> None:
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("not json at all {", "not valid JSON"),
-        ('{"jobs": []}', "tasks"),
+        ("not json at all {", "ignored the JSON schema (answered prose; Ollama issue 8063)"),
+        ('{"tasks": [{"task_id": "t-0", "roles": ["co', "not valid JSON"),
+        ('{"jobs": []}', "ignored the JSON schema (answered JSON of another shape; Ollama issue 8063)"),
         ('{"reason": "", "tasks": [{"task_id": "t-0", "count": 1}]}', "roles"),
-        ("[1, 2]", "schema"),
+        ("[1, 2]", "answered JSON of another shape"),
         ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": ["code"], "count": -1}]}', "count"),
         ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": [], "count": 1}]}', "roles"),
     ],
@@ -272,11 +273,11 @@ def test_no_model_answer_leaves_the_envelope(
 # ---------------------------------------------------------------------------------------------- prompt sizing
 def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_tasks: int = 8) -> Any:
     from swarm_tui.engine.guards.local_lane import LocalLane
-    from swarm_tui.engine.heartbeat.local_model import (
+    from swarm_tui.engine.heartbeat.local_model import Advisor
+    from swarm_tui.engine.heartbeat.prompt import (
         RESULT_CHARS,
         REVIEW_SYSTEM,
         TASK_CHARS,
-        Advisor,
         ReviewTask,
         build_review_prompt,
     )
@@ -293,7 +294,7 @@ def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_
     fitted = adv.fit(
         REVIEW_SYSTEM,
         items,
-        lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)),
+        lambda ts, k, ex: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k), ex),
         lambda ids: Advisor.schema(env, ids),
     )
     return adv, env, fitted
@@ -307,12 +308,13 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(
     own (conservative) estimate; texts shrink before any task is dropped; a smaller window, or text that is not
     ASCII (a token a character, near enough), keeps fewer tasks but never sends a prompt that cannot fit."""
     from swarm_tui.engine.heartbeat.advice import worst_case_tokens
-    from swarm_tui.engine.heartbeat.local_model import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt
+    from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt
 
     adv, env, fitted = _review_fit(tmp_path, ctx, text)
-    prompt, offered, schema = fitted
+    prompt, offered, schema, _ = fitted
     num_predict = adv.num_predict(schema)
-    assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == [t.id for t in offered]
+    aliases = [str(i) for i in range(1, len(offered) + 1)]  # the tasks' short names in the prompt and the schema
+    assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == aliases
     used = adv.sizer.tokens(prompt + REVIEW_SYSTEM) + TEMPLATE_TOKENS
     assert used + num_predict <= ctx, (ctx, used, num_predict)
     assert num_predict >= worst_case_tokens(schema)  # the answer's worst case is never cut
@@ -324,7 +326,7 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(
 def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
     """With many tasks in a small window, tasks are dropped until the answer's worst case fits half of it."""
     adv, env, fitted = _review_fit(tmp_path, 2048, n=100, max_tasks=100)
-    prompt, offered, schema = fitted
+    prompt, offered, schema, _ = fitted
     from swarm_tui.engine.heartbeat.advice import worst_case_tokens
 
     assert 1 <= len(offered) < 100 and adv.num_predict(schema) >= worst_case_tokens(schema)
@@ -339,7 +341,7 @@ async def test_a_window_too_small_for_one_task_is_an_error_without_a_call(tmp_pa
 
 
 def test_the_sizer_learns_toward_the_smallest_ratio_it_saw() -> None:
-    from swarm_tui.engine.heartbeat.local_model import TEMPLATE_TOKENS, PromptSizer
+    from swarm_tui.engine.heartbeat.prompt import TEMPLATE_TOKENS, PromptSizer
 
     sizer = PromptSizer()
     sizer.learn("x" * 12_000, 3_000)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -122,9 +123,9 @@ def advice_schema(
 
 def worst_case_tokens(schema: dict[str, Any]) -> int:
     """The most tokens an answer bound by ``schema`` can take: each character of ``reason`` a token (the grammar
-    lets any character through), the enum literals and punctuation at two characters a token (generous: JSON
-    and ids tokenize at 2.5-4), and one token of whitespace per element (the grammar allows a newline and
-    indentation between any two). Not covered: a reason written in ``\\uXXXX`` escapes (~6 tokens a
+    lets any character through), the keys, enum literals and punctuation at two characters a token (generous:
+    JSON, ids and short aliases tokenize at 1-4), and one token of whitespace per element (the grammar allows a
+    newline and indentation between any two). Not covered: a reason written in ``\\uXXXX`` escapes (~6 tokens a
     character) or runs of whitespace over a token; such an answer is cut at num_predict and recorded as cut."""
     props = schema["properties"]
     item = props["tasks"]["items"]["properties"]
@@ -133,10 +134,11 @@ def worst_case_tokens(schema: dict[str, Any]) -> int:
     chain = int(item["roles"]["maxItems"])
     count = max(len(str(c)) for c in item["count"]["enum"])
     n = int(props["tasks"]["maxItems"])
-    item_chars = len('{"task_id": , "roles": [], "count": }') + longest + chain * (role + 2) + count
+    keys = sum(len(json.dumps(k)) + 3 for k in item)  # each key with its ": " and ", "
+    item_chars = 2 + keys + 2 + longest + chain * (role + 2) + count  # the braces, the brackets, the values
     item_elems = 8 + chain
     reason = int(props["reason"]["maxLength"])
-    head = len('{"reason": "", "tasks": []}')
+    head = 2 + sum(len(json.dumps(k)) + 3 for k in props) + 2 + 2  # the braces, keys, the quotes, the brackets
     return reason + math.ceil((head + n * item_chars) / 2) + 8 + n * item_elems
 
 
@@ -144,20 +146,57 @@ class AdviceError(ValueError):
     """The model's answer cannot be used; the message says why (one line)."""
 
 
-def parse_advice(text: str) -> Advice:
-    """The model's raw text (a compact plan) to an Advice, or AdviceError (invalid JSON or a schema
-    mismatch)."""
+ISSUE_8063 = "Ollama issue 8063"  # github.com/ollama/ollama/issues/8063: ``format`` ignored by some models
+
+
+def ignored_schema(text: str, obj: Any = None, parsed: bool = False) -> str:
+    """What the model answered instead of the schema's JSON, when Ollama's ``format`` did not bind it (Ollama
+    issue 8063: some models and templates answer prose, markdown-fenced JSON, JSON of another shape or a
+    thinking preamble before the JSON); "" when the answer looks like the schema's JSON (it may still be cut or
+    invalid)."""
+    s = text.strip()
+    if not s:
+        return "answered nothing"
+    if s.startswith("```"):
+        return "answered markdown-fenced JSON"
+    if "<think>" in s[:200] or "</think>" in s:
+        return "wrote a thinking preamble"
+    if not s.startswith(("{", "[")):
+        return "wrote a preamble before the JSON" if re.search(r'\{\s*"', s) else "answered prose"
+    if parsed and (not isinstance(obj, dict) or "tasks" not in obj):
+        return "answered JSON of another shape"
+    return ""
+
+
+def schema_ignored_error(what: str) -> AdviceError:
+    return AdviceError(f"the model ignored the JSON schema ({what}; {ISSUE_8063}): the rules decide")
+
+
+def parse_advice(text: str, alias: Mapping[str, str] | None = None) -> Advice:
+    """The model's raw text (a compact plan) to an Advice, or AdviceError (the schema ignored, invalid JSON or
+    a schema mismatch). ``alias`` maps the task names the prompt used back to task ids (an unknown name stays
+    as it is: the clamp drops it)."""
+    what = ignored_schema(text)
+    if what:
+        raise schema_ignored_error(what)
     try:
         # strict=False: a raw control character (a newline) inside the reason string is let through; some
         # grammar converters allow one there, and it harms nothing in a one-sentence reason.
         obj = json.loads(text, strict=False)
     except (ValueError, RecursionError) as exc:
         raise AdviceError(f"the model's answer is not valid JSON ({type(exc).__name__})") from None
+    what = ignored_schema(text, obj, parsed=True)
+    if what:
+        raise schema_ignored_error(what)
     try:
-        return ModelPlan.model_validate(obj).to_advice()
+        plan = ModelPlan.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())) or "answer"
         raise AdviceError(
             f"the model's answer does not match the schema: {loc}: {first.get('msg', 'invalid')}"[:300]
         ) from None
+    if alias:
+        for t in plan.tasks:
+            t.task_id = alias.get(t.task_id, t.task_id)
+    return plan.to_advice()
