@@ -206,10 +206,10 @@ async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path,
                 {
                     "reason": "",
                     "tasks": [
-                        {"task_id": ids[0], "roles": ["research"], "count": 9},
-                        {"task_id": "t-made-up", "roles": ["research"], "count": 1},
-                        {"task_id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
-                        {"task_id": ids[1], "roles": ["analysis"], "count": 4},
+                        {"id": ids[0], "roles": ["research"], "count": 9},
+                        {"id": "t-made-up", "roles": ["research"], "count": 1},
+                        {"id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
+                        {"id": ids[1], "roles": ["analysis"], "count": 4},
                     ],
                 }
             )
@@ -480,15 +480,15 @@ async def test_hostile_answers_never_leave_the_envelope(tmp_path: Path, nats_ser
     nasty = [
         lambda: plan_json((ids[-1], "code", 50)),
         lambda: json.dumps(
-            {"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
+            {"reason": "", "tasks": [{"id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
         ),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
         lambda: "[" * 50_000 + "]" * 50_000,
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
         lambda: json.dumps(
             {
-                "tasks": [{"task_id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
+                "tasks": [{"id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
                 "reason": "x" * 5000,
             }
         ),

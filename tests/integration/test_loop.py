@@ -32,6 +32,7 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM
 from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.build import build_pool
@@ -302,7 +303,7 @@ def review_or_plan(follow: list[dict[str, Any]], *, review_log: list[dict[str, A
 
     def answer(body: dict[str, Any]) -> str:
         ids = offered_ids(body)
-        if "reviewing the results" in body["messages"][0]["content"]:
+        if body["messages"][0]["content"] == REVIEW_SYSTEM:
             review_log.append(body)
             return plan(*((ids[0], w["role"], w["count"]) for w in follow), reason="dig deeper")
         return plan(*((i, "research", 1) for i in ids), reason="go")

@@ -244,7 +244,7 @@ def _prompt_tokens(body: dict[str, Any], ans: Answer) -> int:
 def offered_ids(body: dict[str, Any]) -> list[str]:
     """The names a heartbeat request gives its tasks, which a plan answers with (the enum of its ``format``
     schema): short aliases, "1", "2", ... in the order offered; the advisor maps them back to task ids."""
-    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"])
+    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["id"]["enum"])
 
 
 def offered_texts(body: dict[str, Any]) -> list[str]:
@@ -253,7 +253,7 @@ def offered_texts(body: dict[str, Any]) -> list[str]:
     for line in str(body["messages"][1]["content"]).splitlines():
         if line.startswith("{"):
             item = json.loads(line)
-            if isinstance(item, dict) and "task_id" in item:
+            if isinstance(item, dict) and "id" in item and "text" in item:
                 out.append(str(item["text"]))
     return out
 
@@ -277,8 +277,6 @@ def plan(*entries: tuple[str, list[str] | str, int], reason: str = "looks right"
     return json.dumps(
         {
             "reason": reason,
-            "tasks": [
-                {"task_id": t, "roles": [r] if isinstance(r, str) else list(r), "count": n} for t, r, n in entries
-            ],
+            "tasks": [{"id": t, "roles": [r] if isinstance(r, str) else list(r), "count": n} for t, r, n in entries],
         }
     )

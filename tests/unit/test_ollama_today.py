@@ -17,7 +17,7 @@ from swarm_tui.cli.doctor import check_ollama
 from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.heartbeat.advice import advice_schema, parse_advice, worst_case_tokens
+from swarm_tui.engine.heartbeat.advice import MAX_CHAIN, advice_schema, parse_advice, worst_case_tokens
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.local_model import WINDOW_EVERY_S, Advisor
 from swarm_tui.engine.heartbeat.prompt import (
@@ -198,7 +198,7 @@ FENCED = "```json\n" + plan(("1", "research", 1)) + "\n```"
         (Answer(content="I would give this task to a research worker."), "answered prose"),
         (Answer(content=FENCED), "answered markdown-fenced JSON"),
         (Answer(content='{"plan": [{"task": "1", "role": "research"}]}'), "answered JSON of another shape"),
-        (Answer(content='[{"task_id": "1", "roles": ["research"], "count": 1}]'), "answered JSON of another shape"),
+        (Answer(content='[{"id": "1", "roles": ["research"], "count": 1}]'), "answered JSON of another shape"),
         (
             Answer(content="<think>A summary: research.</think>\n" + plan(("1", "research", 1))),
             "wrote a thinking preamble",
@@ -239,9 +239,9 @@ async def test_tasks_go_out_as_short_aliases_and_come_back_as_their_ids(tmp_path
         res = await adv.advise(env, env.tasks)
         await adv.close()
     body = fo.chats()[0]["json"]
-    assert body["format"]["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == ["1", "2", "3"]
+    assert body["format"]["properties"]["tasks"]["items"]["properties"]["id"]["enum"] == ["1", "2", "3"]
     prompt = user_prompt(fo)
-    assert not any(i in prompt for i in IDS) and '"task_id": "2"' in prompt  # the model never sees the ids
+    assert not any(i in prompt for i in IDS) and '{"id":"2",' in prompt  # the model never sees the ids
     assert res.offered == IDS and res.advice is not None
     got = [(w.task_id, w.role, w.step) for w in res.advice.workers]
     # an unknown name ("9": the grammar allows none) stays as it is, and the clamp drops it as an unknown task
@@ -252,7 +252,8 @@ def test_the_worst_case_stays_an_upper_bound_of_the_densest_aliased_answer() -> 
     names = [str(i) for i in range(1, 101)]
     for n, workers in ((1, 10), (3, 10), (100, 100)):
         schema = advice_schema(["research", "analysis", "code"], names[:n], max_per_task=3, max_workers=workers)
-        densest = plan(*[(a, ["research", "analysis", "code"], 3) for a in names[:n]], reason="x" * 160)
+        densest = plan(*[(a, ["research", "analysis", "code"][:MAX_CHAIN], 3) for a in names[:n]], reason="x" * 80)
+        assert schema["properties"]["reason"]["maxLength"] == 80
         assert len(densest) / 2 < worst_case_tokens(schema)  # two characters a token: generous for JSON
 
 
@@ -278,7 +279,7 @@ async def test_examples_go_into_the_prompt_newest_first_as_json_strings(tmp_path
     assert sent[:3] == EXAMPLES  # in the order given (newest first), each one line, quotes and newlines escaped
     assert sent[3] == "x" * EXAMPLE_CHARS + " [...]"  # cut to about 160 characters
     assert res.examples_used == [*EXAMPLES, "x" * EXAMPLE_CHARS + " [...]"]
-    assert at < next(i for i, line in enumerate(lines) if line.startswith('{"task_id"'))  # before the tasks
+    assert at < next(i for i, line in enumerate(lines) if line.startswith('{"id"'))  # before the tasks
 
 
 async def test_a_tight_window_drops_the_oldest_examples_before_any_task_text(tmp_path: Path) -> None:

@@ -218,7 +218,7 @@ class Advisor:
             SYSTEM,
             tasks,
             lambda ts, k, ex: build_prompt(env, ts, int(TASK_CHARS * k), ex),
-            lambda names: self.schema(env, names),
+            lambda names: self.schema(env, names, min_tasks=len(names)),
             examples,
         )
         if fitted is None:
@@ -239,17 +239,23 @@ class Advisor:
         return await self._ask(REVIEW_SYSTEM, *fitted)
 
     def too_small(self) -> AdviceResult:
+        window, ctx = self.window(), self.num_ctx()
+        what = (
+            f"ollama.num_ctx {ctx}" if window == ctx else f"the model's {window}-token window (/api/ps; num_ctx {ctx})"
+        )
         return AdviceResult(
             None,
-            error=f"ollama.num_ctx {self.window()} is too small for the system prompt, one "
-            "task and its answer: raise it (1024 or more); the rules decide",
+            error=f"{what} is too small for the system prompt, one task and its answer: raise it (1024 or more); "
+            "the rules decide",
             source=self.source,
-            num_ctx_used=self.window(),
+            num_ctx_used=window,
         )
 
     @staticmethod
-    def schema(env: Envelope, names: list[str]) -> dict[str, Any]:
-        return advice_schema(list(env.roles), names, max_per_task=env.max_per_task, max_workers=env.max_workers)
+    def schema(env: Envelope, names: list[str], min_tasks: int = 0) -> dict[str, Any]:
+        return advice_schema(
+            list(env.roles), names, max_per_task=env.max_per_task, max_workers=env.max_workers, min_tasks=min_tasks
+        )
 
     async def _ask(
         self, system: str, prompt: str, tasks: Sequence[T], schema: dict[str, Any], examples: list[str]
