@@ -25,7 +25,7 @@ from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, Conduct
 from swarm_tui.engine.info import EnvelopeSummary, RamInfo
 from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
-from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, plan
+from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, offered_texts, plan
 from tests.support.polling import until
 
 MODEL = "gemma2:2b"
@@ -181,7 +181,9 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
             assert 0 < body["options"]["num_predict"] <= cfg.ollama.num_ctx // 2  # every call is bounded
             assert body["keep_alive"] == cfg.ollama.keep_alive and body["stream"] is False
             assert offered_roles(body) == list(cfg.roles)
-            assert sorted(offered_ids(body)) == sorted([a, b])
+            assert offered_ids(body) == ["1", "2"]  # short aliases, mapped back to the task ids
+            assert sorted(offered_texts(body)) == sorted(["write a python function", "summarise the docs"])
+            assert body["think"] is False
             info = cond.info()
             assert info["source"] == f"ollama:{MODEL}" and info["ollama_reachable"] is True
             assert info["last_decision"] == d.id and info["approval"] == "manual"
@@ -204,10 +206,10 @@ async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path,
                 {
                     "reason": "",
                     "tasks": [
-                        {"task_id": ids[0], "roles": ["research"], "count": 9},
-                        {"task_id": "t-made-up", "roles": ["research"], "count": 1},
-                        {"task_id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
-                        {"task_id": ids[1], "roles": ["analysis"], "count": 4},
+                        {"id": ids[0], "roles": ["research"], "count": 9},
+                        {"id": "t-made-up", "roles": ["research"], "count": 1},
+                        {"id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
+                        {"id": ids[1], "roles": ["analysis"], "count": 4},
                     ],
                 }
             )
@@ -245,7 +247,7 @@ async def test_budget_envelope_limits_workers_and_zero_room_publishes_nothing(
         assert "0 workers" in cond.info()["note"] and "budget" in cond.info()["note"]
 
 
-@pytest.mark.parametrize("case", ["garbage", "wrong_schema", "not_pulled", "timeout", "refused", "died"])
+@pytest.mark.parametrize("case", ["garbage", "broken", "wrong_schema", "not_pulled", "timeout", "refused", "died"])
 async def test_bad_answers_fall_back_to_rules_without_a_spawn(
     case: str, tmp_path: Path, nats_server: EmbeddedServer
 ) -> None:
@@ -258,6 +260,8 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(
         host, changes = fo.url, {}
         if case == "garbage":
             fo.default = lambda body: "Sure! Here is the plan: " + greedy()
+        elif case == "broken":
+            fo.default = lambda body: greedy()[:-3]
         elif case == "wrong_schema":
             fo.default = lambda body: json.dumps({"jobs": json.loads(greedy())["tasks"]})
         elif case == "not_pulled":
@@ -275,8 +279,9 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(
             assert d.source == "rules"
             assert [(p.task_id, p.role) for p in d.plan] == [(holder["t"], "research")]  # not the answer's
             expected = {
-                "garbage": "not valid JSON",
-                "wrong_schema": "does not match the schema",
+                "garbage": "ignored the JSON schema (wrote a preamble before the JSON; Ollama issue 8063)",
+                "broken": "not valid JSON",
+                "wrong_schema": "ignored the JSON schema (answered JSON of another shape; Ollama issue 8063)",
                 "not_pulled": f"ollama pull {MODEL}",
                 "timeout": "within 0.3 s",
                 "refused": "not reachable",
@@ -475,15 +480,15 @@ async def test_hostile_answers_never_leave_the_envelope(tmp_path: Path, nats_ser
     nasty = [
         lambda: plan_json((ids[-1], "code", 50)),
         lambda: json.dumps(
-            {"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
+            {"reason": "", "tasks": [{"id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
         ),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
         lambda: "[" * 50_000 + "]" * 50_000,
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
         lambda: json.dumps(
             {
-                "tasks": [{"task_id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
+                "tasks": [{"id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
                 "reason": "x" * 5000,
             }
         ),
