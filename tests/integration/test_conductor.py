@@ -165,7 +165,7 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
         cfg = conf(tmp_path, nats_server, fo.url)
         async with running(cfg, ram=Ram(True)) as (engine, cond):
             a = await submit(engine, "write a python function")
-            b = await submit(engine, "summarise the docs")
+            b = await submit(engine, "collect the docs, then summarise them")
             answer = plan((a, "code", 1), (b, ["research", "analysis"], 1), reason="split by kind")
             fo.default = answer
             d = (await until(lambda: decisions(engine)))[0]
@@ -182,7 +182,9 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
             assert body["keep_alive"] == cfg.ollama.keep_alive and body["stream"] is False
             assert offered_roles(body) == list(cfg.roles)
             assert offered_ids(body) == ["1", "2"]  # short aliases, mapped back to the task ids
-            assert sorted(offered_texts(body)) == sorted(["write a python function", "summarise the docs"])
+            assert sorted(offered_texts(body)) == sorted(
+                ["write a python function", "collect the docs, then summarise them"]
+            )
             assert body["think"] is False
             info = cond.info()
             assert info["source"] == f"ollama:{MODEL}" and info["ollama_reachable"] is True
@@ -197,9 +199,11 @@ async def test_low_ram_unloads_the_model_after_the_call(tmp_path: Path, nats_ser
             assert fo.chats()[0]["json"]["keep_alive"] == 0
 
 
-async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+async def test_a_plan_above_the_envelope_is_merged_and_clamped_with_reasons(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOllama() as fo:
-        cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=5)
+        cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=1)
         async with running(cfg, spend=Spend(remaining=1.0, worst=0.01)) as (engine, cond):
             ids: list[str] = []
             fo.default = lambda body: json.dumps(
@@ -213,17 +217,18 @@ async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path,
                     ],
                 }
             )
-            ids += [await submit(engine, "summarise everything"), await submit(engine, "compare them")]
+            ids += [await submit(engine, "summarise everything", 7), await submit(engine, "compare them")]
             d = (await until(lambda: decisions(engine)))[0]
             assert d.source == f"ollama:{MODEL}"
-            assert [(p.task_id, p.role) for p in d.plan] == [(ids[0], "research")] * 3 + [(ids[1], "analysis")] * 2
+            assert [(p.task_id, p.role) for p in d.plan] == [(ids[0], "research")]  # scale 1: the higher priority
             assert all(p.max_tokens == cfg.roles[p.role].max_tokens for p in d.plan)
+            merged = [(m.task_id, m.what, m.reason) for m in d.merge]
+            assert any(t == ids[0] and w == "count" and "asked for 9" in r for t, w, r in merged)
+            assert any(w == "task" and "not ready" in r for t, w, r in merged)  # the made-up id
+            assert any(t == ids[0] and w == "role" and "not allowed" in r for t, w, r in merged)
             reasons = {c.what: c.reason for c in d.clamps}
-            assert "3 workers per task" in reasons["workers[0].count"]
-            assert "not a ready task" in reasons["workers[1].task_id"]
-            assert "not a configured role" in reasons["workers[2].role"]
-            assert "scale 5 with 0 live workers leaves 5" in reasons["workers"]
-            assert d.est_cost_max == pytest.approx(0.05)
+            assert "scale 1 with 0 live workers leaves 1" in reasons["workers"]
+            assert d.est_cost_max == pytest.approx(0.01)
 
 
 async def test_budget_envelope_limits_workers_and_zero_room_publishes_nothing(

@@ -349,7 +349,7 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
         ol.default = review_or_plan([{"role": "analysis", "count": 9}], review_log=reviews)
         cfg = loop_cfg(tmp_path, nats_server, fo, ol, budget__task_max_followups=1)
         async with loop_engine(cfg) as (engine, cond):
-            t = Task(id=new_id("t"), text="explain the result", created_at=time.time())
+            t = Task(id=new_id("t"), text="look up the result", created_at=time.time())
             await engine.bus.publish_event(t, msg_id=t.id)
             d0 = await until(lambda: next(iter(engine.state.decisions.values()), None), 10, "the first decision")
             assert d0.decision.round == 0 and engine.state.tasks[t.id].state == "awaiting_approval"
@@ -358,9 +358,11 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
                 lambda: [d for d in engine.state.decisions.values() if d.decision.round == 1], 20, "a follow-up"
             )
             d1 = d1[0]
-            # the review saw the stored result; the proposal of 9 workers was clamped to 3 per task
+            # the review saw the stored result (it stops mid-sentence: the rules let a follow-up through); the
+            # proposal of 9 workers was merged down to one
             assert "RESEARCH-RESULT-" in reviews[0]["messages"][1]["content"]
-            assert len(d1.plan) == 3 and any("per task" in c.reason for c in d1.decision.clamps)
+            assert len(d1.plan) == 1 and any("asked for 9" in m.reason for m in d1.decision.merge)
+            assert any(m.kept == "model" and m.what == "follow-up" for m in d1.decision.merge)
             assert d1.status == "pending" and engine.state.tasks[t.id].state == "awaiting_followup"
             await asyncio.sleep(0.8)  # interval beats pass: the same results are not reviewed again
             assert len(reviews) == 1 and len(fo.requests) == 1  # nothing runs before the approval
@@ -371,9 +373,9 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
             assert len(reviews) == 1 and len(engine.state.decisions) == 2
             assert "follow-up limit" in cond.info()["review"] and cond.info()["followups"] == 1
         follow_reqs = [r for r in fo.requests if role_of(r["body"]) == "analysis"]
-        assert len(follow_reqs) == 3 and all("RESEARCH-RESULT-" in user_text(r["body"]) for r in follow_reqs)
+        assert len(follow_reqs) == 1 and all("RESEARCH-RESULT-" in user_text(r["body"]) for r in follow_reqs)
         assert all("follow-up round 1" in user_text(r["body"]) for r in follow_reqs)
-        assert engine.state.task_round(t.id) == 1 and len(engine.state.task_results(t.id)) == 4
+        assert engine.state.task_round(t.id) == 1 and len(engine.state.task_results(t.id)) == 2
 
 
 async def test_finished_tasks_left_out_of_a_full_review_window_are_reviewed_later(
@@ -475,8 +477,8 @@ async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server:
         assert offered_tasks(reviews[0], by_text) == [ids["cheap"]]
         assert engine.state.tasks[ids["pricey"]].spend_usd >= 0.0025
         assert len(d1) == 1 and d1[0].decision.task_ids == [ids["cheap"]]
-        assert len(d1[0].plan) == 1  # $0.001 spent + 1 x $0.001 worst case fits $0.0025; a second would not
-        assert any(c.what == "task_budget" and "budget.task_max_usd" in c.reason for c in d1[0].decision.clamps)
+        assert len(d1[0].plan) == 1  # the merge keeps one (the model asked for 3); $0.001 + $0.001 fits $0.0025
+        assert any(m.what == "count" and "asked for 3" in m.reason for m in d1[0].decision.merge)
         assert d1[0].status == "approved" and d1[0].by == "auto"  # the same approval policy as any decision
         assert engine.state.task_round(ids["pricey"]) == 0
 

@@ -98,6 +98,17 @@ def _by_task(advice: Advice | None) -> dict[str, list[AdviceWorker]]:
     return out
 
 
+def _allowed(c: _Choices, env: Envelope, task_id: str, ws: Sequence[AdviceWorker]) -> list[AdviceWorker]:
+    """The model's entries whose role this beat allows (the others are named: why each is not)."""
+    for w in ws:
+        if w.role not in env.roles:
+            why = env.excluded.get(w.role) or "not a configured role"
+            c.add(
+                task_id, "rules", "role", f"the model's role {w.role[:40]!r} is not allowed this beat ({why}): left out"
+            )
+    return [w for w in ws if w.role in env.roles]
+
+
 def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
     """(roles in step order, the most workers of a step) of one task's entries."""
     steps: dict[int, str] = {}
@@ -178,7 +189,7 @@ def merge_plans(
         if rw is None:
             continue  # the rules plan no task without an allowed role: nor does the merge
         rule = rw[0].role
-        ms = [w for w in model_by.get(t.id, []) if w.role in env.roles]
+        ms = _allowed(c, env, t.id, model_by.get(t.id, []))
         if model is None:
             steps, asked = [rule], 1
         elif not ms:
@@ -228,7 +239,7 @@ def merge_review(
     workers: list[AdviceWorker] = []
     for tid, ws in _by_task(model).items():
         rv, t = by_id.get(tid), ready.get(tid)
-        ws = [w for w in ws if w.role in env.roles]
+        ws = _allowed(c, env, tid, ws)
         if rv is None or t is None or not ws:
             c.add(tid, "rules", "follow-up", "not a reviewed task of this beat, or no allowed role: left out")
             continue
