@@ -29,7 +29,9 @@ async def submit(engine: Engine, text: str) -> str:
 
 
 async def decision_for(engine: Engine, *task_ids: str) -> Decision:
-    found = await until(lambda: [d for d in decisions(engine) if set(task_ids) <= set(d.task_ids)], 90, "a decision")
+    found: list[Decision] = await until(
+        lambda: [d for d in decisions(engine) if set(task_ids) <= set(d.task_ids)], 90, "a decision"
+    )
     return found[0]
 
 
