@@ -119,11 +119,13 @@ def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
     return list(steps.values()), count
 
 
-def _count(c: _Choices, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
+def _count(c: _Choices, env: Envelope, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
     pref = prefs.get(role)
     if pref is not None:
-        c.add(t.id, "user", "count", f"{pref.count} {role} worker(s): {pref.why}")
-        return pref.count
+        n = max(1, min(pref.count, env.max_per_task))  # a learned count is a wish like any other: the task's limit
+        cut = f" (at most {env.max_per_task} per task)" if n != pref.count else ""
+        c.add(t.id, "user", "count", f"{n} {role} worker(s){cut}: {pref.why}")
+        return n
     if asked > 1:
         c.add(
             t.id,
@@ -205,7 +207,7 @@ def merge_plans(
                     why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
                     c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
                 steps = [_role(c, env, t, rule, rule if rule in chain else chain[0], left, estimate)]
-        n = _count(c, t, steps[0], asked, prefs)
+        n = _count(c, env, t, steps[0], asked, prefs)
         for i, role in enumerate(steps):
             workers.append(AdviceWorker(task_id=t.id, role=role, count=n, step=i))
             if left is not None:
@@ -250,6 +252,6 @@ def merge_review(
         chain, asked = _chain(ws)
         steps = chain if len(chain) > 1 and names_steps(t.text) else chain[:1]
         c.add(tid, "model", "follow-up", f"the latest results are {seen}: the model's {' → '.join(steps)} kept")
-        n = _count(c, t, steps[0], asked, prefs)
+        n = _count(c, env, t, steps[0], asked, prefs)
         workers += [AdviceWorker(task_id=tid, role=r, count=n, step=i) for i, r in enumerate(steps)]
     return Merged(Advice(workers=workers, reason=model.reason), c.items)
