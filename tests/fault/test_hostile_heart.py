@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,14 +20,17 @@ from swarm_tui.engine.config.sections import OllamaSection
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, AdviceWorker, parse_advice
 from swarm_tui.engine.heartbeat.clamp import clamp, limit_tasks, rules_advice, violations
+from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.learn import Preference, example, examples, lessons, preferences
 from swarm_tui.engine.heartbeat.local_model import Advisor
-from swarm_tui.engine.heartbeat.merge import merge_plans
+from swarm_tui.engine.heartbeat.merge import merge_plans, names_steps
 from swarm_tui.engine.heartbeat.prompt import SYSTEM, TEMPLATE_TOKENS, aliases
+from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
 from swarm_tui.tui.details import decision_full_text
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
+from tests.support.env import make_config
 
 NOW = 1_900_000_000.0
 ROLES = [
@@ -442,3 +446,90 @@ async def test_examples_that_instruct_the_model_stay_within_the_window() -> None
     sent = adv.sizer.tokens(SYSTEM + client.prompts[-1]) + TEMPLATE_TOKENS + res.num_predict
     assert sent <= adv.window()  # the examples given up, oldest first, to fit num_ctx
     await adv.close()
+
+
+async def test_a_window_once_too_small_is_read_again_when_api_ps_tells_the_truth() -> None:
+    """FINDING (trust): /api/ps reports a window too small for one task (another client loaded the model with a
+    small num_ctx, or a lying server). From then on every advise() returns too_small() before any call, and
+    read_window_soon() runs only after a call (local_model.py _ask), so the window is never read again: the
+    model stays off until the engine restarts, though /api/ps now says 4096."""
+    now = [1000.0]
+    client = FakeClient(answer({"id": "1", "roles": ["research"]}), ps=ps_of((MODEL, 64)))
+    sec = OllamaSection(host="http://127.0.0.1:9", model=MODEL, num_ctx=4096, timeout_s=5.0, keep_alive="30m")
+    adv = Advisor(sec, LocalLane(), client=client, monotonic=lambda: now[0])  # type: ignore[arg-type]
+    env = env_of(["Summarise the news."])
+    assert (await adv.advise(env, env.tasks)).advice is not None
+    assert adv.window_task is not None
+    await adv.window_task
+    assert adv.window() == 64
+    client.ps_answer = ps_of((MODEL, 4096))  # the truth, from now on
+    for _ in range(5):
+        now[0] += 120.0  # two minutes a beat: well past WINDOW_EVERY_S
+        res = await adv.advise(env, env.tasks)
+        if adv.window_task is not None and not adv.window_task.done():
+            await adv.window_task
+    assert res.advice is not None, res.error
+    await adv.close()
+
+
+class Recorded:
+    """The conductor's recorder without a bus: each event applied to the state."""
+
+    def __init__(self, state: SwarmState) -> None:
+        self.state = state
+        self.events: list[Any] = []
+
+    async def __call__(self, ev: Any, *, msg_id: str | None = None) -> None:
+        self.events.append(ev)
+        self.state.apply(ev)
+
+
+async def test_a_long_role_fails_no_beat_the_rules_still_decide(tmp_path: Path) -> None:
+    """FINDING (crash), end to end: a model answer with a 33-character role raises out of Conductor.beat()
+    (conductor.py _decide awaits advisor.advise, which lets the ValidationError through): no decision this beat
+    and every beat the model answers so; the rules' plan, the floor, is lost with the model's."""
+    cfg = make_config(tmp_path, "nats://127.0.0.1:9")
+    state = SwarmState()
+    state.apply(Task(id="t-crash0001", text="Summarise the news.", created_at=time.time()))
+    adv = advisor(FakeClient(answer({"id": "1", "roles": ["a" * 33]})))
+    rec = Recorded(state)
+    cond = Conductor(
+        ConductorSettings.of(cfg, use_ollama=True),
+        None,  # type: ignore[arg-type]  # the recorder below publishes nothing
+        state,
+        guards=ConductorGuards(lane=LocalLane()),
+        advisor=adv,
+        record=rec,  # type: ignore[arg-type]
+    )
+    d = await cond.beat("new tasks")
+    assert d is not None and d.source == "rules" and d.task_ids == ["t-crash0001"]
+    assert d.error  # the model's answer is named as not used
+    await adv.close()
+
+
+@pytest.mark.parametrize("text", ["我不再需要长报告，总结一下天气。", "再见！请总结今天的新闻。"])
+def test_a_chinese_task_of_one_step_does_not_name_two_steps(text: str) -> None:
+    """FINDING (cosmetic, a second worker's cost): merge.py _STEPS matches the single character 再 anywhere, so
+    不再 ("no longer") and 再见 ("goodbye") name a second step, and the model's chain (two workers) is kept for a
+    one-step task."""
+    assert not names_steps(text)
+    env = env_of([text])
+    model = Advice(
+        workers=[
+            AdviceWorker(task_id=env.task_ids[0], role="research", step=0),
+            AdviceWorker(task_id=env.task_ids[0], role="analysis", step=1),
+        ]
+    )
+    assert len(planned(env, model)) == 1
+
+
+async def test_learn_false_turns_off_examples_and_counts(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, "nats://127.0.0.1:9").replace(heartbeat__learn=False)
+    state = SwarmState()
+    for i in range(3):
+        decided(state, i, "Summarise the news.", ["research"], 2, edit=1)
+    cond = Conductor(ConductorSettings.of(cfg, use_ollama=False), None, state)  # type: ignore[arg-type]
+    assert cond.learned() == ([], {})
+    on = Conductor(ConductorSettings.of(make_config(tmp_path, "nats://127.0.0.1:9"), use_ollama=False), None, state)  # type: ignore[arg-type]
+    ex, prefs = on.learned()
+    assert len(ex) == 3 and prefs["research"].count == 1
