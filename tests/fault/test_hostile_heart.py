@@ -533,3 +533,37 @@ async def test_learn_false_turns_off_examples_and_counts(tmp_path: Path) -> None
     on = Conductor(ConductorSettings.of(make_config(tmp_path, "nats://127.0.0.1:9"), use_ollama=False), None, state)  # type: ignore[arg-type]
     ex, prefs = on.learned()
     assert len(ex) == 3 and prefs["research"].count == 1
+
+
+def test_a_task_the_rules_cannot_read_is_not_lost_to_the_models_rate_limited_role() -> None:
+    """FINDING (trust, found by hypothesis): a Russian task; the rules plan research (room for it), the model
+    says analysis, whose model is rate limited to 0 new workers this beat (allowed, capped). merge.py _role takes
+    the model's role because the rules' words cannot read the task, without asking whether that role can start;
+    the clamp drops it and the task waits, though the rules' research would have run."""
+    tasks = [ReadyTask("t-00000000", "Найди статьи о погоде и сравни их.", 5)]
+    env = compute_envelope(
+        ROLES,
+        tasks,
+        scale=5,
+        live_workers=0,
+        max_per_task=3,
+        estimate=estimate,
+        remaining_usd=1.0,
+        ram_ok=True,
+        rate_limits={ALL["analysis"].model: {"limit": 0}},
+        now=NOW,
+    )
+    assert [p.role for p in planned(env, None)] == ["research"]
+    model = Advice(workers=[AdviceWorker(task_id="t-00000000", role="analysis")])
+    assert [p.task_id for p in planned(env, model)] == ["t-00000000"]
+
+
+def test_a_task_the_rules_cannot_read_is_not_lost_to_the_models_role_over_budget() -> None:
+    """FINDING (trust), the same line as above with the budget: the model's role (code, dear) does not fit the
+    budget left, the rules' (research, cheap) does; merge.py _role's "cannot read" branch comes before its budget
+    check, so the model's role is taken and clamped away: the task waits."""
+    text = "Найди статьи о погоде и сравни их."
+    env = env_of([text], remaining=0.0005)
+    assert [p.role for p in planned(env, None)] == ["research"]
+    model = Advice(workers=[AdviceWorker(task_id=env.task_ids[0], role="code")])
+    assert [p.task_id for p in planned(env, model)] == env.task_ids
