@@ -129,6 +129,56 @@ def format_chat(llm: Any, messages: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def greedy_completion(llm: Any, tokens: list[int], grammar: Any, max_tokens: int) -> tuple[str, int, str]:
+    """Temperature 0 under a grammar, sampled as llama.cpp's common sampler does (``common/sampling.h``, the
+    sampler of llama-server, whose runner Ollama used for llama.cpp models): the best token is checked against
+    the grammar alone, and only when the grammar rejects it is the grammar applied to the whole vocabulary and
+    the token chosen again (the slow path). llama-cpp-python's ``create_completion`` applies the grammar to the
+    whole vocabulary (262k tokens for Gemma 3) before every token, about 30 ms a token more on 2 cores than
+    llama.cpp. (text, tokens generated, "stop" or "length")."""
+    import ctypes
+
+    import llama_cpp
+    import numpy as np
+    from llama_cpp._internals import LlamaTokenDataArray
+
+    n_past = 0  # the prefix evaluated for the previous prompt is kept, as llama.cpp's server keeps it
+    for a, b in zip(llm.input_ids[: llm.n_tokens], tokens[:-1], strict=False):
+        if int(a) != b:
+            break
+        n_past += 1
+    llm.n_tokens = n_past
+    llm.eval(tokens[n_past:])
+    vocab = llm._model.vocab
+    n_vocab = llm.n_vocab()
+    smpl = llama_cpp.llama_sampler_init_grammar(vocab, grammar._grammar.encode(), grammar._root.encode())
+    one: Any = (llama_cpp.llama_token_data * 1)()  # ctypes fields: mypy reads them as the ctypes types
+    one_arr = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+    full = LlamaTokenDataArray(n_vocab=n_vocab)
+    out: list[int] = []
+    finish = "length"
+    try:
+        for _ in range(max_tokens):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
+            tok = int(np.argmax(logits))
+            one[0].id, one[0].logit, one[0].p = tok, float(logits[tok]), 0.0
+            one_arr.size, one_arr.selected = 1, -1
+            llama_cpp.llama_sampler_apply(smpl, ctypes.byref(one_arr))
+            if not np.isfinite(one[0].logit):  # the grammar rejects it: the slow path
+                full.copy_logits(logits)
+                llama_cpp.llama_sampler_apply(smpl, ctypes.byref(full.candidates))
+                tok = int(full.candidates_data.id[int(np.argmax(full.candidates_data.logit))])
+            llama_cpp.llama_sampler_accept(smpl, tok)
+            if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                finish = "stop"
+                break
+            out.append(tok)
+            llm.eval([tok])
+    finally:
+        llama_cpp.llama_sampler_free(smpl)
+    return llm.detokenize(out).decode("utf-8", errors="replace"), len(out), finish
+
+
 def fit_window(tokens: list[int], num_ctx: int) -> list[int]:
     """Ollama's runner cuts a prompt longer than num_ctx from the front, after the first num_keep tokens, and
     says nothing to the client (the system prompt is first, so it is what goes)."""
@@ -267,17 +317,20 @@ class LlamaOllama:
                 return await self._stream(request, llm, tokens, grammar, max_tokens, temperature, rec)
             t0 = time.monotonic()
             _perf_reset(llm)
-            out = await asyncio.to_thread(
-                llm.create_completion, tokens, max_tokens=max_tokens, temperature=temperature, grammar=grammar, seed=0
-            )
-            text = out["choices"][0]["text"]
-            final = self._final(
-                name,
-                out["choices"][0].get("finish_reason") or "stop",
-                len(tokens),
-                int(out["usage"]["completion_tokens"]),
-                time.monotonic() - t0,
-            )
+            if temperature == 0 and grammar is not None:  # the heartbeat's call
+                text, n, finish = await asyncio.to_thread(greedy_completion, llm, tokens, grammar, max_tokens)
+            else:
+                out = await asyncio.to_thread(
+                    llm.create_completion,
+                    tokens,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    grammar=grammar,
+                    seed=0,
+                )
+                text, n = out["choices"][0]["text"], int(out["usage"]["completion_tokens"])
+                finish = out["choices"][0].get("finish_reason") or "stop"
+            final = self._final(name, finish, len(tokens), n, time.monotonic() - t0)
             final.update(_perf(llm))
             final["message"] = {"role": "assistant", "content": text}
             rec["response"] = final
