@@ -47,7 +47,7 @@ def test_three_edits_down_to_one_make_a_preference_and_examples() -> None:
     prefs = preferences(ls)
     assert prefs["research"].count == 1 and "3 edited" in prefs["research"].why
     ex = examples(ls)
-    assert ex[0] == '"Find three papers on topic 2": proposed research x2; the user edited it to research x1'
+    assert ex[0] == 'edited to research x1; proposed research x2; task: "Find three papers on topic 2"'
 
 
 def test_edits_up_to_two_make_two() -> None:
@@ -80,7 +80,7 @@ def test_only_a_persons_word_is_a_lesson() -> None:
     pending_edit = decided(s, 4, "Edited, not yet approved", ["research"], 2, edit=1, final="")
     ls = lessons(s)
     assert [(x.decision_id, x.action) for x in ls] == [(pending_edit, "edited"), (rejected, "rejected")]
-    assert examples(ls)[1].endswith("the user rejected it")
+    assert examples(ls)[1].startswith("rejected; proposed research x2; task: ")
     assert preferences(ls) == {}  # a rejection says nothing about a count
 
 
@@ -89,4 +89,4 @@ def test_an_example_is_one_short_line_whatever_the_task() -> None:
     decided(s, 0, "line one\nline two " + "x" * 500, ["research", "analysis"], 1, edit=1)
     (ex,) = examples(lessons(s))
     assert "\n" not in ex and len(ex) < 200
-    assert "proposed research then analysis x1; the user edited it to research x1" in ex
+    assert ex.startswith("edited to research x1; proposed research then analysis x1; task: ")

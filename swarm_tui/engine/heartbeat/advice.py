@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,7 +72,7 @@ class PlanTask(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     id: str = Field(max_length=64)
-    roles: list[str] = Field(min_length=1, max_length=MAX_CHAIN)
+    roles: list[Annotated[str, Field(max_length=32)]] = Field(min_length=1, max_length=MAX_CHAIN)  # as AdviceWorker
     count: int = Field(default=1, ge=1, le=50)
 
 
@@ -210,4 +210,8 @@ def parse_advice(text: str, alias: Mapping[str, str] | None = None) -> Advice:
     if alias:
         for t in plan.tasks:
             t.id = alias.get(t.id, t.id)
-    return plan.to_advice()
+    try:  # the same bounds again, as the plan's workers: an answer outside them is an error, never a failed beat
+        return plan.to_advice()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AdviceError(f"the model's answer does not fit a plan: {first.get('msg', 'invalid')}"[:300]) from None

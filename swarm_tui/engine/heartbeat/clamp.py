@@ -203,8 +203,45 @@ def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str
             per_model[spec.model] += 1
             spent_worst += worst
             spent_likely += likely
+    items, costs = whole_chains(env, advice, items, costs, clamps)
     items = chain_steps(items, clamps)
-    return Clamped(items, clamps, round(spent_likely, 8), round(spent_worst, 8), costs)
+    return Clamped(items, clamps, round(sum(x for x, _ in costs), 8), round(sum(w for _, w in costs), 8), costs)
+
+
+def whole_chains(
+    env: Envelope, advice: Advice, items: list[PlanItem], costs: list[tuple[float, float]], clamps: list[Clamp]
+) -> tuple[list[PlanItem], list[tuple[float, float]]]:
+    """A task's later steps run only after the steps before them: when the clamp dropped every worker of a step
+    the plan asked for, the task's later steps are dropped too (a later step would run without the results it
+    was planned to be given: an analysis alone on a code task whose code step did not fit). A step that was never
+    a valid one (a role not allowed, a task not ready) holds nothing back: it could not have given results."""
+    ready = set(env.task_ids)
+    asked: dict[str, set[int]] = defaultdict(set)
+    for w in advice.workers:
+        if w.count >= 1 and w.task_id in ready and w.role in env.roles:
+            asked[w.task_id].add(w.step)
+    kept: dict[str, set[int]] = defaultdict(set)
+    for p in items:
+        kept[p.task_id].add(p.step)
+    cut: dict[str, int] = {}  # task -> the first step asked for and not kept
+    for task, steps in kept.items():
+        missing = sorted(asked[task] - steps)
+        if missing and missing[0] < max(steps):
+            cut[task] = missing[0]
+    if not cut:
+        return items, costs
+    out = [(p, c) for p, c in zip(items, costs, strict=True) if p.task_id not in cut or p.step < cut[p.task_id]]
+    for task, step in list(cut.items())[:20]:
+        if len(clamps) < 400:
+            clamps.append(
+                Clamp(
+                    what="step",
+                    reason=f"task {task}: step {step} did not fit, so its later steps wait with it",
+                    before=sorted(kept[task]),
+                    after=sorted(s for s in kept[task] if s < step),
+                )
+            )
+    return [p for p, _ in out], [c for _, c in out]
 
 
 def violations(env: Envelope, items: Sequence[PlanItem], est_max: float) -> list[str]:

@@ -54,6 +54,8 @@ class ReviewHost(Protocol):
 
     def learned(self) -> tuple[list[str], dict[str, Preference]]: ...
 
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]: ...
+
 
 def reviewable(c: ReviewHost) -> list[ReviewTask]:
     """Finished tasks with results not reviewed yet and room left for a follow-up (the others are marked
@@ -133,7 +135,9 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         return []
     env.tasks = [t for t in env.tasks if c.state.tasks[t.id].state in REVIEWABLE]
     rounds = {t.id: c.state.task_round(t.id) + 1 for t in env.tasks}
-    merged = merge_review(env, result.advice, items, prefs=prefs)  # follow-ups only where results look wrong
+    merged = merge_review(
+        env, result.advice, items, estimate=c.estimate, prefs=prefs
+    )  # follow-ups only where results look wrong
     clamped = c.clamp_plan(env, merged.advice, rounds)
     if not clamped.items:
         why = "; ".join(c.reason for c in clamped.clamps[:3])
