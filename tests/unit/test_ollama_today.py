@@ -338,3 +338,16 @@ async def test_doctor_shows_keep_alive_and_the_real_window(tmp_path: Path, loade
         async with aiohttp.ClientSession() as session:
             check = await check_ollama(cfg, session)
     assert check.ok and "keep_alive 30m" in check.detail and shown in check.detail, check.detail
+
+
+def test_a_reason_copied_from_the_prompts_example_is_not_kept() -> None:
+    """Gemma 3 270M copies the example answer's reason verbatim (seen in the real-model tests): a decision's
+    'why' then said 'model: a few words'. The copy says nothing and is dropped; a real reason stays."""
+    from swarm_tui.engine.heartbeat.advice import REASON_PLACEHOLDER, parse_advice
+    from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM, SYSTEM
+
+    assert f'"reason":"{REASON_PLACEHOLDER}"' in SYSTEM and f'"reason":"{REASON_PLACEHOLDER}"' in REVIEW_SYSTEM
+    copied = parse_advice('{"tasks":[{"id":"1","roles":["research"]}],"reason":"A few words."}', {"1": "t-x"})
+    assert copied.reason == ""
+    kept = parse_advice('{"tasks":[{"id":"1","roles":["research"]}],"reason":"two kinds of work"}', {"1": "t-x"})
+    assert kept.reason == "two kinds of work"

@@ -45,6 +45,7 @@ MAX_STEP = 20
 MAX_TASKS = 100  # the most tasks one beat may offer (heartbeat.max_tasks_per_beat allows 1..100)
 MAX_CHAIN = 2  # the most roles one task may chain in one plan (Gemma 3 270M fills a longer bound: 19 -> 21 of 32)
 MAX_COUNT = 20  # the most workers per step the schema can express (heartbeat.max_workers_per_task allows 1..20)
+REASON_PLACEHOLDER = "a few words"  # the reason in the prompt's example answer: a small model copies it verbatim
 REASON_CHARS = 80  # a few words (the model's reason is shown on the decision; it is not a report)
 
 
@@ -87,7 +88,10 @@ class ModelPlan(BaseModel):
         workers = [
             AdviceWorker(task_id=t.id, role=r, count=t.count, step=i) for t in self.tasks for i, r in enumerate(t.roles)
         ]
-        return Advice(workers=workers, reason=self.reason[:REASON_CHARS])
+        reason = self.reason[:REASON_CHARS]
+        if reason.strip().strip(".").lower() == REASON_PLACEHOLDER:  # the example's words copied: they say nothing
+            reason = ""
+        return Advice(workers=workers, reason=reason)
 
 
 def advice_schema(
