@@ -77,16 +77,14 @@ def chain_steps(items: list[PlanItem], clamps: list[Clamp]) -> list[PlanItem]:
         out.append(p)
     changed = {t: sorted(s) for t, s in by_task.items() if sorted(s) != list(range(len(s)))}
     for t, steps in list(changed.items())[:20]:
-        if len(clamps) < 400:
-            clamps.append(
-                Clamp(
-                    what="step",
-                    reason=f"task {t}: steps {steps} renumbered 0..{len(steps) - 1} so they run in order without a gap",
-                    before=steps,
-                    after=list(range(len(steps))),
-                )
-            )
+        why = f"task {t}: steps {steps} renumbered 0..{len(steps) - 1} so they run in order without a gap"
+        _step_clamp(clamps, why, steps, list(range(len(steps))))
     return out
+
+
+def _step_clamp(clamps: list[Clamp], reason: str, before: list[int], after: list[int]) -> None:
+    if len(clamps) < 400:
+        clamps.append(Clamp(what="step", reason=reason, before=before, after=after))
 
 
 def limit_tasks(
@@ -232,15 +230,8 @@ def whole_chains(
         return items, costs
     out = [(p, c) for p, c in zip(items, costs, strict=True) if p.task_id not in cut or p.step < cut[p.task_id]]
     for task, step in list(cut.items())[:20]:
-        if len(clamps) < 400:
-            clamps.append(
-                Clamp(
-                    what="step",
-                    reason=f"task {task}: step {step} did not fit, so its later steps wait with it",
-                    before=sorted(kept[task]),
-                    after=sorted(s for s in kept[task] if s < step),
-                )
-            )
+        why = f"task {task}: step {step} did not fit, so its later steps wait with it"
+        _step_clamp(clamps, why, sorted(kept[task]), sorted(s for s in kept[task] if s < step))
     return [p for p, _ in out], [c for _, c in out]
 
 
