@@ -18,7 +18,7 @@ from swarm_tui.engine.heartbeat.clamp import Clamped
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
-from swarm_tui.engine.heartbeat.merge import merge_review
+from swarm_tui.engine.heartbeat.merge import merge_review, verdict
 from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
@@ -109,6 +109,11 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         c.reviewed[t.id] = len(c.state.tasks[t.id].results)
     if c.advisor is None:
         c.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
+        return []
+    complete = [t for t in items if verdict(t.results) == "complete"]
+    items = [t for t in items if verdict(t.results) != "complete"]  # only these may get a follow-up (merge.py)
+    if not items:
+        c.review_note = f"{len(complete)} finished task(s) with results that look complete: no follow-up (the rules)"
         return []
     ctx = c.settings.swarm.context_max_chars
     prio = {t.id: c.state.tasks[t.id].task.priority for t in items}
