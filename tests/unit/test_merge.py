@@ -189,3 +189,12 @@ def test_a_learned_count_past_the_task_limit_is_cut_not_a_crash() -> None:
     m = merge_plans(env, rules_advice(env), None, estimate=estimate, prefs=pref)
     assert len(plan(env, m.advice)) == env.max_per_task == 3
     assert "at most 3 per task" in m.choices[-1].reason
+
+
+def test_a_trimmed_chain_still_offers_its_cheaper_role_under_a_tight_budget() -> None:
+    """The bench's "tight budget": the model chains research → analysis on a one-step urgent task; the chain is
+    trimmed to one step, and the rules' analysis does not fit the budget left: the model's research does."""
+    env = env_of(("Summarise today's notes.", 2), ("Urgent: explain the outage in one paragraph.", 9), remaining=5e-4)
+    urgent = env.tasks[0].id
+    m = merge_plans(env, rules_advice(env), model((urgent, ["research", "analysis"], 1)), estimate=estimate)
+    assert plan(env, m.advice)[0] == (urgent, "research", 0)

@@ -95,7 +95,8 @@ class _Choices:
 def _by_task(advice: Advice | None) -> dict[str, list[AdviceWorker]]:
     out: dict[str, list[AdviceWorker]] = {}
     for w in advice.workers if advice is not None else []:
-        out.setdefault(w.task_id, []).append(w)
+        if w.count >= 1:  # an entry of 0 workers plans nothing
+            out.setdefault(w.task_id, []).append(w)
     return out
 
 
@@ -156,6 +157,7 @@ class _Room:
         self.per_model: Counter[str] = Counter()
         self.spare_slots = env.max_workers
         self.spare_usd = env.budget_usd
+        self.floor_models: Counter[str] = Counter()
 
     def worst(self, t: ReadyTask, role: str, later: bool = False) -> float:
         spec = self.env.roles[role]
@@ -180,8 +182,30 @@ class _Room:
         """Set aside room for the floor: one worker of each task's rules' role; additions use only what is over."""
         self.spare_slots = self.env.max_workers - len(floor)
         self.spare_usd = None if self.left is None else self.left - sum(self.worst(t, r) for t, r in floor)
+        self.floor_models = Counter(self.env.roles[r].model for _, r in floor)
 
-    def add(self, t: ReadyTask, steps: Sequence[tuple[str, int, bool]]) -> str:
+    def swap(self, t: ReadyTask, rule: str, role: str, *, dry: bool = False) -> str:
+        """Room for ``role`` instead of the rules' ``rule`` as ``t``'s first worker, without taking what the rest
+        of the floor needs (its budget, its models' rate-limit caps): "" and the reserve moved, else why not."""
+        why = self.why_not(t, role)
+        if why:
+            return why
+        old, new = self.env.roles[rule].model, self.env.roles[role].model
+        cap = self.env.model_caps.get(new)
+        if old != new and cap is not None and self.floor_models[new] + 1 > cap:
+            return f"{new} is rate limited to {cap} new worker(s), which the other tasks' first workers need"
+        extra = self.worst(t, role) - self.worst(t, rule)
+        if self.spare_usd is not None and extra > 1e-12 and extra > self.spare_usd + 1e-12:  # a cheaper one: room
+            return f"its worst case is ${extra:.4f} over the rules' {rule}, more than the other tasks leave"
+        if dry:
+            return ""
+        self.floor_models[old] -= 1
+        self.floor_models[new] += 1
+        if self.spare_usd is not None:
+            self.spare_usd -= extra
+        return ""
+
+    def add(self, t: ReadyTask, steps: Sequence[tuple[str, int, bool]], *, dry: bool = False) -> str:
         """Room for additions (role, workers, a later step?) beyond the floor: "" and taken, else why not."""
         slots = sum(n for _, n, _ in steps)
         usd = sum(n * self.worst(t, r, later) for r, n, later in steps)
@@ -189,6 +213,8 @@ class _Room:
             return f"the envelope has room for {max(0, self.spare_slots)} more worker(s) beyond one per task"
         if self.spare_usd is not None and usd > self.spare_usd + 1e-12:
             return f"their worst case ${usd:.4f} does not fit the ${max(0.0, self.spare_usd):.4f} over one per task"
+        if dry:
+            return ""
         self.spare_slots -= slots
         if self.spare_usd is not None:
             self.spare_usd -= usd
@@ -196,22 +222,23 @@ class _Room:
 
 
 def _role(c: _Choices, room: _Room, t: ReadyTask, rule: str, model: str) -> str:
-    """The first step's role: the rules', or the model's where the rules only guessed and the model's can start."""
+    """The first step's role: the rules', or the model's where the rules only guessed and the model's can start
+    without taking what the other tasks' first workers need."""
     if model == rule:
         return rule
     words = _why_role(t.text, rule)
     if rule == "code" and words:
         c.add(t.id, "rules", "role", f"the words make it a code task ('{words}'): code kept, not the model's {model}")
         return rule
-    blocked = room.why_not(t, model)
     if not english(t.text):
+        blocked = room.swap(t, rule, model)
         if not blocked:
             c.add(t.id, "model", "role", f"the rules' words cannot read this task: the model's {model}, not {rule}")
             return model
         c.add(t.id, "rules", "role", f"the model's {model} cannot start ({blocked}): the rules' {rule}")
         return rule
     rule_blocked = room.why_not(t, rule)
-    if rule_blocked and not blocked:
+    if rule_blocked and not room.swap(t, rule, model):
         c.add(t.id, "model", "role", f"the rules' {rule} cannot start ({rule_blocked}); the model's {model} can")
         return model
     backed = f"the words back it ('{words}')" if words else "the model's role alone is no reason to change it"
@@ -223,15 +250,23 @@ def _steps(c: _Choices, room: _Room, t: ReadyTask, rule: str, ms: list[AdviceWor
     """The roles of a task's steps: the model's chain where the task names steps, else one role."""
     chain, _ = _chain(ms)
     if len(chain) > 1 and names_steps(t.text) and (rule in chain or not _why_role(t.text, rule)):
-        blocked = room.why_not(t, chain[0]) or room.add(t, [(r, 1, True) for r in chain[1:]])
-        if not blocked:
+        later = [(r, 1, True) for r in chain[1:]]
+        first = room.why_not(t, chain[0]) if chain[0] == rule else room.swap(t, rule, chain[0], dry=True)
+        blocked = first or room.add(t, later, dry=True)
+        if not blocked:  # both fit: take them
+            room.add(t, later)
+            if chain[0] != rule:
+                room.swap(t, rule, chain[0])
             c.add(t.id, "model", "chain", "the task names steps: the model's " + " → ".join(chain))
             return chain
         c.add(t.id, "rules", "chain", f"no room for the model's {' → '.join(chain)} ({blocked}): one step")
     elif len(chain) > 1:
         why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
         c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
-    return [_role(c, room, t, rule, rule if rule in chain else chain[0])]
+    alt = rule if rule in chain else chain[0]
+    if rule in chain and room.why_not(t, rule):  # the rules' role cannot start: another role the model named may
+        alt = next((r for r in chain if r != rule and not room.why_not(t, r)), rule)
+    return [_role(c, room, t, rule, alt)]
 
 
 def merge_plans(
