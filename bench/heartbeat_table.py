@@ -88,7 +88,10 @@ def table(res: dict[str, Any]) -> str:
     below = [r["scenario"] for r in rows if worst(r["combo"])["met"] < r["rules"]["met"]]
     above = [r["scenario"] for r in rows if worst(r["combo"])["met"] > r["rules"]["met"]]
     m_below = [r["scenario"] for r in rows if worst(r["model"])["met"] < r["rules"]["met"]]
+    diff = tot["combo"] - tot["rules"]
     lines += [
+        f"In total the combination meets {tot['combo']} of {t} properties, the rules {tot['rules']} "
+        f"({'+' if diff >= 0 else ''}{diff}), the model alone {tot['model']}.",
         f"Where the combination is below the rules: {', '.join(below) or 'nowhere'}.",
         f"Where it is above them: {', '.join(above) or 'nowhere'}.",
         f"Where the model alone is below the rules: {', '.join(m_below) or 'nowhere'}.",

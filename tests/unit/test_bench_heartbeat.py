@@ -8,7 +8,7 @@ from typing import Any
 from bench.heartbeat import combination, model_alone, rules
 from bench.heartbeat_checks import chain, every_task, n_workers, score, task_count, task_skipped, task_steps
 from bench.heartbeat_learning import history_state, learned
-from bench.heartbeat_scenarios import ROLES, SCENARIOS, History, Scenario, envelope
+from bench.heartbeat_scenarios import ROLES, SCENARIOS, History, envelope
 from bench.heartbeat_table import END, START, splice, table
 from swarm_tui.engine.bus.wire import PlanItem
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
@@ -165,6 +165,7 @@ def test_the_table_totals_worst_runs_and_names_where_the_combination_stands() ->
     assert "| **all 3** | **7/9** | **6/9** | **7/9** |" in block
     assert "p50 2.5 s, max 3.0 s" in block  # over the six calls: 2, 3, 2, 3, 2, 3 s
     assert "burst of 3 (*three mixed tasks*, 2 calls): 2.50 s (target at most 3 s: met)" in block
+    assert "In total the combination meets 7 of 9 properties, the rules 7 (+0), the model alone 6." in block
     assert "Where the combination is below the rules: floor lost." in block
     assert "Where it is above them: chain." in block
     assert '`"Find X": proposed research x2; the user edited it to research x1`' in block
@@ -187,4 +188,3 @@ def test_every_scenario_is_scored_by_the_rules_and_the_combination_without_a_mod
         combo, _ = combination(s, env, AdviceResult(None, error="off"), learned(s.history))
         if s.review is None:
             assert combo.met >= r.met, s.name  # without a model the combination is the rules' plan, or learned
-        assert isinstance(s, Scenario)
