@@ -80,7 +80,7 @@ def table(res: dict[str, Any]) -> str:
         b = statistics.median(float(x["latency_ms"]) for x in burst["model"]) / 1000
         verdict = "met" if b <= TARGET_S else "not met"
         lines.append(
-            f"Median latency of the burst of 3 (*{BURST_OF_THREE}*, {len(burst['model'])} calls): {b:.2f} s "
+            f"Median latency of the burst of 3 (*{BURST_OF_THREE}*, {len(burst['model'])} call(s)): {b:.2f} s "
             f"(target at most {TARGET_S:g} s: {verdict})."
         )
     ram = f"{res['ram_mb']:.0f} MB" if res.get("ram_mb") is not None else "not reported"

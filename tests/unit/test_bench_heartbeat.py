@@ -164,7 +164,7 @@ def test_the_table_totals_worst_runs_and_names_where_the_combination_stands() ->
     assert "| three mixed tasks | 3/3 | 2/3 (2,3) | 3/3 | - | 2.5 s | 300 / 50 |" in block
     assert "| **all 3** | **7/9** | **6/9** | **7/9** |" in block
     assert "p50 2.5 s, max 3.0 s" in block  # over the six calls: 2, 3, 2, 3, 2, 3 s
-    assert "burst of 3 (*three mixed tasks*, 2 calls): 2.50 s (target at most 3 s: met)" in block
+    assert "burst of 3 (*three mixed tasks*, 2 call(s)): 2.50 s (target at most 3 s: met)" in block
     assert "In total the combination meets 7 of 9 properties, the rules 7 (+0), the model alone 6." in block
     assert "Where the combination is below the rules: floor lost." in block
     assert "Where it is above them: chain." in block
