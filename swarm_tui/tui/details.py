@@ -44,6 +44,11 @@ def decision_full_text(dv: DecisionView) -> Text:
             f"{one_line(c.reason, 500)}\n",
             style="yellow",
         )
+    for m in d.merge:
+        t.append(f"merge {m.kept} {one_line(m.what, 32)}", style="bold")
+        t.append(f"{' ' + one_line(m.task_id, 64) if m.task_id else ''}: {one_line(m.reason, 300)}\n")
+    for e in d.examples:
+        t.append(f"learned from: {one_line(e, 300)}\n", style="dim")
     if d.error:
         t.append(f"model advice not used: {one_line(d.error, 2000)}\n", style="yellow")
     if d.warning:

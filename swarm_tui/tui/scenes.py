@@ -25,31 +25,11 @@ from swarm_tui.engine.states import WorkerState
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.scene_texts import ANSWERS as ANSWERS
+from swarm_tui.tui.scene_texts import COMPARED as COMPARED
+from swarm_tui.tui.scene_texts import HOSTILE, MODELS, OUTPUT, TASKS, merge_example
 
 NOW = 1_790_000_000.0  # a fixed instant
-MODELS = [
-    "openrouter/google/gemini-2.5-flash-lite",
-    "openrouter/deepseek/deepseek-chat-v3.1",
-    "openrouter/qwen/qwen3-coder",
-]
-TASKS = [
-    "Summarise the last week of NATS JetStream release notes for the ops channel",
-    "Write a Python function that parses RFC 3339 timestamps without dateutil",
-    "Compare three cheap embedding models for a 6 GB Chromebook",
-    "Draft a README section on running the swarm over ssh inside tmux",
-    "Find the cheapest OpenRouter model that handles 32k context well",
-    "Review the budget guard for races between two worker processes",
-]
-OUTPUT = (
-    "Step 1: read the input carefully and list the constraints.\n"
-    "The timestamps may carry a 'Z' or an offset such as +02:00; fractions of a second are optional.\n"
-    "def parse_rfc3339(s: str) -> datetime:\n"
-    "    s = s.strip().replace('z', 'Z')\n"
-    "    if s.endswith('Z'):\n"
-    "        s = s[:-1] + '+00:00'\n"
-    "    return datetime.fromisoformat(s)\n"
-    "Edge cases: leap seconds (23:59:60) are rejected by fromisoformat; clamp them to :59.\n"
-)
 
 
 def scene_config() -> Config:
@@ -171,7 +151,15 @@ def _task(state: SwarmState, i: int, age: float, priority: int = 5) -> str:
 
 
 def _decision(
-    state: SwarmState, did: str, task_ids: list[str], n: int, age: float, *, clamps: bool = True, raw: str = ""
+    state: SwarmState,
+    did: str,
+    task_ids: list[str],
+    n: int,
+    age: float,
+    *,
+    clamps: bool = True,
+    raw: str = "",
+    learned: bool = False,
 ) -> Decision:
     plan = [
         PlanItem(
@@ -207,6 +195,8 @@ def _decision(
         raw=raw or '{"spawn": true, "workers": 14, "models": ["opus", "flash-lite"], "why": "two tasks"}',
         demo=True,
     )
+    if learned:
+        d.merge, d.examples = merge_example(task_ids)
     state.apply(d)
     return d
 
@@ -238,27 +228,6 @@ def _workers(
         rings[wid] = ring
 
 
-HOSTILE = (
-    "[bold red]ALERT[/] [link=http://evil]click[/link] \x1b[2J\x1b[H cleared? \x1b]52;c;cm0gLXJmIH4=\x07"
-    " \x1b]0;pwned-title\x07 \x9b31m C1 \u202eevil bidi\u202c end [/]\n"
-)
-
-# the "results" scene: answers as a model writes them (a heading, a list, a code block), and one link that must
-# stay text
-ANSWERS = (
-    "## Plan\n\nParse with the standard library only:\n\n"
-    "1. normalise a trailing `Z` to `+00:00`\n2. hand the rest to `fromisoformat`\n"
-    "3. reject leap seconds with a clear error\n\nSee [the RFC](https://www.rfc-editor.org/rfc/rfc3339).\n",
-    "## Code\n\n```python\nfrom datetime import datetime\n\n\n"
-    "def parse_rfc3339(s: str) -> datetime:\n"
-    "    s = s.strip().replace('z', 'Z')\n"
-    "    if s.endswith('Z'):\n"
-    "        s = s[:-1] + '+00:00'\n"
-    "    return datetime.fromisoformat(s)\n```\n\n"
-    "- **tested:** offsets, fractions, `Z`\n- *not handled:* leap seconds\n",
-)
-
-
 def _answers(state: SwarmState) -> None:
     tid = _task(state, 1, 300, 6)
     d = _decision(state, "d-scene07", [tid], 2, 280)
@@ -281,16 +250,6 @@ def _answers(state: SwarmState) -> None:
                 ended_at=NOW - 240 + j * 70,
             )
         )
-
-
-# the "compare" scene: three answers to one task from three models, the first promoted; the second failed
-COMPARED = (
-    ANSWERS[0],
-    "## Plan\n\nParse with the standard library only:\n\n"
-    "1. normalise a trailing `Z` or `z` to `+00:00`\n2. hand the rest to `datetime.fromisoformat`\n"
-    "3. clamp leap seconds (`:60`) to `:59` and log it\n4. reject a missing offset\n\n"
-    "Python 3.11 parses fractions of any length; older versions need them padded to six digits.\n",
-)
 
 
 def _compared(state: SwarmState) -> None:
@@ -342,7 +301,7 @@ def build(name: str) -> tuple[StaticLink, dict[str, OutputRing], list[float]]:
     elif name == "pending":
         t1, t2 = _task(state, 0, 95, 7), _task(state, 1, 80)
         _task(state, 2, 20)
-        _decision(state, "d-scene01", [t1, t2], 4, 60)
+        _decision(state, "d-scene01", [t1, t2], 4, 60, learned=True)
     elif name in ("workers", "small", "hostile", "needs_you"):
         ids = [_task(state, i, 300 - 40 * i, 5 + i % 3) for i in range(4)]
         old = _decision(state, "d-scene00", ids[:1], 1, 400, clamps=False)

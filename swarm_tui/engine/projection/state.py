@@ -337,6 +337,8 @@ class SwarmState:
                     "plan": [p.model_dump() for p in d.plan],
                     "est_cost_usd": [d.decision.est_cost_min, d.decision.est_cost_max],
                     "clamps": [c.model_dump() for c in d.decision.clamps],
+                    "merge": [m.model_dump() for m in d.decision.merge],
+                    "examples": list(d.decision.examples),
                     "error": d.decision.error,
                     "reason": d.decision.reason,
                     "latency_ms": d.decision.latency_ms,

@@ -17,6 +17,11 @@ from swarm_tui.tui.model import fmt_age, fmt_usd, one_line
 from swarm_tui.tui.style import state_style
 from swarm_tui.tui.widgets.table_fit import plan_summary
 
+MERGE_STYLE = {"rules": "cyan", "model": "magenta", "user": "green"}
+
+
+WHO = {"model": "model", "user": "you", "rules": "rules"}
+
 
 class DecisionDetail(Static):
     """The highlighted decision: plan, cost, source, reasons and clamps."""
@@ -69,6 +74,18 @@ class DecisionDetail(Static):
         if d.reason:
             t.append("\nwhy: ", style="dim")
             t.append(one_line(d.reason, 300))
+        if d.merge:  # whose word the plan follows; enter shows every reason
+            t.append("\nmerge: ", style="dim")
+            moved = [m for m in d.merge if m.kept != "rules"]
+            for i, m in enumerate(moved[:4]):
+                t.append(", " if i else "")
+                t.append(f"{WHO[m.kept]} {one_line(m.what, 16)}", style=MERGE_STYLE[m.kept])
+            held = len(d.merge) - len(moved)
+            if held:
+                t.append(f"{'; ' if moved else ''}{held} held by the rules", style=MERGE_STYLE["rules"])
+        if d.examples:
+            t.append("\nlearned from ", style="dim")
+            t.append(f"{len(d.examples)} of your recent decisions")
         if d.error:
             t.append("\nmodel advice not used: ", style="yellow")
             t.append(one_line(d.error, 300))
@@ -83,6 +100,6 @@ class DecisionDetail(Static):
             t.append(f": {one_line(c.reason, 200)}", style="dim")
         if len(d.clamps) > 6:
             t.append(f"\n… {len(d.clamps) - 6} more clamps (enter shows all)", style="dim")
-        if d.raw:
-            t.append("\nenter: the model's raw answer", style="dim")
+        if d.raw or d.merge or d.examples:
+            t.append("\nenter: every merge choice and the model's raw answer", style="dim")
         return t
