@@ -83,10 +83,33 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
     names = {m.get("name", "") for m in body.get("models", []) if isinstance(m, dict)}
     want = model if ":" in model else model + ":latest"
     if model in names or want in names:
-        return Check("ollama", True, f"{base}, model {model} is pulled", required=False)
+        window = await loaded_window(session, base, {model, want}, cfg.ollama.num_ctx)
+        detail = f"{base}, model {model} is pulled; keep_alive {cfg.ollama.keep_alive}, {window}"
+        return Check("ollama", True, detail, required=False)
     return Check(
         "ollama", False, f"{base} reachable but model {model} is not pulled: run `ollama pull {model}`", required=False
     )
+
+
+async def loaded_window(session: aiohttp.ClientSession, base: str, names: set[str], num_ctx: int) -> str:
+    """The window the heartbeat's prompts are sized for, in words: num_ctx, or the smaller context_length that
+    Ollama's /api/ps reports for the loaded model (docs.ollama.com/api/ps; newer Ollama reports it)."""
+    try:
+        status, body = await _get_json(session, f"{base}/api/ps")
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        status, body = 0, None
+    models = body.get("models") if status == 200 and isinstance(body, dict) else None
+    if not isinstance(models, list):
+        return f"num_ctx {num_ctx} (/api/ps not read: the window is checked after each call)"
+    ours = [m for m in models if isinstance(m, dict) and {m.get("name"), m.get("model")} & names]
+    if not ours:
+        return f"num_ctx {num_ctx} (the model is not loaded now: its window is read after its first call)"
+    ctx = ours[0].get("context_length")
+    if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0:
+        return f"num_ctx {num_ctx} (loaded; this Ollama does not report its window)"
+    if ctx < num_ctx:
+        return f"num_ctx {num_ctx}, but the model is loaded with a {ctx}-token window: prompts are sized for {ctx}"
+    return f"num_ctx {num_ctx}, loaded with a {ctx}-token window"
 
 
 async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:

@@ -25,7 +25,7 @@ from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, Conduct
 from swarm_tui.engine.info import EnvelopeSummary, RamInfo
 from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, make_config, run_cli
-from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, plan
+from tests.support.fake_ollama import Answer, FakeOllama, offered_ids, offered_roles, offered_texts, plan
 from tests.support.polling import until
 
 MODEL = "gemma2:2b"
@@ -165,7 +165,7 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
         cfg = conf(tmp_path, nats_server, fo.url)
         async with running(cfg, ram=Ram(True)) as (engine, cond):
             a = await submit(engine, "write a python function")
-            b = await submit(engine, "summarise the docs")
+            b = await submit(engine, "collect the docs, then summarise them")
             answer = plan((a, "code", 1), (b, ["research", "analysis"], 1), reason="split by kind")
             fo.default = answer
             d = (await until(lambda: decisions(engine)))[0]
@@ -181,7 +181,11 @@ async def test_a_good_plan_passes_with_schema_options_and_keep_alive(
             assert 0 < body["options"]["num_predict"] <= cfg.ollama.num_ctx // 2  # every call is bounded
             assert body["keep_alive"] == cfg.ollama.keep_alive and body["stream"] is False
             assert offered_roles(body) == list(cfg.roles)
-            assert sorted(offered_ids(body)) == sorted([a, b])
+            assert offered_ids(body) == ["1", "2"]  # short aliases, mapped back to the task ids
+            assert sorted(offered_texts(body)) == sorted(
+                ["write a python function", "collect the docs, then summarise them"]
+            )
+            assert body["think"] is False
             info = cond.info()
             assert info["source"] == f"ollama:{MODEL}" and info["ollama_reachable"] is True
             assert info["last_decision"] == d.id and info["approval"] == "manual"
@@ -195,33 +199,36 @@ async def test_low_ram_unloads_the_model_after_the_call(tmp_path: Path, nats_ser
             assert fo.chats()[0]["json"]["keep_alive"] == 0
 
 
-async def test_a_plan_above_the_envelope_is_clamped_with_reasons(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+async def test_a_plan_above_the_envelope_is_merged_and_clamped_with_reasons(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
     async with FakeOllama() as fo:
-        cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=5)
+        cfg = conf(tmp_path, nats_server, fo.url, swarm__scale=1)
         async with running(cfg, spend=Spend(remaining=1.0, worst=0.01)) as (engine, cond):
             ids: list[str] = []
             fo.default = lambda body: json.dumps(
                 {
                     "reason": "",
                     "tasks": [
-                        {"task_id": ids[0], "roles": ["research"], "count": 9},
-                        {"task_id": "t-made-up", "roles": ["research"], "count": 1},
-                        {"task_id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
-                        {"task_id": ids[1], "roles": ["analysis"], "count": 4},
+                        {"id": ids[0], "roles": ["research"], "count": 9},
+                        {"id": "t-made-up", "roles": ["research"], "count": 1},
+                        {"id": ids[0], "roles": ["openrouter/some/free-model"], "count": 1},
+                        {"id": ids[1], "roles": ["analysis"], "count": 4},
                     ],
                 }
             )
-            ids += [await submit(engine, "summarise everything"), await submit(engine, "compare them")]
+            ids += [await submit(engine, "summarise everything", 7), await submit(engine, "compare them")]
             d = (await until(lambda: decisions(engine)))[0]
             assert d.source == f"ollama:{MODEL}"
-            assert [(p.task_id, p.role) for p in d.plan] == [(ids[0], "research")] * 3 + [(ids[1], "analysis")] * 2
+            assert [(p.task_id, p.role) for p in d.plan] == [(ids[0], "research")]  # scale 1: the higher priority
             assert all(p.max_tokens == cfg.roles[p.role].max_tokens for p in d.plan)
+            merged = [(m.task_id, m.what, m.reason) for m in d.merge]
+            assert any(t == ids[0] and w == "count" and "asked for 9" in r for t, w, r in merged)
+            assert any(w == "task" and "not ready" in r for t, w, r in merged)  # the made-up id
+            assert any(t == ids[0] and w == "role" and "not allowed" in r for t, w, r in merged)
             reasons = {c.what: c.reason for c in d.clamps}
-            assert "3 workers per task" in reasons["workers[0].count"]
-            assert "not a ready task" in reasons["workers[1].task_id"]
-            assert "not a configured role" in reasons["workers[2].role"]
-            assert "scale 5 with 0 live workers leaves 5" in reasons["workers"]
-            assert d.est_cost_max == pytest.approx(0.05)
+            assert "scale 1 with 0 live workers leaves 1" in reasons["workers"]
+            assert d.est_cost_max == pytest.approx(0.01)
 
 
 async def test_budget_envelope_limits_workers_and_zero_room_publishes_nothing(
@@ -245,7 +252,7 @@ async def test_budget_envelope_limits_workers_and_zero_room_publishes_nothing(
         assert "0 workers" in cond.info()["note"] and "budget" in cond.info()["note"]
 
 
-@pytest.mark.parametrize("case", ["garbage", "wrong_schema", "not_pulled", "timeout", "refused", "died"])
+@pytest.mark.parametrize("case", ["garbage", "broken", "wrong_schema", "not_pulled", "timeout", "refused", "died"])
 async def test_bad_answers_fall_back_to_rules_without_a_spawn(
     case: str, tmp_path: Path, nats_server: EmbeddedServer
 ) -> None:
@@ -258,6 +265,8 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(
         host, changes = fo.url, {}
         if case == "garbage":
             fo.default = lambda body: "Sure! Here is the plan: " + greedy()
+        elif case == "broken":
+            fo.default = lambda body: greedy()[:-3]
         elif case == "wrong_schema":
             fo.default = lambda body: json.dumps({"jobs": json.loads(greedy())["tasks"]})
         elif case == "not_pulled":
@@ -275,8 +284,9 @@ async def test_bad_answers_fall_back_to_rules_without_a_spawn(
             assert d.source == "rules"
             assert [(p.task_id, p.role) for p in d.plan] == [(holder["t"], "research")]  # not the answer's
             expected = {
-                "garbage": "not valid JSON",
-                "wrong_schema": "does not match the schema",
+                "garbage": "ignored the JSON schema (wrote a preamble before the JSON; Ollama issue 8063)",
+                "broken": "not valid JSON",
+                "wrong_schema": "ignored the JSON schema (answered JSON of another shape; Ollama issue 8063)",
                 "not_pulled": f"ollama pull {MODEL}",
                 "timeout": "within 0.3 s",
                 "refused": "not reachable",
@@ -475,15 +485,15 @@ async def test_hostile_answers_never_leave_the_envelope(tmp_path: Path, nats_ser
     nasty = [
         lambda: plan_json((ids[-1], "code", 50)),
         lambda: json.dumps(
-            {"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
+            {"reason": "", "tasks": [{"id": ids[-1], "roles": ["code"], "count": 1, "max_tokens": 10**9}]}
         ),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"] * 4, "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1], "roles": ["research"], "count": 2}] * 100}),
         lambda: "[" * 50_000 + "]" * 50_000,
-        lambda: json.dumps({"reason": "", "tasks": [{"task_id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
+        lambda: json.dumps({"reason": "", "tasks": [{"id": ids[-1] + "\u202e", "roles": ["code"], "count": 1}]}),
         lambda: json.dumps(
             {
-                "tasks": [{"task_id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
+                "tasks": [{"id": ids[-1], "roles": ["research"], "model": "openai/gpt-5", "count": 1}],
                 "reason": "x" * 5000,
             }
         ),

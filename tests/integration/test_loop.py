@@ -32,13 +32,14 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, violations
 from swarm_tui.engine.heartbeat.conductor import Conductor
+from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM
 from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings, bounded_context
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_ollama import Answer as OAnswer
-from tests.support.fake_ollama import FakeOllama, offered_ids, plan
+from tests.support.fake_ollama import FakeOllama, offered_ids, offered_tasks, plan
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.plans import ALL, env_of, est
 from tests.support.polling import until
@@ -302,7 +303,7 @@ def review_or_plan(follow: list[dict[str, Any]], *, review_log: list[dict[str, A
 
     def answer(body: dict[str, Any]) -> str:
         ids = offered_ids(body)
-        if "reviewing the results" in body["messages"][0]["content"]:
+        if body["messages"][0]["content"] == REVIEW_SYSTEM:
             review_log.append(body)
             return plan(*((ids[0], w["role"], w["count"]) for w in follow), reason="dig deeper")
         return plan(*((i, "research", 1) for i in ids), reason="go")
@@ -348,7 +349,7 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
         ol.default = review_or_plan([{"role": "analysis", "count": 9}], review_log=reviews)
         cfg = loop_cfg(tmp_path, nats_server, fo, ol, budget__task_max_followups=1)
         async with loop_engine(cfg) as (engine, cond):
-            t = Task(id=new_id("t"), text="explain the result", created_at=time.time())
+            t = Task(id=new_id("t"), text="look up the result", created_at=time.time())
             await engine.bus.publish_event(t, msg_id=t.id)
             d0 = await until(lambda: next(iter(engine.state.decisions.values()), None), 10, "the first decision")
             assert d0.decision.round == 0 and engine.state.tasks[t.id].state == "awaiting_approval"
@@ -357,9 +358,11 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
                 lambda: [d for d in engine.state.decisions.values() if d.decision.round == 1], 20, "a follow-up"
             )
             d1 = d1[0]
-            # the review saw the stored result; the proposal of 9 workers was clamped to 3 per task
+            # the review saw the stored result (it stops mid-sentence: the rules let a follow-up through); the
+            # proposal of 9 workers was merged down to one
             assert "RESEARCH-RESULT-" in reviews[0]["messages"][1]["content"]
-            assert len(d1.plan) == 3 and any("per task" in c.reason for c in d1.decision.clamps)
+            assert len(d1.plan) == 1 and any("asked for 9" in m.reason for m in d1.decision.merge)
+            assert any(m.kept == "model" and m.what == "follow-up" for m in d1.decision.merge)
             assert d1.status == "pending" and engine.state.tasks[t.id].state == "awaiting_followup"
             await asyncio.sleep(0.8)  # interval beats pass: the same results are not reviewed again
             assert len(reviews) == 1 and len(fo.requests) == 1  # nothing runs before the approval
@@ -370,9 +373,9 @@ async def test_a_follow_up_from_results_is_clamped_needs_approval_and_stops_at_t
             assert len(reviews) == 1 and len(engine.state.decisions) == 2
             assert "follow-up limit" in cond.info()["review"] and cond.info()["followups"] == 1
         follow_reqs = [r for r in fo.requests if role_of(r["body"]) == "analysis"]
-        assert len(follow_reqs) == 3 and all("RESEARCH-RESULT-" in user_text(r["body"]) for r in follow_reqs)
+        assert len(follow_reqs) == 1 and all("RESEARCH-RESULT-" in user_text(r["body"]) for r in follow_reqs)
         assert all("follow-up round 1" in user_text(r["body"]) for r in follow_reqs)
-        assert engine.state.task_round(t.id) == 1 and len(engine.state.task_results(t.id)) == 4
+        assert engine.state.task_round(t.id) == 1 and len(engine.state.task_results(t.id)) == 2
 
 
 async def test_finished_tasks_left_out_of_a_full_review_window_are_reviewed_later(
@@ -389,10 +392,12 @@ async def test_finished_tasks_left_out_of_a_full_review_window_are_reviewed_late
         )
         async with loop_engine(cfg) as (engine, cond):
             ids = []
+            by_text: dict[str, str] = {}
             for i in range(6):
                 t = Task(id=new_id("t"), text=f"research topic {i} " * 40, created_at=time.time())
                 await engine.bus.publish_event(t, msg_id=t.id)
                 ids.append(t.id)
+                by_text[t.text] = t.id
             await until(
                 lambda: (
                     all(engine.state.tasks[i].state == "done" for i in ids if i in engine.state.tasks)
@@ -402,7 +407,7 @@ async def test_finished_tasks_left_out_of_a_full_review_window_are_reviewed_late
                 "the tasks to finish",
             )
             await until(
-                lambda: set().union(*(offered_ids(r) for r in reviews)) >= set(ids) if reviews else False,
+                lambda: set().union(*(offered_tasks(r, by_text) for r in reviews)) >= set(ids) if reviews else False,
                 20,
                 "every finished task reviewed",
             )
@@ -443,9 +448,10 @@ async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server:
         )
         async with loop_engine(cfg, spend=Spend()) as (engine, cond):
             ids = {}
+            by_text: dict[str, str] = {}
             for name in ("pricey", "cheap"):
                 t = Task(id=new_id("t"), text=f"a {name} task", created_at=time.time())
-                ids[name] = t.id
+                ids[name] = by_text[t.text] = t.id
                 await engine.bus.publish_event(t, msg_id=t.id)
             d1 = await until(
                 lambda: [d for d in engine.state.decisions.values() if d.decision.round == 1], 20, "a follow-up"
@@ -468,12 +474,11 @@ async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server:
         assert max(d.decision.round for d in engine.state.decisions.values()) == 1
         assert "no follow-up" in cond.info()["review"]
         # the first review offered the cheap task only
-        offered = offered_ids(reviews[0])
-        assert offered == [ids["cheap"]]
+        assert offered_tasks(reviews[0], by_text) == [ids["cheap"]]
         assert engine.state.tasks[ids["pricey"]].spend_usd >= 0.0025
         assert len(d1) == 1 and d1[0].decision.task_ids == [ids["cheap"]]
-        assert len(d1[0].plan) == 1  # $0.001 spent + 1 x $0.001 worst case fits $0.0025; a second would not
-        assert any(c.what == "task_budget" and "budget.task_max_usd" in c.reason for c in d1[0].decision.clamps)
+        assert len(d1[0].plan) == 1  # the merge keeps one (the model asked for 3); $0.001 + $0.001 fits $0.0025
+        assert any(m.what == "count" and "asked for 3" in m.reason for m in d1[0].decision.merge)
         assert d1[0].status == "approved" and d1[0].by == "auto"  # the same approval policy as any decision
         assert engine.state.task_round(ids["pricey"]) == 0
 

@@ -10,15 +10,21 @@ Usage::
         fo.script(Answer(content='{"tasks": [', disconnect=True))   # dies mid-answer
         fo.default = '{"reason": "", "tasks": []}'  # answer when the queue is empty (str, Answer or
                                                   # a callable(body: dict) -> str | Answer)
-        fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000}]    # what /api/ps reports
+        fo.loaded = [{"name": "gemma2:2b", "size": 2_000_000_000, "context_length": 2048}]  # what /api/ps
+                                                  # reports (context_length only when given, as older Ollama)
         ...
         fo.requests   # [{"path", "json", "t_start", "t_end"}] (time.monotonic(); t_end None while open)
-        fo.chats()    # the /api/chat requests only
+        fo.chats()    # the /api/chat requests only; their "json" is the body as sent (think, keep_alive,
+                      # format, options)
 
 Endpoints: ``POST /api/chat`` (streaming NDJSON when the body's ``stream`` is true, which is the client's
 default for ``stream=True``; one JSON object otherwise), ``GET /api/tags`` (the ``pulled`` models),
-``GET /api/ps`` (``loaded``), ``GET /api/version``. A chat for a model not in ``pulled`` answers 404
-``{"error": "model \"x\" not found, try pulling it first"}`` like real Ollama.
+``GET /api/ps`` (``loaded``; "List running models", docs.ollama.com/api/ps: ``size``, ``size_vram``,
+``expires_at`` and, in newer Ollama, ``context_length``, the window the model was loaded with),
+``GET /api/version``. A chat for a model not in ``pulled`` answers 404
+``{"error": "model \"x\" not found, try pulling it first"}`` like real Ollama. The chat's response follows
+docs.ollama.com/api/chat: ``message.thinking`` holds a thinking model's thoughts (``Answer.thinking``; a model
+or server that ignores ``think: false`` still sends them), ``message.content`` the answer.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Answer:
     disconnect: bool = False  # send part of the answer, then drop the connection
     done_reason: str = "stop"  # "length": the answer was cut at num_predict (Ollama API doc, chat response)
     prompt_eval_count: int | None = None  # None: the prompt's characters / 4, at most num_ctx (see _prompt_tokens)
+    thinking: str = ""  # message.thinking: a thinking model's thoughts, sent whatever the request's think says
 
 
 Scripted = str | Answer | Callable[[dict[str, Any]], "str | Answer"]
@@ -74,6 +81,7 @@ class FakeOllama:
     def __init__(self, pulled: set[str] | None = None) -> None:
         self.pulled: set[str] = set(pulled) if pulled is not None else {"gemma2:2b"}
         self.loaded: list[dict[str, Any]] = []
+        self.ps_status = 200  # != 200: /api/ps answers {"error": ...} with this status
         self.queue: list[Scripted] = []
         self.default: Scripted = '{"reason": "", "tasks": []}'
         self.requests: list[dict[str, Any]] = []
@@ -129,11 +137,15 @@ class FakeOllama:
     async def _ps(self, request: web.Request) -> web.Response:
         rec = self._record("/api/ps", None)
         try:
+            if self.ps_status != 200:
+                return web.json_response({"error": "fake /api/ps failure"}, status=self.ps_status)
             models = []
             for m in self.loaded:
                 e = _model_entry(m["name"], int(m.get("size", 0)))
                 e["size_vram"] = int(m.get("size_vram", 0))
                 e["expires_at"] = m.get("expires_at", _now())
+                if "context_length" in m:
+                    e["context_length"] = int(m["context_length"])
                 models.append(e)
             return web.json_response({"models": models})
         finally:
@@ -176,6 +188,8 @@ class FakeOllama:
             "eval_count": max(1, len(ans.content) // 4),
             "eval_duration": 1000,
         }
+        if ans.thinking:
+            final["message"]["thinking"] = ans.thinking
         if not stream:
             final["message"]["content"] = ans.content
             data = json.dumps(final).encode()
@@ -228,8 +242,30 @@ def _prompt_tokens(body: dict[str, Any], ans: Answer) -> int:
 
 
 def offered_ids(body: dict[str, Any]) -> list[str]:
-    """The task ids a heartbeat request offered (the enum of its ``format`` schema)."""
-    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"])
+    """The names a heartbeat request gives its tasks, which a plan answers with (the enum of its ``format``
+    schema): short aliases, "1", "2", ... in the order offered; the advisor maps them back to task ids."""
+    return list(body["format"]["properties"]["tasks"]["items"]["properties"]["id"]["enum"])
+
+
+def offered_texts(body: dict[str, Any]) -> list[str]:
+    """The texts of the tasks a heartbeat request offered, in the order of ``offered_ids`` (as cut to fit)."""
+    out = []
+    for line in str(body["messages"][1]["content"]).splitlines():
+        if line.startswith("{"):
+            item = json.loads(line)
+            if isinstance(item, dict) and "id" in item and "text" in item:
+                out.append(str(item["text"]))
+    return out
+
+
+def offered_tasks(body: dict[str, Any], ids_by_text: dict[str, str]) -> list[str]:
+    """The task ids a heartbeat request offered, found by their texts (``ids_by_text``: full text -> id; a text
+    cut to fit the window ends in " [...]")."""
+    out = []
+    for text in offered_texts(body):
+        head = text.removesuffix(" [...]")
+        out += [tid for full, tid in ids_by_text.items() if full == text or (head != text and full.startswith(head))]
+    return out
 
 
 def offered_roles(body: dict[str, Any]) -> list[str]:
@@ -241,8 +277,6 @@ def plan(*entries: tuple[str, list[str] | str, int], reason: str = "looks right"
     return json.dumps(
         {
             "reason": reason,
-            "tasks": [
-                {"task_id": t, "roles": [r] if isinstance(r, str) else list(r), "count": n} for t, r, n in entries
-            ],
+            "tasks": [{"id": t, "roles": [r] if isinstance(r, str) else list(r), "count": n} for t, r, n in entries],
         }
     )

@@ -140,9 +140,13 @@ def fit_window(tokens: list[int], num_ctx: int) -> list[int]:
 
 
 class LlamaOllama:
-    def __init__(self, model: str = MODEL, num_ctx_default: int = 2048) -> None:
+    def __init__(self, model: str = MODEL, num_ctx_default: int = 2048, ctx_limit: int | None = None) -> None:
         self.model = model
         self.num_ctx_default = num_ctx_default  # Ollama's default context when a request names none
+        # the most context this server gives a model: Ollama loads a model with num_ctx no larger than the
+        # model's trained context ("requested context size too large for model" in its log); /api/ps then
+        # reports the smaller window as context_length
+        self.ctx_limit = ctx_limit
         self.requests: list[dict[str, Any]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -241,11 +245,13 @@ class LlamaOllama:
             return web.json_response({"error": f'model "{name}" not found, try pulling it first'}, status=404)
         opts = body.get("options") or {}
         n_ctx = int(opts.get("num_ctx") or self.num_ctx_default)
+        if self.ctx_limit is not None:
+            n_ctx = min(n_ctx, self.ctx_limit)
         num_predict = int(opts.get("num_predict", -1) if opts.get("num_predict") is not None else -1)
         temperature = float(opts.get("temperature", 0.8))
         async with self._lock:
             llm = await asyncio.to_thread(load, n_ctx)
-            self._loaded[name] = {"size": gguf_path().stat().st_size + _kv_bytes(llm), "n_ctx": n_ctx}
+            self._loaded[name] = {"size": gguf_path().stat().st_size + _kv_bytes(llm), "n_ctx": int(llm.n_ctx())}
             grammar = None
             if body.get("format"):
                 try:
@@ -260,6 +266,7 @@ class LlamaOllama:
             if body.get("stream", True):
                 return await self._stream(request, llm, tokens, grammar, max_tokens, temperature, rec)
             t0 = time.monotonic()
+            _perf_reset(llm)
             out = await asyncio.to_thread(
                 llm.create_completion, tokens, max_tokens=max_tokens, temperature=temperature, grammar=grammar, seed=0
             )
@@ -271,6 +278,7 @@ class LlamaOllama:
                 int(out["usage"]["completion_tokens"]),
                 time.monotonic() - t0,
             )
+            final.update(_perf(llm))
             final["message"] = {"role": "assistant", "content": text}
             rec["response"] = final
             return web.json_response(final)
@@ -341,6 +349,27 @@ class LlamaOllama:
         await resp.write((json.dumps(final) + "\n").encode())
         await resp.write_eof()
         return resp
+
+
+def _perf_reset(llm: Any) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+
+
+def _perf(llm: Any) -> dict[str, int]:
+    """Where the call's time went, from llama.cpp's own counters, as Ollama's response splits it (API doc,
+    "Generate a chat completion": ``prompt_eval_duration`` and ``eval_duration`` in nanoseconds); and
+    ``prompt_evaluated``, a field of the stand-in's own (not Ollama's): the prompt's tokens llama.cpp evaluated,
+    the rest having come from the prefix the previous prompt shared (a cache Ollama's runner keeps too)."""
+    import llama_cpp
+
+    d = llama_cpp.llama_perf_context(llm._ctx.ctx)
+    return {
+        "prompt_eval_duration": int(d.t_p_eval_ms * 1e6),
+        "eval_duration": int(d.t_eval_ms * 1e6),
+        "prompt_evaluated": int(d.n_p_eval),
+    }
 
 
 def _kv_bytes(llm: Any) -> int:

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.heartbeat.advice import (
+    MAX_CHAIN,
+    REASON_CHARS,
     Advice,
     AdviceError,
     AdviceWorker,
@@ -111,12 +113,13 @@ def test_budget_clamp_keeps_the_worst_case_under_the_budget() -> None:
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("not json at all {", "not valid JSON"),
-        ('{"jobs": []}', "tasks"),
-        ('{"reason": "", "tasks": [{"task_id": "t-0", "count": 1}]}', "roles"),
-        ("[1, 2]", "schema"),
-        ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": ["code"], "count": -1}]}', "count"),
-        ('{"reason": "", "tasks": [{"task_id": "t-0", "roles": [], "count": 1}]}', "roles"),
+        ("not json at all {", "ignored the JSON schema (answered prose; Ollama issue 8063)"),
+        ('{"tasks": [{"id": "t-0", "roles": ["co', "not valid JSON"),
+        ('{"jobs": []}', "ignored the JSON schema (answered JSON of another shape; Ollama issue 8063)"),
+        ('{"reason": "", "tasks": [{"id": "t-0", "count": 1}]}', "roles"),
+        ("[1, 2]", "answered JSON of another shape"),
+        ('{"reason": "", "tasks": [{"id": "t-0", "roles": ["code"], "count": -1}]}', "count"),
+        ('{"reason": "", "tasks": [{"id": "t-0", "roles": [], "count": 1}]}', "roles"),
     ],
 )
 def test_parse_advice_rejects_bad_answers_with_a_reason(text: str, fragment: str) -> None:
@@ -128,7 +131,7 @@ def test_parse_advice_rejects_bad_answers_with_a_reason(text: str, fragment: str
 def test_schema_lists_roles_and_tasks_as_enums() -> None:
     schema = advice_schema(["research", "code"], ["t-1", "t-2"], max_per_task=3)
     w = schema["properties"]["tasks"]["items"]["properties"]
-    assert w["roles"]["items"]["enum"] == ["research", "code"] and w["task_id"]["enum"] == ["t-1", "t-2"]
+    assert w["roles"]["items"]["enum"] == ["research", "code"] and w["id"]["enum"] == ["t-1", "t-2"]
     assert w["count"]["enum"] == [1, 2, 3]  # the grammar converter ignores minimum/maximum: an enum binds
     assert schema["required"] == ["tasks", "reason"] and json.dumps(schema)
 
@@ -153,17 +156,18 @@ def test_schema_bounds_stay_far_from_the_grammar_limit(n_tasks: int, max_workers
     schema = advice_schema(["research", "analysis", "code"], ids, max_per_task=3, max_workers=max_workers)
     assert max(_bounds(schema)) <= 200
     assert schema["properties"]["tasks"]["maxItems"] == min(n_tasks, max_workers)
-    assert schema["properties"]["tasks"]["items"]["properties"]["roles"]["maxItems"] == 3
+    assert schema["properties"]["tasks"]["items"]["properties"]["roles"]["maxItems"] == MAX_CHAIN
     worst = worst_case_tokens(schema)
     assert worst_case_tokens(advice_schema(["research"], ids[:1])) < worst
     longest = plan(
-        *[(i, ["research", "analysis", "code"], 3) for i in ids[: min(n_tasks, max_workers)]], reason="x" * 160
+        *[(i, ["research", "analysis", "code"][:MAX_CHAIN], 3) for i in ids[: min(n_tasks, max_workers)]],
+        reason="x" * REASON_CHARS,
     )
     assert len(longest) / 2 < worst  # the densest real answer stays inside the bound
 
 
 def plan(*entries: tuple[str, list[str], int], reason: str = "") -> str:
-    return json.dumps({"reason": reason, "tasks": [{"task_id": t, "roles": r, "count": n} for t, r, n in entries]})
+    return json.dumps({"reason": reason, "tasks": [{"id": t, "roles": r, "count": n} for t, r, n in entries]})
 
 
 def test_the_compact_plan_becomes_steps_in_order() -> None:
@@ -173,7 +177,7 @@ def test_the_compact_plan_becomes_steps_in_order() -> None:
         ("t-0", "analysis", 1, 2),
         ("t-1", "code", 0, 1),
     ]
-    assert parse_advice(plan(reason="x" * 5000)).reason == "x" * 160
+    assert parse_advice(plan(reason="x" * 5000)).reason == "x" * REASON_CHARS
 
 
 def test_rules_choose_a_role_from_the_task_words() -> None:
@@ -204,14 +208,14 @@ json_values = st.recursive(
     lambda c: (
         st.lists(c, max_size=4)
         | st.dictionaries(
-            st.sampled_from(["task_id", "roles", "count", "step", "max_tokens", "tasks", "reason", "x"]), c, max_size=5
+            st.sampled_from(["id", "roles", "count", "step", "max_tokens", "tasks", "reason", "x"]), c, max_size=5
         )
     ),
     max_leaves=20,
 )
 task_like = st.fixed_dictionaries(
     {
-        "task_id": st.sampled_from(["t-0", "t-1", "t-2", "t-3", "t-9", "x"]),
+        "id": st.sampled_from(["t-0", "t-1", "t-2", "t-3", "t-9", "x"]),
         "roles": st.lists(st.sampled_from(["research", "analysis", "code", "local", "poet"]), max_size=5),
         "count": st.integers(-3, 60),
     },
@@ -272,11 +276,11 @@ def test_no_model_answer_leaves_the_envelope(
 # ---------------------------------------------------------------------------------------------- prompt sizing
 def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_tasks: int = 8) -> Any:
     from swarm_tui.engine.guards.local_lane import LocalLane
-    from swarm_tui.engine.heartbeat.local_model import (
+    from swarm_tui.engine.heartbeat.local_model import Advisor
+    from swarm_tui.engine.heartbeat.prompt import (
         RESULT_CHARS,
         REVIEW_SYSTEM,
         TASK_CHARS,
-        Advisor,
         ReviewTask,
         build_review_prompt,
     )
@@ -293,7 +297,7 @@ def _review_fit(tmp_path: Any, ctx: int, items_text: str = "y", n: int = 8, max_
     fitted = adv.fit(
         REVIEW_SYSTEM,
         items,
-        lambda ts, k: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k)),
+        lambda ts, k, ex: build_review_prompt(env, ts, int(TASK_CHARS * k), int(RESULT_CHARS * k), ex),
         lambda ids: Advisor.schema(env, ids),
     )
     return adv, env, fitted
@@ -307,12 +311,13 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(
     own (conservative) estimate; texts shrink before any task is dropped; a smaller window, or text that is not
     ASCII (a token a character, near enough), keeps fewer tasks but never sends a prompt that cannot fit."""
     from swarm_tui.engine.heartbeat.advice import worst_case_tokens
-    from swarm_tui.engine.heartbeat.local_model import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt
+    from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM, TEMPLATE_TOKENS, build_review_prompt
 
     adv, env, fitted = _review_fit(tmp_path, ctx, text)
-    prompt, offered, schema = fitted
+    prompt, offered, schema, _ = fitted
     num_predict = adv.num_predict(schema)
-    assert schema["properties"]["tasks"]["items"]["properties"]["task_id"]["enum"] == [t.id for t in offered]
+    aliases = [str(i) for i in range(1, len(offered) + 1)]  # the tasks' short names in the prompt and the schema
+    assert schema["properties"]["tasks"]["items"]["properties"]["id"]["enum"] == aliases
     used = adv.sizer.tokens(prompt + REVIEW_SYSTEM) + TEMPLATE_TOKENS
     assert used + num_predict <= ctx, (ctx, used, num_predict)
     assert num_predict >= worst_case_tokens(schema)  # the answer's worst case is never cut
@@ -324,7 +329,7 @@ def test_prompts_shrink_to_the_window_with_the_system_part_whole(
 def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
     """With many tasks in a small window, tasks are dropped until the answer's worst case fits half of it."""
     adv, env, fitted = _review_fit(tmp_path, 2048, n=100, max_tasks=100)
-    prompt, offered, schema = fitted
+    prompt, offered, schema, _ = fitted
     from swarm_tui.engine.heartbeat.advice import worst_case_tokens
 
     assert 1 <= len(offered) < 100 and adv.num_predict(schema) >= worst_case_tokens(schema)
@@ -332,14 +337,27 @@ def test_the_answer_budget_is_never_below_its_worst_case(tmp_path: Any) -> None:
 
 
 async def test_a_window_too_small_for_one_task_is_an_error_without_a_call(tmp_path: Any) -> None:
-    adv, env, fitted = _review_fit(tmp_path, 512)
-    assert fitted is None
-    result = await adv.advise(env, env.tasks)
-    assert result.advice is None and "num_ctx 512 is too small" in result.error and adv.calls == 0
+    """A model loaded with a 256-token window (/api/ps, context_length): not even one task and its answer fit."""
+    from swarm_tui.engine.guards.local_lane import LocalLane
+    from swarm_tui.engine.heartbeat.local_model import Advisor
+    from tests.support.env import make_config
+    from tests.support.fake_ollama import FakeOllama
+
+    async with FakeOllama() as fo:
+        fo.loaded = [{"name": "gemma2:2b", "context_length": 256}]
+        adv = Advisor(make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST=fo.url).ollama, LocalLane())
+        await adv.read_window()
+        env = compute_envelope(
+            ROLES[:3], tasks(2), scale=8, live_workers=0, max_per_task=3, estimate=est, remaining_usd=None
+        )
+        result = await adv.advise(env, env.tasks)
+        await adv.close()
+    assert result.advice is None and adv.calls == 0 and fo.chats() == []
+    assert "the model's 256-token window (/api/ps; num_ctx 4096) is too small" in result.error
 
 
 def test_the_sizer_learns_toward_the_smallest_ratio_it_saw() -> None:
-    from swarm_tui.engine.heartbeat.local_model import TEMPLATE_TOKENS, PromptSizer
+    from swarm_tui.engine.heartbeat.prompt import TEMPLATE_TOKENS, PromptSizer
 
     sizer = PromptSizer()
     sizer.learn("x" * 12_000, 3_000)
@@ -351,5 +369,5 @@ def test_the_sizer_learns_toward_the_smallest_ratio_it_saw() -> None:
 
 def test_a_raw_newline_inside_the_reason_is_tolerated() -> None:
     """llama-cpp-python's grammar port lets a raw control character into a string (seen from Gemma 3 270M)."""
-    advice = parse_advice('{"tasks": [{"task_id": "t-0", "roles": ["code"], "count": 1}], "reason": "a\nb"}')
+    advice = parse_advice('{"tasks": [{"id": "t-0", "roles": ["code"], "count": 1}], "reason": "a\nb"}')
     assert advice.reason == "a\nb" and advice.workers[0].role == "code"

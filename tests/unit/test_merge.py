@@ -177,3 +177,13 @@ def test_follow_ups_only_where_the_rules_see_something_wrong() -> None:
     kinds = {(x.task_id, x.kept) for x in m.choices if x.what == "follow-up"}
     assert kinds == {(a, "rules"), (b, "model"), (c, "model")}
     assert verdict([("r", "done", "")]) == "empty"
+
+
+def test_a_learned_count_past_the_task_limit_is_cut_not_a_crash() -> None:
+    """Edits may go up to swarm.max_scale (200) and a forged one as far as the wire allows: the learned count
+    still fits the per-task limit (AdviceWorker's own bound would otherwise fail the beat, every beat)."""
+    env = env_of("What is the capital of Australia?")
+    pref = {"research": Preference("research", 200, "the user's last 3 research decisions ended at 200")}
+    m = merge_plans(env, rules_advice(env), None, estimate=estimate, prefs=pref)
+    assert len(plan(env, m.advice)) == env.max_per_task == 3
+    assert "at most 3 per task" in m.choices[-1].reason

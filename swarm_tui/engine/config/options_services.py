@@ -9,6 +9,10 @@ import re
 
 from swarm_tui.engine.config.option import Option, in_range, nonneg, positive
 
+# keep_alive as the Ollama API takes it (docs.ollama.com/api/chat, "keep_alive"): a Go duration string ("30m",
+# "1h30m", "-1m") or a number of seconds ("0" unloads at once, a negative number keeps the model loaded)
+OLLAMA_DURATION = re.compile(r"-?(\d+(\.\d+)?|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)")
+
 SERVICE_OPTIONS: list[Option] = [
     # --- bus
     Option(
@@ -215,9 +219,10 @@ SERVICE_OPTIONS: list[Option] = [
     Option(
         "ollama.keep_alive",
         str,
-        "10m",
-        "keep_alive while RAM headroom allows",
-        allowed="an Ollama duration such as 10m",
-        check=lambda v: bool(v.strip()),
+        "30m",
+        "how long Ollama keeps the heartbeat's model loaded after a call, while RAM headroom allows (0 when it "
+        "does not): long enough that a beat finds it loaded",
+        allowed="an Ollama duration such as 30m, 1h30m or 0 (a number alone is seconds; negative: keep loaded)",
+        check=lambda v: bool(OLLAMA_DURATION.fullmatch(v.strip())),
     ),
 ]

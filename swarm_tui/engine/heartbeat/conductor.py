@@ -26,12 +26,14 @@ from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, Result, 
 from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.heartbeat import follow_ups
+from swarm_tui.engine.heartbeat import follow_ups, learn
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
+from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
+from swarm_tui.engine.heartbeat.merge import merge_plans
 from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
 from swarm_tui.engine.lifecycle import cancel_and_wait
@@ -233,9 +235,10 @@ class Conductor:
             self.status = "paused" if self.state.paused else "idle"
 
     async def _decide(self, trigger: str, env: Envelope) -> Decision | None:
+        examples, prefs = self.learned()
         result: AdviceResult | None = None
         if self.advisor is not None:
-            result = await self.advisor.advise(env, env.tasks)
+            result = await self.advisor.advise(env, env.tasks, examples=examples)
             self.reachable = result.reachable
             self.last_error = result.error
             self.last_warning = result.warning
@@ -246,21 +249,12 @@ class Conductor:
         env.tasks = [t for t in env.tasks if t.id in still]
         raw = result.raw if result else ""
         latency = result.latency_ms if result else 0.0
-        source, error, early = "rules", "", []
-        clamped = None
-        if result is None:
-            error = "the local model is off: the rules decide"
-        elif result.advice is None:
-            error = result.error
-        else:
-            model_plan = self.clamp_plan(env, result.advice)
-            if model_plan.items:
-                clamped, source = model_plan, result.source
-            else:  # keep the clamps that explain why nothing of the model's plan was left
-                error = "the model's plan had no usable worker after the clamp: the rules decide"
-                early = model_plan.clamps
-        if clamped is None:
-            clamped = self.clamp_plan(env, rules_advice(env))
+        advice = result.advice if result is not None else None
+        error = "the local model is off: the rules decide" if result is None else result.error
+        # the rules' plan is the floor, the model adds (heartbeat/merge.py); the clamp fits what they make
+        merged = merge_plans(env, rules_advice(env), advice, estimate=self.estimate, prefs=prefs)
+        clamped = self.clamp_plan(env, merged.advice)
+        source = result.source if (result is not None and advice is not None) else "rules"
         if not clamped.items:
             self.note = (
                 "no decision: every planned worker was clamped away ("
@@ -271,8 +265,8 @@ class Conductor:
         now = self.clock()
         task_ids = list(dict.fromkeys(p.task_id for p in clamped.items))
         summary = f"{trigger}: {len(clamped.items)} worker(s) for {len(task_ids)} task(s)"
-        if result is not None and result.advice is not None and result.advice.reason and source != "rules":
-            summary += f"; model: {result.advice.reason[:300]}"
+        if advice is not None and advice.reason:
+            summary += f"; model: {advice.reason[:300]}"
         decision = Decision(
             id=new_id("d"),
             task_ids=task_ids,
@@ -280,7 +274,7 @@ class Conductor:
             est_cost_min=clamped.est_min,
             est_cost_max=clamped.est_max,
             source=source,
-            clamps=(early + clamped.clamps)[:500],
+            clamps=clamped.clamps[:500],
             raw=raw,
             latency_ms=latency,
             error=error[:2000],
@@ -289,6 +283,8 @@ class Conductor:
             expires_at=now + self.settings.approval.expire_s,
             demo=self.demo,
             warning=(result.warning if result is not None else "")[:500],
+            merge=merged.choices[:200],
+            examples=[e[:300] for e in (result.examples_used if result is not None else [])][:8],
         )
         await self.record(decision, msg_id=decision.id)
         self.decisions += 1
@@ -296,6 +292,13 @@ class Conductor:
         self.note = ""
         await self.maybe_auto_approve(decision)
         return decision
+
+    def learned(self) -> tuple[list[str], dict[str, Preference]]:
+        """The person's recent words as prompt examples and learned worker counts (none with learn = false)."""
+        if not self.settings.heartbeat.learn:
+            return [], {}
+        ls = learn.lessons(self.state)
+        return learn.examples(ls), learn.preferences(ls)
 
     def clamp_plan(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped:
         """The envelope's clamp, then each task's own limits (spend so far, follow-up rounds)."""

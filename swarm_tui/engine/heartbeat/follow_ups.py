@@ -16,7 +16,9 @@ from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
+from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.merge import merge_review
 from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
@@ -49,6 +51,8 @@ class ReviewHost(Protocol):
     def clamp_plan(self, env: Envelope, advice: Advice, rounds: dict[str, int] | None = None) -> Clamped: ...
 
     async def maybe_auto_approve(self, d: Decision) -> None: ...
+
+    def learned(self) -> tuple[list[str], dict[str, Preference]]: ...
 
 
 def reviewable(c: ReviewHost) -> list[ReviewTask]:
@@ -111,9 +115,10 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
     if env.max_workers <= 0:
         c.review_note = f"no follow-up: the envelope allows 0 workers ({env.why_zero()})"
         return []
+    examples, prefs = c.learned()
     c.status = "deciding"
     try:
-        result = await c.advisor.review(env, items)
+        result = await c.advisor.review(env, items, examples=examples)
     finally:
         c.status = "paused" if c.state.paused else "idle"
     c.reachable = result.reachable
@@ -128,10 +133,13 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         return []
     env.tasks = [t for t in env.tasks if c.state.tasks[t.id].state in REVIEWABLE]
     rounds = {t.id: c.state.task_round(t.id) + 1 for t in env.tasks}
-    clamped = c.clamp_plan(env, result.advice, rounds)
+    merged = merge_review(env, result.advice, items, prefs=prefs)  # follow-ups only where results look wrong
+    clamped = c.clamp_plan(env, merged.advice, rounds)
     if not clamped.items:
         why = "; ".join(c.reason for c in clamped.clamps[:3])
+        kept = "; ".join(x.reason for x in merged.choices[:2])
         c.review_note = f"no follow-up for {len(items)} task(s)" + (f" (clamped: {why})" if why else "")
+        c.review_note += f" ({kept})" if kept and not why else ""
         return []
     out = []
     now = c.clock()
@@ -162,6 +170,8 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
             round=min(100, rounds[tid]),
             demo=c.demo,
             warning=result.warning[:500],
+            merge=[x for x in merged.choices if x.task_id in ("", tid)][:200],
+            examples=[e[:300] for e in result.examples_used][:8],
         )
         await c.record(d, msg_id=d.id)
         c.decisions += 1

@@ -98,6 +98,17 @@ def _by_task(advice: Advice | None) -> dict[str, list[AdviceWorker]]:
     return out
 
 
+def _allowed(c: _Choices, env: Envelope, task_id: str, ws: Sequence[AdviceWorker]) -> list[AdviceWorker]:
+    """The model's entries whose role this beat allows (the others are named: why each is not)."""
+    for w in ws:
+        if w.role not in env.roles:
+            why = env.excluded.get(w.role) or "not a configured role"
+            c.add(
+                task_id, "rules", "role", f"the model's role {w.role[:40]!r} is not allowed this beat ({why}): left out"
+            )
+    return [w for w in ws if w.role in env.roles]
+
+
 def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
     """(roles in step order, the most workers of a step) of one task's entries."""
     steps: dict[int, str] = {}
@@ -108,11 +119,13 @@ def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
     return list(steps.values()), count
 
 
-def _count(c: _Choices, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
+def _count(c: _Choices, env: Envelope, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
     pref = prefs.get(role)
     if pref is not None:
-        c.add(t.id, "user", "count", f"{pref.count} {role} worker(s): {pref.why}")
-        return pref.count
+        n = max(1, min(pref.count, env.max_per_task))  # a learned count is a wish like any other: the task's limit
+        cut = f" (at most {env.max_per_task} per task)" if n != pref.count else ""
+        c.add(t.id, "user", "count", f"{n} {role} worker(s){cut}: {pref.why}")
+        return n
     if asked > 1:
         c.add(
             t.id,
@@ -178,7 +191,7 @@ def merge_plans(
         if rw is None:
             continue  # the rules plan no task without an allowed role: nor does the merge
         rule = rw[0].role
-        ms = [w for w in model_by.get(t.id, []) if w.role in env.roles]
+        ms = _allowed(c, env, t.id, model_by.get(t.id, []))
         if model is None:
             steps, asked = [rule], 1
         elif not ms:
@@ -194,7 +207,7 @@ def merge_plans(
                     why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
                     c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
                 steps = [_role(c, env, t, rule, rule if rule in chain else chain[0], left, estimate)]
-        n = _count(c, t, steps[0], asked, prefs)
+        n = _count(c, env, t, steps[0], asked, prefs)
         for i, role in enumerate(steps):
             workers.append(AdviceWorker(task_id=t.id, role=role, count=n, step=i))
             if left is not None:
@@ -228,7 +241,7 @@ def merge_review(
     workers: list[AdviceWorker] = []
     for tid, ws in _by_task(model).items():
         rv, t = by_id.get(tid), ready.get(tid)
-        ws = [w for w in ws if w.role in env.roles]
+        ws = _allowed(c, env, tid, ws)
         if rv is None or t is None or not ws:
             c.add(tid, "rules", "follow-up", "not a reviewed task of this beat, or no allowed role: left out")
             continue
@@ -239,6 +252,6 @@ def merge_review(
         chain, asked = _chain(ws)
         steps = chain if len(chain) > 1 and names_steps(t.text) else chain[:1]
         c.add(tid, "model", "follow-up", f"the latest results are {seen}: the model's {' → '.join(steps)} kept")
-        n = _count(c, t, steps[0], asked, prefs)
+        n = _count(c, env, t, steps[0], asked, prefs)
         workers += [AdviceWorker(task_id=tid, role=r, count=n, step=i) for i, r in enumerate(steps)]
     return Merged(Advice(workers=workers, reason=model.reason), c.items)
