@@ -89,13 +89,15 @@ def combination(s: Scenario, env: Envelope, res: AdviceResult, lr: Learned) -> t
 def _with_call(sc: Score, res: AdviceResult) -> Score:
     sc.latency_ms, sc.prompt_tokens, sc.eval_tokens = res.latency_ms, res.prompt_tokens, res.eval_tokens
     sc.error = res.error
+    sc.examples = list(res.examples_used)
     return sc
 
 
 async def ask(s: Scenario, env: Envelope, adv: Advisor, lr: Learned) -> AdviceResult:
+    """One model call, the person's learned examples in its prompt (none without a history)."""
     if s.review is not None:
-        return await adv.review(env, review_items(s, env))
-    return await adv.advise(env, env.tasks)
+        return await adv.review(env, review_items(s, env), examples=lr.examples)
+    return await adv.advise(env, env.tasks, examples=lr.examples)
 
 
 async def model_ram_mb(host: str) -> float | None:

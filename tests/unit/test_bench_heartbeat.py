@@ -131,6 +131,8 @@ def test_the_learning_state_gives_the_persons_lessons_and_moves_the_combination(
     s = BY_NAME["learned: edited up to 2"]
     env = envelope(s)
     res = answer(env, (0, "research", 1, 0))
+    res.examples_used = up.examples[:2]  # what the prompt carried: the table shows these
+    assert model_alone(s, env, res).examples == up.examples[:2]
     assert combination(s, env, res, up)[0].failed == []
     assert combination(s, env, res, learned(None))[0].failed == ["2 worker(s)"]  # without the history: 1
 
