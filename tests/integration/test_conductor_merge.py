@@ -95,6 +95,21 @@ async def test_learn_false_sends_no_example_and_keeps_one_worker(tmp_path: Path,
             assert not any(text in prompt for text in texts)
 
 
+async def test_examples_a_failed_call_carried_are_not_shown_as_learned(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    async with FakeOllama() as fo:
+        fo.default = "not json at all"  # the prompt carried the examples, but no answer used them
+        cfg = conf(tmp_path, nats_server, fo.url)
+        async with running(cfg) as (engine, _cond):
+            await history(engine, 3, proposed=1, edited_to=2)
+            t = await submit(engine, "Find three recent papers on swarm scheduling")
+            d = (await until(lambda: [d for d in decisions(engine) if d.task_ids == [t]]))[0]
+            assert d.source == "rules" and d.error and d.examples == []
+            assert "Find three recent papers on topic 0" in fo.chats()[-1]["json"]["messages"][-1]["content"]
+            assert len(d.plan) == 2  # the learned count holds without the model
+
+
 async def test_learning_applies_with_the_model_off(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     cfg = conf(tmp_path, nats_server)
     async with running(cfg, use_ollama=False) as (engine, _cond):

@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.llama_run import greedy_completion, perf, perf_reset
+
 MODEL = "gemma2:2b"
 NUM_KEEP = 4  # Ollama's default num_keep: the tokens kept at the front when a prompt is cut to num_ctx
 
@@ -266,19 +268,22 @@ class LlamaOllama:
             if body.get("stream", True):
                 return await self._stream(request, llm, tokens, grammar, max_tokens, temperature, rec)
             t0 = time.monotonic()
-            _perf_reset(llm)
-            out = await asyncio.to_thread(
-                llm.create_completion, tokens, max_tokens=max_tokens, temperature=temperature, grammar=grammar, seed=0
-            )
-            text = out["choices"][0]["text"]
-            final = self._final(
-                name,
-                out["choices"][0].get("finish_reason") or "stop",
-                len(tokens),
-                int(out["usage"]["completion_tokens"]),
-                time.monotonic() - t0,
-            )
-            final.update(_perf(llm))
+            perf_reset(llm)
+            if temperature == 0 and grammar is not None:  # the heartbeat's call
+                text, n, finish = await asyncio.to_thread(greedy_completion, llm, tokens, grammar, max_tokens)
+            else:
+                out = await asyncio.to_thread(
+                    llm.create_completion,
+                    tokens,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    grammar=grammar,
+                    seed=0,
+                )
+                text, n = out["choices"][0]["text"], int(out["usage"]["completion_tokens"])
+                finish = out["choices"][0].get("finish_reason") or "stop"
+            final = self._final(name, finish, len(tokens), n, time.monotonic() - t0)
+            final.update(perf(llm))
             final["message"] = {"role": "assistant", "content": text}
             rec["response"] = final
             return web.json_response(final)
@@ -349,27 +354,6 @@ class LlamaOllama:
         await resp.write((json.dumps(final) + "\n").encode())
         await resp.write_eof()
         return resp
-
-
-def _perf_reset(llm: Any) -> None:
-    import llama_cpp
-
-    llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
-
-
-def _perf(llm: Any) -> dict[str, int]:
-    """Where the call's time went, from llama.cpp's own counters, as Ollama's response splits it (API doc,
-    "Generate a chat completion": ``prompt_eval_duration`` and ``eval_duration`` in nanoseconds); and
-    ``prompt_evaluated``, a field of the stand-in's own (not Ollama's): the prompt's tokens llama.cpp evaluated,
-    the rest having come from the prefix the previous prompt shared (a cache Ollama's runner keeps too)."""
-    import llama_cpp
-
-    d = llama_cpp.llama_perf_context(llm._ctx.ctx)
-    return {
-        "prompt_eval_duration": int(d.t_p_eval_ms * 1e6),
-        "eval_duration": int(d.t_eval_ms * 1e6),
-        "prompt_evaluated": int(d.n_p_eval),
-    }
 
 
 def _kv_bytes(llm: Any) -> int:

@@ -264,6 +264,8 @@ class Conductor:
             return None
         now = self.clock()
         task_ids = list(dict.fromkeys(p.task_id for p in clamped.items))
+        # the examples the model's answer was given (none when there was no usable answer: nothing learned them)
+        used = [e[:300] for e in result.examples_used] if result is not None and advice is not None else []
         summary = f"{trigger}: {len(clamped.items)} worker(s) for {len(task_ids)} task(s)"
         if advice is not None and advice.reason:
             summary += f"; model: {advice.reason[:300]}"
@@ -284,7 +286,7 @@ class Conductor:
             demo=self.demo,
             warning=(result.warning if result is not None else "")[:500],
             merge=merged.choices[:200],
-            examples=[e[:300] for e in (result.examples_used if result is not None else [])][:8],
+            examples=used[:8],
         )
         await self.record(decision, msg_id=decision.id)
         self.decisions += 1
