@@ -160,6 +160,7 @@ async def run(runs: int, only: str = "") -> dict[str, Any]:
     ).replace(ollama__timeout_s=120.0)
     adv = Advisor(cfg.ollama, LocalLane())
     rows = []
+    load_before = os.getloadavg()[0]
     try:
         for s in SCENARIOS:
             if only and only.lower() not in s.name.lower():
@@ -183,6 +184,7 @@ async def run(runs: int, only: str = "") -> dict[str, Any]:
         "ram_mb": ram,
         "runs": runs,
         "machine": machine(),
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-min load average at start and end
         "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 

@@ -83,6 +83,12 @@ def table(res: dict[str, Any]) -> str:
             f"Median latency of the burst of 3 (*{BURST_OF_THREE}*, {len(burst['model'])} call(s)): {b:.2f} s "
             f"(target at most {TARGET_S:g} s: {verdict})."
         )
+    if res.get("load"):
+        a, b = res["load"]
+        lines.append(
+            f"The machine's 1-minute load average was {a:.2f} at the start and {b:.2f} at the end "
+            "(other work shares its cores: latency figures move with it; the properties do not)."
+        )
     ram = f"{res['ram_mb']:.0f} MB" if res.get("ram_mb") is not None else "not reported"
     lines += [f"RAM of the model (`/api/ps` size - size_vram): {ram}. The rules cost no RAM.", ""]
     below = [r["scenario"] for r in rows if worst(r["combo"])["met"] < r["rules"]["met"]]

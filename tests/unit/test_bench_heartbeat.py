@@ -162,7 +162,9 @@ def test_the_table_totals_worst_runs_and_names_where_the_combination_stands() ->
     rows[0]["learned"] = {"history": "h", "prefs": "research: 1 per step", "examples": ["x"]}
     rows[0]["model"][0]["examples"] = ['"Find X": proposed research x2; the user edited it to research x1']
     res = {"rows": rows, "ram_mb": 313.0, "runs": 2, "machine": "m", "at": "now", "model": "g", "backend": "b"}
+    res["load"] = [0.5, 2.25]
     block = table(res)
+    assert "load average was 0.50 at the start and 2.25 at the end" in block
     assert "| three mixed tasks | 3/3 | 2/3 (2,3) | 3/3 | - | 2.5 s | 300 / 50 |" in block
     assert "| **all 3** | **7/9** | **6/9** | **7/9** |" in block
     assert "p50 2.5 s, max 3.0 s" in block  # over the six calls: 2, 3, 2, 3, 2, 3 s
