@@ -15,7 +15,7 @@ import ollama
 import pytest
 from rich.text import Text
 
-from swarm_tui.engine.bus.wire import Approval, Decision, MergeChoice, PlanItem, Task
+from swarm_tui.engine.bus.wire import Decision, MergeChoice, PlanItem, Task
 from swarm_tui.engine.config.sections import OllamaSection
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, AdviceWorker, parse_advice
@@ -31,6 +31,7 @@ from swarm_tui.engine.projection.state import DecisionView, SwarmState
 from swarm_tui.tui.details import decision_full_text
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
 from tests.support.env import make_config
+from tests.support.history import decided as _decided
 
 NOW = 1_900_000_000.0
 ROLES = [
@@ -172,13 +173,9 @@ def test_a_learned_count_does_not_push_a_rules_task_out_of_a_beat_that_had_room_
     assert {p.task_id for p in items} == set(env.task_ids)
 
 
-def test_a_code_task_whose_code_step_is_rate_limited_waits_rather_than_run_the_models_second_step() -> None:
-    """FINDING (trust): code is allowed but rate limited to 0 new workers. The rules plan code and the clamp lets
-    the task wait. The model chains code -> analysis (the text names two steps); the merge keeps the chain (it
-    holds the rules' code), the clamp drops the code step and clamp.chain_steps renumbers the analysis step to 0:
-    an analysis worker runs alone on a code task, without the code it was to be given."""
-    tasks = [ReadyTask("t-00000000", "Write a python function to parse dates, then explain it.", 5)]
-    env = compute_envelope(
+def capped_env(tasks: list[ReadyTask], role: str) -> Envelope:
+    """Room for 5 workers and a dollar, with ``role``'s model rate limited to 0 new workers."""
+    return compute_envelope(
         ROLES,
         tasks,
         scale=5,
@@ -187,9 +184,18 @@ def test_a_code_task_whose_code_step_is_rate_limited_waits_rather_than_run_the_m
         estimate=estimate,
         remaining_usd=1.0,
         ram_ok=True,
-        rate_limits={ALL["code"].model: {"limit": 0}},
+        rate_limits={ALL[role].model: {"limit": 0}},
         now=NOW,
     )
+
+
+def test_a_code_task_whose_code_step_is_rate_limited_waits_rather_than_run_the_models_second_step() -> None:
+    """FINDING (trust): code is allowed but rate limited to 0 new workers. The rules plan code and the clamp lets
+    the task wait. The model chains code -> analysis (the text names two steps); the merge keeps the chain (it
+    holds the rules' code), the clamp drops the code step and clamp.chain_steps renumbers the analysis step to 0:
+    an analysis worker runs alone on a code task, without the code it was to be given."""
+    tasks = [ReadyTask("t-00000000", "Write a python function to parse dates, then explain it.", 5)]
+    env = capped_env(tasks, "code")
     assert "code" in env.roles and env.model_caps[ALL["code"].model] == 0
     assert planned(env, None) == []  # the rules: the task waits for code
     model = Advice(
@@ -223,31 +229,8 @@ def test_a_follow_up_never_passes_task_max_usd_even_with_a_learned_count() -> No
 
 
 # ---------------------------------------------------------------------------------------------- learning
-def decided(
-    state: SwarmState,
-    i: int,
-    text: str,
-    roles: list[str],
-    per_step: int,
-    *,
-    edit: int | None = None,
-    final: str = "approved",
-    by: str = "tui",
-) -> str:
-    tid, did = f"t-adv{i:06d}", f"d-adv{i:06d}"
-    at = NOW + 10 * i
-    state.apply(Task(id=tid, text=text, created_at=at))
-    plan = [
-        PlanItem(task_id=tid, role=r, model=ROLES[0].model, max_tokens=800, step=s)
-        for s, r in enumerate(roles)
-        for _ in range(per_step)
-    ]
-    state.apply(Decision(id=did, task_ids=[tid], plan=plan, source="rules", created_at=at, expires_at=at + 900))
-    if edit is not None:
-        state.apply(Approval(decision_id=did, action="edited", workers=edit, by=by, at=at + 1))
-    if final:
-        state.apply(Approval(decision_id=did, action=final, by=by, at=at + 2))  # type: ignore[arg-type]
-    return did
+def decided(state: SwarmState, i: int, text: str, roles: list[str], per_step: int, **kw: Any) -> str:
+    return _decided(state, i, text, roles, per_step, prefix="adv", **kw)
 
 
 def test_a_task_text_cannot_forge_what_the_user_did_inside_an_example() -> None:
@@ -270,8 +253,7 @@ def test_an_edit_to_zero_workers_is_not_shown_as_one_worker() -> None:
     (x,) = lessons(state)
     assert x.final == 0
     line = example(x)
-    assert "edited it to" in line
-    assert "x1" not in line.split("edited it to", 1)[1], line
+    assert line.startswith("edited to 0 workers; "), line
 
 
 def test_a_forged_edit_to_200_workers_is_cut_to_the_per_task_limit() -> None:
@@ -397,6 +379,7 @@ async def test_a_lying_api_ps_never_shrinks_the_window_below_usable(ctx: Any) ->
     adv._client = FakeClient(answer({"id": "1", "roles": ["research"]}))  # type: ignore[assignment]
     res = await adv.advise(env, env.tasks)
     assert res.advice is not None, res.error
+    assert adv.window() == 4096
     await adv.close()
 
 
@@ -461,7 +444,14 @@ async def test_a_window_once_too_small_is_read_again_when_api_ps_tells_the_truth
     assert (await adv.advise(env, env.tasks)).advice is not None
     assert adv.window_task is not None
     await adv.window_task
-    assert adv.window() == 64
+    assert adv.window() == 4096  # a window under the smallest num_ctx allowed (512) is not believed
+    client.ps_answer = ps_of((MODEL, 520))  # believed, and too small for one task and its answer
+    now[0] += 120.0
+    await adv.advise(env, env.tasks)
+    if adv.window_task is not None and not adv.window_task.done():
+        await adv.window_task
+    res = await adv.advise(env, env.tasks)
+    assert adv.window() == 520 and res.num_ctx_used == 520  # believed: the prompt is sized for it
     client.ps_answer = ps_of((MODEL, 4096))  # the truth, from now on
     for _ in range(5):
         now[0] += 120.0  # two minutes a beat: well past WINDOW_EVERY_S
@@ -541,18 +531,7 @@ def test_a_task_the_rules_cannot_read_is_not_lost_to_the_models_rate_limited_rol
     the model's role because the rules' words cannot read the task, without asking whether that role can start;
     the clamp drops it and the task waits, though the rules' research would have run."""
     tasks = [ReadyTask("t-00000000", "Найди статьи о погоде и сравни их.", 5)]
-    env = compute_envelope(
-        ROLES,
-        tasks,
-        scale=5,
-        live_workers=0,
-        max_per_task=3,
-        estimate=estimate,
-        remaining_usd=1.0,
-        ram_ok=True,
-        rate_limits={ALL["analysis"].model: {"limit": 0}},
-        now=NOW,
-    )
+    env = capped_env(tasks, "analysis")
     assert [p.role for p in planned(env, None)] == ["research"]
     model = Advice(workers=[AdviceWorker(task_id="t-00000000", role="analysis")])
     assert [p.task_id for p in planned(env, model)] == ["t-00000000"]

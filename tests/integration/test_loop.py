@@ -483,6 +483,30 @@ async def test_a_tasks_spend_limit_stops_follow_ups(tmp_path: Path, nats_server:
         assert engine.state.task_round(ids["pricey"]) == 0
 
 
+async def test_results_that_look_complete_are_not_offered_for_review(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """The rules judge completeness first: a result that ends as an answer does ("... All done.") gets no follow-up
+    and is not offered to the model at all (a beat without a model call); one that stops mid-sentence is."""
+    async with FakeOpenRouter() as fo, FakeOllama() as ol:
+        fo.default = lambda body: Answer(
+            text="Here is the answer. All done." if "complete" in user_text(body) else "Step 1: open the", cost=0.0001
+        )
+        reviews: list[dict[str, Any]] = []
+        ol.default = review_or_plan([{"role": "research", "count": 1}], review_log=reviews)
+        cfg = loop_cfg(tmp_path, nats_server, fo, ol, approval__mode="auto", approval__auto_max_usd=1.0)
+        async with loop_engine(cfg) as (engine, cond):
+            done = Task(id=new_id("t"), text="look up a complete thing", created_at=time.time())
+            await engine.bus.publish_event(done, msg_id=done.id)
+            await until(lambda: engine.state.tasks[done.id].state == "done", 20, "done")
+            await until(lambda: "look complete" in cond.info()["review"], 5, "the rules' word")
+            assert reviews == []  # no review call for it
+            cut = Task(id=new_id("t"), text="look up a cut thing", created_at=time.time())
+            await engine.bus.publish_event(cut, msg_id=cut.id)
+            await until(lambda: len(reviews) == 1, 20, "a review of the cut result")
+        assert offered_tasks(reviews[0], {cut.text: cut.id}) == [cut.id]
+
+
 async def test_the_rules_alone_propose_no_follow_ups(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo, FakeOllama() as ol:
         fo.default = Answer(tokens=3)

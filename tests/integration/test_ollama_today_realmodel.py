@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from swarm_tui.engine.guards.local_lane import LocalLane
-from swarm_tui.engine.heartbeat.envelope import ReadyTask, RoleSpec, compute_envelope
+from swarm_tui.engine.heartbeat.envelope import ReadyTask
 from swarm_tui.engine.heartbeat.local_model import Advisor
 from tests.support.env import make_config
 from tests.support.llama_ollama import LlamaOllama, available
+from tests.support.plans import flat_envelope
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.skipif(bool(available()), reason=available() or "ok")]
 
@@ -23,18 +24,8 @@ async def test_a_server_that_loads_a_smaller_window_gets_prompts_that_fit_it(tmp
     evaluated whole with room for the whole answer. think is false on every call."""
     async with LlamaOllama(ctx_limit=2048) as lo:
         cfg = make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST=lo.url)
-        roles = [RoleSpec(r, f"openrouter/x/{r}", 1000) for r in ("research", "analysis", "code")]
         text = "Research the history of the topic in depth and compare the sources, with a summary. " * 8
-        tasks = [ReadyTask(f"t-mfx3k2a1-{i:04x}", text + f" Topic {i}.", 5) for i in range(8)]
-        env = compute_envelope(
-            roles,
-            tasks,
-            scale=10,
-            live_workers=0,
-            max_per_task=3,
-            estimate=lambda m, p, t: (0.001, 0.002),
-            remaining_usd=1.0,
-        )
+        env = flat_envelope([ReadyTask(f"t-mfx3k2a1-{i:04x}", text + f" Topic {i}.", 5) for i in range(8)])
         adv = Advisor(cfg.ollama, LocalLane())
         await adv.advise(env, env.tasks)
         assert adv.window_task is not None

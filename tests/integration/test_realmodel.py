@@ -21,11 +21,12 @@ from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import advice_schema
 from swarm_tui.engine.heartbeat.conductor import Conductor
-from swarm_tui.engine.heartbeat.envelope import RoleSpec, compute_envelope
+from swarm_tui.engine.heartbeat.envelope import RoleSpec
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
 from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from tests.support.env import make_config
 from tests.support.llama_ollama import MODEL, GrammarRefused, LlamaOllama, available, grammar_for, load
+from tests.support.plans import flat_envelope
 from tests.support.polling import until
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.skipif(bool(available()), reason=available() or "ok")]
@@ -100,16 +101,7 @@ def _env(n_tasks: int, text: str = "x") -> Any:
     roles = [RoleSpec(r, f"openrouter/x/{r}", 1000) for r in ROLES]
     from swarm_tui.engine.heartbeat.envelope import ReadyTask
 
-    tasks = [ReadyTask(t, text, 5) for t in ids(n_tasks)]
-    return compute_envelope(
-        roles,
-        tasks,
-        scale=10,
-        live_workers=0,
-        max_per_task=3,
-        estimate=lambda m, p, t: (0.001, 0.002),
-        remaining_usd=1.0,
-    )
+    return flat_envelope([ReadyTask(t, text, 5) for t in ids(n_tasks)], roles)
 
 
 async def test_a_review_beat_with_full_results_fits_the_window(tmp_path: Path) -> None:

@@ -29,3 +29,17 @@ def env_of(n_tasks: int = 3, roles: list[RoleSpec] = ROLES, **kw: Any) -> Any:
     args: dict[str, Any] = dict(scale=10, live_workers=0, max_per_task=3, estimate=est, remaining_usd=None)
     args.update(kw)
     return compute_envelope(roles, tasks(n_tasks), **args)
+
+
+def flat_envelope(tasks: list[ReadyTask], roles: list[RoleSpec] | None = None) -> Any:
+    """An envelope of room enough (scale 10, a dollar left) and a flat price: for tests of the model's call."""
+    roles = roles or [RoleSpec(r, f"openrouter/x/{r}", 1000) for r in ("research", "analysis", "code")]
+    return compute_envelope(
+        roles,
+        tasks,
+        scale=10,
+        live_workers=0,
+        max_per_task=3,
+        estimate=lambda m, p, t: (0.001, 0.002),
+        remaining_usd=1.0,
+    )

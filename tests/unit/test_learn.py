@@ -2,39 +2,9 @@
 
 from __future__ import annotations
 
-from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Task
 from swarm_tui.engine.heartbeat.learn import examples, lessons, preferences
 from swarm_tui.engine.projection.state import SwarmState
-
-NOW = 1_900_000_000.0
-RESEARCH = "openrouter/google/gemini-2.5-flash-lite"
-
-
-def decided(
-    state: SwarmState,
-    i: int,
-    text: str,
-    roles: list[str],
-    per_step: int,
-    *,
-    edit: int | None = None,
-    final: str = "approved",
-    by: str = "tui",
-) -> str:
-    tid, did = f"t-learn{i:04d}", f"d-learn{i:04d}"
-    at = NOW + 10 * i
-    state.apply(Task(id=tid, text=text, created_at=at))
-    plan = [
-        PlanItem(task_id=tid, role=r, model=RESEARCH, max_tokens=800, step=s)
-        for s, r in enumerate(roles)
-        for _ in range(per_step)
-    ]
-    state.apply(Decision(id=did, task_ids=[tid], plan=plan, source="rules", created_at=at, expires_at=at + 900))
-    if edit is not None:
-        state.apply(Approval(decision_id=did, action="edited", workers=edit, by=by, at=at + 1))
-    if final:
-        state.apply(Approval(decision_id=did, action=final, by=by, at=at + 2))  # type: ignore[arg-type]
-    return did
+from tests.support.history import NOW, decided
 
 
 def test_three_edits_down_to_one_make_a_preference_and_examples() -> None:
@@ -47,7 +17,7 @@ def test_three_edits_down_to_one_make_a_preference_and_examples() -> None:
     prefs = preferences(ls)
     assert prefs["research"].count == 1 and "3 edited" in prefs["research"].why
     ex = examples(ls)
-    assert ex[0] == '"Find three papers on topic 2": proposed research x2; the user edited it to research x1'
+    assert ex[0] == 'edited to research x1; proposed research x2; task: "Find three papers on topic 2"'
 
 
 def test_edits_up_to_two_make_two() -> None:
@@ -80,7 +50,7 @@ def test_only_a_persons_word_is_a_lesson() -> None:
     pending_edit = decided(s, 4, "Edited, not yet approved", ["research"], 2, edit=1, final="")
     ls = lessons(s)
     assert [(x.decision_id, x.action) for x in ls] == [(pending_edit, "edited"), (rejected, "rejected")]
-    assert examples(ls)[1].endswith("the user rejected it")
+    assert examples(ls)[1].startswith("rejected; proposed research x2; task: ")
     assert preferences(ls) == {}  # a rejection says nothing about a count
 
 
@@ -89,4 +59,4 @@ def test_an_example_is_one_short_line_whatever_the_task() -> None:
     decided(s, 0, "line one\nline two " + "x" * 500, ["research", "analysis"], 1, edit=1)
     (ex,) = examples(lessons(s))
     assert "\n" not in ex and len(ex) < 200
-    assert "proposed research then analysis x1; the user edited it to research x1" in ex
+    assert ex.startswith("edited to research x1; proposed research then analysis x1; task: ")

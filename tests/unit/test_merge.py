@@ -172,7 +172,9 @@ def test_follow_ups_only_where_the_rules_see_something_wrong() -> None:
         review(b, [("research", "done", "Step 1: download. Step 2: write a config with")]),
         review(c, [("research", "failed", "rate limited (429)")]),
     ]
-    m = merge_review(env, model((a, ["research"], 1), (b, ["research"], 2), (c, ["analysis"], 1)), reviews)
+    m = merge_review(
+        env, model((a, ["research"], 1), (b, ["research"], 2), (c, ["analysis"], 1)), reviews, estimate=estimate
+    )
     assert plan(env, m.advice) == [(b, "research", 0), (c, "analysis", 0)]
     kinds = {(x.task_id, x.kept) for x in m.choices if x.what == "follow-up"}
     assert kinds == {(a, "rules"), (b, "model"), (c, "model")}

@@ -182,7 +182,7 @@ def test_a_follow_up_never_spends_above_the_tasks_limit(
             env.tasks, [("failed", ""), ("done", "it was cut mid"), ("done", "Done.")] * 3, strict=False
         )
     ]
-    merged = merge_review(env, model, reviews, prefs=prefs)
+    merged = merge_review(env, model, reviews, estimate=estimate, prefs=prefs)
     c = clamp(env, merged.advice, estimate, {r.name: r for r in env.roles.values()})
     max_usd = spent + room
     out = limit_tasks(

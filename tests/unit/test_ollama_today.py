@@ -18,7 +18,7 @@ from swarm_tui.engine.config.load import Config, load_config
 from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import MAX_CHAIN, advice_schema, parse_advice, worst_case_tokens
-from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
+from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec
 from swarm_tui.engine.heartbeat.local_model import WINDOW_EVERY_S, Advisor
 from swarm_tui.engine.heartbeat.prompt import (
     EXAMPLE_CHARS,
@@ -31,6 +31,7 @@ from swarm_tui.engine.heartbeat.prompt import (
 )
 from tests.support.env import base_env, make_config
 from tests.support.fake_ollama import Answer, FakeOllama, plan
+from tests.support.plans import flat_envelope
 
 MODEL = "gemma2:2b"
 ROLES = [RoleSpec(r, f"openrouter/x/{r}", 1000) for r in ("research", "analysis", "code")]
@@ -39,15 +40,8 @@ IDS = ["t-mfx3k2a1-0a0a", "t-mfx3k2a1-0b0b", "t-mfx3k2a1-0c0c"]
 
 def env_of(texts: list[str], ids: list[str] | None = None) -> Envelope:
     tasks = [ReadyTask(i, t, 5) for i, t in zip(ids or IDS, texts, strict=False)]
-    return compute_envelope(
-        ROLES,
-        tasks,
-        scale=10,
-        live_workers=0,
-        max_per_task=3,
-        estimate=lambda m, p, t: (0.001, 0.002),
-        remaining_usd=1.0,
-    )
+    env: Envelope = flat_envelope(tasks, ROLES)
+    return env
 
 
 def cfg_of(tmp_path: Path, url: str, **changes: Any) -> Config:
@@ -338,3 +332,16 @@ async def test_doctor_shows_keep_alive_and_the_real_window(tmp_path: Path, loade
         async with aiohttp.ClientSession() as session:
             check = await check_ollama(cfg, session)
     assert check.ok and "keep_alive 30m" in check.detail and shown in check.detail, check.detail
+
+
+def test_a_reason_copied_from_the_prompts_example_is_not_kept() -> None:
+    """Gemma 3 270M copies the example answer's reason verbatim (seen in the real-model tests): a decision's
+    'why' then said 'model: a few words'. The copy says nothing and is dropped; a real reason stays."""
+    from swarm_tui.engine.heartbeat.advice import REASON_PLACEHOLDER, parse_advice
+    from swarm_tui.engine.heartbeat.prompt import REVIEW_SYSTEM, SYSTEM
+
+    assert f'"reason":"{REASON_PLACEHOLDER}"' in SYSTEM and f'"reason":"{REASON_PLACEHOLDER}"' in REVIEW_SYSTEM
+    copied = parse_advice('{"tasks":[{"id":"1","roles":["research"]}],"reason":"A few words."}', {"1": "t-x"})
+    assert copied.reason == ""
+    kept = parse_advice('{"tasks":[{"id":"1","roles":["research"]}],"reason":"two kinds of work"}', {"1": "t-x"})
+    assert kept.reason == "two kinds of work"

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,6 +45,7 @@ MAX_STEP = 20
 MAX_TASKS = 100  # the most tasks one beat may offer (heartbeat.max_tasks_per_beat allows 1..100)
 MAX_CHAIN = 2  # the most roles one task may chain in one plan (Gemma 3 270M fills a longer bound: 19 -> 21 of 32)
 MAX_COUNT = 20  # the most workers per step the schema can express (heartbeat.max_workers_per_task allows 1..20)
+REASON_PLACEHOLDER = "a few words"  # the reason in the prompt's example answer: a small model copies it verbatim
 REASON_CHARS = 80  # a few words (the model's reason is shown on the decision; it is not a report)
 
 
@@ -72,7 +73,7 @@ class PlanTask(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     id: str = Field(max_length=64)
-    roles: list[str] = Field(min_length=1, max_length=MAX_CHAIN)
+    roles: list[Annotated[str, Field(max_length=32)]] = Field(min_length=1, max_length=MAX_CHAIN)  # as AdviceWorker
     count: int = Field(default=1, ge=1, le=50)
 
 
@@ -87,7 +88,10 @@ class ModelPlan(BaseModel):
         workers = [
             AdviceWorker(task_id=t.id, role=r, count=t.count, step=i) for t in self.tasks for i, r in enumerate(t.roles)
         ]
-        return Advice(workers=workers, reason=self.reason[:REASON_CHARS])
+        reason = self.reason[:REASON_CHARS]
+        if reason.strip().strip(".").lower() == REASON_PLACEHOLDER:  # the example's words copied: they say nothing
+            reason = ""
+        return Advice(workers=workers, reason=reason)
 
 
 def advice_schema(
@@ -210,4 +214,8 @@ def parse_advice(text: str, alias: Mapping[str, str] | None = None) -> Advice:
     if alias:
         for t in plan.tasks:
             t.id = alias.get(t.id, t.id)
-    return plan.to_advice()
+    try:  # the same bounds again, as the plan's workers: an answer outside them is an error, never a failed beat
+        return plan.to_advice()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AdviceError(f"the model's answer does not fit a plan: {first.get('msg', 'invalid')}"[:300]) from None

@@ -77,16 +77,14 @@ def chain_steps(items: list[PlanItem], clamps: list[Clamp]) -> list[PlanItem]:
         out.append(p)
     changed = {t: sorted(s) for t, s in by_task.items() if sorted(s) != list(range(len(s)))}
     for t, steps in list(changed.items())[:20]:
-        if len(clamps) < 400:
-            clamps.append(
-                Clamp(
-                    what="step",
-                    reason=f"task {t}: steps {steps} renumbered 0..{len(steps) - 1} so they run in order without a gap",
-                    before=steps,
-                    after=list(range(len(steps))),
-                )
-            )
+        why = f"task {t}: steps {steps} renumbered 0..{len(steps) - 1} so they run in order without a gap"
+        _step_clamp(clamps, why, steps, list(range(len(steps))))
     return out
+
+
+def _step_clamp(clamps: list[Clamp], reason: str, before: list[int], after: list[int]) -> None:
+    if len(clamps) < 400:
+        clamps.append(Clamp(what="step", reason=reason, before=before, after=after))
 
 
 def limit_tasks(
@@ -203,8 +201,38 @@ def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str
             per_model[spec.model] += 1
             spent_worst += worst
             spent_likely += likely
+    items, costs = whole_chains(env, advice, items, costs, clamps)
     items = chain_steps(items, clamps)
-    return Clamped(items, clamps, round(spent_likely, 8), round(spent_worst, 8), costs)
+    return Clamped(items, clamps, round(sum(x for x, _ in costs), 8), round(sum(w for _, w in costs), 8), costs)
+
+
+def whole_chains(
+    env: Envelope, advice: Advice, items: list[PlanItem], costs: list[tuple[float, float]], clamps: list[Clamp]
+) -> tuple[list[PlanItem], list[tuple[float, float]]]:
+    """A task's later steps run only after the steps before them: when the clamp dropped every worker of a step
+    the plan asked for, the task's later steps are dropped too (a later step would run without the results it
+    was planned to be given: an analysis alone on a code task whose code step did not fit). A step that was never
+    a valid one (a role not allowed, a task not ready) holds nothing back: it could not have given results."""
+    ready = set(env.task_ids)
+    asked: dict[str, set[int]] = defaultdict(set)
+    for w in advice.workers:
+        if w.count >= 1 and w.task_id in ready and w.role in env.roles:
+            asked[w.task_id].add(w.step)
+    kept: dict[str, set[int]] = defaultdict(set)
+    for p in items:
+        kept[p.task_id].add(p.step)
+    cut: dict[str, int] = {}  # task -> the first step asked for and not kept
+    for task, steps in kept.items():
+        missing = sorted(asked[task] - steps)
+        if missing and missing[0] < max(steps):
+            cut[task] = missing[0]
+    if not cut:
+        return items, costs
+    out = [(p, c) for p, c in zip(items, costs, strict=True) if p.task_id not in cut or p.step < cut[p.task_id]]
+    for task, step in list(cut.items())[:20]:
+        why = f"task {task}: step {step} did not fit, so its later steps wait with it"
+        _step_clamp(clamps, why, sorted(kept[task]), sorted(s for s in kept[task] if s < step))
+    return [p for p, _ in out], [c for _, c in out]
 
 
 def violations(env: Envelope, items: Sequence[PlanItem], est_max: float) -> list[str]:

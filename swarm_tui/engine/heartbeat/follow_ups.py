@@ -18,7 +18,7 @@ from swarm_tui.engine.heartbeat.clamp import Clamped
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
-from swarm_tui.engine.heartbeat.merge import merge_review
+from swarm_tui.engine.heartbeat.merge import merge_review, verdict
 from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
@@ -53,6 +53,8 @@ class ReviewHost(Protocol):
     async def maybe_auto_approve(self, d: Decision) -> None: ...
 
     def learned(self) -> tuple[list[str], dict[str, Preference]]: ...
+
+    def estimate(self, model: str, prompt_bytes: int, max_tokens: int) -> tuple[float, float]: ...
 
 
 def reviewable(c: ReviewHost) -> list[ReviewTask]:
@@ -108,6 +110,11 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
     if c.advisor is None:
         c.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
         return []
+    complete = [t for t in items if verdict(t.results) == "complete"]
+    items = [t for t in items if verdict(t.results) != "complete"]  # only these may get a follow-up (merge.py)
+    if not items:
+        c.review_note = f"{len(complete)} finished task(s) with results that look complete: no follow-up (the rules)"
+        return []
     ctx = c.settings.swarm.context_max_chars
     prio = {t.id: c.state.tasks[t.id].task.priority for t in items}
     given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
@@ -133,7 +140,9 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         return []
     env.tasks = [t for t in env.tasks if c.state.tasks[t.id].state in REVIEWABLE]
     rounds = {t.id: c.state.task_round(t.id) + 1 for t in env.tasks}
-    merged = merge_review(env, result.advice, items, prefs=prefs)  # follow-ups only where results look wrong
+    merged = merge_review(
+        env, result.advice, items, estimate=c.estimate, prefs=prefs
+    )  # follow-ups only where results look wrong
     clamped = c.clamp_plan(env, merged.advice, rounds)
     if not clamped.items:
         why = "; ".join(c.reason for c in clamped.clamps[:3])

@@ -12,6 +12,7 @@ still move a learned count, which stays inside the envelope and the clamp like a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class Lesson:
 
     def per_step(self, n: int, steps: Sequence[str] | None = None) -> int:
         """Workers per step of a one-task plan of ``n`` workers (``steps``: the proposed plan's by default)."""
-        return max(1, n // max(1, len(self.steps if steps is None else steps)))
+        return 0 if n <= 0 else max(1, n // max(1, len(self.steps if steps is None else steps)))
 
 
 def _lesson(state: SwarmState, dv: DecisionView) -> Lesson | None:
@@ -89,20 +90,23 @@ def lessons(state: SwarmState, *, limit: int = LESSONS) -> list[Lesson]:
 
 
 def _plan_words(x: Lesson, n: int, steps: Sequence[str]) -> str:
+    if n <= 0:
+        return "0 workers"
     chain = " then ".join(steps) or "workers"
     return f"{chain} x{x.per_step(n, steps)}" if x.single else f"{n} workers ({chain})"
 
 
 def example(x: Lesson) -> str:
-    """One line for the model's prompt: the task, the plan proposed, what the person did."""
+    """One line for the model's prompt: what the person did, the plan proposed, then the task's text as a JSON
+    string (last and escaped: a text holding quotes or a made-up verdict cannot end the line's own words)."""
     text = " ".join(x.text.split())
     text = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "..."
     did = {
-        "approved": "approved it",
-        "rejected": "rejected it",
-        "edited": f"edited it to {_plan_words(x, x.final or 0, x.final_steps)}",
+        "approved": "approved",
+        "rejected": "rejected",
+        "edited": f"edited to {_plan_words(x, x.final or 0, x.final_steps)}",
     }[x.action]
-    return f'"{text}": proposed {_plan_words(x, x.proposed, x.steps)}; the user {did}'
+    return f"{did}; proposed {_plan_words(x, x.proposed, x.steps)}; task: {json.dumps(text, ensure_ascii=False)}"
 
 
 def examples(ls: Sequence[Lesson]) -> list[str]:
@@ -124,7 +128,7 @@ def preferences(ls: Sequence[Lesson]) -> dict[str, Preference]:
     a count; a decision of several tasks does not say which task a count was for."""
     by_role: dict[str, list[Lesson]] = {}
     for x in ls:  # newest first
-        if x.single and x.final is not None and x.role:
+        if x.single and x.final and x.role:  # a rejection (None) or an edit to 0 says nothing of a count
             by_role.setdefault(x.role, []).append(x)
     out: dict[str, Preference] = {}
     for role, xs in by_role.items():

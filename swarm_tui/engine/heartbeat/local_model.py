@@ -56,6 +56,7 @@ __all__ = ["AdviceResult", "Advisor", "ReviewTask"]  # ReviewTask: follow_ups.py
 PREDICT_MARGIN = 1.1  # num_predict is the schema's worst case plus this much
 WINDOW_EVERY_S = 60.0  # /api/ps is read at most this often (and when the model changes)
 WINDOW_TIMEOUT_S = 5.0
+MIN_WINDOW = 512  # the smallest ollama.num_ctx allowed: a smaller context_length from /api/ps is not believed
 
 
 @dataclass
@@ -170,8 +171,12 @@ class Advisor:
             return
         want = {model, model if ":" in model else model + ":latest"}
         for m in resp.models:
-            if {m.model, getattr(m, "name", None)} & want and m.context_length:
-                self.context_length, self._window_model = int(m.context_length), model
+            n = m.context_length
+            if {m.model, getattr(m, "name", None)} & want and isinstance(n, int) and not isinstance(n, bool):
+                if n >= MIN_WINDOW:  # 0, negative or tiny: a server that lies (or a bug) must not turn the model off
+                    self.context_length, self._window_model = n, model
+                else:
+                    log.warning("/api/ps says %s has a %s-token window: not believed (< %s)", model, n, MIN_WINDOW)
                 return
 
     def _fits(self, room: int, text: str) -> bool:
@@ -240,6 +245,8 @@ class Advisor:
 
     def too_small(self) -> AdviceResult:
         window, ctx = self.window(), self.num_ctx()
+        if window < ctx:  # the window came from /api/ps: read it again (at most once a minute), it may have grown
+            self.read_window_soon()
         what = (
             f"ollama.num_ctx {ctx}" if window == ctx else f"the model's {window}-token window (/api/ps; num_ctx {ctx})"
         )

@@ -22,6 +22,7 @@ Every choice is a ``MergeChoice`` (whose word, on what, why) that the decision c
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,7 +41,7 @@ MAX_CHOICES = 200  # Decision.merge's bound
 # role words do not read (the model's chain is still checked against them).
 _STEPS = re.compile(
     r"\b(then|after that|afterwards|followed by|and finally|secondly|puis|ensuite|dann|danach|anschließend|"
-    r"luego|después|depois|em seguida|poi|затем|потом|после этого)\b|然后|之后|接着|再|その後|次に|그\s*다음",
+    r"luego|después|depois|em seguida|poi|затем|потом|после этого)\b|然后|之后|接着|その後|次に|그\s*다음",
     re.I,
 )
 _ENGLISH = frozenset(
@@ -119,11 +120,20 @@ def _chain(ws: Sequence[AdviceWorker]) -> tuple[list[str], int]:
     return list(steps.values()), count
 
 
-def _count(c: _Choices, env: Envelope, t: ReadyTask, role: str, asked: int, prefs: Mapping[str, Preference]) -> int:
+def _count(
+    c: _Choices, room: _Room, t: ReadyTask, steps: Sequence[str], asked: int, prefs: Mapping[str, Preference]
+) -> int:
+    role = steps[0]
     pref = prefs.get(role)
     if pref is not None:
-        n = max(1, min(pref.count, env.max_per_task))  # a learned count is a wish like any other: the task's limit
-        cut = f" (at most {env.max_per_task} per task)" if n != pref.count else ""
+        limit = room.env.max_per_task // len(steps)  # a learned count is a wish like any other: the task's limit
+        n = max(1, min(pref.count, limit))
+        cut = f" (at most {room.env.max_per_task} per task)" if n != pref.count else ""
+        more = [(r, n - 1, i > 0) for i, r in enumerate(steps)] if n > 1 else []
+        blocked = room.add(t, more) if more else ""
+        if blocked:
+            c.add(t.id, "user", "count", f"1 {role} worker, not the {n} learned ({blocked}): {pref.why}")
+            return 1
         c.add(t.id, "user", "count", f"{n} {role} worker(s){cut}: {pref.why}")
         return n
     if asked > 1:
@@ -137,30 +147,91 @@ def _count(c: _Choices, env: Envelope, t: ReadyTask, role: str, asked: int, pref
     return 1
 
 
-def _role(c: _Choices, env: Envelope, t: ReadyTask, rule: str, model: str, left: float | None, est: Estimate) -> str:
+class _Room:
+    """What the first steps planned so far leave of the envelope: the budget (worst cases) and each model's cap."""
+
+    def __init__(self, env: Envelope, estimate: Estimate) -> None:
+        self.env, self.estimate = env, estimate
+        self.left = env.budget_usd
+        self.per_model: Counter[str] = Counter()
+        self.spare_slots = env.max_workers
+        self.spare_usd = env.budget_usd
+
+    def worst(self, t: ReadyTask, role: str, later: bool = False) -> float:
+        spec = self.env.roles[role]
+        return self.estimate(spec.model, prompt_bytes(t, self.env.context_bytes if later else 0), spec.max_tokens)[1]
+
+    def why_not(self, t: ReadyTask, role: str) -> str:
+        """Why a first worker of ``role`` could not start for ``t`` now ("" when it could)."""
+        model = self.env.roles[role].model
+        cap = self.env.model_caps.get(model)
+        if cap is not None and self.per_model[model] >= cap:
+            return f"{model} is rate limited to {cap} new worker(s)"
+        if self.left is not None and self.worst(t, role) > self.left + 1e-12:
+            return f"its worst case ${self.worst(t, role):.4f} does not fit the ${self.left:.4f} left"
+        return ""
+
+    def take(self, t: ReadyTask, role: str) -> None:
+        self.per_model[self.env.roles[role].model] += 1
+        if self.left is not None:
+            self.left -= self.worst(t, role)
+
+    def reserve(self, floor: Sequence[tuple[ReadyTask, str]]) -> None:
+        """Set aside room for the floor: one worker of each task's rules' role; additions use only what is over."""
+        self.spare_slots = self.env.max_workers - len(floor)
+        self.spare_usd = None if self.left is None else self.left - sum(self.worst(t, r) for t, r in floor)
+
+    def add(self, t: ReadyTask, steps: Sequence[tuple[str, int, bool]]) -> str:
+        """Room for additions (role, workers, a later step?) beyond the floor: "" and taken, else why not."""
+        slots = sum(n for _, n, _ in steps)
+        usd = sum(n * self.worst(t, r, later) for r, n, later in steps)
+        if slots > self.spare_slots:
+            return f"the envelope has room for {max(0, self.spare_slots)} more worker(s) beyond one per task"
+        if self.spare_usd is not None and usd > self.spare_usd + 1e-12:
+            return f"their worst case ${usd:.4f} does not fit the ${max(0.0, self.spare_usd):.4f} over one per task"
+        self.spare_slots -= slots
+        if self.spare_usd is not None:
+            self.spare_usd -= usd
+        return ""
+
+
+def _role(c: _Choices, room: _Room, t: ReadyTask, rule: str, model: str) -> str:
+    """The first step's role: the rules', or the model's where the rules only guessed and the model's can start."""
     if model == rule:
         return rule
     words = _why_role(t.text, rule)
     if rule == "code" and words:
         c.add(t.id, "rules", "role", f"the words make it a code task ('{words}'): code kept, not the model's {model}")
         return rule
+    blocked = room.why_not(t, model)
     if not english(t.text):
-        c.add(t.id, "model", "role", f"the rules' words cannot read this task: the model's {model}, not {rule}")
-        return model
-    if left is not None:
-        worst = {r: est(env.roles[r].model, prompt_bytes(t), env.roles[r].max_tokens)[1] for r in (rule, model)}
-        if worst[rule] > left + 1e-12 >= worst[model]:
-            c.add(
-                t.id,
-                "model",
-                "role",
-                f"the rules' {rule} (worst ${worst[rule]:.4f}) does not fit the ${left:.4f} left; the model's "
-                f"{model} (${worst[model]:.4f}) does",
-            )
+        if not blocked:
+            c.add(t.id, "model", "role", f"the rules' words cannot read this task: the model's {model}, not {rule}")
             return model
+        c.add(t.id, "rules", "role", f"the model's {model} cannot start ({blocked}): the rules' {rule}")
+        return rule
+    rule_blocked = room.why_not(t, rule)
+    if rule_blocked and not blocked:
+        c.add(t.id, "model", "role", f"the rules' {rule} cannot start ({rule_blocked}); the model's {model} can")
+        return model
     backed = f"the words back it ('{words}')" if words else "the model's role alone is no reason to change it"
     c.add(t.id, "rules", "role", f"{rule} kept, not the model's {model}: {backed}")
     return rule
+
+
+def _steps(c: _Choices, room: _Room, t: ReadyTask, rule: str, ms: list[AdviceWorker]) -> list[str]:
+    """The roles of a task's steps: the model's chain where the task names steps, else one role."""
+    chain, _ = _chain(ms)
+    if len(chain) > 1 and names_steps(t.text) and (rule in chain or not _why_role(t.text, rule)):
+        blocked = room.why_not(t, chain[0]) or room.add(t, [(r, 1, True) for r in chain[1:]])
+        if not blocked:
+            c.add(t.id, "model", "chain", "the task names steps: the model's " + " → ".join(chain))
+            return chain
+        c.add(t.id, "rules", "chain", f"no room for the model's {' → '.join(chain)} ({blocked}): one step")
+    elif len(chain) > 1:
+        why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
+        c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
+    return [_role(c, room, t, rule, rule if rule in chain else chain[0])]
 
 
 def merge_plans(
@@ -171,7 +242,11 @@ def merge_plans(
     estimate: Estimate,
     prefs: Mapping[str, Preference] | None = None,
 ) -> Merged:
-    """The plan for new tasks: the rules' plan with what the model adds (see the module's docstring)."""
+    """The plan for new tasks: the rules' plan with what the model adds (see the module's docstring).
+
+    The floor comes first in the plan: one worker of each task's first step, in order. What the model and the
+    person add (later steps of a chain, more workers a step) follows all of them, so when the envelope is short
+    the clamp drops an addition before it drops a task the rules would have started."""
     prefs = prefs or {}
     c = _Choices()
     rules_by = _by_task(rules)
@@ -184,8 +259,10 @@ def merge_plans(
     tasks = sorted(env.tasks, key=lambda t: (-t.priority, rank.get(t.id, len(rank)), index[t.id]))
     if model is not None and [t.id for t in tasks] != [t.id for t in env.tasks]:
         c.add("", "model", "order", "tasks of equal priority in the model's order")
-    left = env.budget_usd
-    workers: list[AdviceWorker] = []
+    room = _Room(env, estimate)
+    room.reserve([(t, rules_by[t.id][0].role) for t in tasks if t.id in rules_by])
+    first: list[AdviceWorker] = []
+    more: list[AdviceWorker] = []
     for t in tasks:
         rw = rules_by.get(t.id)
         if rw is None:
@@ -198,25 +275,17 @@ def merge_plans(
             c.add(t.id, "rules", "task", "the model left it out: the rules plan it (the envelope says if it waits)")
             steps, asked = [rule], 1
         else:
-            chain, asked = _chain(ms)
-            if len(chain) > 1 and names_steps(t.text) and (rule in chain or not _why_role(t.text, rule)):
-                c.add(t.id, "model", "chain", "the task names steps: the model's " + " → ".join(chain))
-                steps = chain
-            else:
-                if len(chain) > 1:
-                    why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
-                    c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
-                steps = [_role(c, env, t, rule, rule if rule in chain else chain[0], left, estimate)]
-        n = _count(c, env, t, steps[0], asked, prefs)
-        for i, role in enumerate(steps):
-            workers.append(AdviceWorker(task_id=t.id, role=role, count=n, step=i))
-            if left is not None:
-                spec = env.roles[role]
-                left -= n * estimate(spec.model, prompt_bytes(t, env.context_bytes if i else 0), spec.max_tokens)[1]
+            steps, asked = _steps(c, room, t, rule, ms), _chain(ms)[1]
+        n = _count(c, room, t, steps, asked, prefs)
+        room.take(t, steps[0])
+        first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
+        if n > 1:
+            more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
+        more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
     reason = "rules' plan" + (" with the model's additions" if model is not None else "")
     if model is not None and model.reason:
         reason += f"; model: {model.reason}"
-    return Merged(Advice(workers=workers, reason=reason[:2000]), c.items)
+    return Merged(Advice(workers=first + more, reason=reason[:2000]), c.items)
 
 
 def verdict(results: Sequence[tuple[str, str, str]]) -> str:
@@ -231,14 +300,19 @@ def verdict(results: Sequence[tuple[str, str, str]]) -> str:
 
 
 def merge_review(
-    env: Envelope, model: Advice, reviews: Sequence[ReviewTask], *, prefs: Mapping[str, Preference] | None = None
+    env: Envelope,
+    model: Advice,
+    reviews: Sequence[ReviewTask],
+    *,
+    estimate: Estimate,
+    prefs: Mapping[str, Preference] | None = None,
 ) -> Merged:
     """The follow-ups: the model's, for tasks whose results the rules see something wrong with."""
     prefs = prefs or {}
     c = _Choices()
     by_id = {r.id: r for r in reviews}
     ready = {t.id: t for t in env.tasks}
-    workers: list[AdviceWorker] = []
+    chosen: list[tuple[ReadyTask, list[str], int]] = []
     for tid, ws in _by_task(model).items():
         rv, t = by_id.get(tid), ready.get(tid)
         ws = _allowed(c, env, tid, ws)
@@ -252,6 +326,19 @@ def merge_review(
         chain, asked = _chain(ws)
         steps = chain if len(chain) > 1 and names_steps(t.text) else chain[:1]
         c.add(tid, "model", "follow-up", f"the latest results are {seen}: the model's {' → '.join(steps)} kept")
-        n = _count(c, env, t, steps[0], asked, prefs)
-        workers += [AdviceWorker(task_id=tid, role=r, count=n, step=i) for i, r in enumerate(steps)]
+        chosen.append((t, steps, asked))
+    room = _Room(env, estimate)  # as for new tasks: every follow-up's first worker before any addition
+    room.reserve([(t, steps[0]) for t, steps, _ in chosen])
+    first: list[AdviceWorker] = []
+    more: list[AdviceWorker] = []
+    for t, steps, asked in chosen:
+        if len(steps) > 1 and room.add(t, [(r, 1, True) for r in steps[1:]]):
+            c.add(t.id, "rules", "chain", "no room for the later steps this beat: one step")
+            steps = steps[:1]
+        n = _count(c, room, t, steps, asked, prefs)
+        first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
+        if n > 1:
+            more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
+        more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
+    workers = first + more
     return Merged(Advice(workers=workers, reason=model.reason), c.items)
