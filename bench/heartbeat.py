@@ -39,8 +39,8 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope
-from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
-from swarm_tui.engine.heartbeat.merge import merge_plans, merge_review
+from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.merge import merge_plans, merge_review, verdict
 
 from .common import ROOT, machine
 from .heartbeat_checks import Score, score
@@ -65,38 +65,50 @@ def rules(s: Scenario) -> Score:
     return sc
 
 
-def model_alone(s: Scenario, env: Envelope, res: AdviceResult) -> Score:
-    if res.advice is not None:
+def model_alone(s: Scenario, env: Envelope, res: AdviceResult | None) -> Score:
+    """The model's plan clamped (None: no call was made, a review with nothing to offer: no follow-up)."""
+    if res is not None and res.advice is not None:
         items = _clamped(s, env, res.advice)
     else:  # what the conductor did before the merge: the rules decide (a review: no follow-up)
         items = [] if s.review is not None else _clamped(s, env, rules_advice(env))
     return _with_call(score(s.checks, env, items), res)
 
 
-def combination(s: Scenario, env: Envelope, res: AdviceResult, lr: Learned) -> tuple[Score, list[str]]:
+def combination(s: Scenario, env: Envelope, res: AdviceResult | None, lr: Learned) -> tuple[Score, list[str]]:
     """The conductor's plan: the merge of the rules' plan and the model's, then the clamp; and the merge's
     choices in words."""
     if s.review is not None:
-        if res.advice is None:  # no usable review: no follow-up
+        if res is None or res.advice is None:  # nothing offered, or no usable review: no follow-up
             return _with_call(score(s.checks, env, []), res), []
-        merged = merge_review(env, res.advice, review_items(s, env), prefs=lr.prefs)
+        merged = merge_review(env, res.advice, offered(s, env), estimate=estimate, prefs=lr.prefs)
     else:
-        merged = merge_plans(env, rules_advice(env), res.advice, estimate=estimate, prefs=lr.prefs)
+        merged = merge_plans(env, rules_advice(env), res.advice if res else None, estimate=estimate, prefs=lr.prefs)
     sc = _with_call(score(s.checks, env, _clamped(s, env, merged.advice)), res)
     return sc, [f"{c.kept} {c.what} {c.task_id[-2:]}: {c.reason}"[:200] for c in merged.choices]
 
 
-def _with_call(sc: Score, res: AdviceResult) -> Score:
+def _with_call(sc: Score, res: AdviceResult | None) -> Score:
+    if res is None:
+        sc.called = False
+        return sc
     sc.latency_ms, sc.prompt_tokens, sc.eval_tokens = res.latency_ms, res.prompt_tokens, res.eval_tokens
     sc.error = res.error
     sc.examples = list(res.examples_used)
     return sc
 
 
-async def ask(s: Scenario, env: Envelope, adv: Advisor, lr: Learned) -> AdviceResult:
-    """One model call, the person's learned examples in its prompt (none without a history)."""
+def offered(s: Scenario, env: Envelope) -> list[ReviewTask]:
+    """The finished tasks a review offers the model, as the conductor does (heartbeat/follow_ups.py): those whose
+    results the rules do not see as complete (the merge gives a complete one no follow-up either way)."""
+    return [t for t in review_items(s, env) if verdict(t.results) != "complete"]
+
+
+async def ask(s: Scenario, env: Envelope, adv: Advisor, lr: Learned) -> AdviceResult | None:
+    """One model call, the person's learned examples in its prompt (none without a history); None when a review
+    has nothing to offer (the conductor makes no call then)."""
     if s.review is not None:
-        return await adv.review(env, review_items(s, env), examples=lr.examples)
+        items = offered(s, env)
+        return await adv.review(env, items, examples=lr.examples) if items else None
     return await adv.advise(env, env.tasks, examples=lr.examples)
 
 

@@ -95,6 +95,7 @@ class Score:
     error: str = ""  # the model's answer could not be used: the rules planned (the table marks it †)
     plan: str = ""
     examples: list[str] = field(default_factory=list)  # the learned examples the model's prompt carried
+    called: bool = True  # False: no model call (a review whose results all look complete, as the conductor)
 
 
 def plan_words(e: Envelope, items: list[PlanItem]) -> str:

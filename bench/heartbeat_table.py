@@ -46,7 +46,8 @@ def table(res: dict[str, Any]) -> str:
         "*rules*: the rules' own plan; *model*: the model's plan clamped, the rules' when the answer cannot be "
         "used (marked †); *combination*: what the conductor does, `merge_plans` of the rules' plan and the "
         "model's (`merge_review` for a review), then the clamp. Every property is checked on the clamped plan. "
-        "A figure is the worst run's; the runs' own follow in brackets when they differ.",
+        "A figure is the worst run's; the runs' own follow in brackets when they differ. A review offers the model "
+        "only the tasks whose results do not look complete, as the conductor does; with none there is no call.",
         "",
         "| scenario | rules | model | combination | combination missed | model latency | prompt / answer tokens |",
         "|---|---|---|---|---|---|---|",
@@ -59,13 +60,14 @@ def table(res: dict[str, Any]) -> str:
         tot["combo"] += int(co["met"])
         tot["all"] += int(ru["total"])
         missed = ", ".join(co["failed"]) or "-"
-        lat = statistics.median(float(x["latency_ms"]) for x in r["model"])
-        tokens = f"{mo['prompt_tokens']} / {mo['eval_tokens']}"
+        calls = [float(x["latency_ms"]) for x in r["model"] if x.get("called", True)]
+        lat = f"{statistics.median(calls) / 1000:.1f} s" if calls else "no call"
+        tokens = f"{mo['prompt_tokens']} / {mo['eval_tokens']}" if calls else "-"
         lines.append(
             f"| {r['scenario']} | {ru['met']}/{ru['total']} | {cell(r['model'])} | {cell(r['combo'])} | "
-            f"{missed} | {lat / 1000:.1f} s | {tokens} |"
+            f"{missed} | {lat} | {tokens} |"
         )
-    lat_all = [float(x["latency_ms"]) for r in rows for x in r["model"]]
+    lat_all = [float(x["latency_ms"]) for r in rows for x in r["model"] if x.get("called", True)]
     p50 = statistics.median(lat_all) if lat_all else 0.0
     mx = max(lat_all) if lat_all else 0.0
     n, t = len(rows), tot["all"]

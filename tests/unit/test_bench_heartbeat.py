@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.heartbeat import combination, model_alone, rules
+from bench.heartbeat import combination, model_alone, offered, rules
 from bench.heartbeat_checks import chain, every_task, n_workers, score, task_count, task_skipped, task_steps
 from bench.heartbeat_learning import history_state, learned
 from bench.heartbeat_scenarios import ROLES, SCENARIOS, History, envelope
@@ -182,6 +182,20 @@ def test_a_fallback_is_marked_and_a_slow_burst_misses_its_target() -> None:
     row["model"][0] |= {"error": "cut at num_predict", "latency_ms": 3400.0}
     block = table({"rows": [row], "ram_mb": None, "runs": 1, "machine": "m", "at": "t", "model": "g", "backend": "b"})
     assert "| 3/3 † |" in block and "3.40 s (target at most 3 s: not met)" in block and "not reported" in block
+
+
+def test_a_review_with_only_complete_results_makes_no_call_and_no_follow_up() -> None:
+    s = BY_NAME["review: good results"]
+    env = envelope(s)
+    assert offered(s, env) == []  # the merged code result looks complete: the conductor asks nothing
+    m, (c, _) = model_alone(s, env, None), combination(s, env, None, learned(None))
+    assert m.met == c.met == 1 and not m.called and not c.called
+    row = _row("review: good results", 1, [1], [1], total=1)
+    row["model"][0]["called"] = False
+    block = table({"rows": [row], "ram_mb": None, "runs": 1, "machine": "m", "at": "t", "model": "g", "backend": "b"})
+    assert "| - | no call | - |" in block and "over all 0 calls" in block
+    mixed = BY_NAME["review: one good, one failed"]
+    assert [t.text for t in offered(mixed, envelope(mixed))] == ["Compare three note-taking apps."]
 
 
 def test_every_scenario_is_scored_by_the_rules_and_the_combination_without_a_model() -> None:
