@@ -39,7 +39,8 @@ def test_the_heartbeat_bench_scores_the_rules_and_renders_its_table() -> None:
     assert scores["code task"].met == scores["code task"].total
     assert scores["research then analysis"].failed  # a chain is beyond the rules
     assert scores["review: a failed result"].failed  # and so is any follow-up
-    row = {"rules": scores["easy summary"].__dict__, "model": scores["easy summary"].__dict__, "scenario": "x"}
+    easy = scores["easy summary"].__dict__
+    row = {"rules": easy, "model": [easy], "combo": [easy], "scenario": "x"}
     block = table(
         {"rows": [row], "ram_mb": 313.0, "runs": 1, "machine": "m", "at": "now", "model": "g", "backend": "b"}
     )
