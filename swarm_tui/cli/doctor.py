@@ -77,7 +77,13 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
     try:
         status, body = await _get_json(session, f"{base}/api/tags")
     except (TimeoutError, aiohttp.ClientError, OSError):
-        return Check("ollama", False, f"not reachable at {base}: the conductor decides by rules alone", required=False)
+        why = f"not reachable at {base}: the conductor decides by rules alone (model {model}, keep_alive "
+        return Check(
+            "ollama",
+            False,
+            why + f"{cfg.ollama.keep_alive} and num_ctx {cfg.ollama.num_ctx} once it is)",
+            required=False,
+        )
     if status != 200 or not isinstance(body, dict):
         return Check("ollama", False, f"{base} answered HTTP {status}", required=False)
     names = {m.get("name", "") for m in body.get("models", []) if isinstance(m, dict)}

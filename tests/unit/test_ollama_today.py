@@ -345,3 +345,13 @@ def test_a_reason_copied_from_the_prompts_example_is_not_kept() -> None:
     assert copied.reason == ""
     kept = parse_advice('{"tasks":[{"id":"1","roles":["research"]}],"reason":"two kinds of work"}', {"1": "t-x"})
     assert kept.reason == "two kinds of work"
+
+
+async def test_doctor_names_keep_alive_and_num_ctx_when_ollama_is_away(tmp_path: Path) -> None:
+    from swarm_tui.cli.doctor import check_ollama
+    from tests.support.env import make_config
+
+    cfg = make_config(tmp_path, "nats://127.0.0.1:9", OLLAMA_HOST="http://127.0.0.1:9")
+    async with aiohttp.ClientSession() as session:
+        check = await check_ollama(cfg, session)
+    assert not check.ok and "keep_alive 30m" in check.detail and "num_ctx 4096" in check.detail
