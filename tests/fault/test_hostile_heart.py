@@ -675,3 +675,58 @@ def test_the_prompts_placeholder_reason_is_dropped(reason: str) -> None:
     or the placeholder in curly quotes is kept as the model's reason (advice.py ModelPlan.to_advice)."""
     raw = json.dumps({"tasks": [{"id": "1", "roles": ["research"]}], "reason": reason})
     assert parse_advice(raw).reason == ""
+
+
+def test_a_chains_first_step_over_the_tasks_own_limit_holds_its_later_step_back() -> None:
+    """FINDING (trust): clamp() holds a task's later steps back when an earlier step did not fit (whole_chains),
+    but limit_tasks (budget.task_max_usd, the conductor's clamp_plan runs it after clamp) drops an item alone and
+    then renumbers what is left (clamp.py limit_tasks: ``continue`` then chain_steps): the code step of a code task
+    over the task's limit is dropped and the model's analysis runs alone as step 0, the shape round 1 fixed for
+    rate limits (test_a_code_task_whose_code_step_is_rate_limited_waits_rather_than_run_the_models_second_step)."""
+    roles = {"code": RoleSpec("code", "openrouter/dear", 4000), "analysis": RoleSpec("analysis", "openrouter/mid", 500)}
+    env = Envelope(
+        10, roles, {}, {}, [ReadyTask("t-0", "Write a python function to parse dates, then explain it.")], None, 3
+    )
+    model = Advice(
+        workers=[AdviceWorker(task_id="t-0", role="code", step=0), AdviceWorker(task_id="t-0", role="analysis", step=1)]
+    )
+    merged = merge_plans(env, rules_advice(env), model, estimate=priced)
+    assert [(w.role, w.step) for w in merged.advice.workers] == [("code", 0), ("analysis", 1)]
+    out = limit_tasks(clamp(env, merged.advice, priced, roles), spent={}, max_usd=0.01)
+    assert [(p.role, p.step) for p in out.items] in ([], [("code", 0), ("analysis", 1)]), out.items
+
+
+def test_a_merge_of_a_valid_400_worker_plan_never_raises() -> None:
+    """FINDING (robustness, not reachable from parse_advice today: its chains have at most MAX_CHAIN = 2 roles):
+    a model Advice within its own bound (400 workers: 100 tasks of 4-step chains) and a learned count of 2
+    makes a merged plan of 100 first steps, 100 more first-step workers and 300 later steps; the merge builds
+    Advice(workers=first + more) over Advice's max_length=400 and raises ValidationError (merge.py merge_plans,
+    ``return Merged(Advice(workers=first + more, ...))``; merge_review builds its Advice the same way)."""
+    roles = {r: RoleSpec(r, "openrouter/cheap", 100) for r in ["research", "analysis", "writer"]}
+    tasks = [ReadyTask(f"t-{i:03d}", "Collect the facts, then summarise them.") for i in range(100)]
+    env = Envelope(1000, roles, {}, {}, tasks, None, 20)
+    chain = ["research", "analysis", "writer", "research"]
+    model = Advice(workers=[AdviceWorker(task_id=t.id, role=r, step=i) for t in tasks for i, r in enumerate(chain)])
+    prefs = {"research": Preference("research", 2, "learned")}
+    merged = merge_plans(env, rules_advice(env), model, estimate=priced, prefs=prefs)
+    c = clamp(env, merged.advice, priced, roles)
+    assert violations(env, c.items, c.est_max) == []
+    assert {p.task_id for p in c.items} == {t.id for t in tasks}
+
+
+@pytest.mark.parametrize("ctx", [1, 511, True, 4096.5, float("nan"), [4096], -(10**30)])
+async def test_an_api_ps_window_under_512_or_not_an_int_is_not_believed(ctx: Any) -> None:
+    adv = advisor(FakeClient(ps=ps_of((MODEL, ctx))))
+    await adv.read_window()
+    assert adv.window() == 4096
+    await adv.close()
+
+
+async def test_a_second_api_ps_entry_for_the_model_is_read_when_the_first_is_not_believed() -> None:
+    """FINDING (cosmetic): read_window returns at the first entry naming the model, believed or not
+    (local_model.py read_window: ``return`` after the < MIN_WINDOW warning), so a true 2048 listed after a bogus
+    64 for the same model (two entries: "gemma3:270m" by model and by name) is never read."""
+    adv = advisor(FakeClient(ps=ps_of((MODEL, 64), (MODEL, 2048))))
+    await adv.read_window()
+    assert adv.window() == 2048
+    await adv.close()
