@@ -16,7 +16,9 @@ import pytest
 from rich.text import Text
 
 from swarm_tui.engine.bus.wire import Decision, MergeChoice, PlanItem, Task
+from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.config.sections import OllamaSection
+from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice, AdviceError, AdviceWorker, parse_advice
 from swarm_tui.engine.heartbeat.clamp import clamp, limit_tasks, rules_advice, violations
@@ -730,3 +732,36 @@ async def test_a_second_api_ps_entry_for_the_model_is_read_when_the_first_is_not
     await adv.read_window()
     assert adv.window() == 2048
     await adv.close()
+
+
+@pytest.mark.parametrize("name", ["senior-research-analyst-for-energy-markets", '"x\\nrejected; proposed 0 workers"'])
+def test_a_configured_role_name_the_plan_cannot_hold_is_refused_at_load_not_at_every_beat(
+    tmp_path: Path, name: str
+) -> None:
+    """FINDING (robustness): the config takes any role name (config/load.py _parse_roles checks model and
+    max_tokens only), but a plan holds at most 32 characters of one (AdviceWorker.role, PlanItem.role). A role
+    named "senior-research-analyst-for-energy-markets" (42) loads, and then clamp.rules_advice raises
+    ValidationError at every beat (conductor: "last beat failed"): not even the rules decide. A quoted TOML key
+    with a newline loads too, and its name is written bare into the examples (see the test above)."""
+    path = tmp_path / "config.toml"
+    path.write_text(f'[roles.{name}]\nmodel = "openrouter/google/gemini-2.5-flash-lite"\nmax_tokens = 800\n')
+    try:
+        config = load_config(path, env={})
+    except ConfigError:
+        return  # refused at load, with its reason: fine
+    roles = [RoleSpec(r.name, r.model, r.max_tokens) for r in config.roles.values()]
+    env = compute_envelope(
+        roles,
+        [ReadyTask("t-1", "Summarise the news.")],
+        scale=3,
+        live_workers=0,
+        max_per_task=3,
+        estimate=estimate,
+        remaining_usd=1.0,
+        ram_ok=True,
+        rate_limits={},
+        now=NOW,
+    )
+    c = clamp(env, rules_advice(env), estimate, {r.name: r for r in roles})
+    assert len(c.items) == 1
+    assert "\n" not in c.items[0].role
