@@ -124,13 +124,20 @@ def test_under_a_tight_budget_the_models_cheaper_role_wins() -> None:
     assert plan(env, rules_advice(env))[0][0] != urgent  # the rules' analysis does not fit: a cheaper task goes
     m = merge_plans(env, rules_advice(env), model((urgent, ["research"], 1)), estimate=estimate)
     assert plan(env, m.advice)[0] == (urgent, "research", 0)
-    assert any(c.kept == "model" and "does not fit" in c.reason for c in m.choices)
+    assert any(c.kept == "model" and "cannot start" in c.reason for c in m.choices)
+    # the notes task waits: the envelope has room for one, and the urgent one comes first by priority
+    assert any(c.task_id != urgent and c.what == "task" and c.reason.startswith("waits:") for c in m.choices)
 
 
-def test_equal_priorities_follow_the_models_order_and_priority_stays_first() -> None:
+def test_the_models_order_never_changes_which_tasks_the_room_goes_to() -> None:
+    """Among equal priorities the model's order orders the plan, but the envelope's room goes to the tasks the
+    rules would start (a dear task the model put first once pushed two cheap ones out: the property test)."""
+    env = env_of(("Low: tidy the glossary.", 1), "Summarise notes A.", "Summarise notes B.", scale=2)
+    m = merge_plans(env, rules_advice(env), model(("t-00000002", ["research"], 1)), estimate=estimate)
+    assert [t for t, _, _ in plan(env, m.advice)] == ["t-00000002", "t-00000001"]
     env = env_of(("Low: tidy the glossary.", 1), "Summarise notes A.", "Summarise notes B.", scale=1)
     m = merge_plans(env, rules_advice(env), model(("t-00000002", ["research"], 1)), estimate=estimate)
-    assert plan(env, m.advice) == [("t-00000002", "research", 0)]
+    assert plan(env, m.advice) == [("t-00000001", "research", 0)]
     env = env_of(("High: write the release summary.", 9), "Summarise notes B.", scale=1)
     m = merge_plans(env, rules_advice(env), model(("t-00000001", ["research"], 1)), estimate=estimate)
     assert plan(env, m.advice) == [("t-00000000", "research", 0)]

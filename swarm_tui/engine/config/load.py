@@ -22,6 +22,7 @@ key (``masked``, ``secrets``) reads ``cfg.values``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -213,6 +214,7 @@ def _coerce(opt: Option, raw: Any, where: str) -> Any:
     return val
 
 
+ROLE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 ROLE_KEYS = {"model", "max_tokens", "first_token_timeout_s", "reasoning", "provider", "fallback_models"}
 
 
@@ -224,6 +226,8 @@ def _parse_roles(raw: Any, where: str) -> dict[str, Role]:
         raise ConfigError(f"bad value for roles in {where}: expected a table of roles, each with model and max_tokens")
     roles = {}
     for name, d in raw.items():
+        if not ROLE_NAME.fullmatch(name):  # a plan holds a role name of at most 32 characters, shown as it is
+            raise ConfigError(f"bad role name {name[:40]!r} in {where}: use 1-32 letters, digits, '-', '_' or '.'")
         if not isinstance(d, dict):
             raise ConfigError(f"bad value for roles.{name} in {where}: expected a table with model and max_tokens")
         unknown = sorted(set(d) - ROLE_KEYS)

@@ -89,7 +89,7 @@ class ModelPlan(BaseModel):
             AdviceWorker(task_id=t.id, role=r, count=t.count, step=i) for t in self.tasks for i, r in enumerate(t.roles)
         ]
         reason = self.reason[:REASON_CHARS]
-        if reason.strip().strip(".").lower() == REASON_PLACEHOLDER:  # the example's words copied: they say nothing
+        if " ".join(re.sub(r"[^\w ]", " ", reason).lower().split()) == REASON_PLACEHOLDER:  # copied: says nothing
             reason = ""
         return Advice(workers=workers, reason=reason)
 

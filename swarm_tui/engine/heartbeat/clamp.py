@@ -135,6 +135,10 @@ def limit_tasks(
         worst_by_task[p.task_id] += worst
         items.append(p)
         costs.append((likely, worst))
+    asked: dict[str, set[int]] = defaultdict(set)
+    for p in c.items:
+        asked[p.task_id].add(p.step)
+    items, costs = whole_chains(asked, items, costs, clamps)  # a step cut by a task's limit holds back the later
     items = chain_steps(items, clamps)
     return Clamped(items, clamps, round(sum(x for x, _ in costs), 8), round(sum(w for _, w in costs), 8), costs)
 
@@ -201,23 +205,28 @@ def clamp(env: Envelope, advice: Advice, estimate: Estimate, all_roles: dict[str
             per_model[spec.model] += 1
             spent_worst += worst
             spent_likely += likely
-    items, costs = whole_chains(env, advice, items, costs, clamps)
+    items, costs = whole_chains(asked_steps(env, advice), items, costs, clamps)
     items = chain_steps(items, clamps)
     return Clamped(items, clamps, round(sum(x for x, _ in costs), 8), round(sum(w for _, w in costs), 8), costs)
 
 
-def whole_chains(
-    env: Envelope, advice: Advice, items: list[PlanItem], costs: list[tuple[float, float]], clamps: list[Clamp]
-) -> tuple[list[PlanItem], list[tuple[float, float]]]:
-    """A task's later steps run only after the steps before them: when the clamp dropped every worker of a step
-    the plan asked for, the task's later steps are dropped too (a later step would run without the results it
-    was planned to be given: an analysis alone on a code task whose code step did not fit). A step that was never
-    a valid one (a role not allowed, a task not ready) holds nothing back: it could not have given results."""
+def asked_steps(env: Envelope, advice: Advice) -> dict[str, set[int]]:
+    """task -> the steps a plan asked for that could run (a ready task, a role allowed, a worker or more)."""
     ready = set(env.task_ids)
     asked: dict[str, set[int]] = defaultdict(set)
     for w in advice.workers:
         if w.count >= 1 and w.task_id in ready and w.role in env.roles:
             asked[w.task_id].add(w.step)
+    return asked
+
+
+def whole_chains(
+    asked: dict[str, set[int]], items: list[PlanItem], costs: list[tuple[float, float]], clamps: list[Clamp]
+) -> tuple[list[PlanItem], list[tuple[float, float]]]:
+    """A task's later steps run only after the steps before them: when the clamp dropped every worker of a step
+    the plan asked for, the task's later steps are dropped too (a later step would run without the results it
+    was planned to be given: an analysis alone on a code task whose code step did not fit). A step that was never
+    a valid one (a role not allowed, a task not ready) holds nothing back: it could not have given results."""
     kept: dict[str, set[int]] = defaultdict(set)
     for p in items:
         kept[p.task_id].add(p.step)

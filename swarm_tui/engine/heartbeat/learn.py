@@ -13,6 +13,7 @@ still move a learned count, which stays inside the envelope and the clamp like a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,8 +78,8 @@ def _lesson(state: SwarmState, dv: DecisionView) -> Lesson | None:
 def _steps(plan: Sequence[PlanItem], task_id: str) -> tuple[str, ...]:
     steps: dict[int, str] = {}
     for p in plan:
-        if p.task_id == task_id:
-            steps.setdefault(p.step, p.role)
+        if p.task_id == task_id:  # a role name is the bus's word: kept to a name's characters (one line)
+            steps.setdefault(p.step, re.sub(r"[^\w.-]", "?", p.role)[:32])
     return tuple(steps[k] for k in sorted(steps))
 
 

@@ -175,9 +175,8 @@ class Advisor:
             if {m.model, getattr(m, "name", None)} & want and isinstance(n, int) and not isinstance(n, bool):
                 if n >= MIN_WINDOW:  # 0, negative or tiny: a server that lies (or a bug) must not turn the model off
                     self.context_length, self._window_model = n, model
-                else:
-                    log.warning("/api/ps says %s has a %s-token window: not believed (< %s)", model, n, MIN_WINDOW)
-                return
+                    return
+                log.warning("/api/ps says %s has a %s-token window: not believed (< %s)", model, n, MIN_WINDOW)
 
     def _fits(self, room: int, text: str) -> bool:
         return self.sizer.tokens(text) <= room

@@ -4,7 +4,10 @@ Pure functions, no I/O; the design is in docs/architecture.md ("The heartbeat's 
 
 - **Every task the rules plan is planned.** A task the model left out is planned by the rules; whether it runs
   this beat is then the envelope's word (the clamp drops the lowest in order when there is no room, and says so).
-- **Order**: priority first, as the rules; among tasks of equal priority, the model's order (urgency it read).
+- **Order**: priority first, as the rules; among tasks of equal priority, the plan lists them in the model's order
+  (urgency it read), but the envelope's room goes to the tasks the rules would start. A task of higher priority
+  whose rules' role cannot start may take a lower one's room with the model's cheaper role (the lower one waits,
+  and the merge says so); tasks of the same priority never displace each other.
 - **Role**: the rules' role stands where the task's words make it clear (code), and where the words back it
   (analysis: compare, explain ...). The model's role is taken where the rules only guessed: a task the rules'
   English words cannot read, or when the rules' role would not fit the budget left and the model's does.
@@ -35,7 +38,10 @@ from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import ReviewTask
 
 Kept = Literal["rules", "model", "user"]
-MAX_CHOICES = 200  # Decision.merge's bound
+MAX_CHOICES = 200
+MAX_WORKERS = (
+    400  # Advice.workers' bound (far above any envelope: the clamp takes at most max_workers)  # Decision.merge's bound
+)
 
 # Words that name a second step: "collect X, then summarise Y". English and a few other languages the rules'
 # role words do not read (the model's chain is still checked against them).
@@ -48,7 +54,8 @@ _ENGLISH = frozenset(
     "the a an of and to in is are what which who how why for with this that on it be by from as at or "
     "write find summarise summarize explain compare list give make".split()
 )
-_END = re.compile(r"""([.!?。！？…)\]"'’”*`]|```)\s*$""")
+_END = re.compile(r"""([.!?。！？)\]"'’”*`]|```)\s*$""")
+_TRAILS_OFF = re.compile(r"(\.\.\.|…)\s*$")  # "The reasons are..." stops, it does not end
 
 
 @dataclass
@@ -73,7 +80,8 @@ def english(text: str) -> bool:
 def looks_complete(text: str) -> bool:
     """A result that ends as a finished answer does (a sentence's end, a closed code block), not mid-sentence."""
     t = text.strip()
-    return bool(t) and t.count("```") % 2 == 0 and _END.search(t) is not None
+    words = sum(1 for c in t.replace("```", "") if c.isalnum())  # an answer says something: not "." or "``````"
+    return words >= 2 and t.count("```") % 2 == 0 and _END.search(t) is not None and not _TRAILS_OFF.search(t)
 
 
 def _why_role(text: str, role: str) -> str:
@@ -149,63 +157,115 @@ def _count(
 
 
 class _Room:
-    """What the first steps planned so far leave of the envelope: the budget (worst cases) and each model's cap."""
+    """The envelope as the merge spends it. The floor is each task whose rules' first worker the clamp would start
+    (simulated in the rules' order, as the clamp does); what the floor leaves (slots, budget, each model's rate-
+    limit cap) is spare, and only the spare pays for what the model and the person add."""
 
     def __init__(self, env: Envelope, estimate: Estimate) -> None:
         self.env, self.estimate = env, estimate
-        self.left = env.budget_usd
-        self.per_model: Counter[str] = Counter()
+        self.floor: dict[str, tuple[ReadyTask, str]] = {}  # tasks whose first worker starts: (task, its role)
+        self.displaced: list[tuple[str, str]] = []  # (task that waits, task that took its room)
+        self.models: Counter[str] = Counter()  # new workers per model, the floor's and the additions'
         self.spare_slots = env.max_workers
         self.spare_usd = env.budget_usd
-        self.floor_models: Counter[str] = Counter()
 
     def worst(self, t: ReadyTask, role: str, later: bool = False) -> float:
         spec = self.env.roles[role]
         return self.estimate(spec.model, prompt_bytes(t, self.env.context_bytes if later else 0), spec.max_tokens)[1]
 
-    def why_not(self, t: ReadyTask, role: str) -> str:
-        """Why a first worker of ``role`` could not start for ``t`` now ("" when it could)."""
-        model = self.env.roles[role].model
+    def save(self) -> tuple[dict[str, tuple[ReadyTask, str]], Counter[str], int, float | None, int]:
+        return dict(self.floor), Counter(self.models), self.spare_slots, self.spare_usd, len(self.displaced)
+
+    def restore(self, saved: tuple[dict[str, tuple[ReadyTask, str]], Counter[str], int, float | None, int]) -> None:
+        self.floor, self.models, self.spare_slots, self.spare_usd, n = saved
+        del self.displaced[n:]
+
+    def _capped(self, model: str, n: int = 1) -> str:
         cap = self.env.model_caps.get(model)
-        if cap is not None and self.per_model[model] >= cap:
+        if cap is not None and self.models[model] + n > cap:
             return f"{model} is rate limited to {cap} new worker(s)"
-        if self.left is not None and self.worst(t, role) > self.left + 1e-12:
-            return f"its worst case ${self.worst(t, role):.4f} does not fit the ${self.left:.4f} left"
         return ""
 
-    def take(self, t: ReadyTask, role: str) -> None:
-        self.per_model[self.env.roles[role].model] += 1
-        if self.left is not None:
-            self.left -= self.worst(t, role)
-
     def reserve(self, floor: Sequence[tuple[ReadyTask, str]]) -> None:
-        """Set aside room for the floor: one worker of each task's rules' role; additions use only what is over."""
-        self.spare_slots = self.env.max_workers - len(floor)
-        self.spare_usd = None if self.left is None else self.left - sum(self.worst(t, r) for t, r in floor)
-        self.floor_models = Counter(self.env.roles[r].model for _, r in floor)
+        """The floor: in this order, each task's first worker of ``role`` that the clamp would start."""
+        for t, role in floor:
+            model, worst = self.env.roles[role].model, self.worst(t, role)
+            if self.spare_slots < 1 or self._capped(model):
+                continue
+            if self.spare_usd is not None and worst > self.spare_usd + 1e-12:
+                continue
+            self.floor[t.id] = (t, role)
+            self.spare_slots -= 1
+            self.models[model] += 1
+            if self.spare_usd is not None:
+                self.spare_usd -= worst
 
-    def swap(self, t: ReadyTask, rule: str, role: str, *, dry: bool = False) -> str:
-        """Room for ``role`` instead of the rules' ``rule`` as ``t``'s first worker, without taking what the rest
-        of the floor needs (its budget, its models' rate-limit caps): "" and the reserve moved, else why not."""
-        why = self.why_not(t, role)
+    def _fits_new(self, model: str, worst: float) -> str:
+        if self.spare_slots < 1:
+            return "no room beyond the tasks the rules start"
+        why = self._capped(model)
         if why:
             return why
-        old, new = self.env.roles[rule].model, self.env.roles[role].model
-        cap = self.env.model_caps.get(new)
-        if old != new and cap is not None and self.floor_models[new] + 1 > cap:
-            return f"{new} is rate limited to {cap} new worker(s), which the other tasks' first workers need"
-        extra = self.worst(t, role) - self.worst(t, rule)
+        if self.spare_usd is not None and worst > self.spare_usd + 1e-12:
+            return f"its worst case ${worst:.4f} does not fit the ${max(0.0, self.spare_usd):.4f} spare"
+        return ""
+
+    def _release(self, task_id: str) -> None:
+        u, role = self.floor.pop(task_id)
+        self.spare_slots += 1
+        self.models[self.env.roles[role].model] -= 1
+        if self.spare_usd is not None:
+            self.spare_usd += self.worst(u, role)
+
+    def _make_room(self, t: ReadyTask, model: str, worst: float) -> str:
+        """Room for a first worker of ``t`` (a task the rules would not start), from the spare or else from
+        tasks of lower priority in the floor, the lowest first (priority is the rules' own order: the envelope
+        has room for fewer tasks, and the lower one waits). Tasks of the same priority are never displaced."""
+        saved = self.save()
+        lower = sorted((u for u, _ in self.floor.values() if u.priority < t.priority), key=lambda u: u.priority)
+        why = self._fits_new(model, worst)
+        for u in lower:
+            if not why:
+                break
+            self._release(u.id)
+            self.displaced.append((u.id, t.id))
+            why = self._fits_new(model, worst)
+        if why:
+            self.restore(saved)
+        return why
+
+    def starts(self, t: ReadyTask) -> bool:
+        return t.id in self.floor
+
+    def swap(self, t: ReadyTask, rule: str, role: str) -> str:
+        """``role`` instead of the rules' ``rule`` as ``t``'s first worker: "" and taken, else why not. For a task
+        of the floor, only the difference is spent; for one the rules would not start, a whole worker, from the
+        spare, so no task of the floor waits for it."""
+        new, worst = self.env.roles[role].model, self.worst(t, role)
+        if not self.starts(t):
+            why = self._make_room(t, new, worst)
+            if why:
+                return why
+            self.floor[t.id] = (t, role)
+            self.spare_slots -= 1
+            self.models[new] += 1
+            if self.spare_usd is not None:
+                self.spare_usd -= worst
+            return ""
+        old = self.env.roles[rule].model
+        if old != new and self._capped(new):
+            return f"{new} is rate limited: the other tasks' first workers need what is left"
+        extra = worst - self.worst(t, rule)
         if self.spare_usd is not None and extra > 1e-12 and extra > self.spare_usd + 1e-12:  # a cheaper one: room
             return f"its worst case is ${extra:.4f} over the rules' {rule}, more than the other tasks leave"
-        if dry:
-            return ""
-        self.floor_models[old] -= 1
-        self.floor_models[new] += 1
+        self.floor[t.id] = (t, role)
+        self.models[old] -= 1
+        self.models[new] += 1
         if self.spare_usd is not None:
             self.spare_usd -= extra
         return ""
 
-    def add(self, t: ReadyTask, steps: Sequence[tuple[str, int, bool]], *, dry: bool = False) -> str:
+    def add(self, t: ReadyTask, steps: Sequence[tuple[str, int, bool]]) -> str:
         """Room for additions (role, workers, a later step?) beyond the floor: "" and taken, else why not."""
         slots = sum(n for _, n, _ in steps)
         usd = sum(n * self.worst(t, r, later) for r, n, later in steps)
@@ -213,9 +273,14 @@ class _Room:
             return f"the envelope has room for {max(0, self.spare_slots)} more worker(s) beyond one per task"
         if self.spare_usd is not None and usd > self.spare_usd + 1e-12:
             return f"their worst case ${usd:.4f} does not fit the ${max(0.0, self.spare_usd):.4f} over one per task"
-        if dry:
-            return ""
+        need = Counter[str]()
+        for r, n, _ in steps:
+            need[self.env.roles[r].model] += n
+        for model, n in need.items():
+            if self._capped(model, n):
+                return self._capped(model, n)
         self.spare_slots -= slots
+        self.models.update(need)
         if self.spare_usd is not None:
             self.spare_usd -= usd
         return ""
@@ -237,9 +302,8 @@ def _role(c: _Choices, room: _Room, t: ReadyTask, rule: str, model: str) -> str:
             return model
         c.add(t.id, "rules", "role", f"the model's {model} cannot start ({blocked}): the rules' {rule}")
         return rule
-    rule_blocked = room.why_not(t, rule)
-    if rule_blocked and not room.swap(t, rule, model):
-        c.add(t.id, "model", "role", f"the rules' {rule} cannot start ({rule_blocked}); the model's {model} can")
+    if not room.starts(t) and not room.swap(t, rule, model):
+        c.add(t.id, "model", "role", f"the rules' {rule} cannot start this beat; the model's {model} can")
         return model
     backed = f"the words back it ('{words}')" if words else "the model's role alone is no reason to change it"
     c.add(t.id, "rules", "role", f"{rule} kept, not the model's {model}: {backed}")
@@ -250,22 +314,23 @@ def _steps(c: _Choices, room: _Room, t: ReadyTask, rule: str, ms: list[AdviceWor
     """The roles of a task's steps: the model's chain where the task names steps, else one role."""
     chain, _ = _chain(ms)
     if len(chain) > 1 and names_steps(t.text) and (rule in chain or not _why_role(t.text, rule)):
-        later = [(r, 1, True) for r in chain[1:]]
-        first = room.why_not(t, chain[0]) if chain[0] == rule else room.swap(t, rule, chain[0], dry=True)
-        blocked = first or room.add(t, later, dry=True)
-        if not blocked:  # both fit: take them
-            room.add(t, later)
-            if chain[0] != rule:
-                room.swap(t, rule, chain[0])
+        saved = room.save()
+        if chain[0] == rule:
+            blocked = "" if room.starts(t) else f"the rules' {rule} cannot start this beat"
+        else:
+            blocked = room.swap(t, rule, chain[0])
+        blocked = blocked or room.add(t, [(r, 1, True) for r in chain[1:]])
+        if not blocked:
             c.add(t.id, "model", "chain", "the task names steps: the model's " + " → ".join(chain))
             return chain
+        room.restore(saved)  # nothing of the chain is taken
         c.add(t.id, "rules", "chain", f"no room for the model's {' → '.join(chain)} ({blocked}): one step")
     elif len(chain) > 1:
         why = "the task names one step" if not names_steps(t.text) else f"the chain leaves out {rule}"
         c.add(t.id, "rules", "chain", f"the model chained {' → '.join(chain)}; {why}: one step")
     alt = rule if rule in chain else chain[0]
-    if rule in chain and room.why_not(t, rule):  # the rules' role cannot start: another role the model named may
-        alt = next((r for r in chain if r != rule and not room.why_not(t, r)), rule)
+    if rule in chain and not room.starts(t):  # the rules' role cannot start: another role the model named may
+        alt = next((r for r in chain if r != rule), rule)
     return [_role(c, room, t, rule, alt)]
 
 
@@ -295,7 +360,7 @@ def merge_plans(
     if model is not None and [t.id for t in tasks] != [t.id for t in env.tasks]:
         c.add("", "model", "order", "tasks of equal priority in the model's order")
     room = _Room(env, estimate)
-    room.reserve([(t, rules_by[t.id][0].role) for t in tasks if t.id in rules_by])
+    room.reserve([(t, rules_by[t.id][0].role) for t in env.tasks if t.id in rules_by])  # the rules' order
     first: list[AdviceWorker] = []
     more: list[AdviceWorker] = []
     for t in tasks:
@@ -312,15 +377,19 @@ def merge_plans(
         else:
             steps, asked = _steps(c, room, t, rule, ms), _chain(ms)[1]
         n = _count(c, room, t, steps, asked, prefs)
-        room.take(t, steps[0])
         first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
         if n > 1:
             more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
         more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
+    for waits, took in room.displaced:
+        c.add(waits, "model", "task", f"waits: {took}, of higher priority, takes its room with the model's role")
     reason = "rules' plan" + (" with the model's additions" if model is not None else "")
     if model is not None and model.reason:
         reason += f"; model: {model.reason}"
-    return Merged(Advice(workers=first + more, reason=reason[:2000]), c.items)
+    # the floor's first workers before any other (a task that cannot start this beat must not, placed earlier by
+    # the model's order, take a place the clamp would give a task of the floor), then the additions
+    first.sort(key=lambda w: w.task_id not in room.floor)
+    return Merged(Advice(workers=(first + more)[:MAX_WORKERS], reason=reason[:2000]), c.items)
 
 
 def verdict(results: Sequence[tuple[str, str, str]]) -> str:
@@ -375,5 +444,5 @@ def merge_review(
         if n > 1:
             more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
         more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
-    workers = first + more
+    workers = (first + more)[:MAX_WORKERS]  # Advice's own bound: the first steps come first
     return Merged(Advice(workers=workers, reason=model.reason), c.items)
