@@ -39,8 +39,9 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope
-from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
 from swarm_tui.engine.heartbeat.merge import merge_plans, merge_review, verdict
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 
 from .common import ROOT, machine
 from .heartbeat_checks import Score, score

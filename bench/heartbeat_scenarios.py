@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
-from swarm_tui.engine.heartbeat.local_model import ReviewTask
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 from swarm_tui.engine.models import is_local_chat
 
 from .heartbeat_checks import (

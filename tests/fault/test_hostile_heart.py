@@ -25,9 +25,9 @@ from swarm_tui.engine.heartbeat.clamp import clamp, limit_tasks, rules_advice, v
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.learn import Preference, example, examples, lessons, preferences
-from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.local_model import Advisor
 from swarm_tui.engine.heartbeat.merge import merge_plans, merge_review, names_steps, verdict
-from swarm_tui.engine.heartbeat.prompt import SYSTEM, TEMPLATE_TOKENS, aliases
+from swarm_tui.engine.heartbeat.prompt import SYSTEM, TEMPLATE_TOKENS, ReviewTask, aliases
 from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
 from swarm_tui.tui.details import decision_full_text

@@ -22,7 +22,8 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat.advice import advice_schema
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import RoleSpec
-from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.local_model import Advisor
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from tests.support.env import make_config
 from tests.support.llama_ollama import MODEL, GrammarRefused, LlamaOllama, available, grammar_for, load

@@ -8,7 +8,6 @@ from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import clamp, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.learn import Preference
-from swarm_tui.engine.heartbeat.local_model import ReviewTask
 from swarm_tui.engine.heartbeat.merge import (
     english,
     looks_complete,
@@ -17,6 +16,7 @@ from swarm_tui.engine.heartbeat.merge import (
     names_steps,
     verdict,
 )
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 
 ROLES = [
     RoleSpec("research", "openrouter/google/gemini-2.5-flash-lite", 800),

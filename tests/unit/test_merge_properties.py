@@ -13,8 +13,8 @@ from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import CODE_WORDS, clamp, limit_tasks, rules_advice, violations
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.learn import Preference
-from swarm_tui.engine.heartbeat.local_model import ReviewTask
 from swarm_tui.engine.heartbeat.merge import merge_plans, merge_review, verdict
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 
 NOW = 1_900_000_000.0
 ROLE_NAMES = ["research", "analysis", "code", "writer"]

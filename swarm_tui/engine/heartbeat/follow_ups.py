@@ -17,8 +17,9 @@ from swarm_tui.engine.heartbeat.advice import Advice
 from swarm_tui.engine.heartbeat.clamp import Clamped
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 from swarm_tui.engine.heartbeat.learn import Preference
-from swarm_tui.engine.heartbeat.local_model import Advisor, ReviewTask
+from swarm_tui.engine.heartbeat.local_model import Advisor
 from swarm_tui.engine.heartbeat.merge import merge_review, verdict
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 from swarm_tui.engine.heartbeat.settings import ConductorSettings
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
@@ -110,11 +111,11 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
     if c.advisor is None:
         c.review_note = "the rules alone propose no follow-ups (they cannot judge results)"
         return []
-    complete = [t for t in items if verdict(t.results) == "complete"]
-    items = [t for t in items if verdict(t.results) != "complete"]  # only these may get a follow-up (merge.py)
-    if not items:
-        c.review_note = f"{len(complete)} finished task(s) with results that look complete: no follow-up (the rules)"
+    offered = [t for t in items if verdict(t.results) != "complete"]  # only these may get a follow-up (merge.py)
+    if not offered:
+        c.review_note = f"{len(items)} finished task(s) with results that look complete: no follow-up (the rules)"
         return []
+    items = offered
     ctx = c.settings.swarm.context_max_chars
     prio = {t.id: c.state.tasks[t.id].task.priority for t in items}
     given = [tokens.given_bytes_bound((x[2] for x in t.results), ctx) for t in items]  # in its worst case
@@ -140,9 +141,8 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
         return []
     env.tasks = [t for t in env.tasks if c.state.tasks[t.id].state in REVIEWABLE]
     rounds = {t.id: c.state.task_round(t.id) + 1 for t in env.tasks}
-    merged = merge_review(
-        env, result.advice, items, estimate=c.estimate, prefs=prefs
-    )  # follow-ups only where results look wrong
+    # follow-ups only where the results look wrong (merge.py), then the clamp and each task's own limits
+    merged = merge_review(env, result.advice, items, estimate=c.estimate, prefs=prefs)
     clamped = c.clamp_plan(env, merged.advice, rounds)
     if not clamped.items:
         why = "; ".join(c.reason for c in clamped.clamps[:3])

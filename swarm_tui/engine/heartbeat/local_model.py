@@ -51,7 +51,6 @@ from swarm_tui.engine.heartbeat.prompt import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["AdviceResult", "Advisor", "ReviewTask"]  # ReviewTask: follow_ups.py and the bench import it here
 
 PREDICT_MARGIN = 1.1  # num_predict is the schema's worst case plus this much
 WINDOW_EVERY_S = 60.0  # /api/ps is read at most this often (and when the model changes)

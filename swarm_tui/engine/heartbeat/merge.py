@@ -35,13 +35,11 @@ from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
 from swarm_tui.engine.heartbeat.clamp import ANALYSIS_WORDS, CODE_WORDS
 from swarm_tui.engine.heartbeat.envelope import Envelope, Estimate, ReadyTask, prompt_bytes
 from swarm_tui.engine.heartbeat.learn import Preference
-from swarm_tui.engine.heartbeat.local_model import ReviewTask
+from swarm_tui.engine.heartbeat.prompt import ReviewTask
 
 Kept = Literal["rules", "model", "user"]
-MAX_CHOICES = 200
-MAX_WORKERS = (
-    400  # Advice.workers' bound (far above any envelope: the clamp takes at most max_workers)  # Decision.merge's bound
-)
+MAX_CHOICES = 200  # Decision.merge's bound
+MAX_WORKERS = 400  # Advice.workers' bound (far above any envelope: the clamp takes at most max_workers)
 
 # Words that name a second step: "collect X, then summarise Y". English and a few other languages the rules'
 # role words do not read (the model's chain is still checked against them).
@@ -194,11 +192,15 @@ class _Room:
                 continue
             if self.spare_usd is not None and worst > self.spare_usd + 1e-12:
                 continue
-            self.floor[t.id] = (t, role)
-            self.spare_slots -= 1
-            self.models[model] += 1
-            if self.spare_usd is not None:
-                self.spare_usd -= worst
+            self._take(t, role, model, worst)
+
+    def _take(self, t: ReadyTask, role: str, model: str, worst: float) -> None:
+        """``t``'s first worker of ``role`` joins the floor, paid from the spare."""
+        self.floor[t.id] = (t, role)
+        self.spare_slots -= 1
+        self.models[model] += 1
+        if self.spare_usd is not None:
+            self.spare_usd -= worst
 
     def _fits_new(self, model: str, worst: float) -> str:
         if self.spare_slots < 1:
@@ -244,14 +246,9 @@ class _Room:
         new, worst = self.env.roles[role].model, self.worst(t, role)
         if not self.starts(t):
             why = self._make_room(t, new, worst)
-            if why:
-                return why
-            self.floor[t.id] = (t, role)
-            self.spare_slots -= 1
-            self.models[new] += 1
-            if self.spare_usd is not None:
-                self.spare_usd -= worst
-            return ""
+            if not why:
+                self._take(t, role, new, worst)
+            return why
         old = self.env.roles[rule].model
         if old != new and self._capped(new):
             return f"{new} is rate limited: the other tasks' first workers need what is left"
@@ -277,8 +274,9 @@ class _Room:
         for r, n, _ in steps:
             need[self.env.roles[r].model] += n
         for model, n in need.items():
-            if self._capped(model, n):
-                return self._capped(model, n)
+            why = self._capped(model, n)
+            if why:
+                return why
         self.spare_slots -= slots
         self.models.update(need)
         if self.spare_usd is not None:
@@ -334,6 +332,14 @@ def _steps(c: _Choices, room: _Room, t: ReadyTask, rule: str, ms: list[AdviceWor
     return [_role(c, room, t, rule, alt)]
 
 
+def _workers(t: ReadyTask, steps: Sequence[str], n: int, first: list[AdviceWorker], more: list[AdviceWorker]) -> None:
+    """A task's workers: its first step's first worker in ``first`` (the floor), the rest in ``more``."""
+    first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
+    if n > 1:
+        more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
+    more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
+
+
 def merge_plans(
     env: Envelope,
     rules: Advice,
@@ -376,11 +382,7 @@ def merge_plans(
             steps, asked = [rule], 1
         else:
             steps, asked = _steps(c, room, t, rule, ms), _chain(ms)[1]
-        n = _count(c, room, t, steps, asked, prefs)
-        first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
-        if n > 1:
-            more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
-        more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
+        _workers(t, steps, _count(c, room, t, steps, asked, prefs), first, more)
     for waits, took in room.displaced:
         c.add(waits, "model", "task", f"waits: {took}, of higher priority, takes its room with the model's role")
     reason = "rules' plan" + (" with the model's additions" if model is not None else "")
@@ -439,10 +441,6 @@ def merge_review(
         if len(steps) > 1 and room.add(t, [(r, 1, True) for r in steps[1:]]):
             c.add(t.id, "rules", "chain", "no room for the later steps this beat: one step")
             steps = steps[:1]
-        n = _count(c, room, t, steps, asked, prefs)
-        first.append(AdviceWorker(task_id=t.id, role=steps[0], count=1, step=0))
-        if n > 1:
-            more.append(AdviceWorker(task_id=t.id, role=steps[0], count=n - 1, step=0))
-        more += [AdviceWorker(task_id=t.id, role=r, count=n, step=i) for i, r in enumerate(steps) if i]
+        _workers(t, steps, _count(c, room, t, steps, asked, prefs), first, more)
     workers = (first + more)[:MAX_WORKERS]  # Advice's own bound: the first steps come first
     return Merged(Advice(workers=workers, reason=model.reason), c.items)
