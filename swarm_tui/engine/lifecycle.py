@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ STOP_TIMEOUT_S = 10.0  # per part: long enough for a pool to hand back its jobs,
 CANCEL_GRACE_S = 5.0  # after the bound: how long a cancelled stop may take to clean up
 
 StopFn = Callable[[], Awaitable[object]]
+T = TypeVar("T")
 
 AGAIN_AFTER_S = 2.0
 
@@ -48,6 +49,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None], *, again_af
     for t in started:
         if not t.cancelled():
             t.exception()  # retrieved: an error it died of earlier was logged, or is of no use now
+
+
+async def within(aw: Awaitable[T], seconds: float | None) -> T:
+    """``await aw``, raising TimeoutError after ``seconds`` (None: no limit): ``asyncio.wait_for`` without its
+    Python 3.11 flaw. There, a cancel that lands as the awaited thing completes is dropped and its result
+    returned (gh-86296), so a cancelled worker read on (and was billed for) its whole stream: 1 CI run in
+    ~40. ``asyncio.timeout`` awaits in the calling task itself, so a cancel always reaches the caller."""
+    async with asyncio.timeout(seconds):
+        return await aw
 
 
 class Part(Protocol):

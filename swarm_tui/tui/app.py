@@ -12,7 +12,6 @@ control room); what they ask of the engine goes through the ``ControlClient``, i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from swarm_tui.engine.info import EngineInfo, usable
+from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention.watch import AttentionWatch
@@ -384,7 +384,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         self._shutting_down = True
         self.room.header_bar.update(Text(" stopping the engine… ", style="bold reverse"))
         try:
-            await asyncio.wait_for(self.link.stop(), 15)
+            await within(self.link.stop(), 15)
             log.info("the engine stopped; leaving the screen")
         except Exception:  # the screen still closes and the terminal is given back
             log.exception("stopping the engine failed")

@@ -411,3 +411,18 @@ def test_every_task_has_a_name() -> None:
         and not any(k.arg == "name" for k in node.keywords)
     ]
     assert not findings, report("tasks started without name=", findings)
+
+
+# -- (h) no wait_for ------------------------------------------------------------------------------------------------
+
+
+def test_no_wait_for() -> None:
+    """On Python 3.11 ``asyncio.wait_for`` drops a cancel that lands as the awaited thing completes (gh-86296): a
+    cancelled worker read its whole stream on. ``lifecycle.within`` is the bounded await that keeps the cancel."""
+    findings = [
+        f"{src.at(node.lineno)}: {ast.unparse(node)[:100]}"
+        for src in sources()
+        for node in ast.walk(src.tree)
+        if isinstance(node, ast.Call) and call_name(node) == "wait_for"
+    ]
+    assert not findings, report("asyncio.wait_for (use lifecycle.within)", findings)

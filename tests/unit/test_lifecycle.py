@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from swarm_tui.engine.lifecycle import Lifecycle, Stopped
+from swarm_tui.engine.lifecycle import Lifecycle, Stopped, within
 
 
 class Part:
@@ -175,3 +175,29 @@ async def test_a_stop_over_its_bound_is_cancelled_and_its_cleanup_runs_before_th
     await life.start("pool", _noop, slow_stop, timeout_s=0.2)
     await life.stop()
     assert journal == ["start bus", "cleanup after cancel", "stop bus"]
+
+
+async def _cancel_as_it_completes(wait: object) -> asyncio.Task[object]:
+    """A task awaiting ``wait(future, 10)``, cancelled in the same loop step as the future completes."""
+    fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(wait(fut, 10))  # type: ignore[operator]
+    await asyncio.sleep(0)  # the task now waits on the future
+    fut.set_result("a chunk")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return task
+
+
+async def test_within_never_drops_a_cancel_that_lands_as_the_awaited_thing_completes() -> None:
+    """The race behind a cancelled worker that read on to the end of its stream (CI, test_llm_stream's
+    wrapper path): Python 3.11's wait_for returns the result and drops the cancel; ``within`` raises it."""
+    assert (await _cancel_as_it_completes(within)).cancelled()
+
+
+async def test_within_times_out_and_passes_results_through() -> None:
+    assert await within(asyncio.sleep(0, "x"), 1) == "x" and await within(asyncio.sleep(0, "y"), None) == "y"
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await within(asyncio.sleep(5), 0.05)
+    assert time.monotonic() - t0 < 1

@@ -27,6 +27,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
 from swarm_tui.engine.config.sections import NotifySection
 from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need, SpendInfo
+from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.projection.state import SwarmState
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Notifier:
             tick = self._tick()
             self._resting = tick > TICK_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), tick)
+                await within(self._wake.wait(), tick)
             self._resting = False
             self._wake.clear()
 
@@ -161,7 +162,7 @@ class Notifier:
             log.warning("notify.command %s could not start: %s", program, exc.strerror or type(exc).__name__)
             return False
         try:
-            await asyncio.wait_for(proc.communicate(self.payload(need)), COMMAND_TIMEOUT_S)
+            await within(proc.communicate(self.payload(need)), COMMAND_TIMEOUT_S)
         except TimeoutError:
             kill_group(proc.pid)
             await proc.wait()

@@ -27,7 +27,7 @@ from swarm_tui.engine.bus.reasons import reason as _reason
 from swarm_tui.engine.bus.where import resolve
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import BusError, NotThisServer, Refused, Unreachable
-from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait, within
 from swarm_tui.engine.states import BusKind, BusState
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class Connection:
         nc, self.nc = self.nc, None
         if nc is not None and not nc.is_closed:
             try:
-                await asyncio.wait_for(nc.drain(), 3)
+                await within(nc.drain(), 3)
             except Exception:  # noqa: BLE001 - a drain that fails or hangs: close at once, shutdown must end
                 with contextlib.suppress(Exception):  # closing a connection the drain left broken: nothing to do
                     await nc.close()
@@ -237,9 +237,7 @@ async def _any_reachable(url: str, timeout: float) -> bool:
         p = urlparse(u.strip())
         default = 443 if p.scheme == "wss" else 80 if p.scheme == "ws" else 4222
         try:
-            _r, w = await asyncio.wait_for(
-                asyncio.open_connection(p.hostname or "127.0.0.1", p.port or default), timeout
-            )
+            _r, w = await within(asyncio.open_connection(p.hostname or "127.0.0.1", p.port or default), timeout)
         except (TimeoutError, OSError):
             continue
         w.close()

@@ -31,7 +31,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.config.sections import OllamaSection, RamSection
 from swarm_tui.engine.guards.protocols import RamReading
 from swarm_tui.engine.info import LocalModel, RamInfo, RamSummary
-from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait, within
 from swarm_tui.engine.models import ollama_name
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class RamGuard:
             if left is not None and left <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left if left is not None else self.sample_s * 2)
+                await within(self._changed.wait(), left if left is not None else self.sample_s * 2)
         return True
 
     def history(self) -> list[tuple[float, float]]:

@@ -51,7 +51,7 @@ from swarm_tui.engine.guards.owner_watch import FORGET_S, HEARTBEAT_S, ORPHAN_S,
 from swarm_tui.engine.guards.protocols import AttemptLedgerP, NotHeld
 from swarm_tui.engine.guards.reconcile_store import RecordStore
 from swarm_tui.engine.info import ReconcileInfo
-from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait, within
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +256,10 @@ class Reconciler:
         await cancel_and_wait([self._task])
         if self.late:  # one more try: an end written is the provider's figure, one left is its worst case
             with contextlib.suppress(Exception):  # stopping: one not written is charged by the next scan
-                await asyncio.wait_for(self.late.write(), 5)
+                await within(self.late.write(), 5)
         self._task = None
         with contextlib.suppress(Exception):  # stopping: a heartbeat left is judged dead after ORPHAN_S
-            await asyncio.wait_for(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
+            await within(self.store.delete(f"o.{self.owner}"), 2)  # the next process adopts at once
         await self.generations.close()
 
     def info(self) -> ReconcileInfo:
@@ -304,7 +304,7 @@ class Reconciler:
             if self._stopping:
                 break
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await within(self._wake.wait(), wait)
 
     async def scan(self) -> bool:
         """One pass over every record. True while something waits for an answer."""

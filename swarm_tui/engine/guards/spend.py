@@ -49,7 +49,7 @@ from swarm_tui.engine.guards.ledger_doc import Doc, clean_cost, reserved_usd, us
 from swarm_tui.engine.guards.protocols import PriceSourceP, Reservation
 from swarm_tui.engine.guards.spend_status import log_totals, offline_spend_summary
 from swarm_tui.engine.info import SpendInfo, SpendTotals
-from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait, within
 from swarm_tui.engine.models import is_local
 from swarm_tui.engine.projection.state import SwarmState, utc_day
 
@@ -387,7 +387,7 @@ class SpendGuard:
             # envelope. While things move, every refresh_s (events then only mark that they came).
             if quiet >= 3:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._moved.wait(), IDLE_REFRESH_S)
+                    await within(self._moved.wait(), IDLE_REFRESH_S)
                 if self._moved.is_set():
                     quiet = 0
             else:

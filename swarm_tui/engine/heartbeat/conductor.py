@@ -36,7 +36,7 @@ from swarm_tui.engine.heartbeat.local_model import AdviceResult, Advisor
 from swarm_tui.engine.heartbeat.merge import merge_plans
 from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
 from swarm_tui.engine.info import ConductorInfo, EnvelopeSummary, NoEnvelope
-from swarm_tui.engine.lifecycle import cancel_and_wait
+from swarm_tui.engine.lifecycle import cancel_and_wait, within
 from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
@@ -169,7 +169,7 @@ class Conductor:
             # an overdue expiry whose record failed (the bus away) is tried again every 0.2 s, not in a busy loop
             wait = max(0.0, min(self._due() - self.monotonic(), max(self._expires_in(), 0.2), self.tick_s))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await within(self._wake.wait(), wait)
             self._wake.clear()
             try:
                 await self._expire_due()

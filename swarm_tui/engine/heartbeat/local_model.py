@@ -49,6 +49,7 @@ from swarm_tui.engine.heartbeat.prompt import (
     examples_sent,
     shrink_to_fit,
 )
+from swarm_tui.engine.lifecycle import within
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ class Advisor:
             async with asyncio.timeout(timeout):  # waiting for the lane counts against the same limit
                 async with self.lane.turn("conductor"):
                     t0 = self.monotonic()
-                    resp = await asyncio.wait_for(
+                    resp = await within(
                         self.client().chat(
                             model=self.model,
                             messages=messages,

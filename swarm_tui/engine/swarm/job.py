@@ -19,6 +19,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.wire import MAX_TEXT, Chunk, Job, SpendEntry, Usage, WorkerEvent
 from swarm_tui.engine.errors import Refusal
+from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.states import WorkerState
 from swarm_tui.engine.swarm.attempts import Attempts
 from swarm_tui.engine.swarm.call_errors import CallError
@@ -165,7 +166,7 @@ class JobRun:
     async def pause(self, run: Run, seconds: float) -> None:
         run.wake.clear()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(run.wake.wait(), seconds)
+            await within(run.wake.wait(), seconds)
 
     async def cancel_mark(self, job: Job) -> Refusal | None:
         """Why the job was cancelled before it started (a mark in the cancel store), else None."""

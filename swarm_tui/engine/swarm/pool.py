@@ -34,6 +34,7 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.info import PoolInfo
+from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.endpoint import Endpoint
@@ -314,7 +315,7 @@ class Pool:
                 self._slot.clear()
                 wait = 0.5 if self.cloud_blocked() else BLOCKED_WAIT_S
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._slot.wait(), wait)
+                    await within(self._slot.wait(), wait)
                 continue
             idle = not self.runs and time.monotonic() - self._last_accept > IDLE_AFTER_S
             try:

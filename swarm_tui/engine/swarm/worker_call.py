@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.swarm import openrouter_http
 from swarm_tui.engine.swarm.call_errors import CallError, HttpStatus, classify, header_wait, short, stream_error
 from swarm_tui.engine.swarm.progress import (
@@ -224,7 +225,7 @@ async def _direct(
     import aiohttp
 
     try:
-        resp = await asyncio.wait_for(
+        resp = await within(
             openrouter_http.open_stream(session, api_base=api_base, api_key=api_key, body=body, headers=headers),
             limits.stall,
         )
@@ -254,7 +255,7 @@ async def _via_litellm(
     """Through litellm: ``ollama_chat/`` models, and OpenRouter with ``openrouter.via_litellm``."""
     litellm = await load_litellm()
     try:
-        resp = await asyncio.wait_for(litellm.acompletion(**kwargs), limits.stall)
+        resp = await within(litellm.acompletion(**kwargs), limits.stall)
     except TimeoutError:
         raise CallError("retryable", f"no answer within {limits.stall:g}s") from None
     http: Any = getattr(getattr(resp, "completion_stream", None), "http_response", None)
@@ -303,7 +304,7 @@ async def _read_wrapper(resp: Any, limits: Limits, progress: Progress, sink: Sin
         if left is not None and left < wait:
             wait, why = max(0.0, left), "content"
         try:
-            chunk = await asyncio.wait_for(it.__anext__(), wait)
+            chunk = await within(it.__anext__(), wait)
         except StopAsyncIteration:
             break
         except TimeoutError:
