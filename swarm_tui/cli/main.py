@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from functools import partial
 from typing import Any
 
 from swarm_tui import __version__
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
-from swarm_tui.engine.errors import ConfigError, SwarmError, UsageError
+from swarm_tui.engine.errors import EXIT_INTERRUPTED, EXIT_PIPE, ConfigError, SwarmError, UsageError
 
 log = logging.getLogger("swarm_tui")
 
@@ -237,12 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return dispatch(args)
+        code = dispatch(args)
+        sys.stdout.flush()  # here, not at exit: a reader that left is then seen below, not by the interpreter
+        return code
+    except BrokenPipeError:
+        return _reader_left()
     except SwarmError as exc:
         print(f"swarm-tui: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the last stop: any error becomes one line and exit 1, never a traceback
         if logging.getLogger().handlers:  # before the log exists, logging's last resort would print a traceback
             log.exception("internal error")
@@ -250,3 +256,14 @@ def main(argv: list[str] | None = None) -> int:
             f"swarm-tui: internal error: {type(exc).__name__} (details in the log under the data dir)", file=sys.stderr
         )
         return 1
+
+
+def _reader_left() -> int:
+    """Standard output was closed before everything was written (``status | head -1``): stop quietly with
+    128 + SIGPIPE, as cat, seq and git do. What is still buffered goes to /dev/null, or the interpreter would
+    report the same broken pipe again at exit."""
+    with contextlib.suppress(OSError, ValueError):  # no stdout to redirect: nothing is left to flush either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE

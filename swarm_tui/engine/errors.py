@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Final
+
+# Every exit code of every command, in one table: the README's "Exit codes" table is this one (a test compares
+# them), and every error below takes its code from here.
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+EXIT_PIPE: Final = 141  # 128 + SIGPIPE, what cat, seq and git give when the reader leaves
+EXIT_CODES: Final[dict[int, str]] = {
+    EXIT_OK: "done",
+    EXIT_FAILED: "failed or refused: the bus unreachable, no such task, decision or worker, a decision no longer "
+    "pending; a refusal by the running engine",
+    EXIT_USAGE: "bad usage or bad configuration: an unknown command, option or key, a value out of its range "
+    "(one line names it and what is allowed)",
+    EXIT_INTERRUPTED: "interrupted (ctrl+c)",
+    EXIT_PIPE: "standard output was closed before everything was written (`swarm-tui status | head -1`); "
+    "nothing more is printed",
+}
+
 
 class SwarmError(Exception):
-    """A failure the user should read as one line; ``code`` is the process exit code."""
+    """A failure the user should read as one line; ``code`` is the process exit code (``EXIT_CODES``)."""
 
-    code = 1
+    code = EXIT_FAILED
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -15,15 +35,15 @@ class SwarmError(Exception):
 
 
 class ConfigError(SwarmError):
-    code = 2
+    code = EXIT_USAGE
 
 
 class UsageError(SwarmError):
-    code = 2
+    code = EXIT_USAGE
 
 
 class BusError(SwarmError):
-    code = 1
+    code = EXIT_FAILED
 
 
 class Unreachable(BusError):
