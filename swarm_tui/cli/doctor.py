@@ -1,8 +1,9 @@
-"""`swarm-tui doctor`: one line per check; required checks decide the exit code."""
+"""`swarm-tui doctor`: one line per check; required checks decide the exit code. With ``--demo`` it checks the\ndemo's setup: its own store and the built-in endpoint instead of the OpenRouter key."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,11 +148,45 @@ def check_ram(cfg: Config) -> Check:
     return Check("ram", ok, detail, required=False)
 
 
-async def run_doctor(cfg: Config) -> list[Check]:
+async def check_demo(cfg: Config, session: aiohttp.ClientSession) -> list[Check]:
+    """With ``--demo`` the workers call the built-in endpoint, not OpenRouter: it is started here and asked what a
+    pool asks first (``GET /key``), and the OpenRouter key is not needed (said, not failed)."""
+    from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
+
+    demo = DemoEndpoint(cfg.demo)
+    try:
+        await demo.start()
+        status, _ = await _get_json(session, f"{demo.base}/key", headers={"Authorization": f"Bearer {demo.KEY}"})
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        status, why = 0, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"HTTP {status}"
+    finally:
+        await demo.stop()
+    d = cfg.demo
+    if status == 200:
+        demo_c = Check(
+            "demo",
+            True,
+            f"the built-in endpoint answers on 127.0.0.1 (started for this check, stopped again): workers stream "
+            f"synthetic answers at {d.tokens_per_s:g} tokens/s, up to {d.tokens} tokens, ${d.usd_per_mtok:g} per "
+            "million tokens; no key needed",
+        )
+    else:
+        demo_c = Check("demo", False, f"the built-in endpoint did not answer ({why}): demo workers cannot run")
+    key = "set, not used" if cfg.openrouter.api_key else "not set: needed only without --demo"
+    orr = Check("openrouter", True, f"not used with --demo (OPENROUTER_API_KEY {key})", required=False)
+    return [demo_c, orr]
+
+
+async def run_doctor(cfg: Config, *, demo: bool = False) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         notes: list[Check] = []
-        nats_c, oll, orr = await asyncio.gather(
-            check_nats(cfg, notes), check_ollama(cfg, session), check_openrouter(cfg, session)
-        )
-    return [nats_c, *notes, oll, orr, check_ram(cfg)]
+        workers = check_demo(cfg, session) if demo else _one(check_openrouter(cfg, session))
+        nats_c, oll, worker_checks = await asyncio.gather(check_nats(cfg, notes), check_ollama(cfg, session), workers)
+    return [nats_c, *notes, oll, *worker_checks, check_ram(cfg)]
+
+
+async def _one(check: Awaitable[Check]) -> list[Check]:
+    return [await check]

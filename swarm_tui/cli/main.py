@@ -121,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", parents=[common], help="a standalone worker process on the same NATS")
     w.add_argument("--concurrency", type=_nonneg_int, help="concurrent jobs (default: swarm.scale)")
 
-    sub.add_parser("doctor", parents=[common], help="check NATS, Ollama and its model, the OpenRouter key, RAM")
+    sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check NATS, Ollama and its model, the OpenRouter key (with --demo: the demo endpoint), RAM",
+    )
     cf = sub.add_parser("config", parents=[common], help="print the effective configuration, secrets masked")
     cf.add_argument("--json", action="store_true")
     pr = sub.add_parser("promote", parents=[common], help="make one answer its task's answer (follow-ups build on it)")
@@ -212,7 +216,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "doctor":
         from swarm_tui.cli.doctor import run_doctor
 
-        checks = cmds.run_value(run_doctor(cfg))
+        checks = cmds.run_value(run_doctor(cfg, demo=demo))
         for ch in checks:
             print(ch.line())
         return 1 if any(not c.ok and c.required for c in checks) else 0
