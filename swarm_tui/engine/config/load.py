@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swarm_tui.engine.config.keys import parse_keys
 from swarm_tui.engine.config.option import Option
 from swarm_tui.engine.config.options import OPTION_BY_KEY, OPTIONS
 from swarm_tui.engine.config.roles import role_options
@@ -292,12 +293,10 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         if opt.env and env.get(opt.env) not in (None, ""):
             values[opt.key] = _coerce(opt, env[opt.env], f"environment variable {opt.env}")
     roles = _parse_roles(data.get("roles"), where)
-    keys = data.get("keys", {})
-    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in keys.items()):
-        raise ConfigError(f'bad value for keys in {where}: expected action = "key" pairs')
+    keys = parse_keys(data.get("keys"), where)
     if values["swarm.scale"] > values["swarm.max_scale"]:
         raise ConfigError(
             f"bad value {values['swarm.scale']} for swarm.scale in {where}: expected at most "
             f"swarm.max_scale ({values['swarm.max_scale']})"
         )
-    return Config(values, roles, dict(keys), where if p.exists() else "defaults")
+    return Config(values, roles, keys, where if p.exists() else "defaults")
