@@ -17,9 +17,9 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedLease
 from swarm_tui.engine.bus.wire import MAX_TEXT, Result, Task, new_id, task_text_problem
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.load import Config, hide_login
 from swarm_tui.engine.control_requests import ControlError, Controls, Verb, request
-from swarm_tui.engine.errors import SwarmError, UsageError
+from swarm_tui.engine.errors import EXIT_FAILED, EXIT_USAGE, SwarmError, UsageError
 from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.paths import data_dir
 from swarm_tui.engine.projection.state import SwarmState, TaskView
@@ -134,16 +134,22 @@ async def control(cfg: Config, verb: Verb, args: dict[str, Any], *, demo: bool =
             try:
                 data = await controls.handle(verb, args)
             except ControlError as exc:
-                raise SwarmError(str(exc)) from None
+                raise SwarmError(str(exc), refusal_code(exc.kind)) from None
             hint = await other_engine_hint(cfg, demo=demo)
             print(
                 _describe(verb, data) + f" (no engine running here: recorded on the bus, it acts when one starts{hint})"
             )
             return 0
     if not reply.ok:
-        raise SwarmError(reply.error)
+        raise SwarmError(reply.error, refusal_code(reply.kind))
     print(_describe(verb, reply.data))
     return 0
+
+
+def refusal_code(kind: str) -> int:
+    """The exit code of a refused control request (``EXIT_CODES``): a bad value is bad usage, whoever found it;
+    anything the state decided (no such id, no longer pending) is a refusal."""
+    return EXIT_USAGE if kind in ("invalid", "unknown_verb") else EXIT_FAILED
 
 
 def _describe(verb: Verb, data: dict[str, Any]) -> str:
@@ -175,10 +181,7 @@ async def result_document(cfg: Config, task_id: str, fmt: str = "text") -> tuple
     """(task id, the document, how many results): as text, a Markdown document (``md``) or JSON."""
     async with connected(cfg) as bus:
         state = await load_state(bus)
-    ids = [t for t in state.tasks if t == task_id or t.endswith(task_id)]
-    if len(ids) != 1:
-        raise SwarmError(f"no task {task_id}" if not ids else f"task id {task_id} is ambiguous")
-    tv = state.tasks[ids[0]]
+    tv = one_task(state, task_id)
     results = state.task_results(tv.id)
     if fmt == "json":
         doc = json.dumps(
@@ -197,7 +200,7 @@ async def result_document(cfg: Config, task_id: str, fmt: str = "text") -> tuple
 
         doc = results_markdown(state, tv.id) or ""
     else:
-        doc = _result_text(tv, results)
+        doc = _result_text(tv, results, _no_results(state, tv))
     return tv.id, doc.rstrip("\n") + "\n", len(results)
 
 
@@ -218,10 +221,55 @@ def result(cfg: Config, task_id: str, fmt: str = "text", *, out: str | None = No
     return 0
 
 
-def _result_text(tv: TaskView, results: list[Result]) -> str:
+def one_task(state: SwarmState, ident: str) -> TaskView:
+    """The task whose id is ``ident`` or ends with it; when none or several do, one line says which there are."""
+    ids = [t for t in state.tasks if t == ident or t.endswith(ident)]
+    if len(ids) == 1:
+        return state.tasks[ids[0]]
+    if not ids:
+        raise SwarmError(f"no task {ident} (swarm-tui status lists the tasks)")
+    shown = "; ".join(f"{t} {_snippet(state.tasks[t].task.text)}" for t in ids[:AMBIGUOUS_SHOWN])
+    more = f"; +{len(ids) - AMBIGUOUS_SHOWN} more" if len(ids) > AMBIGUOUS_SHOWN else ""
+    raise SwarmError(f"task id {ident} is ambiguous: {len(ids)} tasks match ({shown}{more}); give more of the id")
+
+
+AMBIGUOUS_SHOWN = 5
+
+
+def _snippet(text: str, limit: int = 40) -> str:
+    one = " ".join(plain(text[: limit * 4]).split())
+    return repr(one if len(one) <= limit else one[: limit - 1] + "…")
+
+
+def _no_results(state: SwarmState, tv: TaskView) -> str:
+    """Why a task has no stored result, from its state (its reason is on the line above): what happened, and
+    what would make one."""
+    pending = [d for d in tv.decisions if d in state.decisions and state.decisions[d].status == "pending"]
+    match tv.state:
+        case "rejected":
+            return f"task {tv.id} was rejected: no worker ran"
+        case "cancelled":
+            return f"task {tv.id} was cancelled before any worker stored a result"
+        case "failed":
+            return f"task {tv.id} failed: no worker stored a result (status and the log say why)"
+        case "awaiting_approval" | "awaiting_followup" if pending:
+            return f"task {tv.id} waits for approval of decision {pending[-1]}: no worker has run yet " + (
+                f"(swarm-tui approve {pending[-1]})"
+            )
+        case "pending" | "awaiting_approval" | "awaiting_followup":
+            return f"task {tv.id} waits for the heartbeat to propose a decision: no worker has run yet"
+        case "running":
+            return f"task {tv.id} is running: no worker has stored a result yet (status lists its workers)"
+        case "done":
+            return f"task {tv.id} is done but no result is stored"
+        case _:
+            assert_never(tv.state)
+
+
+def _result_text(tv: TaskView, results: list[Result], none: str) -> str:
     lines = [f"task {tv.id} ({tv.state}{': ' + plain(tv.reason) if tv.reason else ''})", plain(tv.task.text)]
     if not results:
-        lines.append("\n(no results stored yet)")
+        lines.append(f"\n({none})")
     for r in results:
         cost = f"${r.cost_usd:.6f}" + (" (estimated)" if r.cost_estimated else "")
         lines.append(
@@ -236,14 +284,32 @@ def _result_text(tv: TaskView, results: list[Result]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- config
+def config_places(cfg: Config) -> dict[str, str]:
+    """Where this configuration reads and keeps things, resolved: the config file (read, or where it would be),
+    the data dir, the log and the bus (an empty ``paths.data_dir`` or ``nats.url`` means a default place)."""
+    from swarm_tui.engine.paths import config_path, log_path
+
+    where = data_dir(cfg.paths.data_dir)
+    return {
+        "config_file": cfg.source if cfg.source != "defaults" else f"{config_path()} (not found: defaults apply)",
+        "data_dir": str(where),
+        "log_file": str(log_path(where)),
+        "bus": hide_login(cfg.nats.url) or f"the embedded server of the data dir ({where / 'nats.json'})",
+    }
+
+
 def show_config(cfg: Config, as_json: bool) -> int:
     masked = cfg.masked()
+    places = config_places(cfg)
     if as_json:
-        print(json.dumps({"source": cfg.source, "values": masked}, indent=2))
+        print(json.dumps({"source": cfg.source, "resolved": places, "values": masked}, indent=2))
         return 0
-    print(f"# effective configuration (file: {cfg.source}; environment variables win)")
+    print("# effective configuration (environment variables win over the file)")
+    for name, place in places.items():
+        print(f"# {name.replace('_', ' ')}: {place}")
     for k, v in masked.items():
-        print(f"{k} = {json.dumps(v)}")
+        note = f"  # {places['data_dir']}" if k == "paths.data_dir" and not v else ""
+        print(f"{k} = {json.dumps(v)}{note}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`swarm-tui doctor`: one line per check; required checks decide the exit code. With ``--demo`` it checks the\ndemo's setup: its own store and the built-in endpoint instead of the OpenRouter key."""
+"""`swarm-tui doctor`: one line per check; required checks decide the exit code. With ``--demo`` it checks the
+demo's setup: its own store and the built-in endpoint instead of the OpenRouter key."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from functools import partial
 from typing import Any
@@ -45,6 +46,14 @@ def _priority(v: str) -> int:
     if not 0 <= n <= 9:
         raise argparse.ArgumentTypeError("expected 0..9 or low, normal, high")
     return n
+
+
+def _whole(v: str) -> int:
+    """A whole number, its range checked after the config is read (the bound is swarm.max_scale)."""
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {v!r}") from None
 
 
 def _nonneg_int(v: str) -> int:
@@ -97,16 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("approve", parents=[common], help="approve a pending decision")
     a.add_argument("id", help="decision id (or a unique suffix)")
-    a.add_argument("--workers", type=_nonneg_int, help="approve with this many workers")
+    a.add_argument("--workers", type=_whole, help="approve with this many workers (0..swarm.max_scale)")
     rj = sub.add_parser("reject", parents=[common], help="reject a pending decision")
     rj.add_argument("id", help="decision id (or a unique suffix)")
     rj.add_argument("--reason", default="", help="why (kept in the log)")
     ed = sub.add_parser("edit", parents=[common], help="change the worker count of a pending decision")
     ed.add_argument("id", help="decision id (or a unique suffix)")
-    ed.add_argument("workers", type=_nonneg_int, help="the new worker count")
+    ed.add_argument("workers", type=_whole, help="the new worker count (0..swarm.max_scale)")
 
     sc = sub.add_parser("scale", parents=[common], help="set the number of concurrent workers")
-    sc.add_argument("n", type=_nonneg_int, help="concurrent workers (0 pauses dispatch)")
+    sc.add_argument("n", type=_whole, help="concurrent workers, 0..swarm.max_scale (0 pauses dispatch)")
 
     c = sub.add_parser("cancel", parents=[common], help="cancel a worker, a decision's workers, or all")
     c.add_argument("worker", nargs="?", help="worker id (or a unique suffix)")
@@ -194,15 +203,16 @@ def dispatch(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown kind {bad[0]!r}: use {', '.join(NEED_KINDS)}")
         return cmds.run(ctl("seen", {"kinds": args.kinds or list(NEED_KINDS)}))
     if cmd == "approve":
-        if args.workers is not None and args.workers > cfg.swarm.max_scale:
-            raise UsageError(f"--workers {args.workers} is over swarm.max_scale: use 0..{cfg.swarm.max_scale}")
+        _in_scale(args.workers, cfg, "--workers")
         extra = {"workers": args.workers} if args.workers is not None else {}
         return cmds.run(ctl("approve", {"id": args.id, **extra}))
     if cmd == "reject":
         return cmds.run(ctl("reject", {"id": args.id, "reason": args.reason}))
     if cmd == "edit":
+        _in_scale(args.workers, cfg, "the worker count")
         return cmds.run(ctl("edit", {"id": args.id, "workers": args.workers}))
     if cmd == "scale":
+        _in_scale(args.n, cfg, "scale")
         return cmds.run(ctl("scale", {"n": args.n}))
     if cmd == "cancel":
         chosen = sum(bool(x) for x in (args.worker, args.decision, args.all))
@@ -223,6 +233,15 @@ def dispatch(args: argparse.Namespace) -> int:
     return _long_running(args, cfg, demo)
 
 
+def _in_scale(n: int | None, cfg: Any, what: str) -> None:
+    """A scale or worker count out of its bounds is bad usage (exit 2) before anything is sent, in the words
+    the control server would use (the same bound: swarm.max_scale)."""
+    from swarm_tui.engine.config.options_swarm import scale_refusal
+
+    if n is not None and (why := scale_refusal(n, cfg.swarm.max_scale, what)):
+        raise UsageError(f"{why}, got {n}")
+
+
 def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
     cmd = args.command
     if cmd == "worker":
@@ -239,9 +258,21 @@ def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
     return run_app(cfg, demo=demo, attach=getattr(args, "attach", None), refresh_ms=getattr(args, "refresh_ms", None))
 
 
+# An id's suffix as a card or a list shows it (``-w2``, ``-j1``) reads to argparse as an unknown option: it is
+# passed on as the id it is (after ``--``), so ``promote -w2`` and ``cancel -w2`` work as typed.
+ID_SUFFIX = re.compile(r"-[wj]\d+")
+
+
+def _ids_as_ids(argv: list[str]) -> list[str]:
+    if "--" in argv:
+        return argv
+    suffixes = [a for a in argv if ID_SUFFIX.fullmatch(a)]
+    return [a for a in argv if a not in suffixes] + (["--", *suffixes] if suffixes else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_ids_as_ids(sys.argv[1:] if argv is None else argv))
     try:
         code = dispatch(args)
         sys.stdout.flush()  # here, not at exit: a reader that left is then seen below, not by the interpreter

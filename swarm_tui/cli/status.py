@@ -27,6 +27,7 @@ from swarm_tui.engine.info import (
     StatusBus,
     usable,
 )
+from swarm_tui.engine.models import short_name
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
 
@@ -127,6 +128,20 @@ def _fmt_usd(v: Any) -> str:
     return "-" if v is None else f"${float(v):.4f}"
 
 
+LIVE_SHOWN = 50
+
+
+def _worker_line(w: dict[str, Any]) -> str:
+    """A live worker as its card shows it: state, tokens and cost, model and role, why it waits; with its whole
+    id (for ``cancel``) and its task."""
+    role = f"  {plain(str(w['role']))}" if w.get("role") else ""
+    reason = f"  {plain(str(w['reason'])).replace(chr(10), ' ')[:80]}" if w.get("reason") else ""
+    return (
+        f"  {w['id']}  {w['state']:<9} {w.get('tokens', 0)} tok {_fmt_usd(w.get('cost_usd'))}  "
+        f"{plain(short_name(str(w.get('model', ''))))}{role}  task {w.get('task_id', '?')}{reason}"
+    )
+
+
 ENGINE_DOWN = "not running (start it with `swarm-tui` or `swarm-tui run --headless`)"
 
 
@@ -179,6 +194,9 @@ def format_status(d: StatusData) -> str:
         )
     live = [w for w in d["workers"] if w["state"] not in ("done", "failed", "cancelled")]
     lines.append(f"workers: {len(live)} live, {d['results']} results stored")
+    lines += [_worker_line(w) for w in live[:LIVE_SHOWN]]
+    if len(live) > LIVE_SHOWN:
+        lines.append(f"  (+{len(live) - LIVE_SHOWN} more: status --json lists them all)")
     pool = usable(d["pool"])
     if pool:
         line = f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, {pool.get('held', 0)} held"

@@ -23,6 +23,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.bus.wire import Approval, ControlEvent, Reply
+from swarm_tui.engine.config.options_swarm import scale_refusal
 from swarm_tui.engine.guards.ceiling_kv import OVERRIDE_KEY
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import DecisionView, SwarmState
@@ -117,10 +118,8 @@ class Controls:
         dv = self._pending(args.get("id"))
         workers = args.get("workers")
         # bounded as edit and scale are: an approval with more workers than max_scale would start them all
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= self.max_scale
-        ):
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
+        if workers is not None and (why := scale_refusal(workers, self.max_scale, "worker count")):
+            raise ControlError(why, "invalid")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
@@ -146,8 +145,8 @@ class Controls:
     async def do_edit(self, args: dict[str, Any]) -> dict[str, Any]:
         dv = self._pending(args.get("id"))
         n = args.get("workers")
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"worker count must be an integer 0..{self.max_scale}", "invalid")
+        if why := scale_refusal(n, self.max_scale, "worker count"):
+            raise ControlError(why, "invalid")
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )
@@ -159,8 +158,8 @@ class Controls:
         if isinstance(args.get("delta"), int) and not isinstance(args.get("delta"), bool):
             current = self.state.scale if self.state.scale is not None else int(args.get("current", 0))
             n = max(0, min(self.max_scale, current + int(args["delta"])))
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.max_scale:
-            raise ControlError(f"scale must be an integer 0..{self.max_scale}", "invalid")
+        if why := scale_refusal(n, self.max_scale):
+            raise ControlError(why, "invalid")
         ev = ControlEvent(what="scale", value=n, by=str(args.get("by", "cli"))[:32], at=self.clock())
         async with self.record.around(ev):  # the pools learn it from the KV mark and the broadcast
             kv = await self.bus.kv(S.KV_STATE)
@@ -251,10 +250,17 @@ class Controls:
         if not isinstance(ident, str) or not ident:
             raise ControlError("say which answer: its job id (swarm-tui result TASK lists them)", "invalid")
         ids = [j for j in self.state.results if j == ident or j.endswith(ident)]
+        if not ids:  # a worker's id, as its card shows it (…-w2): its one stored answer
+            ids = [j for j, r in self.state.results.items() if r.worker_id == ident or r.worker_id.endswith(ident)]
         if not ids:
-            raise ControlError(f"no stored answer {ident}", "not_found")
+            raise ControlError(
+                f"no stored answer {ident}: promote takes an answer's job id (…-j2) or its worker's (…-w2), as "
+                "`swarm-tui result TASK` lists them",
+                "not_found",
+            )
         if len(ids) > 1:
-            raise ControlError(f"answer id {ident} is ambiguous", "ambiguous")
+            shown = ", ".join(sorted(ids)[:5]) + (", …" if len(ids) > 5 else "")
+            raise ControlError(f"answer id {ident} is ambiguous: {len(ids)} answers match ({shown})", "ambiguous")
         r = self.state.results[ids[0]]
         if r.state != "done":
             raise ControlError(
@@ -312,7 +318,7 @@ class ControlServer:
             try:
                 reply = Reply(ok=True, data=await self.controls.handle(verb, args))
             except ControlError as exc:
-                reply = Reply(ok=False, error=str(exc))
+                reply = Reply(ok=False, error=str(exc), kind=exc.kind)
             except Exception as exc:  # a verb's bug is logged and answered, the control server lives on
                 log.exception("control %s failed", verb)
                 reply = Reply(ok=False, error=f"{verb} failed: {type(exc).__name__}")

@@ -34,11 +34,22 @@ def controls() -> Controls:
         ("approve", {}, "invalid", "a decision id is required"),
         ("approve", {"id": "d-zz"}, "not_found", "no decision d-zz"),
         ("edit", {"id": "d-a", "workers": 2}, "wrong_state", "decision d-a is rejected, not pending"),
-        ("scale", {"n": 51}, "invalid", "scale must be an integer 0..50"),
+        (
+            "scale",
+            {"n": 51},
+            "invalid",
+            "scale must be a whole number 0..50 (swarm.max_scale; the config may raise it up to 200)",
+        ),
         ("ceiling", {"usd": -1}, "invalid", "the ceiling must be a number of USD >= 0"),
         ("cancel", {}, "invalid", "say which: a worker id, --decision ID or --all"),
         ("cancel", {"worker": "w-zz"}, "not_found", "no live worker w-zz"),
-        ("promote", {"job": "j-zz"}, "not_found", "no stored answer j-zz"),
+        (
+            "promote",
+            {"job": "j-zz"},
+            "not_found",
+            "no stored answer j-zz: promote takes an answer's job id (…-j2) or its worker's (…-w2), as "
+            "`swarm-tui result TASK` lists them",
+        ),
         ("seen", {"kinds": ["nothing"]}, "invalid", "kinds must be some of approval, failed, ceiling, credit, bus"),
     ],
 )

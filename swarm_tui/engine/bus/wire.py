@@ -411,6 +411,7 @@ class Reply(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True, allow_inf_nan=False)
     ok: bool
     error: str = ""
+    kind: str = ""  # a refusal's ControlErrorKind ("invalid": a bad value, exit 2); "" from an older engine
     data: dict[str, Any] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:

@@ -157,6 +157,8 @@ class Config:
             v = self.values[o.key]
             if o.secret:
                 v = "(set)" if v else "(not set)"
+            elif o.key == "nats.url":
+                v = hide_login(v)
             out[o.key] = v
         for r in self.roles.values():
             out[f"roles.{r.name}"] = {"model": r.model, "max_tokens": r.max_tokens}
@@ -166,6 +168,11 @@ class Config:
         for k, v in sorted(self.keys.items()):
             out[f"keys.{k}"] = v
         return out
+
+
+def hide_login(url: str) -> str:
+    """A NATS URL without the login it may carry (``nats://user:pass@host`` -> ``nats://(login)@host``)."""
+    return re.sub(r"//[^/@,]*@", "//(login)@", url)
 
 
 def _has_type(value: Any, t: type) -> bool:

@@ -7,6 +7,19 @@ from __future__ import annotations
 
 from swarm_tui.engine.config.option import Option, in_range, nonneg, one_of, positive, splits
 
+SCALE_LIMIT = 200  # swarm.max_scale's own upper bound
+
+
+def scale_refusal(n: object, max_scale: int, what: str = "scale") -> str | None:
+    """Why ``n`` cannot be the live scale (or a decision's worker count) under ``swarm.max_scale``, in the one
+    wording the CLI, the control server and the app use; None when it can."""
+    if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= max_scale:
+        return None
+    return (
+        f"{what} must be a whole number 0..{max_scale} (swarm.max_scale; the config may raise it up to {SCALE_LIMIT})"
+    )
+
+
 SWARM_OPTIONS: list[Option] = [
     # --- heartbeat
     Option(
@@ -126,10 +139,17 @@ SWARM_OPTIONS: list[Option] = [
         10,
         "concurrent workers at start",
         env="SWARM_SCALE",
-        allowed="an integer 0..200",
-        check=in_range(0, 200),
+        allowed=f"an integer 0..swarm.max_scale (at most {SCALE_LIMIT})",  # load_config checks it against max_scale
+        check=in_range(0, SCALE_LIMIT),
     ),
-    Option("swarm.max_scale", int, 50, "upper limit of the scale", allowed="an integer 1..200", check=in_range(1, 200)),
+    Option(
+        "swarm.max_scale",
+        int,
+        50,
+        "upper limit of the scale",
+        allowed=f"an integer 1..{SCALE_LIMIT}",
+        check=in_range(1, SCALE_LIMIT),
+    ),
     Option(
         "swarm.request_timeout_s", float, 180.0, "time limit of one worker call", allowed="a number > 0", check=positive
     ),
