@@ -4,6 +4,7 @@ and where `config` reads and keeps things. Run as a user runs it, against a real
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Result, Task, WorkerEvent
+from swarm_tui.engine.control_requests import Controls, ControlServer
+from swarm_tui.engine.projection.state import SwarmState
 from tests.support.env import base_env, run_cli
 
 MODEL = "openrouter/deepseek/deepseek-chat-v3.1"
@@ -137,3 +140,24 @@ def test_config_without_a_file_shows_the_real_places(tmp_path: Path) -> None:
     assert "file: defaults" not in res.stdout
     places = json.loads(run_cli(["--demo", "config", "--json"], env).stdout)["resolved"]
     assert places["data_dir"] == str(data / "demo")
+
+
+async def test_a_bad_value_the_running_engine_refuses_is_bad_usage_too(
+    env: dict[str, str], bus: Bus, tmp_path: Path
+) -> None:
+    """This config allows 120, the engine's 50: the engine refuses the value, and that is still exit 2."""
+    state = SwarmState()
+    await bus.replay(lambda subject, ev, seq: state.apply(ev, seq))
+    server = ControlServer(bus, Controls(bus, state, max_scale=50))
+    await server.start()
+    try:
+        conf = tmp_path / "c.toml"
+        conf.write_text("[swarm]\nmax_scale = 120\n")
+        res = await asyncio.to_thread(run_cli, ["--config", str(conf), "scale", "100"], env)
+        assert res.returncode == 2 and "scale must be a whole number 0..50" in res.stderr, res.stderr
+        res = await asyncio.to_thread(run_cli, ["approve", "d-2"], env)  # the state refuses: exit 1
+        assert res.returncode == 1 and "decision d-2 is rejected, not pending" in res.stderr, res.stderr
+        res = await asyncio.to_thread(run_cli, ["scale", "7"], env)
+        assert res.returncode == 0 and res.stdout == "scale set to 7\n", res.stderr
+    finally:
+        await server.stop()
