@@ -157,7 +157,8 @@ def _describe(verb: Verb, data: dict[str, Any]) -> str:
         case "approve" | "reject":
             return f"decision {data.get('decision_id')} {data.get('status')}"
         case "edit":
-            return f"decision {data.get('decision_id')} now has {data.get('workers')} workers"
+            n = data.get("workers")
+            return f"decision {data.get('decision_id')} now has {n} worker{'' if n == 1 else 's'}"
         case "scale":
             return f"scale set to {data.get('scale')}"
         case "ceiling":

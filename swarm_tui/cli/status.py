@@ -131,6 +131,10 @@ def _fmt_usd(v: Any) -> str:
 LIVE_SHOWN = 50
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _worker_line(w: dict[str, Any]) -> str:
     """A live worker as its card shows it: state, tokens and cost, model and role, why it waits; with its whole
     id (for ``cancel``) and its task."""
@@ -189,11 +193,11 @@ def format_status(d: StatusData) -> str:
     lines.append(f"decisions: {len(d['decisions'])} ({len(pend)} pending approval)")
     for x in pend[:10]:
         lines.append(
-            f"  {x['id']}  {x['workers']} workers  est {_fmt_usd(x['est_cost_usd'][0])}-"
+            f"  {x['id']}  {_n(x['workers'], 'worker')}  est {_fmt_usd(x['est_cost_usd'][0])}-"
             f"{_fmt_usd(x['est_cost_usd'][1])}  source {plain(x['source'])}"
         )
     live = [w for w in d["workers"] if w["state"] not in ("done", "failed", "cancelled")]
-    lines.append(f"workers: {len(live)} live, {d['results']} results stored")
+    lines.append(f"workers: {len(live)} live, {_n(d['results'], 'result')} stored")
     lines += [_worker_line(w) for w in live[:LIVE_SHOWN]]
     if len(live) > LIVE_SHOWN:
         lines.append(f"  (+{len(live) - LIVE_SHOWN} more: status --json lists them all)")

@@ -67,11 +67,12 @@ async def test_plain_status_lists_live_workers_as_their_cards_do(env: dict[str, 
     res = run_cli(["status"], env)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    head = lines.index("workers: 1 live, 1 results stored")
+    head = lines.index("workers: 1 live, 1 result stored")  # "1 results" before
     worker = lines[head + 1]
     for part in ("d-1-w0", "running", "191 tok $0.0003", "deepseek/deepseek-chat-v3.1", "analysis", "t-aaa1-x0"):
         assert part in worker, worker
     assert "d-1-w1" not in res.stdout  # a finished worker is no live one
+    assert "  d-3  1 worker  est" in res.stdout and "1 workers" not in res.stdout, res.stdout
     assert [w["id"] for w in json.loads(run_cli(["status", "--json"], env).stdout)["workers"] if w["id"] == "d-1-w0"]
 
 
