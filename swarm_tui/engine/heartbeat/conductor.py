@@ -28,7 +28,7 @@ from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat import follow_ups, learn
 from swarm_tui.engine.heartbeat.advice import Advice
-from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, item_cost, limit_tasks, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
 from swarm_tui.engine.heartbeat.learn import Preference
@@ -275,6 +275,7 @@ class Conductor:
             plan=clamped.items,
             est_cost_min=clamped.est_min,
             est_cost_max=clamped.est_max,
+            item_costs=[item_cost(c) for c in clamped.costs] if len(clamped.costs) == len(clamped.items) else [],
             source=source,
             clamps=clamped.clamps[:500],
             raw=raw,
@@ -315,7 +316,7 @@ class Conductor:
         )
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
-        scale = self.state.scale if self.state.scale is not None else self.settings.swarm.scale
+        scale = self.state.scale_figure(self.settings.swarm.scale).value
         remaining: float | None = None
         blocked: Refusal | None = None
         if self.spend is not None:
