@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swarm_tui.engine.assemble import assemble
+from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
-from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Task, new_id, worker_id
+from swarm_tui.engine.bus.wire import Approval, Decision, PlanItem, Task, decode, new_id, worker_id
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import LocalLink
+from swarm_tui.tui.model import fmt_usd
 from swarm_tui.tui.widgets.header_bar import HeaderBar
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from tests.integration.test_tui import _render_plain
@@ -107,3 +110,68 @@ async def test_status_json_and_the_screen_show_the_same_figures(tmp_path: Path, 
         finally:
             await engine.stop()
             await bus.close()
+
+
+async def test_an_edited_decision_is_priced_again_and_still_bounds_its_reservations(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """Issue 25, item 5: an edit from 1 to 3 workers left the estimate at one worker's, on screen and in status.
+    The new figure is three of the heartbeat's (the spend guard's) estimates of the one worker; the spend guard
+    then reserves no more than it for the three jobs, and what is recorded as spent is what the calls billed."""
+    cfg = make_config(tmp_path, nats_server.url, SWARM_DEMO_TPS="200").replace(
+        demo__tokens=15, heartbeat__debounce_s=0.2, ollama__timeout_s=1.0
+    )
+    env = base_env(tmp_path, SWARM_NATS_URL=nats_server.url, SWARM_DEMO_TPS="200")
+    bus = await Bus(cfg).connect()
+    engine = assemble(cfg, bus, demo=True)
+    reserved: dict[str, float] = {}
+
+    async def on_job(msg: Any) -> None:
+        job = decode(msg.data, expect="job")
+        reserved[job.id] = job.reserve_usd
+
+    assert bus.nc is not None
+    sub = await bus.nc.subscribe(S.JOBS_ALL, cb=on_job)
+    app = SwarmApp(LocalLink(engine, connect=False), refresh_ms=20)
+
+    async def cli(*args: str) -> Any:
+        res = await asyncio.to_thread(run_cli, list(args), env)
+        assert res.returncode == 0, res.stderr
+        return res
+
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            room: Any = app.screen
+            task = Task(id=new_id("t"), text="find three papers on queueing", created_at=time.time(), demo=True)
+            await bus.publish_event(task, msg_id=task.id)
+            dv = await until(lambda: next(iter(engine.state.decisions.values()), None), 30, "a decision")
+            assert len(dv.plan) == 1 and dv.status == "pending"
+            one_likely, one_worst = dv.decision.est_cost_min, dv.decision.est_cost_max
+            assert one_worst > 0
+            await cli("edit", dv.id, "3")
+            await until(lambda: len(dv.plan) == 3)
+            await pilot.pause(0.3)
+            row = next(x for x in json.loads((await cli("status", "--json")).stdout)["decisions"] if x["id"] == dv.id)
+            likely, worst = row["est_cost_usd"]
+            assert row["workers"] == 3
+            assert abs(likely - 3 * one_likely) < 1e-7 and abs(worst - 3 * one_worst) < 1e-7
+            # the screen says the same figures: the decision's detail and its row
+            detail = _render_plain(room.detail_view, 160)
+            assert f"{fmt_usd(likely)} – {fmt_usd(worst)} (estimated)" in detail, detail
+            assert str(room.decision_table.get_row(dv.id)[3]) == f"≤{fmt_usd(worst)}"
+
+            await cli("approve", dv.id)
+            await until(lambda: len(engine.state.results) == 3, 30, "three results")
+            data = json.loads((await cli("status", "--json")).stdout)
+    finally:
+        await sub.unsubscribe()
+        await engine.stop()
+        await bus.close()
+    # the spend guard's reservations stay within the estimate: it is still a worst case
+    assert len(reserved) == 3 and all(0 < r <= one_worst + 1e-8 for r in reserved.values())
+    assert sum(reserved.values()) <= worst + 1e-8
+    # an estimate is not spend: what is recorded is what the three calls billed
+    billed = sum(r.cost_usd for r in engine.state.results.values())
+    assert data["spend_log"]["entries"] == 3 and abs(data["spend_log"]["total_usd"] - billed) < 1e-6
+    assert billed < worst
