@@ -5,11 +5,18 @@ outputs for one state."""
 from __future__ import annotations
 
 import time
-from typing import get_args
+from pathlib import Path
+from typing import Any, cast, get_args
 
-from swarm_tui.engine.bus.wire import Approval, ControlEvent, Decision, PlanItem, SpendEntry, Task
+from swarm_tui.engine.bus.wire import Approval, ChatMessage, ControlEvent, Decision, Job, PlanItem, SpendEntry, Task
+from swarm_tui.engine.config.load import load_config
+from swarm_tui.engine.guards.price_parts import ModelPrice
+from swarm_tui.engine.guards.prices import PriceBook, list_id
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.heartbeat.clamp import clamp, item_cost, rules_advice
+from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.envelope import ReadyTask, RoleSpec, compute_envelope, prompt_bytes
+from swarm_tui.engine.heartbeat.settings import ConductorGuards, ConductorSettings
 from swarm_tui.engine.projection.figures import (
     TASK_STATE_ORDER,
     decision_estimate,
@@ -20,6 +27,8 @@ from swarm_tui.engine.projection.figures import (
 )
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import TaskState
+from swarm_tui.engine.swarm.controller import system_prompt
+from tests.support.env import base_env
 
 NOW = 1_750_000_000.0
 MODEL = "openrouter/google/gemini-2.5-flash-lite"
@@ -134,3 +143,39 @@ def test_a_decision_without_item_costs_is_still_bounded() -> None:
     assert decision_estimate(same, None) == (0.002, 0.004) and decision_estimate(same, 0) == (0.0, 0.0)
     mixed = dec((MODEL, CHEAP), 0.002, 0.004)  # which item costs what is not known: whole copies of the plan
     assert decision_estimate(mixed, 1)[1] == 0.004 and decision_estimate(mixed, 3)[1] == 0.008
+
+
+def test_the_heartbeats_worst_case_covers_what_the_spend_guard_reserves_for_a_role_with_fallbacks(
+    tmp_path: Path,
+) -> None:
+    """A role with fallback models is reserved at the dearest of them (OpenRouter may bill any): the decision's
+    worst case, and so an edited one, counts them too, or the estimate is below what the guard holds."""
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[roles.research]\nmodel = "{MODEL}"\nmax_tokens = 800\nfallback_models = ["{CHEAP}"]\n')
+    cfg = load_config(conf, base_env(tmp_path))
+    prices = PriceBook(cfg.openrouter, cfg.paths, fetch=False)
+    prices.prices = {list_id(MODEL): ModelPrice(0.1e-6, 0.4e-6), list_id(CHEAP): ModelPrice(1e-6, 4e-6)}
+    state = SwarmState(session_start=NOW, clock=lambda: NOW)
+    guard = SpendGuard(SpendSettings.of(cfg), cast(Any, None), state, prices)
+    cond = Conductor(
+        ConductorSettings.of(cfg, use_ollama=False), cast(Any, None), state, guards=ConductorGuards(spend=guard)
+    )
+    text = "find three papers on queueing"
+    job = Job(
+        id="d-a-j0",
+        worker_id="d-a-w0",
+        decision_id="d-a",
+        task_id="t-a",
+        role="research",
+        model=MODEL,
+        max_tokens=800,
+        messages=[
+            ChatMessage(role="system", content=system_prompt("research")),
+            ChatMessage(role="user", content=text),
+        ],
+        created_at=NOW,
+    )
+    _, worst = cond.estimate(MODEL, prompt_bytes(ReadyTask("t-a", text)), 800)
+    reserved = guard.worst_case(job)
+    assert reserved > guard.estimate(MODEL, prompt_bytes(ReadyTask("t-a", text)), 800)[1]  # the fallback's price
+    assert worst >= reserved

@@ -74,6 +74,11 @@ class Conductor:
         self.demo = settings.demo
         self.tick_s = settings.tick_s
         self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in settings.roles.items()}
+        # OpenRouter may bill a role's call at any of its fallback models: the spend guard reserves the dearest
+        self.fallbacks: dict[str, set[str]] = {}
+        for r in settings.roles.values():
+            if r.model.startswith("openrouter/"):
+                self.fallbacks.setdefault(r.model, set()).update(r.fallback_models)
         self.beats = 0
         self.decisions = 0
         self.status: ConductorState = "idle"
@@ -347,6 +352,8 @@ class Conductor:
             return 0.0, 0.0
         if self.spend is not None:
             likely, worst = self.spend.estimate(model, prompt_bytes, max_tokens)
+            for m in sorted(self.fallbacks.get(model, ())):  # the worst case the spend guard will reserve
+                worst = max(worst, self.spend.estimate(m, prompt_bytes, max_tokens)[1])
             return float(likely), float(worst)
         p = self.settings.openrouter.fallback_prompt_usd_per_mtok / 1e6
         c = self.settings.openrouter.fallback_completion_usd_per_mtok / 1e6
