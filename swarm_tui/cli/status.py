@@ -28,6 +28,7 @@ from swarm_tui.engine.info import (
     usable,
 )
 from swarm_tui.engine.models import short_name
+from swarm_tui.engine.projection.figures import state_words, worker_tokens
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
 
@@ -94,6 +95,13 @@ async def status_data(cfg: Config) -> StatusData:
 
         ram = ram_snapshot(cfg)
     snap = state.snapshot()
+    pool = usable(info.get("pool"))
+    streamed = pool.get("tokens", {}) if pool is not None else {}
+    for w in snap["workers"]:  # a running worker's tokens since its last event are in the pool's info
+        w["tokens"] = worker_tokens(w["tokens"], _count(streamed.get(w["id"])))
+    # no scale command yet: the scale the running engine's pool runs at, else this configuration's
+    live = pool.get("scale") if pool is not None else None
+    scale = state.scale_figure(live if _count(live) == live else cfg.swarm.scale)
     attention: AttentionInfo | None = usable(info.get("attention"))
     if attention is not None:
         needs_now = list(attention.get("needs", []))
@@ -112,7 +120,7 @@ async def status_data(cfg: Config) -> StatusData:
         "workers": snap["workers"],
         "results": snap["results"],
         "spend_log": snap["spend_log"],
-        "control": snap["control"],
+        "control": snap["control"] | {"scale": scale.value, "scale_source": scale.source},
         "log": snap["log"],
         "engine": info.get("engine"),
         "conductor": info.get("conductor"),
@@ -122,6 +130,11 @@ async def status_data(cfg: Config) -> StatusData:
         "lane": info.get("lane"),
         "needs_attention": needs_now,
     }
+
+
+def _count(v: object) -> int:
+    """A count from another process's JSON (0 when it is not one)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 def _fmt_usd(v: Any) -> str:
@@ -183,7 +196,7 @@ def format_status(d: StatusData) -> str:
             + f", {lane.get('turns', 0)} turns so far"
         )
     counts = d["task_counts"]
-    lines.append("tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    lines.append("tasks: " + (", ".join(f"{n} {state_words(s)}" for s, n in counts.items()) or "none"))
     for t in d["tasks"][-20:]:
         text = plain(t["text"]).replace("\n", " ")
         rnd = f" r{t['round']}" if t.get("round", 0) > 0 else ""

@@ -201,6 +201,7 @@ class PoolInfo(TypedDict):
     running: int
     held: int  # jobs delivered beyond the free slots
     states: dict[str, int]  # running jobs per state
+    tokens: dict[str, int]  # worker id -> tokens its running job has streamed (figures.worker_tokens)
     host: str
     blocked: str  # why the pool takes no job (or no cloud job), "" when it does
     out_of_credit: str  # the 402 / key-limit reason, "" when there is credit

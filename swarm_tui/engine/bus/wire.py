@@ -133,6 +133,10 @@ class Decision(Msg):
     plan: list[PlanItem] = Field(default_factory=list, max_length=200)
     est_cost_min: float = Field(default=0.0, ge=0)
     est_cost_max: float = Field(default=0.0, ge=0)
+    # (likely, worst) USD of each plan item as the clamp priced it: an edited worker count is priced from them
+    item_costs: list[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]] = Field(
+        default_factory=list, max_length=200
+    )
     source: str = Field(max_length=128)  # "ollama:<model>" or "rules"
     clamps: list[Clamp] = Field(default_factory=list, max_length=500)
     raw: str = Field(default="", max_length=MAX_RAW)

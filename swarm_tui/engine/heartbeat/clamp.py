@@ -7,6 +7,7 @@ states the envelope as a checkable property: a clamped plan never has any.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -57,6 +58,13 @@ class Clamped:
     est_min: float
     est_max: float
     costs: list[tuple[float, float]] = field(default_factory=list)  # (likely, worst) of each item
+
+
+def item_cost(cost: tuple[float, float]) -> tuple[float, float]:
+    """One plan item's (likely, worst) as a decision records it (``Decision.item_costs``): what an edit of the
+    decision's worker count is priced from (projection/figures.py). The worst case is rounded up: it stays a
+    bound on what the item's job may be billed."""
+    return round(cost[0], 8), math.ceil(cost[1] * 1e8) / 1e8
 
 
 def chain_steps(items: list[PlanItem], clamps: list[Clamp]) -> list[PlanItem]:

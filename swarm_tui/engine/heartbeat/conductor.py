@@ -28,7 +28,7 @@ from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.heartbeat import follow_ups, learn
 from swarm_tui.engine.heartbeat.advice import Advice
-from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, limit_tasks, rules_advice
+from swarm_tui.engine.heartbeat.clamp import Clamped, clamp, item_cost, limit_tasks, rules_advice
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask, RoleSpec, compute_envelope
 from swarm_tui.engine.heartbeat.follow_ups import REVIEWABLE
 from swarm_tui.engine.heartbeat.learn import Preference
@@ -74,6 +74,11 @@ class Conductor:
         self.demo = settings.demo
         self.tick_s = settings.tick_s
         self.roles = {n: RoleSpec(r.name, r.model, r.max_tokens) for n, r in settings.roles.items()}
+        # OpenRouter may bill a role's call at any of its fallback models: the spend guard reserves the dearest
+        self.fallbacks: dict[str, set[str]] = {}
+        for r in settings.roles.values():
+            if r.model.startswith("openrouter/"):
+                self.fallbacks.setdefault(r.model, set()).update(r.fallback_models)
         self.beats = 0
         self.decisions = 0
         self.status: ConductorState = "idle"
@@ -275,6 +280,7 @@ class Conductor:
             plan=clamped.items,
             est_cost_min=clamped.est_min,
             est_cost_max=clamped.est_max,
+            item_costs=[item_cost(c) for c in clamped.costs] if len(clamped.costs) == len(clamped.items) else [],
             source=source,
             clamps=clamped.clamps[:500],
             raw=raw,
@@ -315,7 +321,7 @@ class Conductor:
         )
 
     def envelope(self, tasks: list[ReadyTask]) -> Envelope:
-        scale = self.state.scale if self.state.scale is not None else self.settings.swarm.scale
+        scale = self.state.scale_figure(self.settings.swarm.scale).value
         remaining: float | None = None
         blocked: Refusal | None = None
         if self.spend is not None:
@@ -346,6 +352,8 @@ class Conductor:
             return 0.0, 0.0
         if self.spend is not None:
             likely, worst = self.spend.estimate(model, prompt_bytes, max_tokens)
+            for m in sorted(self.fallbacks.get(model, ())):  # the worst case the spend guard will reserve
+                worst = max(worst, self.spend.estimate(m, prompt_bytes, max_tokens)[1])
             return float(likely), float(worst)
         p = self.settings.openrouter.fallback_prompt_usd_per_mtok / 1e6
         c = self.settings.openrouter.fallback_completion_usd_per_mtok / 1e6

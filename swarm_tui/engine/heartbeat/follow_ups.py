@@ -14,7 +14,7 @@ from typing import Protocol
 from swarm_tui.engine.bus.wire import Decision, new_id
 from swarm_tui.engine.guards import tokens
 from swarm_tui.engine.heartbeat.advice import Advice
-from swarm_tui.engine.heartbeat.clamp import Clamped
+from swarm_tui.engine.heartbeat.clamp import Clamped, item_cost
 from swarm_tui.engine.heartbeat.envelope import Envelope, ReadyTask
 from swarm_tui.engine.heartbeat.learn import Preference
 from swarm_tui.engine.heartbeat.local_model import Advisor
@@ -169,6 +169,7 @@ async def review(c: ReviewHost, trigger: str) -> list[Decision]:
             plan=plan,
             est_cost_min=est_min,
             est_cost_max=est_max,
+            item_costs=[item_cost(clamped.costs[i]) for i in idx],
             source=result.source,
             clamps=clamped.clamps[:500],
             raw=result.raw,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
 from swarm_tui.engine.projection.derive import derive_task
+from swarm_tui.engine.projection.figures import ScaleFigure, decision_estimate, scale_figure, task_counts
 from swarm_tui.engine.states import FINAL_STATES, DecisionStatus, TaskState, WorkerState
 
 if TYPE_CHECKING:  # the models arrive decoded; the screen builds its empty state before pydantic is imported
@@ -75,6 +76,11 @@ class DecisionView:
     def plan(self) -> list[PlanItem]:
         return resize_plan(self.decision.plan, self.workers)
 
+    @property
+    def estimate(self) -> tuple[float, float]:
+        """(likely, worst case) USD of the plan as it stands: the proposal's, or re-priced after an edit."""
+        return decision_estimate(self.decision, self.workers)
+
 
 @dataclass
 class TaskView:
@@ -118,7 +124,8 @@ class SwarmState:
         self.duplicate_spend: Counter[str] = Counter()
         self.spend_days: dict[str, float] = defaultdict(float)
         self.spend = SpendTotals()
-        self.scale: int | None = None
+        self.scale: int | None = None  # the engine sets swarm.scale here at start until a command changes it
+        self.commanded_scale: int | None = None  # the last scale command's (figures.scale_figure: where from)
         self.paused = False
         self.ceiling_usd: float | None = None
         self.seen: dict[str, float] = {}  # attention kind -> when a person last saw it (attention/needs.py)
@@ -233,7 +240,7 @@ class SwarmState:
             if not _whole(c.value, SCALE_LIMIT):
                 self.refused_controls["scale"] += 1
                 return
-            self.scale = int(c.value)
+            self.scale = self.commanded_scale = int(c.value)
         elif c.what == "pause":
             self.paused = True
         elif c.what == "resume":
@@ -276,6 +283,11 @@ class SwarmState:
         rounds = [self.decisions[d].decision.round for d in (tv.decisions if tv else []) if d in self.decisions]
         return max(rounds, default=-1)
 
+    def scale_figure(self, configured: int) -> ScaleFigure:
+        """The effective scale and where it came from: a scale command's, else the one the engine started at
+        (``scale``, set from its swarm.scale), else ``configured`` (no engine seen: this configuration's)."""
+        return scale_figure(self.commanded_scale, self.scale if self.scale is not None else configured)
+
     def today_spend(self, now: float | None = None) -> float:
         return self.spend_days.get(utc_day(self.clock() if now is None else now), 0.0)
 
@@ -305,7 +317,6 @@ class SwarmState:
     # ------------------------------------------------------------------ a JSON snapshot (status --json)
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
-        counts = Counter(t.state for t in self.tasks.values())
         return {
             "tasks": [
                 {
@@ -326,7 +337,7 @@ class SwarmState:
                 }
                 for t in sorted(self.tasks.values(), key=lambda t: t.task.created_at)
             ],
-            "task_counts": dict(counts),
+            "task_counts": task_counts(t.state for t in self.tasks.values()),
             "decisions": [
                 {
                     "id": d.id,
@@ -335,7 +346,7 @@ class SwarmState:
                     "source": d.decision.source,
                     "workers": len(d.plan),
                     "plan": [p.model_dump() for p in d.plan],
-                    "est_cost_usd": [d.decision.est_cost_min, d.decision.est_cost_max],
+                    "est_cost_usd": list(d.estimate),
                     "clamps": [c.model_dump() for c in d.decision.clamps],
                     "merge": [m.model_dump() for m in d.decision.merge],
                     "examples": list(d.decision.examples),

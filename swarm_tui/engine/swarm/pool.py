@@ -215,6 +215,7 @@ class Pool:
             "running": len(self.runs),
             "held": len(self.fetch.held),
             "states": dict(states),
+            "tokens": {r.job.worker_id: r.progress.tokens for r in self.runs.values()},
             "host": self.host,
             "blocked": str(self.blocked() or self.cloud_blocked() or ""),
             "out_of_credit": str(self.cloud_blocked() or ""),

@@ -25,6 +25,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Tab, Tabs
 
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
+from swarm_tui.engine.projection.figures import task_counts, tasks_title
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import HELP_ACTION, shown_key
 from swarm_tui.tui.control_client import ControlClient
@@ -294,6 +295,7 @@ class ControlRoom(RoomActions):
             compact=self.compact,
             needs=tuple(self.attention.badge()),
             needs_key=shown_key("attention", self.keymap),
+            configured_scale=self.link.cfg.swarm.scale,
         )
 
     def spend_info(self) -> AnySpend | None:
@@ -333,16 +335,7 @@ class ControlRoom(RoomActions):
         state = self.link.state
         pending = len(state.pending_decisions())
         live = len(state.live_workers())
-        counts: dict[str, int] = {}
-        for t in state.tasks.values():
-            counts[t.state] = counts.get(t.state, 0) + 1
-        _set_title(
-            self.query_one("#tasks-panel"),
-            (
-                f"Tasks {len(state.tasks)} · {counts.get('running', 0)} running · {counts.get('pending', 0)} pending"
-                f" · {counts.get('done', 0)} done"
-            ),
-        )
+        _set_title(self.query_one("#tasks-panel"), tasks_title(task_counts(t.state for t in state.tasks.values())))
         _set_title(
             self.query_one("#decisions-panel"),
             f"Decisions · {pending} waiting for approval" if pending else "Decisions",
@@ -350,7 +343,7 @@ class ControlRoom(RoomActions):
         _set_title(
             self.workers_panel,
             (
-                f"Workers {live} live · scale {state.scale if state.scale is not None else '-'}"
+                f"Workers {live} live · scale {state.scale_figure(self.link.cfg.swarm.scale).value}"
                 + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")
             ),
         )

@@ -66,7 +66,8 @@ class DecisionDetail(Static):
         if dv.workers is not None and dv.workers != len(d.plan):
             t.append(f" (edited from {len(d.plan)})", style="yellow")
         t.append("\ncost: ", style="dim")
-        t.append(f"{fmt_usd(d.est_cost_min)} – {fmt_usd(d.est_cost_max)} (estimated)")
+        likely, worst = dv.estimate  # re-priced after an edit of the worker count
+        t.append(f"{fmt_usd(likely)} – {fmt_usd(worst)} (estimated)")
         t.append("  source: ", style="dim")
         t.append(one_line(d.source, 60))
         if d.latency_ms:

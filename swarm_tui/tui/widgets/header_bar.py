@@ -39,6 +39,7 @@ class HeaderView:
     compact: bool = False
     needs: tuple[Need, ...] = ()
     needs_key: str = "!"
+    configured_scale: int = 0  # swarm.scale, shown until the engine says its scale (figures.scale_figure)
 
 
 class HeaderBar(Static):
@@ -109,9 +110,8 @@ class HeaderBar(Static):
         t.append((mode if compact else f"approval {mode}") + (" " if pending else ""))
         if pending:
             t.append(f"({pending} waiting)" if not compact else f"{pending}!", style="bold yellow")
-        scale = state.scale
         t.append(" │ ", style="dim")
-        t.append(f"scale {scale if scale is not None else '-'}")
+        t.append(f"scale {state.scale_figure(view.configured_scale).value}")
         lane = usable(info.get("lane"))
         if lane and (lane.get("holder") or lane.get("waiting")):
             waiting = lane.get("waiting", [])

@@ -135,7 +135,7 @@ def decision_rows(
                     mark,
                     Text(short_id(dv.id, 10), style="dim"),
                     Text(f"{len(dv.plan)}: {plan}"),
-                    f"≤{fmt_usd(d.est_cost_max)}",
+                    f"≤{fmt_usd(dv.estimate[1])}",
                 ),
             )
         )

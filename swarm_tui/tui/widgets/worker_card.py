@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
+from swarm_tui.engine.projection.figures import worker_tokens
 from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.tui.model import OutputRing, fmt_usd, one_line, short_id, short_model
 from swarm_tui.tui.style import spaced, state_style
@@ -43,7 +44,7 @@ class WorkerCard(Widget, can_focus=True):
         ev = self.ev
         width = max(10, self.content_size.width)
         height = max(1, self.content_size.height)
-        tokens = max(ev.tokens, self.ring.tokens)
+        tokens = worker_tokens(ev.tokens, self.ring.tokens)
         words = [
             (ev.state, state_style(ev.state)),
             (f"{tokens} tok {fmt_usd(ev.cost_usd)}", "dim"),
