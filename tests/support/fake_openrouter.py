@@ -150,6 +150,11 @@ class FakeOpenRouter:
             "qwen/qwen3-coder": ("0.0000002", "0.0000008"),
         }
         self.key: dict[str, Any] = {"limit_remaining": 10.0, "usage": 0.0, "limit": 10.0}
+        # A key OpenRouter does not accept (revoked, mistyped): every request, GET /key included, answers 401
+        # "Invalid credentials (OAuth session expired, disabled/invalid API key)" ("Errors and Debugging",
+        # https://openrouter.ai/docs/api/reference/errors-and-debugging), as an error object {"error": {code, message}}.
+        self.key_rejected = False
+        self.key_asks = 0  # GET /key requests seen
         # more ``pricing`` parts of a model (``request``, ``internal_reasoning``, ``web_search``, ``overrides`` ...,
         # as the "Models" page's Pricing Object and the SDK's ``PublicPricing`` name them), over the defaults below
         self.pricing_extra: dict[str, dict[str, Any]] = {}
@@ -231,6 +236,9 @@ class FakeOpenRouter:
         return web.json_response({"data": data})
 
     async def _key(self, request: web.Request) -> web.Response:
+        self.key_asks += 1
+        if self.key_rejected:
+            return web.json_response({"error": {"code": 401, "message": "Invalid credentials"}}, status=401)
         return web.json_response({"data": dict(self.key)})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

@@ -45,7 +45,7 @@ from swarm_tui.engine.swarm.run import MAX_DELIVER, Run, cancel_scope
 
 log = logging.getLogger(__name__)
 
-MISSING_KEY = "OPENROUTER_API_KEY is not set"
+MISSING_KEY = "OPENROUTER_API_KEY is not set: set it, or start with --demo"  # what to do, where the work waits
 LEADER_ELECTED = f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
 BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps without a slot freed or a rescale
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to

@@ -1,4 +1,7 @@
-"""The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you."""
+"""The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you.
+
+What stops all work is said here with what to do, for as long as it holds: no OpenRouter key, a key OpenRouter
+rejects, its limit used up, no credit, paused, scale 0."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.info import ConductorInfo, EngineInfo, Need, usable
+from swarm_tui.engine.info import ConductorInfo, EngineInfo, Need, SpendInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
@@ -22,6 +25,7 @@ NEED_WORDS: Final[dict[NeedKind, str]] = {
     "bus": "bus lost",
 }
 _NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
+NO_KEY: Final = "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class HeaderView:
     compact: bool = False
     needs: tuple[Need, ...] = ()
     needs_key: str = "!"
+    has_key: bool = True  # an OpenRouter key is configured (what the header says before the engine's first check)
+    pause_key: str = "p"
 
 
 class HeaderBar(Static):
@@ -57,24 +63,34 @@ class HeaderBar(Static):
         room = self.content_size.width
         if not view.compact and room and line.cell_len > room:  # too long: first without the bus's kind
             line = self.build(view, bus_kind_shown=False)
-            if line.cell_len > room:  # then the short words
-                line = self.build(view, compact=True)
+            if line.cell_len > room:  # then the short words (a blocking state keeps its words longest)
+                line = self.build(view, compact=True, blocking_short=False)
+                if line.cell_len > room:
+                    line = self.build(view, compact=True)
         self.line = line
 
     def watch_line(self, line: Text) -> None:
         self.update(line, layout=False)
 
     @staticmethod
-    def build(view: HeaderView, *, compact: bool = False, bus_kind_shown: bool = True) -> Text:
+    def build(
+        view: HeaderView, *, compact: bool = False, bus_kind_shown: bool = True, blocking_short: bool | None = None
+    ) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         info, state, needs, bus_state = view.info, view.state, view.needs, view.bus_state
         eng = info.get("engine")  # None until an engine answers
         cond = usable(info.get("conductor"))
-        if view.demo or (eng and eng.get("demo")):
+        demo = view.demo or bool(eng and eng.get("demo"))
+        key = None if demo else key_state(usable(info.get("spend")), view.has_key)
+        short = compact if blocking_short is None else blocking_short  # what stops work: the last words cut
+        if demo:
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
-        elif not compact and not needs:
+        elif not compact and not needs and not (key and key.blocks):
             t.append(" swarm-tui ", style="bold reverse")
+            t.append(" ")
+        if key and key.blocks:  # before anything else: no work starts until it changes
+            t.append(f" {key.short if short else key.words} ", style="bold reverse red")
             t.append(" ")
         if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
             kinds = ", ".join(_NEED_WORD_BY_NAME.get(n["kind"], n["kind"]) for n in needs)
@@ -94,10 +110,11 @@ class HeaderBar(Static):
         else:
             cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
             t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")
-            if cstate != "idle":  # idle is the usual: only the other states are news
+            if cstate not in ("idle", "paused"):  # idle is the usual: only the other states are news
                 t.append(f" · {cstate}")
             if state.paused:  # from the event log: the same for a local and an attached app
-                t.append(" · PAUSED", style="bold yellow")
+                t.append(" · ")
+                t.append(f"paused ({view.pause_key} to resume)", style="bold yellow")
             else:
                 nxt = cond.get("next_beat_s") if cond else None
                 if nxt is not None:  # in steps of 5 s: the header is repainted every 5 s at rest, not every second
@@ -111,7 +128,16 @@ class HeaderBar(Static):
             t.append(f"({pending} waiting)" if not compact else f"{pending}!", style="bold yellow")
         scale = state.scale
         t.append(" │ ", style="dim")
-        t.append(f"scale {scale if scale is not None else '-'}")
+        if scale == 0:
+            t.append(
+                "scale 0: no worker will start (+ to raise)" if not short else "scale 0: none start",
+                style="bold yellow",
+            )
+        else:
+            t.append(f"scale {scale if scale is not None else '-'}")
+        if key and not key.blocks and not compact and bus_kind_shown:  # "key ok": room allowing
+            t.append(" │ ", style="dim")
+            t.append(key.words, style=key.style)
         lane = usable(info.get("lane"))
         if lane and (lane.get("holder") or lane.get("waiting")):
             waiting = lane.get("waiting", [])
@@ -126,6 +152,36 @@ class HeaderBar(Static):
                 style="" if eng else "bold red",
             )
         return t
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The OpenRouter key as the header says it."""
+
+    words: str
+    short: str
+    blocks: bool  # no cloud work starts while it holds
+    style: str = "dim"
+
+
+def key_state(spend: SpendInfo | None, has_key: bool) -> KeyState | None:
+    """The key's state from the spend guard's last look at ``GET /key`` (and a 402), or from the configuration
+    while no spend guard reports (the engine is starting: the first frame already says a missing key)."""
+    if spend is None or "key_status" not in spend:
+        return None if has_key else KeyState(NO_KEY, "no key", True)
+    status = plain(str(spend.get("key_status") or ""))[:60]
+    blocked = plain(str(spend.get("blocked_reason") or ""))
+    if status == "no key":
+        return KeyState(NO_KEY, "no key", True)
+    if status.startswith("rejected"):
+        return KeyState(f"key {status}: check OPENROUTER_API_KEY", "key rejected", True)
+    if blocked.startswith("key limit"):
+        return KeyState("key limit used up: raise it on openrouter.ai", "key limit used up", True)
+    if spend.get("out_of_credit") or blocked:
+        return KeyState("out of credit: add credit on openrouter.ai", "no credit", True)
+    if status == "ok":
+        return KeyState("key ok", "key ok", False)
+    return KeyState(f"key {status}", f"key {status}"[:24], False, "yellow")  # not checked yet, unreachable
 
 
 COUNTDOWN_STEP_S = 5
