@@ -76,14 +76,14 @@ def key_line(spend: AnySpend) -> tuple[str, str]:
     credit; a key OpenRouter rejects, or none, says so instead."""
     status = str(spend.get("key_status", ""))  # none in the log's figures (no spend guard reporting)
     left = spend.get("credits_left_usd")
-    if spend.get("demo"):
-        return "no key used (demo)", "dim"
-    if status == "no key":
-        return "no OpenRouter key (set OPENROUTER_API_KEY)", "bold red"
     if status.startswith("rejected"):
         return f"key {one_line(status, 40)}: check OPENROUTER_API_KEY", "bold red"
     if left is not None:
         return f"key limit left {fmt_usd(left, 2)}", "bold red" if left <= 0 else ""
+    if spend.get("demo"):  # the demo's workers use no key
+        return "no key used (demo)", "dim"
+    if status == "no key":
+        return "no OpenRouter key (set OPENROUTER_API_KEY)", "bold red"
     if status == "ok":
         return "key has no limit", ""
     if status in ("", "not checked yet"):
