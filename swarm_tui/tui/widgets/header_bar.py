@@ -59,14 +59,20 @@ class HeaderBar(Static):
     def watch_view(self, view: HeaderView | None) -> None:
         if view is None:
             return
-        line = self.build(view, compact=view.compact)
         room = self.content_size.width
-        if not view.compact and room and line.cell_len > room:  # too long: first without the bus's kind
-            line = self.build(view, bus_kind_shown=False)
-            if line.cell_len > room:  # then the short words (a blocking state keeps its words longest)
-                line = self.build(view, compact=True, blocking_short=False)
-                if line.cell_len > room:
-                    line = self.build(view, compact=True)
+        # too long: first without the bus's kind, then the short words; what stops work keeps its words longest
+        # (the conductor's field goes first: nothing it decides starts then)
+        tries: tuple[dict[str, bool], ...] = (
+            {},
+            {"bus_kind_shown": False},
+            {"compact": True, "blocking_short": False},
+            {"compact": True, "blocking_short": False, "conductor_shown": False},
+            {"compact": True},
+        )
+        for kw in tries[2:] if view.compact else tries:
+            line = self.build(view, **kw)
+            if not room or line.cell_len <= room:
+                break
         self.line = line
 
     def watch_line(self, line: Text) -> None:
@@ -74,7 +80,12 @@ class HeaderBar(Static):
 
     @staticmethod
     def build(
-        view: HeaderView, *, compact: bool = False, bus_kind_shown: bool = True, blocking_short: bool | None = None
+        view: HeaderView,
+        *,
+        compact: bool = False,
+        bus_kind_shown: bool = True,
+        blocking_short: bool | None = None,
+        conductor_shown: bool = True,
     ) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         info, state, needs, bus_state = view.info, view.state, view.needs, view.bus_state
@@ -104,9 +115,13 @@ class HeaderBar(Static):
             t.append(f"({view.bus_kind or '-'})", style="dim")
         else:
             t.append(f"bus {bus_state}", style="" if ok else "bold red")
-        t.append(" │ ", style="dim")
+        if view.engine_error or conductor_shown or state.paused:
+            t.append(" │ ", style="dim")
         if view.engine_error:
             t.append(f"engine failed: {plain(view.engine_error)[:60]}", style="bold red")
+        elif not conductor_shown:
+            if state.paused:
+                t.append(f"paused ({view.pause_key} to resume)", style="bold yellow")
         else:
             cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
             t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")

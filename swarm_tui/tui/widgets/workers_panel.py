@@ -65,10 +65,7 @@ class PoolFacts:
             and self.host
             and w.host == self.host
         ):
-            return (
-                "recovering: its worker stopped before this engine started; "
-                f"waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
-            )
+            return f"recovering after a restart: waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
         if w.state == "queued" and self.blocked:
             return f"waits: {self.blocked}"
         if w.state == "queued" and self.scale == 0:
