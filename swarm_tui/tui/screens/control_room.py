@@ -295,7 +295,7 @@ class ControlRoom(RoomActions):
             compact=self.compact,
             needs=tuple(self.attention.badge()),
             needs_key=shown_key("attention", self.keymap),
-            has_key=bool(link.cfg.openrouter.api_key),
+            has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
             pause_key=shown_key("pause", self.keymap),
         )
 
