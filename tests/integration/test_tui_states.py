@@ -176,6 +176,36 @@ async def test_a_rejected_key_stops_cloud_dispatch_and_a_recheck_polls_at_once(
             await watch.close()
 
 
+async def test_a_call_refused_for_its_key_has_the_key_checked_at_once_and_later_jobs_wait(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    async with FakeOpenRouter() as fo:
+        cfg = make_config(tmp_path, nats_server.url, OPENROUTER_API_BASE=fo.base, OPENROUTER_API_KEY=KEY)
+        cfg = cfg.replace(openrouter__key_poll_s=3600.0)
+        bus = await Bus(cfg).connect()
+        engine = Engine(cfg, bus)
+        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths)))
+        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
+        pool = engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+        await engine.start()
+        try:
+            await until(lambda: spend.key_status == "ok")
+            fo.key_rejected = True  # revoked while the engine runs
+            first = await approve(bus, 1)
+            await until(lambda: any(w.state == "failed" for w in engine.state.workers.values()), 10)
+            await until(lambda: spend.key_status == "rejected (HTTP 401)", 5)  # not an hour later
+            assert str(pool.blocked() or pool.cloud_blocked()).startswith("key rejected (HTTP 401)")
+            asked = len(fo.chats())
+            second = await approve(bus, 1)
+            await until(lambda: any(w.decision_id == second.id for w in engine.state.workers.values()))
+            await asyncio.sleep(0.6)
+            assert len(fo.chats()) == asked, "no call goes out while the key is rejected"
+            assert first.id != second.id
+        finally:
+            await engine.stop()
+            await bus.close()
+
+
 def spend_of(**over: Any) -> SpendInfo:
     spend = {
         "ceiling_usd": 1.0,

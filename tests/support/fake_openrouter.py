@@ -267,7 +267,7 @@ class FakeOpenRouter:
         self._gen += 1
         rec["id"] = f"gen-{self._gen}"
         self.requests.append(rec)
-        ans = self._next(body)
+        ans = Answer(status=401) if self.key_rejected else self._next(body)
         if ans.status != 200:
             rec["status"] = ans.status
             headers = dict(ans.headers or {})
@@ -278,6 +278,8 @@ class FakeOpenRouter:
                 headers["Retry-After"] = str(ans.retry_after)
             rec["t_end"] = time.monotonic()
             err: dict[str, Any] = {"code": ans.status, "message": ERROR_TEXT.get(ans.status, "error")}
+            if self.key_rejected:
+                err["message"] = "Invalid credentials"
             if ans.status == 402 and ans.afford is not None:
                 # a 402 for this request only ("Errors and Debugging", 402): fewer max_tokens would do
                 err["message"] = (
