@@ -93,7 +93,7 @@ class HeaderBar(Static):
         cond = usable(info.get("conductor"))
         demo = view.demo or bool(eng and eng.get("demo"))
         key = None if demo else key_state(usable(info.get("spend")), view.has_key)
-        short = compact if blocking_short is None else blocking_short  # what stops work: the last words cut
+        short = compact if blocking_short is None else blocking_short  # what stops work or needs you: cut last
         if demo:
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
@@ -105,7 +105,7 @@ class HeaderBar(Static):
             t.append(" ")
         if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
             kinds = ", ".join(_NEED_WORD_BY_NAME.get(n["kind"], n["kind"]) for n in needs)
-            badge = f" ⚑ {len(needs)} " if compact else f" ⚑ needs you: {kinds} · {view.needs_key} "
+            badge = f" ⚑ {len(needs)} " if short else f" ⚑ needs you: {kinds} · {view.needs_key} "
             t.append(badge, style="bold reverse yellow")
             t.append(" ")
         ok = bus_state == "connected"
