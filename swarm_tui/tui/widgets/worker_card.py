@@ -21,8 +21,8 @@ REASON_LINES = 2  # lines of the reason on a card that is not expanded (the expa
 def card_reason(ev: WorkerEvent, note: str) -> str:
     """Why the worker is where it is, or "" when there is nothing to say: its event's reason (a wait, a retry, a
     failure, a cancel) or, when it has none, what the panel knows (``note``: the pool takes no job, recovering)."""
-    if ev.state in ("running", "done"):
-        return note if ev.state == "running" else ""
+    if ev.state == "running":  # a running worker's event has no reason; the note may say it is recovering
+        return note
     return ev.reason or note
 
 
