@@ -28,7 +28,7 @@ from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.tui.model import OutputRing, wrap_tail
 from swarm_tui.tui.screens.text import TextScreen
-from swarm_tui.tui.widgets.header_bar import NO_KEY, HeaderBar, HeaderView
+from swarm_tui.tui.widgets.header_bar import NO_KEY, NO_KEY_SHORT, HeaderBar, HeaderView
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from swarm_tui.tui.widgets.workers_panel import SCALE_ZERO, PoolFacts, WorkersPanel
@@ -99,6 +99,11 @@ async def test_with_no_key_the_first_screen_says_so_and_what_to_do(engine: Engin
         await pilot.pause()
         assert NO_KEY in header.line.plain, header.line.plain
         assert header.line.cell_len <= header.content_size.width
+        await pilot.resize_terminal(80, 24)  # narrow: shorter words, still what to do
+        await pilot.pause(0.3)
+        app.room.show_header()
+        await pilot.pause()
+        assert NO_KEY_SHORT in header.line.plain and header.line.cell_len <= header.content_size.width, header.line
     assert NO_KEY == "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
 
 

@@ -26,6 +26,7 @@ NEED_WORDS: Final[dict[NeedKind, str]] = {
 }
 _NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
 NO_KEY: Final = "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
+NO_KEY_SHORT: Final = "no key: set OPENROUTER_API_KEY or --demo"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class HeaderBar(Static):
             {"compact": True, "blocking_short": False},
             {"compact": True, "blocking_short": False, "conductor_shown": False},
             {"compact": True},
+            {"compact": True, "bus_kind_shown": False, "conductor_shown": False},
         )
         for kw in tries[2:] if view.compact else tries:
             line = self.build(view, **kw)
@@ -183,13 +185,13 @@ def key_state(spend: SpendInfo | None, has_key: bool) -> KeyState | None:
     """The key's state from the spend guard's last look at ``GET /key`` (and a 402), or from the configuration
     while no spend guard reports (the engine is starting: the first frame already says a missing key)."""
     if spend is None or "key_status" not in spend:
-        return None if has_key else KeyState(NO_KEY, "no key", True)
+        return None if has_key else KeyState(NO_KEY, NO_KEY_SHORT, True)
     status = plain(str(spend.get("key_status") or ""))[:60]
     blocked = plain(str(spend.get("blocked_reason") or ""))
     if status == "no key":
-        return KeyState(NO_KEY, "no key", True)
+        return KeyState(NO_KEY, NO_KEY_SHORT, True)
     if status.startswith("rejected"):
-        return KeyState(f"key {status}: check OPENROUTER_API_KEY", "key rejected", True)
+        return KeyState(f"key {status}: check OPENROUTER_API_KEY", "key rejected: check OPENROUTER_API_KEY", True)
     if blocked.startswith("key limit"):
         return KeyState("key limit used up: raise it on openrouter.ai", "key limit used up", True)
     if spend.get("out_of_credit") or blocked:
