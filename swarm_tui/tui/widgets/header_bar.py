@@ -71,7 +71,9 @@ class HeaderBar(Static):
             {"compact": True},
             {"compact": True, "bus_kind_shown": False, "conductor_shown": False},
         )
-        for kw in tries[2:] if view.compact else tries:
+        if not blocking(view):  # nothing stops work: the short words at once, as ever
+            tries = tuple(kw for kw in tries if "blocking_short" not in kw)
+        for kw in tries if not view.compact else tuple(kw for kw in tries if kw.get("compact")):
             line = self.build(view, **kw)
             if not room or line.cell_len <= room:
                 break
@@ -169,6 +171,16 @@ class HeaderBar(Static):
                 style="" if eng else "bold red",
             )
         return t
+
+
+def blocking(view: HeaderView) -> bool:
+    """Whether the header says something that stops all work (its words are kept longest)."""
+    info = view.info
+    eng = info.get("engine")
+    if view.demo or (eng and eng.get("demo")):
+        return view.state.scale == 0
+    key = key_state(usable(info.get("spend")), view.has_key)
+    return bool(key and key.blocks) or view.state.scale == 0
 
 
 @dataclass(frozen=True)
