@@ -37,7 +37,8 @@ class ControlClient:
     def send(
         self, verb: str, args: dict[str, Any], done: str, *, then: Callable[[], None] | None = None
     ) -> Worker[bool]:
-        """Ask for ``verb``; ``done`` is the toast when the engine accepts, ``then`` runs after that."""
+        """Ask for ``verb``; ``done`` is the toast when the engine accepts ("": none, the screen shows the change),
+        ``then`` runs after that."""
         return self._start(self._send(verb, args, done, then), f"{verb} request")
 
     def send_quietly(self, verb: str, args: dict[str, Any]) -> Worker[bool]:
@@ -74,7 +75,8 @@ class ControlClient:
         if not reply.ok:
             notify(plain(reply.error)[:300], title=verb, severity="warning", markup=False)
             return False
-        notify(done, timeout=3, markup=False)
+        if done:
+            notify(done, timeout=3, markup=False)
         self.accepted()
         return True
 

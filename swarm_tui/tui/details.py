@@ -14,13 +14,18 @@ from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 
 def worker_detail(card: WorkerCard) -> tuple[str, Text]:
-    """(title, body): the ring's text, or its reasoning (dimmed) while the model has not answered yet."""
+    """(title, body): why it waits or failed (the card's reason, whole), then the ring's text, or its reasoning
+    (dimmed) while the model has not answered yet."""
     ring = card.ring
-    body = (
-        Text(ring.text())
-        if ring.size
-        else Text(ring.reasoning or "(no output yet)", style="dim italic" if ring.reasoning else "")
-    )
+    body = Text()
+    if card.reason:
+        body.append(
+            f"{card.ev.state}: {plain(card.reason)}\n\n", style="bold red" if card.ev.state == "failed" else "yellow"
+        )
+    if ring.size:
+        body.append(ring.text())
+    else:
+        body.append(ring.reasoning or "(no output yet)", style="dim italic" if ring.reasoning else "")
     note = f"{card.worker_id}: the last {ring.size} characters on screen"
     if ring.dropped:
         note += f" ({ring.dropped} earlier ones are in the result: swarm-tui result {card.ev.task_id})"

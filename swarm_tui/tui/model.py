@@ -79,19 +79,35 @@ class OutputRing:
 
 
 def wrap_tail(text: str, width: int, lines: int) -> list[str]:
-    """The last ``lines`` screen lines of ``text``, hard-wrapped at ``width`` columns."""
+    """The last ``lines`` screen lines of ``text``, wrapped at ``width`` columns on word boundaries (a word
+    longer than a line is cut)."""
     if lines <= 0:
         return []
     width = max(4, width)
     src = text[-(width * lines * 2 + 2) :].rstrip("\n")
     out: list[str] = []
     for raw in reversed(src.split("\n")):
-        raw = raw.expandtabs(4)
-        wrapped = [raw[i : i + width] for i in range(0, len(raw), width)] or [""]
-        out[:0] = wrapped
+        out[:0] = wrap_words(raw.expandtabs(4), width)
         if len(out) >= lines:
             break
     return out[-lines:]
+
+
+def wrap_words(line: str, width: int) -> list[str]:
+    """One line of text in pieces of at most ``width`` columns, broken at the last space that fits (the space
+    itself dropped), else mid-word (a word longer than a line)."""
+    width = max(1, width)
+    out: list[str] = []
+    while len(line) > width:
+        cut = line.rfind(" ", 0, width + 1)
+        if cut <= 0 or not line[:cut].strip():  # no space to break at (or only an indent): cut the word
+            out.append(line[:width])
+            line = line[width:]
+        else:
+            out.append(line[:cut])
+            line = line[cut + 1 :]
+    out.append(line)
+    return out
 
 
 def fmt_usd(v: Any, digits: int = 4) -> str:

@@ -251,9 +251,9 @@ async def test_missing_key_dispatches_nothing_and_says_why(tmp_path: Path, nats_
             await engine.stop()
         assert fo.requests == []
         assert jobs == 2  # still waiting on the queue
-        assert pool.info()["blocked"] == "OPENROUTER_API_KEY is not set"
+        assert pool.info()["blocked"] == "OPENROUTER_API_KEY is not set: set it, or start with --demo"
         w = engine.state.workers[worker_id(d.id, 0)]
-        assert w.state == "queued" and w.reason == "OPENROUTER_API_KEY is not set"
+        assert w.state == "queued" and w.reason == "OPENROUTER_API_KEY is not set: set it, or start with --demo"
 
 
 async def test_over_budget_waits_and_goes_when_allowed(tmp_path: Path, nats_server: EmbeddedServer) -> None:

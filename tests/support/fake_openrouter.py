@@ -150,6 +150,11 @@ class FakeOpenRouter:
             "qwen/qwen3-coder": ("0.0000002", "0.0000008"),
         }
         self.key: dict[str, Any] = {"limit_remaining": 10.0, "usage": 0.0, "limit": 10.0}
+        # A key OpenRouter does not accept (revoked, mistyped): every request, GET /key included, answers 401
+        # "Invalid credentials (OAuth session expired, disabled/invalid API key)" ("Errors and Debugging",
+        # https://openrouter.ai/docs/api/reference/errors-and-debugging), as an error object {"error": {code, message}}.
+        self.key_rejected = False
+        self.key_asks = 0  # GET /key requests seen
         # more ``pricing`` parts of a model (``request``, ``internal_reasoning``, ``web_search``, ``overrides`` ...,
         # as the "Models" page's Pricing Object and the SDK's ``PublicPricing`` name them), over the defaults below
         self.pricing_extra: dict[str, dict[str, Any]] = {}
@@ -231,6 +236,9 @@ class FakeOpenRouter:
         return web.json_response({"data": data})
 
     async def _key(self, request: web.Request) -> web.Response:
+        self.key_asks += 1
+        if self.key_rejected:
+            return web.json_response({"error": {"code": 401, "message": "Invalid credentials"}}, status=401)
         return web.json_response({"data": dict(self.key)})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -259,7 +267,7 @@ class FakeOpenRouter:
         self._gen += 1
         rec["id"] = f"gen-{self._gen}"
         self.requests.append(rec)
-        ans = self._next(body)
+        ans = Answer(status=401) if self.key_rejected else self._next(body)
         if ans.status != 200:
             rec["status"] = ans.status
             headers = dict(ans.headers or {})
@@ -270,6 +278,8 @@ class FakeOpenRouter:
                 headers["Retry-After"] = str(ans.retry_after)
             rec["t_end"] = time.monotonic()
             err: dict[str, Any] = {"code": ans.status, "message": ERROR_TEXT.get(ans.status, "error")}
+            if self.key_rejected:
+                err["message"] = "Invalid credentials"
             if ans.status == 402 and ans.afford is not None:
                 # a 402 for this request only ("Errors and Debugging", 402): fewer max_tokens would do
                 err["message"] = (

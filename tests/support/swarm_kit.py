@@ -175,6 +175,9 @@ class FakeSpend:
     def mark_out_of_credit(self, reason: str) -> None:
         self.blocked = reason
 
+    def recheck_key(self) -> None:
+        pass
+
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens + completion_tokens) * 1e-6
 

@@ -5,6 +5,8 @@ Two things stop cloud dispatch, whatever the budget says:
 - the key's own limit is used up: ``GET {api_base}/key`` (polled every ``openrouter.key_poll_s``) answers
   ``data.limit_remaining`` <= 0. ``limit_remaining`` is the key's limit, not the account's balance (null: the key
   has no limit).
+- the key is rejected: the key endpoint answered 401 or 403 (a revoked or mistyped key). Every call would fail;
+  this holds until a poll answers 200.
 - the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
   visible to the key, so this holds until a later poll shows the key's limit allows again, a call sent after
   it goes through, or the cool-down passes (then a 402 stops it again).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -28,10 +31,12 @@ from swarm_tui.engine.errors import Refusal
 from swarm_tui.engine.guards.estimate import usd
 from swarm_tui.engine.guards.openrouter_get import Refused, get_json
 from swarm_tui.engine.info import CreditInfo
+from swarm_tui.engine.lifecycle import within
 
 log = logging.getLogger(__name__)
 
 _KEY_STATUS = {401: "rejected (HTTP 401)", 403: "rejected (HTTP 403)", 404: "no key endpoint"}
+KEY_REJECTED = (401, 403)
 
 
 class CreditWatch:
@@ -56,6 +61,7 @@ class CreditWatch:
         self._credit_at = 0.0
         self._last_poll = 0.0
         self._http: aiohttp.ClientSession | None = None
+        self._recheck = asyncio.Event()  # look at the key now, not at the next key_poll_s
 
     def blocked(self) -> Refusal | None:
         """Why no cloud job may be dispatched now, or None."""
@@ -77,6 +83,11 @@ class CreditWatch:
         self._credit_at = self.clock()
         self.counts["out_of_credit"] += 1
         log.warning("cloud dispatch stopped: %s", self._credit_reason)
+        self.recheck()  # the key's limit may be what ran out: the header says which at once
+
+    def recheck(self) -> None:
+        """Poll the key now (the run loop's next turn): something said its state may have changed."""
+        self._recheck.set()
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
@@ -100,6 +111,8 @@ class CreditWatch:
         self._last_poll = polled_at
         if status != 200:
             self.key_status = _KEY_STATUS.get(status, f"HTTP {status}")
+            if status in KEY_REJECTED:  # every call would be refused: none is sent until a poll answers 200
+                self._key_blocked = f"key {self.key_status}: check OPENROUTER_API_KEY (swarm-tui doctor)"
             if status == 402:
                 self.mark_out_of_credit("out of credit: the key endpoint answered 402")
             return
@@ -125,10 +138,13 @@ class CreditWatch:
             self._key_blocked = ""
 
     async def run(self) -> None:
-        """Poll the key every ``openrouter.key_poll_s``, until cancelled."""
+        """Poll the key at once (the header says its state before any work), then every ``openrouter.key_poll_s``
+        or when ``recheck`` asks, until cancelled."""
         while True:
+            self._recheck.clear()
             await self.poll_key()
-            await asyncio.sleep(self.openrouter.key_poll_s)
+            with contextlib.suppress(TimeoutError):
+                await within(self._recheck.wait(), self.openrouter.key_poll_s)
 
     async def close(self) -> None:
         if self._http is not None:

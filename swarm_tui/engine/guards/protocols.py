@@ -103,6 +103,10 @@ class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
         """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
         ...
 
+    def recheck_key(self) -> None:
+        """A call was refused for its key (401): look at the key now, not at the next poll."""
+        ...
+
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Cost from the price list, for calls whose provider reported none."""
         ...

@@ -354,6 +354,9 @@ class SpendGuard:
     def mark_out_of_credit(self, reason: str) -> None:
         self._credit.mark_out_of_credit(reason)
 
+    def recheck_key(self) -> None:
+        self._credit.recheck()
+
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
         await self._credit.poll_key()

@@ -15,6 +15,7 @@ import time
 from typing import Any, Literal
 
 CallErrorKind = Literal["rate_limited", "out_of_credit", "cannot_afford", "retryable", "stream_error", "fatal"]
+KEY_REFUSED = "the provider refused the key (401)"  # a failed job's reason starts so: the pool has the key rechecked
 
 
 class HttpStatus(Exception):
@@ -209,7 +210,7 @@ def classify(exc: BaseException, secrets: list[str] | None = None) -> CallError:
             )
         return call_error(402, f"out of credit (402): {reason}")
     if status == 401:
-        return call_error(401, f"the provider refused the key (401): {reason}")
+        return call_error(401, f"{KEY_REFUSED}: {reason}")
     if status == 403:  # "Errors and Debugging": guardrail block, moderation flag (or a region the model refuses)
         return call_error(403, f"refused by OpenRouter (moderation, guardrail or region): {reason}")
     if name in ("Timeout", "APIConnectionError") or (status is not None and (status >= 500 or status == 408)):

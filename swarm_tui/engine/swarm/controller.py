@@ -363,7 +363,7 @@ class Controller:
             and not job.demo
             and not self.settings.has_api_key
         ):
-            return Refusal("OPENROUTER_API_KEY is not set")
+            return Refusal("OPENROUTER_API_KEY is not set: set it, or start with --demo")
         return None
 
     async def publish_job(self, job: Job) -> None:

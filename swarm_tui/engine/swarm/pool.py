@@ -28,13 +28,14 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import ControlEvent, Decision, Job, decode
+from swarm_tui.engine.bus.wire import ControlEvent, Decision, Job, WorkerEvent, decode
 from swarm_tui.engine.errors import InvalidMessage, Refusal
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
 from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.info import PoolInfo
 from swarm_tui.engine.lifecycle import within
+from swarm_tui.engine.swarm.call_errors import KEY_REFUSED
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.endpoint import Endpoint
@@ -45,7 +46,7 @@ from swarm_tui.engine.swarm.run import MAX_DELIVER, Run, cancel_scope
 
 log = logging.getLogger(__name__)
 
-MISSING_KEY = "OPENROUTER_API_KEY is not set"
+MISSING_KEY = "OPENROUTER_API_KEY is not set: set it, or start with --demo"  # what to do, where the work waits
 LEADER_ELECTED = f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
 BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps without a slot freed or a rescale
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
@@ -245,6 +246,9 @@ class Pool:
         if isinstance(ev, Decision) and ev.plan and self._tasks and not self.blocked():
             if self.needs_litellm([p.model for p in ev.plan]):
                 self.warm_up()
+        if isinstance(ev, WorkerEvent) and ev.state == "failed" and ev.host == self.host and self.spend is not None:
+            if ev.reason.startswith(KEY_REFUSED):  # revoked or changed: the header and the next jobs say so now
+                self.spend.recheck_key()
         if not isinstance(ev, ControlEvent):
             return
         if ev.what == "scale" and ev.value is not None and self._tasks:

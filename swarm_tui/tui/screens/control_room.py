@@ -40,7 +40,7 @@ from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
 from swarm_tui.tui.widgets.table_fit import decision_rows, sync_table, task_rows
-from swarm_tui.tui.widgets.workers_panel import WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
 COMPACT_HEIGHT = 30
@@ -119,6 +119,7 @@ class ControlRoom(RoomActions):
     def watch_info(self, info: EngineInfo) -> None:
         """The engine's new info (the App's poll): a RAM reading, the guards' panels and the header."""
         self.take_ram_reading(info)
+        self.workers_panel.facts = PoolFacts.of(info, self.link.cfg.swarm.ack_wait_s)
         self.show_guards()
         self.show_header()
 
@@ -296,6 +297,8 @@ class ControlRoom(RoomActions):
             needs=tuple(self.attention.badge()),
             needs_key=shown_key("attention", self.keymap),
             configured_scale=self.link.cfg.swarm.scale,
+            has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
+            pause_key=shown_key("pause", self.keymap),
         )
 
     def spend_info(self) -> AnySpend | None:

@@ -15,18 +15,19 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
-from swarm_tui.engine.info import Need
+from swarm_tui.engine.info import AnySpend, Need
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.tui.attention.watch import Places
 from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.details import decision_full_text, worker_detail
 from swarm_tui.tui.link import Link
+from swarm_tui.tui.model import fmt_usd
 from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.prompt import InputScreen
 from swarm_tui.tui.screens.text import TextScreen
 from swarm_tui.tui.widgets.worker_card import WorkerCard
-from swarm_tui.tui.widgets.workers_panel import WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import SCALE_ZERO, WorkersPanel
 
 
 class RoomAttention(Protocol):
@@ -89,6 +90,25 @@ class RoomActions(Screen[None]):
         """Show one of the room's tabs (the control room lays them out)."""
         raise NotImplementedError
 
+    def spend_info(self) -> AnySpend | None:
+        """The Spend panel's figures (the control room reads them from the engine's info, or the log)."""
+        raise NotImplementedError
+
+    def start_blocked(self) -> str:
+        """Why an approved decision's workers would not start now ("" when nothing known stops them)."""
+        spend = self.spend_info()
+        ceiling, today = (spend.get("ceiling_usd"), spend.get("today_usd") or 0.0) if spend else (None, 0.0)
+        if ceiling and today >= ceiling:
+            return (
+                f"over the ceiling ({fmt_usd(today, 2)} spent of {fmt_usd(ceiling, 2)} today): "
+                "no cloud job starts until `swarm-tui budget USD` raises it"
+            )
+        if self.workers_panel.facts.blocked:
+            return self.workers_panel.facts.blocked
+        if self.link.state.scale == 0:
+            return SCALE_ZERO
+        return ""
+
     def select_newest_pending(self) -> None:
         """The newest decision that waits for approval, under the cursor (``!`` goes there)."""
         pending = self.link.state.pending_decisions()
@@ -129,6 +149,9 @@ class RoomActions(Screen[None]):
         dv = self.target_decision()
         if dv is None:
             return self._no_pending()
+        why = self.start_blocked()
+        if why:  # said at once, and on the cards for as long as it holds
+            self.app.notify(f"{dv.id} will not start now: {why}", severity="warning", timeout=10, markup=False)
         self.controls.send("approve", {"id": dv.id}, f"approved {dv.id} ({len(dv.plan)} workers)")
 
     def action_reject(self) -> None:
@@ -159,7 +182,9 @@ class RoomActions(Screen[None]):
     def action_scale(self, delta: int) -> None:
         state = self.link.state
         current = state.scale if state.scale is not None else self.link.cfg.swarm.scale
-        self.controls.send("scale", {"delta": int(delta), "current": current}, f"scale {'up' if delta > 0 else 'down'}")
+        # no toast when it is done: the header and the Workers title show the new value (a toast per key flooded
+        # the screen without saying it); a refusal still says why
+        self.controls.send("scale", {"delta": int(delta), "current": current}, "")
 
     def action_cancel_worker(self) -> None:
         # the focus on top: a palette entry chosen over a dialog acts on the dialog's focus, not a card behind it

@@ -1,4 +1,7 @@
-"""The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you."""
+"""The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you.
+
+What stops all work is said here with what to do, for as long as it holds: no OpenRouter key, a key OpenRouter
+rejects, its limit used up, no credit, paused, scale 0."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.info import ConductorInfo, EngineInfo, Need, usable
+from swarm_tui.engine.info import ConductorInfo, EngineInfo, Need, SpendInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
@@ -22,6 +25,8 @@ NEED_WORDS: Final[dict[NeedKind, str]] = {
     "bus": "bus lost",
 }
 _NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
+NO_KEY: Final = "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
+NO_KEY_SHORT: Final = "no key: set OPENROUTER_API_KEY or --demo"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class HeaderView:
     needs: tuple[Need, ...] = ()
     needs_key: str = "!"
     configured_scale: int = 0  # swarm.scale, shown until the engine says its scale (figures.scale_figure)
+    has_key: bool = True  # an OpenRouter key is configured (what the header says before the engine's first check)
+    pause_key: str = "p"
 
 
 class HeaderBar(Static):
@@ -54,32 +61,56 @@ class HeaderBar(Static):
     def watch_view(self, view: HeaderView | None) -> None:
         if view is None:
             return
-        line = self.build(view, compact=view.compact)
         room = self.content_size.width
-        if not view.compact and room and line.cell_len > room:  # too long: first without the bus's kind
-            line = self.build(view, bus_kind_shown=False)
-            if line.cell_len > room:  # then the short words
-                line = self.build(view, compact=True)
+        # too long: first without the bus's kind, then the short words; what stops work keeps its words longest
+        # (the conductor's field goes first: nothing it decides starts then)
+        tries: tuple[dict[str, bool], ...] = (
+            {},
+            {"bus_kind_shown": False},
+            {"compact": True, "blocking_short": False},
+            {"compact": True, "blocking_short": False, "conductor_shown": False},
+            {"compact": True},
+            {"compact": True, "bus_kind_shown": False, "conductor_shown": False},
+        )
+        if not blocking(view):  # nothing stops work: the short words at once, as ever
+            tries = tuple(kw for kw in tries if "blocking_short" not in kw)
+        for kw in tries if not view.compact else tuple(kw for kw in tries if kw.get("compact")):
+            line = self.build(view, **kw)
+            if not room or line.cell_len <= room:
+                break
         self.line = line
 
     def watch_line(self, line: Text) -> None:
         self.update(line, layout=False)
 
     @staticmethod
-    def build(view: HeaderView, *, compact: bool = False, bus_kind_shown: bool = True) -> Text:
+    def build(
+        view: HeaderView,
+        *,
+        compact: bool = False,
+        bus_kind_shown: bool = True,
+        blocking_short: bool | None = None,
+        conductor_shown: bool = True,
+    ) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         info, state, needs, bus_state = view.info, view.state, view.needs, view.bus_state
         eng = info.get("engine")  # None until an engine answers
         cond = usable(info.get("conductor"))
-        if view.demo or (eng and eng.get("demo")):
+        demo = view.demo or bool(eng and eng.get("demo"))
+        key = None if demo else key_state(usable(info.get("spend")), view.has_key)
+        short = compact if blocking_short is None else blocking_short  # what stops work or needs you: cut last
+        if demo:
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
-        elif not compact and not needs:
+        elif not compact and not needs and not (key and key.blocks):
             t.append(" swarm-tui ", style="bold reverse")
+            t.append(" ")
+        if key and key.blocks:  # before anything else: no work starts until it changes
+            t.append(f" {key.short if short else key.words} ", style="bold reverse red")
             t.append(" ")
         if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
             kinds = ", ".join(_NEED_WORD_BY_NAME.get(n["kind"], n["kind"]) for n in needs)
-            badge = f" ⚑ {len(needs)} " if compact else f" ⚑ needs you: {kinds} · {view.needs_key} "
+            badge = f" ⚑ {len(needs)} " if short else f" ⚑ needs you: {kinds} · {view.needs_key} "
             t.append(badge, style="bold reverse yellow")
             t.append(" ")
         ok = bus_state == "connected"
@@ -89,16 +120,21 @@ class HeaderBar(Static):
             t.append(f"({view.bus_kind or '-'})", style="dim")
         else:
             t.append(f"bus {bus_state}", style="" if ok else "bold red")
-        t.append(" │ ", style="dim")
+        if view.engine_error or conductor_shown or state.paused:
+            t.append(" │ ", style="dim")
         if view.engine_error:
             t.append(f"engine failed: {plain(view.engine_error)[:60]}", style="bold red")
+        elif not conductor_shown:
+            if state.paused:
+                t.append(f"paused ({view.pause_key} to resume)", style="bold yellow")
         else:
             cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
             t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")
-            if cstate != "idle":  # idle is the usual: only the other states are news
+            if cstate not in ("idle", "paused"):  # idle is the usual: only the other states are news
                 t.append(f" · {cstate}")
             if state.paused:  # from the event log: the same for a local and an attached app
-                t.append(" · PAUSED", style="bold yellow")
+                t.append(" · ")
+                t.append(f"paused ({view.pause_key} to resume)", style="bold yellow")
             else:
                 nxt = cond.get("next_beat_s") if cond else None
                 if nxt is not None:  # in steps of 5 s: the header is repainted every 5 s at rest, not every second
@@ -111,7 +147,17 @@ class HeaderBar(Static):
         if pending:
             t.append(f"({pending} waiting)" if not compact else f"{pending}!", style="bold yellow")
         t.append(" │ ", style="dim")
-        t.append(f"scale {state.scale_figure(view.configured_scale).value}")
+        scale = state.scale_figure(view.configured_scale).value
+        if scale == 0:
+            t.append(
+                "scale 0: no worker will start (+ to raise)" if not short else "scale 0: none start",
+                style="bold yellow",
+            )
+        else:
+            t.append(f"scale {scale}")
+        if key and not key.blocks and not compact and bus_kind_shown:  # "key ok": room allowing
+            t.append(" │ ", style="dim")
+            t.append(key.words, style=key.style)
         lane = usable(info.get("lane"))
         if lane and (lane.get("holder") or lane.get("waiting")):
             waiting = lane.get("waiting", [])
@@ -126,6 +172,46 @@ class HeaderBar(Static):
                 style="" if eng else "bold red",
             )
         return t
+
+
+def blocking(view: HeaderView) -> bool:
+    """Whether the header says something that stops all work (its words are kept longest)."""
+    info = view.info
+    eng = info.get("engine")
+    if view.demo or (eng and eng.get("demo")):
+        return view.state.scale == 0
+    key = key_state(usable(info.get("spend")), view.has_key)
+    return bool(key and key.blocks) or view.state.scale == 0
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The OpenRouter key as the header says it."""
+
+    words: str
+    short: str
+    blocks: bool  # no cloud work starts while it holds
+    style: str = "dim"
+
+
+def key_state(spend: SpendInfo | None, has_key: bool) -> KeyState | None:
+    """The key's state from the spend guard's last look at ``GET /key`` (and a 402), or from the configuration
+    while no spend guard reports (the engine is starting: the first frame already says a missing key)."""
+    if spend is None or "key_status" not in spend:
+        return None if has_key else KeyState(NO_KEY, NO_KEY_SHORT, True)
+    status = plain(str(spend.get("key_status") or ""))[:60]
+    blocked = plain(str(spend.get("blocked_reason") or ""))
+    if status == "no key":
+        return KeyState(NO_KEY, NO_KEY_SHORT, True)
+    if status.startswith("rejected"):
+        return KeyState(f"key {status}: check OPENROUTER_API_KEY", "key rejected: check OPENROUTER_API_KEY", True)
+    if blocked.startswith("key limit"):
+        return KeyState("key limit used up: raise it on openrouter.ai", "key limit used up", True)
+    if spend.get("out_of_credit") or blocked:
+        return KeyState("out of credit: add credit on openrouter.ai", "no credit", True)
+    if status == "ok":
+        return KeyState("key ok", "key ok", False)
+    return KeyState(f"key {status}", f"key {status}"[:24], False, "yellow")  # not checked yet, unreachable
 
 
 COUNTDOWN_STEP_S = 5

@@ -52,13 +52,15 @@ class SpendPanel(TextPanel):
         t.append(f" · reserved {fmt_usd(reserved)}")
         remaining = spend.get("remaining_usd")
         t.append(f"\nsession {fmt_usd(session)} · left {fmt_usd(remaining)}")
-        if ceiling and rfrac >= 0.9:
+        if ceiling and frac >= 1:  # what is spent passed the ceiling (a cost told later, a ceiling lowered)
+            t.append("\nOVER CEILING: no cloud job starts (swarm-tui budget USD raises it)", style="bold red")
+        elif ceiling and rfrac >= 0.9:
             t.append("  NEARLY SPENT", style="bold red")
         n_rc, rc_usd = spend.get("reconciling") or 0, spend.get("reconciling_usd") or 0.0
         if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
             t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
-        key_left = spend.get("credits_left_usd")  # the key's own limit (null: none), not the account's credit
-        t.append(f"\nkey limit left {fmt_usd(key_left, 2) if key_left is not None else 'none'}")
+        key, style = key_line(spend)
+        t.append(f"\n{key}", style=style)
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
         items = sorted(spend.get("by_model", {}).items(), key=lambda kv: -kv[1])
@@ -67,3 +69,23 @@ class SpendPanel(TextPanel):
         if len(items) > 4:
             t.append(f"\n  … {len(items) - 4} more models", style="dim")
         return t
+
+
+def key_line(spend: AnySpend) -> tuple[str, str]:
+    """The key's own limit (``credits_left_usd``: null when it has none, or before a check), not the account's
+    credit; a key OpenRouter rejects, or none, says so instead."""
+    status = str(spend.get("key_status", ""))  # none in the log's figures (no spend guard reporting)
+    left = spend.get("credits_left_usd")
+    if status.startswith("rejected"):
+        return f"key {one_line(status, 40)}: check OPENROUTER_API_KEY", "bold red"
+    if left is not None:
+        return f"key limit left {fmt_usd(left, 2)}", "bold red" if left <= 0 else ""
+    if spend.get("demo"):  # the demo's workers use no key
+        return "no key used (demo)", "dim"
+    if status == "no key":
+        return "no OpenRouter key (set OPENROUTER_API_KEY)", "bold red"
+    if status == "ok":
+        return "key has no limit", ""
+    if status in ("", "not checked yet"):
+        return "key limit not checked yet", "dim"
+    return f"key limit not checked ({one_line(status, 40)})", "dim"

@@ -2,11 +2,14 @@
 
 It owns the cards: which are shown (live ones, finished ones for ``linger_s``, at most ``max_cards``, the
 filter), their order, mounting them a batch per frame, removing them, and the expansion of the focused card.
-It reads nothing by itself: ``sync`` is handed the state, the rings and the time.
+It reads nothing by itself: ``sync`` is handed the state, the rings and the time, and ``facts`` what the engine
+said of its pool (why it takes no job, when it started), which the cards say where a worker has no reason of its
+own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -16,6 +19,7 @@ from textual.events import DescendantBlur, DescendantFocus
 from textual.reactive import var
 from textual.widgets import Static
 
+from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.tui.model import OutputRing
@@ -27,12 +31,54 @@ if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
 
 EMPTY = "no live workers: approve a decision to start some"
 STARTING = "starting the engine…"
+SCALE_ZERO = "scale 0: no worker will start (+ to raise)"
+HELD_STATES = ("running", "retrying", "waiting", "over_budget")  # a job some pool holds (unacked) in these
+
+
+@dataclass(frozen=True)
+class PoolFacts:
+    """What the engine's info says that a card without a reason of its own needs."""
+
+    blocked: str = ""  # why the pool takes no job (or no cloud job): said on queued cards
+    host: str = ""  # the engine's host and start: a worker of this host last heard of before the start had
+    started_at: float | None = None  # its process stopped (kill -9, a crash): its job waits for redelivery
+    ack_wait_s: float = 0.0
+    scale: int | None = None  # the pool's scale (0: it starts nothing)
+
+    @classmethod
+    def of(cls, info: EngineInfo, ack_wait_s: float) -> PoolFacts:
+        pool, eng = usable(info.get("pool")), info.get("engine")
+        return cls(
+            blocked=str(pool.get("blocked") or "") if pool else "",
+            host=str(eng.get("host") or "") if eng else "",
+            started_at=eng.get("started_at") if eng else None,
+            ack_wait_s=ack_wait_s,
+            scale=pool.get("scale") if pool else None,
+        )
+
+    def note(self, w: WorkerEvent) -> str:
+        """What to say on a card whose event has no reason: recovering after a restart, or why nothing starts."""
+        if (
+            w.state in HELD_STATES
+            and self.started_at is not None
+            and w.at < self.started_at
+            and self.host
+            and w.host == self.host
+        ):
+            return f"recovering after a restart: waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
+        if w.state == "queued" and self.blocked:
+            return f"waits: {self.blocked}"
+        if w.state == "queued" and self.scale == 0:
+            return SCALE_ZERO
+        return ""
 
 
 class WorkersPanel(VerticalScroll):
     # The line under the grid (no workers, or how many are not shown). Only a non-empty note replaces it: while
     # it is hidden it keeps its last text. A change re-lays out the whole screen, so only a change updates it.
     note: var[str] = var("", init=False)
+    # what the engine said of its pool (the room sets it with each info): the cards' notes
+    facts: var[PoolFacts] = var(PoolFacts, init=False)
 
     def __init__(self, tuning: RenderTuning = TUNING, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -48,6 +94,10 @@ class WorkersPanel(VerticalScroll):
 
     def watch_note(self, note: str) -> None:
         self._empty.update(Text(note, style="dim"))
+
+    def watch_facts(self, facts: PoolFacts) -> None:
+        for card in self.cards.values():
+            card.set_event(card.ev, card.task_text, facts.note(card.ev))
 
     def set_columns(self, cols: int) -> None:
         self._grid.styles.grid_size_columns = cols
@@ -84,22 +134,35 @@ class WorkersPanel(VerticalScroll):
                 if batch is not None and len(new) >= batch:
                     more = True  # the rest in the next frames
                     continue
-                card = WorkerCard(w.worker_id, rings.setdefault(w.worker_id, OutputRing()), w, task_text)
+                card = WorkerCard(
+                    w.worker_id, rings.setdefault(w.worker_id, OutputRing()), w, task_text, self.facts.note(w)
+                )
                 card.set_class(w.state in FINAL_STATES, "-final")
                 self.cards[w.worker_id] = card
                 new.append(card)
             else:
-                card.set_event(w, task_text)
+                card.set_event(w, task_text, self.facts.note(w))
         if new:
             self._grid.mount_all(new)
+        self._keep_order([w.worker_id for w in shown])
         show_empty = not shown or hidden > 0
         if self._empty.display != show_empty:
             self._empty.display = show_empty
         if hidden:
             self.note = f"{hidden} more workers not shown (use / to filter)"
         elif not shown:
-            self.note = EMPTY if ready else STARTING
+            self.note = SCALE_ZERO if ready and state.scale == 0 else EMPTY if ready else STARTING
         return more
+
+    def _keep_order(self, order: list[str]) -> None:
+        """The grid's cards in the order shown: live ones first. A new card is mounted last, after the finished
+        ones (out of sight in a long grid), and a card that finishes stays where it was: both are moved."""
+        rank = {wid: i for i, wid in enumerate(order)}
+        now = [c.worker_id for c in self._grid.children if isinstance(c, WorkerCard)]
+        if now != sorted(now, key=lambda wid: rank.get(wid, len(rank))):
+            self._grid.sort_children(
+                key=lambda c: rank.get(c.worker_id, len(rank)) if isinstance(c, WorkerCard) else len(rank)
+            )
 
     def _shown_workers(self, state: SwarmState, now: float, flt: str) -> list[WorkerEvent]:
         shown = []
@@ -145,6 +208,7 @@ class WorkersPanel(VerticalScroll):
             self._expand(event.widget, False)
 
     def _expand(self, card: WorkerCard, on: bool) -> None:
+        card.set_expanded(on)
         if on:
             card.styles.column_span = self._grid.styles.grid_size_columns or 1
             card.styles.height = max(9, self.content_size.height - 1)
