@@ -3,6 +3,9 @@ ssh each repaint of the same cells is bytes on the link."""
 
 from __future__ import annotations
 
+import random
+import re
+
 from swarm_tui.tui.screen_cells import ScreenCells
 
 SIZE = (120, 36)
@@ -57,3 +60,37 @@ def test_wide_characters_take_their_cells() -> None:
     cells.frame("\x1b[1;1H界界", SIZE)  # 4 cells: columns 1-4
     cells.frame("\x1b[1;5Hzz", SIZE)  # beside it, not over it
     assert cells.frame("\x1b[1;1H界界", SIZE) == ""
+
+
+def _apply(grid: dict[tuple[int, int], tuple[str, str]], out: str) -> None:
+    """A small terminal: absolute moves, SGR (reset or set) and one-cell characters."""
+    y = x = 1
+    style = ""
+    for token in re.findall(r"\x1b\[(\d+);(\d+)H|(\x1b\[[0-9;]*m)|(.)", out, flags=re.S):
+        if token[0]:
+            y, x = int(token[0]), int(token[1])
+        elif token[2]:
+            style = "" if token[2] == RESET else token[2]
+        elif token[3] != "\n":
+            grid[(y, x)] = (style, token[3])
+            x += 1
+
+
+def test_what_it_lets_through_leaves_the_terminal_as_the_whole_frames_would() -> None:
+    """Random frames of runs (overlapping, of other lengths, repeated, restyled) on a small screen: a terminal
+    fed only what ScreenCells lets through shows, after every frame, what one fed every frame whole shows."""
+    rnd = random.Random(25)
+    cells = ScreenCells()
+    whole: dict[tuple[int, int], tuple[str, str]] = {}
+    diffed: dict[tuple[int, int], tuple[str, str]] = {}
+    for _ in range(400):
+        runs = []
+        for _ in range(rnd.randint(1, 6)):
+            y, x = rnd.randint(1, 4), rnd.choice((1, 3, 5, 8))
+            segs = [rnd.choice((BOLD, DIM, BLUE)) + rnd.choice(("ab", "a", "abc", "b")) + RESET for _ in range(3)]
+            runs.append(f"\x1b[{y};{x}H" + "".join(segs[: rnd.randint(1, 3)]))
+        text = "\n".join(runs)
+        _apply(whole, text)
+        _apply(diffed, cells.frame(text, SIZE))
+        assert diffed == whole
+    assert cells.dropped > 0
