@@ -65,8 +65,8 @@ class ScreenCells:
             if end == x:  # a move with no cells (the cursor's place at the end) is not remembered
                 out.append(f"\x1b[{y};{x}H{text}")
                 continue
-            if old is not None and old[0] == end and old[3] == widths:
-                out += _segments_changed(y, x, old[2], segs, widths)
+            if old is not None and old[0] == end:
+                out += _segments_changed(y, x, old[2], old[3], segs, widths)
             else:
                 out.append(f"\x1b[{y};{x}H{text}")
                 for ox in [ox for ox, (oend, *_) in row.items() if ox < end and oend > x]:
@@ -75,13 +75,27 @@ class ScreenCells:
         return "".join(out)
 
 
-def _segments_changed(y: int, x: int, old: list[str], new: list[str], widths: list[int]) -> list[str]:
-    """The styled segments of a run that differ from the run on screen of the same shape (each ends with a
-    reset, so each can be written alone): a countdown's digit, not its whole line."""
-    out = []
+def _segments_changed(
+    y: int, x: int, old: list[str], old_widths: list[int], new: list[str], widths: list[int]
+) -> list[str]:
+    """What to write of a run over the run on screen of the same span. Each styled segment ends with a reset, so
+    any slice of them can be written alone: of the same shape, each changed segment (a countdown's digit, not its
+    line); else the slice between the segments both start with and end with (a header's new middle)."""
     last = len(new) - 1
-    for k, (a, b, w) in enumerate(zip(old, new, widths, strict=True)):
-        if a != b:
-            out.append(f"\x1b[{y};{x}H{b}{RESET if k < last else ''}")
-        x += w
-    return out
+    if old_widths == widths:
+        out = []
+        for k, (a, b, w) in enumerate(zip(old, new, widths, strict=True)):
+            if a != b:
+                out.append(f"\x1b[{y};{x}H{b}{RESET if k < last else ''}")
+            x += w
+        return out
+    head = 0  # segments alike at the start (same text, same place)
+    while head < min(len(old), len(new)) - 1 and old[head] == new[head]:
+        x += widths[head]
+        head += 1
+    tail = 0  # ... and at the end (the last one of each is what follows the last reset)
+    while tail < min(len(old), len(new)) - 1 - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    middle = new[head : len(new) - tail]
+    text = RESET.join(middle) + (RESET if tail else "")
+    return [f"\x1b[{y};{x}H{text}"] if text else []
