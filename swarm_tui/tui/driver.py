@@ -236,7 +236,8 @@ class CrashSafeApp(App[ReturnType]):
 
     def _display(self, screen: Screen[Any], renderable: Any) -> None:
         """Textual's, with its frames passed through ``screen_cells`` (not inline: that driver moves the cursor
-        relatively, and not when a frame is held back: it is rendered later, whole)."""
+        relatively). A frame Textual holds back (a batch, a headless run) is never rendered: nothing of it is
+        remembered."""
         if isinstance(renderable, ChopsUpdate | LayoutUpdate) and not self.is_inline:
             renderable = _OnlyChanged(renderable, self.screen_cells)
         super()._display(screen, renderable)
