@@ -61,6 +61,14 @@ def figures(s: Setting) -> list[Figure]:
             "start_frame", "1. start-up: process start → first full frame (`--demo`, 120x36 pty)", "s", "≤ 0.45 s", 0.45
         ),
         Figure("start_bus_tui", "1. start-up: process start → header shows `bus connected` (TUI, embedded NATS)", "s"),
+        Figure("start_frame_kb", "1. start-up: the first full frame, bytes to the terminal (`--demo`, 120x36)", "KB"),
+        Figure(
+            "start_after_kb",
+            "1. start-up: output to the terminal in the 15 s after the first frame (`--demo`, 120x36)",
+            "KB",
+            "≤ 5 KB",
+            5.0,
+        ),
         Figure(
             "start_bus",
             "1. start-up: process start → engine running on a connected bus (`run --headless --demo`, embedded NATS)",

@@ -208,6 +208,7 @@ class PtyApp:
         self.bytes = 0
         self._tail = b""
         self._marks: dict[str, float] = {}
+        self.bytes_at: dict[str, int] = {}  # bytes read when each mark was seen (its chunk included)
         self._want: list[tuple[str, re.Pattern[bytes]]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -235,6 +236,7 @@ class PtyApp:
                 for name, pat in list(self._want):
                     if pat.search(text):
                         self._marks[name] = now - self.t0
+                        self.bytes_at[name] = self.bytes
                         self._want.remove((name, pat))
 
     def wait(self, name: str, timeout: float = 20) -> float:

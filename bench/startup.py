@@ -1,4 +1,5 @@
-"""Figures 1 and 2 (idle part): start-up to the first full frame and to a connected bus; idle RSS and CPU."""
+"""Figures 1 and 2 (idle part): start-up to the first full frame and to a connected bus, and what the terminal
+receives in the seconds after the first frame; idle RSS and CPU."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .harness import Headless, PtyApp, settle_cpu
 
 FOOTER = r"Approve"  # the footer's first key description, on the last row: drawn with the first complete frame
 BUS_UP = r"bus connected"
+AFTER_FRAME_S = 15.0  # the terminal's bytes are counted this long after the first frame
 
 # Shared libraries that only litellm's import brings in: their presence in the process map means it was loaded.
 LITELLM_MARKERS = ("_tiktoken", "tokenizers", "jiter")
@@ -26,8 +28,11 @@ def litellm_loaded(pid: int) -> bool:
     return any(m in maps for m in LITELLM_MARKERS)
 
 
-def startup(runs: int, figs: dict[str, Figure]) -> None:
-    """`swarm-tui --demo` in a 120x36 pty (embedded nats-server included) and `run --headless --demo`."""
+def startup(runs: int, figs: dict[str, Figure], after_s: float = AFTER_FRAME_S) -> None:
+    """`swarm-tui --demo` in a 120x36 pty (embedded nats-server included) and `run --headless --demo`.
+
+    The app runs on for ``after_s`` after its first frame: the bytes written then (the bus connecting, the log
+    folding in, the first engine info, the header's countdown) are what a slow link pays for the first seconds."""
     with tempfile.TemporaryDirectory(prefix="bench-start-") as d:
         env = app_env(Path(d))
         for i in range(runs + 1):  # run 0 warms the data dir (streams created) and the bytecode caches
@@ -37,6 +42,11 @@ def startup(runs: int, figs: dict[str, Figure]) -> None:
                 app.expect("bus", BUS_UP)
                 frame = app.wait("frame")
                 bus = app.wait("bus")
+                if i:
+                    time.sleep(max(0.0, app.t0 + frame + after_s - time.monotonic()))
+                    first = app.bytes_at["frame"]
+                    figs["start_frame_kb"].samples.append(first / 1000)
+                    figs["start_after_kb"].samples.append((app.bytes - first) / 1000)
             finally:
                 app.stop()
             if i:

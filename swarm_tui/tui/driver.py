@@ -3,7 +3,8 @@ by ``tests/unit/test_textual_compat.py`` (an upgrade that moves one of them fail
 
 - ``SafeLinuxDriver``: Textual's Linux driver, made to notice when its terminal goes away (below);
 - ``write_raw``: bytes straight to the terminal (the bell, OSC 9/777), past the screen;
-- ``CrashSafeApp``: a crash's traceback without local variables (they could hold a key);
+- ``CrashSafeApp``: a crash's traceback without local variables (they could hold a key), and frames that write
+  only the cells that changed (``screen_cells.py``: Textual repaints whole regions);
 - ``safe_markdown_table``: a Markdown table whose cells' tooltips are plain text.
 
 The Linux driver, made to notice when its terminal goes away (pty closed, ssh dropped).
@@ -38,12 +39,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.segment import Segments
+from textual._compositor import ChopsUpdate, CompositorUpdate, LayoutUpdate
 from textual._parser import ParseError, Parser
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
 from textual.app import App, ComposeResult, ReturnType
 from textual.content import Content
 from textual.drivers.linux_driver import LinuxDriver
+from textual.screen import Screen
+
+from swarm_tui.tui.screen_cells import ScreenCells
 
 if TYPE_CHECKING:  # Markdown: ~50 ms of imports, loaded with the results screen, not at start
     from textual.widgets.markdown import MarkdownBlock
@@ -140,6 +145,13 @@ class SafeLinuxDriver(LinuxDriver):
             with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing left to stop
                 self._loop.call_soon_threadsafe(callback)
 
+    def start_application_mode(self) -> None:
+        """Textual's, at start and on return from a suspend: what the terminal showed before is gone."""
+        super().start_application_mode()  # type: ignore[no-untyped-call]
+        cells = getattr(self._app, "screen_cells", None)
+        if isinstance(cells, ScreenCells):
+            cells.forget()
+
     def run_input_thread(self) -> None:
         """Textual's input loop, except that EOF or EIO on a terminal ends it and reports the loss."""
         selector = selectors.SelectSelector()
@@ -212,11 +224,48 @@ class CrashSafeApp(App[ReturnType]):
 
     Textual's own shows every frame's locals, and a frame of a request or a config holds a key."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.screen_cells = ScreenCells()  # what the terminal shows: a frame writes only what changed
+
     def _fatal_error(self) -> None:
         tb = crash_traceback(self.console)
         self.bell()
         self._exit_renderables.append(tb)
         self._close_messages_no_wait()
+
+    def _display(self, screen: Screen[Any], renderable: Any) -> None:
+        """Textual's, with its frames passed through ``screen_cells`` (not inline: that driver moves the cursor
+        relatively). A frame Textual holds back (a batch, a headless run) is never rendered: nothing of it is
+        remembered."""
+        if isinstance(renderable, ChopsUpdate | LayoutUpdate) and not self.is_inline:
+            renderable = _OnlyChanged(renderable, self.screen_cells)
+        super()._display(screen, renderable)
+
+
+class _OnlyChanged(CompositorUpdate):
+    """A compositor's update (a full frame or a partial one) as ``screen_cells`` lets it through: only where it
+    differs from what is on screen."""
+
+    def __init__(self, update: ChopsUpdate | LayoutUpdate, cells: ScreenCells) -> None:
+        self.update = update
+        self.cells = cells
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        return self.update.__rich_console__(console, options)
+
+    def render_segments(self, console: Console) -> str:
+        if isinstance(self.update, ChopsUpdate):
+            return self.cells.frame(self.update.render_segments(console), self.cells.size)
+        # Textual writes a full frame a line at a time; here each line goes as its runs, the pieces a partial
+        # frame is made of, so that frames find each other's runs
+        region, runs = self.update.region, []
+        for y, line in enumerate(self.update.strips, region.y + 1):
+            x = region.x + 1
+            for strip in line:
+                runs.append(f"\x1b[{y};{x}H{strip.render(console)}")
+                x += strip.cell_length
+        return self.cells.frame("".join(runs), (region.width, region.height))
 
 
 # --------------------------------------------------------------------------------------------- Markdown

@@ -40,12 +40,13 @@ def _classes() -> dict[str, type]:
 # The private attributes and methods driver.py uses, by the Textual class they belong to.
 TEXTUAL_PRIVATES: dict[str, tuple[str, ...]] = {
     "LinuxDriver": ("_file", "_app", "_loop", "_debug"),
-    "App": ("_driver", "_exit_renderables", "_fatal_error", "_close_messages_no_wait"),
+    "App": ("_driver", "_exit_renderables", "_fatal_error", "_close_messages_no_wait", "_display"),
     "MarkdownTable": ("_headers", "_rows", "_get_headers_and_rows"),
     "XTermParser": ("_timeout_time",),
 }
 # The private modules driver.py imports from, and what it takes from each.
 TEXTUAL_PRIVATE_IMPORTS: dict[str, tuple[str, ...]] = {
+    "textual._compositor": ("ChopsUpdate", "CompositorUpdate", "LayoutUpdate"),
     "textual._parser": ("ParseError", "Parser"),
     "textual._time": ("get_time",),
     "textual._xterm_parser": ("XTermParser",),
@@ -121,3 +122,17 @@ def test_the_overridden_methods_are_still_textuals() -> None:
     assert "run_input_thread" in vars(LinuxDriver)
     assert "self.run_input_thread" in inspect.getsource(LinuxDriver)
     assert "self._fatal_error()" in inspect.getsource(App)
+
+
+def test_every_frame_still_goes_through_display_as_the_updates_driver_reads() -> None:
+    """CrashSafeApp passes every frame through ``screen_cells`` in ``App._display``: the screens still send
+    their frames there, and the updates still carry what driver.py reads of them (a partial frame's text, a full
+    frame's region and its lines of strips)."""
+    from textual._compositor import ChopsUpdate, LayoutUpdate
+    from textual.screen import Screen
+
+    assert "app._display(" in inspect.getsource(Screen)
+    assert "isinstance(renderable, CompositorUpdate)" in inspect.getsource(App._display)
+    assert "render_segments" in vars(ChopsUpdate)
+    layout = inspect.getsource(LayoutUpdate)
+    assert "self.strips = strips" in layout and "self.region = region" in layout

@@ -70,6 +70,8 @@ class ControlRoom(RoomActions):
     """The App's default screen. The widgets are made here, so the App reaches them as attributes (no query on
     the hot paths); their ids stay for app.tcss and the tests."""
 
+    AUTO_FOCUS = "#decisions"  # focused before the first frame (the first focusable, Tasks, then lost it: a repaint)
+
     # set by the App as it learns them; watchers redraw what shows them (``var``: no repaint of the whole screen)
     info: var[EngineInfo] = var(EngineInfo, init=False, always_update=True)  # every poll adds a RAM reading
     ready: var[bool] = var(False, init=False)  # the engine runs and the log is replayed
@@ -155,6 +157,8 @@ class ControlRoom(RoomActions):
         self.spend_panel.border_title = "Spend"
         self.filter_box.display = False
         self.apply_layout(self.app.size.width, self.app.size.height)
+        self.show_state()  # the first frame shows what the App's first refresh would: not redrawn a frame later
+        self.show_guards()
         self.post_message(RoomReady())  # the App starts the timers and the engine once the panels exist
 
     def terminal_resized(self, size: Size) -> None:

@@ -16,6 +16,9 @@ from swarm_tui.tui.widgets.text_panel import TextPanel
 
 RAM_REDRAW_S = 30.0  # the RAM panel at rest: one redraw per this many seconds
 RAM_STEP_MB = 100.0  # a move of available RAM this large is drawn at once
+# bar, used, headroom, sparkline, its range, this app: the height of a reading, kept by the placeholder so that
+# the first reading does not re-lay out the screen (the Decisions panel above it shrank, a repaint of the column)
+PLACEHOLDER_LINES = 6
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class RamPanel(TextPanel):
         total = ram.get("total_mb") if ram else None
         avail = ram.get("available_mb") if ram else None
         if not ram or not total or avail is None:
-            t.append("no RAM reading", style="dim")
+            t.append("no RAM reading" + "\n" * (PLACEHOLDER_LINES - 1), style="dim")  # the settled height
             return t
         headroom = ram.get("headroom_mb")
         used = total - avail

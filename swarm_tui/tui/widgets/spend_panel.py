@@ -9,6 +9,8 @@ from swarm_tui.engine.info import AnySpend
 from swarm_tui.tui.model import fmt_usd, one_line, short_model
 from swarm_tui.tui.widgets.text_panel import TextPanel
 
+PLACEHOLDER_LINES = 5  # bar, today, session, key limit, prices: the first figures do not re-lay out the screen
+
 
 class SpendPanel(TextPanel):
     """Today and session spend against the ceiling, reserved money (attempts being reconciled included),
@@ -30,7 +32,7 @@ class SpendPanel(TextPanel):
     def build(spend: AnySpend | None, width: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if not spend:
-            t.append("no spend information", style="dim")
+            t.append("no spend information" + "\n" * (PLACEHOLDER_LINES - 1), style="dim")  # the settled height
             return t
         w = max(10, width)
         ceiling = spend.get("ceiling_usd")
