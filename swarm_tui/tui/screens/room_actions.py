@@ -58,7 +58,7 @@ class RoomActions(Screen[None]):
     # ------------------------------------------------------------------ selection
     def selected_decision(self) -> DecisionView | None:
         table = self.decision_table
-        if not table.row_count:
+        if not table.row_count or not table.show_cursor:  # hidden: nothing waits and nobody chose a row
             return None
         try:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value

@@ -18,8 +18,9 @@ from textual.widgets import Static
 
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import FINAL_STATES
-from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.model import OutputRing, plural
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
+from swarm_tui.tui.widgets.table_fit import no_match
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
@@ -96,9 +97,9 @@ class WorkersPanel(VerticalScroll):
         if self._empty.display != show_empty:
             self._empty.display = show_empty
         if hidden:
-            self.note = f"{hidden} more workers not shown (use / to filter)"
+            self.note = f"{plural(hidden, 'more worker')} not shown (use / to filter)"
         elif not shown:
-            self.note = EMPTY if ready else STARTING
+            self.note = (no_match("worker", flt) if flt else EMPTY) if ready else STARTING
         return more
 
     def _shown_workers(self, state: SwarmState, now: float, flt: str) -> list[WorkerEvent]:
