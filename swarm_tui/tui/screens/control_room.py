@@ -271,6 +271,7 @@ class ControlRoom(RoomActions):
         self.sync_workers()
         self.show_header()
         self.show_titles()
+        self.footer.labels = {"pause": "Resume"} if state.paused else {}  # p says what it does now
 
     def show_tasks_note(self, empty: bool) -> None:
         note = no_match("task", self.filter_text) if empty and self.filter_text else ""
