@@ -89,8 +89,8 @@ class ResultsScreen(ModalScreen[None]):
             diff = shown_key("compare", self.keymap)
             prom = shown_key("promote", self.keymap)
             hint = (
-                f"tab next answer · {copy} copy it · {save} save all as Markdown · {diff} compare it with the next · "
-                f"{prom} promote it"
+                f"tab next answer · {copy} copy the answer · {save} save as Markdown · {diff} compare with the next · "
+                f"{prom} promote"
             )
             yield Label(Text(hint, style="dim"))
         yield KeyBar(keep=("close",))  # this view's keys, not the control room's (p promotes here)
