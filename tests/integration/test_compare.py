@@ -18,7 +18,6 @@ from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import results_markdown
 from swarm_tui.tui.scenes import ANSWERS, COMPARED, NOW, build
 from swarm_tui.tui.screens.compare import CompareScreen, DiffRows, Side
-from swarm_tui.tui.screens.results import ResultsScreen
 from swarm_tui.tui.widgets.answer import Answer
 from tests.integration.test_documents import open_results
 from tests.support.polling import until

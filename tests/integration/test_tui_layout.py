@@ -13,8 +13,10 @@ from swarm_tui.engine.bus.wire import Approval
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import StaticLink
+from swarm_tui.tui.model import plural
 from swarm_tui.tui.scenes import NOW, _decision, build
 from swarm_tui.tui.screens.compare import CompareScreen
+from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.results import ResultsScreen
 from swarm_tui.tui.widgets.answer import Answer
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
@@ -191,6 +193,22 @@ async def test_one_worker_is_one_worker() -> None:
     assert len(one.plan) == 1
     text = DecisionDetail().build(one, NOW).plain
     assert "plan: 1 worker: " in text and "1 workers" not in text
+
+
+async def test_one_live_worker_is_said_in_the_singular() -> None:
+    def one_live(state: SwarmState) -> None:
+        for w in list(state.workers.values())[1:]:
+            state.apply(w.model_copy(update={"state": "done", "at": NOW - 600}))
+
+    app = scene_app("lowram", one_live)
+    async with app.run_test(size=FIRST_LOOK) as pilot:
+        await settle(pilot)
+        assert len(app.link.state.live_workers()) == 1
+        await pilot.press("C")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Cancel 1 live worker? The partial output is kept."
+    assert [plural(n, "reading") for n in (0, 1, 2)] == ["0 readings", "1 reading", "2 readings"]
 
 
 # ------------------------------------------------------------------------------------------- results and compare

@@ -22,6 +22,7 @@ from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.details import decision_full_text, worker_detail
 from swarm_tui.tui.link import Link
+from swarm_tui.tui.model import plural
 from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.prompt import InputScreen
 from swarm_tui.tui.screens.text import TextScreen
@@ -129,7 +130,7 @@ class RoomActions(Screen[None]):
         dv = self.target_decision()
         if dv is None:
             return self._no_pending()
-        self.controls.send("approve", {"id": dv.id}, f"approved {dv.id} ({len(dv.plan)} workers)")
+        self.controls.send("approve", {"id": dv.id}, f"approved {dv.id} ({plural(len(dv.plan), 'worker')})")
 
     def action_reject(self) -> None:
         dv = self.target_decision()
@@ -148,7 +149,9 @@ class RoomActions(Screen[None]):
 
         def done(value: str | None) -> None:
             if value is not None:
-                self.controls.send("edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {value} workers")
+                self.controls.send(
+                    "edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {plural(int(value), 'worker')}"
+                )
 
         self.app.push_screen(
             InputScreen(f"Workers for decision {dv.id} (now {len(dv.plan)})", value=str(len(dv.plan)), check=check),
@@ -174,9 +177,9 @@ class RoomActions(Screen[None]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.controls.send("cancel", {"all": True}, f"cancelling all {live} workers")
+                self.controls.send("cancel", {"all": True}, f"cancelling {plural(live, 'live worker')}")
 
-        self.app.push_screen(ConfirmScreen(f"Cancel all {live} live workers? Their partial output is kept."), done)
+        self.app.push_screen(ConfirmScreen(f"Cancel {plural(live, 'live worker')}? The partial output is kept."), done)
 
     def action_pause(self) -> None:
         if self.link.state.paused:  # from the event log (the conductor's info has no flag of its own)
