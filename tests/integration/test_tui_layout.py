@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from swarm_tui.engine.bus.wire import Approval
@@ -67,7 +68,7 @@ async def test_every_waiting_decision_has_a_row_in_sight_at_120x36() -> None:
         table = app.query_one("#decisions", DataTable)
         rows_in_sight = table.scrollable_content_region.height - 1  # less the header
         assert rows_in_sight >= 3, f"{rows_in_sight} rows in sight while 3 decisions wait"
-        keys = [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(3)]
+        keys = [str(table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value) for i in range(3)]
         assert keys == ["d-scene09", "d-scene08", "d-scene03"]  # what waits first, the newest on top
         assert "3 waiting for approval" in screen_lines(app)[1]
         assert "d-scene09" in detail_text(app)  # the detail shows the newest waiting one, and scrolls when long

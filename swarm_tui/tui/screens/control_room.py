@@ -75,6 +75,7 @@ class ControlRoom(RoomActions):
     info: var[EngineInfo] = var(EngineInfo, init=False, always_update=True)  # every poll adds a RAM reading
     ready: var[bool] = var(False, init=False)  # the engine runs and the log is replayed
     engine_error: var[str] = var("", init=False)  # why the engine did not start (the header says it)
+    decision_table: DecisionTable  # the room's actions see a DataTable; here, one that knows who moved it
 
     def __init__(
         self,
