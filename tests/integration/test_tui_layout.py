@@ -177,6 +177,19 @@ async def test_the_results_and_compare_views_show_their_own_keys() -> None:
         assert "p Promote" in bar and "Approve" not in bar and "Pause" not in bar
 
 
+async def test_each_dialog_shows_its_own_keys() -> None:
+    app = scene_app("workers")
+    async with app.run_test(size=FIRST_LOOK) as pilot:
+        await settle(pilot)
+        for key, bar, close in (("C", "y Yes  n No", "n"), ("e", "esc Cancel", "escape"), ("enter", "esc Close", "q")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert screen_lines(app)[-1].strip() == bar, key
+            await pilot.press(close)
+            await settle(pilot)
+            assert app.screen is app.room
+
+
 async def test_help_shows_each_key_on_one_line_at_120_columns() -> None:
     app = scene_app("workers")
     async with app.run_test(size=FIRST_LOOK) as pilot:

@@ -40,7 +40,7 @@ from swarm_tui.tui.widgets.header_bar import HeaderBar, HeaderView
 from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
-from swarm_tui.tui.widgets.table_fit import decision_rows, no_match, sync_table, task_rows
+from swarm_tui.tui.widgets.table_fit import decision_rows, no_match, room_of, sync_table, task_rows, widths_of
 from swarm_tui.tui.widgets.workers_panel import WorkersPanel
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
@@ -54,17 +54,6 @@ TAB_PANELS = {
     "tasks": {"left", "tasks-panel"},
     "guards": {"right", "guards"},
 }
-
-
-def room_of(table: DataTable[Any]) -> int:
-    """The cells a table's columns may fill: its width less a vertical scrollbar when one is shown (when one
-    appears, the cut column is too wide for a moment, and ``sync_table`` rebuilds the table narrower)."""
-    return max(0, table.scrollable_content_region.width)
-
-
-def widths_of(table: DataTable[Any]) -> list[int]:
-    """The widths of a table's columns now, without padding (they only grow)."""
-    return [c.content_width for c in table.ordered_columns]
 
 
 class ControlRoom(RoomActions):

@@ -56,6 +56,17 @@ def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]], f
         table.move_cursor(row=keys.index(selected), animate=False, scroll=False)
 
 
+def room_of(table: DataTable[Any]) -> int:
+    """The cells a table's columns may fill: its width less its scrollbar's gutter (app.tcss keeps one, so the
+    width does not change when a scrollbar appears after the columns were fitted)."""
+    return max(0, table.scrollable_content_region.width)
+
+
+def widths_of(table: DataTable[Any]) -> list[int]:
+    """The widths of a table's columns now, without padding (they only grow)."""
+    return [c.content_width for c in table.ordered_columns]
+
+
 def fit_rows(
     rows: list[tuple[str, tuple[Any, ...]]], flex: int, width: int, floor: Sequence[int] = (), padding: int = 1
 ) -> list[tuple[str, tuple[Any, ...]]]:
