@@ -130,6 +130,18 @@ async def test_with_nothing_waiting_no_past_decision_is_shown_as_the_current_one
         assert table.show_cursor and detail_text(app).startswith("d-scene03  approved")
 
 
+async def test_a_click_on_a_row_with_the_cursor_hidden_selects_it_and_opens_nothing() -> None:
+    app = scene_app("workers", nothing_waits)
+    async with app.run_test(size=FIRST_LOOK) as pilot:
+        await settle(pilot)
+        table = app.query_one("#decisions", DataTable)
+        assert not table.show_cursor and table.cursor_row == 0
+        await pilot.click("#decisions", offset=(3, 1))  # the first row, first column: under the hidden cursor
+        await settle(pilot)
+        assert app.screen is app.room  # nothing opened
+        assert table.show_cursor and detail_text(app).startswith("d-scene10  rejected")
+
+
 # ------------------------------------------------------------------------------------------- the filter
 async def test_a_filter_with_no_match_says_so_in_each_panel_and_escape_clears_it() -> None:
     app = scene_app("workers")

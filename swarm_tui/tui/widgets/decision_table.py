@@ -73,5 +73,13 @@ class DecisionTable(DataTable[Any]):
         self.choose()
         super().action_scroll_bottom()
 
-    def on_click(self, _: events.Click) -> None:  # before DataTable's own handler, which moves the cursor there
+    def on_click(self, event: events.Click) -> None:
+        """Before DataTable's own handler. A click on a row while the cursor is hidden puts it there, and no
+        more: DataTable's handler would take the click for a second one on the row under the hidden cursor and
+        open that decision."""
+        hidden = not self.show_cursor
         self.choose()
+        row = event.style.meta.get("row")
+        if hidden and isinstance(row, int) and 0 <= row < self.row_count:
+            event.prevent_default()
+            self.move_cursor(row=row, animate=False)
