@@ -118,14 +118,15 @@ class DiffRows:
 class CompareScreen(ModalScreen[None]):
     """Two answers of one task in columns A and B, their differences marked line by line."""
 
+    # in the order of the key bar, what matters most first: on a narrow terminal the last ones do not fit
     BINDINGS = [
+        *[b for b in RESULTS_BINDINGS if isinstance(b, Binding) and b.id in ("promote", "copy_answer")],
+        Binding("left_square_bracket", "cycle(-1)", "Previous answer", key_display="["),
+        Binding("right_square_bracket", "cycle(1)", "Next answer", key_display="]"),
         Binding("escape,q", "close", "Close"),
         Binding("left", "column('a')", "Column A", priority=True),
         Binding("right", "column('b')", "Column B", priority=True),
         Binding("tab,shift+tab", "column('')", "Other column", priority=True),
-        Binding("left_square_bracket", "cycle(-1)", "Previous answer", key_display="["),
-        Binding("right_square_bracket", "cycle(1)", "Next answer", key_display="]"),
-        *[b for b in RESULTS_BINDINGS if isinstance(b, Binding) and b.id in ("copy_answer", "promote")],
     ]
     DEFAULT_CSS = """
     CompareScreen #compare {

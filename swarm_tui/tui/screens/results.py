@@ -49,6 +49,7 @@ class ResultsScreen(ModalScreen[None]):
     ResultsScreen Answer:focus { border-left: thick $accent; background: $boost; }
     ResultsScreen .answer-meta { color: $text-muted; }
     ResultsScreen Markdown { margin: 0; padding: 0; }
+    ResultsScreen #results-hint { width: 1fr; }
     """
 
     def __init__(
@@ -92,7 +93,7 @@ class ResultsScreen(ModalScreen[None]):
                 f"tab next answer · {copy} copy the answer · {save} save as Markdown · {diff} compare with the next · "
                 f"{prom} promote"
             )
-            yield Label(Text(hint, style="dim"))
+            yield Label(Text(hint, style="dim"), id="results-hint")
         yield KeyBar(keep=("close",))  # this view's keys, not the control room's (p promotes here)
 
     def on_mount(self) -> None:
