@@ -36,7 +36,7 @@ from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.driver import CrashSafeApp, write_raw
 from swarm_tui.tui.link import Link
 from swarm_tui.tui.messages import BusStateChanged, InfoMoved, InfoUpdated, LinkReady, RoomReady, StateChanged
-from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.model import OutputRing, plural
 from swarm_tui.tui.plain_toasts import PlainToastApp
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.confirm import ConfirmScreen
@@ -369,8 +369,8 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
 
             self.push_screen(
                 ConfirmScreen(
-                    f"{live} workers are running in this process. Quitting stops them "
-                    "(their partial output is kept). Quit?"
+                    f"{plural(live, 'worker')} running in this process: quitting stops "
+                    f"{'it' if live == 1 else 'them'} (the partial output is kept). Quit?"
                 ),
                 done,
             )

@@ -165,6 +165,17 @@ def default_pair(results: list[Result], promoted: str = "") -> tuple[int, int]:
     return n - 2, n - 1
 
 
+def pair_around(results: list[Result], i: int) -> tuple[int, int]:
+    """(index of A, index of B), older on the left: answer ``i`` and its neighbour, the next answer with text
+    after it, else the nearest one before it with text, else the next one at all."""
+    n = len(results)
+    if n < 2:
+        return 0, 0
+    with_text = [j for j in (*range(i + 1, n), *range(i - 1, -1, -1)) if results[j].text.strip()]
+    j = with_text[0] if with_text else (i + 1) % n
+    return min(i, j), max(i, j)
+
+
 def step_answer(current: int, step: int, count: int, other: int) -> int:
     """The next (``step`` 1) or previous (-1) answer after ``current``, wrapping and passing over ``other``
     (the answer in the other column); ``current`` itself when there is nothing else to show."""

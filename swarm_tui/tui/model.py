@@ -148,6 +148,11 @@ def short_model(model: str) -> str:
     return short_name(model)
 
 
+def plural(n: int, word: str, words: str = "") -> str:
+    """``1 worker``, ``2 workers`` (``words``: a plural not made with an s)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def one_line(text: str, limit: int = 200) -> str:
     return plain(text[: limit * 2])[:limit]
 

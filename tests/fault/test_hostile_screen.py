@@ -170,7 +170,7 @@ async def test_markup_in_provider_text_runs_no_action_when_clicked() -> None:
                 state="failed",
                 model="[@click=app.quit]QUIT[/]",
                 reason="[@click=app.scale(40)]ZAP[/]",
-                ended_at=NOW - 35,  # before the done answer: that one is focused on the results screen
+                ended_at=NOW - 25,  # after the done answer: the first one is focused on the results screen
             )
         )
         app.refresh_state()

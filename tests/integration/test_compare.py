@@ -18,7 +18,6 @@ from swarm_tui.tui.link import StaticLink
 from swarm_tui.tui.results_doc import results_markdown
 from swarm_tui.tui.scenes import ANSWERS, COMPARED, NOW, build
 from swarm_tui.tui.screens.compare import CompareScreen, DiffRows, Side
-from swarm_tui.tui.screens.results import ResultsScreen
 from swarm_tui.tui.widgets.answer import Answer
 from tests.integration.test_documents import open_results
 from tests.support.polling import until
@@ -109,8 +108,10 @@ def controls(app: SwarmApp) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def open_compare(app: SwarmApp, pilot: Any) -> CompareScreen:
-    await open_results(app, pilot)
-    await pilot.press("d")
+    """Compare as the palette opens it on the control room, for the Tasks table's task: the default pair. (On the
+    results screen ``d`` compares the selected answer with its neighbour: test_tui_layout.py.)"""
+    await until(lambda: app.ready and app.focused is app.room.decision_table, 5, "the room")
+    assert await app.run_action("compare", app.room)
     await until(lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
     await pilot.pause()
     screen = app.screen
@@ -145,7 +146,7 @@ async def test_compare_opens_on_the_promoted_answer_against_the_newest() -> None
         summary = str(screen.query_one("#compare-summary", Static).render())
         assert summary == "5 lines the same · 4 only in A · 5 only in B · 53% similar"
         await pilot.press("escape")
-        await until(lambda: isinstance(app.screen, ResultsScreen), 5, "back on the results screen")
+        await until(lambda: app.screen is app.room, 5, "back on the control room")
 
 
 async def test_columns_and_cycling_answers() -> None:
@@ -205,7 +206,8 @@ async def test_promote_from_the_results_screen_and_the_star_in_the_answer() -> N
         answers = list(screen.query(Answer))
         assert [a.promoted for a in answers] == [True, False, False, False]
         assert str(answers[0].query_one(".answer-meta").render()).startswith("★ promoted  1. research")
-        await pilot.press("p")  # the newest, focused answer
+        answers[3].focus()
+        await pilot.press("p")  # the newest answer, focused
         await until(lambda: controls(app) == [("promote", {"job": "d-scene07-j2r"})], 5, "the promote control")
         app.link.state.tasks[screen.task_id].promoted = "d-scene07-j2r"
         await until(lambda: answers[3].promoted and not answers[0].promoted, 5, "the star moved")

@@ -70,7 +70,7 @@ async def test_enter_on_a_task_renders_each_answer_as_markdown() -> None:
         meta = str(answers[1].query_one(".answer-meta").render())
         assert "openrouter/deepseek/deepseek-chat-v3.1" in meta and "tokens 720 in / 270 out" in meta
         assert "cost $0.000840" in meta and "state done" in meta
-        assert app.focused is answers[-1]  # the newest answer is the selected one
+        assert app.focused is answers[0]  # the first answer, under the task, is the selected one
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ResultsScreen)
@@ -81,13 +81,13 @@ async def test_copy_key_copies_the_selected_answer_as_stored() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_results(app, pilot)
         await pilot.press("y")
-        assert app.clipboard == ANSWERS[1]  # the newest, focused answer, as stored
-        await pilot.press("shift+tab")
+        assert app.clipboard == ANSWERS[0]  # the first, focused answer, as stored
+        await pilot.press("tab")
         await pilot.pause()
         focused = app.focused
-        assert isinstance(focused, Answer) and focused.index == 1
+        assert isinstance(focused, Answer) and focused.index == 2
         await pilot.press("y")
-        assert app.clipboard == ANSWERS[0]
+        assert app.clipboard == ANSWERS[1]
         assert isinstance(app.screen, ResultsScreen) and app.screen is screen
 
 
@@ -126,7 +126,7 @@ async def test_copy_and_save_keys_are_remappable() -> None:
         await pilot.press("y")
         assert app.clipboard == ""  # the old key does nothing
         await pilot.press("k")
-        assert app.clipboard == ANSWERS[1]
+        assert app.clipboard == ANSWERS[0]
         hint = str(screen.query("Label").last().render())
         assert "k copy the answer" in hint and "w save as Markdown" in hint
 
@@ -183,6 +183,7 @@ async def test_a_huge_answer_opens_with_a_bounded_markdown_part() -> None:
         rest = answers[-1].query_one(".answer-rest", Static)
         assert answers[-1].head + "\n" + answers[-1].rest == huge.strip()
         assert str(rest.render()).startswith("## Part") or str(rest.render()).startswith("- ")
+        answers[-1].focus()
         await pilot.press("y")
         assert app.clipboard == huge  # the whole answer, not the part shown as Markdown
 

@@ -22,11 +22,12 @@ from swarm_tui.engine.bus.wire import Result
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import RESULTS_BINDINGS, shown_key
-from swarm_tui.tui.compare_doc import Comparison, Row, compare, default_pair, step_answer
+from swarm_tui.tui.compare_doc import Comparison, Row, compare, default_pair, pair_around, step_answer
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.exports import copy_answer
 from swarm_tui.tui.promotion import PROMOTED, promote, promoted_of, watch_promotion
 from swarm_tui.tui.results_doc import result_facts, task_title
+from swarm_tui.tui.widgets.key_bar import KeyBar
 
 Side = Literal["a", "b"]
 A_STYLE, B_STYLE = "on rgb(72,28,34)", "on rgb(24,62,38)"  # only in A (removed) / only in B (added)
@@ -34,9 +35,16 @@ A_MARK, B_MARK = "bold underline on rgb(128,40,52)", "bold underline on rgb(36,1
 
 
 def open_compare(
-    app: App[Any], controls: ControlClient, state: SwarmState, task_id: str, keymap: dict[str, str]
+    app: App[Any],
+    controls: ControlClient,
+    state: SwarmState,
+    task_id: str,
+    keymap: dict[str, str],
+    around: int | None = None,
 ) -> None:
-    """Push the compare screen for a task, or say why not (fewer than two answers, already open)."""
+    """Push the compare screen for a task, or say why not (fewer than two answers, already open). ``around``:
+    the 0-based answer the person has selected (the results screen): it against its neighbour (``pair_around``),
+    it the active column; else the default pair."""
     n = len(state.task_results(task_id))
     if n < 2:
         what = "has one answer" if n == 1 else "has no answer yet"
@@ -44,7 +52,7 @@ def open_compare(
         return
     if isinstance(app.screen, CompareScreen) and app.screen.task_id == task_id:
         return
-    app.push_screen(CompareScreen(state, task_id, keymap, controls))
+    app.push_screen(CompareScreen(state, task_id, keymap, controls, around=around))
 
 
 def head_text(side: Side, index: int, count: int, r: Result, promoted: bool, active: bool) -> Text:
@@ -110,14 +118,15 @@ class DiffRows:
 class CompareScreen(ModalScreen[None]):
     """Two answers of one task in columns A and B, their differences marked line by line."""
 
+    # in the order of the key bar, what matters most first: on a narrow terminal the last ones do not fit
     BINDINGS = [
+        *[b for b in RESULTS_BINDINGS if isinstance(b, Binding) and b.id in ("promote", "copy_answer")],
+        Binding("left_square_bracket", "cycle(-1)", "Previous answer", key_display="["),
+        Binding("right_square_bracket", "cycle(1)", "Next answer", key_display="]"),
         Binding("escape,q", "close", "Close"),
         Binding("left", "column('a')", "Column A", priority=True),
         Binding("right", "column('b')", "Column B", priority=True),
         Binding("tab,shift+tab", "column('')", "Other column", priority=True),
-        Binding("left_square_bracket", "cycle(-1)", "Previous answer", key_display="["),
-        Binding("right_square_bracket", "cycle(1)", "Next answer", key_display="]"),
-        *[b for b in RESULTS_BINDINGS if isinstance(b, Binding) and b.id in ("copy_answer", "promote")],
     ]
     DEFAULT_CSS = """
     CompareScreen #compare {
@@ -131,7 +140,14 @@ class CompareScreen(ModalScreen[None]):
     CompareScreen #compare-hint { width: 1fr; }
     """
 
-    def __init__(self, state: SwarmState, task_id: str, keymap: dict[str, str], controls: ControlClient) -> None:
+    def __init__(
+        self,
+        state: SwarmState,
+        task_id: str,
+        keymap: dict[str, str],
+        controls: ControlClient,
+        around: int | None = None,
+    ) -> None:
         super().__init__(classes="modal")
         self.state = state
         self.task_id = task_id
@@ -139,9 +155,13 @@ class CompareScreen(ModalScreen[None]):
         self.controls = controls
         self.title_text = task_title(state.tasks[task_id], 100)
         results = state.task_results(task_id)
-        a, b = default_pair(results, promoted_of(state, task_id))
+        if around is not None and 0 <= around < len(results):
+            a, b = pair_around(results, around)
+            self.active: Side = "a" if a == around else "b"
+        else:
+            a, b = default_pair(results, promoted_of(state, task_id))
+            self.active = "b"
         self.jobs: dict[Side, str] = {"a": results[a].job_id, "b": results[b].job_id}
-        self.active: Side = "b"
         self.comparison = Comparison()
         self._shown: tuple[str, str] = ("", "")
 
@@ -161,6 +181,7 @@ class CompareScreen(ModalScreen[None]):
                 "↑/↓ scroll · escape closes"
             )
             yield Static(Text(hint, style="dim"), id="compare-hint")
+        yield KeyBar(keep=("close",))  # this view's keys, not the control room's (p promotes here)
 
     def on_mount(self) -> None:
         self.refresh_view()

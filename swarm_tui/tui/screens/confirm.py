@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from swarm_tui.tui.widgets.key_bar import KeyBar
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
@@ -24,6 +26,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(Text(self.question))
             yield Label(Text("y yes · n no", style="dim"))
+        yield KeyBar(keep=())  # this view's keys, not the control room's
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -14,15 +14,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.events import Key
 from textual.geometry import Size
 from textual.reactive import var
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, Tab, Tabs
+from textual.widgets import DataTable, Input, Static, Tab, Tabs
 
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
 from swarm_tui.engine.projection.figures import task_counts, tasks_title
@@ -35,11 +36,12 @@ from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
 from swarm_tui.tui.screens.room_actions import RoomActions, RoomAttention
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
+from swarm_tui.tui.widgets.decision_table import DecisionTable, table_height
 from swarm_tui.tui.widgets.header_bar import HeaderBar, HeaderView
 from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
-from swarm_tui.tui.widgets.table_fit import decision_rows, sync_table, task_rows
+from swarm_tui.tui.widgets.table_fit import decision_rows, no_match, room_of, sync_table, task_rows, widths_of
 from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
@@ -55,17 +57,6 @@ TAB_PANELS = {
 }
 
 
-def room_of(table: DataTable[Any]) -> int:
-    """The cells a table's columns may fill: its width less a vertical scrollbar when one is shown (when one
-    appears, the cut column is too wide for a moment, and ``sync_table`` rebuilds the table narrower)."""
-    return max(0, table.scrollable_content_region.width)
-
-
-def widths_of(table: DataTable[Any]) -> list[int]:
-    """The widths of a table's columns now, without padding (they only grow)."""
-    return [c.content_width for c in table.ordered_columns]
-
-
 class ControlRoom(RoomActions):
     """The App's default screen. The widgets are made here, so the App reaches them as attributes (no query on
     the hot paths); their ids stay for app.tcss and the tests."""
@@ -76,6 +67,7 @@ class ControlRoom(RoomActions):
     info: var[EngineInfo] = var(EngineInfo, init=False, always_update=True)  # every poll adds a RAM reading
     ready: var[bool] = var(False, init=False)  # the engine runs and the log is replayed
     engine_error: var[str] = var("", init=False)  # why the engine did not start (the header says it)
+    decision_table: DecisionTable  # the room's actions see a DataTable; here, one that knows who moved it
 
     def __init__(
         self,
@@ -108,7 +100,10 @@ class ControlRoom(RoomActions):
         self._seen_decisions: set[str] = set()
         self.header_bar = HeaderBar(id="header")
         self.task_table: DataTable[Any] = DataTable(id="tasks", cursor_type="row", zebra_stripes=False)
-        self.decision_table: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
+        self.tasks_note = Static(id="tasks-note")  # the filter matches no task
+        self.tasks_note_text = ""
+        self.decision_table = DecisionTable(id="decisions")
+        self.decision_lines = 0  # the Decisions table's height now (widgets/decision_table.py: table_height)
         self.detail_view = DecisionDetail(id="decision-detail", keymap=keymap, clock=clock)
         self.workers_panel = WorkersPanel(scheduler.tuning, id="workers-panel", classes="panel")
         self.ram_panel = RamPanel(id="ram", classes="panel")
@@ -136,11 +131,13 @@ class ControlRoom(RoomActions):
             with Vertical(id="left"):
                 with Vertical(id="tasks-panel", classes="panel"):
                     yield self.task_table
+                    yield self.tasks_note
                 yield self.workers_panel
             with Vertical(id="right"):
                 with Vertical(id="decisions-panel", classes="panel"):
                     yield self.decision_table
-                    yield self.detail_view
+                    with VerticalScroll(id="decision-scroll", can_focus=False):  # a long detail scrolls
+                        yield self.detail_view
                 with Vertical(id="guards"):
                     yield self.ram_panel
                     yield self.spend_panel
@@ -156,6 +153,7 @@ class ControlRoom(RoomActions):
         self.ram_panel.border_title = "RAM"
         self.spend_panel.border_title = "Spend"
         self.filter_box.display = False
+        self.tasks_note.display = False
         self.apply_layout(self.app.size.width, self.app.size.height)
         self.show_state()  # the first frame shows what the App's first refresh would: not redrawn a frame later
         self.show_guards()
@@ -202,6 +200,8 @@ class ControlRoom(RoomActions):
             self.task_table.focus()
         elif name == "workers":
             self.workers_panel.focus_first()
+        if self.compact and self.is_mounted:  # a table sized while hidden is cut to nothing: fit it to its width
+            self.call_after_refresh(self.refresh_state)
 
     @on(Tabs.TabActivated, "#tabs")
     def _tab_activated(self, event: Tabs.TabActivated) -> None:
@@ -229,13 +229,16 @@ class ControlRoom(RoomActions):
         (self.task_table if self.compact and self.active_tab == "tasks" else self.decision_table).focus()
 
     def on_key(self, event: Key) -> None:
-        if event.key == "escape" and self.filter_box.has_focus:
+        """Escape clears the filter, also once enter kept it (the panels' "no ... matches" lines say so)."""
+        if event.key == "escape" and (self.filter_box.has_focus or self.filter_text):
             event.stop()
+            typing = self.filter_box.has_focus
             self.filter_box.value = ""
             self.filter_box.display = False
             self.filter_text = ""
             self.refresh_state()
-            self.decision_table.focus()
+            if typing:
+                self.decision_table.focus()
 
     # ------------------------------------------------------------------ selection
     @on(DataTable.RowHighlighted, "#decisions")
@@ -255,22 +258,48 @@ class ControlRoom(RoomActions):
         """Tables, the decision detail, the cards, the header and the panels' titles, from the state now."""
         state = self.link.state
         now = self.clock()
-        ttable, dtable = self.task_table, self.decision_table
+        ttable = self.task_table
         sync_table(
             ttable, task_rows(state, now, self.filter_text, width=room_of(ttable), floor=widths_of(ttable)), fit=4
         )
-        sync_table(
-            dtable, decision_rows(state, self.filter_text, width=room_of(dtable), floor=widths_of(dtable)), fit=2
-        )
-        fresh = [d for d in state.decisions if d not in self._seen_decisions]
-        self._seen_decisions.update(fresh)
-        new_pending = [d for d in fresh if state.decisions[d].status == "pending" and d in dtable.rows]
-        if new_pending and self.ready:  # a new decision waits: put the cursor on it, one key approves it
-            dtable.move_cursor(row=dtable.get_row_index(new_pending[-1]), animate=False)
-        self.detail_view.decision = self.selected_decision()
+        self.show_tasks_note(not ttable.row_count)
+        self.show_decisions()
         self.sync_workers()
         self.show_header()
         self.show_titles()
+        self.footer.labels = {"pause": "Resume"} if state.paused else {}  # p says what it does now
+
+    def show_tasks_note(self, empty: bool) -> None:
+        note = no_match("task", self.filter_text) if empty and self.filter_text else ""
+        if note and note != self.tasks_note_text:
+            self.tasks_note_text = note
+            self.tasks_note.update(Text(note, style="dim"))
+        if self.tasks_note.display != bool(note):
+            self.tasks_note.display = bool(note)
+
+    def show_decisions(self) -> None:
+        """The Decisions table (what waits first), its height, its cursor and the detail under it."""
+        state, dtable = self.link.state, self.decision_table
+        rows = decision_rows(state, self.filter_text, width=room_of(dtable), floor=widths_of(dtable))
+        sync_table(dtable, rows, fit=2)
+        waiting = sum(1 for key, _ in rows if state.decisions[key].status == "pending")
+        fresh = [d for d in state.decisions if d not in self._seen_decisions]
+        self._seen_decisions.update(fresh)
+        if self.ready and any(state.decisions[d].status == "pending" and d in dtable.rows for d in fresh):
+            dtable.chosen = False  # a new decision waits: the cursor goes to it, one key approves it
+        if not dtable.chosen:
+            dtable.follow(0 if waiting else None)  # the waiting ones come first, the newest on top
+        lines = table_height(len(rows), waiting)
+        if lines != self.decision_lines:
+            self.decision_lines = lines
+            dtable.styles.height = lines
+        if self.filter_text and not rows:
+            self.detail_view.empty = no_match("decision", self.filter_text)
+        elif rows:
+            self.detail_view.empty = "nothing waits for approval: ↑/↓ shows a past decision"
+        else:
+            self.detail_view.empty = ""  # the detail's own: no decision yet
+        self.detail_view.decision = self.selected_decision()
 
     def sync_workers(self) -> None:
         if not self.is_running:  # a call_after_refresh that lands during shutdown

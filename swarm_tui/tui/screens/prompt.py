@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from swarm_tui.tui.widgets.key_bar import KeyBar
+
 
 class InputScreen(ModalScreen[str | None]):
     """One line of input; ``check`` returns an error message, or None (or "") for a valid value."""
@@ -31,6 +33,7 @@ class InputScreen(ModalScreen[str | None]):
             yield Label(Text(self.title_text, style="bold"))
             yield Input(value=self.value, placeholder=self.placeholder, id="modal-input")
             yield Label(Text("enter ok · escape cancel", style="dim"), id="modal-hint")
+        yield KeyBar(keep=("cancel",))  # this view's keys, not the control room's
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -29,6 +29,7 @@ from swarm_tui.tui.results_doc import (
 )
 from swarm_tui.tui.screens.compare import open_compare
 from swarm_tui.tui.widgets.answer import Answer
+from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.safe_markdown import (
     MARKDOWN_BLOCKS,
     PER_ANSWER,
@@ -48,6 +49,7 @@ class ResultsScreen(ModalScreen[None]):
     ResultsScreen Answer:focus { border-left: thick $accent; background: $boost; }
     ResultsScreen .answer-meta { color: $text-muted; }
     ResultsScreen Markdown { margin: 0; padding: 0; }
+    ResultsScreen #results-hint { width: 1fr; }
     """
 
     def __init__(
@@ -88,25 +90,28 @@ class ResultsScreen(ModalScreen[None]):
             diff = shown_key("compare", self.keymap)
             prom = shown_key("promote", self.keymap)
             hint = (
-                f"tab next · {copy} copy the answer · {save} save as Markdown · {diff} compare · {prom} promote · "
-                "escape closes"
+                f"tab next answer · {copy} copy the answer · {save} save as Markdown · {diff} compare with the next · "
+                f"{prom} promote"
             )
-            yield Label(Text(hint, style="dim"))
+            yield Label(Text(hint, style="dim"), id="results-hint")
+        yield KeyBar(keep=("close",))  # this view's keys, not the control room's (p promotes here)
 
     def on_mount(self) -> None:
         answers = list(self.query(Answer))
-        if answers:
-            answers[-1].focus()  # the newest answer, as the plain view showed the end
+        if answers:  # the first answer, under the task: the view reads from the top, tab goes on
+            answers[0].focus(scroll_visible=False)
+            self.call_after_refresh(self.query_one("#results-scroll", VerticalScroll).scroll_home, animate=False)
         else:
             self.query_one("#results-scroll").focus()
 
     def selected(self) -> Answer | None:
+        """The answer with the focus: the one copy, compare and promote act on (the first before any)."""
         answers = list(self.query(Answer))
         focused = self.focused
         for a in answers:
             if focused is a:
                 return a
-        return answers[-1] if answers else None
+        return answers[0] if answers else None
 
     def action_copy_answer(self) -> None:
         a = self.selected()
@@ -119,7 +124,11 @@ class ResultsScreen(ModalScreen[None]):
         save_document(self.app, self.task_id, self.document, self.export_dir)
 
     def action_compare(self) -> None:
-        open_compare(self.app, self.controls, self.state, self.task_id, self.keymap)
+        """The selected answer against its neighbour (the next one with text, else the one before): the pair
+        the person sees, the selected one active (promote there promotes it)."""
+        a = self.selected()
+        around = a.index - 1 if a is not None else None
+        open_compare(self.app, self.controls, self.state, self.task_id, self.keymap, around=around)
 
     def action_promote(self) -> None:
         a = self.selected()

@@ -22,7 +22,7 @@ from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.details import decision_full_text, worker_detail
 from swarm_tui.tui.link import Link
-from swarm_tui.tui.model import fmt_usd
+from swarm_tui.tui.model import fmt_usd, plural
 from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.prompt import InputScreen
 from swarm_tui.tui.screens.text import TextScreen
@@ -59,7 +59,7 @@ class RoomActions(Screen[None]):
     # ------------------------------------------------------------------ selection
     def selected_decision(self) -> DecisionView | None:
         table = self.decision_table
-        if not table.row_count:
+        if not table.row_count or not table.show_cursor:  # hidden: nothing waits and nobody chose a row
             return None
         try:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -152,7 +152,7 @@ class RoomActions(Screen[None]):
         why = self.start_blocked()
         if why:  # said at once, and on the cards for as long as it holds
             self.app.notify(f"{dv.id} will not start now: {why}", severity="warning", timeout=10, markup=False)
-        self.controls.send("approve", {"id": dv.id}, f"approved {dv.id} ({len(dv.plan)} workers)")
+        self.controls.send("approve", {"id": dv.id}, f"approved {dv.id} ({plural(len(dv.plan), 'worker')})")
 
     def action_reject(self) -> None:
         dv = self.target_decision()
@@ -171,7 +171,9 @@ class RoomActions(Screen[None]):
 
         def done(value: str | None) -> None:
             if value is not None:
-                self.controls.send("edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {value} workers")
+                self.controls.send(
+                    "edit", {"id": dv.id, "workers": int(value)}, f"{dv.id} now has {plural(int(value), 'worker')}"
+                )
 
         self.app.push_screen(
             InputScreen(f"Workers for decision {dv.id} (now {len(dv.plan)})", value=str(len(dv.plan)), check=check),
@@ -199,9 +201,9 @@ class RoomActions(Screen[None]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.controls.send("cancel", {"all": True}, f"cancelling all {live} workers")
+                self.controls.send("cancel", {"all": True}, f"cancelling {plural(live, 'live worker')}")
 
-        self.app.push_screen(ConfirmScreen(f"Cancel all {live} live workers? Their partial output is kept."), done)
+        self.app.push_screen(ConfirmScreen(f"Cancel {plural(live, 'live worker')}? The partial output is kept."), done)
 
     def action_pause(self) -> None:
         if self.link.state.paused:  # from the event log (the conductor's info has no flag of its own)

@@ -9,6 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from swarm_tui.tui.widgets.key_bar import KeyBar
+
 
 class TextScreen(ModalScreen[None]):
     """A scrollable view of a long text (a decision's raw answer, a worker's whole on-screen output)."""
@@ -26,6 +28,7 @@ class TextScreen(ModalScreen[None]):
             with VerticalScroll(id="text-scroll"):
                 yield Static(self.body, id="text-body")
             yield Label(Text("escape closes · arrows/page keys scroll", style="dim"))
+        yield KeyBar(keep=("close",))  # this view's keys, not the control room's
 
     def on_mount(self) -> None:
         self.query_one("#text-scroll").focus()

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from swarm_tui.engine.projection.state import DecisionView
 from swarm_tui.tui.commands import shown_key
-from swarm_tui.tui.model import fmt_age, fmt_usd, one_line
+from swarm_tui.tui.model import fmt_age, fmt_usd, one_line, plural
 from swarm_tui.tui.style import state_style
 from swarm_tui.tui.widgets.table_fit import plan_summary
 
@@ -21,6 +21,7 @@ MERGE_STYLE = {"rules": "cyan", "model": "magenta", "user": "green"}
 
 
 WHO = {"model": "model", "user": "you", "rules": "rules"}
+NO_DECISION = "no decision yet: the heartbeat proposes one when tasks arrive"
 
 
 class DecisionDetail(Static):
@@ -37,6 +38,7 @@ class DecisionDetail(Static):
     ) -> None:
         super().__init__(**kwargs)
         self.clock = clock  # wall time, for "expires in" (a fixed instant in the scenes)
+        self.empty = ""  # what it says with no decision shown, when not NO_DECISION (set before ``decision``)
         k = partial(shown_key, keymap=keymap or {})  # the keys as remapped in the config's [keys]
         self.hint = (
             f"\n{k('approve')} approve · {k('reject')} reject · {k('edit')} edit workers · {k('expand')} details"
@@ -50,7 +52,7 @@ class DecisionDetail(Static):
 
     def build(self, dv: DecisionView | None, now: float) -> Text:
         if dv is None:
-            return Text("no decision yet: the heartbeat proposes one when tasks arrive", style="dim")
+            return Text(self.empty or NO_DECISION, style="dim")
         d = dv.decision
         t = Text()
         t.append(f"{dv.id}  ", style="bold")  # the space ends a run, not starts one: see style.spaced()
@@ -62,7 +64,7 @@ class DecisionDetail(Static):
         elif dv.by:
             t.append(f" by {one_line(dv.by, 32)}", style="dim")
         t.append("\nplan: ", style="dim")
-        t.append(f"{len(dv.plan)} workers: {plan_summary(dv)}")
+        t.append(f"{plural(len(dv.plan), 'worker')}: {plan_summary(dv)}")
         if dv.workers is not None and dv.workers != len(d.plan):
             t.append(f" (edited from {len(d.plan)})", style="yellow")
         t.append("\ncost: ", style="dim")
@@ -100,7 +102,7 @@ class DecisionDetail(Static):
                 t.append(f"{one_line(str(c.before), 20)} → {one_line(str(c.after), 20)}")
             t.append(f": {one_line(c.reason, 200)}", style="dim")
         if len(d.clamps) > 6:
-            t.append(f"\n… {len(d.clamps) - 6} more clamps (enter shows all)", style="dim")
+            t.append(f"\n… {plural(len(d.clamps) - 6, 'more clamp')} (enter shows all)", style="dim")
         if d.raw or d.merge or d.examples:
             t.append("\nenter: every merge choice and the model's raw answer", style="dim")
         return t

@@ -59,6 +59,8 @@ class KeyBar(Widget, can_focus=False):
     """
 
     compact: reactive[bool] = reactive(False, toggle_class="-compact")
+    # what a key says now where its binding's word would be wrong (``{"pause": "Resume"}`` while paused)
+    labels: reactive[dict[str, str]] = reactive(dict)
 
     def __init__(self, *, keep: tuple[str, ...] = ("help",), id: str | None = None) -> None:
         """``keep``: actions whose key stays on the line when not every key fits (the way to the rest)."""
@@ -98,9 +100,10 @@ class KeyBar(Widget, can_focus=False):
         if not enabled:
             key, desc = key + Style(dim=True), desc + Style(dim=True)
         shown_key = self.app.get_key_display(binding)
+        word = self.labels.get(binding.action, binding.description)
         if compact:
-            return Text.assemble((shown_key, key), (f" {binding.description}", desc))
-        return Text.assemble((f" {shown_key} ", key), (f"{binding.description} ", desc))
+            return Text.assemble((shown_key, key), (f" {word}", desc))
+        return Text.assemble((f" {shown_key} ", key), (f"{word} ", desc))
 
     def render(self) -> Text:
         shown, palette = self._shown()

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import var
 
 from swarm_tui.engine.info import RamSummary
-from swarm_tui.tui.model import fmt_mb, one_line, sparkline
+from swarm_tui.tui.model import fmt_mb, one_line, plural, sparkline
 from swarm_tui.tui.style import bar
 from swarm_tui.tui.widgets.text_panel import TextPanel
 
@@ -105,7 +105,10 @@ class RamPanel(TextPanel):
                 lo, hi = mid - 128, mid + 128
             t.append(sparkline(history, w, lo=lo, hi=hi), style="cyan")
             t.append("\n")
-            t.append(f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {len(recent)} readings", style="dim")
+            t.append(
+                f"available {fmt_mb(min(recent))}–{fmt_mb(max(recent))}, last {plural(len(recent), 'reading')}",
+                style="dim",
+            )
         own, kids = ram.get("own_rss_mb"), ram.get("children_rss_mb")
         models = ram.get("local_models", [])
         t.append("\n")

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.reactive import var
 
 from swarm_tui.engine.info import AnySpend
-from swarm_tui.tui.model import fmt_usd, one_line, short_model
+from swarm_tui.tui.model import fmt_usd, one_line, plural, short_model
 from swarm_tui.tui.widgets.text_panel import TextPanel
 
 PLACEHOLDER_LINES = 5  # bar, today, session, key limit, prices: the first figures do not re-lay out the screen
@@ -69,7 +69,7 @@ class SpendPanel(TextPanel):
         for model, usd in items[:4]:
             t.append(f"\n  {one_line(short_model(model), max(8, w - 12)):<{max(8, w - 12)}} {fmt_usd(usd)}")
         if len(items) > 4:
-            t.append(f"\n  … {len(items) - 4} more models", style="dim")
+            t.append(f"\n  … {plural(len(items) - 4, 'more model')}", style="dim")
         return t
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from swarm_tui.engine.projection.state import DecisionView, SwarmState, TaskView
+from swarm_tui.textsafe import plain
 from swarm_tui.tui.model import fmt_age, fmt_usd, one_line, short_id, short_model
 from swarm_tui.tui.style import state_style
 
@@ -53,6 +54,17 @@ def sync_table(table: DataTable[Any], rows: list[tuple[str, tuple[Any, ...]]], f
         table.add_row(*cells, key=key)
     if selected in keys:
         table.move_cursor(row=keys.index(selected), animate=False, scroll=False)
+
+
+def room_of(table: DataTable[Any]) -> int:
+    """The cells a table's columns may fill: its width less its scrollbar's gutter (app.tcss keeps one, so the
+    width does not change when a scrollbar appears after the columns were fitted)."""
+    return max(0, table.scrollable_content_region.width)
+
+
+def widths_of(table: DataTable[Any]) -> list[int]:
+    """The widths of a table's columns now, without padding (they only grow)."""
+    return [c.content_width for c in table.ordered_columns]
 
 
 def fit_rows(
@@ -114,9 +126,9 @@ def task_rows(
 def decision_rows(
     state: SwarmState, flt: str, width: int = 60, limit: int = 200, floor: Sequence[int] = ()
 ) -> list[tuple[str, tuple[Any, ...]]]:
-    """The Decisions table's rows; ``width`` is the table's: the estimated cost is shown whole, the plan gets
-    what is left."""
-    views = sorted(state.decisions.values(), key=lambda d: d.decision.created_at, reverse=True)
+    """The Decisions table's rows, those that wait first, each part newest first; ``width`` is the table's: the
+    estimated cost is shown whole, the plan gets what is left."""
+    views = sorted(state.decisions.values(), key=lambda d: (d.status == "pending", d.decision.created_at), reverse=True)
     out: list[tuple[str, tuple[Any, ...]]] = []
     for dv in views:
         d = dv.decision
@@ -158,3 +170,8 @@ def matches(flt: str, *fields: str) -> bool:
     """Whether the filter text is in any of these fields, ignoring case."""
     f = flt.lower()
     return any(f in x.lower() for x in fields)
+
+
+def no_match(what: str, flt: str) -> str:
+    """What a panel says when the filter leaves it nothing to show."""
+    return f"no {what} matches the filter “{plain(flt)}” (esc clears it)"

@@ -22,8 +22,9 @@ from textual.widgets import Static
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import FINAL_STATES
-from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.model import OutputRing, plural
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
+from swarm_tui.tui.widgets.table_fit import no_match
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
@@ -149,9 +150,12 @@ class WorkersPanel(VerticalScroll):
         if self._empty.display != show_empty:
             self._empty.display = show_empty
         if hidden:
-            self.note = f"{hidden} more workers not shown (use / to filter)"
+            self.note = f"{plural(hidden, 'more worker')} not shown (use / to filter)"
         elif not shown:
-            self.note = SCALE_ZERO if ready and state.scale == 0 else EMPTY if ready else STARTING
+            if not ready:
+                self.note = STARTING
+            else:
+                self.note = no_match("worker", flt) if flt else SCALE_ZERO if state.scale == 0 else EMPTY
         return more
 
     def _keep_order(self, order: list[str]) -> None:
