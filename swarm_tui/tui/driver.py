@@ -44,6 +44,7 @@ from textual._parser import ParseError, Parser
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
 from textual.app import App, ComposeResult, ReturnType
+from textual.binding import Binding
 from textual.content import Content
 from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
@@ -224,9 +225,18 @@ class CrashSafeApp(App[ReturnType]):
 
     Textual's own shows every frame's locals, and a frame of a request or a config holds a key."""
 
+    # ctrl+l, as in a shell or vi: the terminal's content went out of step (a stray write, a glitch over ssh), and
+    # since a frame writes only what changed, nothing else would ever put it right
+    BINDINGS = [Binding("ctrl+l", "redraw", "Redraw", show=False)]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.screen_cells = ScreenCells()  # what the terminal shows: a frame writes only what changed
+
+    def action_redraw(self) -> None:
+        """Write the whole screen again: forget what the terminal shows, then lay the screen out anew."""
+        self.screen_cells.forget()
+        self.screen.refresh(layout=True)
 
     def _fatal_error(self) -> None:
         tb = crash_traceback(self.console)

@@ -278,3 +278,18 @@ async def test_a_tab_shown_at_80x24_fits_its_table_to_its_width() -> None:
         table = app.query_one("#tasks", DataTable)
         text = str(table.get_row("t-scene00")[4])
         assert len(text) > 20, f"the task's text cut to {text!r} on an 80-column tab"
+
+
+async def test_ctrl_l_writes_the_whole_screen_again() -> None:
+    """A frame writes only the cells that changed (tui/screen_cells.py), so a terminal that went out of step (a
+    stray write, a glitch over ssh) stays wrong until those cells change: ctrl+l forgets what the terminal shows
+    and lays the screen out again, so the next frame is written whole."""
+    app = scene_app("pending")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        cells = app.screen_cells
+        cells.frame("\x1b[1;1Hhello", (120, 36))
+        assert cells.frame("\x1b[1;1Hhello", (120, 36)) == ""  # known: nothing to write
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert cells.frame("\x1b[1;1Hhello", (120, 36)) != ""  # forgotten: written whole again
