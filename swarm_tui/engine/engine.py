@@ -73,7 +73,14 @@ class Engine:
         self.components: list[Component] = []
         self._hearers: list[tuple[str, EventListener]] = []  # the components with on_event, in start order
         self.record = Recorder(bus, self.state)  # for parts that act on their own writes (controls, conductor)
-        self.controls = Controls(bus, self.state, max_scale=cfg.swarm.max_scale, clock=clock, record=self.record)
+        self.controls = Controls(
+            bus,
+            self.state,
+            max_scale=cfg.swarm.max_scale,
+            clock=clock,
+            record=self.record,
+            task_max_usd=cfg.budget.task_max_usd,
+        )
         self._server = ControlServer(bus, self.controls)
         self._listeners: list[EventCallback] = []
         self._follower: EventFollower | None = None

@@ -133,3 +133,18 @@ def _usd(v: float) -> float:
     if not v == v:  # NaN (the wire refuses it; a figure computed from it must still be a number)
         return ESTIMATE_CAP_USD
     return round(min(max(float(v), 0.0), ESTIMATE_CAP_USD), 8)
+
+
+def task_worst(d: Estimated, workers: int) -> dict[str, float]:
+    """Each task's worst case USD in a decision's plan with ``workers`` items (resized as ``decision_estimate``
+    resizes it). With item costs, each task's own items; without them, every task is charged the whole plan's
+    worst case (a bound: a task's share is never more than the whole)."""
+    k = len(d.plan)
+    tasks = [str(getattr(p, "task_id", "")) for p in d.plan]
+    whole = decision_estimate(d, workers)[1]
+    if k == 0 or len(d.item_costs) != k or len(set(tasks)) == 1:
+        return dict.fromkeys(tasks, whole)
+    out: dict[str, float] = dict.fromkeys(tasks, 0.0)
+    for i in range(max(0, workers)):
+        out[tasks[i % k]] += d.item_costs[i % k][1]
+    return {t: _usd(v) for t, v in out.items()}
