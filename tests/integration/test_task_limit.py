@@ -11,9 +11,9 @@ from pathlib import Path
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.ids import new_id
 from swarm_tui.engine.bus.wire import Decision, PlanItem, Task, job_id
 from swarm_tui.engine.control_requests import ControlError
-from swarm_tui.engine.bus.ids import new_id
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
