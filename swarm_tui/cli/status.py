@@ -99,8 +99,13 @@ async def status_data(cfg: Config) -> StatusData:
     streamed = pool.get("tokens") if pool is not None else None
     if not isinstance(streamed, dict):  # another process's JSON: a tokens that is not a table counts nothing
         streamed = {}
-    for w in snap["workers"]:  # a running worker's tokens since its last event are in the pool's info
-        w["tokens"] = worker_tokens(w["tokens"], _count(streamed.get(w["id"])))
+    meta = info.get("engine")
+    chunks = meta.get("streamed") if isinstance(meta, dict) else None  # any pool's, a standalone worker's too
+    if not isinstance(chunks, dict):
+        chunks = {}
+    for w in snap["workers"]:  # a running worker's tokens since its last event: the pool's info, its chunks
+        seen = max(_count(streamed.get(w["id"])), _count(chunks.get(w["id"])))
+        w["tokens"] = worker_tokens(w["tokens"], seen)
     # no scale command yet: the scale the running engine's pool runs at, else this configuration's
     live = pool.get("scale") if pool is not None else None
     scale = state.scale_figure(live if _count(live) == live else cfg.swarm.scale)
