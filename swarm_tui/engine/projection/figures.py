@@ -53,7 +53,8 @@ def tasks_title(counts: dict[str, int]) -> str:
 def worker_tokens(event_tokens: int, streamed: int = 0) -> int:
     """A worker's tokens: its last worker event's count, or what it has streamed since when that is more (a
     running worker's event was written when it started; its tokens since travel in chunks, which the screen
-    counts, and in the pool's ``info()["tokens"]`` and the engine's chunk count (``info()["engine"]["streamed"]``), which ``status`` reads)."""
+    counts, and in the pool's ``info()["tokens"]`` and the engine's count of the chunks
+    (``info()["engine"]["streamed"]``: a standalone worker's too), which ``status`` reads)."""
     return max(int(event_tokens), int(streamed))
 
 
