@@ -170,7 +170,7 @@ class Controls:
         n = args.get("workers")
         if why := scale_refusal(n, self.max_scale, "worker count"):
             raise ControlError(why, "invalid")
-        self._within_task_limit(dv, n, "edit")
+        self._within_task_limit(dv, int(n or 0), "edit")  # n is a whole number here (scale_refusal)
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )
