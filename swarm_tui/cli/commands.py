@@ -130,7 +130,7 @@ async def control(cfg: Config, verb: Verb, args: dict[str, Any], *, demo: bool =
         reply = await request(bus, verb, args)
         if reply is None:  # no engine: validate against the log and record it ourselves
             state = await load_state(bus)
-            controls = Controls(bus, state, max_scale=cfg.swarm.max_scale)
+            controls = Controls(bus, state, max_scale=cfg.swarm.max_scale, task_max_usd=cfg.budget.task_max_usd)
             try:
                 data = await controls.handle(verb, args)
             except ControlError as exc:

@@ -12,7 +12,7 @@ import aiohttp
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.topology import describe, one_line
-from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.config.load import Config, hide_login
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.ceiling_kv import ceiling_in_force
 from swarm_tui.engine.guards.memory import ram_snapshot
@@ -75,11 +75,12 @@ async def check_ceiling(bus: Bus, cfg: Config) -> Check:
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
     base = ollama_url(cfg.ollama.host)
+    shown = hide_login(base)  # OLLAMA_HOST may carry a login (httpx sends it as Basic auth): never printed
     model = cfg.ollama.model
     try:
         status, body = await _get_json(session, f"{base}/api/tags")
     except (TimeoutError, aiohttp.ClientError, OSError):
-        why = f"not reachable at {base}: the conductor decides by rules alone (model {model}, keep_alive "
+        why = f"not reachable at {shown}: the conductor decides by rules alone (model {model}, keep_alive "
         return Check(
             "ollama",
             False,
@@ -87,15 +88,15 @@ async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:
             required=False,
         )
     if status != 200 or not isinstance(body, dict):
-        return Check("ollama", False, f"{base} answered HTTP {status}", required=False)
+        return Check("ollama", False, f"{shown} answered HTTP {status}", required=False)
     names = {m.get("name", "") for m in body.get("models", []) if isinstance(m, dict)}
     want = model if ":" in model else model + ":latest"
     if model in names or want in names:
         window = await loaded_window(session, base, {model, want}, cfg.ollama.num_ctx)
-        detail = f"{base}, model {model} is pulled; keep_alive {cfg.ollama.keep_alive}, {window}"
+        detail = f"{shown}, model {model} is pulled; keep_alive {cfg.ollama.keep_alive}, {window}"
         return Check("ollama", True, detail, required=False)
     return Check(
-        "ollama", False, f"{base} reachable but model {model} is not pulled: run `ollama pull {model}`", required=False
+        "ollama", False, f"{shown} reachable but model {model} is not pulled: run `ollama pull {model}`", required=False
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from swarm_tui import __version__
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
-from swarm_tui.engine.errors import EXIT_INTERRUPTED, EXIT_PIPE, ConfigError, SwarmError, UsageError
+from swarm_tui.engine.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, ConfigError, SwarmError, UsageError
 
 log = logging.getLogger("swarm_tui")
 
@@ -50,6 +50,7 @@ def _priority(v: str) -> int:
 
 def _whole(v: str) -> int:
     """A whole number, its range checked after the config is read (the bound is swarm.max_scale)."""
+    v = v.removeprefix("\0")  # an id's suffix where a count goes (``edit 3 -w2``): said as typed
     try:
         return int(v)
     except ValueError:
@@ -205,12 +206,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "approve":
         _in_scale(args.workers, cfg, "--workers")
         extra = {"workers": args.workers} if args.workers is not None else {}
-        return cmds.run(ctl("approve", {"id": args.id, **extra}))
+        return cmds.run(ctl("approve", {"id": _decision_id(args.id), **extra}))
     if cmd == "reject":
-        return cmds.run(ctl("reject", {"id": args.id, "reason": args.reason}))
+        return cmds.run(ctl("reject", {"id": _decision_id(args.id), "reason": args.reason}))
     if cmd == "edit":
         _in_scale(args.workers, cfg, "the worker count")
-        return cmds.run(ctl("edit", {"id": args.id, "workers": args.workers}))
+        return cmds.run(ctl("edit", {"id": _decision_id(args.id), "workers": args.workers}))
     if cmd == "scale":
         _in_scale(args.n, cfg, "scale")
         return cmds.run(ctl("scale", {"n": args.n}))
@@ -258,21 +259,87 @@ def _long_running(args: argparse.Namespace, cfg: Any, demo: bool) -> int:
     return run_app(cfg, demo=demo, attach=getattr(args, "attach", None), refresh_ms=getattr(args, "refresh_ms", None))
 
 
-# An id's suffix as a card or a list shows it (``-w2``, ``-j1``) reads to argparse as an unknown option: it is
-# passed on as the id it is (after ``--``), so ``promote -w2`` and ``cancel -w2`` work as typed.
+# An id's suffix as a card or a list shows it (``-w2``, ``-j1``) reads to argparse as an unknown option. Where a
+# command takes an id (``ID_COMMANDS``) such a word before ``--`` is marked as a value (argv can hold no NUL, so the
+# mark is unambiguous) and unmarked after parsing: it stays in its place (``edit -w2 3``: id -w2, workers 3). A
+# word that starts with '-' anywhere else is an option as usual: ``submit -w2`` is refused, not a task called
+# "-w2" (``submit -- -w2`` is one). A worker's suffix given for a decision is refused in words (``_decision_id``).
 ID_SUFFIX = re.compile(r"-[wj]\d+")
+MARK = "\0"
+ID_COMMANDS = frozenset({"promote", "cancel", "approve", "reject", "edit"})
+ID_ARGS = ("id", "worker", "job")
+_TAKES_VALUE = frozenset({"--config", "--attach", "--refresh-ms"})  # the top level's options with a value
+
+
+def _command_at(argv: list[str]) -> int:
+    """Where the command word is in argv (-1: none): the first word that is not an option or an option's value."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--" or not a.startswith("-"):
+            return i if a != "--" else -1
+        i += 2 if a in _TAKES_VALUE else 1
+    return -1
 
 
 def _ids_as_ids(argv: list[str]) -> list[str]:
-    if "--" in argv:
+    at = _command_at(argv)
+    if at < 0 or argv[at] not in ID_COMMANDS:
         return argv
-    suffixes = [a for a in argv if ID_SUFFIX.fullmatch(a)]
-    return [a for a in argv if a not in suffixes] + (["--", *suffixes] if suffixes else [])
+    end = argv.index("--") if "--" in argv[at:] else len(argv)
+    return [MARK + a if at < i < end and ID_SUFFIX.fullmatch(a) else a for i, a in enumerate(argv)]
+
+
+def _unmark(args: argparse.Namespace) -> argparse.Namespace:
+    for name in ID_ARGS:
+        v = getattr(args, name, None)
+        if isinstance(v, str):
+            setattr(args, name, v.removeprefix(MARK))
+    return args
+
+
+def _unknown_in_submit(argv: list[str]) -> str | None:
+    """The first word of ``submit``'s that reads as an option it does not have (``submit -w2``), else None."""
+    at = _command_at(argv)
+    if at < 0 or argv[at] != "submit":
+        return None
+    probe = argparse.ArgumentParser(add_help=False, parents=[_common()], allow_abbrev=True)
+    probe.add_argument("--priority", "-p")
+    probe.add_argument("-h", "--help", action="store_true")
+    probe.add_argument("text", nargs="*")
+    try:
+        _, extra = probe.parse_known_args(argv[at + 1 :])
+    except SystemExit:  # argparse said why (an option without its value): the real parser says it again
+        return None
+    return next((a for a in extra if a.startswith("-") and a != "--"), None)
+
+
+def _decision_id(ident: str) -> str:
+    """A decision id as given, unless it is a worker's or a job's suffix (a decision id ends in hex digits)."""
+    if ID_SUFFIX.fullmatch(ident):
+        raise UsageError(
+            f"{ident} is the end of a worker's or an answer's id, not a decision's: give the decision id "
+            "(or its unique suffix) as `swarm-tui status` lists it"
+        )
+    return ident
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_ids_as_ids(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    if (word := _unknown_in_submit(argv)) is not None:
+        import shlex
+
+        from swarm_tui.textsafe import plain
+
+        word = plain(shlex.quote(word))  # a word with an escape sequence in it is shown, not played
+        print(
+            f"swarm-tui submit: error: no option {word}; a task that starts with '-' goes after --: "
+            f"swarm-tui submit -- {word}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    args = _unmark(parser.parse_args(_ids_as_ids(argv)))
     try:
         code = dispatch(args)
         sys.stdout.flush()  # here, not at exit: a reader that left is then seen below, not by the interpreter

@@ -96,9 +96,16 @@ async def status_data(cfg: Config) -> StatusData:
         ram = ram_snapshot(cfg)
     snap = state.snapshot()
     pool = usable(info.get("pool"))
-    streamed = pool.get("tokens", {}) if pool is not None else {}
-    for w in snap["workers"]:  # a running worker's tokens since its last event are in the pool's info
-        w["tokens"] = worker_tokens(w["tokens"], _count(streamed.get(w["id"])))
+    streamed = pool.get("tokens") if pool is not None else None
+    if not isinstance(streamed, dict):  # another process's JSON: a tokens that is not a table counts nothing
+        streamed = {}
+    meta = info.get("engine")
+    chunks = meta.get("streamed") if isinstance(meta, dict) else None  # any pool's, a standalone worker's too
+    if not isinstance(chunks, dict):
+        chunks = {}
+    for w in snap["workers"]:  # a running worker's tokens since its last event: the pool's info, its chunks
+        seen = max(_count(streamed.get(w["id"])), _count(chunks.get(w["id"])))
+        w["tokens"] = worker_tokens(w["tokens"], seen)
     # no scale command yet: the scale the running engine's pool runs at, else this configuration's
     live = pool.get("scale") if pool is not None else None
     scale = state.scale_figure(live if _count(live) == live else cfg.swarm.scale)
@@ -186,7 +193,10 @@ def format_status(d: StatusData) -> str:
         lines.append(f"needs you: {plain(str(need.get('what', '')))} (since {when}){seen}")
     cond = d["conductor"]
     if cond:
-        lines.append("conductor: " + ", ".join(f"{k}={v}" for k, v in cond.items() if not isinstance(v, dict | list)))
+        lines.append(
+            "conductor: "
+            + ", ".join(f"{plain(str(k))}={plain(str(v))}" for k, v in cond.items() if not isinstance(v, dict | list))
+        )
     lane = usable(d["lane"])
     if lane:
         waiting = [plain(str(w)) for w in lane.get("waiting", [])]
@@ -248,7 +258,9 @@ def format_status(d: StatusData) -> str:
             f"ram: {ram.get('available_mb', '?')} MB available of {ram.get('total_mb', '?')} MB, "
             f"headroom {ram.get('headroom_mb', '?')} MB" + (" (LOW)" if ram.get("low") else "")
         )
-    return "\n".join(lines)
+    # every figure above came from the log or another process's JSON: none may move the cursor or retitle the
+    # terminal, even one printed as a number (an engine of another version may send any text in its place)
+    return "\n".join(plain(line) for line in lines)
 
 
 async def status(cfg: Config, as_json: bool, *, demo: bool = False) -> int:

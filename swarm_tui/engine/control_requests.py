@@ -43,7 +43,7 @@ def is_verb(verb: str) -> TypeGuard[Verb]:
 
 # Why a control request was refused: a verb nobody serves, an argument out of range or missing, no such
 # decision, worker or answer, an id that matches several, or a target no longer in a state the verb applies to.
-ControlErrorKind: TypeAlias = Literal["unknown_verb", "invalid", "not_found", "ambiguous", "wrong_state"]
+ControlErrorKind: TypeAlias = Literal["unknown_verb", "invalid", "not_found", "ambiguous", "wrong_state", "over_budget"]
 
 
 class ControlError(Exception):
@@ -64,8 +64,10 @@ class Controls:
         clock: Callable[[], float] = time.time,
         extra: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
         record: Recorder | None = None,
+        task_max_usd: float | None = None,
     ) -> None:
         self.bus = bus
+        self.task_max_usd = task_max_usd  # budget.task_max_usd: an edit may not plan a task past it
         self.state = state
         self.record = record or Recorder(bus, state)  # the engine's, or one of our own on a replayed state
         self.max_scale = max_scale
@@ -120,6 +122,8 @@ class Controls:
         # bounded as edit and scale are: an approval with more workers than max_scale would start them all
         if workers is not None and (why := scale_refusal(workers, self.max_scale, "worker count")):
             raise ControlError(why, "invalid")
+        if workers is not None:
+            self._within_task_limit(dv, workers, "approval")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
@@ -129,6 +133,25 @@ class Controls:
         )
         await self.record(ev, msg_id=f"{dv.id}-final")
         return {"decision_id": dv.id, "status": "approved", "workers": len(dv.plan)}
+
+    def _within_task_limit(self, dv: DecisionView, workers: int, what: str) -> None:
+        """Refuse a worker count whose worst case would take a task past budget.task_max_usd (what it has spent
+        plus this plan's worst case for it), as the heartbeat's clamp keeps a proposal within it. A count that
+        costs no more than the proposal is never refused: the clamp already held that within the limit."""
+        limit = self.task_max_usd
+        if limit is None or workers <= len(dv.decision.plan):
+            return
+        from swarm_tui.engine.projection.figures import task_worst
+
+        for task_id, worst in task_worst(dv.decision, workers).items():
+            spent = self.state.task_spend(task_id)
+            if spent + worst > limit + 1e-12:
+                had = f" on top of ${spent:.4f} spent" if spent else ""
+                raise ControlError(
+                    f"{what} refused: {workers} workers could cost up to ${worst:.4f}{had} for task {task_id}, "
+                    f"past its limit of ${limit:.4f} (budget.task_max_usd)",
+                    "over_budget",
+                )
 
     async def do_reject(self, args: dict[str, Any]) -> dict[str, Any]:
         dv = self._pending(args.get("id"))
@@ -147,6 +170,7 @@ class Controls:
         n = args.get("workers")
         if why := scale_refusal(n, self.max_scale, "worker count"):
             raise ControlError(why, "invalid")
+        self._within_task_limit(dv, int(n or 0), "edit")  # n is a whole number here (scale_refusal)
         ev = Approval(
             decision_id=dv.id, action="edited", workers=n, by=str(args.get("by", "cli"))[:32], at=self.clock()
         )

@@ -30,6 +30,7 @@ from swarm_tui.engine.info import EngineInfo, InfoError
 from swarm_tui.engine.lifecycle import Lifecycle, Part
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.states import FINAL_STATES
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,20 @@ class Engine:
         self.components: list[Component] = []
         self._hearers: list[tuple[str, EventListener]] = []  # the components with on_event, in start order
         self.record = Recorder(bus, self.state)  # for parts that act on their own writes (controls, conductor)
-        self.controls = Controls(bus, self.state, max_scale=cfg.swarm.max_scale, clock=clock, record=self.record)
+        self.controls = Controls(
+            bus,
+            self.state,
+            max_scale=cfg.swarm.max_scale,
+            clock=clock,
+            record=self.record,
+            task_max_usd=cfg.budget.task_max_usd,
+        )
         self._server = ControlServer(bus, self.controls)
         self._listeners: list[EventCallback] = []
         self._follower: EventFollower | None = None
         self._info_sub: Any = None
+        self._chunk_sub: Any = None
+        self.streamed: dict[str, int] = {}  # live worker id -> tokens its chunks carried (any pool's)
         self._life = Lifecycle("engine")
         self._life.adopt("bus", bus.close)  # handed in (connected or not): ours to close, whatever start got to
         self.host = socket.gethostname()
@@ -123,6 +133,7 @@ class Engine:
         await self._life.start("event follower", self._follow, self._unfollow)
         await self._life.start("control server", self._server.start, self._server.stop)
         await self._life.start("info responder", self._serve_info, self._unserve_info)
+        await self._life.start("chunk counter", self._count_chunks, self._uncount_chunks)
         for c in self.components:
             await self._life.start_part(c)
         # Everything imported and built so far (Textual and the app too, when in-process) lives as long as the
@@ -152,6 +163,36 @@ class Engine:
             with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
                 await self._info_sub.unsubscribe()
 
+    async def _count_chunks(self) -> None:
+        assert self.bus.nc is not None
+        self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk)
+
+    async def _uncount_chunks(self) -> None:
+        if self._chunk_sub is not None:
+            with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
+                await self._chunk_sub.unsubscribe()
+
+    def _live(self, worker_id: str) -> bool:
+        w = self.state.workers.get(worker_id)
+        return w is not None and w.state not in FINAL_STATES
+
+    async def _on_chunk(self, msg: NatsMsg) -> None:
+        """Count a chunk's tokens for its worker: a job a standalone worker runs is in no pool's info here, and
+        ``status`` would say 0 while its card counts them. Only a worker the log knows as live is counted (a
+        chunk under any other id is not held), so what is kept is bounded by the live workers."""
+        try:
+            c = json.loads(msg.data)
+            wid, n = c["worker_id"], c["tokens"]
+        except (ValueError, TypeError, KeyError):
+            return
+        if isinstance(wid, str) and isinstance(n, int) and not isinstance(n, bool) and n > 0 and self._live(wid):
+            self.streamed[wid] = self.streamed.get(wid, 0) + n
+
+    def _streamed(self) -> dict[str, int]:
+        for wid in [w for w in self.streamed if not self._live(w)]:  # ended: its tokens are in its events now
+            del self.streamed[wid]
+        return dict(self.streamed)
+
     def info(self) -> EngineInfo:
         """The engine, its bus, and each component's info under the component's name: what the app's header and
         panels and ``status`` show (sent as JSON to whoever asks on ``swarm.engine.info``)."""
@@ -162,6 +203,7 @@ class Engine:
                 "started_at": self.started_at,
                 "demo": self.demo,
                 "uptime_s": round(self.clock() - self.started_at, 1),
+                "streamed": self._streamed(),
             },
             "bus": {
                 "url": _display_url(self.bus.url),

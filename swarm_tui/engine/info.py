@@ -33,6 +33,9 @@ class EngineMeta(TypedDict):
     started_at: float  # epoch seconds
     demo: bool
     uptime_s: float
+    # each live worker's tokens as its chunks on the bus count them, whichever pool runs it (a standalone
+    # `swarm-tui worker`'s too, which no engine pool's ``tokens`` holds); counted from the engine's start
+    streamed: NotRequired[dict[str, int]]
 
 
 class BusTopology(TypedDict, total=False):

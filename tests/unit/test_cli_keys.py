@@ -67,3 +67,16 @@ def test_the_ids_and_defaults_are_the_apps_bindings() -> None:
         assert ours == theirs
     assert key_name("?") == "question_mark" and key_name("+") == "plus" and key_name("/") == "slash"
     assert not set(RESERVED) & {key_name(k) for k in ROOM_KEYS.values()}
+
+
+def test_the_key_names_the_loader_accepts_are_textuals() -> None:
+    """The loader accepts a name only where Textual reports one (the engine imports no Textual: a list)."""
+    from textual.keys import Keys, _character_to_key
+
+    from swarm_tui.engine.config.keys import NAMED_KEYS, textual_can_match
+
+    assert NAMED_KEYS <= {k.value for k in Keys}
+    for char in "?!/+-@_[]":
+        assert textual_can_match(_character_to_key(char)), char
+    for bad in ("Ctrl+K", "ctrl+", "plus_sign", "latin_small_letter_a", "\u200b", "\x1b[2J", "ctrl+ctrl+a"):
+        assert not textual_can_match(bad), bad

@@ -49,6 +49,11 @@ RESERVED: Final[dict[str, str]] = {
     "tab": "moving to the next panel",
     "shift+tab": "moving to the previous panel",
     "escape": "closing a dialog or clearing the filter",
+    # the focused table (a DataTable) answers these itself before any screen binding sees them
+    **dict.fromkeys(
+        ("up", "down", "left", "right", "home", "end", "pageup", "pagedown", "ctrl+home", "ctrl+end"),
+        "moving in the tables",
+    ),
 }
 RESULTS_RESERVED: Final[dict[str, str]] = {
     **RESERVED,
@@ -59,6 +64,13 @@ RESULTS_RESERVED: Final[dict[str, str]] = {
     "left_square_bracket": "the compare view's previous answer",
     "right_square_bracket": "the compare view's next answer",
 }
+# Textual's names for the keys that are not one character (textual.keys.Keys, without modifiers), and the
+# modifiers it reports, in the order and case it reports them (lower case: "Ctrl+K" never matches).
+NAMED_KEYS: Final[frozenset[str]] = frozenset(
+    ("up", "down", "left", "right", "home", "end", "pageup", "pagedown", "insert", "delete", "backspace")
+    + ("enter", "escape", "tab", "space", *(f"f{n}" for n in range(1, 25)))
+)
+MODIFIERS: Final[tuple[str, ...]] = ("ctrl", "alt", "shift", "meta", "super", "hyper")
 _NAMES = {"solidus": "slash", "reverse_solidus": "backslash", "commercial_at": "at", "hyphen_minus": "minus"}
 _NAMES |= {"plus_sign": "plus", "low_line": "underscore"}
 
@@ -76,6 +88,34 @@ def key_name(key: str) -> str:
     return key
 
 
+def shown(key: str) -> str:
+    """A key as an error line may print it: as given when it is plain printable text, else its repr (a value
+    from the config file may hold an escape sequence that would retitle or clear the terminal)."""
+    key = key.strip()
+    return key if key.isprintable() and key.isascii() and len(key) <= 40 else repr(key[:40])
+
+
+def textual_can_match(key: str) -> bool:
+    """Whether Textual can ever report ``key``: modifiers in lower case and a known key name, a character's
+    Unicode name (``question_mark``) or one printable character; a lone character may be any case (``C``)."""
+    if len(key) == 1:
+        return key.isprintable() and not key.isspace()
+    *mods, last = key.split("+")
+    if len(set(mods)) != len(mods) or not all(m in MODIFIERS for m in mods) or not last:
+        return False
+    if len(last) == 1:  # after a modifier Textual names a letter or digit in lower case, other characters by name
+        return last.isascii() and (last.islower() or last.isdigit())
+    if last in NAMED_KEYS or last in _NAMES.values():
+        return True
+    if len(last) > 40 or not last.isascii() or not all(c.islower() or c.isdigit() or c == "_" for c in last):
+        return False
+    try:
+        char = unicodedata.lookup(last.replace("_", " "))
+    except KeyError:
+        return False
+    return key_name(char) == last  # "question_mark" is "?"; "plus_sign" or "latin_small_letter_a" never arrive
+
+
 def parse_keys(raw: Any, where: str) -> dict[str, str]:
     """The ``[keys]`` table as given (binding id -> key), after checking it; raises ``ConfigError``."""
     if raw is None:
@@ -86,10 +126,10 @@ def parse_keys(raw: Any, where: str) -> dict[str, str]:
         if ident not in KEY_IDS:
             raise ConfigError(f"unknown key keys.{ident} in {where}: [keys] allows {', '.join(KEY_IDS)}")
         keys = [k.strip() for k in value.split(",")]
-        if not all(keys) or any(" " in k for k in keys):
+        if not all(keys) or not all(textual_can_match(k) for k in keys):
             raise ConfigError(
-                f"bad value {value!r} for keys.{ident} in {where}: expected a key (a, ctrl+k, f5), or several "
-                "separated by commas"
+                f"bad value {value[:40]!r} for keys.{ident} in {where}: expected a key as Textual names it "
+                "(a, C, ctrl+k, f5, question_mark; modifiers in lower case), or several separated by commas"
             )
     _check_screen(ROOM_KEYS, RESERVED, raw, where)
     _check_screen(RESULTS_KEYS, RESULTS_RESERVED, raw, where)
@@ -105,14 +145,14 @@ def _check_screen(defaults: Mapping[str, str], reserved: Mapping[str, str], raw:
             name = key_name(key)
             if remapped and name in reserved:
                 raise ConfigError(
-                    f"bad value {raw[ident]!r} for keys.{ident} in {where}: {key.strip()} is kept for "
+                    f"bad value {raw[ident][:40]!r} for keys.{ident} in {where}: {shown(key)} is kept for "
                     f"{reserved[name]}; choose another key"
                 )
             other = owner.get(name)
             if other is not None:
                 either = ident if remapped else other
                 raise ConfigError(
-                    f"key {key.strip()} is bound twice in {where}: {_said(other, raw)} and {_said(ident, raw)}; "
+                    f"key {shown(key)} is bound twice in {where}: {_said(other, raw)} and {_said(ident, raw)}; "
                     f"give keys.{either} another key"
                 )
             owner[name] = ident

@@ -157,7 +157,7 @@ class Config:
             v = self.values[o.key]
             if o.secret:
                 v = "(set)" if v else "(not set)"
-            elif o.key == "nats.url":
+            elif o.login:
                 v = hide_login(v)
             out[o.key] = v
         for r in self.roles.values():
@@ -171,8 +171,17 @@ class Config:
 
 
 def hide_login(url: str) -> str:
-    """A NATS URL without the login it may carry (``nats://user:pass@host`` -> ``nats://(login)@host``)."""
-    return re.sub(r"//[^/@,]*@", "//(login)@", url)
+    """A URL (or a comma-separated list of them) without the login it may carry (``nats://user:pass@host`` ->
+    ``nats://(login)@host``). Everything before a server's LAST "@" goes: a password may hold "@" or "/"
+    (urllib, under nats-py and httpx, splits at the last "@"), and the scheme may be any case or missing."""
+    out = []
+    for part in url.split(","):
+        if "@" in part:
+            head, _, host = part.rpartition("@")
+            scheme = head.split("://", 1)[0] + "://" if "://" in head else ""
+            part = f"{scheme}(login)@{host}"
+        out.append(part)
+    return ",".join(out)
 
 
 def _has_type(value: Any, t: type) -> bool:
@@ -188,7 +197,7 @@ def _has_type(value: Any, t: type) -> bool:
 def _coerce(opt: Option, raw: Any, where: str) -> Any:
     def bad() -> ConfigError:
         allowed = opt.allowed or f"a {opt.type.__name__}"
-        shown = "(hidden)" if opt.secret else repr(raw)
+        shown = "(hidden)" if opt.secret else repr(hide_login(raw) if opt.login and isinstance(raw, str) else raw)
         return ConfigError(f"bad value {shown} for {opt.key} in {where}: expected {allowed}")
 
     try:

@@ -18,6 +18,7 @@ class Option:
     help: str
     env: str | None = None
     secret: bool = False
+    login: bool = False  # a URL that may carry user:password@ (shown, and named in errors, without it)
     allowed: str = ""  # human text for the error message
     check: Check | None = None
 

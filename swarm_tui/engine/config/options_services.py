@@ -21,6 +21,7 @@ SERVICE_OPTIONS: list[Option] = [
         "",
         "NATS URL; empty: the embedded server of the data dir",
         env="SWARM_NATS_URL",
+        login=True,
         allowed="a nats:// or tls:// URL, or empty",
         check=lambda v: (
             v == ""
@@ -195,6 +196,7 @@ SERVICE_OPTIONS: list[Option] = [
         "http://127.0.0.1:11434",
         "Ollama server",
         env="OLLAMA_HOST",
+        login=True,
         allowed="host[:port] or an http(s) URL",
         check=lambda v: bool(v.strip()),
     ),

@@ -53,7 +53,8 @@ def tasks_title(counts: dict[str, int]) -> str:
 def worker_tokens(event_tokens: int, streamed: int = 0) -> int:
     """A worker's tokens: its last worker event's count, or what it has streamed since when that is more (a
     running worker's event was written when it started; its tokens since travel in chunks, which the screen
-    counts, and in the pool's ``info()["tokens"]``, which ``status`` reads)."""
+    counts, and in the pool's ``info()["tokens"]`` and the engine's count of the chunks
+    (``info()["engine"]["streamed"]``: a standalone worker's too), which ``status`` reads)."""
     return max(int(event_tokens), int(streamed))
 
 
@@ -103,14 +104,48 @@ def decision_estimate(d: Estimated, workers: int | None) -> tuple[float, float]:
     figures, as the clamp sums them. A decision without them (written before they were recorded) has its totals
     shared out when its items are all alike, else is bounded from them: the first n items of a plan cost at most
     the whole plan, so n items cost at most ceil(n / len(plan)) times its worst case; the likely cost scales with
-    the count."""
+    the count. The result is bounded by the proposal (``n`` above the plan's size: at least its figures; below: at
+    most) and kept finite (``ESTIMATE_CAP_USD``)."""
     k = len(d.plan)
+    lo, hi = _usd(d.est_cost_min), _usd(d.est_cost_max)
     if workers is None or k == 0 or workers == k:
-        return d.est_cost_min, d.est_cost_max
+        return lo, hi
     n = max(0, workers)
     costs = list(d.item_costs)
     if len(costs) != k and all(p == d.plan[0] for p in d.plan):  # the same job k times: each costs a k-th
         costs = [(d.est_cost_min / k, d.est_cost_max / k)] * k
     if len(costs) == k:
-        return round(sum(costs[i % k][0] for i in range(n)), 8), round(sum(costs[i % k][1] for i in range(n)), 8)
-    return round(d.est_cost_min * n / k, 8), round(d.est_cost_max * math.ceil(n / k), 8)
+        est = sum(costs[i % k][0] for i in range(n)), sum(costs[i % k][1] for i in range(n))  # inf: capped
+    else:
+        est = d.est_cost_min * n / k, d.est_cost_max * math.ceil(n / k)
+    new_lo, new_hi = _usd(est[0]), _usd(est[1])
+    # the proposal bounds the edit: more copies of the same jobs never cost less than the proposal, fewer never
+    # more (item costs that disagree with the totals, from a forged decision or another engine, cannot say so)
+    if n > k:
+        return max(new_lo, lo), max(new_hi, hi)
+    return min(new_lo, lo), min(new_hi, hi)
+
+
+ESTIMATE_CAP_USD: Final = 1e12  # no estimate is shown above this (a figure of 1e308 times 3 is inf, not JSON)
+
+
+def _usd(v: float) -> float:
+    """A figure as shown: rounded to 8 places, finite and within 0 .. ``ESTIMATE_CAP_USD`` whatever came in."""
+    if not v == v:  # NaN (the wire refuses it; a figure computed from it must still be a number)
+        return ESTIMATE_CAP_USD
+    return round(min(max(float(v), 0.0), ESTIMATE_CAP_USD), 8)
+
+
+def task_worst(d: Estimated, workers: int) -> dict[str, float]:
+    """Each task's worst case USD in a decision's plan with ``workers`` items (resized as ``decision_estimate``
+    resizes it). With item costs, each task's own items; without them, every task is charged the whole plan's
+    worst case (a bound: a task's share is never more than the whole)."""
+    k = len(d.plan)
+    tasks = [str(getattr(p, "task_id", "")) for p in d.plan]
+    whole = decision_estimate(d, workers)[1]
+    if k == 0 or len(d.item_costs) != k or len(set(tasks)) == 1:
+        return dict.fromkeys(tasks, whole)
+    out: dict[str, float] = dict.fromkeys(tasks, 0.0)
+    for i in range(max(0, workers)):
+        out[tasks[i % k]] += d.item_costs[i % k][1]
+    return {t: _usd(v) for t, v in out.items()}
