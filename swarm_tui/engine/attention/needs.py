@@ -3,8 +3,9 @@ header badge, ``status --json``'s ``needs_attention`` and ``notify.command``.
 
 Six kinds: a decision waits for approval, a job failed, spend reached the daily ceiling, OpenRouter says the
 key is out of credit (a 402, or the key's own limit used up), OpenRouter rejects the key (401/403: "key", its own
-kind, not "credit": buying credit does not help; it alerts when ``notify.credit`` is on), the bus is lost. ``needs()`` reads them from the projection (approvals, failures) and from
-the engine's info (spend, credit) and bus state; ``Attention`` remembers since when each holds and says, once per
+kind, not "credit": buying credit does not help; it alerts when ``notify.credit`` is on), the bus is lost.
+``needs()`` reads them from the projection (approvals, failures) and from the engine's info (spend, credit, key)
+and bus state; ``Attention`` remembers since when each holds and says, once per
 transition, when a kind starts to need someone (debounced: a kind that keeps needing you rings again only after
 a person has seen it, or after it cleared).
 
