@@ -77,6 +77,8 @@ class HeaderBar(Static):
         )
         if not blocking(view):  # nothing stops work: the short words at once, as ever
             tries = tuple(kw for kw in tries if "blocking_short" not in kw)
+        if not key_blocks(view):  # the fewest words are the key's
+            tries = tuple(kw for kw in tries if "key_tiny" not in kw)
         for kw in tries if not view.compact else tuple(kw for kw in tries if kw.get("compact")):
             line = self.build(view, **kw)
             if not room or line.cell_len <= room:
@@ -181,14 +183,18 @@ class HeaderBar(Static):
         return t
 
 
+def key_blocks(view: HeaderView) -> bool:
+    """Whether the header says the key stops cloud work (none in demo mode)."""
+    eng = usable(view.info.get("engine"))
+    if view.demo or (eng and eng.get("demo")):
+        return False
+    key = key_state(usable(view.info.get("spend")), view.has_key)
+    return bool(key and key.blocks)
+
+
 def blocking(view: HeaderView) -> bool:
     """Whether the header says something that stops all work (its words are kept longest)."""
-    info = view.info
-    eng = usable(info.get("engine"))
-    if view.demo or (eng and eng.get("demo")):
-        return view.state.scale == 0
-    key = key_state(usable(info.get("spend")), view.has_key)
-    return bool(key and key.blocks) or view.state.scale == 0
+    return key_blocks(view) or view.state.scale == 0
 
 
 @dataclass(frozen=True)
