@@ -67,3 +67,16 @@ async def test_a_key_revoked_mid_stream_records_what_was_billed_under_the_ceilin
     assert len(refused) <= 3 and len(fo.chats()) == chats_then, "no call goes out once the key is seen rejected"
     assert fo.key_asks <= 3, f"GET /key asked {fo.key_asks} times"
     assert info["key_rejected"] and not info["out_of_credit"], info
+
+
+def test_the_spend_panel_says_a_rejected_key_when_the_next_check_fails() -> None:
+    """The Spend panel, like the header: after a 401 a failed check (a 5xx) leaves the key rejected; a forged
+    limit that is no number does not crash the panel."""
+    from typing import Any, cast
+
+    from swarm_tui.tui.widgets.spend_panel import key_line
+
+    words, style = key_line(cast(Any, {"key_status": "HTTP 500", "key_rejected": True, "credits_left_usd": None}))
+    assert words.startswith("key rejected: check OPENROUTER_API_KEY") and style == "bold red", words
+    words, _ = key_line(cast(Any, {"key_status": "ok", "credits_left_usd": "lots"}))
+    assert words == "key limit left -", words
