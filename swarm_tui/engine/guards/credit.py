@@ -1,6 +1,6 @@
 """Provider credit: whether a cloud call may go to OpenRouter at all.
 
-Two things stop cloud dispatch, whatever the budget says:
+Three things stop cloud dispatch, whatever the budget says:
 
 - the key's own limit is used up: ``GET {api_base}/key`` (polled every ``openrouter.key_poll_s``) answers
   ``data.limit_remaining`` <= 0. ``limit_remaining`` is the key's limit, not the account's balance (null: the key
