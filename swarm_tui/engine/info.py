@@ -126,7 +126,8 @@ class CreditInfo(TypedDict):
     credits_left_usd: float | None  # what the key's limit leaves; None: no limit, or not checked
     key_limit_left_usd: float | None  # the same figure under the name OpenRouter's doc uses
     key_status: str
-    out_of_credit: bool
+    out_of_credit: bool  # a 402 or the key's limit used up (not a rejected key)
+    key_rejected: bool  # the key endpoint answered 401/403: cloud work stops until it answers 200
     blocked_reason: str  # why no cloud job may start, "" when they may
 
 

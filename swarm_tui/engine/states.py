@@ -38,8 +38,8 @@ BusKind: TypeAlias = Literal["embedded", "embedded-shared", "remote"]
 TopologyKind: TypeAlias = Literal["single server", "cluster", "leaf"]
 
 # What needs a person (the header's "needs you", ``status --json``'s ``needs_attention``), in the order shown.
-NeedKind: TypeAlias = Literal["approval", "failed", "ceiling", "credit", "bus"]
-NEED_KINDS: Final[tuple[NeedKind, ...]] = ("approval", "failed", "ceiling", "credit", "bus")
+NeedKind: TypeAlias = Literal["approval", "failed", "ceiling", "credit", "key", "bus"]
+NEED_KINDS: Final[tuple[NeedKind, ...]] = ("approval", "failed", "ceiling", "credit", "key", "bus")
 
 # Whether a decision waits for a person or is approved by the engine.
 ApprovalMode: TypeAlias = Literal["manual", "auto"]

@@ -5,8 +5,11 @@ The full output of a worker stays in its Result on the bus; the screen keeps onl
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
+
+from rich.cells import get_character_cell_size
 
 from swarm_tui.engine.models import short_name
 from swarm_tui.textsafe import plain
@@ -18,7 +21,7 @@ REASONING_CHARS = 2000  # characters of recent reasoning kept per worker (shown 
 class OutputRing:
     """The recent output of one worker: at most ``limit`` characters, already made inert."""
 
-    __slots__ = ("parts", "size", "limit", "tokens", "last_seq", "dropped", "reasoning")
+    __slots__ = ("parts", "size", "limit", "tokens", "last_seq", "dropped", "reasoning", "heard_at")
 
     def __init__(self, limit: int = RING_CHARS) -> None:
         self.parts: deque[str] = deque()
@@ -28,12 +31,15 @@ class OutputRing:
         self.last_seq = -1
         self.dropped = 0  # characters that fell off the front
         self.reasoning = ""  # the tail of the model's reasoning (not part of the output)
+        self.heard_at = 0.0  # when output last arrived (output is live only: someone works the job now)
 
     def append(self, text: str, tokens: int = 0, seq: int | None = None, reasoning: str = "") -> bool:
         if seq is not None:
             if seq <= self.last_seq:
                 return False  # a duplicate or late chunk
             self.last_seq = seq
+        if text or tokens or reasoning:
+            self.heard_at = time.time()
         self.tokens += tokens
         if reasoning:
             self.reasoning = (self.reasoning + plain(reasoning[-REASONING_CHARS:], keep_newlines=True))[
@@ -93,16 +99,29 @@ def wrap_tail(text: str, width: int, lines: int) -> list[str]:
     return out[-lines:]
 
 
+def _fits(line: str, width: int) -> int:
+    """How many of ``line``'s first characters fit in ``width`` terminal cells (a wide character takes two)."""
+    if line.isascii():
+        return min(len(line), width)
+    total = 0
+    for i, ch in enumerate(line):
+        total += get_character_cell_size(ch)
+        if total > width:
+            return i
+    return len(line)
+
+
 def wrap_words(line: str, width: int) -> list[str]:
-    """One line of text in pieces of at most ``width`` columns, broken at the last space that fits (the space
-    itself dropped), else mid-word (a word longer than a line)."""
+    """One line of text in pieces of at most ``width`` columns (terminal cells: a wide character takes two),
+    broken at the last space that fits (the space itself dropped), else mid-word (a word longer than a line)."""
     width = max(1, width)
     out: list[str] = []
-    while len(line) > width:
-        cut = line.rfind(" ", 0, width + 1)
+    while (n := _fits(line, width)) < len(line):
+        cut = line.rfind(" ", 0, n + 1)
         if cut <= 0 or not line[:cut].strip():  # no space to break at (or only an indent): cut the word
-            out.append(line[:width])
-            line = line[width:]
+            n = max(1, n)  # a wide character in a one-cell line: it goes alone rather than never
+            out.append(line[:n])
+            line = line[n:]
         else:
             out.append(line[:cut])
             line = line[cut + 1 :]

@@ -134,6 +134,7 @@ def _spend(
         "key_limit_left_usd": credits_left,
         "key_status": "ok",
         "out_of_credit": False,
+        "key_rejected": False,
         "blocked_reason": "",
         "demo": True,
         "counts": {},

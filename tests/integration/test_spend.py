@@ -19,6 +19,7 @@ from swarm_tui.engine.bus.wire import ChatMessage, ControlEvent, Job, SpendEntry
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.credit import CREDIT_HOLD_S
 from swarm_tui.engine.guards.demo_prices import DemoPrices
 from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
@@ -312,11 +313,15 @@ async def test_out_of_credit_stops_cloud_dispatch(
         await g.poll_key()
         assert g.cloud_blocked() is None and (await g.reserve(job(3))).ok
 
-        # a 402 from a call: blocked until a later poll shows credit
+        # a 402 from a call: blocked until a poll at least CREDIT_HOLD_S later shows credit (the recheck the 402
+        # asks for at once cannot end it: the key's limit is not the account's balance)
         g.mark_out_of_credit("402 Insufficient credits")
         assert str(g.cloud_blocked()).startswith("out of credit: 402")
         assert not (await g.reserve(job(4))).ok
         now[0] += 1
+        await g.poll_key()
+        assert str(g.cloud_blocked()).startswith("out of credit: 402")
+        now[0] += CREDIT_HOLD_S
         await g.poll_key()
         assert g.cloud_blocked() is None
         # with no limit on the key (null), a 402 holds for the cool-down

@@ -50,7 +50,12 @@ def controls() -> Controls:
             "no stored answer j-zz: promote takes an answer's job id (…-j2) or its worker's (…-w2), as "
             "`swarm-tui result TASK` lists them",
         ),
-        ("seen", {"kinds": ["nothing"]}, "invalid", "kinds must be some of approval, failed, ceiling, credit, bus"),
+        (
+            "seen",
+            {"kinds": ["nothing"]},
+            "invalid",
+            "kinds must be some of approval, failed, ceiling, credit, key, bus",
+        ),
     ],
 )
 async def test_a_refused_request_keeps_its_text_and_says_its_kind(

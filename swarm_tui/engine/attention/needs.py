@@ -1,9 +1,11 @@
 """What needs a person now, and when that changed: the one source of the bell, the desktop notification, the
 header badge, ``status --json``'s ``needs_attention`` and ``notify.command``.
 
-Five kinds: a decision waits for approval, a job failed, spend reached the daily ceiling, OpenRouter says the
-key is out of credit, the bus is lost. ``needs()`` reads them from the projection (approvals, failures) and from
-the engine's info (spend, credit) and bus state; ``Attention`` remembers since when each holds and says, once per
+Six kinds: a decision waits for approval, a job failed, spend reached the daily ceiling, OpenRouter says the
+key is out of credit (a 402, or the key's own limit used up), OpenRouter rejects the key (401/403: "key", its own
+kind, not "credit": buying credit does not help; it alerts when ``notify.credit`` is on), the bus is lost.
+``needs()`` reads them from the projection (approvals, failures) and from the engine's info (spend, credit, key)
+and bus state; ``Attention`` remembers since when each holds and says, once per
 transition, when a kind starts to need someone (debounced: a kind that keeps needing you rings again only after
 a person has seen it, or after it cleared).
 
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from swarm_tui.engine.info import EngineInfo, Need, SpendSummary, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NEED_KINDS, NeedKind
+from swarm_tui.textsafe import plain
 
 FAILED_WINDOW_S = 24 * 3600.0  # a failure older than a day no longer needs anyone, seen or not
 CEILING_SLACK_USD = 1e-4  # within this of the ceiling no job can start: the cheapest call costs more
@@ -45,7 +48,7 @@ def needs(
     now: float,
     seen: dict[str, float] | None = None,
 ) -> list[Need]:
-    """What needs a person now. ``since``: when each info-derived kind (ceiling, credit, bus) began, as
+    """What needs a person now. ``since``: when each info-derived kind (ceiling, credit, key, bus) began, as
     ``Attention`` tracks it; the log's kinds carry their own times. ``seen`` defaults to the log's marks."""
     marks = state.seen if seen is None else seen
     out: list[Need] = []
@@ -90,6 +93,14 @@ def needs(
             since["credit"],
             since["credit"],
         )
+    if "key" in since:
+        reason = plain(str(spend.get("blocked_reason") or "")[:160]) if spend is not None else ""
+        add(
+            "key",
+            reason if reason.startswith("key") else "the key is rejected: check OPENROUTER_API_KEY",
+            since["key"],
+            since["key"],
+        )
     if "bus" in since:
         add(
             "bus",
@@ -116,7 +127,8 @@ class Attention:
         clock: Callable[[], float] = time.time,
         ring_on_start: bool = False,
     ) -> None:
-        self.kinds = frozenset(kinds)
+        kinds = frozenset(kinds)
+        self.kinds = kinds | {"key"} if "credit" in kinds else kinds  # a rejected key stops cloud work as credit does
         self.bus_grace_s = bus_grace_s
         self.clock = clock
         self.since: dict[NeedKind, float] = {}  # info-derived kinds that hold now -> since when
@@ -138,7 +150,9 @@ class Attention:
         spend = usable(info.get("spend"))
         if spend is not None:  # no spend info (an engine not answering): keep what was known
             self._hold("ceiling", spend_reached(spend), now)
-            self._hold("credit", bool(spend.get("out_of_credit")), now)
+            rejected = spend.get("key_rejected") is True
+            self._hold("credit", bool(spend.get("out_of_credit")) and not rejected, now)
+            self._hold("key", rejected, now)
         if bus_state == "connected":
             self._bus_down = None
         elif self._bus_down is None:

@@ -1,6 +1,6 @@
 """Provider credit: whether a cloud call may go to OpenRouter at all.
 
-Two things stop cloud dispatch, whatever the budget says:
+Three things stop cloud dispatch, whatever the budget says:
 
 - the key's own limit is used up: ``GET {api_base}/key`` (polled every ``openrouter.key_poll_s``) answers
   ``data.limit_remaining`` <= 0. ``limit_remaining`` is the key's limit, not the account's balance (null: the key
@@ -8,8 +8,18 @@ Two things stop cloud dispatch, whatever the budget says:
 - the key is rejected: the key endpoint answered 401 or 403 (a revoked or mistyped key). Every call would fail;
   this holds until a poll answers 200.
 - the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
-  visible to the key, so this holds until a later poll shows the key's limit allows again, a call sent after
-  it goes through, or the cool-down passes (then a 402 stops it again).
+  visible to the key, so this holds at least ``CREDIT_HOLD_S``; then until a poll started that long after the
+  402 shows the key's limit allows again, a call sent after it goes through, or the cool-down passes (then a
+  402 stops it again).
+
+The key is checked at start, every ``openrouter.key_poll_s``, and soon after this process's own call is refused
+(a 402, or a 401: ``recheck``). Rechecks coalesce: one check at a time, and one starts at least
+``RECHECK_GAP_S`` after the last one started, however many refusals ask (a 402 answered by the key endpoint
+itself asks none: no loop). A 402 from a call asks a recheck to say at once whether it is the key's own limit
+that ran out; that recheck cannot end the 402 (the hold above).
+
+A key OpenRouter rejects is not a lack of credit: ``info()`` says ``key_rejected``, and ``out_of_credit`` only
+for a 402 or the key's limit used up.
 
 An answer of the key endpoint that is a redirect, or holds a number that is not finite, changes nothing
 (engine/guards/openrouter_get.py): ``key_status`` says why it was refused.
@@ -37,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _KEY_STATUS = {401: "rejected (HTTP 401)", 403: "rejected (HTTP 403)", 404: "no key endpoint"}
 KEY_REJECTED = (401, 403)
+RECHECK_GAP_S = 3.0  # the least time between the starts of two key checks, however many refusals ask
+CREDIT_HOLD_S = 30.0  # a 402 holds at least this long against a key check that says the key's limit allows
 
 
 class CreditWatch:
@@ -57,11 +69,13 @@ class CreditWatch:
         self.credits_left: float | None = None
         self.key_status = "no key" if not openrouter.api_key else "not checked yet"
         self._key_blocked = ""
+        self._key_rejected = False
         self._credit_reason = ""
         self._credit_at = 0.0
         self._last_poll = 0.0
         self._http: aiohttp.ClientSession | None = None
-        self._recheck = asyncio.Event()  # look at the key now, not at the next key_poll_s
+        self._recheck = asyncio.Event()  # look at the key soon, not at the next key_poll_s
+        self._checked_at: float | None = None  # when the last check started (monotonic)
 
     def blocked(self) -> Refusal | None:
         """Why no cloud job may be dispatched now, or None."""
@@ -77,22 +91,26 @@ class CreditWatch:
             log.info("a call went through again: cloud dispatch resumes")
             self._credit_reason = ""
 
-    def mark_out_of_credit(self, reason: str) -> None:
+    def mark_out_of_credit(self, reason: str, *, recheck: bool = True) -> None:
         r = (reason or "the provider refused for lack of credit").strip()[:200]
         self._credit_reason = r if r.startswith("out of credit") else f"out of credit: {r}"
         self._credit_at = self.clock()
         self.counts["out_of_credit"] += 1
         log.warning("cloud dispatch stopped: %s", self._credit_reason)
-        self.recheck()  # the key's limit may be what ran out: the header says which at once
+        if recheck:  # the key's limit may be what ran out: the header says which soon
+            self.recheck()
 
     def recheck(self) -> None:
-        """Poll the key now (the run loop's next turn): something said its state may have changed."""
+        """Check the key soon: a call of this process was refused. Coalesced and spaced (``RECHECK_GAP_S``)."""
         self._recheck.set()
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
         key = self.openrouter.api_key
         if not key:
+            return
+        if any(c in key for c in "\r\n\0"):  # a header cannot carry it (aiohttp refuses): never sent
+            self.key_status = "unusable: the key holds a line break or NUL (check OPENROUTER_API_KEY)"
             return
         url = self.openrouter.api_base.rstrip("/") + "/key"
         if self._http is None:
@@ -108,13 +126,17 @@ class CreditWatch:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.key_status = f"unreachable ({type(exc).__name__})"
             return
+        except ValueError as exc:  # a header aiohttp refuses to send: its words may hold the key, never shown
+            self.key_status = f"not sent ({type(exc).__name__}): check OPENROUTER_API_KEY"
+            return
         self._last_poll = polled_at
         if status != 200:
             self.key_status = _KEY_STATUS.get(status, f"HTTP {status}")
             if status in KEY_REJECTED:  # every call would be refused: none is sent until a poll answers 200
                 self._key_blocked = f"key {self.key_status}: check OPENROUTER_API_KEY (swarm-tui doctor)"
-            if status == 402:
-                self.mark_out_of_credit("out of credit: the key endpoint answered 402")
+                self._key_rejected = True
+            if status == 402:  # asks no recheck: this is the check (a recheck here polled in a tight loop)
+                self.mark_out_of_credit("out of credit: the key endpoint answered 402", recheck=False)
             return
         data = body.get("data", body) if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -125,11 +147,12 @@ class CreditWatch:
             self.key_status = "unreadable answer (limit_remaining is not a number)"  # changes nothing
             return
         self.key_status = "ok"
+        self._key_rejected = False
         if lr is not None:
             self.credits_left = float(lr)
             # limit_remaining is the key's own limit, not the account's credit ("key limit left")
             self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
-            if lr > 0 and self._credit_reason and polled_at > self._credit_at:
+            if lr > 0 and self._credit_reason and polled_at >= self._credit_at + CREDIT_HOLD_S:
                 # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
                 log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
                 self._credit_reason = ""
@@ -139,10 +162,18 @@ class CreditWatch:
 
     async def run(self) -> None:
         """Poll the key at once (the header says its state before any work), then every ``openrouter.key_poll_s``
-        or when ``recheck`` asks, until cancelled."""
+        or soon after ``recheck`` asks (at most one check at a time, ``RECHECK_GAP_S`` apart), until cancelled."""
+        loop = asyncio.get_running_loop()
         while True:
-            self._recheck.clear()
-            await self.poll_key()
+            if self._checked_at is not None:  # spaced: however many refusals asked, one check
+                await asyncio.sleep(max(0.0, self._checked_at + RECHECK_GAP_S - loop.time()))
+            self._recheck.clear()  # asks that come during the check are answered by the next one
+            self._checked_at = loop.time()
+            try:
+                await self.poll_key()
+            except Exception as exc:  # noqa: BLE001 - the poller lives on; the key is never in the line
+                self.key_status = f"check failed ({type(exc).__name__})"
+                log.warning("the key check failed: %s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await within(self._recheck.wait(), self.openrouter.key_poll_s)
 
@@ -157,6 +188,7 @@ class CreditWatch:
             "credits_left_usd": self.credits_left,
             "key_limit_left_usd": self.credits_left,
             "key_status": self.key_status,
-            "out_of_credit": bool(blocked),
+            "out_of_credit": bool(blocked) and not self._key_rejected,  # a rejected key is not a lack of credit
+            "key_rejected": self._key_rejected,
             "blocked_reason": str(blocked) if blocked else "",
         }

@@ -28,7 +28,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
-from swarm_tui.engine.bus.wire import ControlEvent, Decision, Job, WorkerEvent, decode
+from swarm_tui.engine.bus.wire import ControlEvent, Decision, Job, decode
 from swarm_tui.engine.errors import InvalidMessage, Refusal
 from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.protocols import RamGuardP, SpendGuardP
@@ -54,6 +54,11 @@ BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps 
 # it: a delivery used up and the job stuck until ack_wait. (Jobs are handed back only by a busy pool, whose
 # pulls are the short ones.)
 NAK_DELAY_S = FETCH_WAIT_S + 0.5
+
+
+def _credit_only(why: Refusal | None) -> str:
+    """The 402 / key-limit reason, not a rejected key's (that is no lack of credit: ``blocked`` says it)."""
+    return "" if why is None or str(why).startswith("key rejected") else str(why)
 
 
 class Pool:
@@ -219,7 +224,7 @@ class Pool:
             "tokens": {r.job.worker_id: r.progress.tokens for r in self.runs.values()},
             "host": self.host,
             "blocked": str(self.blocked() or self.cloud_blocked() or ""),
-            "out_of_credit": str(self.cloud_blocked() or ""),
+            "out_of_credit": _credit_only(self.cloud_blocked()),
             "api_base": self.endpoint.api_base,
             "demo": self.endpoint.is_demo,
             "guards": {
@@ -246,9 +251,6 @@ class Pool:
         if isinstance(ev, Decision) and ev.plan and self._tasks and not self.blocked():
             if self.needs_litellm([p.model for p in ev.plan]):
                 self.warm_up()
-        if isinstance(ev, WorkerEvent) and ev.state == "failed" and ev.host == self.host and self.spend is not None:
-            if ev.reason.startswith(KEY_REFUSED):  # revoked or changed: the header and the next jobs say so now
-                self.spend.recheck_key()
         if not isinstance(ev, ControlEvent):
             return
         if ev.what == "scale" and ev.value is not None and self._tasks:
@@ -367,6 +369,9 @@ class Pool:
     async def _run(self, run: Run) -> None:
         try:
             await self.runner.process(run)
+            # this pool's own call refused for its key (not a bus event anyone can send): look at the key soon
+            if run.state == "failed" and run.reason.startswith(KEY_REFUSED) and self.spend is not None:
+                self.spend.recheck_key()  # coalesced and spaced by the key watch
         except asyncio.CancelledError:
             if self._stopping and not run.acked:
                 if run.delivered >= MAX_DELIVER:  # JetStream would never deliver it again: end it now

@@ -35,6 +35,7 @@ PLACE: Final[dict[NeedKind, str]] = {
     "failed": "tasks",
     "ceiling": "guards",
     "credit": "guards",
+    "key": "guards",
     "bus": "guards",
 }
 _PLACE_BY_NAME: Final[dict[str, str]] = {kind: place for kind, place in PLACE.items()}

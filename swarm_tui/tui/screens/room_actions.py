@@ -17,6 +17,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from swarm_tui.engine.info import AnySpend, Need
 from swarm_tui.engine.projection.state import DecisionView
+from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention.watch import Places
 from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
@@ -27,7 +28,7 @@ from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.prompt import InputScreen
 from swarm_tui.tui.screens.text import TextScreen
 from swarm_tui.tui.widgets.worker_card import WorkerCard
-from swarm_tui.tui.widgets.workers_panel import SCALE_ZERO, WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import BLOCKED_CHARS, SCALE_ZERO, WorkersPanel
 
 
 class RoomAttention(Protocol):
@@ -103,8 +104,8 @@ class RoomActions(Screen[None]):
                 f"over the ceiling ({fmt_usd(today, 2)} spent of {fmt_usd(ceiling, 2)} today): "
                 "no cloud job starts until `swarm-tui budget USD` raises it"
             )
-        if self.workers_panel.facts.blocked:
-            return self.workers_panel.facts.blocked
+        if self.workers_panel.facts.blocked:  # from the engine's info: cleaned and cut for a toast
+            return plain(self.workers_panel.facts.blocked[:BLOCKED_CHARS])[:BLOCKED_CHARS]
         if self.link.state.scale == 0:
             return SCALE_ZERO
         return ""

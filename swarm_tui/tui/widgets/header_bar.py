@@ -22,6 +22,7 @@ NEED_WORDS: Final[dict[NeedKind, str]] = {
     "failed": "failed job",
     "ceiling": "ceiling",
     "credit": "credit",
+    "key": "key rejected",
     "bus": "bus lost",
 }
 _NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
@@ -71,9 +72,13 @@ class HeaderBar(Static):
             {"compact": True, "blocking_short": False, "conductor_shown": False},
             {"compact": True},
             {"compact": True, "bus_kind_shown": False, "conductor_shown": False},
+            # the key's fewest words: the other states that stop work (scale 0, the bus lost) stay in sight
+            {"compact": True, "bus_kind_shown": False, "conductor_shown": False, "key_tiny": True},
         )
         if not blocking(view):  # nothing stops work: the short words at once, as ever
             tries = tuple(kw for kw in tries if "blocking_short" not in kw)
+        if not key_blocks(view):  # the fewest words are the key's
+            tries = tuple(kw for kw in tries if "key_tiny" not in kw)
         for kw in tries if not view.compact else tuple(kw for kw in tries if kw.get("compact")):
             line = self.build(view, **kw)
             if not room or line.cell_len <= room:
@@ -91,10 +96,11 @@ class HeaderBar(Static):
         bus_kind_shown: bool = True,
         blocking_short: bool | None = None,
         conductor_shown: bool = True,
+        key_tiny: bool = False,
     ) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         info, state, needs, bus_state = view.info, view.state, view.needs, view.bus_state
-        eng = info.get("engine")  # None until an engine answers
+        eng = usable(info.get("engine"))  # None until an engine answers (or a forged one is no dict)
         cond = usable(info.get("conductor"))
         demo = view.demo or bool(eng and eng.get("demo"))
         key = None if demo else key_state(usable(info.get("spend")), view.has_key)
@@ -106,7 +112,8 @@ class HeaderBar(Static):
             t.append(" swarm-tui ", style="bold reverse")
             t.append(" ")
         if key and key.blocks:  # before anything else: no work starts until it changes
-            t.append(f" {key.short if short else key.words} ", style="bold reverse red")
+            said = key.tiny if key_tiny else key.short if short else key.words
+            t.append(f" {said} ", style="bold reverse red")
             t.append(" ")
         if needs:  # the badge: stays until someone sees it (the ! key, or `swarm-tui seen`)
             kinds = ", ".join(_NEED_WORD_BY_NAME.get(n["kind"], n["kind"]) for n in needs)
@@ -118,6 +125,8 @@ class HeaderBar(Static):
         if bus_kind_shown:
             t.append(f"bus {bus_state} " if not compact or not ok else "bus ", style="" if ok else "bold red")
             t.append(f"({view.bus_kind or '-'})", style="dim")
+        elif key_tiny and ok:
+            t.append("bus")
         else:
             t.append(f"bus {bus_state}", style="" if ok else "bold red")
         if view.engine_error or conductor_shown or state.paused:
@@ -174,14 +183,18 @@ class HeaderBar(Static):
         return t
 
 
+def key_blocks(view: HeaderView) -> bool:
+    """Whether the header says the key stops cloud work (none in demo mode)."""
+    eng = usable(view.info.get("engine"))
+    if view.demo or (eng and eng.get("demo")):
+        return False
+    key = key_state(usable(view.info.get("spend")), view.has_key)
+    return bool(key and key.blocks)
+
+
 def blocking(view: HeaderView) -> bool:
     """Whether the header says something that stops all work (its words are kept longest)."""
-    info = view.info
-    eng = info.get("engine")
-    if view.demo or (eng and eng.get("demo")):
-        return view.state.scale == 0
-    key = key_state(usable(info.get("spend")), view.has_key)
-    return bool(key and key.blocks) or view.state.scale == 0
+    return key_blocks(view) or view.state.scale == 0
 
 
 @dataclass(frozen=True)
@@ -192,19 +205,28 @@ class KeyState:
     short: str
     blocks: bool  # no cloud work starts while it holds
     style: str = "dim"
+    tiny_words: str = ""  # the fewest words, when even the short ones leave no room (the short ones if unset)
+
+    @property
+    def tiny(self) -> str:
+        return self.tiny_words or self.short
 
 
 def key_state(spend: SpendInfo | None, has_key: bool) -> KeyState | None:
     """The key's state from the spend guard's last look at ``GET /key`` (and a 402), or from the configuration
     while no spend guard reports (the engine is starting: the first frame already says a missing key)."""
     if spend is None or "key_status" not in spend:
-        return None if has_key else KeyState(NO_KEY, NO_KEY_SHORT, True)
-    status = plain(str(spend.get("key_status") or ""))[:60]
-    blocked = plain(str(spend.get("blocked_reason") or ""))
+        return None if has_key else KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
+    # cut before cleaning: a forged info may hold a megabyte here (the engine's own are at most 200 characters)
+    status = plain(str(spend.get("key_status") or "")[:60])[:60]
+    blocked = plain(str(spend.get("blocked_reason") or "")[:200])
     if status == "no key":
-        return KeyState(NO_KEY, NO_KEY_SHORT, True)
+        return KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
+    short_rejected = "key rejected: check OPENROUTER_API_KEY"
     if status.startswith("rejected"):
-        return KeyState(f"key {status}: check OPENROUTER_API_KEY", "key rejected: check OPENROUTER_API_KEY", True)
+        return KeyState(f"key {status}: check OPENROUTER_API_KEY", short_rejected, True, tiny_words="key rejected")
+    if spend.get("key_rejected") is True or blocked.startswith("key rejected"):  # a later check failed: still so
+        return KeyState(short_rejected, short_rejected, True, tiny_words="key rejected")
     if blocked.startswith("key limit"):
         return KeyState("key limit used up: raise it on openrouter.ai", "key limit used up", True)
     if spend.get("out_of_credit") or blocked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.reactive import var
 
+from swarm_tui.engine.bus.numbers import finite
 from swarm_tui.engine.info import AnySpend
 from swarm_tui.tui.model import fmt_usd, one_line, plural, short_model
 from swarm_tui.tui.widgets.text_panel import TextPanel
@@ -80,8 +81,11 @@ def key_line(spend: AnySpend) -> tuple[str, str]:
     left = spend.get("credits_left_usd")
     if status.startswith("rejected"):
         return f"key {one_line(status, 40)}: check OPENROUTER_API_KEY", "bold red"
+    if spend.get("key_rejected") is True:  # a later check failed (a 5xx, unreachable): the key is still rejected
+        return f"key rejected: check OPENROUTER_API_KEY (last check: {one_line(status, 40)})", "bold red"
     if left is not None:
-        return f"key limit left {fmt_usd(left, 2)}", "bold red" if left <= 0 else ""
+        n = finite(left)
+        return f"key limit left {fmt_usd(n, 2)}", "bold red" if n is not None and n <= 0 else ""
     if spend.get("demo"):  # the demo's workers use no key
         return "no key used (demo)", "dim"
     if status == "no key":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from rich.console import Group
@@ -16,6 +17,8 @@ from swarm_tui.tui.style import spaced, state_style
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import WorkerEvent
 
+RECOVERING = "recovering after a restart"  # the panel's note for a held job whose process stopped
+ALIVE_S = 30.0  # output heard this recently: someone works the job (another process on this host, say)
 REASON_LINES = 2  # lines of the reason on a card that is not expanded (the expanded card shows it whole)
 
 
@@ -48,7 +51,10 @@ class WorkerCard(Widget, can_focus=True):
 
     @property
     def reason(self) -> str:
-        return card_reason(self.ev, self.note)
+        note = self.note
+        if note.startswith(RECOVERING) and time.time() - self.ring.heard_at < ALIVE_S:
+            note = ""  # its output streams: it is not waiting for a redelivery
+        return card_reason(self.ev, note)
 
     def set_event(self, ev: WorkerEvent, task_text: str, note: str = "") -> None:
         if ev is not self.ev or task_text != self.task_text or note != self.note:

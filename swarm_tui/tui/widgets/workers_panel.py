@@ -19,13 +19,15 @@ from textual.events import DescendantBlur, DescendantFocus
 from textual.reactive import var
 from textual.widgets import Static
 
+from swarm_tui.engine.bus.numbers import finite
 from swarm_tui.engine.info import EngineInfo, usable
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import FINAL_STATES
+from swarm_tui.textsafe import plain
 from swarm_tui.tui.model import OutputRing, plural
 from swarm_tui.tui.render_scheduler import TUNING, RenderTuning
 from swarm_tui.tui.widgets.table_fit import no_match
-from swarm_tui.tui.widgets.worker_card import WorkerCard
+from swarm_tui.tui.widgets.worker_card import RECOVERING, WorkerCard
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
     from swarm_tui.engine.bus.wire import WorkerEvent
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
 EMPTY = "no live workers: approve a decision to start some"
 STARTING = "starting the engine…"
 SCALE_ZERO = "scale 0: no worker will start (+ to raise)"
+BLOCKED_CHARS = 300  # the pool's reason, cleaned and cut: said on cards and in a toast
 HELD_STATES = ("running", "retrying", "waiting", "over_budget")  # a job some pool holds (unacked) in these
 
 
@@ -48,11 +51,13 @@ class PoolFacts:
 
     @classmethod
     def of(cls, info: EngineInfo, ack_wait_s: float) -> PoolFacts:
-        pool, eng = usable(info.get("pool")), info.get("engine")
+        # an attached app's info is whatever answered: nothing here is trusted to be of its type
+        pool, eng = usable(info.get("pool")), usable(info.get("engine"))
+        started = eng.get("started_at") if eng else None
         return cls(
-            blocked=str(pool.get("blocked") or "") if pool else "",
-            host=str(eng.get("host") or "") if eng else "",
-            started_at=eng.get("started_at") if eng else None,
+            blocked=plain(str(pool.get("blocked") or "")[:BLOCKED_CHARS])[:BLOCKED_CHARS] if pool else "",
+            host=str(eng.get("host") or "")[:256] if eng else "",
+            started_at=finite(started),
             ack_wait_s=ack_wait_s,
             scale=pool.get("scale") if pool else None,
         )
@@ -66,7 +71,7 @@ class PoolFacts:
             and self.host
             and w.host == self.host
         ):
-            return f"recovering after a restart: waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
+            return f"{RECOVERING}: waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
         if w.state == "queued" and self.blocked:
             return f"waits: {self.blocked}"
         if w.state == "queued" and self.scale == 0:
