@@ -7,6 +7,7 @@ world from events also have ``on_event`` (``EventListener``). They report throug
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -23,16 +24,20 @@ from nats.errors import Error as NatsError
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.follower import EventFollower
-from swarm_tui.engine.bus.wire import Event
+from swarm_tui.engine.bus.wire import Event, WorkerEvent
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.control_requests import Controls, ControlServer
 from swarm_tui.engine.info import EngineInfo, InfoError
-from swarm_tui.engine.lifecycle import Lifecycle, Part
+from swarm_tui.engine.lifecycle import Lifecycle, Part, cancel_and_wait
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.states import FINAL_STATES
 
 log = logging.getLogger(__name__)
+
+
+def _no(_worker_id: str) -> bool:
+    return False
+
 
 EventCallback = Callable[[str, Event, int], None]
 
@@ -87,7 +92,10 @@ class Engine:
         self._follower: EventFollower | None = None
         self._info_sub: Any = None
         self._chunk_sub: Any = None
-        self.streamed: dict[str, int] = {}  # live worker id -> tokens its chunks carried (any pool's)
+        self._chunk_syncing: asyncio.Task[None] | None = None
+        self._counting = False
+        self._foreign: set[str] = set()  # live workers no pool of this process runs (``_note_worker``)
+        self.streamed: dict[str, int] = {}  # such a worker's id -> tokens its chunks carried
         self._life = Lifecycle("engine")
         self._life.adopt("bus", bus.close)  # handed in (connected or not): ours to close, whatever start got to
         self.host = socket.gethostname()
@@ -112,6 +120,8 @@ class Engine:
 
     def _dispatch(self, subject: str, ev: Event, seq: int) -> None:
         self.state.apply(ev, seq)
+        if isinstance(ev, WorkerEvent):
+            self._note_worker(ev)
         for name, hearer in self._hearers:
             try:
                 hearer.on_event(ev)
@@ -164,34 +174,58 @@ class Engine:
                 await self._info_sub.unsubscribe()
 
     async def _count_chunks(self) -> None:
-        assert self.bus.nc is not None
-        self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk)
+        self._counting = True
+        self._sync_chunk_sub()
 
     async def _uncount_chunks(self) -> None:
-        if self._chunk_sub is not None:
-            with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
-                await self._chunk_sub.unsubscribe()
+        self._counting = False
+        await cancel_and_wait([self._chunk_syncing])
+        await self._set_chunk_sub(False)
 
-    def _live(self, worker_id: str) -> bool:
-        w = self.state.workers.get(worker_id)
-        return w is not None and w.state not in FINAL_STATES
+    def _note_worker(self, ev: WorkerEvent) -> None:
+        """A live worker that no pool of this process runs (a ``swarm-tui worker`` elsewhere, or beside this one)
+        has its chunks counted here, for ``status``; the pools here report their own. Chunks are subscribed to
+        only while there is such a worker: each one costs a delivery and a parse, at thousands a second."""
+        wid = ev.worker_id
+        if ev.state in ("running", "retrying") and not any(
+            getattr(c, "runs_worker", _no)(wid) for c in self.components
+        ):
+            self._foreign.add(wid)  # streaming (queued, held and recovering workers send no chunks)
+        else:
+            self._foreign.discard(wid)
+            self.streamed.pop(wid, None)
+        self._sync_chunk_sub()
+
+    def _sync_chunk_sub(self) -> None:
+        want = self._counting and bool(self._foreign)
+        if want != (self._chunk_sub is not None) and (self._chunk_syncing is None or self._chunk_syncing.done()):
+            self._chunk_syncing = asyncio.create_task(self._set_chunk_sub(want), name="engine-chunk-sub")
+
+    async def _set_chunk_sub(self, want: bool) -> None:
+        if want and self._chunk_sub is None and self.bus.nc is not None:
+            self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk)
+        elif not want and self._chunk_sub is not None:
+            sub, self._chunk_sub = self._chunk_sub, None
+            with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
+                await sub.unsubscribe()
+        if self._counting and want != bool(self._foreign):  # the set changed meanwhile: follow it
+            self._sync_chunk_sub()
 
     async def _on_chunk(self, msg: NatsMsg) -> None:
-        """Count a chunk's tokens for its worker: a job a standalone worker runs is in no pool's info here, and
-        ``status`` would say 0 while its card counts them. Only a worker the log knows as live is counted (a
-        chunk under any other id is not held), so what is kept is bounded by the live workers."""
+        """Count a chunk's tokens for a live worker of another process (``_note_worker``): ``status`` would
+        otherwise say 0 while its card counts them. What is kept is bounded by those workers."""
+        if msg.subject.rpartition(".")[2] not in self._foreign:  # the subject names the worker: no parse
+            return
         try:
             c = json.loads(msg.data)
             wid, n = c["worker_id"], c["tokens"]
         except (ValueError, TypeError, KeyError):
             return
-        if isinstance(wid, str) and isinstance(n, int) and not isinstance(n, bool) and n > 0 and self._live(wid):
+        if wid in self._foreign and isinstance(n, int) and not isinstance(n, bool) and n > 0:
             self.streamed[wid] = self.streamed.get(wid, 0) + n
 
     def _streamed(self) -> dict[str, int]:
-        for wid in [w for w in self.streamed if not self._live(w)]:  # ended: its tokens are in its events now
-            del self.streamed[wid]
-        return dict(self.streamed)
+        return {w: n for w, n in self.streamed.items() if w in self._foreign}
 
     def info(self) -> EngineInfo:
         """The engine, its bus, and each component's info under the component's name: what the app's header and

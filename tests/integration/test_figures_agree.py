@@ -95,6 +95,9 @@ async def test_status_json_and_the_screen_show_the_same_figures(tmp_path: Path, 
                 assert m is not None and int(m.group(1)) == STREAMED
                 worker = next(w for w in data["workers"] if w["id"] == wid)
                 assert worker["state"] == "running" and worker["tokens"] == STREAMED
+                # its own pool reports it: the engine counts no chunks (a delivery and a parse each, thousands a
+                # second); only a worker of another process (tests/fault/test_hostile_issue25.py) makes it
+                assert engine._chunk_sub is None and not engine.streamed
                 # the scale: the configuration's until a command
                 header = app.query_one(HeaderBar).line.plain
                 assert data["control"]["scale"] == 10 and data["control"]["scale_source"] == "config"

@@ -46,6 +46,7 @@ RESERVED: Final[dict[str, str]] = {
     "ctrl+p": "the command palette",
     "ctrl+q": "quitting at once",
     "ctrl+c": "copying the selected text",
+    "ctrl+l": "redrawing the screen",
     "tab": "moving to the next panel",
     "shift+tab": "moving to the previous panel",
     "escape": "closing a dialog or clearing the filter",

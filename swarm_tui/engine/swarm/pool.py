@@ -212,6 +212,10 @@ class Pool:
             await self.reconciler.stop()
         await self.endpoint.close_session()  # the connections of the direct OpenRouter calls
 
+    def runs_worker(self, worker_id: str) -> bool:
+        """Whether this pool runs that worker now (the engine counts other processes' workers' chunks)."""
+        return any(r.job.worker_id == worker_id for r in self.runs.values())
+
     def info(self) -> PoolInfo:
         states: Counter[str] = Counter(r.state for r in self.runs.values())
         return {
