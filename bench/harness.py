@@ -35,6 +35,11 @@ from swarm_tui.engine.control_requests import request
 
 from .common import ROOT, app_env
 
+# The header's filled dot: drawn only while the bus is connected (widgets/header_bar.py). Not the words "bus
+# connected": a frame writes only the cells that changed (tui/screen_cells.py), so the words never pass whole when
+# the dot turns, and with no key the header says "● bus (embedded)" to leave room for the key's state.
+BUS_UP = r"●"
+
 MODEL = "openrouter/google/gemini-2.5-flash-lite"
 KEY = "sk-or-v1-bench-not-a-real-key-000000"
 

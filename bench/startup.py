@@ -10,10 +10,10 @@ from pathlib import Path
 import psutil
 
 from .common import Figure, app_env, cpu_seconds, cpu_seconds_tree, proc_tree_rss_mb
-from .harness import Headless, PtyApp, settle_cpu
+from .harness import BUS_UP, Headless, PtyApp, settle_cpu
 
 FOOTER = r"Approve"  # the footer's first key description, on the last row: drawn with the first complete frame
-BUS_UP = r"bus connected"
+
 AFTER_FRAME_S = 15.0  # the terminal's bytes are counted this long after the first frame
 
 # Shared libraries that only litellm's import brings in: their presence in the process map means it was loaded.

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from .common import Figure, cpu_seconds, percentile
-from .harness import Endpoint, Observer, PtyApp, nats, settle_cpu, swarm_env, until
+from .harness import BUS_UP, Endpoint, Observer, PtyApp, nats, settle_cpu, swarm_env, until
 
 
 async def one(
@@ -34,7 +34,7 @@ async def one(
     obs = Observer(env)
     out: dict[str, Any] = {}
     try:
-        app.expect("bus", "bus connected")
+        app.expect("bus", BUS_UP)
         app.wait("bus", 30)
         await obs.start()
         await asyncio.to_thread(settle_cpu, app.pid, 0.15, 0.5, 15)  # litellm's warm-up import is done

@@ -35,6 +35,12 @@ from swarm_tui.engine.projection.state import SwarmState
 log = logging.getLogger(__name__)
 
 
+# The chunk counter's bounds (``_on_chunk``): anyone on the bus may publish a chunk or a worker event.
+MAX_FOREIGN = 1000  # other processes' live workers counted at once
+MAX_CHUNK_TOKENS = 1_000_000  # one chunk's count taken (a real one carries a flush's worth: tens)
+MAX_TOKENS = 10**9  # a worker's sum held under this
+
+
 def _no(_worker_id: str) -> bool:
     return False
 
@@ -180,40 +186,55 @@ class Engine:
     async def _uncount_chunks(self) -> None:
         self._counting = False
         await cancel_and_wait([self._chunk_syncing])
-        await self._set_chunk_sub(False)
+        await self._unfollow_foreign()
 
     def _note_worker(self, ev: WorkerEvent) -> None:
         """A live worker that no pool of this process runs (a ``swarm-tui worker`` elsewhere, or beside this one)
         has its chunks counted here, for ``status``; the pools here report their own. Chunks are subscribed to
-        only while there is such a worker: each one costs a delivery and a parse, at thousands a second."""
+        only while there is such a worker: each one costs a delivery and a parse, at thousands a second. The
+        worker's state is the projection's (a late or forged "running" after its end does not bring it back)."""
         wid = ev.worker_id
-        if ev.state in ("running", "retrying") and not any(
-            getattr(c, "runs_worker", _no)(wid) for c in self.components
-        ):
-            self._foreign.add(wid)  # streaming (queued, held and recovering workers send no chunks)
-        else:
+        w = self.state.workers.get(wid)
+        streaming = w is not None and w.state in ("running", "retrying")  # queued or held ones send no chunks
+        if streaming and wid not in self._foreign:
+            here = any(getattr(c, "runs_worker", _no)(wid) for c in self.components)
+            if not here and len(self._foreign) < MAX_FOREIGN:
+                self._foreign.add(wid)
+        elif not streaming:
             self._foreign.discard(wid)
             self.streamed.pop(wid, None)
         self._sync_chunk_sub()
 
     def _sync_chunk_sub(self) -> None:
-        want = self._counting and bool(self._foreign)
-        if want != (self._chunk_sub is not None) and (self._chunk_syncing is None or self._chunk_syncing.done()):
-            self._chunk_syncing = asyncio.create_task(self._set_chunk_sub(want), name="engine-chunk-sub")
+        if self._chunk_syncing is None or self._chunk_syncing.done():
+            self._chunk_syncing = asyncio.create_task(self._follow_foreign(), name="engine-chunk-sub")
 
-    async def _set_chunk_sub(self, want: bool) -> None:
-        if want and self._chunk_sub is None and self.bus.nc is not None:
-            self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk)
-        elif not want and self._chunk_sub is not None:
+    async def _follow_foreign(self) -> None:
+        """Subscribe or unsubscribe until the subscription matches the foreign workers: they may change while a
+        subscribe or an unsubscribe waits for the server, and a change then is followed by the next turn."""
+        while (want := self._counting and bool(self._foreign)) != (self._chunk_sub is not None):
+            try:
+                if want:
+                    if self.bus.nc is None:
+                        return  # no connection: the next worker event tries again
+                    self._chunk_sub = await self.bus.nc.subscribe(S.CHUNK_ALL, cb=self._on_chunk)
+                else:
+                    sub, self._chunk_sub = self._chunk_sub, None
+                    await sub.unsubscribe()
+            except (NatsError, OSError) as e:  # the connection is closed or going: the next worker event retries
+                log.debug("the chunk subscription did not change: %s", type(e).__name__)
+                return
+
+    async def _unfollow_foreign(self) -> None:
+        if self._chunk_sub is not None:
             sub, self._chunk_sub = self._chunk_sub, None
             with contextlib.suppress(NatsError, OSError):  # the connection is closed or going: nothing to undo
                 await sub.unsubscribe()
-        if self._counting and want != bool(self._foreign):  # the set changed meanwhile: follow it
-            self._sync_chunk_sub()
 
     async def _on_chunk(self, msg: NatsMsg) -> None:
         """Count a chunk's tokens for a live worker of another process (``_note_worker``): ``status`` would
-        otherwise say 0 while its card counts them. What is kept is bounded by those workers."""
+        otherwise say 0 while its card counts them. Anyone may publish a chunk: a count is taken only within
+        ``MAX_CHUNK_TOKENS`` and a worker's sum is held under ``MAX_TOKENS``."""
         if msg.subject.rpartition(".")[2] not in self._foreign:  # the subject names the worker: no parse
             return
         try:
@@ -221,8 +242,8 @@ class Engine:
             wid, n = c["worker_id"], c["tokens"]
         except (ValueError, TypeError, KeyError):
             return
-        if wid in self._foreign and isinstance(n, int) and not isinstance(n, bool) and n > 0:
-            self.streamed[wid] = self.streamed.get(wid, 0) + n
+        if wid in self._foreign and type(n) is int and 0 < n <= MAX_CHUNK_TOKENS:
+            self.streamed[wid] = min(MAX_TOKENS, self.streamed.get(wid, 0) + n)
 
     def _streamed(self) -> dict[str, int]:
         return {w: n for w, n in self.streamed.items() if w in self._foreign}
