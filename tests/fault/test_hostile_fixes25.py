@@ -122,10 +122,11 @@ async def test_a_wall_clock_stepped_back_does_not_stop_cloud_dispatch_for_the_st
 
     Cause: engine/guards/credit.py measures the hold and the cool-down with the wall clock it is handed
     (SpendGuard's time.time), while its key-check spacing already uses the loop's monotonic clock."""
-    now = [1_000_000.0]
+    now, mono = [1_000_000.0], [50.0]
     cw = CreditWatch(
         SimpleNamespace(api_key="sk-test", api_base="http://127.0.0.1:9", key_poll_s=60.0),  # type: ignore[arg-type]
         clock=lambda: now[0],
+        monotonic=lambda: mono[0],
         cooldown_s=300.0,
         counts=collections.Counter(),
     )
@@ -133,6 +134,7 @@ async def test_a_wall_clock_stepped_back_does_not_stop_cloud_dispatch_for_the_st
     assert cw.blocked() is not None
     now[0] -= 3600.0  # the wall clock is stepped back an hour
     now[0] += 300.0 + CREDIT_HOLD_S + 1  # then the whole cool-down passes
+    mono[0] += 300.0 + CREDIT_HOLD_S + 1  # (as the monotonic clock sees it)
     assert cw.blocked() is None, "still out of credit: the hold lasts the clock's step too"
 
 
@@ -318,7 +320,14 @@ async def test_a_402_holds_at_least_credit_hold_s_with_the_shortest_key_poll(tmp
 
     cfg = make_config(tmp_path, OPENROUTER_API_KEY="sk-test").replace(openrouter__key_poll_s=5.0)
     now = [1_000_000.0]
-    g = SpendGuard(SpendSettings.of(cfg), None, None, PriceBook(cfg.openrouter, cfg.paths), clock=lambda: now[0])  # type: ignore[arg-type]
+    g = SpendGuard(
+        SpendSettings.of(cfg),
+        None,  # type: ignore[arg-type]
+        None,
+        PriceBook(cfg.openrouter, cfg.paths),
+        clock=lambda: now[0],
+        monotonic=lambda: now[0],
+    )
     g.mark_out_of_credit("HTTP 402")
     now[0] += CREDIT_HOLD_S - 1
     assert g.cloud_blocked() is not None, f"a 402 held {CREDIT_HOLD_S - 1:g} s? no: {g.credit_cooldown_s:g} s"
