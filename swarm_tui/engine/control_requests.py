@@ -122,8 +122,9 @@ class Controls:
         # bounded as edit and scale are: an approval with more workers than max_scale would start them all
         if workers is not None and (why := scale_refusal(workers, self.max_scale, "worker count")):
             raise ControlError(why, "invalid")
-        if workers is not None:
-            self._within_task_limit(dv, workers, "approval")
+        # the count it will run with: this one, else an edit's (whoever made it: another engine, an offline
+        # `edit` under another budget, a client on the bus), checked against budget.task_max_usd either way
+        self._within_task_limit(dv, workers if workers is not None else dv.workers, "approval")
         ev = Approval(
             decision_id=dv.id,
             action="approved",
@@ -134,12 +135,12 @@ class Controls:
         await self.record(ev, msg_id=f"{dv.id}-final")
         return {"decision_id": dv.id, "status": "approved", "workers": len(dv.plan)}
 
-    def _within_task_limit(self, dv: DecisionView, workers: int, what: str) -> None:
+    def _within_task_limit(self, dv: DecisionView, workers: int | None, what: str) -> None:
         """Refuse a worker count whose worst case would take a task past budget.task_max_usd (what it has spent
         plus this plan's worst case for it), as the heartbeat's clamp keeps a proposal within it. A count that
         costs no more than the proposal is never refused: the clamp already held that within the limit."""
         limit = self.task_max_usd
-        if limit is None or workers <= len(dv.decision.plan):
+        if limit is None or workers is None or workers <= len(dv.decision.plan):
             return
         from swarm_tui.engine.projection.figures import task_worst
 

@@ -298,7 +298,7 @@ async def test_out_of_credit_stops_cloud_dispatch(
         now = [time.time()]
         cfg = cfg_with(tmp_path, nats_server, fo, OPENROUTER_API_KEY=KEY)
         bus = await connect(cfg)
-        g = await guard_for(cfg, bus, clock=lambda: now[0], credit_cooldown_s=300)
+        g = await guard_for(cfg, bus, clock=lambda: now[0], monotonic=lambda: now[0], credit_cooldown_s=300)
         await g.poll_key()
         assert g.cloud_blocked() is None and g.credits_left == 10.0
         fo.key = {"limit_remaining": 0, "usage": 10.0, "limit": 10.0}

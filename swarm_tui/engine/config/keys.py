@@ -66,12 +66,13 @@ RESULTS_RESERVED: Final[dict[str, str]] = {
     "right_square_bracket": "the compare view's next answer",
 }
 # Textual's names for the keys that are not one character (textual.keys.Keys, without modifiers), and the
-# modifiers it reports, in the order and case it reports them (lower case: "Ctrl+K" never matches).
+# modifiers it reports, in the order and case it reports them: lower case ("Ctrl+K" never matches) and sorted
+# (its _xterm_parser sorts them; a binding is looked up by the exact string, so "ctrl+alt+up" never fires).
 NAMED_KEYS: Final[frozenset[str]] = frozenset(
     ("up", "down", "left", "right", "home", "end", "pageup", "pagedown", "insert", "delete", "backspace")
     + ("enter", "escape", "tab", "space", *(f"f{n}" for n in range(1, 25)))
 )
-MODIFIERS: Final[tuple[str, ...]] = ("ctrl", "alt", "shift", "meta", "super", "hyper")
+MODIFIERS: Final[tuple[str, ...]] = ("alt", "ctrl", "hyper", "meta", "shift", "super")
 _NAMES = {"solidus": "slash", "reverse_solidus": "backslash", "commercial_at": "at", "hyphen_minus": "minus"}
 _NAMES |= {"plus_sign": "plus", "low_line": "underscore"}
 
@@ -97,12 +98,13 @@ def shown(key: str) -> str:
 
 
 def textual_can_match(key: str) -> bool:
-    """Whether Textual can ever report ``key``: modifiers in lower case and a known key name, a character's
-    Unicode name (``question_mark``) or one printable character; a lone character may be any case (``C``)."""
+    """Whether Textual can ever report ``key``: modifiers in lower case and in its order (``MODIFIERS``), and a
+    known key name, a character's Unicode name (``question_mark``) or one printable character; a lone character
+    may be any case (``C``)."""
     if len(key) == 1:
         return key.isprintable() and not key.isspace()
     *mods, last = key.split("+")
-    if len(set(mods)) != len(mods) or not all(m in MODIFIERS for m in mods) or not last:
+    if not all(m in MODIFIERS for m in mods) or mods != _in_order(mods) or len(set(mods)) != len(mods) or not last:
         return False
     if len(last) == 1:  # after a modifier Textual names a letter or digit in lower case, other characters by name
         return last.isascii() and (last.islower() or last.isdigit())
@@ -115,6 +117,20 @@ def textual_can_match(key: str) -> bool:
     except KeyError:
         return False
     return key_name(char) == last  # "question_mark" is "?"; "plus_sign" or "latin_small_letter_a" never arrive
+
+
+def _in_order(mods: list[str]) -> list[str]:
+    return sorted(mods, key=lambda m: MODIFIERS.index(m) if m in MODIFIERS else len(MODIFIERS))
+
+
+def _order_hint(keys: list[str]) -> str:
+    """How to write the first key whose only fault is its modifiers' order ("ctrl+alt+up": alt+ctrl+up), or ""."""
+    for k in keys:
+        *mods, last = k.split("+")
+        fixed = "+".join([*_in_order(mods), last])
+        if mods and fixed != k and textual_can_match(fixed):
+            return f"; write {shown(k)} as {fixed} (Textual orders modifiers {', '.join(MODIFIERS)})"
+    return ""
 
 
 def parse_keys(raw: Any, where: str) -> dict[str, str]:
@@ -131,6 +147,7 @@ def parse_keys(raw: Any, where: str) -> dict[str, str]:
             raise ConfigError(
                 f"bad value {value[:40]!r} for keys.{ident} in {where}: expected a key as Textual names it "
                 "(a, C, ctrl+k, f5, question_mark; modifiers in lower case), or several separated by commas"
+                + _order_hint(keys)
             )
     _check_screen(ROOM_KEYS, RESERVED, raw, where)
     _check_screen(RESULTS_KEYS, RESULTS_RESERVED, raw, where)

@@ -10,7 +10,12 @@ Three things stop cloud dispatch, whatever the budget says:
 - the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
   visible to the key, so this holds at least ``CREDIT_HOLD_S``; then until a poll started that long after the
   402 shows the key's limit allows again, a call sent after it goes through, or the cool-down passes (then a
-  402 stops it again).
+  402 stops it again). The cool-down is never shorter than ``CREDIT_HOLD_S``, whatever ``key_poll_s`` is.
+
+The hold, the cool-down and the key check's "started that long after" are measured on the monotonic clock: a
+wall clock stepped back (NTP, a resumed VM) neither lengthens nor shortens them. "A call sent after the 402" is
+wall time against wall time (a call's start is stamped with ``time.time``); a step back can only keep that one
+from ending the hold, and the cool-down still does.
 
 The key is checked at start, every ``openrouter.key_poll_s``, and soon after this process's own call is refused
 (a 402, or a 401: ``recheck``). Rechecks coalesce: one check at a time, and one starts at least
@@ -31,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -59,19 +65,23 @@ class CreditWatch:
         openrouter: OpenRouterSection,
         *,
         clock: Callable[[], float],
-        cooldown_s: float,
+        cooldown_s: float | None,
         counts: collections.Counter[str],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.openrouter = openrouter
-        self.clock = clock
-        self.cooldown_s = cooldown_s
+        self.clock = clock  # wall: compared with a call's start (credit_ok)
+        self.monotonic = monotonic  # the hold and the cool-down: a wall-clock step moves neither
+        # how long a 402 holds when nothing shows credit again: 5 x key_poll_s unless given, never < CREDIT_HOLD_S
+        self.cooldown_s = max(5 * openrouter.key_poll_s if cooldown_s is None else float(cooldown_s), CREDIT_HOLD_S)
         self.counts = counts  # shared with the spend guard, shown in its info()
         self.credits_left: float | None = None
         self.key_status = "no key" if not openrouter.api_key else "not checked yet"
         self._key_blocked = ""
         self._key_rejected = False
         self._credit_reason = ""
-        self._credit_at = 0.0
+        self._credit_at = 0.0  # wall, for credit_ok
+        self._credit_mono = 0.0  # monotonic, for the hold and the cool-down
         self._last_poll = 0.0
         self._http: aiohttp.ClientSession | None = None
         self._recheck = asyncio.Event()  # look at the key soon, not at the next key_poll_s
@@ -81,7 +91,7 @@ class CreditWatch:
         """Why no cloud job may be dispatched now, or None."""
         if self._key_blocked:
             return Refusal(self._key_blocked)
-        if self._credit_reason and self.clock() - self._credit_at >= self.cooldown_s:
+        if self._credit_reason and self.monotonic() - self._credit_mono >= self.cooldown_s:
             self._credit_reason = ""
         return Refusal(self._credit_reason) if self._credit_reason else None
 
@@ -95,6 +105,7 @@ class CreditWatch:
         r = (reason or "the provider refused for lack of credit").strip()[:200]
         self._credit_reason = r if r.startswith("out of credit") else f"out of credit: {r}"
         self._credit_at = self.clock()
+        self._credit_mono = self.monotonic()
         self.counts["out_of_credit"] += 1
         log.warning("cloud dispatch stopped: %s", self._credit_reason)
         if recheck:  # the key's limit may be what ran out: the header says which soon
@@ -115,7 +126,7 @@ class CreditWatch:
         url = self.openrouter.api_base.rstrip("/") + "/key"
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        polled_at = self.clock()
+        polled_at = self.monotonic()
         try:
             status, body = await get_json(self._http, url, headers={"Authorization": f"Bearer {key}"}, secret=key)
         except Refused as exc:  # the state stays as the last answer believed left it
@@ -152,7 +163,7 @@ class CreditWatch:
             self.credits_left = float(lr)
             # limit_remaining is the key's own limit, not the account's credit ("key limit left")
             self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
-            if lr > 0 and self._credit_reason and polled_at >= self._credit_at + CREDIT_HOLD_S:
+            if lr > 0 and self._credit_reason and polled_at >= self._credit_mono + CREDIT_HOLD_S:
                 # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
                 log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
                 self._credit_reason = ""

@@ -110,7 +110,6 @@ class SpendGuard:
         self.refresh_s = refresh_s
         # a reservation older than the longest a call can take (all its retries) belongs to a dead worker
         stale_s = settings.swarm.request_timeout_s * (settings.swarm.max_retries + 1) + STALE_MARGIN_S
-        cooldown_s = 5 * settings.openrouter.key_poll_s if credit_cooldown_s is None else credit_cooldown_s
         self.counts: collections.Counter[str] = collections.Counter()  # shared by the parts below
         self._costs = CostEstimator(prices)
         self._ledger = BudgetLedger(
@@ -123,7 +122,9 @@ class SpendGuard:
             stale_s=stale_s,
             counts=self.counts,
         )
-        self._credit = CreditWatch(settings.openrouter, clock=clock, cooldown_s=cooldown_s, counts=self.counts)
+        self._credit = CreditWatch(
+            settings.openrouter, clock=clock, monotonic=monotonic, cooldown_s=credit_cooldown_s, counts=self.counts
+        )
         self._kv_ceiling: tuple[float, float] | None = None  # (usd, at) from swarm_state
         self._ev_ceiling: tuple[float, float] | None = None  # (usd, at) from the newest ControlEvent
         self._kv_seen: dict[int, float] = {}  # KV revision of the ceiling -> when this process first read it
@@ -347,8 +348,7 @@ class SpendGuard:
     def cloud_blocked(self) -> Refusal | None:
         return self._credit.blocked()
 
-    def credit_ok(self, since: float) -> None:
-        """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
+    def credit_ok(self, since: float) -> None:  # since: wall time (engine/guards/credit.py)
         self._credit.credit_ok(since)
 
     def mark_out_of_credit(self, reason: str) -> None:

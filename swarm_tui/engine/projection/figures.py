@@ -138,14 +138,27 @@ def _usd(v: float) -> float:
 
 def task_worst(d: Estimated, workers: int) -> dict[str, float]:
     """Each task's worst case USD in a decision's plan with ``workers`` items (resized as ``decision_estimate``
-    resizes it). With item costs, each task's own items; without them, every task is charged the whole plan's
-    worst case (a bound: a task's share is never more than the whole)."""
+    resizes it). With item costs, each task's own items; without them, or with item costs that price the plan
+    below what the screen shows (they add up to less than the proposal's worst case, or the resized items to
+    less than ``decision_estimate``'s floored figure: another engine's or a forged decision), every task is
+    charged the whole plan's worst case (a bound: a task's share is never more than the whole). So no task is
+    ever checked against less than the estimate the screen and ``status`` show for the edit."""
     k = len(d.plan)
     tasks = [str(getattr(p, "task_id", "")) for p in d.plan]
     whole = decision_estimate(d, workers)[1]
-    if k == 0 or len(d.item_costs) != k or len(set(tasks)) == 1:
+    if k == 0 or len(d.item_costs) != k or len(set(tasks)) == 1 or not _items_agree(d):
         return dict.fromkeys(tasks, whole)
     out: dict[str, float] = dict.fromkeys(tasks, 0.0)
     for i in range(max(0, workers)):
         out[tasks[i % k]] += d.item_costs[i % k][1]
+    if _usd(sum(out.values())) < whole - _SLACK_USD * k:  # the floor lifted the figure: the items undercount
+        return dict.fromkeys(tasks, whole)
     return {t: _usd(v) for t, v in out.items()}
+
+
+_SLACK_USD: Final = 1e-8  # an item's worst case is rounded up to 8 places (heartbeat/clamp.py item_cost)
+
+
+def _items_agree(d: Estimated) -> bool:
+    """Whether the items' worst cases add up to at least the proposal's (the clamp sums them, rounded up)."""
+    return _usd(sum(c[1] for c in d.item_costs)) >= _usd(d.est_cost_max) - _SLACK_USD * len(d.item_costs)

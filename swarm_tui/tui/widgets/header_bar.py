@@ -70,6 +70,8 @@ class HeaderBar(Static):
             {"bus_kind_shown": False},
             {"compact": True, "blocking_short": False},
             {"compact": True, "blocking_short": False, "conductor_shown": False},
+            # what stops work, in full, before the bus's kind and the conductor: they give way first
+            {"compact": True, "blocking_short": False, "conductor_shown": False, "bus_kind_shown": False},
             {"compact": True},
             {"compact": True, "bus_kind_shown": False, "conductor_shown": False},
             # the key's fewest words: the other states that stop work (scale 0, the bus lost) stay in sight
