@@ -157,7 +157,12 @@ async def test_forged_chunks_for_a_foreign_worker_do_not_silence_the_engines_inf
     import json
 
     text = json.dumps(engine.info(), default=str)  # what _on_info sends
-    assert engine.streamed["w-a"] < 10**12, "a forged chunk sets the worker's token count at will"
+    # a count out of bounds is dropped (engine.MAX_CHUNK_TOKENS), and a sum is held under engine.MAX_TOKENS
+    assert engine.streamed.get("w-a", 0) < 10**12, "a forged chunk sets the worker's token count at will"
+    for _ in range(3000):
+        msg = SimpleNamespace(subject="swarm.chunk.w-a", data=b'{"worker_id":"w-a","tokens":1000000}')
+        await engine._on_chunk(msg)  # type: ignore[arg-type]
+    assert engine.streamed["w-a"] <= 10**9
     assert text
 
 
