@@ -5,76 +5,27 @@ passthrough off) the bell comes alone."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
-import signal
-import struct
-import subprocess
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.env import ROOT, base_env, run_cli
+from tests.support.env import run_cli
+from tests.support.pty import DemoPty
 
 OSC9 = b"\x1b]9;swarm-tui: "
 OSC777 = b"\x1b]777;notify;swarm-tui;"
 ALERT = b"\x07" + OSC9  # the bell, then the notification: what one transition writes
 
 
-class Pty:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
-        self.env = base_env(tmp_path, TERM="xterm-256color", **env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm_tui", "--demo"],
-            cwd=ROOT,
-            env=self.env,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-            close_fds=True,
-        )
-        os.close(slave)
-        self.master = master
-        self.out = b""
-
-    def read_until(self, pred: object, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if select.select([self.master], [], [], 0.1)[0]:
-                try:
-                    self.out += os.read(self.master, 65536)
-                except OSError:
-                    return False
-            if pred(self.out):  # type: ignore[operator]
-                return True
-        return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.write(self.master, b"q")
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(15)
-        os.close(self.master)
-
-
-def _submit(pty: Pty, text: str) -> None:
+def _submit(pty: DemoPty, text: str) -> None:
     res = run_cli(["submit", "--demo", text], pty.env)
     assert res.returncode == 0, res.stderr
 
 
 @pytest.mark.fault
 def test_one_bell_and_one_notification_per_transition(tmp_path: Path) -> None:
-    pty = Pty(tmp_path)
+    pty = DemoPty(tmp_path)
     try:
         assert pty.read_until(lambda b: b"bus connected" in b, 30), "the app did not start"
         pty.read_until(lambda b: False, 1.5)  # settle: the baseline look happens when the engine is ready
@@ -95,7 +46,7 @@ def test_one_bell_and_one_notification_per_transition(tmp_path: Path) -> None:
 @pytest.mark.fault
 def test_inside_tmux_without_passthrough_the_bell_comes_alone(tmp_path: Path) -> None:
     # TMUX set but no tmux server to ask: passthrough counts as not allowed, so no OSC may leak into the pane
-    pty = Pty(tmp_path, TMUX="/nonexistent/tmux-sock,1,0", PATH=f"{tmp_path}:{os.environ['PATH']}")
+    pty = DemoPty(tmp_path, TMUX="/nonexistent/tmux-sock,1,0", PATH=f"{tmp_path}:{os.environ['PATH']}")
     try:
         assert pty.read_until(lambda b: b"bus connected" in b, 30), "the app did not start"
         pty.read_until(lambda b: False, 1.5)
