@@ -8,9 +8,10 @@ Three things stop cloud dispatch, whatever the budget says:
 - the key is rejected: the key endpoint answered 401 or 403 (a revoked or mistyped key). Every call would fail;
   this holds until a poll answers 200.
 - the account is out of credit: a call (or the key endpoint) answered 402. The account's balance is not
-  visible to the key, so this holds at least ``CREDIT_HOLD_S``; then until a poll started that long after the
-  402 shows the key's limit allows again, a call sent after it goes through, or the cool-down passes (then a
-  402 stops it again). The cool-down is never shorter than ``CREDIT_HOLD_S``, whatever ``key_poll_s`` is.
+  visible to the key, so a key check cannot end it for ``hold_s`` (``CREDIT_HOLD_S``, or the cool-down when
+  that is shorter); then a check started that long after the 402 that shows the key's limit allows again ends
+  it, as do a call sent after it that goes through and the cool-down (5 x ``key_poll_s``) passing (then a 402
+  stops it again).
 
 The hold, the cool-down and the key check's "started that long after" are measured on the monotonic clock: a
 wall clock stepped back (NTP, a resumed VM) neither lengthens nor shortens them. "A call sent after the 402" is
@@ -72,8 +73,10 @@ class CreditWatch:
         self.openrouter = openrouter
         self.clock = clock  # wall: compared with a call's start (credit_ok)
         self.monotonic = monotonic  # the hold and the cool-down: a wall-clock step moves neither
-        # how long a 402 holds when nothing shows credit again: 5 x key_poll_s unless given, never < CREDIT_HOLD_S
-        self.cooldown_s = max(5 * openrouter.key_poll_s if cooldown_s is None else float(cooldown_s), CREDIT_HOLD_S)
+        # how long a 402 holds when nothing shows credit again: 5 x key_poll_s unless given
+        self.cooldown_s = 5 * openrouter.key_poll_s if cooldown_s is None else float(cooldown_s)
+        # how long no key check may end it (the check a 402 asks for at once must not undo it)
+        self.hold_s = min(CREDIT_HOLD_S, self.cooldown_s)
         self.counts = counts  # shared with the spend guard, shown in its info()
         self.credits_left: float | None = None
         self.key_status = "no key" if not openrouter.api_key else "not checked yet"
@@ -163,7 +166,7 @@ class CreditWatch:
             self.credits_left = float(lr)
             # limit_remaining is the key's own limit, not the account's credit ("key limit left")
             self._key_blocked = "key limit reached: the key's limit_remaining is 0" if lr <= 0 else ""
-            if lr > 0 and self._credit_reason and polled_at >= self._credit_mono + CREDIT_HOLD_S:
+            if lr > 0 and self._credit_reason and polled_at >= self._credit_mono + self.hold_s:
                 # try again: a 402 for an empty account stops it again (a call that goes through clears it too)
                 log.info("the key's limit allows (%s left): cloud dispatch resumes", usd(float(lr)))
                 self._credit_reason = ""
