@@ -245,9 +245,6 @@ class Engine:
         if wid in self._foreign and type(n) is int and 0 < n <= MAX_CHUNK_TOKENS:
             self.streamed[wid] = min(MAX_TOKENS, self.streamed.get(wid, 0) + n)
 
-    def _streamed(self) -> dict[str, int]:
-        return {w: n for w, n in self.streamed.items() if w in self._foreign}
-
     def info(self) -> EngineInfo:
         """The engine, its bus, and each component's info under the component's name: what the app's header and
         panels and ``status`` show (sent as JSON to whoever asks on ``swarm.engine.info``)."""
@@ -258,7 +255,7 @@ class Engine:
                 "started_at": self.started_at,
                 "demo": self.demo,
                 "uptime_s": round(self.clock() - self.started_at, 1),
-                "streamed": self._streamed(),
+                "streamed": dict(self.streamed),  # only foreign workers': _note_worker drops the others
             },
             "bus": {
                 "url": _display_url(self.bus.url),

@@ -106,7 +106,7 @@ class RoomActions(Screen[None]):
             )
         if self.workers_panel.facts.blocked:  # from the engine's info: cleaned and cut for a toast
             return plain(self.workers_panel.facts.blocked[:BLOCKED_CHARS])[:BLOCKED_CHARS]
-        if self.link.state.scale == 0:
+        if self.link.state.scale_figure(self.link.cfg.swarm.scale).value == 0:
             return SCALE_ZERO
         return ""
 
@@ -184,7 +184,7 @@ class RoomActions(Screen[None]):
     # ------------------------------------------------------------------ workers and the heartbeat
     def action_scale(self, delta: int) -> None:
         state = self.link.state
-        current = state.scale if state.scale is not None else self.link.cfg.swarm.scale
+        current = state.scale_figure(self.link.cfg.swarm.scale).value
         # no toast when it is done: the header and the Workers title show the new value (a toast per key flooded
         # the screen without saying it); a refusal still says why
         self.controls.send("scale", {"delta": int(delta), "current": current}, "")

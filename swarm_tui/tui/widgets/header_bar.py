@@ -196,7 +196,7 @@ def key_blocks(view: HeaderView) -> bool:
 
 def blocking(view: HeaderView) -> bool:
     """Whether the header says something that stops all work (its words are kept longest)."""
-    return key_blocks(view) or view.state.scale == 0
+    return key_blocks(view) or view.state.scale_figure(view.configured_scale).value == 0
 
 
 @dataclass(frozen=True)
