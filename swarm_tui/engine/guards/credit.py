@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 _KEY_STATUS = {401: "rejected (HTTP 401)", 403: "rejected (HTTP 403)", 404: "no key endpoint"}
 KEY_REJECTED = (401, 403)
 RECHECK_GAP_S = 3.0  # the least time between the starts of two key checks, however many refusals ask
-CREDIT_HOLD_S = 30.0  # a 402 holds at least this long against a key check that says the key's limit allows
+CREDIT_HOLD_S = 30.0  # no key check ends a 402 sooner (the cool-down does, when it is shorter: hold_s)
 
 
 class CreditWatch:
