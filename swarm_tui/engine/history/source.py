@@ -7,6 +7,7 @@ point, the replay's timeline, the history) takes a ``LogSource`` and does not ca
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,3 +54,30 @@ class LogSource(Protocol):
     async def seq_at(self, t: float) -> int:
         """The sequence of the first event stored at or after ``t``; ``last_seq + 1`` when there is none."""
         ...
+
+
+class MemoryLog:
+    """A log held in memory (an exported file once read, or a test's events): the same answers as the bus's."""
+
+    def __init__(self, events: list[Stored]) -> None:
+        self.events = sorted(events, key=lambda s: s.seq)
+        self._seqs = [s.seq for s in self.events]
+
+    async def bounds(self) -> Bounds:
+        if not self.events:
+            return Bounds(0, 0, 0.0, 0.0, 0, 0)
+        first, last = self.events[0], self.events[-1]
+        size = sum(len(s.data) for s in self.events)
+        return Bounds(first.seq, last.seq, first.time, last.time, len(self.events), size)
+
+    async def read(self, start_seq: int, end_seq: int) -> AsyncIterator[Stored]:
+        i = bisect_left(self._seqs, start_seq)
+        while i < len(self.events) and self.events[i].seq <= end_seq:
+            yield self.events[i]
+            i += 1
+
+    async def seq_at(self, t: float) -> int:
+        for s in self.events:  # times are in log order, but a file may hold them otherwise: the first at or after
+            if s.time >= t:
+                return s.seq
+        return (self.events[-1].seq + 1) if self.events else 1
