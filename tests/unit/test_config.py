@@ -27,6 +27,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[openrouter]\napi_base = "http://x/v2"\n', "openrouter.api_base"),
         ('[roles.research]\nmodel = "openrouter/a/b:nitro"\n', "roles.research.model"),
         ("this is = = not toml", "not valid TOML"),
+        ("[log]\nmax_bytes = 1024\n", "log.max_bytes"),
+        ('[log]\nmax_bytes = "256MB"\n', "log.max_bytes"),
+        ("[log]\nmax_age_days = 0\n", "log.max_age_days"),
+        ("[nats]\nevents_max_mb = 256\n", "is now log.max_bytes, in bytes"),
+        ("[nats]\nevents_max_age_days = 7\n", "is now log.max_age_days"),
     ],
 )
 def test_bad_values_exit_2_with_one_clear_line(tmp_path: Path, body: str, needle: str) -> None:
@@ -90,3 +95,10 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     assert 'openrouter.api_key = "(set)"' in res.stdout
     res = run_cli(["config", "--json"], env)
     assert secret not in res.stdout and '"(set)"' in res.stdout
+
+
+def test_log_limits_default_and_from_the_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[log]\nmax_age_days = 7\nmax_bytes = 33554432\n"), env={})
+    assert (cfg.log.max_age_days, cfg.log.max_bytes) == (7, 32 * 1024 * 1024)
+    default = load_config(None, env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert (default.log.max_age_days, default.log.max_bytes) == (30, 256 * 1024 * 1024)

@@ -72,7 +72,7 @@ class Bus(Connection):
 
     async def _create_all(self) -> None:
         js = self.jetstream
-        days = self.cfg.nats.events_max_age_days
+        days = self.cfg.log.max_age_days
         await self._ensure_stream(
             jsapi.StreamConfig(
                 name=S.EVENTS_STREAM,
@@ -80,7 +80,7 @@ class Bus(Connection):
                 retention=jsapi.RetentionPolicy.LIMITS,
                 storage=jsapi.StorageType.FILE,
                 max_age=days * 86400.0,
-                max_bytes=self.cfg.nats.events_max_mb * 1024 * 1024,
+                max_bytes=self.cfg.log.max_bytes,
                 max_msg_size=1_048_576,
                 duplicate_window=300.0,
                 discard=jsapi.DiscardPolicy.OLD,

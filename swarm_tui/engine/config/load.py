@@ -231,6 +231,12 @@ def _coerce(opt: Option, raw: Any, where: str) -> Any:
     return val
 
 
+# Keys that moved: refused with a line naming the new one (a stale file fails loudly rather than being half-read).
+RENAMED = {
+    "nats.events_max_age_days": "log.max_age_days (the same days)",
+    "nats.events_max_mb": "log.max_bytes, in bytes (256 MB is 268435456)",
+}
+
 ROLE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 ROLE_KEYS = {"model", "max_tokens", "first_token_timeout_s", "reasoning", "provider", "fallback_models"}
 
@@ -301,6 +307,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         for name, raw in body.items():
             key = f"{section}.{name}"
             opt = OPTION_BY_KEY.get(key)
+            if key in RENAMED:
+                raise ConfigError(f"{key} in {where} is now {RENAMED[key]}: rename it")
             if opt is None:
                 known = ", ".join(o.key.split(".")[1] for o in OPTIONS if o.key.startswith(section + "."))
                 raise ConfigError(f"unknown key {key} in {where}: [{section}] allows {known}")

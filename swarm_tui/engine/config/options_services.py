@@ -89,22 +89,6 @@ SERVICE_OPTIONS: list[Option] = [
         allowed="an integer 64..1048576",
         check=in_range(64, 1048576),
     ),
-    Option(
-        "nats.events_max_age_days",
-        int,
-        30,
-        "how long the event log is kept",
-        allowed="an integer 1..3650",
-        check=in_range(1, 3650),
-    ),
-    Option(
-        "nats.events_max_mb",
-        int,
-        256,
-        "event log size cap (MB); keep it under the server's disk cap",
-        allowed="an integer 16..1048576",
-        check=in_range(16, 1048576),
-    ),
     # --- OpenRouter
     Option("openrouter.api_key", str, "", "OpenRouter API key", env="OPENROUTER_API_KEY", secret=True),
     Option(

@@ -8,6 +8,10 @@ from __future__ import annotations
 from swarm_tui.engine.config.option import Option, in_range, nonneg, one_of, positive, splits
 
 SCALE_LIMIT = 200  # swarm.max_scale's own upper bound
+# log.max_bytes: a plain byte count (default 256 MiB); JetStream's max_bytes is an int64, a file store at least 16 MiB
+LOG_MAX_BYTES = 256 * 1024 * 1024
+LOG_MIN_BYTES = 16 * 1024 * 1024
+LOG_TOP_BYTES = 1024**4
 
 
 def scale_refusal(n: object, max_scale: int, what: str = "scale") -> str | None:
@@ -285,6 +289,23 @@ SWARM_OPTIONS: list[Option] = [
         env="SWARM_LOG_LEVEL",
         allowed="DEBUG, INFO, WARNING or ERROR",
         check=one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Option(
+        "log.max_age_days",
+        int,
+        30,
+        "how long the event log keeps an event (days): older ones are dropped",
+        allowed="an integer 1..3650",
+        check=in_range(1, 3650),
+    ),
+    Option(
+        "log.max_bytes",
+        int,
+        LOG_MAX_BYTES,
+        "the event log's size cap in bytes (268435456 is 256 MiB); the oldest events go first; keep it under "
+        "the server's disk cap",
+        allowed=f"a whole number of bytes {LOG_MIN_BYTES}..{LOG_TOP_BYTES} (16 MiB..1 TiB)",
+        check=in_range(LOG_MIN_BYTES, LOG_TOP_BYTES),
     ),
     Option(
         "paths.data_dir", str, "", "data dir (embedded NATS store, caches); empty: XDG data dir", env="SWARM_DATA_DIR"

@@ -89,8 +89,6 @@ class NatsSection(Section):
     leaf_tls_ca: str
     embedded_memory_mb: int
     embedded_disk_mb: int
-    events_max_age_days: int
-    events_max_mb: int
 
 
 class OpenRouterSection(Section):
@@ -196,6 +194,8 @@ class DemoSection(Section):
 class LogSection(Section):
     name: ClassVar[str] = "log"
     level: str
+    max_age_days: int
+    max_bytes: int
 
 
 class PathsSection(Section):
