@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (default), md (a Markdown document: the task as title, each result a section) or json",
     )
     rs.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    ex = sub.add_parser("export-log", parents=[common], help="write the event log (or one task's events) to a file")
+    ex.add_argument(
+        "--out", metavar="FILE", required=True, help="the file (JSON Lines, mode 0600; replay --file reads it)"
+    )
+    ex.add_argument("--task", metavar="ID", help="only this task's events (its id or a unique suffix)")
+    ex.add_argument("--since", metavar="TIME", help="from this point: a log sequence number, an ISO 8601 time or -15m")
+    ex.add_argument("--force", action="store_true", help="replace FILE if it exists")
     return p
 
 
@@ -193,6 +200,10 @@ def dispatch(args: argparse.Namespace) -> int:
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")
         fmt = "json" if args.json else (args.format or "text")
         return cmds.result(cfg, args.task_id, fmt, out=args.out)
+    if cmd == "export-log":
+        from swarm_tui.cli.export import export_command
+
+        return export_command(cfg, args.out, task=args.task, since=args.since, force=args.force)
     ctl = partial(cmds.control, cfg, demo=demo)
     if cmd == "promote":
         return cmds.run(ctl("promote", {"job": args.job}))
