@@ -301,6 +301,21 @@ def _ids_as_ids(argv: list[str]) -> list[str]:
     return [MARK + a if at < i < end and ID_SUFFIX.fullmatch(a) else a for i, a in enumerate(argv)]
 
 
+POINT_OPTIONS = ("--at", "--from", "--since")  # a point of the log: "-15m" is a value there, not an option
+
+
+def _points_joined(argv: list[str]) -> list[str]:
+    """``--since -15m`` as ``--since=-15m``: argparse takes a word starting with "-" for an option."""
+    end = argv.index("--") if "--" in argv else len(argv)  # after it, words are words (a task's text)
+    out: list[str] = []
+    for a in argv[:end]:
+        if out and out[-1] in POINT_OPTIONS and a.startswith("-") and a not in ("-", "--") and not a.startswith("--"):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out + argv[end:]
+
+
 def _unmark(args: argparse.Namespace) -> argparse.Namespace:
     for name in ID_ARGS:
         v = getattr(args, name, None)
@@ -350,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    args = _unmark(parser.parse_args(_ids_as_ids(argv)))
+    args = _unmark(parser.parse_args(_ids_as_ids(_points_joined(argv))))
     try:
         code = dispatch(args)
         sys.stdout.flush()  # here, not at exit: a reader that left is then seen below, not by the interpreter

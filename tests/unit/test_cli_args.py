@@ -49,3 +49,19 @@ def test_a_word_that_is_no_option_is_one_clear_line(tmp_path: Path, argv: list[s
     assert says in res.stderr and "\x1b" not in res.stderr and "\x07" not in res.stderr, res.stderr
     if argv[0] != "edit" or argv[1] != "3":  # argparse's own errors come with its usage line
         assert res.stderr.count("\n") == 1, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["export-log", "--since", "-15m", "--out", "f"], {"since": "-15m", "out": "f"}),
+        (["export-log", "--out", "f", "--since", "-1h30m", "--force"], {"since": "-1h30m", "force": True}),
+        (["export-log", "--since", "12", "--out", "f"], {"since": "12"}),
+        (["submit", "--", "--since", "-1h"], {"text": "--since"}),
+    ],
+)
+def test_a_point_before_now_is_the_value_of_its_option(argv: list[str], want: dict[str, object]) -> None:
+    from swarm_tui.cli.main import _points_joined
+
+    got = vars(build_parser().parse_known_args(_points_joined(argv))[0])
+    assert {k: got[k] for k in want} == want
