@@ -54,6 +54,7 @@ async def check_nats(cfg: Config, notes: list[Check] | None = None) -> Check:
         shape = one_line(await describe(bus))
         if notes is not None:
             notes.append(await check_ceiling(bus, cfg))
+            notes.append(await check_log(bus))
     finally:
         await bus.close()
     extra = " (started for this check, stopped again)" if kind == "embedded" else ""
@@ -71,6 +72,20 @@ async def check_ceiling(bus: Bus, cfg: Config) -> Check:
     if usd is None:
         return Check("ceiling", False, f"{why}: a worker here waits until an engine starts", required=False)
     return Check("ceiling", True, f"${usd:.2f} a day: {why}", required=False)
+
+
+async def check_log(bus: Bus) -> Check:
+    """The event log's size and oldest event against its limits (log.max_bytes, log.max_age_days)."""
+    from swarm_tui.engine.history.usage import log_usage, nearly_full, usage_line
+
+    try:
+        u = await log_usage(bus)
+    except Exception as exc:  # noqa: BLE001 - the stream cannot be read: say so, the bus check says why
+        return Check("log", False, f"not read from the bus ({type(exc).__name__})", required=False)
+    if nearly_full(u):
+        line = usage_line(u) + ": nearly full, the oldest events go first (raise log.max_bytes to keep more)"
+        return Check("log", False, line, required=False)
+    return Check("log", True, usage_line(u), required=False)
 
 
 async def check_ollama(cfg: Config, session: aiohttp.ClientSession) -> Check:

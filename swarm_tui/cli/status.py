@@ -47,7 +47,7 @@ class StatusData(TypedDict):
     results: int
     spend_log: dict[str, Any]
     control: dict[str, Any]
-    log: dict[str, int]
+    log: dict[str, Any]  # the projection's events and last_seq, and the stream's figures (history.usage)
     engine: EngineMeta | None
     conductor: ConductorInfo | InfoError | None
     pool: PoolInfo | InfoError | None
@@ -75,6 +75,9 @@ async def status_data(cfg: Config) -> StatusData:
         from swarm_tui.engine.guards.reconcile_store import read_pending
 
         pending = await read_pending(bus)
+        from swarm_tui.engine.history.usage import log_usage
+
+        usage = await log_usage(bus)
         bus_info: StatusBus = {
             "kind": bus.kind,
             "state": bus.state,
@@ -128,7 +131,7 @@ async def status_data(cfg: Config) -> StatusData:
         "results": snap["results"],
         "spend_log": snap["spend_log"],
         "control": snap["control"] | {"scale": scale.value, "scale_source": scale.source},
-        "log": snap["log"],
+        "log": snap["log"] | {"stored": usage["events"]} | {k: v for k, v in usage.items() if k not in LOG_OWN},
         "engine": info.get("engine"),
         "conductor": info.get("conductor"),
         "pool": info.get("pool"),
@@ -137,6 +140,9 @@ async def status_data(cfg: Config) -> StatusData:
         "lane": info.get("lane"),
         "needs_attention": needs_now,
     }
+
+
+LOG_OWN = ("events", "last_seq")  # the projection's own: the events it applied, the last sequence it read
 
 
 def _count(v: object) -> int:
@@ -252,6 +258,10 @@ def format_status(d: StatusData) -> str:
             )
         if sp.get("blocked_reason"):
             lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
+    if "max_bytes" in d["log"]:
+        from swarm_tui.engine.history.usage import usage_line
+
+        lines.append(f"log: {usage_line(d['log'] | {'events': d['log']['stored']})}")
     ram = usable(d["ram"])
     if ram:
         lines.append(
