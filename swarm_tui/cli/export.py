@@ -36,7 +36,8 @@ async def _export(cfg: Config, path: Path, *, task: str | None, point: Point | N
         if task is not None:  # the task as the log knows it (a fold: nothing set aside, nothing published)
             fold = await fold_to(log, (await log.bounds()).last_seq, max_scale=cfg.swarm.max_scale)
             task_id = one_task(fold.state, task).id
-        got = await export_log(log, path, start_seq=start, task_id=task_id, secrets=cfg.secrets, force=force)
+        secrets = cfg.secrets + url_logins(cfg)
+        got = await export_log(log, path, start_seq=start, task_id=task_id, secrets=secrets, force=force)
     what = f"{got.count} event{'s' if got.count != 1 else ''}"
     where = f" (seq {got.first_seq}..{got.last_seq})" if got.count else ""
     of = f" of task {task_id}" if task_id else ""
@@ -47,3 +48,15 @@ async def _export(cfg: Config, path: Path, *, task: str | None, point: Point | N
     )
     print(f"exported {what}{of}{where} to {plain(str(path))}{left}")
     return 0
+
+
+def url_logins(cfg: Config) -> list[str]:
+    """The logins in the configured URLs (``nats://user:password@host``): masked like the secret options."""
+    from swarm_tui.engine.config.options import OPTIONS
+
+    out: list[str] = []
+    for o in OPTIONS:
+        for part in str(cfg.values[o.key]).split(",") if o.login else ():
+            login = part.split("://", 1)[-1].rpartition("@")[0]
+            out += [x for x in (login, login.partition(":")[2]) if len(x) >= 4]
+    return out

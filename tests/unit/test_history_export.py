@@ -87,3 +87,12 @@ async def test_since_a_point_and_a_task_since_then(tmp_path: Path) -> None:
     assert (got.count, got.first_seq, got.last_seq) == (6, 11, 16)  # its approval (seq 11) known by its decision
     got = await export_log(_log(), tmp_path / "none.jsonl", start_seq=99)
     assert (got.count, got.first_seq, got.last_seq) == (0, 0, 0) and (tmp_path / "none.jsonl").read_text() == ""
+
+
+def test_a_login_in_a_configured_url_is_masked_too(tmp_path: Path) -> None:
+    from swarm_tui.cli.export import url_logins
+    from tests.support.env import make_config
+
+    cfg = make_config(tmp_path, "nats://bob:pa55word-x@127.0.0.1:4222,nats://al:other-pw@h2:4222")
+    assert set(url_logins(cfg)) == {"bob:pa55word-x", "pa55word-x", "al:other-pw", "other-pw"}
+    assert url_logins(make_config(tmp_path, "nats://127.0.0.1:4222")) == []
