@@ -47,7 +47,7 @@ async def test_doctor_and_status_show_the_log_s_size_oldest_event_and_limits(
     env = base_env(tmp_path, SWARM_NATS_URL=nats_server.url)
     doctor = run_cli(["doctor"], env)
     line = next(ln for ln in doctor.stdout.splitlines() if ln[5:].startswith("log "))
-    assert re.fullmatch(rf"ok   log +3 events, 0\.0 MiB \(max 256 MiB\), oldest {when} \(kept 30 days\)", line), line
+    assert re.fullmatch(rf"ok   log +3 events, \d\.\d KiB \(max 256 MiB\), oldest {when} \(kept 30 days\)", line), line
     plain = run_cli(["status"], env).stdout
     assert line.split("log", 1)[1].strip() in plain, plain
     log = json.loads(run_cli(["status", "--json"], env).stdout)["log"]

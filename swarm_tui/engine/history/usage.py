@@ -45,7 +45,7 @@ async def log_usage(bus: StreamBus) -> LogUsage:
 
 
 def usage_line(u: Mapping[str, Any]) -> str:
-    """``12,345 events, 4.2 MiB (max 256 MiB), oldest 2026-11-05 09:12 (kept 30 days)`` (``u``: a ``LogUsage``,
+    """``12,345 events, 4.2 MiB (max 256 MiB), oldest 2026-11-05 09:12 (kept 30 days)`` (under 1 MiB: in KiB; ``u``: a ``LogUsage``,
     or ``status --json``'s log block, which holds its keys)."""
     cap = f"max {u['max_bytes'] / MIB:,.0f} MiB" if u["max_bytes"] else "no size cap"
     kept = f"kept {u['max_age_days']:g} days" if u["max_age_days"] else "kept with no age limit"
@@ -53,7 +53,8 @@ def usage_line(u: Mapping[str, Any]) -> str:
         return f"empty ({cap}, {kept})"
     oldest = time.strftime("%Y-%m-%d %H:%M", time.localtime(u["oldest"] or 0))
     n = u["events"]
-    return f"{n:,} event{'s' if n != 1 else ''}, {u['bytes'] / MIB:,.1f} MiB ({cap}), oldest {oldest} ({kept})"
+    size = f"{u['bytes'] / MIB:,.1f} MiB" if u["bytes"] >= MIB else f"{u['bytes'] / 1024:,.1f} KiB"
+    return f"{n:,} event{'s' if n != 1 else ''}, {size} ({cap}), oldest {oldest} ({kept})"
 
 
 def nearly_full(u: LogUsage) -> bool:
