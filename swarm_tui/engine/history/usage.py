@@ -45,8 +45,8 @@ async def log_usage(bus: StreamBus) -> LogUsage:
 
 
 def usage_line(u: Mapping[str, Any]) -> str:
-    """``12,345 events, 4.2 MiB (max 256 MiB), oldest 2026-11-05 09:12 (kept 30 days)`` (under 1 MiB: in KiB; ``u``: a ``LogUsage``,
-    or ``status --json``'s log block, which holds its keys)."""
+    """``12,345 events, 4.2 MiB (max 256 MiB), oldest 2026-11-05 09:12 (kept 30 days)``, a size under 1 MiB in
+    KiB (``u``: a ``LogUsage``, or ``status --json``'s log block, which holds its keys)."""
     cap = f"max {u['max_bytes'] / MIB:,.0f} MiB" if u["max_bytes"] else "no size cap"
     kept = f"kept {u['max_age_days']:g} days" if u["max_age_days"] else "kept with no age limit"
     if not u["events"]:
