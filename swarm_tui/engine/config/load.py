@@ -234,7 +234,7 @@ def _coerce(opt: Option, raw: Any, where: str) -> Any:
 # Keys that moved: refused with a line naming the new one (a stale file fails loudly rather than being half-read).
 RENAMED = {
     "nats.events_max_age_days": "log.max_age_days (the same days)",
-    "nats.events_max_mb": "log.max_bytes, in bytes (256 MB is 268435456)",
+    "nats.events_max_mb": "log.max_bytes, in bytes (256 MiB is 268435456)",
 }
 
 ROLE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
