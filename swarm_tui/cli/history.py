@@ -70,7 +70,7 @@ async def history(
         print(json.dumps([r.as_json() for r in rows], indent=2))
         return 0
     if not rows:
-        print(f"no task{_narrowed(search, since, wanted)} in the log" if state.tasks else "no task in the log yet")
+        print(f"no task in the log{_narrowed(search, since, wanted)}" if state.tasks else "no task in the log yet")
         return 0
     width = shutil.get_terminal_size((100, 24)).columns
     for r in rows:

@@ -75,7 +75,7 @@ async def test_search_reads_answers_casefolded_and_since_and_state_narrow(env: d
     assert ids("--since", "3") == ["t-new"]  # a log sequence: the tasks stored at or after it
     assert ids("--state", "rejected,pending", "--state", "done") == ["t-new", "t-rej", "t-old-tea"]
     res = run_cli(["history", "--search", "coffee"], env)
-    assert (res.returncode, res.stdout.strip()) == (0, "no task matching 'coffee' in the log")
+    assert (res.returncode, res.stdout.strip()) == (0, "no task in the log matching 'coffee'")
 
 
 @pytest.mark.parametrize(

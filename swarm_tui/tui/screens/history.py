@@ -98,6 +98,7 @@ class HistoryScreen(ModalScreen[None]):
             yield self.search_box
             yield self.table
             yield self.note
+            yield Label(Text("enter the task's results · / search · escape clears, then closes", style="dim"))
         yield KeyBar(keep=("close",))
 
     def on_mount(self) -> None:
