@@ -110,3 +110,19 @@ async def test_it_shows_the_state_the_app_shows_now_as_a_replay_swaps_it() -> No
         await until(lambda: _rows(app) == ["t-then"], 5)
         title = app.screen.query_one("#history-title").render()
         assert "History · 1 task" in str(title)
+
+
+async def test_a_long_history_shows_the_newest_and_says_so(monkeypatch: Any) -> None:
+    import swarm_tui.tui.screens.history as screen
+
+    monkeypatch.setattr(screen, "SHOWN_ROWS", 2)
+    app = _app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("h")
+        await _settle(pilot)
+        assert len(_rows(app)) == 2 and "t-past" not in _rows(app)
+        assert "the newest 2 shown (search narrows them)" in str(app.screen.query_one("#history-title").render())
+        await pilot.press("slash", *"oolong")
+        await _settle(pilot)
+        assert _rows(app) == ["t-past"]

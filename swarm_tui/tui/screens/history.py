@@ -30,6 +30,7 @@ from swarm_tui.tui.widgets.table_fit import fit_rows, room_of, sync_table, width
 
 COLUMNS = ("id", "state", "rounds", "answers", "cost", "took", "created", "text")
 TEXT_COLUMN = COLUMNS.index("text")
+SHOWN_ROWS = 1000  # the newest; a table of every task of a long log would redraw slowly (search narrows it)
 
 
 def history_cells(rows: list[HistoryRow], now: float) -> list[tuple[str, tuple[Any, ...]]]:
@@ -115,12 +116,14 @@ class HistoryScreen(ModalScreen[None]):
         self.shown = key
         rows = history_rows(state, search=self.search_text or None)
         width = room_of(self.table) or max(40, self.app.size.width - 12)
-        cells = fit_rows(history_cells(rows, state.clock()), TEXT_COLUMN, width, widths_of(self.table))
+        cells = fit_rows(history_cells(rows[:SHOWN_ROWS], state.clock()), TEXT_COLUMN, width, widths_of(self.table))
         sync_table(self.table, cells, fit=TEXT_COLUMN)
         total = len(state.tasks)
         title = f"History · {plural(total, 'task')}"
         if self.search_text:
             title += f" · {len(rows)} matching “{plain(self.search_text)[:60]}”"
+        if len(rows) > SHOWN_ROWS:
+            title += f" · the newest {SHOWN_ROWS} shown (search narrows them)"
         self.title_label.update(Text(title, style="bold"))
         if not rows:
             why = f"no task matches “{plain(self.search_text)[:60]}” (escape clears it)" if self.search_text else ""
