@@ -105,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common], help="tasks, decisions, workers, spend, RAM, conductor")
     st.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
 
+    hi = sub.add_parser("history", parents=[common], help="past tasks, newest first: outcome, rounds, answers, cost")
+    hi.add_argument("--json", action="store_true", help="a list of row objects (shape in the README)")
+    hi.add_argument("--search", metavar="WORDS", help="tasks whose text or answers hold every one of these words")
+    hi.add_argument("--since", metavar="TIME", help="tasks created since: 2026-12-04T18:30, -2h, or a log sequence")
+    hi.add_argument(
+        "--state",
+        action="append",
+        metavar="STATE",
+        help="done, failed, cancelled, ... (repeat it or give a comma list)",
+    )
+
     a = sub.add_parser("approve", parents=[common], help="approve a pending decision")
     a.add_argument("id", help="decision id (or a unique suffix)")
     a.add_argument("--workers", type=_whole, help="approve with this many workers (0..swarm.max_scale)")
@@ -195,6 +206,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from swarm_tui.cli.status import status
 
         return cmds.run(status(cfg, args.json, demo=demo))
+    if cmd == "history":
+        from swarm_tui.cli.history import history
+
+        return cmds.run(history(cfg, as_json=args.json, search=args.search, since=args.since, states=args.state))
     if cmd == "result":
         if args.json and args.format not in (None, "json"):
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")
@@ -322,6 +337,22 @@ def _unmark(args: argparse.Namespace) -> argparse.Namespace:
         if isinstance(v, str):
             setattr(args, name, v.removeprefix(MARK))
     return args
+
+
+# A time before now (``--since -15m``) reads to argparse as an unknown option: after an option that takes a point
+# of the log such a word is joined to it (``--since=-15m``), as if typed so.
+POINT_OPTIONS = frozenset({"--at", "--from", "--since"})
+RELATIVE = re.compile(r"-(?:\d{1,6}[smhdw])+")
+
+
+def _points_joined(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] in POINT_OPTIONS and RELATIVE.fullmatch(a) and "--" not in out:
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
 
 
 def _unknown_in_submit(argv: list[str]) -> str | None:

@@ -364,6 +364,7 @@ PALETTE_EFFECTS: dict[str, tuple[str, Callable[[SwarmApp], object], Callable[[Sw
     "new_task": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, InputScreen)),
     "expand": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, TextScreen)),
     "filter": ("needs_you", lambda app: None, lambda app, _d: app.room.filter_box.has_focus),
+    "history": ("needs_you", lambda app: None, lambda app, _d: type(app.screen).__name__ == "HistoryScreen"),
     "attention": ("needs_you", lambda app: None, lambda app, _d: [v for v, _a in asked(app)] == ["seen"]),
     "copy_answer": ("compare", lambda app: None, lambda app, _d: app.clipboard == newest_answer(app)),
     "save_results": (

@@ -30,6 +30,7 @@ ROOM_KEYS: Final[dict[str, str]] = {
     "expand": "enter",
     "attention": "exclamation_mark",
     "filter": "slash",
+    "history": "h",
     "help": "question_mark",
     "quit": "q",
     "tab_decisions": "1",

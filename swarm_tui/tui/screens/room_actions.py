@@ -8,7 +8,7 @@ drawing are ``control_room.py``'s; ``ControlRoom`` is this screen with its panel
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from textual import on
 from textual.screen import Screen
@@ -16,7 +16,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from swarm_tui.engine.info import AnySpend, Need
-from swarm_tui.engine.projection.state import DecisionView
+from swarm_tui.engine.projection.state import DecisionView, SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.attention.watch import Places
 from swarm_tui.tui.commands import ROOM_BINDINGS
@@ -42,6 +42,13 @@ class RoomAttention(Protocol):
 
     def go(self, places: Places) -> None:
         """To the newest thing that needs you, everything shown marked seen."""
+
+
+@runtime_checkable
+class Linked(Protocol):
+    """An App that holds its link (the one whose state every panel shows)."""
+
+    link: Link
 
 
 class RoomActions(Screen[None]):
@@ -247,6 +254,17 @@ class RoomActions(Screen[None]):
             self.app.notify("nothing selected to expand", severity="warning", markup=False)
             return
         self.app.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
+
+    def action_history(self) -> None:
+        """The past tasks, read off the state the app shows now (a replay swaps it: then they are the past's)."""
+        from swarm_tui.tui.exports import export_dir
+        from swarm_tui.tui.screens.history import HistoryScreen
+
+        def state_now() -> SwarmState:
+            app = self.app
+            return (app.link if isinstance(app, Linked) else self.link).state
+
+        self.app.push_screen(HistoryScreen(state_now, export_dir(self.link.cfg), self.keymap, self.controls))
 
     # ------------------------------------------------------------------ the selected task's answers (the palette)
     def action_copy_answer(self) -> None:
