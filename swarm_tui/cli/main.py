@@ -339,22 +339,6 @@ def _unmark(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-# A time before now (``--since -15m``) reads to argparse as an unknown option: after an option that takes a point
-# of the log such a word is joined to it (``--since=-15m``), as if typed so.
-POINT_OPTIONS = frozenset({"--at", "--from", "--since"})
-RELATIVE = re.compile(r"-(?:\d{1,6}[smhdw])+")
-
-
-def _points_joined(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for a in argv:
-        if out and out[-1] in POINT_OPTIONS and RELATIVE.fullmatch(a) and "--" not in out:
-            out[-1] = f"{out[-1]}={a}"
-        else:
-            out.append(a)
-    return out
-
-
 def _unknown_in_submit(argv: list[str]) -> str | None:
     """The first word of ``submit``'s that reads as an option it does not have (``submit -w2``), else None."""
     at = _command_at(argv)
