@@ -58,6 +58,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
     ENABLE_COMMAND_PALETTE = True
+    ROOM: type[ControlRoom] = ControlRoom  # the default screen (the replay's is a ControlRoom on the log)
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             self.set_keymap(self.keymap)
 
     def get_default_screen(self) -> Screen[Any]:
-        self._room = ControlRoom(
+        self._room = self.ROOM(
             self.link,
             info=self.info,
             rings=self.rings,

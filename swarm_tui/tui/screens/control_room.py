@@ -30,7 +30,7 @@ from swarm_tui.engine.projection.figures import task_counts, tasks_title
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import HELP_ACTION, shown_key
 from swarm_tui.tui.control_client import ControlClient
-from swarm_tui.tui.link import Link
+from swarm_tui.tui.link import Link, ReplayLink
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
@@ -332,6 +332,7 @@ class ControlRoom(RoomActions):
             configured_scale=self.link.cfg.swarm.scale,
             has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
             pause_key=shown_key("pause", self.keymap),
+            replay=link.where if isinstance(link, ReplayLink) else "",
         )
 
     def spend_info(self) -> AnySpend | None:
