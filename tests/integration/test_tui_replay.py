@@ -81,7 +81,7 @@ async def test_nothing_is_published_every_action_says_replay_is_read_only() -> N
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         seen: list[str] = []
-        app.notify = lambda message, **_: seen.append(str(message))  # type: ignore[method-assign,assignment]
+        app.notify = lambda message, **_: seen.append(str(message))  # type: ignore[method-assign]
         for key in ("a", "r", "e", "c", "C", "p", "n"):
             await pilot.press(key)
         assert seen == [READ_ONLY] * 7

@@ -14,14 +14,34 @@ ANSWER = "Queues wait in line / messages hum through the night / acked before th
 def history_events() -> list[Stored]:
     model = "openrouter/x/y"
     plan = [PlanItem(task_id="t-1", role="research", model=model, max_tokens=100)]
-    ids = {"job_id": "j-1", "decision_id": "d-1", "task_id": "t-1", "model": model, "role": "research"}
+    w = WorkerEvent(
+        worker_id="w-1",
+        job_id="j-1",
+        decision_id="d-1",
+        task_id="t-1",
+        model=model,
+        role="research",
+        state="running",
+        at=T0 + 12,
+    )
     events: list[LogEvent] = [
         Task(id="t-1", text="write a haiku about queues", created_at=T0),
         Decision(id="d-1", task_ids=["t-1"], plan=plan, source="rules", created_at=T0 + 5, expires_at=T0 + 900),
         Approval(decision_id="d-1", action="approved", by="tui", at=T0 + 10),
-        WorkerEvent(worker_id="w-1", state="running", at=T0 + 12, **ids),
-        WorkerEvent(worker_id="w-1", state="done", at=T0 + 40, tokens=30, **ids),
-        Result(worker_id="w-1", state="done", text=ANSWER, started_at=T0 + 12, ended_at=T0 + 40, **ids),
+        w,
+        w.model_copy(update={"state": "done", "at": T0 + 40, "tokens": 30}),
+        Result(
+            job_id="j-1",
+            worker_id="w-1",
+            decision_id="d-1",
+            task_id="t-1",
+            role="research",
+            model=model,
+            state="done",
+            text=ANSWER,
+            started_at=T0 + 12,
+            ended_at=T0 + 40,
+        ),
         Task(id="t-2", text="after an idle hour", created_at=T0 + 3640),
     ]
     times = [T0, T0 + 5, T0 + 10, T0 + 12, T0 + 40, T0 + 40, T0 + 3640]

@@ -130,7 +130,7 @@ class HeaderBar(Static):
         if not view.replay:
             t.append("● " if ok else "○ ", style="green" if ok else "bold red")
         if view.replay:
-            t.append(plain(view.replay)[:40 if bus_kind_shown else 20])
+            t.append(plain(view.replay)[: 40 if bus_kind_shown else 20])
         elif bus_kind_shown:
             t.append(f"bus {bus_state} " if not compact or not ok else "bus ", style="" if ok else "bold red")
             t.append(f"({view.bus_kind or '-'})", style="dim")
