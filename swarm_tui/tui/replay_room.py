@@ -12,19 +12,57 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from textual.binding import Binding
+from textual.events import Key
 
-from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
+from swarm_tui.engine.info import EngineInfo
+from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
+from swarm_tui.tui.screens.room_actions import RoomAttention
 from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
 
 PLAY_TICK_S = 0.1
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
-REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit"})
+REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+
+
+class LiveApp(Protocol):
+    """What the timeline opened from the live app takes of it."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def info(self) -> EngineInfo: ...
+    @property
+    def keymap(self) -> dict[str, str]: ...
+    @property
+    def needs_you(self) -> RoomAttention: ...
+    @property
+    def controls(self) -> ControlClient: ...
+
+
+def live_timeline(app: LiveApp, timeline: Timeline) -> ReplayRoom:
+    """The replay's room over the live app, on its own link, rings and render scheduler (the live room's go on)."""
+    link = ReplayLink(app.cfg, timeline, start_at=None, where="the log's past (t: back to live)")
+    return ReplayRoom(
+        link,
+        info=app.info,
+        rings={},
+        clock=timeline.clock,
+        scheduler=RenderScheduler(TUNING, on_wake=lambda: None),
+        keymap=app.keymap,
+        attention=app.needs_you,
+        controls=app.controls,
+        back=True,
+        screen_id="timeline",
+    )
 
 
 class ReplayRoom(ControlRoom):
@@ -37,12 +75,14 @@ class ReplayRoom(ControlRoom):
         Binding("plus", "speed(1)", "Faster", key_display="+", priority=True),
         Binding("minus", "speed(-1)", "Slower", key_display="-", priority=True),
         Binding("q", "replay_quit", "Quit", priority=True),
+        Binding("t", "timeline", "Live", priority=True),
     ]
 
     link: ReplayLink
 
-    def __init__(self, link: ReplayLink, **kw: Any) -> None:
+    def __init__(self, link: ReplayLink, *, back: bool = False, **kw: Any) -> None:
         super().__init__(link, **kw)
+        self.back = back  # opened from the live app: t or escape goes back to it
         self.timeline = link.timeline
         self.timeline_bar = TimelineBar(id="timeline")
         self._moving = asyncio.Lock()  # one move of the position at a time (a key while playing)
@@ -55,6 +95,21 @@ class ReplayRoom(ControlRoom):
 
     def on_mount(self) -> None:
         self._play_timer = self.set_interval(PLAY_TICK_S, self._play_tick, pause=True, name="replay")
+        if self.back:  # opened on a log already read: no link to start
+            self.ready = True
+            self.call_after_refresh(self.refresh_state)
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.back and not (self.filter_box.has_focus or self.filter_text):
+            event.stop()
+            self.action_timeline()
+
+    def action_timeline(self) -> None:
+        if not self.back:
+            self.app.notify("this replay has no live app to go back to: q quits", timeout=4, markup=False)
+            return
+        self._play_timer.stop()
+        self.dismiss()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in REPLAY_ACTIONS and self.filter_box.has_focus:

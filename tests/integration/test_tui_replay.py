@@ -3,8 +3,15 @@ the speed, the read-only keys, worker output replayed from the stored results, a
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.wire import Task
+from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.history.filelog import read_log_file, write_log_file
 from swarm_tui.engine.history.timeline import Timeline
 from swarm_tui.engine.history.when import Point
@@ -14,7 +21,7 @@ from swarm_tui.tui.replay_room import NOT_STORED, ReplayRoom
 from swarm_tui.tui.scenes import scene_config
 from tests.support.history_log import ANSWER, T0, history_events, history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, started
+from tests.support.tui import SIZE, make_app, started
 
 
 def _app(point: Point | None = None, log: object = None) -> ReplayApp:
@@ -99,3 +106,39 @@ async def test_a_replay_of_an_exported_file(tmp_path: Path) -> None:
         room = _room(app)
         assert room.timeline.seq == 6 and app.link.bus is None
         await until(lambda: ANSWER in room.rings["w-1"].text())
+
+
+async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: Engine, observer: Bus) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        for n in (1, 2):
+            task = Task(id=f"t-{n}", text=f"task {n}", created_at=time.time())
+            await observer.publish_event(task, msg_id=task.id)
+        await until(lambda: len(engine.state.tasks) == 2)
+        await pilot.press("t")
+        await until(lambda: isinstance(app.screen, ReplayRoom))
+        room = app.screen
+        assert isinstance(room, ReplayRoom)
+        await until(lambda: "t-2" in room.task_table.rows)
+        assert room.timeline.seq == room.timeline.bounds.last_seq and not room.timeline.playing  # the live end
+        assert "REPLAY" in room.header_bar.line.plain
+        published: list[str] = []
+
+        async def heard(msg: Any) -> None:
+            published.append(msg.subject)
+
+        assert observer.nc is not None
+        sub = await observer.nc.subscribe("swarm.>", cb=heard)
+        await pilot.press("a", "r", "p", "plus", "n", "c", "left")
+        await until(lambda: room.timeline.seq < room.timeline.bounds.last_seq)
+        late = Task(id="t-3", text="while looking back", created_at=time.time())
+        await observer.publish_event(late, msg_id=late.id)
+        await until(lambda: "t-3" in engine.state.tasks)  # the live state follows the log meanwhile
+        await asyncio.sleep(0.3)
+        await sub.unsubscribe()
+        assert published == [S.evt("task", "t-3")]  # only ours: replaying published nothing
+        assert "t-3" not in room.link.state.tasks
+        await pilot.press("t")
+        await until(lambda: app.screen is app.room)
+        await until(lambda: "t-3" in app.room.task_table.rows)

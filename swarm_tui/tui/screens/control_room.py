@@ -82,8 +82,9 @@ class ControlRoom(RoomActions):
         controls: ControlClient,
         deterministic: bool = False,
         ram_history: list[float] | None = None,
+        screen_id: str = "_default",
     ) -> None:
-        super().__init__(id="_default")  # the App's default screen (App.query_one looks here)
+        super().__init__(id=screen_id)  # the App's default screen (App.query_one looks here); else a replay's
         self.link = link
         self.set_reactive(ControlRoom.info, info)
         self.rings = rings

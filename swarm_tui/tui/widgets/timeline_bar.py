@@ -42,10 +42,10 @@ def timeline_line(v: TimelineView, *, keys: bool = True) -> Text:
 
 
 class TimelineBar(Static):
-    """One line above the key bar while replaying."""
+    """One line under the panels, above the key bar, while replaying."""
 
     DEFAULT_CSS = """
-    TimelineBar { dock: bottom; height: 1; background: $panel; }
+    TimelineBar { height: 1; background: $panel; }
     """
 
     view: var[TimelineView | None] = var(None, init=False)
