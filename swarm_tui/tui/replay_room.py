@@ -19,7 +19,6 @@ from textual.events import Key
 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
-from swarm_tui.engine.info import EngineInfo
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
@@ -39,8 +38,6 @@ class LiveApp(Protocol):
     @property
     def cfg(self) -> Config: ...
     @property
-    def info(self) -> EngineInfo: ...
-    @property
     def keymap(self) -> dict[str, str]: ...
     @property
     def needs_you(self) -> RoomAttention: ...
@@ -53,7 +50,7 @@ def live_timeline(app: LiveApp, timeline: Timeline) -> ReplayRoom:
     link = ReplayLink(app.cfg, timeline, start_at=None, where="the log's past (t: back to live)")
     return ReplayRoom(
         link,
-        info=app.info,
+        info={},  # the engine's info is the present's: the past's panels read the log (spend) or say none
         rings={},
         clock=timeline.clock,
         scheduler=RenderScheduler(TUNING, on_wake=lambda: None),

@@ -37,7 +37,7 @@ def timeline_line(v: TimelineView, *, keys: bool = True) -> Text:
     t.append("●", style="bold cyan")
     t.append("─" * (BAR_CELLS - 1 - done), style="dim")
     if keys:
-        t.append(f" │ space play · ←/→ event · [/] minute · +/- speed · idle gaps pass in ≤{v.gap_s:g}s", style="dim")
+        t.append(f" │ space ▶/⏸ · ←/→ event · [ ] ±1 min · +/- speed · idle gaps ≤{v.gap_s:g}s", style="dim")
     return t
 
 
