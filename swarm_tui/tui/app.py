@@ -372,7 +372,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
 
         timeline = Timeline(BusLog(bus), max_scale=self.cfg.swarm.max_scale)
         await timeline.open(Point("seq", 1 << 62))  # the live end
-        self.push_screen(live_timeline(self, timeline))
+        self.push_screen(live_timeline(self, timeline, cfg=self.cfg, keymap=self.keymap, attention=self.needs_you))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_rows(self.keymap), help_notes(int(self.refresh_s * 1000))))

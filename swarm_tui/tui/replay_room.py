@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Any
 
+from textual.app import App
 from textual.binding import Binding
 from textual.events import Key
 
@@ -32,31 +33,21 @@ NOT_STORED = "(output streams live and is not stored: the result's text shows he
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
 
 
-class LiveApp(Protocol):
-    """What the timeline opened from the live app takes of it."""
-
-    @property
-    def cfg(self) -> Config: ...
-    @property
-    def keymap(self) -> dict[str, str]: ...
-    @property
-    def needs_you(self) -> RoomAttention: ...
-    @property
-    def controls(self) -> ControlClient: ...
-
-
-def live_timeline(app: LiveApp, timeline: Timeline) -> ReplayRoom:
-    """The replay's room over the live app, on its own link, rings and render scheduler (the live room's go on)."""
-    link = ReplayLink(app.cfg, timeline, start_at=None, where="the log's past (t: back to live)")
+def live_timeline(
+    app: App[Any], timeline: Timeline, *, cfg: Config, keymap: dict[str, str], attention: RoomAttention
+) -> ReplayRoom:
+    """The replay's room over the live app, on its own link, rings, render scheduler and control client (whose
+    link refuses everything: a promote from a task's results there publishes nothing either)."""
+    link = ReplayLink(cfg, timeline, start_at=None, where="the log's past (t: back to live)")
     return ReplayRoom(
         link,
         info={},  # the engine's info is the present's: the past's panels read the log (spend) or say none
         rings={},
         clock=timeline.clock,
         scheduler=RenderScheduler(TUNING, on_wake=lambda: None),
-        keymap=app.keymap,
-        attention=app.needs_you,
-        controls=app.controls,
+        keymap=keymap,
+        attention=attention,
+        controls=ControlClient(app, link, accepted=lambda: None),
         back=True,
         screen_id="timeline",
     )
@@ -187,6 +178,9 @@ class ReplayRoom(ControlRoom):
         self.read_only()
 
     def action_promote(self) -> None:
+        self.read_only()
+
+    def action_attention(self) -> None:  # going there marks it seen: a "seen" event
         self.read_only()
 
     # ------------------------------------------------------------------ drawing

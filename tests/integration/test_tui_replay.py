@@ -89,9 +89,9 @@ async def test_nothing_is_published_every_action_says_replay_is_read_only() -> N
         await started(app, pilot)
         seen: list[str] = []
         app.notify = lambda message, **_: seen.append(str(message))  # type: ignore[method-assign]
-        for key in ("a", "r", "e", "c", "C", "p", "n"):
+        for key in ("a", "r", "e", "c", "C", "p", "n", "exclamation_mark", "plus", "minus"):
             await pilot.press(key)
-        assert seen == [READ_ONLY] * 7
+        assert seen == [READ_ONLY] * 8  # + and - are the replay's speed here
         assert app.screen is _room(app)  # no dialog opened
         reply = await app.link.control("approve", {"id": "d-1"})
         assert reply is not None and not reply.ok and reply.error == READ_ONLY
@@ -130,7 +130,8 @@ async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: 
 
         assert observer.nc is not None
         sub = await observer.nc.subscribe("swarm.>", cb=heard)
-        await pilot.press("a", "r", "p", "plus", "n", "c", "left")
+        assert room.controls.link is room.link  # a promote from a task's results there is refused too
+        await pilot.press("a", "r", "p", "plus", "n", "c", "exclamation_mark", "left")
         await until(lambda: room.timeline.seq < room.timeline.bounds.last_seq)
         late = Task(id="t-3", text="while looking back", created_at=time.time())
         await observer.publish_event(late, msg_id=late.id)
