@@ -4,7 +4,8 @@ The position is the last event folded (``seq``) and the log's time there (``now`
 playing, the stored time of the event after a step). Playing moves ``now`` by the real seconds that passed times
 the speed and folds the events stored up to it; an idle gap in the log longer than ``GAP_REAL_S`` seconds at the
 speed passes in ``GAP_REAL_S`` real seconds (a night without events is not a night of waiting). A step back folds
-again from the nearest checkpoint (with none, from the start). Reading the past publishes nothing: the fold only reads its ``LogSource``.
+again from the nearest checkpoint (with none, from the start). Reading the past publishes nothing: the fold only
+reads its ``LogSource``.
 """
 
 from __future__ import annotations
