@@ -169,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--task", metavar="ID", help="only this task's events (its id or a unique suffix)")
     ex.add_argument("--since", metavar="TIME", help="from this point: a log sequence number, an ISO 8601 time or -15m")
     ex.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    rp = sub.add_parser("replay", parents=[common], help="the full-screen app on the log's past, read-only")
+    rp.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME|SEQ",
+        help="where to start: a log sequence number, an ISO 8601 time or -15m (default: the log's first event)",
+    )
+    rp.add_argument("--speed", metavar="X", help="times the log's own pace, 1..50 (default 1; + and - change it)")
+    rp.add_argument("--file", metavar="FILE", help="replay a file export-log wrote, with no bus at all")
     return p
 
 
@@ -193,6 +202,10 @@ def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     demo = bool(getattr(args, "demo", False))
     cfg = _load(args)
+    if cmd == "replay":
+        from swarm_tui.cli.runner import run_replay
+
+        return run_replay(cfg, start=args.start, speed=args.speed, file=args.file, demo=demo)
     if cmd in (None, "run", "worker"):
         return _long_running(args, cfg, demo)  # not through cmds: it imports nats-py before the first frame
     from swarm_tui.cli import commands as cmds

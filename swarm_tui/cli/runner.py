@@ -134,3 +134,90 @@ def run_app(cfg: Config, *, demo: bool = False, attach: str | None = None, refre
     if app.return_code not in (None, 0):
         return int(app.return_code or 1)
     return int(code or 0)
+
+
+def replay_speed(text: str | None) -> float:
+    """``--speed``: how many times the log's own pace, 1..50 (the timeline's ``+``/``-`` go up and down its ladder)."""
+    from swarm_tui.engine.errors import UsageError
+
+    if text is None:
+        return 1.0
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 1 <= speed <= 50:  # also NaN
+        raise UsageError(f"--speed {text[:20]!r}: give a number 1..50 (times the log's own pace)")
+    return speed
+
+
+async def _bus_bounds(cfg: Config) -> Any:
+    """The bus log's extent (empty when the stream is not there yet), on a connection of its own."""
+    from nats.js.errors import NotFoundError
+
+    from swarm_tui.engine.bus.client import Bus
+    from swarm_tui.engine.history.buslog import BusLog
+    from swarm_tui.engine.history.source import Bounds
+
+    bus = Bus(cfg)
+    try:
+        await bus.connect(setup=False)
+        try:
+            return await BusLog(bus).bounds()
+        except NotFoundError:  # no engine ever created the event stream: nothing to replay
+            return Bounds(0, 0, 0.0, 0.0, 0, 0)
+    finally:
+        await bus.close()
+
+
+def run_replay(
+    cfg: Config, *, start: str | None = None, speed: str | None = None, file: str | None = None, demo: bool = False
+) -> int:
+    """The full-screen app on the log's past, read-only: the bus's event log, or an exported file (no bus)."""
+    import os
+    import time
+    from pathlib import Path
+
+    from swarm_tui.engine.errors import SwarmError, UsageError
+    from swarm_tui.engine.history.source import Bounds, LogSource
+    from swarm_tui.engine.history.timeline import Timeline
+    from swarm_tui.engine.history.when import parse_point
+
+    pace = replay_speed(speed)
+    point = parse_point(start, now=time.time(), what="--from") if start is not None else None
+    bus: Any = None
+    source: LogSource
+    if file is not None:
+        from swarm_tui.engine.history.filelog import read_log_file
+
+        source = read_log_file(Path(file))
+        bounds: Bounds = asyncio.run(source.bounds())
+        where = f"file {Path(file).name}"
+    else:
+        from swarm_tui.engine.bus.client import Bus
+        from swarm_tui.engine.history.buslog import BusLog
+
+        bounds = asyncio.run(_bus_bounds(cfg))
+        bus = Bus(cfg)
+        source = BusLog(bus)
+        where = "the bus's log" + (" (demo)" if demo else "")
+    if bounds.empty:
+        raise SwarmError(f"nothing to replay: {'the file holds no events' if file else 'the event log is empty'}")
+    if point is not None and point.kind == "seq" and not bounds.first_seq <= point.seq <= bounds.last_seq:
+        raise UsageError(f"--from {point.seq}: the log holds events {bounds.first_seq}..{bounds.last_seq}")
+    os.environ.setdefault("TEXTUAL_FPS", "240")
+    from swarm_tui.tui.link import ReplayLink
+    from swarm_tui.tui.replay_app import ReplayApp
+
+    timeline = Timeline(source, max_scale=cfg.swarm.max_scale)
+    timeline.speed = pace
+    link = ReplayLink(cfg, timeline, start_at=point, where=where, bus=bus)
+    app = ReplayApp(link, handle_signals=True)
+    try:
+        code = app.run()
+    finally:
+        if bus is not None and bus.lease is not None:
+            bus.lease.stop()
+    if app.return_code not in (None, 0):
+        return int(app.return_code or 1)
+    return int(code or 0)

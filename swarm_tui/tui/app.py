@@ -58,6 +58,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     TITLE = "swarm-tui"
     COMMANDS = App.COMMANDS | {SwarmCommands}
     ENABLE_COMMAND_PALETTE = True
+    ROOM: type[ControlRoom] = ControlRoom  # the default screen (the replay's is a ControlRoom on the log)
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             self.set_keymap(self.keymap)
 
     def get_default_screen(self) -> Screen[Any]:
-        self._room = ControlRoom(
+        self._room = self.ROOM(
             self.link,
             info=self.info,
             rings=self.rings,
@@ -132,6 +133,8 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
 
     # ------------------------------------------------------------------ start-up
     def on_room_ready(self, _: RoomReady) -> None:
+        if self.ready:  # a room opened later (the timeline's) starts nothing
+            return
         self.link.on_event = self._on_link_event
         self.link.on_chunk = self._on_link_chunk
         self.link.on_bus_state = self._on_link_bus_state
@@ -354,6 +357,22 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
     def shown_key(self, binding_id: str) -> str:
         """The key a binding answers to here (the config's remap, else its default)."""
         return shown_key(binding_id, self.keymap)
+
+    async def action_timeline(self) -> None:
+        """The log's past on the timeline ``swarm-tui replay`` uses, at the live end and paused; ``t`` or escape
+        comes back. The live state keeps following the log meanwhile: no event is lost."""
+        bus = self.link.bus
+        if not self.ready or bus is None or bus.nc is None:
+            self.notify("the timeline opens once the log is read", severity="warning", timeout=4, markup=False)
+            return
+        from swarm_tui.engine.history.buslog import BusLog
+        from swarm_tui.engine.history.timeline import Timeline
+        from swarm_tui.engine.history.when import Point
+        from swarm_tui.tui.replay_room import live_timeline
+
+        timeline = Timeline(BusLog(bus), max_scale=self.cfg.swarm.max_scale)
+        await timeline.open(Point("seq", 1 << 62))  # the live end
+        self.push_screen(live_timeline(self, timeline, cfg=self.cfg, keymap=self.keymap, attention=self.needs_you))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_rows(self.keymap), help_notes(int(self.refresh_s * 1000))))

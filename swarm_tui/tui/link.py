@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # nats-py (and aiohttp under it) is imported when a link star
     from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.follower import EventFollower
     from swarm_tui.engine.bus.wire import Chunk, Reply  # pydantic: imported after the first frame
+    from swarm_tui.engine.history.timeline import Timeline
+    from swarm_tui.engine.history.when import Point
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ EventCallback = Callable[[str, Any, int], None]
 ChunkCallback = Callable[["Chunk"], None]
 StateCallback = Callable[[str], None]
 # Where the engine runs: in this process (quitting stops it) or elsewhere (``--attach``); the header says which.
-LinkKind: TypeAlias = Literal["embedded engine", "remote engine"]
+LinkKind: TypeAlias = Literal["embedded engine", "remote engine", "log replay"]
+READ_ONLY = "replay is read-only"  # the one answer to anything that would publish while replaying
 
 
 class Link:
@@ -346,3 +349,48 @@ class StaticLink(Link):
     async def submit_task(self, text: str, priority: int = 5) -> str:
         self.tasks.append(text)
         return "t-static"
+
+
+class ReplayLink(Link):
+    """The log's past, read-only (``swarm-tui replay``): the state is the timeline's at its position, and nothing
+    is ever published (a control or a task is refused here, before any bus). ``bus``: the one whose log the
+    timeline reads, connected by ``start`` without setting anything up; None for a file."""
+
+    kind: ClassVar[LinkKind] = "log replay"
+
+    def __init__(
+        self, cfg: Config, timeline: Timeline, *, start_at: Point | None, where: str, bus: Bus | None = None
+    ) -> None:
+        super().__init__(cfg)
+        self.timeline = timeline
+        self.start_at = start_at
+        self.where = where  # what is replayed, as the header says it ("the bus's log", "file run.jsonl")
+        self.bus = bus
+        self.state = timeline.state
+
+    @property
+    def bus_state(self) -> str:
+        return "connected" if self.bus is None else super().bus_state  # a file needs no bus: nothing is lost
+
+    async def start(self) -> None:
+        if self.bus is not None:
+            await self.bus.connect(setup=False)
+        await self.timeline.open(self.start_at)
+        self.state = self.timeline.state
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+
+    def moved(self) -> SwarmState:
+        """The timeline moved: its state (a step back folds a new one) is the link's."""
+        self.state = self.timeline.state
+        return self.state
+
+    async def control(self, verb: str, args: dict[str, Any]) -> Reply | None:
+        from swarm_tui.engine.bus.wire import Reply
+
+        return Reply(ok=False, error=READ_ONLY)
+
+    async def submit_task(self, text: str, priority: int = 5) -> str:
+        raise ValueError(READ_ONLY)

@@ -366,6 +366,12 @@ PALETTE_EFFECTS: dict[str, tuple[str, Callable[[SwarmApp], object], Callable[[Sw
     "filter": ("needs_you", lambda app: None, lambda app, _d: app.room.filter_box.has_focus),
     "history": ("needs_you", lambda app: None, lambda app, _d: type(app.screen).__name__ == "HistoryScreen"),
     "attention": ("needs_you", lambda app: None, lambda app, _d: [v for v, _a in asked(app)] == ["seen"]),
+    # a scene has no log to read: it says so (test_tui_replay.py opens it on a real one)
+    "timeline": (
+        "needs_you",
+        lambda app: None,
+        lambda app, _d: "the timeline opens once the log is read" in toasts(app),
+    ),
     "copy_answer": ("compare", lambda app: None, lambda app, _d: app.clipboard == newest_answer(app)),
     "save_results": (
         "compare",

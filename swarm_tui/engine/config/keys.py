@@ -29,6 +29,7 @@ ROOM_KEYS: Final[dict[str, str]] = {
     "new_task": "n",
     "expand": "enter",
     "attention": "exclamation_mark",
+    "timeline": "t",
     "filter": "slash",
     "history": "h",
     "help": "question_mark",

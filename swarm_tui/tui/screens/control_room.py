@@ -30,7 +30,7 @@ from swarm_tui.engine.projection.figures import task_counts, tasks_title
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import HELP_ACTION, shown_key
 from swarm_tui.tui.control_client import ControlClient
-from swarm_tui.tui.link import Link
+from swarm_tui.tui.link import Link, ReplayLink
 from swarm_tui.tui.messages import RoomReady
 from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import RenderScheduler
@@ -82,8 +82,9 @@ class ControlRoom(RoomActions):
         controls: ControlClient,
         deterministic: bool = False,
         ram_history: list[float] | None = None,
+        screen_id: str = "_default",
     ) -> None:
-        super().__init__(id="_default")  # the App's default screen (App.query_one looks here)
+        super().__init__(id=screen_id)  # the App's default screen (App.query_one looks here); else a replay's
         self.link = link
         self.set_reactive(ControlRoom.info, info)
         self.rings = rings
@@ -332,6 +333,7 @@ class ControlRoom(RoomActions):
             configured_scale=self.link.cfg.swarm.scale,
             has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
             pause_key=shown_key("pause", self.keymap),
+            replay=link.where if isinstance(link, ReplayLink) else "",
         )
 
     def spend_info(self) -> AnySpend | None:

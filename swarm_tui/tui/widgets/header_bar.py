@@ -48,6 +48,7 @@ class HeaderView:
     configured_scale: int = 0  # swarm.scale, shown until the engine says its scale (figures.scale_figure)
     has_key: bool = True  # an OpenRouter key is configured (what the header says before the engine's first check)
     pause_key: str = "p"
+    replay: str = ""  # what is replayed ("the bus's log", "file x.jsonl"): the REPLAY badge and no live bus or key
 
 
 class HeaderBar(Static):
@@ -105,12 +106,15 @@ class HeaderBar(Static):
         eng = usable(info.get("engine"))  # None until an engine answers (or a forged one is no dict)
         cond = usable(info.get("conductor"))
         demo = view.demo or bool(eng and eng.get("demo"))
-        key = None if demo else key_state(usable(info.get("spend")), view.has_key)
+        key = None if demo or view.replay else key_state(usable(info.get("spend")), view.has_key)
         short = compact if blocking_short is None else blocking_short  # what stops work or needs you: cut last
+        if view.replay:  # the past, read-only: said before anything else on the line
+            t.append(" REPLAY ", style="bold reverse cyan")
+            t.append(" ")
         if demo:
             t.append(" DEMO ", style="bold reverse magenta")
             t.append(" ")
-        elif not compact and not needs and not (key and key.blocks):
+        elif not compact and not view.replay and not needs and not (key and key.blocks):
             t.append(" swarm-tui ", style="bold reverse")
             t.append(" ")
         if key and key.blocks:  # before anything else: no work starts until it changes
@@ -123,8 +127,11 @@ class HeaderBar(Static):
             t.append(badge, style="bold reverse yellow")
             t.append(" ")
         ok = bus_state == "connected"
-        t.append("● " if ok else "○ ", style="green" if ok else "bold red")
-        if bus_kind_shown:
+        if not view.replay:
+            t.append("● " if ok else "○ ", style="green" if ok else "bold red")
+        if view.replay:
+            t.append(plain(view.replay)[: 40 if bus_kind_shown else 20])
+        elif bus_kind_shown:
             t.append(f"bus {bus_state} " if not compact or not ok else "bus ", style="" if ok else "bold red")
             t.append(f"({view.bus_kind or '-'})", style="dim")
         elif key_tiny and ok:
@@ -188,7 +195,7 @@ class HeaderBar(Static):
 def key_blocks(view: HeaderView) -> bool:
     """Whether the header says the key stops cloud work (none in demo mode)."""
     eng = usable(view.info.get("engine"))
-    if view.demo or (eng and eng.get("demo")):
+    if view.demo or view.replay or (eng and eng.get("demo")):
         return False
     key = key_state(usable(view.info.get("spend")), view.has_key)
     return bool(key and key.blocks)

@@ -1,0 +1,18 @@
+"""The app on the log's past (``swarm-tui replay``): the control room replaced by the replay's, the clock the
+log's time at the position, no needs-you alerts (a past approval rings no bell now)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_tui.tui.app import SwarmApp
+from swarm_tui.tui.link import ReplayLink
+from swarm_tui.tui.replay_room import ReplayRoom
+
+
+class ReplayApp(SwarmApp):
+    ROOM = ReplayRoom
+
+    def __init__(self, link: ReplayLink, **kw: Any) -> None:
+        super().__init__(link, clock=link.timeline.clock, **kw)
+        self.needs_you.look = lambda: None  # nothing of the past needs anyone now

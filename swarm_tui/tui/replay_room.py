@@ -1,0 +1,226 @@
+"""The control room on the log's past (``swarm-tui replay``): every panel shows the state at the timeline's
+position, the keys move the position, and nothing is published.
+
+The replay's keys are priority bindings of this screen (the tables' own left and right would take them first);
+while the filter box has the focus they stand aside and the keys type. An action that would publish (approve,
+reject, edit, scale, cancel, pause, a new task, promote) says "replay is read-only" and sends nothing; the link
+refuses as well (``ReplayLink``). Worker output is not stored: a card shows its result's text once the result is
+folded, and says so while the worker runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.events import Key
+
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
+from swarm_tui.tui.control_client import ControlClient
+from swarm_tui.tui.link import READ_ONLY, ReplayLink
+from swarm_tui.tui.model import OutputRing
+from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
+from swarm_tui.tui.screens.control_room import ControlRoom
+from swarm_tui.tui.screens.room_actions import RoomAttention
+from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
+
+PLAY_TICK_S = 0.1
+NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
+REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+
+
+def live_timeline(
+    app: App[Any], timeline: Timeline, *, cfg: Config, keymap: dict[str, str], attention: RoomAttention
+) -> ReplayRoom:
+    """The replay's room over the live app, on its own link, rings, render scheduler and control client (whose
+    link refuses everything: a promote from a task's results there publishes nothing either)."""
+    link = ReplayLink(cfg, timeline, start_at=None, where="the log's past (t: back to live)")
+    return ReplayRoom(
+        link,
+        info={},  # the engine's info is the present's: the past's panels read the log (spend) or say none
+        rings={},
+        clock=timeline.clock,
+        scheduler=RenderScheduler(TUNING, on_wake=lambda: None),
+        keymap=keymap,
+        attention=attention,
+        controls=ControlClient(app, link, accepted=lambda: None),
+        back=True,
+        screen_id="timeline",
+    )
+
+
+class ReplayRoom(ControlRoom):
+    BINDINGS = [
+        Binding("space", "play", "Play/pause", priority=True),
+        Binding("left", "step(-1)", "Back", key_display="←", priority=True),
+        Binding("right", "step(1)", "Step", key_display="→", priority=True),
+        Binding("left_square_bracket", "jump(-1)", "-1 min", key_display="[", priority=True),
+        Binding("right_square_bracket", "jump(1)", "+1 min", key_display="]", priority=True),
+        Binding("plus", "speed(1)", "Faster", key_display="+", priority=True),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", priority=True),
+        Binding("q", "replay_quit", "Quit", priority=True),
+        Binding("t", "timeline", "Live", priority=True),
+    ]
+
+    link: ReplayLink
+
+    def __init__(self, link: ReplayLink, *, back: bool = False, **kw: Any) -> None:
+        super().__init__(link, **kw)
+        self.back = back  # opened from the live app: t or escape goes back to it
+        self.timeline = link.timeline
+        self.timeline_bar = TimelineBar(id="timeline")
+        self._moving = asyncio.Lock()  # one move of the position at a time (a key while playing)
+        self._ring_marks: dict[str, str] = {}  # worker -> the result job its ring shows ("": not stored)
+        self._last_play = 0.0
+
+    def compose(self) -> Any:
+        yield from super().compose()
+        yield self.timeline_bar
+
+    def on_mount(self) -> None:
+        self._play_timer = self.set_interval(PLAY_TICK_S, self._play_tick, pause=True, name="replay")
+        if self.back:  # opened on a log already read: no link to start
+            self.ready = True
+            self.call_after_refresh(self.refresh_state)
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.back and not (self.filter_box.has_focus or self.filter_text):
+            event.stop()
+            self.action_timeline()
+
+    def action_timeline(self) -> None:
+        if not self.back:
+            self.app.notify("this replay has no live app to go back to: q quits", timeout=4, markup=False)
+            return
+        self._play_timer.stop()
+        self.dismiss()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in REPLAY_ACTIONS and self.filter_box.has_focus:
+            return False  # the key types into the filter
+        return True
+
+    # ------------------------------------------------------------------ the keys
+    async def action_play(self) -> None:
+        if self.timeline.toggle():
+            self._last_play = time.monotonic()
+            self._play_timer.resume()
+        else:
+            self._play_timer.pause()
+            if self.timeline.at_end:
+                self.app.notify("at the end of the log", timeout=3, markup=False)
+        self.show_timeline()
+
+    async def action_step(self, delta: int) -> None:
+        self._play_timer.pause()
+        async with self._moving:
+            await self.timeline.step(delta)
+        self.moved()
+
+    async def action_jump(self, minutes: int) -> None:
+        async with self._moving:
+            await self.timeline.jump(minutes * JUMP_S)
+        self.moved()
+
+    def action_speed(self, delta: int) -> None:
+        if delta > 0:
+            self.timeline.faster()
+        else:
+            self.timeline.slower()
+        self.show_timeline()
+
+    async def action_replay_quit(self) -> None:
+        self._play_timer.pause()
+        await self.app.run_action("app.quit")
+
+    async def _play_tick(self) -> None:
+        if self._moving.locked():
+            return
+        now = time.monotonic()
+        real, self._last_play = now - self._last_play, now
+        async with self._moving:
+            moved = await self.timeline.tick(min(real, 1.0))
+        if not self.timeline.playing:
+            self._play_timer.pause()
+        if moved or not self.timeline.playing:
+            self.moved()
+
+    # ------------------------------------------------------------------ read-only
+    def read_only(self) -> None:
+        self.app.notify(READ_ONLY, severity="warning", timeout=3, markup=False)
+
+    def action_approve(self) -> None:
+        self.read_only()
+
+    def action_reject(self) -> None:
+        self.read_only()
+
+    def action_edit_workers(self) -> None:
+        self.read_only()
+
+    def action_scale(self, delta: int) -> None:
+        self.read_only()
+
+    def action_cancel_worker(self) -> None:
+        self.read_only()
+
+    def action_cancel_all(self) -> None:
+        self.read_only()
+
+    def action_pause(self) -> None:
+        self.read_only()
+
+    def action_new_task(self) -> None:
+        self.read_only()
+
+    def action_promote(self) -> None:
+        self.read_only()
+
+    def action_attention(self) -> None:  # going there marks it seen: a "seen" event
+        self.read_only()
+
+    # ------------------------------------------------------------------ drawing
+    def moved(self) -> None:
+        """The position moved: the panels show the state there."""
+        self.link.moved()
+        self.refresh_state()
+
+    def refresh_state(self) -> None:
+        if not self.app.is_running:
+            return
+        self.link.moved()
+        self._replay_output()
+        super().refresh_state()
+        self.show_timeline()
+
+    def show_timeline(self) -> None:
+        tl = self.timeline
+        self.timeline_bar.view = TimelineView(
+            tl.now, tl.seq, tl.bounds.last_seq, tl.speed, tl.playing, tl.fraction(), GAP_REAL_S
+        )
+
+    def _replay_output(self) -> None:
+        """Each worker's card: its stored result's text once the result is folded, else that it is not stored."""
+        state = self.link.state
+        results = {r.worker_id: r for r in state.results.values()}
+        changed = []
+        for wid in state.workers:
+            r = results.get(wid)
+            mark = r.job_id if r is not None else ""
+            if self._ring_marks.get(wid) == mark and wid in self.rings:
+                continue
+            ring = self.rings.setdefault(wid, OutputRing())
+            ring.parts.clear()
+            ring.size = ring.dropped = ring.tokens = 0
+            if r is None:
+                ring.append(NOT_STORED)
+            else:
+                ring.append(r.text or f"({r.state}{': ' + r.reason if r.reason else ''}; no text stored)")
+            self._ring_marks[wid] = mark
+            changed.append(wid)
+        if changed:
+            self.workers_panel.refresh_output(frozenset(changed))
