@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="tasks, decisions, workers, spend, RAM, conductor")
     st.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
+    st.add_argument("--at", metavar="SEQ|TIME", help="the state just after that event: 12345, 2026-12-04T18:30, -15m")
 
     a = sub.add_parser("approve", parents=[common], help="approve a pending decision")
     a.add_argument("id", help="decision id (or a unique suffix)")
@@ -185,6 +186,10 @@ def dispatch(args: argparse.Namespace) -> int:
         text = cmds.read_task_text(args.text)
         return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
     if cmd == "status":
+        if args.at is not None:
+            from swarm_tui.cli.status_at import status_at
+
+            return cmds.run(status_at(cfg, args.json, args.at))
         from swarm_tui.cli.status import status
 
         return cmds.run(status(cfg, args.json, demo=demo))
@@ -290,6 +295,20 @@ def _ids_as_ids(argv: list[str]) -> list[str]:
     return [MARK + a if at < i < end and ID_SUFFIX.fullmatch(a) else a for i, a in enumerate(argv)]
 
 
+POINT_OPTIONS = frozenset({"--at", "--from", "--since"})  # a relative time (-15m) reads to argparse as an option
+
+
+def _points_joined(argv: list[str]) -> list[str]:
+    """``--at -15m`` as ``--at=-15m``, so a time before now is the option's value."""
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] in POINT_OPTIONS and a.startswith("-") and a != "--" and not a.startswith("--"):
+            out[-1] += "=" + a
+        else:
+            out.append(a)
+    return out
+
+
 def _unmark(args: argparse.Namespace) -> argparse.Namespace:
     for name in ID_ARGS:
         v = getattr(args, name, None)
@@ -339,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    args = _unmark(parser.parse_args(_ids_as_ids(argv)))
+    args = _unmark(parser.parse_args(_points_joined(_ids_as_ids(argv))))
     try:
         code = dispatch(args)
         sys.stdout.flush()  # here, not at exit: a reader that left is then seen below, not by the interpreter
