@@ -23,7 +23,10 @@ T0 = 1_900_000_000.0
 MODEL = "openrouter/google/gemini-2.5-flash-lite"
 
 
-def round_events(i: int, t: float) -> list[LogEvent]:
+FILLER = "A swarm keeps its memory in one log; every view is a fold over it. "
+
+
+def round_events(i: int, t: float, *, answer_chars: int = 0) -> list[LogEvent]:
     """Task ``i`` from start to its answer: a decision (clamps, merge, item costs), an edit and an approval, two
     workers running then done or failed, their results (one twice), spend, and a few controls."""
     tid, did = f"t-p{i:05d}", f"d-p{i:05d}"
@@ -57,7 +60,7 @@ def round_events(i: int, t: float) -> list[LogEvent]:
             **res,
             model=MODEL,
             state=end,
-            text=f"answer {i}.{k}",
+            text=f"answer {i}.{k} " + (FILLER * (answer_chars // len(FILLER) + 1))[:answer_chars],
             usage=Usage(prompt_tokens=5, completion_tokens=7),
             cost_usd=0.001,
             started_at=t + 3,
