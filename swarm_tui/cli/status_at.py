@@ -18,7 +18,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.guards.spend_status import offline_spend_summary
 from swarm_tui.engine.history.buslog import BusLog
-from swarm_tui.engine.history.checkpoint import CheckpointStore
+from swarm_tui.engine.history.checkpoint import CheckpointStore, paused_gc
 from swarm_tui.engine.history.fold import Fold, fold_to
 from swarm_tui.engine.history.when import parse_point
 from swarm_tui.engine.info import InfoError, StatusBus
@@ -61,7 +61,8 @@ async def status_at_data(cfg: Config, at: str, *, now: float | None = None) -> t
             directory=data_dir(cfg.paths.data_dir) / "history",
             first_seq=b.first_seq,
         )
-        fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
+        with paused_gc():
+            fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
         bus_info: StatusBus = {
             "kind": bus.kind,
             "state": bus.state,
