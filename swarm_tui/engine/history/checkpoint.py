@@ -151,12 +151,14 @@ def decode(data: bytes, *, identity: str, max_scale: int) -> Fold:
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
     """No cycle collection while a block makes many objects that all live on (a checkpoint's models, a fold's):
-    the collector would walk the growing heap again and again for nothing (4x the time of a load)."""
+    the collector would walk the growing heap again and again for nothing (4x the time of a load). After it they
+    are frozen (``gc.freeze``), or the first collections after would walk them all once more."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was:
             gc.enable()
 
