@@ -97,7 +97,8 @@ async def measure(n: int = 100_000) -> tuple[list[tuple[str, str]], dict[str, fl
             )
         )
         history = tmp / "data" / "history"
-        points = {"early": max(1, last // 20), "middle": last // 2, "late": last - 1}
+        # late: the worst case, just before a checkpoint is due (EVERY - 1 events to fold after the nearest)
+        points = {"early": max(1, last // 20), "middle": last // 2, "late": (last // EVERY) * EVERY - 1}
         for name, at in points.items():
             shutil.rmtree(history, ignore_errors=True)
             cold = await asyncio.to_thread(status_at, env, at)

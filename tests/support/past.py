@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from swarm_tui.engine.bus.trust import event_subject
 from swarm_tui.engine.bus.wire import (
     Approval,
@@ -50,14 +52,41 @@ def round_events(i: int, t: float, *, answer_chars: int = 0) -> list[LogEvent]:
         Approval(decision_id=did, action="edited", workers=2, by="tui", at=t + 1),
         Approval(decision_id=did, action="approved", by="tui", at=t + 2),
     ]
-    for k, end in enumerate(["done", "failed"]):
+    ends: list[Literal["done", "failed"]] = ["done", "failed"]
+    for k, end in enumerate(ends):
         jid, wid = f"j-p{i:05d}{k}", f"w-p{i:05d}{k}"
-        ids = {"worker_id": wid, "job_id": jid, "decision_id": did, "task_id": tid}
-        out.append(WorkerEvent(**ids, model=MODEL, role="a", state="running", tokens=10, at=t + 3))  # type: ignore[arg-type]
-        out.append(WorkerEvent(**ids, model=MODEL, role="a", state=end, tokens=90, cost_usd=0.001, at=t + 4))  # type: ignore[arg-type]
-        res = {k2: v for k2, v in ids.items()}
+        out.append(
+            WorkerEvent(
+                worker_id=wid,
+                job_id=jid,
+                decision_id=did,
+                task_id=tid,
+                model=MODEL,
+                role="a",
+                state="running",
+                tokens=10,
+                at=t + 3,
+            )
+        )
+        out.append(
+            WorkerEvent(
+                worker_id=wid,
+                job_id=jid,
+                decision_id=did,
+                task_id=tid,
+                model=MODEL,
+                role="a",
+                state=end,
+                tokens=90,
+                cost_usd=0.001,
+                at=t + 4,
+            )
+        )
         r = Result(
-            **res,
+            worker_id=wid,
+            job_id=jid,
+            decision_id=did,
+            task_id=tid,
             model=MODEL,
             state=end,
             text=f"answer {i}.{k} " + (FILLER * (answer_chars // len(FILLER) + 1))[:answer_chars],
@@ -65,7 +94,7 @@ def round_events(i: int, t: float, *, answer_chars: int = 0) -> list[LogEvent]:
             cost_usd=0.001,
             started_at=t + 3,
             ended_at=t + 4,
-        )  # type: ignore[arg-type]
+        )
         out += [r, r]
         out.append(
             SpendEntry(id=jid, model=MODEL, worker_id=wid, decision_id=did, task_id=tid, cost_usd=0.001, at=t + 4)

@@ -93,12 +93,12 @@ def fold_doc(fold: Fold) -> dict[str, Any]:
         "time": fold.time,
         "skipped": fold.skipped,
         "session_start": s.session_start,
-        "tasks": [_view(t) for t in s.tasks.values()],
-        "decisions": [_view(d) for d in s.decisions.values()],
-        "workers": list(s.workers.values()),
-        "results": list(s.results.values()),
+        "tasks": [_view(t, task=t.task.__dict__) for t in s.tasks.values()],
+        "decisions": [_view(d, decision=_decision_doc(d.decision)) for d in s.decisions.values()],
+        "workers": [w.__dict__ for w in s.workers.values()],
+        "results": [r.__dict__ | {"usage": r.usage.__dict__} for r in s.results.values()],
         "duplicate_results": s.duplicate_results,
-        "spend_entries": list(s.spend_entries.values()),
+        "spend_entries": [e.__dict__ for e in s.spend_entries.values()],
         "duplicate_spend": s.duplicate_spend,
         "spend_days": s.spend_days,
         "spend": _view(s.spend),
@@ -106,6 +106,12 @@ def fold_doc(fold: Fold) -> dict[str, Any]:
         "seen": s.seen,
         "refused_controls": s.refused_controls,
     }
+
+
+def _decision_doc(d: Decision) -> dict[str, Any]:
+    """A decision's fields with its nested models as theirs (no ``default`` hook: the encoder stays in C)."""
+    nested = {k: [m.__dict__ for m in getattr(d, k)] for k in ("plan", "clamps", "merge")}
+    return d.__dict__ | nested
 
 
 _SCALARS = ("scale", "commanded_scale", "paused", "ceiling_usd", "last_seq", "events", "version")
@@ -168,7 +174,7 @@ _set = object.__setattr__
 
 def _model(cls: type[Any], d: dict[str, Any]) -> Any:
     """A model from its own fields, not validated again (see the module's docstring for why that is allowed)."""
-    m = cls.__new__(cls)
+    m = object.__new__(cls)
     _set(m, "__dict__", d)
     _set(m, "__pydantic_fields_set__", set(d))
     _set(m, "__pydantic_extra__", None)
