@@ -167,6 +167,14 @@ def section(rows: list[tuple[str, str]], figs: dict[str, float]) -> str:
         "|---|---|",
     ]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += [
+        "",
+        "Wall is the whole command as a person waits for it; CPU is its own time (the machine is shared, so wall",
+        "includes waiting for a core). Warm: a checkpoint at most EVERY - 1 events before the point (late is that",
+        "worst case); the command is Python's start and imports (~0.6 s), the bus, one checkpoint's load and the",
+        "fold of the rest. Cold: the fold from the log's start plus writing every checkpoint due on the way (each",
+        "the whole state); it is paid once per log, as the engine does not yet write checkpoints as it follows.",
+    ]
     return "\n".join(lines + ["", END])
 
 
