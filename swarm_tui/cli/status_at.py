@@ -93,7 +93,7 @@ def _data(cfg: Config, fold: Fold, bus_info: StatusBus) -> StatusData:
 def format_at(data: StatusData, at: dict[str, Any]) -> str:
     first = f"as of {_when(at['time'])} (event {at['seq']:,} of {at['last_seq']:,})"
     lines = [first] + ([f"note: {at['note']}"] if at["note"] else [])
-    text = format_status(data).splitlines()
+    text = format_status(data | {"conductor": None}).splitlines()
     # the engine line speaks of now; the past's engine parts are not in the log
     text = [f"engine, conductor, pool, local lane, RAM: {NOT_RECORDED}" if t.startswith("engine:") else t for t in text]
     return "\n".join(lines + text)
