@@ -49,7 +49,8 @@ async def test_status_at_a_seq_is_the_fold_there_and_publishes_nothing(
     text = run_cli(["status", "--at", str(at)], env)
     first = text.stdout.splitlines()[0]
     assert text.returncode == 0 and first.startswith("as of ") and first.endswith(f"(event {at:,} of {last:,})")
-    assert text.stdout.count("not recorded in the log") == 1 and "tasks: " in text.stdout
+    assert "\nengine, conductor, pool, local lane, RAM: not recorded in the log\n" in text.stdout
+    assert "error=" not in text.stdout and "prices: not recorded in the log" in text.stdout
     assert await _stored(bus) == streams  # nothing published
 
 
