@@ -109,12 +109,12 @@ def round_events(i: int, t: float, *, answer_chars: int = 0) -> list[LogEvent]:
     return out
 
 
-def stored_log(rounds: int, *, t0: float = T0, garbage: bool = True) -> list[Stored]:
+def stored_log(rounds: int, *, t0: float = T0, garbage: bool = True, answer_chars: int = 0) -> list[Stored]:
     """``rounds`` task rounds as the log stores them (one second apart each), with a line that does not decode."""
     out: list[Stored] = []
     for i in range(rounds):
         t = t0 + 10 * i
-        for ev in round_events(i, t):
+        for ev in round_events(i, t, answer_chars=answer_chars):
             out.append(Stored(len(out) + 1, t + 5, event_subject(ev), ev.to_bytes()))
         if garbage and i == 1:
             out.append(Stored(len(out) + 1, t + 5, "swarm.evt.task.x", b"{not json"))
