@@ -11,6 +11,7 @@ and stop: ``run()`` as a task, cancelled at stop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from nats.errors import Error as NatsError
@@ -37,6 +38,11 @@ class CheckpointWriter:
                 data = await asyncio.to_thread(encode, self.fold, self.store.identity, sliced=True)
                 await asyncio.to_thread(self.store.put, data, self.fold.seq)
                 written += 1
+                # the fold's objects live on: out of the collector's walks, or each full collection of the
+                # growing heap holds the loop 100-200 ms (measured at 76k events). The trade: cyclic garbage of
+                # the process that is not yet collected at this moment never will be (in an engine: a little
+                # every N events). The lead decides before wiring this into the engine.
+                gc.freeze()
             n += 1
             if n % self.slice_events == 0:
                 await asyncio.sleep(0)  # a source that has the events at hand never suspends: let the loop run
