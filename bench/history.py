@@ -125,7 +125,7 @@ async def measure(n: int = 100_000) -> tuple[list[tuple[str, str]], dict[str, fl
         figs["fold_warm"] = time.monotonic() - t
         rows.append(
             (
-                "fold to the end in process (replay's open), no checkpoint / from the nearest",
+                "fold to the end in this process (replay's open), no checkpoint / from the nearest",
                 f"{figs['fold_cold']:.2f} s / {figs['fold_warm']:.2f} s",
             )
         )
