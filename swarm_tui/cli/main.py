@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="tasks, decisions, workers, spend, RAM, conductor")
     st.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
+    st.add_argument("--at", metavar="SEQ|TIME", help="the state just after that event: 12345, 2026-12-04T18:30, -15m")
 
     hi = sub.add_parser("history", parents=[common], help="past tasks, newest first: outcome, rounds, answers, cost")
     hi.add_argument("--json", action="store_true", help="a list of row objects (shape in the README)")
@@ -216,6 +217,10 @@ def dispatch(args: argparse.Namespace) -> int:
         text = cmds.read_task_text(args.text)
         return cmds.run(cmds.submit(cfg, text, args.priority, demo=demo))
     if cmd == "status":
+        if args.at is not None:
+            from swarm_tui.cli.status_at import status_at
+
+            return cmds.run(status_at(cfg, args.json, args.at))
         from swarm_tui.cli.status import status
 
         return cmds.run(status(cfg, args.json, demo=demo))

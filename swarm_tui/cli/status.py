@@ -29,6 +29,7 @@ from swarm_tui.engine.info import (
 )
 from swarm_tui.engine.models import short_name
 from swarm_tui.engine.projection.figures import state_words, worker_tokens
+from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
 
@@ -58,8 +59,6 @@ class StatusData(TypedDict):
 
 
 async def status_data(cfg: Config) -> StatusData:
-    from swarm_tui import __version__
-
     async with connected(cfg) as bus:
         state = await load_state(bus)
         info: EngineInfo = await engine_info(bus) or {}
@@ -97,6 +96,20 @@ async def status_data(cfg: Config) -> StatusData:
         from swarm_tui.engine.guards.memory import ram_snapshot
 
         ram = ram_snapshot(cfg)
+    return assemble(cfg, state, info, bus_info, spend, ram)
+
+
+def assemble(
+    cfg: Config,
+    state: SwarmState,
+    info: EngineInfo,
+    bus_info: StatusBus,
+    spend: SpendInfo | OfflineSpend | InfoError,
+    ram: RamInfo | RamSummary | InfoError,
+) -> StatusData:
+    """``status``'s data from a projection and what an engine reported (``info``; ``status --at`` has none)."""
+    from swarm_tui import __version__
+
     snap = state.snapshot()
     pool = usable(info.get("pool"))
     streamed = pool.get("tokens") if pool is not None else None

@@ -49,6 +49,13 @@ class BusLog:
         last_time = last.time if last is not None else first_time
         return Bounds(st.first_seq, st.last_seq, first_time, last_time, st.messages, st.bytes)
 
+    async def identity(self) -> str:
+        """What tells this stream from another one of the same name (its creation time): checkpoints are kept
+        under it, so a stream deleted and made again never continues the old one's."""
+        info = await self.bus.jetstream.stream_info(S.EVENTS_STREAM)
+        created = info.created
+        return f"{created.timestamp():.6f}" if created is not None else f"first-{info.state.first_seq}"
+
     async def read(self, start_seq: int, end_seq: int) -> AsyncIterator[Stored]:
         start_seq = max(1, start_seq)
         if end_seq < start_seq:

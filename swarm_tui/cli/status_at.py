@@ -1,0 +1,108 @@
+"""``swarm-tui status --at SEQ|TIME``: the state as it was just after an event of the log, folded there.
+
+The same projection and the same output as ``status``; what only a running engine knows (its pool, conductor,
+lane, this machine's RAM) is not in the log and is said to be so. The fold starts from the nearest checkpoint
+(``engine/history/checkpoint.py``) and leaves new ones behind. Nothing is published.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from swarm_tui.cli.commands import connected
+from swarm_tui.cli.status import StatusData, assemble, format_status
+from swarm_tui.engine.bus.topology import describe
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.errors import SwarmError
+from swarm_tui.engine.guards.spend_status import offline_spend_summary
+from swarm_tui.engine.history.buslog import BusLog
+from swarm_tui.engine.history.checkpoint import CheckpointStore, paused_gc
+from swarm_tui.engine.history.fold import Fold, fold_to
+from swarm_tui.engine.history.when import parse_point
+from swarm_tui.engine.info import InfoError, StatusBus
+from swarm_tui.engine.paths import data_dir
+
+NOT_RECORDED = "not recorded in the log"
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+async def status_at_data(cfg: Config, at: str, *, now: float | None = None) -> tuple[StatusData, dict[str, Any]]:
+    """``status``'s data at the point ``at`` (as typed), and the ``at`` part of its JSON (with a ``note`` when the
+    point is after the log's end). A point before the log's first event is a ``SwarmError``."""
+    point = parse_point(at, now=time.time() if now is None else now)
+    async with connected(cfg) as bus:
+        log = BusLog(bus)
+        b = await log.bounds()
+        if b.empty:
+            raise SwarmError(f"--at {at}: the event log is empty: there is no past to show yet")
+        before = point.seq < b.first_seq if point.kind == "seq" else point.value < b.first_time
+        if before:
+            why = "older events aged out" if b.first_seq > 1 else "nothing was logged before it"
+            raise SwarmError(
+                f"--at {at}: before the log starts at event {b.first_seq:,} ({_when(b.first_time)}): {why}"
+            )
+        if point.kind == "seq":
+            end = point.seq
+        else:  # the last event stored at or before that time
+            # (seq_at reads "at or after" with two microseconds of slack for the stored times' rounding: past it)
+            end = await log.seq_at(point.value + 5e-6) - 1
+        note = ""
+        if end > b.last_seq or (point.kind == "time" and point.value > b.last_time):
+            note = f"--at {at} is after the log's last event: this is the latest state"
+            end = b.last_seq
+        store = CheckpointStore(
+            max_scale=cfg.swarm.max_scale,
+            identity=await log.identity(),
+            directory=data_dir(cfg.paths.data_dir) / "history",
+            first_seq=b.first_seq,
+        )
+        with paused_gc():
+            fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
+        bus_info: StatusBus = {
+            "kind": bus.kind,
+            "state": bus.state,
+            "malformed": {},
+            "warnings": list(bus.warnings),
+            "topology": await describe(bus),
+        }
+    return _data(cfg, fold, bus_info), {
+        "seq": fold.seq,
+        "time": fold.time,
+        "requested": at,
+        "last_seq": b.last_seq,
+        "skipped": fold.skipped,
+        "note": note,
+    }
+
+
+def _data(cfg: Config, fold: Fold, bus_info: StatusBus) -> StatusData:
+    state = fold.state
+    spend = offline_spend_summary(cfg, state)  # the fold's spend: today's ledger is not the past's
+    spend["price_source"] = NOT_RECORDED
+    gone: InfoError = {"error": NOT_RECORDED}
+    data = assemble(cfg, state, {}, bus_info, spend, gone)
+    data["conductor"] = data["pool"] = data["lane"] = gone
+    return data
+
+
+def format_at(data: StatusData, at: dict[str, Any]) -> str:
+    first = f"as of {_when(at['time'])} (event {at['seq']:,} of {at['last_seq']:,})"
+    lines = [first] + ([f"note: {at['note']}"] if at["note"] else [])
+    text = format_status(data | {"conductor": None}).splitlines()
+    # the engine line speaks of now; the past's engine parts are not in the log
+    text = [f"engine, conductor, pool, local lane, RAM: {NOT_RECORDED}" if t.startswith("engine:") else t for t in text]
+    return "\n".join(lines + text)
+
+
+async def status_at(cfg: Config, as_json: bool, at: str) -> int:
+    data, where = await status_at_data(cfg, at)
+    if as_json:
+        print(json.dumps({"at": where, **data}, indent=2, default=str))
+        return 0
+    print(format_at(data, where))
+    return 0
