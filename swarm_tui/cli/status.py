@@ -228,7 +228,8 @@ def format_status(d: StatusData) -> str:
     if pool:
         line = f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, {pool.get('held', 0)} held"
         if pool.get("blocked"):
-            line += f"; takes no jobs: {plain(str(pool['blocked']))}"
+            what = "local jobs only" if pool.get("local_only") is True else "takes no jobs"
+            line += f"; {what}: {plain(str(pool['blocked']))}"
         if pool.get("out_of_credit"):
             line += "; out of credit"
         lines.append(line)

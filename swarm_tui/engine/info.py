@@ -208,6 +208,7 @@ class PoolInfo(TypedDict):
     tokens: dict[str, int]  # worker id -> tokens its running job has streamed (figures.worker_tokens)
     host: str
     blocked: str  # why the pool takes no job (or no cloud job), "" when it does
+    local_only: bool  # no OpenRouter key: local jobs run, cloud ones wait (``blocked`` says why)
     out_of_credit: str  # the 402 / key-limit reason, "" when there is credit
     api_base: str
     demo: bool
