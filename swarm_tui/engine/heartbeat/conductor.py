@@ -329,7 +329,7 @@ class Conductor:
         if self.spend is not None:
             remaining = float(self.spend.remaining_usd())
             blocked = self.spend.cloud_blocked()
-        if not self.settings.demo and not self.settings.openrouter.api_key:  # a fully local swarm: no key needed
+        if self.settings.local_only:  # no OpenRouter key: a fully local swarm, its cloud roles left out
             blocked = Refusal(NO_KEY_LOCAL_ONLY)
         ram_ok = self.ram.headroom_ok() if self.ram is not None else None
         rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
