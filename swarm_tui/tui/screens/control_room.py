@@ -26,6 +26,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, Tab, Tabs
 
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.figures import task_counts, tasks_title
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import HELP_ACTION, shown_key
@@ -331,6 +332,7 @@ class ControlRoom(RoomActions):
             needs_key=shown_key("attention", self.keymap),
             configured_scale=self.link.cfg.swarm.scale,
             has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
+            local_roles=any(is_local_chat(r.model) for r in link.cfg.roles.values()),
             pause_key=shown_key("pause", self.keymap),
         )
 
