@@ -76,7 +76,8 @@ class BusInfo(BusConnection):
 class LaneInfo(TypedDict):
     """The local lane (``LocalLane.info()``): who runs a local inference now and who waits."""
 
-    holder: str  # "" when free
+    holder: str  # "" when free; "conductor" for the heart, else a worker id
+    model: str  # the holder's model as Ollama names it ("" when free): the Workers panel says it
     since: float | None  # epoch seconds the holder got the lane
     waiting: list[str]  # in arrival order
     turns: int

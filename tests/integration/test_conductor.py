@@ -592,7 +592,7 @@ async def test_with_no_key_the_envelope_offers_local_roles_only_and_the_clamp_sa
         await until(lambda: cond.last_envelope, 10, "a beat")
         await asyncio.sleep(0.5)
         assert decisions(engine) == []  # every role is a cloud one: nothing may start
-        excluded = cond.last_envelope.get("excluded", {})
+        excluded: dict[str, str] = cast(dict[str, str], cond.last_envelope.get("excluded", {}))
         assert set(excluded) == {"research", "analysis", "code"}
         assert all(NO_KEY_LOCAL_ONLY in why for why in excluded.values()), excluded
         env = cond.envelope([ReadyTask(tid, "research the history of NATS", 5)])

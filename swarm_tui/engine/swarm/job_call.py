@@ -123,8 +123,8 @@ class JobCall:
             if is_local_chat(model):
                 waited = p.lane.busy
                 if waited:
-                    await steps.event(run, "waiting", f"waiting for the local lane ({p.lane.holder})")
-                async with p.lane.turn(job.worker_id):
+                    await steps.event(run, "waiting", f"waiting for the local lane: {p.lane.held_by()} holds it")
+                async with p.lane.turn(job.worker_id, job.model.removeprefix("ollama_chat/")):
                     if waited:
                         await hold_after_lane(steps, run)
                     await self._inner(run, go)

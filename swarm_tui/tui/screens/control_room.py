@@ -43,7 +43,7 @@ from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
 from swarm_tui.tui.widgets.table_fit import decision_rows, no_match, room_of, sync_table, task_rows, widths_of
-from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel, lane_words
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
 COMPACT_HEIGHT = 30
@@ -382,6 +382,7 @@ class ControlRoom(RoomActions):
             self.workers_panel,
             (
                 f"Workers {live} live · scale {state.scale_figure(self.link.cfg.swarm.scale).value}"
+                + (f" · {lane}" if (lane := lane_words(self.info)) else "")
                 + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")
             ),
         )
