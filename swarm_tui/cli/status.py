@@ -202,6 +202,7 @@ def format_status(d: StatusData) -> str:
         waiting = [plain(str(w)) for w in lane.get("waiting", [])]
         lines.append(
             f"local lane: {plain(str(lane.get('holder') or 'free'))}"
+            + (f" ({plain(str(lane.get('model')))[:40]})" if lane.get("holder") and lane.get("model") else "")
             + (f" (+{len(waiting)} waiting: {', '.join(waiting[:5])})" if waiting else "")
             + f", {lane.get('turns', 0)} turns so far"
         )

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, cast
 
 import pytest
 
+from swarm_tui.cli.status import format_status, status_data
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -279,6 +280,7 @@ async def test_no_key_at_all_a_local_job_runs_to_its_answer_and_spends_nothing(
             local = await approve(bus, 1, model="ollama_chat/qwen2.5:0.5b")
             await until(lambda: job_id(local.id, 0) in engine.state.results, 15, "the local result")
             await until(lambda: engine.state.workers[worker_id(cloud.id, 0)].state == "waiting", 5, "cloud waits")
+            shown = format_status(await status_data(cfg))
         finally:
             await engine.stop()
         r = engine.state.results[job_id(local.id, 0)]
@@ -286,6 +288,7 @@ async def test_no_key_at_all_a_local_job_runs_to_its_answer_and_spends_nothing(
         assert job_id(cloud.id, 0) not in engine.state.results and fo.requests == []
         assert engine.state.workers[worker_id(cloud.id, 0)].reason.startswith("OPENROUTER_API_KEY is not set")
         assert engine.state.spend.total == 0 and ol.chats()[0]["json"]["keep_alive"] == 0
+        assert "local jobs only: OPENROUTER_API_KEY is not set" in shown and "takes no jobs" not in shown, shown
 
 
 async def test_over_budget_waits_and_goes_when_allowed(tmp_path: Path, nats_server: EmbeddedServer) -> None:
