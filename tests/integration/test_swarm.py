@@ -270,13 +270,15 @@ async def test_no_key_at_all_a_local_job_runs_to_its_answer_and_spends_nothing(
     async with FakeOllama() as ol, FakeOpenRouter() as fo:
         ol.default = "a local answer"
         ol.pulled.add("qwen2.5:0.5b")
-        cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="", ollama__host=ol.url)
+        # scale 1, the cloud job first: waiting for a key it takes no slot, so the local job still runs
+        cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="", ollama__host=ol.url, swarm__scale=1)
         assert cfg.openrouter.api_key == ""
         bus = await Bus(cfg).connect()
         engine, pool = build_engine(cfg, bus)
         await engine.start()
         try:
             cloud = await approve(bus, 1)
+            await until(lambda: engine.state.workers[worker_id(cloud.id, 0)].state == "waiting", 5, "cloud waits")
             local = await approve(bus, 1, model="ollama_chat/qwen2.5:0.5b")
             await until(lambda: job_id(local.id, 0) in engine.state.results, 15, "the local result")
             await until(lambda: engine.state.workers[worker_id(cloud.id, 0)].state == "waiting", 5, "cloud waits")

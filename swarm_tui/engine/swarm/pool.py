@@ -324,7 +324,7 @@ class Pool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             await self.fetch.drain_late()
-            free = self.capacity - len(self.runs)
+            free = self._free()
             while self.fetch.held and free > 0:
                 await self._accept(self.fetch.held.pop(0))
                 free -= 1
@@ -350,12 +350,20 @@ class Pool:
                 log.debug("fetch failed: %s", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            free = self.capacity - len(self.runs)  # the scale may have gone down during a long wait
+            free = self._free()  # the scale may have gone down during a long wait
             for i, m in enumerate(msgs):
                 if i < free:
                     await self._accept(m)
                 else:
                     await self.fetch.hold(m)
+
+    def _free(self) -> int:
+        """Slots free for jobs. With no key a cloud job waits at its gate for as long as this pool runs: it takes
+        no slot, so local jobs behind it still run (a fully local swarm), and at most ``max_scale`` jobs are held."""
+        if not self.key_missing():
+            return self.capacity - len(self.runs)
+        local = sum(1 for r in self.runs.values() if self.endpoint.runs_locally(r.job.model))
+        return min(self.capacity - local, self.settings.swarm.max_scale - len(self.runs))
 
     async def _accept(self, m: NatsMsg) -> None:
         try:
