@@ -16,7 +16,7 @@ from swarm_tui.engine.config.load import Config, hide_login
 from swarm_tui.engine.errors import BusError
 from swarm_tui.engine.guards.ceiling_kv import ceiling_in_force
 from swarm_tui.engine.guards.memory import ram_snapshot
-from swarm_tui.engine.models import ollama_url
+from swarm_tui.engine.models import is_local_chat, ollama_url
 
 
 @dataclass
@@ -138,8 +138,14 @@ async def loaded_window(session: aiohttp.ClientSession, base: str, names: set[st
 
 async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:
     key = cfg.openrouter.api_key
+    cloud = sorted(r.name for r in cfg.roles.values() if not is_local_chat(r.model))
+    if not key and not cloud:  # a fully local swarm (swarm-tui init --local): the key is never used
+        return Check("openrouter", True, "OPENROUTER_API_KEY is not set: not needed, every role is local (Ollama)")
     if not key:
-        return Check("openrouter", False, "OPENROUTER_API_KEY is not set: workers cannot run (try --demo)")
+        local = len(cfg.roles) - len(cloud)
+        also = f"; the {local} local role(s) run without it" if local else ""
+        why = f"OPENROUTER_API_KEY is not set: cloud roles ({', '.join(cloud)[:80]}) cannot run{also} (try --demo)"
+        return Check("openrouter", False, why)
     base = cfg.openrouter.api_base.rstrip("/")
     try:
         status, body = await _get_json(session, f"{base}/key", headers={"Authorization": f"Bearer {key}"})

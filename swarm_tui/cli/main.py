@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="check NATS, Ollama and its model, the OpenRouter key (with --demo: the demo endpoint), RAM",
     )
+    it = sub.add_parser("init", parents=[common], help="write a configuration file (--local: no key, all on Ollama)")
+    it.add_argument("--local", action="store_true", help="fully local: the heart and small Ollama roles, no key")
+    it.add_argument("--force", action="store_true", help="overwrite an existing file")
     cf = sub.add_parser("config", parents=[common], help="print the effective configuration, secrets masked")
     cf.add_argument("--json", action="store_true")
     pr = sub.add_parser("promote", parents=[common], help="make one answer its task's answer (follow-ups build on it)")
@@ -202,6 +205,10 @@ def _load(args: argparse.Namespace) -> Any:
 def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     demo = bool(getattr(args, "demo", False))
+    if cmd == "init":  # before the config loads: it writes one (an old broken file is what --force replaces)
+        from swarm_tui.cli.init import init_config
+
+        return init_config(getattr(args, "config", None), local=args.local, force=args.force)
     cfg = _load(args)
     if cmd == "replay":
         from swarm_tui.cli.runner import run_replay

@@ -89,11 +89,13 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
         for part in parts:
             await life.start_part(part)
         blocked = pool.blocked()
+        local_only = pool.key_missing()
         # a worker spends under the engine's ceiling, never its own config's (engine/guards/ceiling_kv.py)
         ceiling = f"ceiling ${spend.ceiling():.2f} a day" if spend.ceiling_known() else "no ceiling from an engine yet"
         print(
             f"swarm-tui worker running on {pool.host} (bus: {bus.kind}, capacity {pool.capacity}, {ceiling}"
-            f"{', DEMO' if demo else ''}{'; takes no jobs: ' + blocked if blocked else ''}); stop with Ctrl-C",
+            f"{', DEMO' if demo else ''}{'; takes no jobs: ' + blocked if blocked else ''}"
+            f"{'; local jobs only: ' + local_only if local_only else ''}); stop with Ctrl-C",
             flush=True,
         )
         await stop.wait()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from swarm_tui.cli.commands import connected, engine_info, load_state, other_engine_hint
 from swarm_tui.engine.bus.topology import describe, one_line
@@ -32,6 +32,10 @@ from swarm_tui.engine.projection.figures import state_words, worker_tokens
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
+
+
+if TYPE_CHECKING:
+    from swarm_tui.engine.history.usage import LogUsage
 
 
 class StatusData(TypedDict):
@@ -96,7 +100,7 @@ async def status_data(cfg: Config) -> StatusData:
         from swarm_tui.engine.guards.memory import ram_snapshot
 
         ram = ram_snapshot(cfg)
-    return assemble(cfg, state, info, bus_info, spend, ram)
+    return assemble(cfg, state, info, bus_info, spend, ram, usage)
 
 
 def assemble(
@@ -106,8 +110,10 @@ def assemble(
     bus_info: StatusBus,
     spend: SpendInfo | OfflineSpend | InfoError,
     ram: RamInfo | RamSummary | InfoError,
+    usage: LogUsage | None = None,
 ) -> StatusData:
-    """``status``'s data from a projection and what an engine reported (``info``; ``status --at`` has none)."""
+    """``status``'s data from a projection and what an engine reported (``info``; ``status --at`` has none), with
+    the stream's own figures (``usage``: its size and oldest event now) when read."""
     from swarm_tui import __version__
 
     snap = state.snapshot()
@@ -144,7 +150,7 @@ def assemble(
         "results": snap["results"],
         "spend_log": snap["spend_log"],
         "control": snap["control"] | {"scale": scale.value, "scale_source": scale.source},
-        "log": snap["log"] | {"stored": usage["events"]} | {k: v for k, v in usage.items() if k not in LOG_OWN},
+        "log": snap["log"] | _stream_figures(usage),
         "engine": info.get("engine"),
         "conductor": info.get("conductor"),
         "pool": info.get("pool"),
@@ -156,6 +162,12 @@ def assemble(
 
 
 LOG_OWN = ("events", "last_seq")  # the projection's own: the events it applied, the last sequence it read
+
+
+def _stream_figures(usage: LogUsage | None) -> dict[str, Any]:
+    if usage is None:
+        return {}
+    return {"stored": usage["events"]} | {k: v for k, v in usage.items() if k not in LOG_OWN}
 
 
 def _count(v: object) -> int:
@@ -221,6 +233,7 @@ def format_status(d: StatusData) -> str:
         waiting = [plain(str(w)) for w in lane.get("waiting", [])]
         lines.append(
             f"local lane: {plain(str(lane.get('holder') or 'free'))}"
+            + (f" ({plain(str(lane.get('model')))[:40]})" if lane.get("holder") and lane.get("model") else "")
             + (f" (+{len(waiting)} waiting: {', '.join(waiting[:5])})" if waiting else "")
             + f", {lane.get('turns', 0)} turns so far"
         )
@@ -247,7 +260,8 @@ def format_status(d: StatusData) -> str:
     if pool:
         line = f"pool: scale {pool.get('scale', '?')}, {pool.get('running', 0)} running, {pool.get('held', 0)} held"
         if pool.get("blocked"):
-            line += f"; takes no jobs: {plain(str(pool['blocked']))}"
+            what = "local jobs only" if pool.get("local_only") is True else "takes no jobs"
+            line += f"; {what}: {plain(str(pool['blocked']))}"
         if pool.get("out_of_credit"):
             line += "; out of credit"
         lines.append(line)

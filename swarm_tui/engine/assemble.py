@@ -68,7 +68,8 @@ def assemble(
 
         engine.add(
             Conductor(
-                ConductorSettings.of(cfg, demo=demo),
+                # no OpenRouter key (and no demo): a fully local swarm, the heart plans local roles only
+                ConductorSettings.of(cfg, demo=demo, local_only=not demo and not cfg.openrouter.api_key),
                 bus,
                 engine.state,
                 guards=ConductorGuards(spend=spend, ram=ram, rate_limits=workers, lane=lane),

@@ -76,7 +76,8 @@ class BusInfo(BusConnection):
 class LaneInfo(TypedDict):
     """The local lane (``LocalLane.info()``): who runs a local inference now and who waits."""
 
-    holder: str  # "" when free
+    holder: str  # "" when free; "conductor" for the heart, else a worker id
+    model: str  # the holder's model as Ollama names it ("" when free): the Workers panel says it
     since: float | None  # epoch seconds the holder got the lane
     waiting: list[str]  # in arrival order
     turns: int
@@ -208,6 +209,7 @@ class PoolInfo(TypedDict):
     tokens: dict[str, int]  # worker id -> tokens its running job has streamed (figures.worker_tokens)
     host: str
     blocked: str  # why the pool takes no job (or no cloud job), "" when it does
+    local_only: bool  # no OpenRouter key: local jobs run, cloud ones wait (``blocked`` says why)
     out_of_credit: str  # the 402 / key-limit reason, "" when there is credit
     api_base: str
     demo: bool

@@ -69,7 +69,7 @@ def base_info(
             "warnings": [],
         },
         "conductor": _conductor(),
-        "lane": {"holder": "", "since": None, "waiting": [], "turns": 3},
+        "lane": {"holder": "", "model": "", "since": None, "waiting": [], "turns": 3},
         "ram": {
             "total_mb": 6144,
             "available_mb": available_mb,

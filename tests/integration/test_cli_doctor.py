@@ -27,3 +27,26 @@ def test_doctor_without_demo_still_fails_on_a_missing_key(tmp_path: Path) -> Non
     line = next(ln for ln in res.stdout.splitlines() if " openrouter " in ln)
     assert line.startswith("FAIL") and "try --demo" in line, line
     assert " demo " not in res.stdout
+
+
+def test_init_local_writes_a_local_config_and_doctor_needs_no_key_then(tmp_path: Path) -> None:
+    """Issue 28: `init --local` writes a fully local config (refusing to overwrite it without --force, saying
+    where it wrote); with it and no key at all, doctor's openrouter check is fine."""
+    env = base_env(tmp_path)  # no OPENROUTER_API_KEY
+    where = tmp_path / "xdg-config" / "swarm-tui" / "config.toml"
+    res = run_cli(["init", "--local"], env)
+    assert res.returncode == 0 and str(where) in res.stdout and res.stderr == "", res.stdout + res.stderr
+    text = where.read_text()
+    assert 'model = "gemma2:2b"' in text and "ollama pull qwen2.5:0.5b" in text and "headroom_mb = 1536" in text
+    again = run_cli(["init", "--local"], env)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "--force" in again.stderr, again.stderr
+    assert where.read_text() == text
+    assert run_cli(["init", "--local", "--force"], env).returncode == 0
+    bare = run_cli(["init"], env)
+    assert bare.returncode == 2 and "init --local" in bare.stderr and "Traceback" not in bare.stderr
+    cfg = run_cli(["config", "--json"], env)
+    assert cfg.returncode == 0 and "openrouter/" not in cfg.stdout.split('"roles', 1)[-1], cfg.stdout
+    res = run_cli(["doctor"], env)
+    line = next(ln for ln in res.stdout.splitlines() if " openrouter " in ln)
+    assert line.startswith("ok ") and "every role is local" in line, line
+    assert res.returncode == 0, res.stdout

@@ -539,9 +539,17 @@ async def test_fake_ollama_speaks_both_wire_formats() -> None:
         assert all(r["t_end"] is not None and r["t_end"] >= r["t_start"] for r in fo.requests)
 
 
+def local_role(tmp_path: Path) -> None:
+    """A config file with one local role (an ant), as `swarm-tui init --local` writes them."""
+    conf_file = tmp_path / "xdg-config" / "swarm-tui" / "config.toml"
+    conf_file.parent.mkdir(parents=True, exist_ok=True)
+    conf_file.write_text('[roles.local]\nmodel = "ollama_chat/qwen2.5:0.5b"\nmax_tokens = 300\n')
+
+
 async def test_assemble_adds_one_lane_and_the_conductor(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     from swarm_tui.engine.assemble import assemble
 
+    local_role(tmp_path)  # no key: the assembled conductor plans local roles only
     cfg = conf(tmp_path, nats_server)
     bus = Bus(cfg)
     await bus.connect()
@@ -553,7 +561,42 @@ async def test_assemble_adds_one_lane_and_the_conductor(tmp_path: Path, nats_ser
         await submit(engine, "through the assembled engine")
         d = (await until(lambda: decisions(engine)))[0]
         assert d.source == "rules" and "not reachable" in d.error  # OLLAMA_HOST points at the discard port
+        assert [p.model for p in d.plan] == ["ollama_chat/qwen2.5:0.5b"]
         conductor = engine.info()["conductor"]
         assert "error" not in conductor and conductor["ollama_reachable"] is False
+    finally:
+        await engine.stop()
+
+
+async def test_with_no_key_the_envelope_offers_local_roles_only_and_the_clamp_says_why(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """Issue 28: no OpenRouter key (and no demo): the app's conductor leaves the cloud roles out of its envelope,
+    saying why; a plan asking for one is clamped with that reason; with no local role nothing is planned."""
+    from swarm_tui.engine.assemble import assemble
+    from swarm_tui.engine.heartbeat.advice import Advice, AdviceWorker
+    from swarm_tui.engine.heartbeat.clamp import clamp
+    from swarm_tui.engine.heartbeat.conductor import NO_KEY_LOCAL_ONLY
+    from swarm_tui.engine.heartbeat.envelope import ReadyTask
+
+    cfg = conf(tmp_path, nats_server)  # the default roles: all openrouter/
+    assert not cfg.openrouter.api_key
+    bus = Bus(cfg)
+    await bus.connect()
+    engine = assemble(cfg, bus, pool=False)
+    cond = engine.get(Conductor)
+    assert cond is not None and cond.settings.local_only
+    await engine.start()
+    try:
+        tid = await submit(engine, "research the history of NATS")
+        await until(lambda: cond.last_envelope, 10, "a beat")
+        await asyncio.sleep(0.5)
+        assert decisions(engine) == []  # every role is a cloud one: nothing may start
+        excluded: dict[str, str] = cast(dict[str, str], cond.last_envelope.get("excluded", {}))
+        assert set(excluded) == {"research", "analysis", "code"}
+        assert all(NO_KEY_LOCAL_ONLY in why for why in excluded.values()), excluded
+        env = cond.envelope([ReadyTask(tid, "research the history of NATS", 5)])
+        clamped = clamp(env, Advice(workers=[AdviceWorker(task_id=tid, role="research")]), cond.estimate, cond.roles)
+        assert clamped.items == [] and NO_KEY_LOCAL_ONLY in clamped.clamps[0].reason
     finally:
         await engine.stop()

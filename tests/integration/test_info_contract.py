@@ -86,7 +86,7 @@ def shape_problems(value: Any, hint: Any, where: str = "info") -> list[str]:
 
 
 def test_the_checker_finds_what_does_not_match() -> None:
-    good: LaneInfo = {"holder": "", "since": None, "waiting": ["conductor"], "turns": 1}
+    good: LaneInfo = {"holder": "", "model": "", "since": None, "waiting": ["conductor"], "turns": 1}
     assert shape_problems(good, LaneInfo) == []
     assert shape_problems({**good, "since": "yesterday"}, LaneInfo)  # a wrong type
     assert shape_problems({k: v for k, v in good.items() if k != "turns"}, LaneInfo)  # a missing key

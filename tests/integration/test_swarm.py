@@ -9,6 +9,7 @@ from typing import Any, NoReturn, cast
 
 import pytest
 
+from swarm_tui.cli.status import format_status, status_data
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
@@ -236,7 +237,7 @@ async def test_demo_mode_produces_results_offline(tmp_path: Path, nats_server: E
     assert ep.requests == 3
 
 
-async def test_missing_key_dispatches_nothing_and_says_why(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+async def test_missing_key_holds_cloud_jobs_and_says_why(tmp_path: Path, nats_server: EmbeddedServer) -> None:
     async with FakeOpenRouter() as fo:
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="")
         bus = await Bus(cfg).connect()
@@ -250,10 +251,46 @@ async def test_missing_key_dispatches_nothing_and_says_why(tmp_path: Path, nats_
         finally:
             await engine.stop()
         assert fo.requests == []
-        assert jobs == 2  # still waiting on the queue
+        assert jobs == 2  # still on the queue: not acked, redelivered to a pool with a key
         assert pool.info()["blocked"] == "OPENROUTER_API_KEY is not set: set it, or start with --demo"
         w = engine.state.workers[worker_id(d.id, 0)]
-        assert w.state == "queued" and w.reason == "OPENROUTER_API_KEY is not set: set it, or start with --demo"
+        assert (
+            w.state in ("queued", "waiting")
+            and w.reason == "OPENROUTER_API_KEY is not set: set it, or start with --demo"
+        )
+
+
+async def test_no_key_at_all_a_local_job_runs_to_its_answer_and_spends_nothing(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """Issue 28: a fully local swarm needs no OpenRouter key. A local (ollama_chat/) job runs to its answer with
+    none set, no cloud call is made and the spend stays $0; a cloud job beside it waits, saying why."""
+    from tests.support.fake_ollama import FakeOllama
+
+    async with FakeOllama() as ol, FakeOpenRouter() as fo:
+        ol.default = "a local answer"
+        ol.pulled.add("qwen2.5:0.5b")
+        # scale 1, the cloud job first: waiting for a key it takes no slot, so the local job still runs
+        cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="", ollama__host=ol.url, swarm__scale=1)
+        assert cfg.openrouter.api_key == ""
+        bus = await Bus(cfg).connect()
+        engine, pool = build_engine(cfg, bus)
+        await engine.start()
+        try:
+            cloud = await approve(bus, 1)
+            await until(lambda: engine.state.workers[worker_id(cloud.id, 0)].state == "waiting", 5, "cloud waits")
+            local = await approve(bus, 1, model="ollama_chat/qwen2.5:0.5b")
+            await until(lambda: job_id(local.id, 0) in engine.state.results, 15, "the local result")
+            await until(lambda: engine.state.workers[worker_id(cloud.id, 0)].state == "waiting", 5, "cloud waits")
+            shown = format_status(await status_data(cfg))
+        finally:
+            await engine.stop()
+        r = engine.state.results[job_id(local.id, 0)]
+        assert r.state == "done" and r.text == "a local answer" and r.cost_usd == 0, r.reason
+        assert job_id(cloud.id, 0) not in engine.state.results and fo.requests == []
+        assert engine.state.workers[worker_id(cloud.id, 0)].reason.startswith("OPENROUTER_API_KEY is not set")
+        assert engine.state.spend.total == 0 and ol.chats()[0]["json"]["keep_alive"] == 0
+        assert "local jobs only: OPENROUTER_API_KEY is not set" in shown and "takes no jobs" not in shown, shown
 
 
 async def test_over_budget_waits_and_goes_when_allowed(tmp_path: Path, nats_server: EmbeddedServer) -> None:

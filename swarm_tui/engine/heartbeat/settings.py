@@ -34,9 +34,18 @@ class ConductorSettings:
     use_ollama: bool = True
     demo: bool = False
     tick_s: float = 5.0
+    local_only: bool = False  # no OpenRouter key: the envelope offers local roles only (assemble.py decides)
 
     @classmethod
-    def of(cls, cfg: Config, *, use_ollama: bool = True, demo: bool = False, tick_s: float = 5.0) -> ConductorSettings:
+    def of(
+        cls,
+        cfg: Config,
+        *,
+        use_ollama: bool = True,
+        demo: bool = False,
+        tick_s: float = 5.0,
+        local_only: bool = False,
+    ) -> ConductorSettings:
         return cls(
             cfg.heartbeat,
             cfg.approval,
@@ -48,6 +57,7 @@ class ConductorSettings:
             use_ollama=use_ollama,
             demo=demo,
             tick_s=tick_s,
+            local_only=local_only,
         )
 
 

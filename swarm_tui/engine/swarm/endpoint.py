@@ -32,7 +32,7 @@ class Endpoint(Protocol):
 
     @property
     def blocks_without_key(self) -> bool:
-        """Whether a pool takes no job while ``api_key`` is empty."""
+        """Whether a cloud job waits while ``api_key`` is empty (a local job runs without one)."""
         ...
 
     @property

@@ -1,10 +1,10 @@
 """What a job waits for before each call attempt, and the money it holds when the call starts.
 
-In order: the provider's credit (no cloud call while out of credit), the model's concurrency limit and its
-backoff after a 429, RAM headroom for a local model; then the reservation of the job's worst case. The money
-comes last, so a job waiting at a gate holds none. The ledger drops a reservation older than the spend
-guard's stale limit (a killed worker's): one taken before a long wait (a model held to one call at a time
-after repeated 429s, a long Retry-After, minutes out of credit) could be gone by the time the call starts, and
+In order: the OpenRouter key and the provider's credit (no cloud call without a key or while out of credit), the
+model's concurrency limit and its backoff after a 429, RAM headroom for a local model; then the reservation of the
+job's worst case. The money comes last, so a job waiting at a gate holds none. The ledger drops a reservation older
+than the spend guard's stale limit (a killed worker's): one taken before a long wait (a model held to one call at a
+time after repeated 429s, a long Retry-After, minutes out of credit) could be gone by the time the call starts, and
 the call then ran with nothing held while others reserved the freed room.
 
 ``hold`` asserts the reservation right before every attempt: on a job that still holds one the ledger keeps
@@ -36,12 +36,15 @@ log = logging.getLogger(__name__)
 
 # a refused reservation that is not the budget's: the provider's credit, or no ceiling known yet (spend.py)
 WAIT_REASONS = ("out of credit", "key limit", "no ceiling")
+MISSING_KEY = "OPENROUTER_API_KEY is not set: set it, or start with --demo"  # what to do, where the work waits
 
 
 def closed(p: PoolContext, run: Run) -> tuple[Refusal | None, float]:
     """Why the job may not call now (None when it may), and how long to wait before looking again."""
     job = run.job
     local = p.endpoint.runs_locally(job.model)
+    if not local and p.endpoint.blocks_without_key and not p.endpoint.api_key:
+        return Refusal(MISSING_KEY), 5.0  # the key comes with a restart: a cloud job waits, a local one runs
     blocked = None if local else p.cloud_blocked()
     if blocked:
         return blocked, 1.0

@@ -16,6 +16,10 @@ from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.run import Run
 from swarm_tui.engine.swarm.worker_call import stream_call
 
+# Ollama's keep_alive for an ant (an ollama_chat/ worker's model): unloaded as soon as it answers, so the RAM is
+# free when the local lane passes to the heart or to another ant's model (docs.ollama.com/api/chat, keep_alive)
+ANT_KEEP_ALIVE = 0
+
 
 class JobCall:
     def __init__(self, steps: RunSteps, attempts: Attempts) -> None:
@@ -36,8 +40,9 @@ class JobCall:
         raise CallError("fatal", f"unsupported model {job.model!r}: expected openrouter/... or ollama_chat/...")
 
     def call_options(self, job: Job, model: str) -> dict[str, Any]:
-        """The role's limit to the first content token, and for OpenRouter the attribution headers and the
-        role's reasoning / provider / fallback options with ``max_price`` from the spend guard's price."""
+        """The role's limit to the first content token, for a local model Ollama's ``keep_alive`` (the ant is
+        unloaded when it answers), and for OpenRouter the attribution headers and the role's reasoning / provider
+        / fallback options with ``max_price`` from the spend guard's price."""
         p = self.steps.ctx
         s = p.settings
         role = s.roles.get(job.role)
@@ -46,6 +51,8 @@ class JobCall:
         # guard's stale-reservation limit is built on it, so no call may outlive its reservation.
         limit = first or s.swarm.first_content_timeout_s
         opts: dict[str, Any] = {"first_content_timeout": min(limit, s.swarm.request_timeout_s)}
+        if is_local_chat(model):
+            opts["keep_alive"] = ANT_KEEP_ALIVE
         if model.startswith("openrouter/"):
             opts["headers"] = attribution(s.openrouter.referer, s.openrouter.title)
             opts["extra_body"] = extras(role, model, self.price_per_mtok(job.model)) or None
@@ -116,8 +123,8 @@ class JobCall:
             if is_local_chat(model):
                 waited = p.lane.busy
                 if waited:
-                    await steps.event(run, "waiting", f"waiting for the local lane ({p.lane.holder})")
-                async with p.lane.turn(job.worker_id):
+                    await steps.event(run, "waiting", f"waiting for the local lane: {p.lane.held_by()} holds it")
+                async with p.lane.turn(job.worker_id, job.model.removeprefix("ollama_chat/")):
                     if waited:
                         await hold_after_lane(steps, run)
                     await self._inner(run, go)

@@ -5,9 +5,11 @@ by ``--concurrency`` in a standalone worker. The pool fetches only as many jobs 
 several pools share the queue fairly. A job is acked only after its Result, SpendEntry and final WorkerEvent
 are stored; held jobs are kept alive with ``in_progress`` so only a crashed pool's jobs are redelivered, and a
 redelivered job whose result exists is acked without a call. What a job passes through before its call (the
-gates): a cancel mark, out of credit, the spend reservation, the model's rate limit, RAM headroom and the
-local lane for ``ollama_chat/`` models. The job's run is in ``job.py`` (it sees the pool as ``PoolContext``),
-the pull subscription and held jobs in ``fetch.py``, each model's concurrency in ``limits.py``.
+gates): a cancel mark, no OpenRouter key or out of credit (cloud jobs only), the spend reservation, the model's
+rate limit, RAM headroom and the local lane for ``ollama_chat/`` models. With no key the pool still takes jobs:
+local ones run, a cloud one waits at its gate saying why (a fully local swarm needs no key). The job's run is
+in ``job.py`` (it sees the pool as ``PoolContext``), the pull subscription and held jobs in ``fetch.py``, each
+model's concurrency in ``limits.py``.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
 from swarm_tui.engine.swarm.endpoint import Endpoint
 from swarm_tui.engine.swarm.fetch import FETCH_WAIT_S, IDLE_AFTER_S, JobFetch
+from swarm_tui.engine.swarm.gates import MISSING_KEY as MISSING_KEY  # where callers have read it
 from swarm_tui.engine.swarm.job import JobRun
 from swarm_tui.engine.swarm.limits import ModelLimit, ModelLimits
 from swarm_tui.engine.swarm.run import MAX_DELIVER, Run, cancel_scope
 
 log = logging.getLogger(__name__)
 
-MISSING_KEY = "OPENROUTER_API_KEY is not set: set it, or start with --demo"  # what to do, where the work waits
 LEADER_ELECTED = f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
 BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps without a slot freed or a rescale
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
@@ -118,7 +120,12 @@ class Pool:
         return self.scale if self.concurrency is None else min(self.scale, self.concurrency)
 
     def blocked(self) -> Refusal | None:
-        """Why the pool takes no job from the queue at all, else None."""
+        """Why the pool takes no job from the queue at all, else None (a missing key stops only cloud jobs:
+        ``key_missing``)."""
+        return None
+
+    def key_missing(self) -> Refusal | None:
+        """Why no cloud job runs in this pool (no OpenRouter key), else None; local jobs run without one."""
         if self.endpoint.blocks_without_key and not self.endpoint.api_key:
             return Refusal(MISSING_KEY)
         return None
@@ -177,9 +184,9 @@ class Pool:
         self._subs.append(await nc.subscribe(LEADER_ELECTED, cb=self._on_leader_elected))
         await self.fetch.bind(self.bus.jobs)
         self.bus.on_state(self._on_bus_state)
-        if self.blocked():
-            log.warning("the worker pool takes no jobs: %s", self.blocked())
-        elif self.warm_on_start and self.needs_litellm([r.model for r in self.settings.roles.values()]):
+        if self.key_missing():
+            log.warning("the worker pool runs local jobs only: %s", self.key_missing())
+        if self.warm_on_start and self.needs_litellm([r.model for r in self.settings.roles.values()]):
             self.warm_up()  # litellm's import takes ~2 s: in a thread, before the first local job needs it
         if self.reconciler is not None:
             await self.reconciler.start()
@@ -227,7 +234,8 @@ class Pool:
             "states": dict(states),
             "tokens": {r.job.worker_id: r.progress.tokens for r in self.runs.values()},
             "host": self.host,
-            "blocked": str(self.blocked() or self.cloud_blocked() or ""),
+            "blocked": str(self.blocked() or self.key_missing() or self.cloud_blocked() or ""),
+            "local_only": self.key_missing() is not None,
             "out_of_credit": _credit_only(self.cloud_blocked()),
             "api_base": self.endpoint.api_base,
             "demo": self.endpoint.is_demo,
@@ -316,7 +324,7 @@ class Pool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             await self.fetch.drain_late()
-            free = self.capacity - len(self.runs)
+            free = self._free()
             while self.fetch.held and free > 0:
                 await self._accept(self.fetch.held.pop(0))
                 free -= 1
@@ -342,12 +350,20 @@ class Pool:
                 log.debug("fetch failed: %s", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            free = self.capacity - len(self.runs)  # the scale may have gone down during a long wait
+            free = self._free()  # the scale may have gone down during a long wait
             for i, m in enumerate(msgs):
                 if i < free:
                     await self._accept(m)
                 else:
                     await self.fetch.hold(m)
+
+    def _free(self) -> int:
+        """Slots free for jobs. With no key a cloud job waits at its gate for as long as this pool runs: it takes
+        no slot, so local jobs behind it still run (a fully local swarm), and at most ``max_scale`` jobs are held."""
+        if not self.key_missing():
+            return self.capacity - len(self.runs)
+        local = sum(1 for r in self.runs.values() if self.endpoint.runs_locally(r.job.model))
+        return min(self.capacity - local, self.settings.swarm.max_scale - len(self.runs))
 
     async def _accept(self, m: NatsMsg) -> None:
         try:

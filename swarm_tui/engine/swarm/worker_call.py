@@ -148,6 +148,7 @@ async def stream_call(
     headers: dict[str, str] | None = None,
     via_litellm: bool = False,
     session: Any = None,
+    keep_alive: str | float | None = None,
 ) -> Progress:
     """Stream one completion into ``progress``, calling ``on_text(text, at)`` for every piece of the answer and
     ``on_reasoning(text, at)`` for every piece of reasoning (each held up to ``wire.MAX_TEXT`` characters: past
@@ -162,6 +163,7 @@ async def stream_call(
     ``models``), ``headers`` replace litellm's own (its ``HTTP-Referer`` / ``X-Title`` name LiteLLM).
     ``openrouter/`` models are called over HTTP directly (``openrouter_http``) unless ``via_litellm``, on
     ``session`` (an ``aiohttp.ClientSession``: the pool's) or, without one, a session of this call's own.
+    ``keep_alive`` goes to Ollama with an ``ollama_chat/`` call (0: the model is unloaded once it answers).
     Raises CallError. Cancelling the calling task closes the stream.
     """
     progress.started = time.time()
@@ -196,6 +198,8 @@ async def stream_call(
                     kwargs["extra_body"] = extra_body
                 if headers:
                     kwargs["headers"] = headers
+                if keep_alive is not None:
+                    kwargs["keep_alive"] = keep_alive
                 await _via_litellm(kwargs, limits, progress, sink, secrets)
             if progress.finish_reason == "length" and not progress.tokens:
                 raise CallError("fatal", f"max_tokens spent on reasoning: no answer within {max_tokens} tokens")

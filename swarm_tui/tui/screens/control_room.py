@@ -26,6 +26,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, Tab, Tabs
 
 from swarm_tui.engine.info import AnySpend, EngineInfo, RamSummary, usable
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.figures import task_counts, tasks_title
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import HELP_ACTION, shown_key
@@ -42,7 +43,7 @@ from swarm_tui.tui.widgets.key_bar import KeyBar
 from swarm_tui.tui.widgets.ram_panel import RamPanel, RamReading
 from swarm_tui.tui.widgets.spend_panel import SpendPanel
 from swarm_tui.tui.widgets.table_fit import decision_rows, no_match, room_of, sync_table, task_rows, widths_of
-from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel
+from swarm_tui.tui.widgets.workers_panel import PoolFacts, WorkersPanel, lane_words
 
 COMPACT_WIDTH = 110  # narrower or lower than this: one panel at a time, chosen with tabs (keys 1-4)
 COMPACT_HEIGHT = 30
@@ -332,6 +333,7 @@ class ControlRoom(RoomActions):
             needs_key=shown_key("attention", self.keymap),
             configured_scale=self.link.cfg.swarm.scale,
             has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
+            local_roles=any(is_local_chat(r.model) for r in link.cfg.roles.values()),
             pause_key=shown_key("pause", self.keymap),
             replay=link.where if isinstance(link, ReplayLink) else "",
         )
@@ -382,6 +384,7 @@ class ControlRoom(RoomActions):
             self.workers_panel,
             (
                 f"Workers {live} live · scale {state.scale_figure(self.link.cfg.swarm.scale).value}"
+                + (f" · {lane}" if (lane := lane_words(self.info)) else "")
                 + (f" · filter “{plain(self.filter_text)}”" if self.filter_text else "")
             ),
         )

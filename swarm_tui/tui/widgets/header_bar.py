@@ -1,7 +1,8 @@
 """The header: one line saying the bus, the conductor, the approval mode, the scale and what needs you.
 
 What stops all work is said here with what to do, for as long as it holds: no OpenRouter key, a key OpenRouter
-rejects, its limit used up, no credit, paused, scale 0."""
+rejects, its limit used up, no credit, paused, scale 0. No key with a local role configured stops nothing: the
+swarm runs local only, and the line says so."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ NEED_WORDS: Final[dict[NeedKind, str]] = {
 _NEED_WORD_BY_NAME: Final[dict[str, str]] = {kind: word for kind, word in NEED_WORDS.items()}
 NO_KEY: Final = "no OpenRouter key: set OPENROUTER_API_KEY or start with --demo"
 NO_KEY_SHORT: Final = "no key: set OPENROUTER_API_KEY or --demo"
+LOCAL_ONLY: Final = "local only (no OpenRouter key)"  # local roles run without a key: nothing stops them
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class HeaderView:
     needs_key: str = "!"
     configured_scale: int = 0  # swarm.scale, shown until the engine says its scale (figures.scale_figure)
     has_key: bool = True  # an OpenRouter key is configured (what the header says before the engine's first check)
+    local_roles: bool = False  # an ollama_chat/ role is configured: with no key the swarm runs local only
     pause_key: str = "p"
     replay: str = ""  # what is replayed ("the bus's log", "file x.jsonl"): the REPLAY badge and no live bus or key
 
@@ -106,7 +109,7 @@ class HeaderBar(Static):
         eng = usable(info.get("engine"))  # None until an engine answers (or a forged one is no dict)
         cond = usable(info.get("conductor"))
         demo = view.demo or bool(eng and eng.get("demo"))
-        key = None if demo or view.replay else key_state(usable(info.get("spend")), view.has_key)
+        key = None if demo or view.replay else key_state(usable(info.get("spend")), view.has_key, view.local_roles)
         short = compact if blocking_short is None else blocking_short  # what stops work or needs you: cut last
         if view.replay:  # the past, read-only: said before anything else on the line
             t.append(" REPLAY ", style="bold reverse cyan")
@@ -173,9 +176,9 @@ class HeaderBar(Static):
             )
         else:
             t.append(f"scale {scale}")
-        if key and not key.blocks and not compact and bus_kind_shown:  # "key ok": room allowing
+        if key and not key.blocks and (key.always or (not compact and bus_kind_shown)):  # "key ok": room allowing
             t.append(" │ ", style="dim")
-            t.append(key.words, style=key.style)
+            t.append(key.short if compact else key.words, style=key.style)
         lane = usable(info.get("lane"))
         if lane and (lane.get("holder") or lane.get("waiting")):
             waiting = lane.get("waiting", [])
@@ -197,7 +200,7 @@ def key_blocks(view: HeaderView) -> bool:
     eng = usable(view.info.get("engine"))
     if view.demo or view.replay or (eng and eng.get("demo")):
         return False
-    key = key_state(usable(view.info.get("spend")), view.has_key)
+    key = key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
     return bool(key and key.blocks)
 
 
@@ -215,22 +218,27 @@ class KeyState:
     blocks: bool  # no cloud work starts while it holds
     style: str = "dim"
     tiny_words: str = ""  # the fewest words, when even the short ones leave no room (the short ones if unset)
+    always: bool = False  # said in every form of the line, not only room allowing (local only: news, not a stop)
 
     @property
     def tiny(self) -> str:
         return self.tiny_words or self.short
 
 
-def key_state(spend: SpendInfo | None, has_key: bool) -> KeyState | None:
+def key_state(spend: SpendInfo | None, has_key: bool, local_roles: bool = False) -> KeyState | None:
     """The key's state from the spend guard's last look at ``GET /key`` (and a 402), or from the configuration
-    while no spend guard reports (the engine is starting: the first frame already says a missing key)."""
+    while no spend guard reports (the engine is starting: the first frame already says a missing key). With no
+    key and a local role configured, the local roles run: "local only", which stops nothing."""
+    local_only = KeyState(LOCAL_ONLY, "local only", False, "yellow", always=True)
     if spend is None or "key_status" not in spend:
-        return None if has_key else KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
+        if has_key:
+            return None
+        return local_only if local_roles else KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
     # cut before cleaning: a forged info may hold a megabyte here (the engine's own are at most 200 characters)
     status = plain(str(spend.get("key_status") or "")[:60])[:60]
     blocked = plain(str(spend.get("blocked_reason") or "")[:200])
     if status == "no key":
-        return KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
+        return local_only if local_roles else KeyState(NO_KEY, NO_KEY_SHORT, True, tiny_words="no key")
     short_rejected = "key rejected: check OPENROUTER_API_KEY"
     if status.startswith("rejected"):
         return KeyState(f"key {status}: check OPENROUTER_API_KEY", short_rejected, True, tiny_words="key rejected")

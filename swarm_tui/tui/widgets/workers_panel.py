@@ -21,6 +21,7 @@ from textual.widgets import Static
 
 from swarm_tui.engine.bus.numbers import finite
 from swarm_tui.engine.info import EngineInfo, usable
+from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import FINAL_STATES
 from swarm_tui.textsafe import plain
@@ -44,6 +45,7 @@ class PoolFacts:
     """What the engine's info says that a card without a reason of its own needs."""
 
     blocked: str = ""  # why the pool takes no job (or no cloud job): said on queued cards
+    local_only: bool = False  # no key: ``blocked`` holds only cloud cards (local ones run)
     host: str = ""  # the engine's host and start: a worker of this host last heard of before the start had
     started_at: float | None = None  # its process stopped (kill -9, a crash): its job waits for redelivery
     ack_wait_s: float = 0.0
@@ -56,6 +58,7 @@ class PoolFacts:
         started = eng.get("started_at") if eng else None
         return cls(
             blocked=plain(str(pool.get("blocked") or "")[:BLOCKED_CHARS])[:BLOCKED_CHARS] if pool else "",
+            local_only=bool(pool and pool.get("local_only") is True),
             host=str(eng.get("host") or "")[:256] if eng else "",
             started_at=finite(started),
             ack_wait_s=ack_wait_s,
@@ -72,11 +75,25 @@ class PoolFacts:
             and w.host == self.host
         ):
             return f"{RECOVERING}: waiting for redelivery (ack wait {self.ack_wait_s:g}s)"
-        if w.state == "queued" and self.blocked:
+        if w.state == "queued" and self.blocked and not (self.local_only and is_local_chat(w.model)):
             return f"waits: {self.blocked}"
         if w.state == "queued" and self.scale == 0:
             return SCALE_ZERO
         return ""
+
+
+def lane_words(info: EngineInfo) -> str:
+    """The local lane for the Workers title: which model holds it (the heart's or an ant's) and who waits."""
+    lane = usable(info.get("lane"))
+    holder = plain(str(lane.get("holder") or ""))[:40] if lane else ""
+    if not lane or not holder:
+        return ""
+    who = "the heart" if holder == "conductor" else holder
+    model = plain(str(lane.get("model") or ""))[:40]
+    waiting = lane.get("waiting")
+    n = len(waiting) if isinstance(waiting, list) else 0
+    held = f"lane: {model} ({who})" if model else f"lane: {who}"
+    return held + (f", {n} waiting" if n else "")
 
 
 class WorkersPanel(VerticalScroll):
