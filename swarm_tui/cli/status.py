@@ -33,7 +33,6 @@ from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
 from swarm_tui.textsafe import plain
 
-
 if TYPE_CHECKING:
     from swarm_tui.engine.history.usage import LogUsage
 
