@@ -141,13 +141,6 @@ async def measure(n: int = 100_000) -> tuple[list[tuple[str, str]], dict[str, fl
                 f"{figs['encode']:.2f} s / {figs['decode']:.2f} s",
             )
         )
-        figs["writer_s"], figs["writer_gap"], n = await writer_figures(log, ident, tmp / "writer", last)
-        rows.append(
-            (
-                f"the engine's checkpoint writer over the whole log ({n} checkpoints): time / the loop's longest wait",
-                f"{figs['writer_s']:.2f} s / {figs['writer_gap'] * 1000:.0f} ms",
-            )
-        )
         t = time.monotonic()
         async for _ in log.read(1, last):
             pass
@@ -158,31 +151,6 @@ async def measure(n: int = 100_000) -> tuple[list[tuple[str, str]], dict[str, fl
         srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return rows, figs
-
-
-async def writer_figures(log: BusLog, ident: str, where: Path, last: int) -> tuple[float, float, int]:
-    """``CheckpointWriter.catch_up`` to the last multiple of EVERY, with a 2 ms ticker on the same loop."""
-    from swarm_tui.engine.history.writer import CheckpointWriter
-
-    store = CheckpointStore(max_scale=50, identity=ident, directory=where)
-    writer = CheckpointWriter(log, store, max_scale=50)
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        prev = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.002)
-            now = time.perf_counter()
-            gaps.append(now - prev)
-            prev = now
-
-    tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    t = time.monotonic()
-    n = await writer.catch_up((last // EVERY) * EVERY)
-    took = time.monotonic() - t
-    tick.cancel()
-    return took, max(gaps), n
 
 
 def section(rows: list[tuple[str, str]], figs: dict[str, float]) -> str:
@@ -205,8 +173,10 @@ def section(rows: list[tuple[str, str]], figs: dict[str, float]) -> str:
         "includes waiting for a core). Warm: a checkpoint at most EVERY - 1 events before the point (late is that",
         "worst case); the command is Python's start and imports (~0.6 s), the bus, one checkpoint's load and the",
         "fold of the rest. Cold: the fold from the log's start plus writing every checkpoint due on the way (each",
-        "the whole state); paid once per log by the first `status --at`, until the engine runs the checkpoint",
-        "writer (`engine/history/writer.py`: its fold and sliced encoding in the background, measured above).",
+        "the whole state); paid once per log by the first reader of the past (`status --at`, `replay`, the app's",
+        "timeline), which writes the checkpoints the next ones load. The engine writes none: it would need a second",
+        "fold of the whole log beside its own (twice its memory), as its live state is not the log's fold (its",
+        "scale from the config, its own writes applied before the log delivers them).",
     ]
     return "\n".join(lines + ["", END])
 

@@ -208,10 +208,15 @@ def run_replay(
     if point is not None and point.kind == "seq" and not bounds.first_seq <= point.seq <= bounds.last_seq:
         raise UsageError(f"--from {point.seq}: the log holds events {bounds.first_seq}..{bounds.last_seq}")
     os.environ.setdefault("TEXTUAL_FPS", "240")
+    from swarm_tui.engine.history.checkpoint import CheckpointStore
     from swarm_tui.tui.link import ReplayLink
     from swarm_tui.tui.replay_app import ReplayApp
 
-    timeline = Timeline(source, max_scale=cfg.swarm.max_scale)
+    # a file's checkpoints are kept in memory (a step back refolds at most their spacing); the bus log's are its
+    # files in the data dir, set when the link has connected (ReplayLink.start)
+    timeline = Timeline(
+        source, max_scale=cfg.swarm.max_scale, checkpoints=CheckpointStore(max_scale=cfg.swarm.max_scale)
+    )
     timeline.speed = pace
     link = ReplayLink(cfg, timeline, start_at=point, where=where, bus=bus)
     app = ReplayApp(link, handle_signals=True)

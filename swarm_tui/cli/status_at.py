@@ -18,7 +18,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.guards.spend_status import offline_spend_summary
 from swarm_tui.engine.history.buslog import BusLog
-from swarm_tui.engine.history.checkpoint import CheckpointStore, paused_gc
+from swarm_tui.engine.history.checkpoint import log_checkpoints, paused_gc
 from swarm_tui.engine.history.fold import Fold, fold_to
 from swarm_tui.engine.history.when import parse_point
 from swarm_tui.engine.info import InfoError, StatusBus
@@ -55,13 +55,8 @@ async def status_at_data(cfg: Config, at: str, *, now: float | None = None) -> t
         if end > b.last_seq or (point.kind == "time" and point.value > b.last_time):
             note = f"--at {at} is after the log's last event: this is the latest state"
             end = b.last_seq
-        store = CheckpointStore(
-            max_scale=cfg.swarm.max_scale,
-            identity=await log.identity(),
-            directory=data_dir(cfg.paths.data_dir) / "history",
-            first_seq=b.first_seq,
-        )
-        with paused_gc():
+        store = await log_checkpoints(log, max_scale=cfg.swarm.max_scale, data=data_dir(cfg.paths.data_dir))
+        with paused_gc(freeze=True):  # a one-shot command: nothing it folds is let go of before it ends
             fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
         bus_info: StatusBus = {
             "kind": bus.kind,

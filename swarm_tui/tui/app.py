@@ -366,11 +366,18 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             self.notify("the timeline opens once the log is read", severity="warning", timeout=4, markup=False)
             return
         from swarm_tui.engine.history.buslog import BusLog
+        from swarm_tui.engine.history.checkpoint import log_checkpoints
         from swarm_tui.engine.history.timeline import Timeline
         from swarm_tui.engine.history.when import Point
+        from swarm_tui.engine.paths import data_dir
         from swarm_tui.tui.replay_room import live_timeline
 
-        timeline = Timeline(BusLog(bus), max_scale=self.cfg.swarm.max_scale)
+        log, scale = BusLog(bus), self.cfg.swarm.max_scale
+        timeline = Timeline(
+            log,
+            max_scale=scale,
+            checkpoints=await log_checkpoints(log, max_scale=scale, data=data_dir(self.cfg.paths.data_dir)),
+        )
         await timeline.open(Point("seq", 1 << 62))  # the live end
         self.push_screen(live_timeline(self, timeline, cfg=self.cfg, keymap=self.keymap, attention=self.needs_you))
 

@@ -374,7 +374,15 @@ class ReplayLink(Link):
 
     async def start(self) -> None:
         if self.bus is not None:
+            from swarm_tui.engine.history.buslog import BusLog
+            from swarm_tui.engine.history.checkpoint import log_checkpoints
+            from swarm_tui.engine.paths import data_dir
+
             await self.bus.connect(setup=False)
+            if isinstance(self.timeline.source, BusLog):  # the bus log's checkpoints, as status --at keeps them
+                self.timeline.checkpoints = await log_checkpoints(
+                    self.timeline.source, max_scale=self.cfg.swarm.max_scale, data=data_dir(self.cfg.paths.data_dir)
+                )
         await self.timeline.open(self.start_at)
         self.state = self.timeline.state
 

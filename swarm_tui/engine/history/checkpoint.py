@@ -132,7 +132,7 @@ def _sliced(doc: dict[str, Any]) -> str:
 
 def encode(fold: Fold, identity: str, *, sliced: bool = False) -> bytes:
     """The fold as a checkpoint's bytes (a copy: the fold may move on at once). ``sliced``: about twice the time,
-    but a thread that runs it gives the event loop its turns (``writer.CheckpointWriter``)."""
+    but a thread that runs it gives the event loop its turns."""
     doc = fold_doc(fold)
     body = (_sliced(doc) if sliced else _ENCODE(doc)).encode()
     head = b" ".join(
@@ -170,16 +170,20 @@ def decode(data: bytes, *, identity: str, max_scale: int) -> Fold:
 
 
 @contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
+def paused_gc(*, freeze: bool = False) -> Iterator[None]:
     """No cycle collection while a block makes many objects that all live on (a checkpoint's models, a fold's):
-    the collector would walk the growing heap again and again for nothing (4x the time of a load). After it they
-    are frozen (``gc.freeze``), or the first collections after would walk them all once more."""
+    the collector would walk the growing heap again and again for nothing (4x the time of a load).
+
+    ``freeze``: then move every object to the permanent generation (``gc.freeze``), or the first collections after
+    walk them all once more. Only for a one-shot command (``status --at``): a frozen object is never collected, so
+    a process that lives on (replay stepping back, the app's timeline) would keep every fold it let go of."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if was:
             gc.enable()
 
@@ -369,3 +373,13 @@ def _size(p: Path) -> int:
         return p.stat().st_size
     except OSError:
         return 0
+
+
+async def log_checkpoints(log: Any, *, max_scale: int, data: Path) -> CheckpointStore:
+    """The store of the bus log ``log`` (a ``BusLog``): its files under ``<data>/history/``, keyed by the log's
+    identity, those before its first event left out. What ``status --at``, ``replay`` and the app's timeline
+    share, so one of them writes what the others load."""
+    b = await log.bounds()
+    return CheckpointStore(
+        max_scale=max_scale, identity=await log.identity(), directory=data / "history", first_seq=b.first_seq
+    )

@@ -8,6 +8,7 @@ then. ``fold_to`` starts from the nearest checkpoint at or before the point (``C
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from swarm_tui.engine.bus.trust import refusal
@@ -83,6 +84,7 @@ class NoCheckpoints:
 
 
 NO_CHECKPOINTS = NoCheckpoints()
+YIELD_EVERY = 1000  # a long fold lets the event loop run between batches (the app's screen, its keys)
 
 
 async def fold_to(
@@ -91,7 +93,11 @@ async def fold_to(
     """The fold of every event with ``seq <= end_seq`` (from the nearest checkpoint at or before it)."""
     fold = checkpoints.nearest(end_seq) or Fold(max_scale=max_scale)
     if fold.seq < end_seq:
+        n = 0
         async for st in source.read(fold.seq + 1, end_seq):
             fold.apply(st)
             checkpoints.offer(fold)
+            n += 1
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
     return fold

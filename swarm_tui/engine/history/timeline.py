@@ -10,7 +10,6 @@ reads its ``LogSource``.
 
 from __future__ import annotations
 
-import copy
 from typing import Final
 
 from swarm_tui.engine.history.fold import NO_CHECKPOINTS, Checkpoints, Fold, fold_to
@@ -23,39 +22,6 @@ GAP_REAL_S: Final = 2.0  # the longest an idle gap in the log takes to pass whil
 JUMP_S: Final = 60.0  # [ and ]: a minute of log time
 _AHEAD: Final = 256  # events read ahead of the position at a time
 _AFTER: Final = 3e-6  # "at or before t": the first event after t, less one (a bus log's times allow 2 µs)
-
-
-def copy_fold(fold: Fold) -> Fold:
-    """An independent copy (its own state and clock) that may be moved on without touching ``fold``."""
-    out = Fold(max_scale=fold.max_scale, state=copy.deepcopy(fold.state), seq=fold.seq, time=fold.time)
-    out.clock.now = fold.clock.now
-    out.skipped = fold.skipped
-    return out
-
-
-class MemoryCheckpoints:
-    """A fold kept every ``every`` events, at most ``keep`` of them (the oldest go first): a step back refolds at
-    most ``every`` events. Not the timeline's default: a deep copy of a state costs about twice the fold that
-    built it (100,000 tasks: fold 2.6 s, copy 5.7 s on 2 cores), so copies every few hundred events cost far more
-    than the refold from the start they save. A persisted store of folds (``Checkpoints``) is what a long log
-    wants."""
-
-    def __init__(self, every: int = 500, keep: int = 400) -> None:
-        self.every = every
-        self.keep = keep
-        self.kept: dict[int, Fold] = {}
-
-    def nearest(self, seq: int) -> Fold | None:
-        best = max((s for s in self.kept if s <= seq), default=None)
-        return copy_fold(self.kept[best]) if best is not None else None
-
-    def offer(self, fold: Fold) -> None:
-        last = max(self.kept, default=0)
-        if fold.seq - last < self.every or fold.seq in self.kept:
-            return
-        self.kept[fold.seq] = copy_fold(fold)
-        while len(self.kept) > self.keep:
-            del self.kept[min(self.kept)]
 
 
 class Timeline:
