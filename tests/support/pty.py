@@ -22,12 +22,14 @@ ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b
 
 
 class DemoPty:
-    def __init__(self, tmp_path: Path, *, size: tuple[int, int] = (120, 36), **env: str) -> None:
+    def __init__(
+        self, tmp_path: Path, *, size: tuple[int, int] = (120, 36), args: tuple[str, ...] = ("--demo",), **env: str
+    ) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
         self.env = base_env(tmp_path, TERM="xterm-256color", **env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm_tui", "--demo"],
+            [sys.executable, "-m", "swarm_tui", *args],
             cwd=ROOT,
             env=self.env,
             stdin=slave,
