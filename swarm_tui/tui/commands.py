@@ -47,7 +47,7 @@ ROOM_BINDINGS: list[BindingType] = [
         "Timeline",
         id="timeline",
         show=False,
-        tooltip="the log's past on a timeline, read-only (t or escape: back to live)",
+        tooltip="the log's past, read-only: a replay (t or escape: back to live)",
     ),
     Binding("slash", "filter", "Filter", id="filter", key_display="/", tooltip="filter tasks, decisions and workers"),
     Binding("h", "history", "History", id="history", tooltip="past tasks: search them, open their results"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 from textual.app import App
@@ -20,6 +21,7 @@ from textual.events import Key
 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
+from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
@@ -31,6 +33,9 @@ from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
 PLAY_TICK_S = 0.1
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+# the room's keys that would publish: still bound here (each says "replay is read-only"), kept off the key bar so it
+# shows what works in a replay (same ids: a key remapped in [keys] stays remapped)
+PUBLISHING = frozenset({"approve", "reject", "edit", "cancel", "cancel_all", "pause", "new_task"})
 
 
 def live_timeline(
@@ -55,6 +60,7 @@ def live_timeline(
 
 class ReplayRoom(ControlRoom):
     BINDINGS = [
+        *(replace(b, show=False) for b in ROOM_BINDINGS if isinstance(b, Binding) and b.id in PUBLISHING),
         Binding("space", "play", "Play/pause", priority=True),
         Binding("left", "step(-1)", "Back", key_display="←", priority=True),
         Binding("right", "step(1)", "Step", key_display="→", priority=True),
@@ -195,6 +201,7 @@ class ReplayRoom(ControlRoom):
         self.link.moved()
         self._replay_output()
         super().refresh_state()
+        self.show_guards()  # the Spend panel's figures are the fold's at the position, not the first frame's
         self.show_timeline()
 
     def show_timeline(self) -> None:

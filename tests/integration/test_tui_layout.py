@@ -3,10 +3,8 @@ never cut, a view shows its own keys, a word agrees with its number, an empty pa
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from rich.console import Console
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
@@ -21,6 +19,7 @@ from swarm_tui.tui.screens.confirm import ConfirmScreen
 from swarm_tui.tui.screens.results import ResultsScreen
 from swarm_tui.tui.widgets.answer import Answer
 from swarm_tui.tui.widgets.decision_detail import DecisionDetail
+from tests.support.tui import screen_lines
 
 FIRST_LOOK = (120, 36)
 SMALL = (80, 24)
@@ -33,14 +32,6 @@ def scene_app(name: str, change: Any = None) -> SwarmApp:
         change(link.state)
     fake = StaticLink(link.cfg, link.state, link.info(), demo=True)
     return SwarmApp(fake, clock=lambda: NOW, deterministic=True, rings=rings, ram_history=hist)
-
-
-def screen_lines(app: SwarmApp) -> list[str]:
-    """The terminal as the person sees it, one string a line."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text().splitlines()
 
 
 def detail_text(app: SwarmApp) -> str:

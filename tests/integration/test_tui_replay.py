@@ -21,7 +21,7 @@ from swarm_tui.tui.replay_room import NOT_STORED, ReplayRoom
 from swarm_tui.tui.scenes import scene_config
 from tests.support.history_log import ANSWER, T0, history_events, history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, make_app, started
+from tests.support.tui import SIZE, make_app, screen_lines, started
 
 
 def _app(point: Point | None = None, log: object = None) -> ReplayApp:
@@ -143,3 +143,29 @@ async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: 
         await pilot.press("t")
         await until(lambda: app.screen is app.room)
         await until(lambda: "t-3" in app.room.task_table.rows)
+
+
+async def test_the_key_bar_shows_the_replays_keys_and_the_spend_panel_follows_the_position() -> None:
+    """A replay's key bar listed Approve, Reject, Edit, Cancel, Pause, New task (each only says "read-only"), and the
+    Spend panel kept the figures of the position it opened at: a step back before any spend still showed it."""
+    from swarm_tui.engine.history.source import MemoryLog
+    from tests.support.past import stored_log
+
+    log = MemoryLog(stored_log(2, garbage=False))
+    last = (await log.bounds()).last_seq
+    app = _app(Point("seq", last), log)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await started(app, pilot)
+        room = _room(app)
+        await until(lambda: room.spend_panel.spend is not None and room.spend_panel.spend["today_usd"] > 0)
+        bar = screen_lines(app)[-1]
+        assert "Back" in bar and "Faster" in bar
+        assert not any(word in bar for word in ("Approve", "Reject", "Edit", "Cancel", "Pause", "New task"))
+        await pilot.press("a")  # still bound: it says why nothing happens
+        await until(lambda: any(READ_ONLY in str(n.message) for n in app._notifications))
+        for _ in range(last):  # back to the first event, before any spend
+            if room.timeline.seq == 1:
+                break
+            await pilot.press("left")
+        await until(lambda: room.timeline.seq == 1)
+        await until(lambda: room.spend_panel.spend is not None and room.spend_panel.spend["today_usd"] == 0)

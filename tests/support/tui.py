@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.app import App
+
 from swarm_tui.engine.engine import Engine
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import LocalLink
@@ -25,3 +27,15 @@ def make_app(engine: Engine) -> SwarmApp:
 async def started(app: SwarmApp, pilot: Any) -> None:
     await until(lambda: app.ready, 15)  # the engine starts after the first frame; a loaded machine is slow
     await pilot.pause()
+
+
+def screen_lines(app: App[Any]) -> list[str]:
+    """The terminal as the person sees it, one string a line."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text().splitlines()

@@ -37,7 +37,7 @@ class HelpScreen(ModalScreen[None]):
         notes = Text("\n" + "\n".join(self.notes), style="dim")
         with Vertical(classes="dialog wide", id="help"):
             with VerticalScroll():
-                yield Static(Text("Keys\n", style="bold"))
+                yield Static(Text("Keys", style="bold"))
                 yield Static(keys_table(self.rows), id="help-keys")
                 yield Static(notes, id="help-notes")
             yield Label(Text("escape closes", style="dim"))
