@@ -21,6 +21,7 @@ from textual.events import Key
 
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
+from swarm_tui.engine.info import AnySpend
 from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
@@ -28,6 +29,7 @@ from swarm_tui.tui.model import OutputRing
 from swarm_tui.tui.render_scheduler import TUNING, RenderScheduler
 from swarm_tui.tui.screens.control_room import ControlRoom
 from swarm_tui.tui.screens.room_actions import RoomAttention
+from swarm_tui.tui.widgets.spend_panel import NOT_RECORDED
 from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
 
 PLAY_TICK_S = 0.1
@@ -108,7 +110,17 @@ class ReplayRoom(ControlRoom):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in REPLAY_ACTIONS and self.filter_box.has_focus:
             return False  # the key types into the filter
+        if action == "timeline" and not self.back:
+            return False  # `swarm-tui replay` has no live app to go back to: t is off the key bar
         return True
+
+    def spend_info(self) -> AnySpend | None:
+        """The fold's spend at the position; what only a running engine knows (the key's limit, the prices it
+        read) is said to be not in the log."""
+        out = super().spend_info()
+        if out is not None:
+            out = {**out, "key_status": NOT_RECORDED, "price_source": "the event log (replayed)"}  # type: ignore[assignment]
+        return out
 
     # ------------------------------------------------------------------ the keys
     async def action_play(self) -> None:

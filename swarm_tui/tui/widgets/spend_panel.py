@@ -10,6 +10,7 @@ from swarm_tui.engine.info import AnySpend
 from swarm_tui.tui.model import fmt_usd, one_line, plural, short_model
 from swarm_tui.tui.widgets.text_panel import TextPanel
 
+NOT_RECORDED = "not recorded in the log"
 PLACEHOLDER_LINES = 5  # bar, today, session, key limit, prices: the first figures do not re-lay out the screen
 
 
@@ -94,4 +95,6 @@ def key_line(spend: AnySpend) -> tuple[str, str]:
         return "key has no limit", ""
     if status in ("", "not checked yet"):
         return "key limit not checked yet", "dim"
+    if status == NOT_RECORDED:  # a replay: the key's limit then is not in the log
+        return f"key limit {NOT_RECORDED}", "dim"
     return f"key limit not checked ({one_line(status, 40)})", "dim"
