@@ -80,5 +80,16 @@ def assemble(
     # the needs-you alerts last: they read the log and the spend guard, and run notify.command
     from swarm_tui.engine.attention.notifier import Notifier
 
-    engine.add(Notifier(cfg.notify, bus, engine.state, spend=spend, clock=clock, host=engine.host, demo=demo))
+    engine.add(
+        Notifier(
+            cfg.notify,
+            bus,
+            engine.state,
+            spend=spend,
+            clock=clock,
+            host=engine.host,
+            demo=demo,
+            levels=cfg.budget.alerts,
+        )
+    )
     return engine

@@ -21,6 +21,7 @@ from swarm_tui.textsafe import plain
 NEED_WORDS: Final[dict[NeedKind, str]] = {
     "approval": "approval",
     "failed": "failed job",
+    "spend": "spend",
     "ceiling": "ceiling",
     "credit": "credit",
     "key": "key rejected",
