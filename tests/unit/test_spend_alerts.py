@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from swarm_tui.engine.attention.needs import Attention, alert_level
-from swarm_tui.engine.config.load import ConfigError, load_config
+from swarm_tui.engine.config.load import load_config
+from swarm_tui.engine.errors import ConfigError
 from swarm_tui.engine.guards.spend_status import offline_spend_summary
 from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.projection.state import SwarmState
