@@ -34,6 +34,10 @@ def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
 
+def _usd(v: float) -> str:
+    return f"${v:.4f}" if 0 < v < 0.01 else f"${v:.2f}"  # a demo's or a test's tiny ceiling still reads
+
+
 def spent_of(spend: SpendSummary) -> tuple[float, float]:
     """Today's spend (the log's or the ledger's, whichever knows more) and the ceiling."""
     spent = max(float(spend.get("today_usd") or 0.0), float(spend.get("ledger_spent_usd", 0.0) or 0.0))  # type: ignore[arg-type]
@@ -103,7 +107,7 @@ def needs(
     level = alert_level(spend, levels)
     if "spend" in since and level is not None and spend is not None:
         spent, ceiling = spent_of(spend)
-        what = f"spend passed {level:.0%} of the daily ceiling (${spent:.2f} of ${ceiling:.2f})"
+        what = f"spend passed {level:.0%} of the daily ceiling ({_usd(spent)} of {_usd(ceiling)})"
         add("spend", what, since["spend"], since["spend"])
     if "ceiling" in since:
         amount = f" (${float(spend.get('ceiling_usd') or 0):.2f})" if spend is not None else ""
