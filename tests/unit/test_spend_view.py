@@ -63,8 +63,8 @@ def test_the_money_by_model_role_task_and_day() -> None:
     assert [r["name"] for r in view["by_task"]] == ["t-b do t-b", "t-a do t-a"]
     assert spend_view(st, NOW + 60, 1)["total_usd"] == 0.17  # the window is today alone
     text = "\n".join(spend_lines(view))
-    assert "billed by OpenRouter $0.45 (of which reconciled later $0.05) · estimated $0.02" in text
-    assert "pending: 2 attempts wait for their cost ($0.40 held)" in text
+    assert "billed by OpenRouter $0.4500 (of which reconciled later $0.0500) · estimated $0.0200" in text
+    assert "pending: 2 attempts wait for their cost ($0.4000 held)" in text
 
 
 def test_models_with_unknown_or_partial_prices_are_named() -> None:

@@ -193,7 +193,7 @@ def spend_view(
 
 
 def usd(v: float) -> str:
-    return f"${v:.4f}" if 0 < v < 0.01 else f"${v:.2f}"
+    return f"${v:.4f}" if 0 < v < 1 else f"${v:.2f}"  # a cheap model's day is cents: its digits are the story
 
 
 def spend_lines(view: SpendView) -> list[str]:
