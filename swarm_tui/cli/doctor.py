@@ -202,13 +202,31 @@ async def check_demo(cfg: Config, session: aiohttp.ClientSession) -> list[Check]
     return [demo_c, orr]
 
 
+async def check_prices(cfg: Config) -> Check:
+    """The roles' models whose price is unknown (priced at the fallback) or partial (refused under a ceiling), as
+    the cached price list tells it (``swarm-tui spend`` names the ones that were spent on)."""
+    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.spend_view import book_problem, price_gaps
+
+    book = PriceBook(cfg.openrouter, cfg.paths, fetch=False)
+    if not await book.load_cache():
+        return Check("prices", False, "no price list cached yet: the engine fetches it at start", required=False)
+    models = [r.model for r in cfg.roles.values()] + [m for r in cfg.roles.values() for m in r.fallback_models]
+    gaps = price_gaps(models, book_problem(book))
+    if not gaps:
+        return Check("prices", True, f"every role's model is in the price list ({book.price_source()})", required=False)
+    named = "; ".join(f"{g['model']} {g['price']}" for g in gaps[:4]) + (" ..." if len(gaps) > 4 else "")
+    return Check("prices", False, f"price unknown or partial: {named} (swarm-tui spend says why)", required=False)
+
+
 async def run_doctor(cfg: Config, *, demo: bool = False) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         notes: list[Check] = []
         workers = check_demo(cfg, session) if demo else _one(check_openrouter(cfg, session))
         nats_c, oll, worker_checks = await asyncio.gather(check_nats(cfg, notes), check_ollama(cfg, session), workers)
-    return [nats_c, *notes, oll, *worker_checks, check_ram(cfg)]
+    prices = [] if demo else [await check_prices(cfg)]  # the demo prices its own models
+    return [nats_c, *notes, oll, *worker_checks, *prices, check_ram(cfg)]
 
 
 async def _one(check: Awaitable[Check]) -> list[Check]:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 from swarm_tui.engine.bus.wire import WorkerEvent, job_id, worker_id
@@ -10,6 +13,7 @@ from swarm_tui.engine.guards.price_parts import ModelPrice
 from swarm_tui.engine.guards.spend_status import log_totals
 from swarm_tui.engine.guards.spend_view import book_problem, info_problem, spend_lines, spend_view
 from swarm_tui.engine.projection.state import SwarmState
+from tests.support.env import make_config
 from tests.unit.test_projection import NOW, fold, spend, task
 
 DAY = 86400.0
@@ -78,3 +82,22 @@ def test_models_with_unknown_or_partial_prices_are_named() -> None:
     assert "price unknown: openrouter/acme/gone" in "\n".join(
         spend_lines(spend_view(st, NOW, problem=info_problem(info)))
     )
+
+
+async def test_doctor_names_the_roles_models_with_unknown_or_partial_prices(tmp_path: Path) -> None:
+    from swarm_tui.cli.doctor import check_prices
+    from swarm_tui.engine.guards.prices import CACHE_VERSION, PriceBook, list_id
+
+    cfg = make_config(tmp_path)
+    first = await check_prices(cfg)
+    assert not first.ok and not first.required and "no price list cached yet" in first.detail
+    models = sorted({r.model for r in cfg.roles.values()})
+    prices = {list_id(m): ModelPrice(1e-6, 2e-6) for m in models[1:]}  # the first one is not listed
+    prices[list_id(models[-1])] = ModelPrice(1e-6, 2e-6, problems=(("completion", "-1"),))
+    path = PriceBook(cfg.openrouter, cfg.paths, fetch=False).path  # the cache as PriceBook writes it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"v": CACHE_VERSION, "fetched_at": time.time(), "models": {k: v.to_json() for k, v in prices.items()}}
+    path.write_text(json.dumps(doc))
+    check = await check_prices(cfg)
+    assert not check.ok and f"{models[0]} unknown" in check.detail and f"{models[-1]} partial" in check.detail
+    assert check.line().startswith("warn prices")
