@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", parents=[common], help="make one answer its task's answer (follow-ups build on it)")
     pr.add_argument("job", help="the answer's job id (or a unique suffix), as `swarm-tui result TASK` lists it")
     sn = sub.add_parser("seen", parents=[common], help="mark what needs you as seen (stops the badge and alerts)")
-    sn.add_argument("kinds", nargs="*", metavar="KIND", help="approval, failed, ceiling, credit, bus (default: all)")
+    sn.add_argument(
+        "kinds", nargs="*", metavar="KIND", help="approval, failed, spend, ceiling, credit, key, bus (default: all)"
+    )
     rs = sub.add_parser("result", parents=[common], help="print a task's results in order")
     rs.add_argument("task_id", help="task id (or a unique suffix)")
     rs.add_argument("--json", action="store_true", help="the same as --format json")
