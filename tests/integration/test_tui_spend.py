@@ -52,12 +52,17 @@ async def test_dollar_opens_where_the_money_went_and_escape_closes_it() -> None:
         assert isinstance(app.link, StaticLink) and app.link.controls == []  # read-only
 
 
-async def test_spend_past_half_the_ceiling_is_in_the_badge() -> None:
-    app = _app(today=0.62)
+async def test_spend_past_half_the_ceiling_rings_and_is_in_the_badge() -> None:
+    app = _app(today=0.3)
     async with app.run_test(size=(200, 36)) as pilot:  # wide: the badge names the kinds
         await until(lambda: app.ready, 5, "the room")
+        app.needs_you.check()  # the baseline: under every level
+        assert app.needs_you.sent == []
+        spend: Any = app.info["spend"]
+        app.info = {**app.info, "spend": {**spend, "today_usd": 0.62, "ledger_spent_usd": 0.62}}
         app.needs_you.check()
         await pilot.pause()
+        assert any("spend passed 50%" in seq for seq in app.needs_you.sent), app.needs_you.sent  # bell, OSC 9/777
         header = app.query_one("#header", HeaderBar)
         await until(lambda: "needs you:" in header.line.plain and "spend" in header.line.plain, 5, header.line.plain)
         what = [n["what"] for n in app.needs_you.attention.current if n["kind"] == "spend"]
