@@ -58,8 +58,8 @@ async def test_spend_past_half_the_ceiling_rings_and_is_in_the_badge() -> None:
         await until(lambda: app.ready, 5, "the room")
         app.needs_you.check()  # the baseline: under every level
         assert app.needs_you.sent == []
-        spend: Any = app.info["spend"]
-        app.info = {**app.info, "spend": {**spend, "today_usd": 0.62, "ledger_spent_usd": 0.62}}
+        spend: Any = {**app.info["spend"], "today_usd": 0.62, "ledger_spent_usd": 0.62}
+        app.info = {**app.info, "spend": spend}
         app.needs_you.check()
         await pilot.pause()
         assert any("spend passed 50%" in seq for seq in app.needs_you.sent), app.needs_you.sent  # bell, OSC 9/777
