@@ -92,6 +92,7 @@ class ProviderCap:
         self.limit: float | None = None
         self._key = ""  # the runtime key's secret
         self._hash = ""
+        self._stale = True  # the key's limit or reset as OpenRouter has them are not known to be ours
         self._http: aiohttp.ClientSession | None = None
         self._moved = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,9 +153,9 @@ class ProviderCap:
             if not self._key:
                 await self._load_or_create()
             want = self.wanted()
-            if self.limit != want or self.state != "on":
+            if self._stale or self.limit != want:
                 data = await self._send("PATCH", f"/keys/{self._hash}", {"limit": want, "limit_reset": "daily"})
-                self.limit = _limit_of(data.get("data"))
+                self.limit, self._stale = _limit_of(data.get("data")), False
                 if self.limit != want:
                     raise CapError(f"the key's limit reads {self.limit} after setting it to {want}")
                 log.info("provider cap: key %r limited to %s USD a day", self.key_name, want)
@@ -179,9 +180,12 @@ class ProviderCap:
         stored = self._read_file()
         if stored is not None:
             key, hash_ = stored
-            status, _ = await self._get_key(key)
+            status, now = await self._get_key(key)
             if status == 200:
+                data = now.get("data") if isinstance(now, dict) else None
                 self._key, self._hash = key, hash_
+                self.limit = _limit_of(data)
+                self._stale = not isinstance(data, dict) or data.get("limit_reset") != "daily"
                 return
             log.info("provider cap: the stored runtime key is not usable (HTTP %s): a new one is made", status)
             with contextlib.suppress(CapError, TimeoutError, aiohttp.ClientError, OSError):  # best effort
@@ -195,6 +199,7 @@ class ProviderCap:
         self._write_file(new, new_hash)
         self._key, self._hash = new, new_hash
         self.limit = _limit_of(data)
+        self._stale = not isinstance(data, dict) or data.get("limit_reset") != "daily"
         log.info("provider cap: runtime key %r created", self.key_name)
 
     # ------------------------------------------------------------------ the stored key (0600, the data dir)
