@@ -4,16 +4,43 @@ the runtime key made, reused, kept in step with the ceiling, remade when lost; a
 from __future__ import annotations
 
 import json
+import logging
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from swarm_tui.cli.status import format_status, status_data
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.wire import ChatMessage, Job
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.provider_cap import KEY_FILE, ProviderCap
-from tests.support.env import make_config
+from swarm_tui.engine.info import usable
+from tests.support.env import base_env, make_config, run_cli
+from tests.support.fake_openrouter import Answer
 from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys
+from tests.support.polling import until
 
 API_KEY = "sk-or-v1-plain-test-key-0123456789abcdef"
+MODEL = "openrouter/google/gemini-2.5-flash-lite"
+
+
+def job(i: int) -> Job:
+    return Job(
+        id=f"d-1-j{i}",
+        worker_id=f"d-1-w{i}",
+        decision_id="d-1",
+        task_id="t-1",
+        role="research",
+        model=MODEL,
+        max_tokens=800,
+        messages=[ChatMessage(role="user", content="x" * 300)],
+        created_at=time.time(),
+    )
 
 
 def cap_config(tmp_path: Path, fo: FakeOpenRouterKeys, **extra: str) -> Config:
@@ -120,3 +147,64 @@ async def test_without_a_management_key_nothing_is_asked(tmp_path: Path) -> None
         await cap.stop()
         assert cap.info()["state"] == "off" and cap.info()["line"] == "" and cap.worker_key() == API_KEY
         assert fo.log == [] and cap.requests == 0
+
+
+async def test_the_engine_spends_through_the_capped_key(
+    tmp_path: Path, nats_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Money: the workers call with the runtime key; what is recorded equals what the provider billed the key and
+    stays under the ceiling; the key's limit follows `budget`; a key refused past its limit stops cloud work."""
+    from swarm_tui.engine.assemble import assemble
+
+    caplog.set_level(logging.DEBUG)
+    async with FakeOpenRouterKeys() as fo:
+        fo.default = Answer(tokens=30, cost=0.0002)
+        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
+        bus = await Bus(cfg).connect()
+        engine = assemble(cfg, bus, conductor=False)
+        await engine.start()
+        state = engine.state
+        try:
+            (k,) = fo.by_name(f"swarm-tui {engine.host}")
+            assert (k["limit"], k["limit_reset"]) == (0.05, "daily")
+
+            def spend() -> dict[str, Any]:
+                return dict(usable(engine.info().get("spend")) or {})
+
+            await until(lambda: spend().get("key_status") == "ok", 10, "the runtime key checked")
+            assert spend()["provider_cap"] == "provider cap $0.05/day"
+            assert spend()["credits_left_usd"] == 0.05  # GET /key answered for the runtime key
+            for i in range(5):
+                j = job(i)
+                await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+            await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
+            assert fo.calls_by_key == {k["hash"]: 5} and len(fo.chats()) == 5
+            assert state.today_spend() == pytest.approx(fo.billed) == pytest.approx(k["usage"]) == pytest.approx(0.001)
+            assert state.today_spend() <= 0.05
+            text = format_status(await status_data(cfg))
+            assert "provider cap $0.05/day" in text and MANAGEMENT_KEY not in text and k["secret"] not in text
+
+            await engine.controls.handle("ceiling", {"usd": 0.04})  # `swarm-tui budget 0.04`
+            await until(lambda: k["limit"] == 0.04, 10, "the key's limit follows the ceiling")
+            await until(lambda: spend()["provider_cap"] == "provider cap $0.04/day", 5, "the line")
+
+            k["usage"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
+            billed = fo.billed
+            j = job(9)
+            await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+            await until(lambda: "key limit reached" in spend()["blocked_reason"], 15, "the key limit seen")
+            assert fo.key_limit_refusals >= 1 and fo.billed == billed and state.today_spend() <= 0.04
+        finally:
+            await engine.stop()
+            await bus.close()
+    for secret in (MANAGEMENT_KEY, k["secret"]):
+        assert secret not in caplog.text
+        for p in (tmp_path / "nats-store").rglob("*"):  # never on the bus
+            assert not p.is_file() or secret.encode() not in p.read_bytes(), p
+
+
+def test_config_masks_the_management_key(tmp_path: Path) -> None:
+    res = run_cli(["config"], base_env(tmp_path, OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY))
+    assert res.returncode == 0, res.stderr
+    assert MANAGEMENT_KEY not in res.stdout + res.stderr
+    assert any("openrouter.management_key" in line and "(set)" in line for line in res.stdout.splitlines())

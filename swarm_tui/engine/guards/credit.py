@@ -123,8 +123,7 @@ class CreditWatch:
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
         key = self.key()
-        if not key:
-            self.key_status = "no key"
+        if not key:  # none yet: the provider cap is still making the workers' key
             return
         if any(c in key for c in "\r\n\0"):  # a header cannot carry it (aiohttp refuses): never sent
             self.key_status = "unusable: the key holds a line break or NUL (check OPENROUTER_API_KEY)"
