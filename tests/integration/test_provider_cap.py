@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,7 +20,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, Job
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.provider_cap import KEY_FILE, ProviderCap
-from swarm_tui.engine.info import usable
+from swarm_tui.engine.info import SpendInfo, usable
 from tests.support.env import base_env, make_config, run_cli
 from tests.support.fake_openrouter import Answer
 from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys
@@ -208,3 +209,40 @@ def test_config_masks_the_management_key(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert MANAGEMENT_KEY not in res.stdout + res.stderr
     assert any("openrouter.management_key" in line and "(set)" in line for line in res.stdout.splitlines())
+
+
+async def test_doctor_checks_the_management_key(tmp_path: Path) -> None:
+    from swarm_tui.cli.doctor import run_doctor
+
+    async with FakeOpenRouterKeys() as fo:
+        cfg = cap_config(tmp_path, fo)
+        lines = [c.line() for c in await run_doctor(cfg) if c.name in ("openrouter", "provider")]
+        assert lines == [
+            "ok   openrouter  OPENROUTER_API_KEY is not set: the workers use the provider cap's key",
+            f"ok   provider    management key valid; the engine makes 'swarm-tui {socket.gethostname()}' at start, "
+            "limited daily",
+        ]
+        cap = ProviderCap(cfg.openrouter, cfg.paths, ceiling=lambda: 5.0, host=socket.gethostname())
+        await cap.start()
+        await cap.stop()
+        (line,) = [c.line() for c in await run_doctor(cfg) if c.name == "provider"]
+        assert line.endswith(": provider cap $5.00/day (daily)")
+        bad = cap_config(tmp_path / "b", fo, OPENROUTER_MANAGEMENT_KEY="sk-or-v1-wrong-0000")
+        (check,) = [c for c in await run_doctor(bad) if c.name == "provider"]
+        assert not check.ok and check.required and "sk-or-v1-wrong" not in check.line()
+        assert check.detail == (
+            "management key rejected by OpenRouter (HTTP 401): check OPENROUTER_MANAGEMENT_KEY; "
+            "the engine's own ceiling still holds"
+        )
+
+
+def test_the_spend_panel_shows_the_provider_cap() -> None:
+    from swarm_tui.tui.widgets.spend_panel import SpendPanel
+
+    spend: dict[str, Any] = {"ceiling_usd": 5.0, "today_usd": 0.1, "price_source": "test", "key_status": "ok"}
+    spend |= {"credits_left_usd": 4.9, "by_model": {}}
+    assert "provider cap" not in SpendPanel.build(cast(SpendInfo, spend), 60).plain  # no management key: no line
+    lines = SpendPanel.build(cast(SpendInfo, spend | {"provider_cap": "provider cap $5.00/day"}), 60).plain
+    assert "key limit left $4.90\nprovider cap $5.00/day\nprices: test" in lines
+    failed = "provider cap not set (POST /keys answered HTTP 500): the engine's own ceiling still holds"
+    assert failed in SpendPanel.build(cast(SpendInfo, spend | {"provider_cap": failed}), 120).plain
