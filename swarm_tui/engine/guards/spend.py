@@ -357,8 +357,7 @@ class SpendGuard:
     def recheck_key(self) -> None:
         self._credit.recheck()
 
-    def use_key(self, key: Callable[[], str], cap_line: Callable[[], str]) -> None:
-        """The workers' key comes from the provider cap (guards/provider_cap.py): the key check reads that one."""
+    def use_key(self, key: Callable[[], str], cap_line: Callable[[], str]) -> None:  # the provider cap's key
         self._credit.key, self._credit.cap_line = key, cap_line
 
     async def poll_key(self) -> None:
