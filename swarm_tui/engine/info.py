@@ -130,7 +130,7 @@ class CreditInfo(TypedDict):
     out_of_credit: bool  # a 402 or the key's limit used up (not a rejected key)
     key_rejected: bool  # the key endpoint answered 401/403: cloud work stops until it answers 200
     blocked_reason: str  # why no cloud job may start, "" when they may
-    provider_cap: NotRequired[str]  # only with openrouter.management_key: "provider cap $X/day", or why not
+    provider_cap: str  # with openrouter.management_key: "provider cap $X/day", or why it is not set; else ""
 
 
 class SpendTotals(TypedDict):

@@ -200,14 +200,12 @@ class CreditWatch:
 
     def info(self) -> CreditInfo:
         blocked = self.blocked()
-        out: CreditInfo = {
+        return {
             "credits_left_usd": self.credits_left,
             "key_limit_left_usd": self.credits_left,
             "key_status": self.key_status,
             "out_of_credit": bool(blocked) and not self._key_rejected,  # a rejected key is not a lack of credit
             "key_rejected": self._key_rejected,
             "blocked_reason": str(blocked) if blocked else "",
+            "provider_cap": self.cap_line() if self.cap_line is not None else "",
         }
-        if self.cap_line is not None:
-            out["provider_cap"] = self.cap_line()
-        return out
