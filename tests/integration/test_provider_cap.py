@@ -246,3 +246,22 @@ def test_the_spend_panel_shows_the_provider_cap() -> None:
     assert "key limit left $4.90\nprovider cap $5.00/day\nprices: test" in lines
     failed = "provider cap not set (POST /keys answered HTTP 500): the engine's own ceiling still holds"
     assert failed in SpendPanel.build(cast(SpendInfo, spend | {"provider_cap": failed}), 120).plain
+
+
+async def test_a_key_disabled_while_running_is_replaced(tmp_path: Path) -> None:
+    from swarm_tui.engine.swarm.controller import ControllerSettings
+
+    async with FakeOpenRouterKeys() as fo:
+        cfg = cap_config(tmp_path, fo)
+        # a queued cloud job does not say "OPENROUTER_API_KEY is not set": the cap makes the workers' key
+        assert ControllerSettings.of(cfg).has_api_key
+        cap = new_cap(cfg, [1.0])
+        await cap.start()
+        try:
+            (k,) = fo.by_name("swarm-tui h1")
+            k["disabled"] = True  # by hand, on openrouter.ai
+            await cap.sync()  # the next key_poll_s
+            old, new = fo.by_name("swarm-tui h1")
+            assert old is k and cap.worker_key() == new["secret"] and cap.info()["line"] == "provider cap $1.00/day"
+        finally:
+            await cap.stop()

@@ -150,6 +150,9 @@ class ProviderCap:
         """Make sure a runtime key of ours exists with the ceiling as its daily limit; a failure is a state."""
         had = self.worker_key()
         try:
+            if self._key and (await self._get_key(self._key))[0] in (401, 403):  # disabled or deleted by hand
+                log.warning("provider cap: the runtime key %r was refused: a new one is made", self.key_name)
+                self._key = ""
             if not self._key:
                 await self._load_or_create()
             want = self.wanted()
