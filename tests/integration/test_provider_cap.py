@@ -180,7 +180,12 @@ async def test_the_engine_spends_through_the_capped_key(
                 await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
             await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
             assert fo.calls_by_key == {k["hash"]: 5} and len(fo.chats()) == 5
-            assert state.today_spend() == pytest.approx(fo.billed) == pytest.approx(k["usage"]) == pytest.approx(0.001)
+            assert (
+                state.today_spend()
+                == pytest.approx(fo.billed)
+                == pytest.approx(k["usage_daily"])
+                == pytest.approx(0.001)
+            )
             assert state.today_spend() <= 0.05
             text = format_status(await status_data(cfg))
             assert "provider cap $0.05/day" in text and MANAGEMENT_KEY not in text and k["secret"] not in text
@@ -189,7 +194,7 @@ async def test_the_engine_spends_through_the_capped_key(
             await until(lambda: k["limit"] == 0.04, 10, "the key's limit follows the ceiling")
             await until(lambda: spend()["provider_cap"] == "provider cap $0.04/day", 5, "the line")
 
-            k["usage"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
+            k["usage_daily"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
             billed = fo.billed
             j = job(9)
             await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)

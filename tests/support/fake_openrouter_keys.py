@@ -9,14 +9,16 @@ It follows OpenRouter's API reference, "API Keys" (https://openrouter.ai/docs/ap
 - a management key cannot call the completion endpoints ("Management keys cannot be used to make API calls to
   OpenRouter's completion endpoints"): 401 here;
 - ``POST /keys`` answers 201 with ``{"data": <key object>, "key": "sk-or-v1-..."}``: the secret once, never again;
-  the key object (the SDK's ``CreateKeysData``/``UpdateKeysData``) has ``hash``, ``name``, ``label``,
-  ``disabled``, ``limit``, ``limit_remaining``, ``limit_reset``, ``include_byok_in_limit``, ``usage``,
-  ``created_at``, ``updated_at``; ``limit_reset`` is ``daily``, ``weekly``, ``monthly`` or null;
+  the key object has every field the official SDK's models require (PyPI ``openrouter`` 1.3.84,
+  ``operations.createkeys.CreateKeysData`` and ``updatekeys.UpdateKeysData``: both answers validated against them
+  while this stand-in was written); ``limit_reset`` is ``daily``, ``weekly``, ``monthly`` or null, and
+  ``limit_remaining`` is the limit less the usage of the current period (``usage_daily`` for ``daily``);
 - ``PATCH /keys/{hash}`` changes only the fields sent (``name``, ``disabled``, ``limit``, ``limit_reset``) and
   answers 200 ``{"data": <key object>}``; an unknown hash is 404;
-- ``GET /key`` with a runtime key answers its ``limit``, ``limit_remaining``, ``limit_reset`` and ``usage``; a
+- ``GET /key`` with a runtime key answers its ``label``, ``limit``, ``limit_remaining``, ``limit_reset`` and the
+  usages (a subset of the SDK's ``GetCurrentKeyData``: the fields the engine reads, by those names); a
   disabled key is refused with 401 ("Errors and Debugging": "disabled/invalid API key");
-- a call with a runtime key whose usage has reached its limit is refused with 402 before it reaches a provider
+- a call with a runtime key whose period's usage has reached its limit is refused with 402 before it reaches a provider
   ("Limits", https://openrouter.ai/docs/api_reference/limits, "Handling 402 errors": "Check per-key limits. If
   limit_remaining ..."); what a call is billed (the fake's ``total_cost``) is added to its key's usage.
 
@@ -36,6 +38,7 @@ from tests.support.fake_openrouter import FakeOpenRouter
 
 MANAGEMENT_KEY = "sk-or-v1-mgmt-test-secret-0123456789abcdef"
 RESETS = ("daily", "weekly", "monthly", None)
+USAGES = ("usage", "usage_daily", "usage_weekly", "usage_monthly")
 _calling: contextvars.ContextVar[str] = contextvars.ContextVar("calling", default="")  # the runtime key's hash
 
 
@@ -78,9 +81,13 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         return [k for k in self.runtime.values() if k["name"] == name]
 
     @staticmethod
-    def public(k: dict[str, Any]) -> dict[str, Any]:
+    def spent(k: dict[str, Any]) -> float:
+        """The usage of the key's current period (all of it with no reset)."""
+        return float(k[f"usage_{k['limit_reset']}"] if k["limit_reset"] else k["usage"])
+
+    def public(self, k: dict[str, Any]) -> dict[str, Any]:
         out = {n: v for n, v in k.items() if n != "secret"}
-        out["limit_remaining"] = None if k["limit"] is None else round(max(0.0, k["limit"] - k["usage"]), 9)
+        out["limit_remaining"] = None if k["limit"] is None else round(max(0.0, k["limit"] - self.spent(k)), 9)
         return out
 
     @staticmethod
@@ -122,7 +129,12 @@ class FakeOpenRouterKeys(FakeOpenRouter):
             "limit": body.get("limit"),
             "limit_reset": body.get("limit_reset"),
             "include_byok_in_limit": bool(body.get("include_byok_in_limit", False)),
-            "usage": 0.0,
+            **dict.fromkeys(USAGES, 0.0),
+            **dict.fromkeys(("byok_usage", "byok_usage_daily", "byok_usage_weekly", "byok_usage_monthly"), 0.0),
+            "creator_user_id": None,
+            "external_user": None,
+            "last_used_at": None,
+            "workspace_id": "ws-test",
             "created_at": now,
             "updated_at": None,
             "secret": "sk-or-v1-" + secrets.token_hex(32),
@@ -170,7 +182,7 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         if k["disabled"]:
             return self._error(401, "Invalid credentials (disabled/invalid API key)")
         p = self.public(k)
-        data = {n: p[n] for n in ("label", "limit", "limit_remaining", "limit_reset", "usage")}
+        data = {n: p[n] for n in ("label", "limit", "limit_remaining", "limit_reset", *USAGES)}
         return web.json_response({"data": data | {"is_free_tier": False, "include_byok_in_limit": False}})
 
     async def _chat_keyed(self, request: web.Request) -> web.StreamResponse:
@@ -182,7 +194,7 @@ class FakeOpenRouterKeys(FakeOpenRouter):
             self.calls_by_key[k["hash"]] = self.calls_by_key.get(k["hash"], 0) + 1
             if k["disabled"]:
                 return self._error(401, "Invalid credentials (disabled/invalid API key)")
-            if k["limit"] is not None and k["usage"] >= k["limit"]:
+            if k["limit"] is not None and self.spent(k) >= k["limit"]:
                 self.key_limit_refusals += 1
                 return self._error(402, "Key limit exceeded: this key's limit_remaining is 0")
             _calling.set(k["hash"])
@@ -194,4 +206,5 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         super()._record(rec, cost, prompt=prompt, completion=completion, cancelled=cancelled, done=done)
         k = self.runtime.get(_calling.get())
         if k is not None:
-            k["usage"] = round(k["usage"] + cost, 9)
+            for u in USAGES:
+                k[u] = round(k[u] + cost, 9)
