@@ -19,6 +19,7 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, Job
 from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.guards import credit
 from swarm_tui.engine.guards.provider_cap import KEY_FILE, ProviderCap
 from swarm_tui.engine.info import SpendInfo, usable
 from tests.support.env import base_env, make_config, run_cli
@@ -151,13 +152,14 @@ async def test_without_a_management_key_nothing_is_asked(tmp_path: Path) -> None
 
 
 async def test_the_engine_spends_through_the_capped_key(
-    tmp_path: Path, nats_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, nats_server: EmbeddedServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Money: the workers call with the runtime key; what is recorded equals what the provider billed the key and
     stays under the ceiling; the key's limit follows `budget`; a key refused past its limit stops cloud work."""
     from swarm_tui.engine.assemble import assemble
 
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(credit, "RECHECK_GAP_S", 0.2)  # the key checks the cap and a 402 ask for, without the wait
     async with FakeOpenRouterKeys() as fo:
         fo.default = Answer(tokens=30, cost=0.0002)
         cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
@@ -193,6 +195,8 @@ async def test_the_engine_spends_through_the_capped_key(
             await engine.controls.handle("ceiling", {"usd": 0.04})  # `swarm-tui budget 0.04`
             await until(lambda: k["limit"] == 0.04, 10, "the key's limit follows the ceiling")
             await until(lambda: spend()["provider_cap"] == "provider cap $0.04/day", 5, "the line")
+            # the key is checked again at once: its limit left is the new limit less what it was billed
+            await until(lambda: spend()["credits_left_usd"] == pytest.approx(0.039), 10, "the key checked again")
 
             k["usage_daily"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
             billed = fo.billed

@@ -84,7 +84,7 @@ class ProviderCap:
         self.openrouter = openrouter
         self.ceiling = ceiling
         self.key_name = f"swarm-tui {host}"[:100]
-        self.on_key = on_key  # the runtime key changed: the credit watch looks at it at once
+        self.on_key = on_key  # the runtime key or its limit changed: the credit watch looks at it at once
         self.path = path if path is not None else data_dir(paths.data_dir) / KEY_FILE
         self.clock = clock
         self.state: CapState = "pending" if openrouter.management_key else "off"
@@ -148,7 +148,7 @@ class ProviderCap:
 
     async def sync(self) -> None:
         """Make sure a runtime key of ours exists with the ceiling as its daily limit; a failure is a state."""
-        had = self.worker_key()
+        had, limit = self.worker_key(), self.limit
         try:
             if self._key and (await self._get_key(self._key))[0] in (401, 403):  # disabled or deleted by hand
                 log.warning("provider cap: the runtime key %r was refused: a new one is made", self.key_name)
@@ -171,7 +171,7 @@ class ProviderCap:
             self._fail(f"management API unreachable ({type(exc).__name__})")
         except ValueError as exc:  # a header aiohttp refuses to send: its words may hold the key, never shown
             self._fail(f"request not sent ({type(exc).__name__}): check OPENROUTER_MANAGEMENT_KEY")
-        if self.worker_key() != had:
+        if self.worker_key() != had or self.limit != limit:
             self.on_key()
 
     def _fail(self, reason: str) -> None:
