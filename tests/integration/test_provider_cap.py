@@ -127,6 +127,15 @@ async def test_a_management_api_failure_is_a_state_and_work_keeps_the_plain_key(
             fo.broken = None  # the API is back: the next sync sets the cap
             await cap.sync()
             assert cap.info()["state"] == "on" and cap.worker_key() == fo.by_name("swarm-tui h1")[0]["secret"]
+            fo.broken = 503  # down again while the ceiling moves: the workers keep the key, capped at its last limit
+            cap.ceiling = lambda: 4.0
+            await cap.sync()
+            assert cap.worker_key() == fo.by_name("swarm-tui h1")[0]["secret"]
+            assert cap.info()["line"] == (
+                "provider cap $3.00/day, not updated (PATCH /keys answered HTTP 503): "
+                "the engine's own ceiling still holds"
+            )
+            fo.broken = None
         finally:
             await cap.stop()
         # a management key the provider rejects

@@ -53,7 +53,9 @@ class CapError(Exception):
     """One line fit to show (never holds a key)."""
 
 
-def cap_line(state: CapState, limit: float | None, reason: str) -> str:
+def cap_line(state: CapState, limit: float | None, reason: str, *, capped: bool = False) -> str:
+    """What status and the Spend panel print; ``capped``: a runtime key is in use (a failed update left it at its
+    last limit)."""
     match state:
         case "off":
             return ""
@@ -61,6 +63,9 @@ def cap_line(state: CapState, limit: float | None, reason: str) -> str:
             return "provider cap: being set"
         case "on":
             return f"provider cap ${limit:.2f}/day" if limit is not None else "provider cap: none (no ceiling)"
+        case "failed" if capped:
+            at = f"${limit:.2f}/day" if limit is not None else "with no limit"
+            return f"provider cap {at}, not updated ({reason}): the engine's own ceiling still holds"
         case "failed":
             return f"provider cap not set ({reason}): the engine's own ceiling still holds"
 
@@ -100,8 +105,9 @@ class ProviderCap:
 
     # ------------------------------------------------------------------ what the workers use
     def worker_key(self) -> str:
-        """The key the workers call with: the runtime key once the cap is on, else ``openrouter.api_key``."""
-        return self._key if self.state == "on" and self._key else self.openrouter.api_key
+        """The key the workers call with: the runtime key once there is one (still capped at its last limit when a
+        later update failed), else ``openrouter.api_key``."""
+        return self._key or self.openrouter.api_key
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -137,7 +143,7 @@ class ProviderCap:
             "limit_usd": self.limit,
             "key_name": self.key_name if self.state != "off" else "",
             "reason": self.reason,
-            "line": cap_line(self.state, self.limit, self.reason),
+            "line": cap_line(self.state, self.limit, self.reason, capped=bool(self._key)),
         }
 
     # ------------------------------------------------------------------ the flow
@@ -167,8 +173,10 @@ class ProviderCap:
             self.state, self.reason = "on", ""
         except CapError as exc:
             self._fail(str(exc))
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             self._fail(f"management API unreachable ({type(exc).__name__})")
+        except OSError as exc:
+            self._fail(f"the runtime key not stored ({type(exc).__name__}): check the data dir")
         except ValueError as exc:  # a header aiohttp refuses to send: its words may hold the key, never shown
             self._fail(f"request not sent ({type(exc).__name__}): check OPENROUTER_MANAGEMENT_KEY")
         if self.worker_key() != had or self.limit != limit:
