@@ -285,6 +285,9 @@ def format_status(d: StatusData) -> str:
                 "key limit left: "
                 + (_fmt_usd(left) if left is not None else "none (no limit on the key, or not checked)")
             )
+        cap = sp.get("provider_cap")  # only with openrouter.management_key
+        if cap:
+            lines.append(plain(str(cap)))
         if sp.get("blocked_reason"):
             lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
     if "max_bytes" in d["log"]:

@@ -33,6 +33,22 @@ def assemble(
     spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices, clock=clock))
     ram = engine.add(RamGuard(cfg.ram, cfg.ollama, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
+    key = None  # the workers' key: openrouter.api_key, unless a management key makes a capped one
+    if cfg.openrouter.management_key and not demo:
+        from swarm_tui.engine.guards.provider_cap import ProviderCap
+
+        cap = engine.add(
+            ProviderCap(
+                cfg.openrouter,
+                cfg.paths,
+                ceiling=spend.ceiling,
+                host=engine.host,
+                on_key=spend.recheck_key,
+                clock=clock,
+            )
+        )
+        key = cap.worker_key
+        spend.use_key(key, lambda: cap.info()["line"])
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
     from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 
@@ -59,6 +75,7 @@ def assemble(
                 clock=clock,
                 host=engine.host,
                 warm_on_start=False,
+                key=key,
             )
         )
     if conductor:
@@ -69,7 +86,11 @@ def assemble(
         engine.add(
             Conductor(
                 # no OpenRouter key (and no demo): a fully local swarm, the heart plans local roles only
-                ConductorSettings.of(cfg, demo=demo, local_only=not demo and not cfg.openrouter.api_key),
+                ConductorSettings.of(
+                    cfg,
+                    demo=demo,
+                    local_only=not demo and not (cfg.openrouter.api_key or cfg.openrouter.management_key),
+                ),
                 bus,
                 engine.state,
                 guards=ConductorGuards(spend=spend, ram=ram, rate_limits=workers, lane=lane),

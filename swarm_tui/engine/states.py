@@ -44,3 +44,7 @@ NEED_KINDS: Final[tuple[NeedKind, ...]] = ("approval", "failed", "spend", "ceili
 
 # Whether a decision waits for a person or is approved by the engine.
 ApprovalMode: TypeAlias = Literal["manual", "auto"]
+
+# The provider-side cap (guards/provider_cap.py): off (no management key), being set, on, failed (the engine's own
+# ceiling still holds)
+CapState: TypeAlias = Literal["off", "pending", "on", "failed"]

@@ -94,6 +94,7 @@ class NatsSection(Section):
 class OpenRouterSection(Section):
     name: ClassVar[str] = "openrouter"
     api_key: str
+    management_key: str
     api_base: str
     via_litellm: bool
     price_cache_hours: float

@@ -332,7 +332,8 @@ class ControlRoom(RoomActions):
             needs=tuple(self.attention.badge()),
             needs_key=shown_key("attention", self.keymap),
             configured_scale=self.link.cfg.swarm.scale,
-            has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
+            has_key=bool(link.cfg.openrouter.api_key or link.cfg.openrouter.management_key)
+            or link.kind == "remote engine",  # its engine's key: its info
             local_roles=any(is_local_chat(r.model) for r in link.cfg.roles.values()),
             pause_key=shown_key("pause", self.keymap),
             replay=link.where if isinstance(link, ReplayLink) else "",

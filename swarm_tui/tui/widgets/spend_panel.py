@@ -65,6 +65,11 @@ class SpendPanel(TextPanel):
             t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
         key, style = key_line(spend)
         t.append(f"\n{key}", style=style)
+        cap = str(spend.get("provider_cap") or "")  # only with openrouter.management_key
+        if cap.startswith("provider cap not set"):  # the panel is narrow: why is in status and doctor
+            t.append("\nprovider cap not set: own ceiling holds", style="yellow")
+        elif cap:
+            t.append(f"\n{one_line(cap, 60)}")
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
         items = sorted(spend.get("by_model", {}).items(), key=lambda kv: -kv[1])
