@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import job_id, worker_id
@@ -47,15 +48,14 @@ async def test_no_key_cloud_jobs_held_up_to_max_scale_starve_every_local_job(
         await engine.start()
         try:
             cloud = await approve(bus, 2)
+            # (fixed: a keyless pool no longer takes them; they stay queued for a pool with the key)
             await until(
-                lambda: all(
-                    worker_id(cloud.id, i) in engine.state.workers
-                    and engine.state.workers[worker_id(cloud.id, i)].state == "waiting"
-                    for i in range(2)
-                ),
+                lambda: all(worker_id(cloud.id, i) in engine.state.workers for i in range(2)),
                 10,
-                "both cloud jobs wait for the key",
+                "both cloud jobs queued",
             )
+            await asyncio.sleep(1.0)  # the pool's fetch loops had their chance at them
+            taken = [j for j in pool.runs if j.startswith(cloud.id)]
             local = await approve(bus, 1, model=ANT)
             try:
                 await until(lambda: job_id(local.id, 0) in engine.state.results, 12, "the local result")
@@ -66,6 +66,7 @@ async def test_no_key_cloud_jobs_held_up_to_max_scale_starve_every_local_job(
         finally:
             await engine.stop()
         assert fo.requests == []
+        assert taken == [], f"the keyless pool took cloud jobs it cannot run: {taken}"
         assert got is not None and got.state == "done", (
             f"the local job never ran: {held} cloud jobs held, "
             f"local worker {engine.state.workers.get(worker_id(local.id, 0))}"
@@ -93,14 +94,9 @@ async def test_a_keyless_pool_hoards_cloud_jobs_a_pool_with_the_key_would_run(
         engine_b.add(build_pool(keyed, bus_b, host="keyed-worker"))
         try:
             d = await approve(bus_a, 1)
-            await until(
-                lambda: (
-                    worker_id(d.id, 0) in engine_a.state.workers
-                    and engine_a.state.workers[worker_id(d.id, 0)].state == "waiting"
-                ),
-                10,
-                "the keyless pool took the cloud job",
-            )
+            # (fixed: the keyless pool no longer takes it; it stays queued for the keyed worker)
+            await until(lambda: worker_id(d.id, 0) in engine_a.state.workers, 10, "the cloud job queued")
+            await asyncio.sleep(1.0)  # the keyless pool's fetch loops had their chance at it
             await engine_b.start()  # the keyed worker joins
             try:
                 await until(lambda: job_id(d.id, 0) in engine_a.state.results, 10, "the keyed worker's result")
@@ -138,7 +134,11 @@ async def test_restarting_without_a_key_uses_up_a_held_cloud_jobs_deliveries_and
                 if d is None:
                     d = await approve(bus, 1)
                 jid = job_id(d.id, 0)
-                await until(lambda p=pool, j=jid: j in p.runs, 15, f"start {restarts}: the pool holds the cloud job")
+                # (fixed: the keyless pool no longer takes it, so a stop spends no delivery of it)
+                wid = worker_id(d.id, 0)
+                await until(lambda e=engine, w=wid: w in e.state.workers, 15, f"start {restarts}: the job queued")
+                await asyncio.sleep(0.5)  # the pool's fetch loops had their chance at it
+                assert jid not in pool.runs, f"start {restarts}: the keyless pool took the cloud job"
             finally:
                 await engine.stop()
             got = engine.state.results.get(jid)
@@ -146,6 +146,11 @@ async def test_restarting_without_a_key_uses_up_a_held_cloud_jobs_deliveries_and
                 break
         assert fo.requests == []
         assert got is None, f"a cloud job that waited for the key was ended after {restarts} restarts: {got.reason!r}"
+        bus = await Bus(cfg).connect()
+        try:  # still on the queue for the restart with the key
+            assert await bus.jobs.is_queued(S.job("cloud", jid)), "the cloud job is gone from the queue"
+        finally:
+            await bus.close()
 
 
 def test_the_workers_title_cleans_a_forged_lane_whole_before_cutting_it(monkeypatch: pytest.MonkeyPatch) -> None:
