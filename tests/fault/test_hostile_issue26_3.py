@@ -7,6 +7,9 @@ real nats-server against the loopback fakes (tests/support/fake_ollama.py, fake_
 from __future__ import annotations
 
 import asyncio
+import operator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -136,7 +139,8 @@ async def test_restarting_without_a_key_uses_up_a_held_cloud_jobs_deliveries_and
                 jid = job_id(d.id, 0)
                 # (fixed: the keyless pool no longer takes it, so a stop spends no delivery of it)
                 wid = worker_id(d.id, 0)
-                await until(lambda e=engine, w=wid: w in e.state.workers, 15, f"start {restarts}: the job queued")
+                known: Callable[[], bool] = partial(operator.contains, engine.state.workers, wid)
+                await until(known, 15, f"start {restarts}: the job queued")
                 await asyncio.sleep(0.5)  # the pool's fetch loops had their chance at it
                 assert jid not in pool.runs, f"start {restarts}: the keyless pool took the cloud job"
             finally:
@@ -160,16 +164,17 @@ def test_the_workers_title_cleans_a_forged_lane_whole_before_cutting_it(monkeypa
     are ~600 kB of bidi controls each costs ~90 ms of the UI loop per tick here (2 s for 4 MB), for 40 characters
     shown. The header already cuts a forged field before cleaning it (header_bar.key_state: "cut before
     cleaning"); the new title does not (nor does the header's own lane holder, header_bar.py's "local lane:")."""
+    from swarm_tui import textsafe
     from swarm_tui.tui.widgets import workers_panel
 
     seen: list[int] = []
-    real = workers_panel.plain
+    real = textsafe.plain
 
     def spy(text: str, **kw: bool) -> str:
         seen.append(len(text))
         return real(text, **kw)
 
-    monkeypatch.setattr(workers_panel, "plain", spy)
+    monkeypatch.setattr("swarm_tui.tui.widgets.workers_panel.plain", spy)
     forged = "\u202e" * 500_000
     words = workers_panel.lane_words({"lane": {"holder": forged, "model": forged, "waiting": []}})  # type: ignore[typeddict-item]
     assert words.startswith("lane: ")
@@ -225,7 +230,7 @@ async def test_an_ant_that_waited_for_the_lane_starts_without_looking_at_the_ram
         cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key="", ollama__host=ol.url)
         bus = await Bus(cfg).connect()
         ram = _Ram()
-        engine, pool = build_engine(cfg, bus, ram=ram)  # type: ignore[arg-type]
+        engine, pool = build_engine(cfg, bus, ram=ram)
         await engine.start()
         try:
             async with pool.lane.turn("conductor", "gemma2:2b"):  # the heart's turn
@@ -400,7 +405,8 @@ async def test_a_dead_openrouter_key_stops_every_local_job(
             for n in range(3):  # noqa: B007 - one task after another (n is said when one never runs)
                 d = await approve(bus, 1, model=ANT)
                 try:
-                    await until(lambda j=job_id(d.id, 0): j in engine.state.results, 8, "the local result")
+                    done: Callable[[], bool] = partial(operator.contains, engine.state.results, job_id(d.id, 0))
+                    await until(done, 8, "the local result")
                 except AssertionError:
                     pass
                 got = engine.state.results.get(job_id(d.id, 0))

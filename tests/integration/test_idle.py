@@ -118,7 +118,9 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
         await bus.nc.publish(pool_mod.leader_elected("cloud"), b"{}")
         await until(lambda: pending.cancelled(), 3, "the pull request dropped on the advisory")
         await until(
-            lambda: pool.fetches["cloud"].pending is not None and pool.fetches["cloud"].pending is not pending, 3, "a new pull request"
+            lambda: pool.fetches["cloud"].pending is not None and pool.fetches["cloud"].pending is not pending,
+            3,
+            "a new pull request",
         )
         srv.kill()
         await until(lambda: bus.state != "connected", 10, "the loss")
