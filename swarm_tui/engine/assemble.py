@@ -25,11 +25,11 @@ def assemble(
     from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.local_lane import LocalLane
     from swarm_tui.engine.guards.memory import RamGuard
-    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.prices import price_book
     from swarm_tui.engine.guards.protocols import PriceSourceP
     from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 
-    prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths, clock=clock)
+    prices: PriceSourceP = DemoPrices(cfg.demo) if demo else price_book(cfg, clock=clock)
     spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices, clock=clock))
     ram = engine.add(RamGuard(cfg.ram, cfg.ollama, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it

@@ -6,6 +6,7 @@ JetStream is the source of truth. Everything here is plain asyncio and nats-py; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -110,19 +111,25 @@ class Bus(Connection):
                 duplicate_window=120.0,
             )
         )
-        await js.add_consumer(
-            S.JOBS_STREAM,
-            jsapi.ConsumerConfig(
-                durable_name=S.JOBS_CONSUMER,
-                ack_policy=jsapi.AckPolicy.EXPLICIT,
-                ack_wait=self.cfg.swarm.ack_wait_s,
-                max_deliver=5,
-                max_ack_pending=1000,
-                filter_subject=S.JOBS_ALL,
-                deliver_policy=jsapi.DeliverPolicy.ALL,
-                # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
-            ),
-        )
+        # the old consumer of every lane overlaps the lanes' own (refused on a work queue): removed; its jobs stay
+        # in the stream (a work queue drops a message only when acked) and the lane consumers deliver them
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(S.JOBS_STREAM, S.JOBS_OLD_CONSUMER)
+            log.info("work queue: consumer %r replaced by one per lane", S.JOBS_OLD_CONSUMER)
+        for lane in S.JOB_LANES:
+            await js.add_consumer(
+                S.JOBS_STREAM,
+                jsapi.ConsumerConfig(
+                    durable_name=S.jobs_consumer(lane),
+                    ack_policy=jsapi.AckPolicy.EXPLICIT,
+                    ack_wait=self.cfg.swarm.ack_wait_s,
+                    max_deliver=5,
+                    max_ack_pending=1000,
+                    filter_subject=S.jobs_of(lane),
+                    deliver_policy=jsapi.DeliverPolicy.ALL,
+                    # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
+                ),
+            )
         for bucket, ttl in S.BUCKETS.items():
             self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 

@@ -134,7 +134,7 @@ async def describe(bus: DescribedBus) -> Topology:
         for p in ((cl.replicas or []) if cl else [])
     ]
     try:
-        ci = await js.consumer_info(S.JOBS_STREAM, S.JOBS_CONSUMER)
+        ci = await js.consumer_info(S.JOBS_STREAM, S.jobs_consumer("cloud"))
         out["work_queue_leader"] = str(ci.cluster.leader or "") if ci.cluster else ""
     except Exception:  # noqa: BLE001 - no work queue yet (a UI on a bus no engine set up)
         out["work_queue_leader"] = ""
