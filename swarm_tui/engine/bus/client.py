@@ -44,8 +44,14 @@ class Bus(Connection):
         self._kv: dict[str, KeyValue] = {}
         self._fast: JetStreamContext | None = None
         self._fast_nc: NATS | None = None
+        # Whether setup brings an existing event stream to log.max_age_days/max_bytes: only the engine's start
+        # does; any other process creates a missing stream with them but leaves an existing one's limits alone
+        # (a one-shot command from a laptop with the defaults must not cut a hub's log: JetStream drops at once).
+        self.log_limits = False
 
-    async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0) -> Bus:
+    async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0, log_limits: bool = False) -> Bus:
+        """Connect; with ``setup``, create what is missing (``log_limits``: the engine's start, see above)."""
+        self.log_limits = log_limits
         await self.open(connect_timeout)
         if self.leaf:  # the hub's engine owns the streams; wait for the link that reaches them
             await self._await_hub(connect_timeout * 2)
@@ -127,7 +133,8 @@ class Bus(Connection):
             self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:
-        await ensure_stream(self.jetstream, cfg, self.cfg.nats.replicas)
+        keep = not self.log_limits and cfg.name == S.EVENTS_STREAM
+        await ensure_stream(self.jetstream, cfg, self.cfg.nats.replicas, keep_limits=keep)
 
     async def kv(self, bucket: str) -> KeyValue:
         if bucket not in self._kv:
