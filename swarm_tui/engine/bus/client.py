@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
+NO_STORAGE = 10047  # JetStream: "insufficient storage resources available" (max_bytes over what the store holds)
 
 
 class Bus(Connection):
@@ -71,10 +72,25 @@ class Bus(Connection):
         denied = len(self.denied)
         try:
             await self._create_all()
-        except Exception:  # re-raised: as Denied when the server refused this login, else as it came
+        except Exception as exc:  # re-raised: as Denied when the server refused this login, else as it came
             if len(self.denied) > denied:  # a login without the rights to create: no use asking again
                 raise Denied(f"NATS refused to set up the swarm's streams: {self.denied[-1]}") from None
+            if isinstance(exc, APIError) and exc.err_code == NO_STORAGE:  # asking again cannot make room
+                raise BusError(self._no_room(), code=2) from None
             raise
+
+    def _no_room(self) -> str:
+        """One line for a store too small for the streams: what the event log asks, what else is reserved."""
+        log_mib = self.cfg.log.max_bytes / 2**20
+        others = 64 + 16 + 16 * len(S.BUCKETS)  # the jobs and dead-letter streams and the buckets (MiB)
+        head = f"NATS has no room for the swarm's streams: log.max_bytes = {self.cfg.log.max_bytes} ({log_mib:.0f} MiB)"
+        if self.kind == "embedded":
+            disk = self.cfg.nats.embedded_disk_mb
+            return (
+                f"{head} and {others} MiB for the other streams do not fit the embedded server's "
+                f"nats.embedded_disk_mb = {disk}: lower log.max_bytes or raise nats.embedded_disk_mb"
+            )
+        return f"{head}: the server's JetStream store (max_file_store) cannot reserve it: lower log.max_bytes"
 
     async def _create_all(self) -> None:
         js = self.jetstream
