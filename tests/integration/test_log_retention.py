@@ -1,7 +1,7 @@
 """The event log's limits come from ``log.max_age_days`` and ``log.max_bytes``; an existing stream is brought to
 them when the engine starts (``connect(log_limits=True)``: ``ensure_stream`` updates it), never by another
-process that sets the bus up (a one-shot command keeps the limits the stream has); ``doctor and ``status`` show the log's size
-and oldest event against them."""
+process that sets the bus up (a one-shot command keeps the limits the stream has); ``doctor`` and ``status``
+show the log's size and oldest event against them."""
 
 from __future__ import annotations
 
