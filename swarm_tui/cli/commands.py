@@ -39,7 +39,7 @@ async def connected(cfg: Config, *, read_only: bool = False) -> AsyncIterator[Bu
         try:
             if not bus.leaf and await missing_parts(bus):
                 await bus.setup()
-        except BaseException:
+        except BaseException:  # re-raised: any way out (a cancel too) closes the bus first
             await bus.close()
             raise
     else:

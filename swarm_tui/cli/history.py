@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from swarm_tui.cli.commands import connected
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.timefmt import local_text
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import UsageError
 from swarm_tui.engine.history.buslog import BusLog
@@ -17,7 +18,6 @@ from swarm_tui.engine.history.fold import Fold
 from swarm_tui.engine.history.tasks import TASK_STATES, HistoryRow, history_rows
 from swarm_tui.engine.history.when import parse_point
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.timefmt import local_text
 from swarm_tui.textsafe import plain
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from swarm_tui.cli.commands import connected
 from swarm_tui.cli.status import StatusData, assemble, format_status
+from swarm_tui.engine.bus.timefmt import local_text
 from swarm_tui.engine.bus.topology import describe
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import SwarmError
@@ -23,7 +24,6 @@ from swarm_tui.engine.history.fold import Fold, fold_to
 from swarm_tui.engine.history.when import parse_point
 from swarm_tui.engine.info import InfoError, StatusBus
 from swarm_tui.engine.paths import data_dir
-from swarm_tui.engine.timefmt import local_text
 
 NOT_RECORDED = "not recorded in the log"
 

@@ -46,7 +46,7 @@ CLOCK_SKEW_S = 300.0
 # clock's now (a result's start: when its job began running; a spend entry reconciled late: when it was
 # reconciled), so a real one is at most days old. The bound is far wider: it is there for dates no clock of
 # this swarm gave (-1e13, a 1970 clock of a board without RTC), not to judge a slow clock; a date it lets through
-# is harmless (it loses every "newest wins" comparison; times are shown clamped, ``engine/timefmt.py``).
+# is harmless (it loses every "newest wins" comparison; times are shown clamped, ``engine/bus/timefmt.py``).
 PAST_S = 3650 * 86400.0
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
+from swarm_tui.engine.bus.timefmt import utc_text
 from swarm_tui.engine.projection.derive import derive_task
 from swarm_tui.engine.projection.figures import ScaleFigure, decision_estimate, scale_figure, task_counts
 from swarm_tui.engine.states import FINAL_STATES, DecisionStatus, TaskState, WorkerState
-from swarm_tui.engine.timefmt import utc_text
 
 if TYPE_CHECKING:  # the models arrive decoded; the screen builds its empty state before pydantic is imported
     from swarm_tui.engine.bus.wire import (

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
-from swarm_tui.engine.timefmt import local_text
+from swarm_tui.engine.bus.timefmt import local_text
 
 BAR_CELLS = 24
 
