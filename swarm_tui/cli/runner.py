@@ -40,7 +40,7 @@ async def _headless(cfg: Config, demo: bool) -> int:
     bus = Bus(cfg)
     life = Lifecycle("headless")
     try:
-        await life.start("bus", bus.connect, bus.close)
+        await life.start("bus", lambda: bus.connect(log_limits=True), bus.close)
         engine = assemble(cfg, bus, demo=demo)
         # owed before it starts: the engine's stop undoes what its start got to (and bounds each of its parts)
         life.adopt("engine", engine.stop, timeout_s=None)

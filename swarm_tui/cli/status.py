@@ -62,7 +62,7 @@ class StatusData(TypedDict):
 
 
 async def status_data(cfg: Config) -> StatusData:
-    async with connected(cfg) as bus:
+    async with connected(cfg, read_only=True) as bus:
         state = await load_state(bus)
         info: EngineInfo = await engine_info(bus) or {}
         ledger = None

@@ -162,8 +162,8 @@ async def test_a_redelivered_job_with_a_stored_result_is_not_called_again(
             model=job.model,
             state="done",
             text="earlier",
-            started_at=1,
-            ended_at=2,
+            started_at=time.time() - 2,  # a real clock's time: trust refuses one from 1970
+            ended_at=time.time() - 1,
         )
         await bus.publish_event(res, msg_id=f"result-{job.id}")
         await bus.publish(S.job("cloud", job.id), job.to_bytes(), msg_id=job.id)
