@@ -114,7 +114,11 @@ class Timeline:
         b = self.bounds
         t = min(max(self.now + seconds, b.first_time), b.last_time)
         seq = max(b.first_seq, await self.source.seq_at(t + _AFTER) - 1)
-        await self.goto(seq)
+        # never against the jump's direction: where times are equal (a burst) the last event at or before t is
+        # ahead of the position, and where they go back (a clock stepped back, a hand-made file) behind it
+        seq = min(seq, self.fold.seq) if seconds < 0 else max(seq, self.fold.seq)
+        if seq != self.fold.seq:
+            await self.goto(seq)
         self.now = max(self.fold.time, t)
 
     async def tick(self, real_s: float) -> bool:
@@ -177,7 +181,27 @@ class Timeline:
         start = self.fold.seq + 1
         if start > self.bounds.last_seq:
             await self.refresh_bounds()
-        while start <= self.bounds.last_seq and not self._ahead:  # a gap of deleted events is skipped
-            self._ahead = [st async for st in self.source.read(start, start + _AHEAD - 1)]
-            start += _AHEAD
+        end = self.bounds.last_seq
+        if start <= end:
+            self._ahead = await _first(self.source, start, min(end, start + _AHEAD - 1))
+        if not self._ahead and start + _AHEAD <= end:
+            # a gap of deleted events (or a file's seqs far apart): the source skips it itself (a file bisects, the
+            # bus's consumer delivers only what is stored), never counted through 256 at a time (2**62 wide: hours)
+            self._ahead = await _first(self.source, start + _AHEAD, end)
         return self._ahead[0] if self._ahead else None
+
+
+async def _first(source: LogSource, start: int, end: int) -> list[Stored]:
+    """The first ``_AHEAD`` events stored from ``start`` to ``end`` (the read closed after them)."""
+    out: list[Stored] = []
+    reading = source.read(start, end)
+    try:
+        async for st in reading:
+            out.append(st)
+            if len(out) >= _AHEAD:
+                break
+    finally:
+        aclose = getattr(reading, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return out

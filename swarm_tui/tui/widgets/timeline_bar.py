@@ -25,12 +25,21 @@ class TimelineView:
     gap_s: float  # an idle gap in the log passes in at most this much real time
 
 
+def shown_time(t: float) -> str:
+    """A stored time as the line shows it; "-" for none, "?" for one no date can hold (a forged file's)."""
+    if not t:
+        return "-"
+    try:
+        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return "?"
+
+
 def timeline_line(v: TimelineView, *, keys: bool = True) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" ▶ playing " if v.playing else " ⏸ paused ", style="bold reverse green" if v.playing else "bold reverse")
     t.append(f" {v.speed:g}x │ ")
-    when = datetime.fromtimestamp(v.time).strftime("%Y-%m-%d %H:%M:%S") if v.time else "-"
-    t.append(when, style="bold")
+    t.append(shown_time(v.time), style="bold")
     t.append(f" │ event {v.seq} of {v.last_seq} │ ")
     done = round(v.fraction * (BAR_CELLS - 1))
     t.append("━" * done, style="cyan")
