@@ -1,23 +1,22 @@
 """A fold's copy that moves on alone (``fork``): what the replay's timeline keeps behind its position, so a step
 back folds a few hundred events from there instead of loading a checkpoint (all of the state, decoded) each time.
 
-The decoded events (wire models) are never changed once folded, so the copy shares them; the views the fold
-changes in place (a task's lists, a decision's status, the spend totals) and every container are copied.
+The decoded events (wire models) are never changed once folded, so the copy shares them. The views the fold
+changes in place (a task's lists, a decision's status) are copied when the fold first reads one
+(``CopyOnRead``): a fork costs a copy of each container, not of each of 100,000 tasks (that made a full cycle
+collection at every step back, holding the event loop a second or more).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from swarm_tui.engine.history.checkpoint import paused_gc
 from swarm_tui.engine.history.fold import Fold
 from swarm_tui.engine.projection.state import DecisionView, SpendTotals, SwarmState, TaskView
 
 V = TypeVar("V")
-CHUNK: Final = 5_000  # views copied between two turns of the event loop
 _SHARED: Final = ("scale", "commanded_scale", "paused", "ceiling_usd", "last_seq", "events", "version")
 # every attribute of a SwarmState: one added there must be copied here (a unit test compares the two)
 FORKED: Final = frozenset(
@@ -53,14 +52,42 @@ def _task(v: TaskView) -> TaskView:
     return t
 
 
+def _decision(v: DecisionView) -> DecisionView:
+    return _copy(DecisionView, v)  # type: ignore[no-any-return]
+
+
+class CopyOnRead(dict[str, V]):
+    """A dict whose values, shared with the fold it was forked from, are copied on the first read by key (how the
+    fold reaches a view to change it: ``get`` or ``[]``); iterating reads them as they are (views only read)."""
+
+    def __init__(self, views: dict[str, V], copy: Callable[[V], V]) -> None:
+        super().__init__(views)
+        self._copy = copy
+        self._own: set[str] = set()
+
+    def __getitem__(self, key: str) -> V:
+        v = super().__getitem__(key)
+        if key not in self._own:
+            v = self._copy(v)
+            super().__setitem__(key, v)
+            self._own.add(key)
+        return v
+
+    def __setitem__(self, key: str, value: V) -> None:
+        super().__setitem__(key, value)
+        self._own.add(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
 async def fork(fold: Fold) -> Fold:
-    """A copy of ``fold`` at the same position, with its own clock; applying to one leaves the other as it was.
-    The views are copied ``CHUNK`` at a time, the event loop let in between (100,000 tasks: most of a second on
-    a busy core); ``fold`` must not move meanwhile."""
+    """A copy of ``fold`` at the same position, with its own clock; applying to the copy leaves ``fold`` as it was
+    (``fold`` itself must not be applied to while a copy lives: the copy shares the views it has not read)."""
     s = fold.state
     n = SwarmState(session_start=s.session_start, clock=s.clock)
-    n.tasks = await _chunked(s.tasks, _task)
-    n.decisions = await _chunked(s.decisions, lambda v: _copy(DecisionView, v))
+    n.tasks = CopyOnRead(s.tasks, _task)
+    n.decisions = CopyOnRead(s.decisions, _decision)
     n.workers, n.results, n.spend_entries = dict(s.workers), dict(s.results), dict(s.spend_entries)
     n.duplicate_results, n.duplicate_spend = Counter(s.duplicate_results), Counter(s.duplicate_spend)
     n.spend_days = defaultdict(float, s.spend_days)
@@ -73,14 +100,4 @@ async def fork(fold: Fold) -> Fold:
     out = Fold(max_scale=fold.max_scale, state=n, seq=fold.seq, time=fold.time)
     out.clock.now = fold.clock.now
     out.skipped = fold.skipped
-    return out
-
-
-async def _chunked(views: dict[str, V], copy: Callable[[V], V]) -> dict[str, V]:
-    out: dict[str, V] = {}
-    items = list(views.items())
-    for i in range(0, len(items), CHUNK):
-        with paused_gc():  # many new objects that all live on: a collection would walk the heap for nothing
-            out.update([(k, copy(v)) for k, v in items[i : i + CHUNK]])
-        await asyncio.sleep(0)
     return out
