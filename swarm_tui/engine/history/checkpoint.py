@@ -274,6 +274,7 @@ class CheckpointStore:
         self._mem: dict[int, bytes] = {}
         self._seqs: list[int] = []  # every kept sequence, memory and files, sorted
         self._buckets: set[int] = set()
+        self._folded: dict[int, int] = {}  # events folded up to a checkpoint this store made (a file's: unknown)
         self.written = 0  # checkpoints encoded by this store (the bench and tests read it)
         for seq in self._files():
             self._note(seq)
@@ -302,7 +303,7 @@ class CheckpointStore:
         return seq >= self.every and seq // self.every not in self._buckets
 
     def offer(self, fold: Fold) -> None:
-        if not self.due(fold.seq):
+        if not self.due(fold.seq) or self._sparse(fold):
             return
         try:
             data = encode(fold, self.identity)
@@ -311,6 +312,17 @@ class CheckpointStore:
             self._buckets.add(fold.seq // self.every)  # once a bucket, not again at every event of it
             return
         self.put(data, fold.seq)
+
+    def _sparse(self, fold: Fold) -> bool:
+        """Fewer than ``every`` events folded since the checkpoint before: a sparse log (a file of one task of a
+        long log, seqs far apart) would otherwise be encoded, all of the state, at nearly every event."""
+        folded = fold.state.events + fold.skipped
+        i = bisect_right(self._seqs, fold.seq - 1)
+        before = self._folded.get(self._seqs[i - 1], -1) if i else 0
+        if before >= 0 and folded - before < self.every:
+            return True
+        self._folded[fold.seq] = folded
+        return False
 
     def put(self, data: bytes, seq: int) -> None:
         """Keep an encoded checkpoint (``encode``): in memory, and in a file when the store has a directory."""
@@ -357,6 +369,7 @@ class CheckpointStore:
 
     def _forget(self, seq: int) -> None:
         self._mem.pop(seq, None)
+        self._folded.pop(seq, None)
         if seq in self._seqs:
             self._seqs.remove(seq)
         self._buckets = {s // self.every for s in self._seqs}
