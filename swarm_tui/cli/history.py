@@ -8,6 +8,8 @@ import shutil
 import time
 from collections.abc import Sequence
 
+from rich.cells import cell_len, set_cell_size
+
 from swarm_tui.cli.commands import connected
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.timefmt import local_text
@@ -108,8 +110,8 @@ def history_line(r: HistoryRow, width: int = 100) -> str:
         f"{'' if r.ended is not None else '+'}  {when}  "
     )
     text = r.text + (f" ({r.reason})" if r.reason else "")
-    room = max(20, width - len(head) - 1)
-    return head + (text if len(text) <= room else text[: room - 1] + "…")
+    room = max(20, width - cell_len(head) - 1)  # terminal cells: a CJK character or an emoji takes two
+    return head + (text if cell_len(text) <= room else set_cell_size(text, room - 1) + "…")
 
 
 def duration(seconds: float) -> str:
