@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from swarm_tui.engine import telemetry
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.local_lane import LocalLane
@@ -31,6 +32,8 @@ def build_pool(
     warm_on_start: bool = True,
 ) -> Pool:
     ep: Endpoint = endpoint if endpoint is not None else OpenRouterEndpoint(cfg.openrouter)
+    if telemetry.wanted(cfg.otel.endpoint):  # a pool of its own (swarm-tui worker) traces its jobs too
+        telemetry.enable(cfg.otel.endpoint)
     reconciler = (
         Reconciler(
             cfg.openrouter, bus, spend=spend, api_base=lambda: ep.api_base, api_key=lambda: ep.api_key, clock=clock

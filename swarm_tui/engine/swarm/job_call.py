@@ -15,6 +15,7 @@ from swarm_tui.engine.swarm.gates import hold_after_lane
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.run import Run
 from swarm_tui.engine.swarm.worker_call import stream_call
+from swarm_tui.engine.telemetry import tracer
 
 # Ollama's keep_alive for an ant (an ollama_chat/ worker's model): unloaded as soon as it answers, so the RAM is
 # free when the local lane passes to the heart or to another ant's model (docs.ollama.com/api/chat, keep_alive)
@@ -38,6 +39,12 @@ class JobCall:
         if job.model.startswith("openrouter/"):
             return job.model, p.endpoint.api_base, p.endpoint.api_key
         raise CallError("fatal", f"unsupported model {job.model!r}: expected openrouter/... or ollama_chat/...")
+
+    def provider(self, model: str) -> str:
+        """``gen_ai.provider.name`` of a call: who answers it."""
+        if self.steps.ctx.endpoint.own_model(model) is not None:
+            return "swarm_tui.demo"
+        return "ollama" if is_local_chat(model) else "openrouter"
 
     def call_options(self, job: Job, model: str) -> dict[str, Any]:
         """The role's limit to the first content token, for a local model Ollama's ``keep_alive`` (the ant is
@@ -118,6 +125,7 @@ class JobCall:
             lim.active -= 1
             raise
         run.called = True
+        chat = tracer().chat(run, job.model, self.provider(job.model))  # a no-op unless traces are on
         outcome: BaseException | None = None
         try:
             if is_local_chat(model):
@@ -141,6 +149,7 @@ class JobCall:
                 run.attempt = ""
             else:
                 await self.attempts.account(run, outcome)
+            chat.chat_done(run, error=outcome)
 
     async def _inner(self, run: Run, go: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if run.cancel_reason:
