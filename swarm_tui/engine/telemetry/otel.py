@@ -311,7 +311,7 @@ class Tracer:
                 continue
             span = self.tasks.pop(tid)
             span.set_attribute("swarm.task.state", view.state)
-            span.set_attribute("swarm.cost_usd", round(view.spend_usd, 9))
+            span.set_attribute("swarm.cost_usd", round(self.state.task_spend(tid), 9))
             if view.state == "failed":
                 span.set_status(StatusCode.ERROR, view.reason[:500])
             span.end()
