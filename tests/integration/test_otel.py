@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed (pip install -e '.[otel]')")
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is not installed (pip install -e '.[test]')")
 
-from swarm_tui.engine import telemetry  # noqa: E402
-from swarm_tui.engine.bus.client import Bus  # noqa: E402
-from swarm_tui.engine.bus.embedded import EmbeddedServer  # noqa: E402
-from swarm_tui.engine.bus.wire import Task, new_id  # noqa: E402
-from tests.support.env import make_config  # noqa: E402
-from tests.support.otlp_receiver import Receiver, SpanRecord  # noqa: E402
-from tests.support.polling import until  # noqa: E402
+from swarm_tui.engine import telemetry
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.bus.embedded import EmbeddedServer
+from swarm_tui.engine.bus.wire import Task, new_id
+from tests.support.env import make_config
+from tests.support.otlp_receiver import Receiver, SpanRecord
+from tests.support.polling import until
 
 SECRET = "sk-or-v1-0123456789abcdef-never-in-a-span"
 
@@ -86,7 +86,9 @@ async def test_one_task_is_one_trace_of_spans_with_the_genai_attributes(
         assert job.name == f"invoke_agent {job.attrs['gen_ai.agent.name']}"
         assert job.attrs["gen_ai.conversation.id"] == task.id and job.attrs["swarm.job.state"] == "done"
     by_job = {j.span_id: j for j in jobs}
-    for chat, item in zip(sorted(chats, key=lambda c: by_job[c.parent_id].attrs["swarm.job.id"]), d.decision.plan):
+    for chat, item in zip(
+        sorted(chats, key=lambda c: by_job[c.parent_id].attrs["swarm.job.id"]), d.decision.plan, strict=True
+    ):
         a = chat.attrs
         assert chat.parent_id in by_job and chat.kind == 3  # SPAN_KIND_CLIENT
         assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "swarm_tui.demo"
