@@ -41,6 +41,7 @@ class Noop:
     """The tracer while tracing is off."""
 
     on = False
+    closed = False
 
     @contextlib.contextmanager
     def job(self, job: Any) -> Iterator[NoSpan]:
@@ -64,7 +65,7 @@ def tracer() -> Any:
 def enable(endpoint: str) -> Any:
     """Install the OpenTelemetry tracer (once per process) and return it; the caller checked ``wanted``."""
     global _tracer
-    if not _tracer.on:
+    if not _tracer.on or _tracer.closed:  # closed: an engine of this process stopped, another starts
         from swarm_tui.engine.telemetry.otel import Tracer
 
         _tracer = Tracer.create(endpoint)
@@ -72,6 +73,8 @@ def enable(endpoint: str) -> Any:
 
 
 def disable() -> None:
-    """Back to the ``Noop`` (tests; the provider was flushed and shut down by its owner)."""
+    """Back to the ``Noop``, the live tracer's last spans sent (tests)."""
     global _tracer
+    if _tracer.on:
+        _tracer.close()
     _tracer = Noop()

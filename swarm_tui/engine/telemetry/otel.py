@@ -17,11 +17,13 @@ worker``) parents its jobs under the same task span. Message contents only with
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,6 +43,7 @@ from swarm_tui.engine.telemetry import ENDPOINT_ENV
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENDED = ("done", "failed", "cancelled", "rejected")
 MAX_CLAMPS = 10  # clamp reasons on a decision span
+CLOSE_S = 2.0  # the longest a stop waits for the last spans to leave
 _ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("swarm_span_ids", default=None)
 
 
@@ -154,6 +157,7 @@ class Tracer:
         self.tasks: dict[str, Span] = {}  # open task spans
         self.decisions: dict[str, Span] = {}  # open decision spans, ended by their approval
         self.to_come: dict[str, str] = {}  # attempt id -> task id, its cost reconciled later
+        self.closed = False
 
     @classmethod
     def create(cls, endpoint: str, env: Mapping[str, str] = os.environ) -> Tracer:
@@ -163,10 +167,23 @@ class Tracer:
             exporter = OTLPSpanExporter(endpoint=endpoint.strip().rstrip("/") + "/v1/traces")
         named = env.get("OTEL_SERVICE_NAME") or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
         resource = Resource.create({} if named else {"service.name": "swarm-tui"})
-        provider = TracerProvider(resource=resource, id_generator=_Ids())
+        # not the SDK's own exit hook: with the collector away it retried for ~8 s before the process could end
+        provider = TracerProvider(resource=resource, id_generator=_Ids(), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(exporter))
         capture = env.get(CAPTURE_ENV, "").strip().lower() == "true"
-        return cls(provider, capture=capture, endpoint=endpoint)
+        tracer = cls(provider, capture=capture, endpoint=endpoint)
+        atexit.register(tracer.close)  # a pool without an engine (swarm-tui worker) sends its last spans too
+        return tracer
+
+    def close(self, timeout: float = CLOSE_S) -> None:
+        """Send what is left and shut the exporter, waiting at most ``timeout``: a collector that is away
+        delays a stop by that much, never by the exporter's retries."""
+        if self.closed:
+            return
+        self.closed = True
+        done = threading.Thread(target=self.provider.shutdown, name="otel-shutdown", daemon=True)
+        done.start()
+        done.join(timeout)
 
     # ------------------------------------------------------------------ hooks (job.py, job_call.py, conductor.py)
     @contextlib.contextmanager
@@ -218,7 +235,7 @@ class Tracer:
             span.end()
         self.decisions.clear()
         self.tasks.clear()
-        await asyncio.to_thread(self.provider.force_flush, 5000)
+        await asyncio.to_thread(self.close)
 
     def info(self) -> dict[str, object]:
         return {"open_tasks": len(self.tasks), "open_decisions": len(self.decisions)}
