@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed (pip install -e '.[otel]')")
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is not installed (pip install -e '.[test]')")
 
-from swarm_tui.engine import telemetry
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task, new_id
+from swarm_tui.engine.telemetry import seam as telemetry
 from tests.support.env import make_config
 from tests.support.otlp_receiver import Receiver, SpanRecord
 from tests.support.polling import until
@@ -51,6 +51,8 @@ async def test_one_task_is_one_trace_of_spans_with_the_genai_attributes(
         (d,) = engine.state.decisions.values()
         await engine.controls.handle("approve", {"id": d.decision.id, "by": "ana"})
         await until(lambda: engine.state.tasks[task.id].state == "done", 30, "the task done")
+        workers = engine.state.workers
+        await until(lambda: workers and all(w.state == "done" for w in workers.values()), 10, "the jobs' last word")
         view = engine.state.tasks[task.id]
     finally:
         await engine.stop()  # ends and flushes the spans

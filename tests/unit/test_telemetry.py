@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from swarm_tui.engine import telemetry
 from swarm_tui.engine.bus.wire import ChatMessage, Job, SpendEntry, Task
 from swarm_tui.engine.config.load import load_config
 from swarm_tui.engine.errors import ConfigError
+from swarm_tui.engine.telemetry import seam as telemetry
 from tests.support.env import base_env
 
 # the start-up path of `swarm-tui run --headless` and of the app's engine: the config, the bus, every component

@@ -41,7 +41,7 @@ from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import ConductorState
-from swarm_tui.engine.telemetry import tracer
+from swarm_tui.engine.telemetry.seam import tracer
 
 NO_KEY_LOCAL_ONLY = "no OpenRouter key (OPENROUTER_API_KEY): local roles only"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from swarm_tui.engine import telemetry
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards.local_lane import LocalLane
@@ -16,6 +15,7 @@ from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.endpoint import Endpoint, OpenRouterEndpoint
 from swarm_tui.engine.swarm.pool import Pool
+from swarm_tui.engine.telemetry import seam as telemetry
 
 
 def build_pool(

@@ -15,7 +15,7 @@ from swarm_tui.engine.swarm.gates import hold_after_lane
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.run import Run
 from swarm_tui.engine.swarm.worker_call import stream_call
-from swarm_tui.engine.telemetry import tracer
+from swarm_tui.engine.telemetry.seam import tracer
 
 # Ollama's keep_alive for an ant (an ollama_chat/ worker's model): unloaded as soon as it answers, so the RAM is
 # free when the local lane passes to the heart or to another ant's model (docs.ollama.com/api/chat, keep_alive)

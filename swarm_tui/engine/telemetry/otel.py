@@ -1,4 +1,4 @@
-"""The OpenTelemetry tracer, imported only when tracing is on (``telemetry.enable``).
+"""The OpenTelemetry tracer, imported only when tracing is on (``seam.enable``).
 
 Spans and attributes follow the GenAI semantic conventions (development status:
 https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/ and gen-ai-agent-spans/); the cost attributes
@@ -38,7 +38,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, S
 
 from swarm_tui.engine.bus.wire import Approval, Decision, Job, SpendEntry, Task
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.telemetry import ENDPOINT_ENV
+from swarm_tui.engine.telemetry.seam import ENDPOINT_ENV
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENDED = ("done", "failed", "cancelled", "rejected")
