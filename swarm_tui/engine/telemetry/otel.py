@@ -38,7 +38,6 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, S
 
 from swarm_tui.engine.bus.wire import Approval, Decision, Job, SpendEntry, Task
 from swarm_tui.engine.projection.state import SwarmState
-from swarm_tui.engine.telemetry.seam import ENDPOINT_ENV
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENDED = ("done", "failed", "cancelled", "rejected")
@@ -160,8 +159,9 @@ class Tracer:
         self.closed = False
 
     @classmethod
-    def create(cls, endpoint: str, env: Mapping[str, str] = os.environ) -> Tracer:
-        if any(env.get(k, "").strip() for k in ENDPOINT_ENV):
+    def create(cls, endpoint: str, *, env_endpoint: bool, env: Mapping[str, str] = os.environ) -> Tracer:
+        """``env_endpoint``: the standard variables name the collector (they win over ``endpoint``)."""
+        if env_endpoint:
             exporter = OTLPSpanExporter()  # the SDK reads OTEL_EXPORTER_OTLP_* itself
         else:
             exporter = OTLPSpanExporter(endpoint=endpoint.strip().rstrip("/") + "/v1/traces")

@@ -94,7 +94,7 @@ def enable(endpoint: str) -> TracerP:
     if not _tracer.on or _tracer.closed:  # closed: an engine of this process stopped, another starts
         from swarm_tui.engine.telemetry.otel import Tracer
 
-        _tracer = Tracer.create(endpoint)
+        _tracer = Tracer.create(endpoint, env_endpoint=any(os.environ.get(k, "").strip() for k in ENDPOINT_ENV))
     return _tracer
 
 
