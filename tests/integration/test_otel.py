@@ -15,7 +15,9 @@ pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is not in
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Task, new_id
+from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.telemetry import seam as telemetry
+from tests.integration.test_info_contract import shape_problems
 from tests.support.env import make_config
 from tests.support.otlp_receiver import Receiver, SpanRecord
 from tests.support.polling import until
@@ -54,6 +56,8 @@ async def test_one_task_is_one_trace_of_spans_with_the_genai_attributes(
         workers = engine.state.workers
         await until(lambda: workers and all(w.state == "done" for w in workers.values()), 10, "the jobs' last word")
         view = engine.state.tasks[task.id]
+        info = engine.info()
+        assert shape_problems(info, EngineInfo) == [] and info.get("tracing") == {"open_tasks": 0, "open_decisions": 0}
     finally:
         await engine.stop()  # ends and flushes the spans
         telemetry.disable()

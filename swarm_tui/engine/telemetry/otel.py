@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from swarm_tui.engine.bus.wire import Approval, Decision, Job, SpendEntry, Task
+from swarm_tui.engine.info import TracingInfo
 from swarm_tui.engine.projection.state import SwarmState
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -237,7 +238,7 @@ class Tracer:
         self.tasks.clear()
         await asyncio.to_thread(self.close)
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> TracingInfo:
         return {"open_tasks": len(self.tasks), "open_decisions": len(self.decisions)}
 
     def on_event(self, ev: Any) -> None:
