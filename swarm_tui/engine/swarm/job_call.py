@@ -143,13 +143,15 @@ class JobCall:
             raise
         finally:
             lim.active -= 1
-            if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
-                if run.attempt and p.reconciler is not None:
-                    p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
-                run.attempt = ""
-            else:
-                await self.attempts.account(run, outcome)
-            chat.chat_done(run, error=outcome)
+            try:
+                if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
+                    if run.attempt and p.reconciler is not None:
+                        p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
+                    run.attempt = ""
+                else:
+                    await self.attempts.account(run, outcome)
+            finally:  # the call's span ends with its cost, whatever accounting it
+                chat.chat_done(run, error=outcome)
 
     async def _inner(self, run: Run, go: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if run.cancel_reason:
