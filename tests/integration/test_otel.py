@@ -19,10 +19,13 @@ from swarm_tui.engine.info import EngineInfo
 from swarm_tui.engine.telemetry import seam as telemetry
 from tests.integration.test_info_contract import shape_problems
 from tests.support.env import make_config
+from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.otlp_receiver import Receiver, SpanRecord
 from tests.support.polling import until
+from tests.support.swarm_kit import MODEL, approve, swarm_config
 
 SECRET = "sk-or-v1-0123456789abcdef-never-in-a-span"
+BARE = MODEL.removeprefix("openrouter/")
 
 
 def one(spans: list[SpanRecord], name: str) -> SpanRecord:
@@ -112,4 +115,46 @@ async def test_one_task_is_one_trace_of_spans_with_the_genai_attributes(
     # money: what the spans say was spent is what the log recorded for the task
     assert sum(c.attrs["swarm.cost_usd"] for c in chats) == pytest.approx(view.spend_usd, abs=1e-9)
     assert root.attrs["swarm.cost_usd"] == pytest.approx(view.spend_usd, abs=1e-9)
+    assert not any(SECRET.encode() in b for b in receiver.bodies)
+
+
+async def test_a_cost_openrouter_tells_later_is_an_event_on_the_task_and_equals_what_it_billed(
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through OpenRouter (the fake, tests/support/fake_openrouter.py): the answer carries no usage.cost, the
+    reconciler reads it from GET /generation a moment later; the call's span says "pending" and the task's span
+    gets the reconciled cost as an event, equal to what the fake billed and under the ceiling."""
+    from swarm_tui.engine.assemble import assemble
+
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    receiver = await Receiver().start()
+    async with FakeOpenRouter() as fo:
+        fo.default = Answer(tokens=20, omit_cost=True, reasoning=4)
+        fo.generation_lag = 0.3
+        cfg = swarm_config(make_config, tmp_path, nats_server.url, fo.base, key=SECRET)
+        cfg = cfg.replace(otel__endpoint=receiver.url)
+        bus = await Bus(cfg).connect()
+        engine = assemble(cfg, bus, conductor=False)
+        try:
+            await engine.start()
+            d = await approve(bus, 1, text="a question", max_tokens=100)
+            task_id = d.task_ids[0]
+            await until(lambda: engine.state.task_spend(task_id) > 0, 20, "the reconciled cost in the log")
+            await until(lambda: engine.info().get("tracing") == {"open_tasks": 0, "open_decisions": 0}, 10, "ended")
+            spent, ceiling = engine.state.task_spend(task_id), cfg.budget.daily_usd
+        finally:
+            await engine.stop()
+            telemetry.disable()
+            await receiver.stop()
+    print("\n" + receiver.tree())
+    root = one(receiver.spans, "invoke_workflow")
+    chat = one(receiver.spans, f"chat {BARE}")
+    a = chat.attrs
+    assert a["gen_ai.provider.name"] == "openrouter" and a["gen_ai.request.model"] == BARE
+    assert a["gen_ai.usage.cost.source"] == "pending" and "gen_ai.usage.cost.amount" not in a
+    assert a["gen_ai.usage.reasoning.output_tokens"] == 4
+    [(event, cost)] = root.events
+    assert event == "gen_ai.usage.cost.reconciled" and cost["gen_ai.usage.cost.source"] == "reconciled"
+    assert cost["gen_ai.usage.cost.amount"] == pytest.approx(fo.billed, abs=1e-9) == pytest.approx(spent, abs=1e-9)
+    assert root.attrs["swarm.cost_usd"] == pytest.approx(fo.billed, abs=1e-9) and 0 < spent < ceiling
     assert not any(SECRET.encode() in b for b in receiver.bodies)

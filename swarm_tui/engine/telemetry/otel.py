@@ -92,6 +92,8 @@ class JobSpan:
         s = self.span
         s.set_attribute("swarm.job.state", str(run.state))
         s.set_attribute("swarm.cost_usd", round(float(run.cost), 9))
+        if run.pending:  # calls whose cost OpenRouter tells later: an event on the task's span then
+            s.set_attribute("swarm.cost_pending_calls", int(run.pending))
         if run.state == "failed":
             s.set_status(StatusCode.ERROR, str(run.reason)[:500])
 
