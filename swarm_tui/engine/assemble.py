@@ -20,6 +20,15 @@ def assemble(
     conductor: bool = True,
 ) -> Engine:
     engine = Engine(cfg, bus, clock=clock, demo=demo)
+    from swarm_tui.engine.telemetry import seam as telemetry
+
+    if telemetry.wanted(cfg.otel.endpoint):  # traces, opt-in: nothing of OpenTelemetry imported otherwise
+        from swarm_tui.engine.telemetry.otel import Tracer
+
+        tracing = telemetry.enable(cfg.otel.endpoint)
+        assert isinstance(tracing, Tracer)
+        tracing.state = engine.state
+        engine.add(tracing)
     # Components are added here in start order (they stop in reverse order), each handed the parts it uses.
     # The guards come first: the pool and the conductor read them.
     from swarm_tui.engine.guards.demo_prices import DemoPrices

@@ -314,6 +314,13 @@ class ProviderCapInfo(TypedDict):
 
 
 # ------------------------------------------------------------------------------------------ the whole snapshot
+class TracingInfo(TypedDict):
+    """``Engine.info()["tracing"]``: only when traces are on (docs/observability.md)."""
+
+    open_tasks: int  # task spans not ended yet
+    open_decisions: int  # decision spans waiting for their approval
+
+
 class EngineInfo(TypedDict, total=False):
     """``Engine.info()``: the engine, its bus, and each component's info under the component's name.
 
@@ -335,6 +342,7 @@ class EngineInfo(TypedDict, total=False):
     reconcile: ReconcileInfo | InfoError  # only for a Reconciler added on its own: assemble() gives it to the pool
     attention: AttentionInfo | InfoError
     provider_cap: ProviderCapInfo | InfoError  # only with openrouter.management_key
+    tracing: TracingInfo | InfoError
 
 
 _Part = TypeVar("_Part", bound=Mapping[str, object])

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment for the app that reads nothing of the user's (no config, no keys, no default NATS)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "OPENROUTER_", "OLLAMA_", "XDG_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "OPENROUTER_", "OLLAMA_", "XDG_", "OTEL_"))
+    }
     env.update(
         {
             "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),

@@ -43,6 +43,7 @@ from swarm_tui.engine.config.sections import (
     NotifySection,
     OllamaSection,
     OpenRouterSection,
+    OtelSection,
     PathsSection,
     RamSection,
     SwarmSection,
@@ -104,6 +105,7 @@ class Config:
     notify: NotifySection = field(init=False, repr=False, compare=False)
     demo: DemoSection = field(init=False, repr=False, compare=False)
     log: LogSection = field(init=False, repr=False, compare=False)
+    otel: OtelSection = field(init=False, repr=False, compare=False)
     paths: PathsSection = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +122,7 @@ class Config:
         self.notify = build_section(NotifySection, v)
         self.demo = build_section(DemoSection, v)
         self.log = build_section(LogSection, v)
+        self.otel = build_section(OtelSection, v)
         self.paths = build_section(PathsSection, v)
 
     def replace(self, **changes: Any) -> Config:

@@ -220,4 +220,15 @@ SERVICE_OPTIONS: list[Option] = [
         allowed="an Ollama duration such as 30m, 1h30m or 0 (a number alone is seconds; negative: keep loaded)",
         check=lambda v: bool(OLLAMA_DURATION.fullmatch(v.strip())),
     ),
+    # --- traces (docs/observability.md): the standard OTEL_EXPORTER_OTLP_ENDPOINT, when set, wins
+    Option(
+        "otel.endpoint",
+        str,
+        "",
+        "OTLP/HTTP collector to send traces to (the base URL; /v1/traces is added); empty: no traces unless "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set. Needs the otel extra",
+        login=True,
+        allowed="an http(s) URL, or empty",
+        check=lambda v: v.strip() == "" or v.strip().split("://", 1)[0] in ("http", "https"),
+    ),
 ]

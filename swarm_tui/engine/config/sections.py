@@ -201,6 +201,11 @@ class LogSection(Section):
     max_bytes: int
 
 
+class OtelSection(Section):
+    name: ClassVar[str] = "otel"
+    endpoint: str
+
+
 class PathsSection(Section):
     name: ClassVar[str] = "paths"
     data_dir: str
@@ -219,6 +224,7 @@ SECTION_TYPES: tuple[type[Section], ...] = (
     UiSection,
     DemoSection,
     LogSection,
+    OtelSection,
     PathsSection,
 )
 

@@ -41,6 +41,7 @@ from swarm_tui.engine.models import is_local_chat
 from swarm_tui.engine.projection.recorder import Recorder
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import ConductorState
+from swarm_tui.engine.telemetry.seam import tracer
 
 NO_KEY_LOCAL_ONLY = "no OpenRouter key (OPENROUTER_API_KEY): local roles only"
 
@@ -297,6 +298,7 @@ class Conductor:
             examples=used[:8],
         )
         await self.record(decision, msg_id=decision.id)
+        tracer().decision(decision, (result.prompt_tokens, result.eval_tokens) if result else (0, 0))  # traces on
         self.decisions += 1
         self.last_decision = decision.id
         self.note = ""

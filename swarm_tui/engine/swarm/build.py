@@ -15,6 +15,7 @@ from swarm_tui.engine.guards.reconcile import Reconciler
 from swarm_tui.engine.swarm.context import PoolSettings
 from swarm_tui.engine.swarm.endpoint import Endpoint, OpenRouterEndpoint
 from swarm_tui.engine.swarm.pool import Pool
+from swarm_tui.engine.telemetry import seam as telemetry
 
 
 def build_pool(
@@ -32,6 +33,8 @@ def build_pool(
     key: Callable[[], str] | None = None,
 ) -> Pool:
     ep: Endpoint = endpoint if endpoint is not None else OpenRouterEndpoint(cfg.openrouter, key)
+    if telemetry.wanted(cfg.otel.endpoint):  # a pool of its own (swarm-tui worker) traces its jobs too
+        telemetry.enable(cfg.otel.endpoint)
     reconciler = (
         Reconciler(
             cfg.openrouter, bus, spend=spend, api_base=lambda: ep.api_base, api_key=lambda: ep.api_key, clock=clock

@@ -28,6 +28,7 @@ from swarm_tui.engine.swarm.gates import NotHeld, result_stored, wait_for_turn
 from swarm_tui.engine.swarm.job_call import JobCall
 from swarm_tui.engine.swarm.job_result import store_result
 from swarm_tui.engine.swarm.run import Run
+from swarm_tui.engine.telemetry.seam import tracer
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,13 @@ class JobRun:
 
     # ------------------------------------------------------------------ the job
     async def process(self, run: Run) -> None:
+        with tracer().job(run.job) as span:  # a no-op unless traces are on (engine/telemetry)
+            try:
+                await self._process(run)
+            finally:  # cut off by a stop too: the span says where the job was
+                span.job_done(run)
+
+    async def _process(self, run: Run) -> None:
         p, job = self.ctx, run.job
         if await result_stored(self, run):
             return

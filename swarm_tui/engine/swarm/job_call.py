@@ -15,6 +15,7 @@ from swarm_tui.engine.swarm.gates import hold_after_lane
 from swarm_tui.engine.swarm.routing import attribution, extras
 from swarm_tui.engine.swarm.run import Run
 from swarm_tui.engine.swarm.worker_call import stream_call
+from swarm_tui.engine.telemetry.seam import tracer
 
 # Ollama's keep_alive for an ant (an ollama_chat/ worker's model): unloaded as soon as it answers, so the RAM is
 # free when the local lane passes to the heart or to another ant's model (docs.ollama.com/api/chat, keep_alive)
@@ -38,6 +39,12 @@ class JobCall:
         if job.model.startswith("openrouter/"):
             return job.model, p.endpoint.api_base, p.endpoint.api_key
         raise CallError("fatal", f"unsupported model {job.model!r}: expected openrouter/... or ollama_chat/...")
+
+    def provider(self, model: str) -> str:
+        """``gen_ai.provider.name`` of a call: who answers it."""
+        if self.steps.ctx.endpoint.own_model(model) is not None:
+            return "swarm_tui.demo"
+        return "ollama" if is_local_chat(model) else "openrouter"
 
     def call_options(self, job: Job, model: str) -> dict[str, Any]:
         """The role's limit to the first content token, for a local model Ollama's ``keep_alive`` (the ant is
@@ -118,6 +125,7 @@ class JobCall:
             lim.active -= 1
             raise
         run.called = True
+        chat = tracer().chat(run, job.model, self.provider(job.model))  # a no-op unless traces are on
         outcome: BaseException | None = None
         try:
             if is_local_chat(model):
@@ -129,12 +137,15 @@ class JobCall:
             raise
         finally:
             lim.active -= 1
-            if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
-                if run.attempt and p.reconciler is not None:
-                    p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
-                run.attempt = ""
-            else:
-                await self.attempts.account(run, outcome)
+            try:
+                if isinstance(outcome, asyncio.CancelledError):  # the pool is stopping: the attempt is cut off
+                    if run.attempt and p.reconciler is not None:
+                        p.reconciler.abandon(run.attempt)  # reconciled from its record (here after a restart)
+                    run.attempt = ""
+                else:
+                    await self.attempts.account(run, outcome)
+            finally:  # the call's span ends with its cost, whatever accounting it
+                chat.chat_done(run, error=outcome)
 
     async def _local(self, run: Run, go: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A local call in its turn on the local lane. The wait for the lane is ``run.call`` until the turn comes,

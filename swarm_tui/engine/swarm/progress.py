@@ -48,6 +48,7 @@ class Progress:
     reasoning_parts: list[str] = field(default_factory=list)  # delta.reasoning: shown dimmed, not the answer
     reasoning_tokens: int = 0  # reasoning deltas seen (with or without text: encrypted ones have none)
     finish_reason: str = ""
+    response_model: str = ""  # the model that answered, as the provider names it (a chunk's ``model``)
     opened: bool = False  # the provider answered 200 (it took the request: it may bill it)
     held: int = 0  # characters of the answer kept (at most ``limit``)
     cut: int = 0  # characters of the answer past ``limit``, counted, not kept
@@ -76,7 +77,7 @@ class Progress:
         self.cost, self.usage_seen, self.first_token_at = None, False, 0.0
         self.generation_id = ""
         self.reasoning_parts.clear()
-        self.reasoning_tokens, self.finish_reason = 0, ""
+        self.reasoning_tokens, self.finish_reason, self.response_model = 0, "", ""
         self.opened = False
         self.held = self.cut = self.reasoning_held = self.reasoning_cut = 0
 

@@ -200,6 +200,8 @@ class StallTimer:
 
 def absorb_dict(obj: dict[str, Any], progress: Progress, sink: Sink, secrets: list[str]) -> None:
     note_generation(progress, obj.get("id"), sink)
+    if isinstance(obj.get("model"), str) and not progress.response_model:
+        progress.response_model = obj["model"][:128]
     err = obj.get("error")
     if err is not None:
         if isinstance(err, dict):
