@@ -105,6 +105,8 @@ class ReplayRoom(ControlRoom):
             self.app.notify("this replay has no live app to go back to: q quits", timeout=4, markup=False)
             return
         self._play_timer.stop()
+        while self.app.screen is not self and len(self.app.screen_stack) > 1:  # the palette over a dialog here
+            self.app.pop_screen()
         self.dismiss()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -8,7 +8,7 @@ drawing are ``control_room.py``'s; ``ControlRoom`` is this screen with its panel
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from textual import on
 from textual.screen import Screen
@@ -42,13 +42,6 @@ class RoomAttention(Protocol):
 
     def go(self, places: Places) -> None:
         """To the newest thing that needs you, everything shown marked seen."""
-
-
-@runtime_checkable
-class Linked(Protocol):
-    """An App that holds its link (the one whose state every panel shows)."""
-
-    link: Link
 
 
 class RoomActions(Screen[None]):
@@ -256,13 +249,13 @@ class RoomActions(Screen[None]):
         self.app.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
 
     def action_history(self) -> None:
-        """The past tasks, read off the state the app shows now (a replay swaps it: then they are the past's)."""
+        """The past tasks, read off the state this room shows now (a replay's room, the live app's timeline too,
+        shows the state at its position: then they are the past's)."""
         from swarm_tui.tui.exports import export_dir
         from swarm_tui.tui.screens.history import HistoryScreen
 
         def state_now() -> SwarmState:
-            app = self.app
-            return (app.link if isinstance(app, Linked) else self.link).state
+            return self.link.state
 
         self.app.push_screen(HistoryScreen(state_now, export_dir(self.link.cfg), self.keymap, self.controls))
 
