@@ -128,8 +128,10 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         return self._room
 
     def on_resize(self, event: Resize) -> None:
-        if self._room is not None:
-            self._room.terminal_resized(event.size)
+        """Every room hears of it: the live one and the timeline's pushed over it (each lays out its panels)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, ControlRoom):
+                screen.terminal_resized(event.size)
 
     # ------------------------------------------------------------------ start-up
     def on_room_ready(self, _: RoomReady) -> None:
