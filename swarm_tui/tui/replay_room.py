@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from textual.events import Key
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
 from swarm_tui.engine.info import AnySpend
+from swarm_tui.textsafe import plain
 from swarm_tui.tui.commands import ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
@@ -33,6 +35,7 @@ from swarm_tui.tui.widgets.spend_panel import NOT_RECORDED
 from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
 
 PLAY_TICK_S = 0.1
+FOLLOW_S = 2.0  # the live app's timeline reads the log's bounds again this often (its line's "of M")
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
 # the room's keys that would publish: still bound here (each says "replay is read-only"), kept off the key bar so it
@@ -91,7 +94,8 @@ class ReplayRoom(ControlRoom):
 
     def on_mount(self) -> None:
         self._play_timer = self.set_interval(PLAY_TICK_S, self._play_tick, pause=True, name="replay")
-        if self.back:  # opened on a log already read: no link to start
+        if self.back:  # opened on a log already read: no link to start; the log grows meanwhile
+            self.set_interval(FOLLOW_S, self._follow_log, name="follow")
             self.ready = True
             self.call_after_refresh(self.refresh_state)
 
@@ -126,6 +130,8 @@ class ReplayRoom(ControlRoom):
 
     # ------------------------------------------------------------------ the keys
     async def action_play(self) -> None:
+        if not self.timeline.playing and not await self._read_log(self.timeline.refresh_bounds):
+            return  # a live log grows: play reaches what arrived since the last look
         if self.timeline.toggle():
             self._last_play = time.monotonic()
             self._play_timer.resume()
@@ -137,14 +143,37 @@ class ReplayRoom(ControlRoom):
 
     async def action_step(self, delta: int) -> None:
         self._play_timer.pause()
-        async with self._moving:
-            await self.timeline.step(delta)
+        await self._read_log(lambda: self.timeline.step(delta))
         self.moved()
 
     async def action_jump(self, minutes: int) -> None:
-        async with self._moving:
-            await self.timeline.jump(minutes * JUMP_S)
+        await self._read_log(lambda: self.timeline.jump(minutes * JUMP_S))
         self.moved()
+
+    async def _read_log(self, read: Callable[[], Awaitable[object]], *, quiet: bool = False) -> bool:
+        """One read of the log at a time (a key while playing waits its turn). A read that fails (the bus gone:
+        a request's timeout, the connection closed) pauses and says so once, the position where the read left
+        it; it never ends the app. False when it failed."""
+        async with self._moving:
+            try:
+                await read()
+            except Exception as err:  # noqa: BLE001 - the bus may be down: say so, stay up
+                self.timeline.pause()
+                self._play_timer.pause()
+                if not quiet:
+                    why = plain(str(err) or type(err).__name__)[:200]
+                    self.app.notify(f"the log could not be read: {why}", severity="error", timeout=6, markup=False)
+                return False
+        return True
+
+    async def _follow_log(self) -> None:
+        """The live app's timeline: the log grows behind it, the line's "of M" follows (quiet when the bus is
+        down: the header says so)."""
+        if self._moving.locked() or self.app.screen is not self:
+            return
+        last = self.timeline.bounds.last_seq
+        if await self._read_log(self.timeline.refresh_bounds, quiet=True) and self.timeline.bounds.last_seq != last:
+            self.show_timeline()
 
     def action_speed(self, delta: int) -> None:
         if delta > 0:
@@ -162,8 +191,13 @@ class ReplayRoom(ControlRoom):
             return
         now = time.monotonic()
         real, self._last_play = now - self._last_play, now
-        async with self._moving:
+        moved = False
+
+        async def tick() -> None:
+            nonlocal moved
             moved = await self.timeline.tick(min(real, 1.0))
+
+        await self._read_log(tick)
         if not self.timeline.playing:
             self._play_timer.pause()
         if moved or not self.timeline.playing:
