@@ -24,7 +24,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
 from swarm_tui.engine.info import AnySpend
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.commands import ROOM_BINDINGS
+from swarm_tui.tui.commands import HELP_ACTION, ROOM_BINDINGS
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
@@ -38,6 +38,8 @@ PLAY_TICK_S = 0.1
 FOLLOW_S = 2.0  # the live app's timeline reads the log's bounds again this often (its line's "of M")
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+# the key bar's order: moving the position first, then the way back to live, the room's lists, help, quit
+BAR_ORDER = ("play", "step(-1)", "step(1)", "jump(-1)", "jump(1)", "speed(1)", "speed(-1)", "timeline", "history")
 # the room's keys that would publish: still bound here (each says "replay is read-only"), kept off the key bar so it
 # shows what works in a replay (same ids: a key remapped in [keys] stays remapped)
 PUBLISHING = frozenset({"approve", "reject", "edit", "cancel", "cancel_all", "pause", "new_task"})
@@ -66,7 +68,7 @@ def live_timeline(
 class ReplayRoom(ControlRoom):
     BINDINGS = [
         *(replace(b, show=False) for b in ROOM_BINDINGS if isinstance(b, Binding) and b.id in PUBLISHING),
-        Binding("space", "play", "Play/pause", priority=True),
+        Binding("space", "play", "Play", priority=True),
         Binding("left", "step(-1)", "Back", key_display="←", priority=True),
         Binding("right", "step(1)", "Step", key_display="→", priority=True),
         Binding("left_square_bracket", "jump(-1)", "-1 min", key_display="[", priority=True),
@@ -84,6 +86,8 @@ class ReplayRoom(ControlRoom):
         self.back = back  # opened from the live app: t or escape goes back to it
         self.timeline = link.timeline
         self.timeline_bar = TimelineBar(id="timeline")
+        self.footer.order = BAR_ORDER  # the replay's own keys first; play, back to live, help and quit always
+        self.footer.keep = ("play", "timeline", HELP_ACTION, "replay_quit")
         self._moving = asyncio.Lock()  # one move of the position at a time (a key while playing)
         self._ring_marks: dict[str, str] = {}  # worker -> the result job its ring shows ("": not stored)
         self._last_play = 0.0
@@ -254,6 +258,7 @@ class ReplayRoom(ControlRoom):
 
     def show_timeline(self) -> None:
         tl = self.timeline
+        self.footer.labels = {"play": "Pause"} if tl.playing else {}  # space says what it does now
         self.timeline_bar.view = TimelineView(
             tl.now, tl.seq, tl.bounds.last_seq, tl.speed, tl.playing, tl.fraction(), GAP_REAL_S
         )
