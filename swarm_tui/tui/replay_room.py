@@ -24,7 +24,7 @@ from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
 from swarm_tui.engine.info import AnySpend
 from swarm_tui.textsafe import plain
-from swarm_tui.tui.commands import HELP_ACTION, ROOM_BINDINGS
+from swarm_tui.tui.commands import HELP_ACTION, ROOM_BINDINGS, shown_key
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
@@ -86,6 +86,9 @@ class ReplayRoom(ControlRoom):
         self.back = back  # opened from the live app: t or escape goes back to it
         self.timeline = link.timeline
         self.timeline_bar = TimelineBar(id="timeline")
+        # a pending decision of the past: nothing to approve here (the live app's decision is the one to act on)
+        expand = shown_key("expand", self.keymap)
+        self.detail_view.hint = f"\nwaiting at this point of the log · replay is read-only · {expand} details"
         self.footer.order = BAR_ORDER  # the replay's own keys first; play, back to live, help and quit always
         self.footer.keep = ("play", "timeline", HELP_ACTION, "replay_quit")
         self._moving = asyncio.Lock()  # one move of the position at a time (a key while playing)
