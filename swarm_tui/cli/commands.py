@@ -27,9 +27,23 @@ from swarm_tui.textsafe import plain
 
 
 @contextlib.asynccontextmanager
-async def connected(cfg: Config) -> AsyncIterator[Bus]:
+async def connected(cfg: Config, *, read_only: bool = False) -> AsyncIterator[Bus]:
+    """A connected bus for one command. ``read_only`` (status, status --at, history, export-log): nothing on the
+    bus is changed; only what is missing is created (a first run), as a worker does. Neither way changes the
+    event log's limits: the engine's start alone does (docs/bus.md)."""
     bus = Bus(cfg)
-    await bus.connect()
+    if read_only:
+        from swarm_tui.engine.bus.readiness import missing_parts
+
+        await bus.connect(setup=False)
+        try:
+            if not bus.leaf and await missing_parts(bus):
+                await bus.setup()
+        except BaseException:  # re-raised: any way out (a cancel too) closes the bus first
+            await bus.close()
+            raise
+    else:
+        await bus.connect()
     try:
         yield bus
     finally:

@@ -139,6 +139,8 @@ async def loaded_window(session: aiohttp.ClientSession, base: str, names: set[st
 async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check:
     key = cfg.openrouter.api_key
     cloud = sorted(r.name for r in cfg.roles.values() if not is_local_chat(r.model))
+    if not key and cfg.openrouter.management_key:  # the provider cap's check below says whether it can make one
+        return Check("openrouter", True, "OPENROUTER_API_KEY is not set: the workers use the provider cap's key")
     if not key and not cloud:  # a fully local swarm (swarm-tui init --local): the key is never used
         return Check("openrouter", True, "OPENROUTER_API_KEY is not set: not needed, every role is local (Ollama)")
     if not key:
@@ -160,6 +162,34 @@ async def check_openrouter(cfg: Config, session: aiohttp.ClientSession) -> Check
     if status in (401, 403):
         return Check("openrouter", False, f"key rejected by OpenRouter (HTTP {status})")
     return Check("openrouter", True, f"key present; OpenRouter answered HTTP {status}")
+
+
+async def check_provider_cap(cfg: Config, session: aiohttp.ClientSession) -> list[Check]:
+    """With a management key: whether OpenRouter takes it (``GET /keys``, "List API keys") and the runtime key the
+    engine makes or reuses (guards/provider_cap.py), by its name. Without one: no line."""
+    mkey = cfg.openrouter.management_key
+    if not mkey:
+        return []
+    import socket
+
+    name = f"swarm-tui {socket.gethostname()}"[:100]
+    url = cfg.openrouter.api_base.rstrip("/") + "/keys"
+    own = "the engine's own ceiling still holds"
+    try:
+        status, body = await _get_json(session, url, headers={"Authorization": f"Bearer {mkey}"})
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        return [Check("provider", False, f"management API not reachable ({type(exc).__name__}): {own}", False)]
+    if status in (401, 403):
+        why = f"management key rejected by OpenRouter (HTTP {status}): check OPENROUTER_MANAGEMENT_KEY; {own}"
+        return [Check("provider", False, why)]
+    keys = body.get("data") if status == 200 and isinstance(body, dict) else None
+    if not isinstance(keys, list):
+        return [Check("provider", False, f"management API answered HTTP {status}: {own}", False)]
+    ours = [k for k in keys if isinstance(k, dict) and k.get("name") == name and not k.get("disabled")]
+    limit = ours[0].get("limit") if ours else None
+    if ours and isinstance(limit, int | float) and not isinstance(limit, bool):
+        return [Check("provider", True, f"key {name!r}: provider cap ${limit:.2f}/day ({ours[0].get('limit_reset')})")]
+    return [Check("provider", True, f"management key valid; the engine makes {name!r} at start, limited daily")]
 
 
 def check_ram(cfg: Config) -> Check:
@@ -202,14 +232,39 @@ async def check_demo(cfg: Config, session: aiohttp.ClientSession) -> list[Check]
     return [demo_c, orr]
 
 
+async def check_prices(cfg: Config) -> Check:
+    """The roles' models whose price is unknown (priced at the fallback) or partial (refused under a ceiling), as
+    the cached price list tells it (``swarm-tui spend`` names the ones that were spent on)."""
+    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.spend_view import book_problem, price_gaps
+
+    book = PriceBook(cfg.openrouter, cfg.paths, fetch=False)
+    if not await book.load_cache():
+        return Check("prices", False, "no price list cached yet: the engine fetches it at start", required=False)
+    models = [r.model for r in cfg.roles.values()] + [m for r in cfg.roles.values() for m in r.fallback_models]
+    gaps = price_gaps(models, book_problem(book))
+    if not gaps:
+        return Check("prices", True, f"every role's model is in the price list ({book.price_source()})", required=False)
+    named = "; ".join(f"{g['model']} {g['price']}" for g in gaps[:4]) + (" ..." if len(gaps) > 4 else "")
+    return Check("prices", False, f"price unknown or partial: {named} (swarm-tui spend says why)", required=False)
+
+
 async def run_doctor(cfg: Config, *, demo: bool = False) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         notes: list[Check] = []
         workers = check_demo(cfg, session) if demo else _one(check_openrouter(cfg, session))
-        nats_c, oll, worker_checks = await asyncio.gather(check_nats(cfg, notes), check_ollama(cfg, session), workers)
-    return [nats_c, *notes, oll, *worker_checks, check_ram(cfg)]
+        cap = check_provider_cap(cfg, session) if not demo else _none()
+        nats_c, oll, worker_checks, cap_checks = await asyncio.gather(
+            check_nats(cfg, notes), check_ollama(cfg, session), workers, cap
+        )
+    prices = [] if demo else [await check_prices(cfg)]  # the demo prices its own models
+    return [nats_c, *notes, oll, *worker_checks, *cap_checks, *prices, check_ram(cfg)]
 
 
 async def _one(check: Awaitable[Check]) -> list[Check]:
     return [await check]
+
+
+async def _none() -> list[Check]:
+    return []

@@ -27,7 +27,7 @@ def export_command(cfg: Config, out: str, *, task: str | None, since: str | None
 
 
 async def _export(cfg: Config, path: Path, *, task: str | None, point: Point | None, force: bool) -> int:
-    async with connected(cfg) as bus:
+    async with connected(cfg, read_only=True) as bus:
         log = BusLog(bus)
         start = 1
         if point is not None:

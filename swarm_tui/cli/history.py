@@ -1,5 +1,5 @@
-"""``swarm-tui history``: the past tasks, newest first, as lines or JSON. The log is read as ``status`` reads it;
-nothing is published."""
+"""``swarm-tui history``: the past tasks, newest first, as lines or JSON. The log is folded as ``status --at``
+folds it (``engine/history/fold.py``); nothing is published."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from datetime import datetime
+
+from rich.cells import cell_len, set_cell_size
 
 from swarm_tui.cli.commands import connected
-from swarm_tui.engine.bus.wire import Event
+from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.timefmt import local_text
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import UsageError
+from swarm_tui.engine.history.buslog import BusLog
+from swarm_tui.engine.history.fold import Fold
 from swarm_tui.engine.history.tasks import TASK_STATES, HistoryRow, history_rows
 from swarm_tui.engine.history.when import parse_point
 from swarm_tui.engine.projection.state import SwarmState
@@ -36,18 +40,21 @@ def parse_states(given: Sequence[str] | None) -> set[str]:
 
 
 async def _load(cfg: Config) -> tuple[SwarmState, dict[str, int]]:
-    """The log's projection, and the log position of each task's event (for ``--since SEQ``)."""
-    state = SwarmState()
+    """The log's projection, and the log position of each task's event (for ``--since SEQ``). Folded as
+    ``status --at`` folds (``Fold``: what does not decode or is refused is counted, never set aside), so a look
+    at the past publishes nothing; "now" is this machine's (a task still running has run until now)."""
+    fold = Fold(max_scale=cfg.swarm.max_scale)
     task_seq: dict[str, int] = {}
-
-    def fold(_subject: str, ev: Event, seq: int) -> None:
-        state.apply(ev, seq)
-        if ev.type == "task":
-            task_seq.setdefault(ev.id, seq)
-
-    async with connected(cfg) as bus:
-        await bus.replay(fold)
-    return state, task_seq
+    prefix = S.evt("task", "")
+    async with connected(cfg, read_only=True) as bus:
+        log = BusLog(bus)
+        b = await log.bounds()
+        if not b.empty:
+            async for st in log.read(b.first_seq, b.last_seq):
+                if fold.apply(st) and st.subject.startswith(prefix):
+                    task_seq.setdefault(st.subject[len(prefix) :], st.seq)
+    fold.state.clock = time.time
+    return fold.state, task_seq
 
 
 async def history(
@@ -95,7 +102,7 @@ def _narrowed(search: str | None, since: str | None, states: set[str]) -> str:
 def history_line(r: HistoryRow, width: int = 100) -> str:
     """One task on one line: id, state, rounds, answers (done/all), cost, duration, when it was created, the text
     cut to what the terminal leaves."""
-    when = datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")
+    when = local_text(r.created, "%Y-%m-%d %H:%M")
     answers = f"{r.answers_done}/{r.answers} ans"
     state = r.state.replace("_", " ")
     head = (
@@ -103,8 +110,8 @@ def history_line(r: HistoryRow, width: int = 100) -> str:
         f"{'' if r.ended is not None else '+'}  {when}  "
     )
     text = r.text + (f" ({r.reason})" if r.reason else "")
-    room = max(20, width - len(head) - 1)
-    return head + (text if len(text) <= room else text[: room - 1] + "…")
+    room = max(20, width - cell_len(head) - 1)  # terminal cells: a CJK character or an emoji takes two
+    return head + (text if cell_len(text) <= room else set_cell_size(text, room - 1) + "…")
 
 
 def duration(seconds: float) -> str:

@@ -58,7 +58,7 @@ def init_config(path: str | None, *, local: bool, force: bool) -> int:
     if not local:
         raise UsageError("init writes a fully local configuration: run `swarm-tui init --local`")
     target = Path(path).expanduser() if path else config_path()
-    if target.exists() and not force:
+    if (target.exists() or target.is_symlink()) and not force:  # a dangling symlink is the user's too
         raise SwarmError(f"{target} exists: it is kept (pass --force to overwrite it)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="done, failed, cancelled, ... (repeat it or give a comma list)",
     )
 
+    sp = sub.add_parser("spend", parents=[common], help="where the money went: by model, role, task and day")
+    sp.add_argument("--json", action="store_true", help="one object (shape in the README)")
+    sp.add_argument("--days", metavar="N", help="the last N UTC days, today included (default 7)")
+
     a = sub.add_parser("approve", parents=[common], help="approve a pending decision")
     a.add_argument("id", help="decision id (or a unique suffix)")
     a.add_argument("--workers", type=_whole, help="approve with this many workers (0..swarm.max_scale)")
@@ -156,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", parents=[common], help="make one answer its task's answer (follow-ups build on it)")
     pr.add_argument("job", help="the answer's job id (or a unique suffix), as `swarm-tui result TASK` lists it")
     sn = sub.add_parser("seen", parents=[common], help="mark what needs you as seen (stops the badge and alerts)")
-    sn.add_argument("kinds", nargs="*", metavar="KIND", help="approval, failed, ceiling, credit, bus (default: all)")
+    sn.add_argument(
+        "kinds", nargs="*", metavar="KIND", help="approval, failed, spend, ceiling, credit, key, bus (default: all)"
+    )
     rs = sub.add_parser("result", parents=[common], help="print a task's results in order")
     rs.add_argument("task_id", help="task id (or a unique suffix)")
     rs.add_argument("--json", action="store_true", help="the same as --format json")
@@ -235,6 +241,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from swarm_tui.cli.history import history
 
         return cmds.run(history(cfg, as_json=args.json, search=args.search, since=args.since, states=args.state))
+    if cmd == "spend":
+        from swarm_tui.cli.spend import parse_days, spend
+        from swarm_tui.engine.guards.spend_view import DEFAULT_DAYS
+
+        return cmds.run(spend(cfg, as_json=args.json, days=parse_days(args.days, DEFAULT_DAYS)))
     if cmd == "result":
         if args.json and args.format not in (None, "json"):
             raise UsageError(f"--json and --format {args.format} disagree: give one of them")

@@ -40,7 +40,7 @@ async def _headless(cfg: Config, demo: bool) -> int:
     bus = Bus(cfg)
     life = Lifecycle("headless")
     try:
-        await life.start("bus", bus.connect, bus.close)
+        await life.start("bus", lambda: bus.connect(log_limits=True), bus.close)
         engine = assemble(cfg, bus, demo=demo)
         # owed before it starts: the engine's stop undoes what its start got to (and bounds each of its parts)
         life.adopt("engine", engine.stop, timeout_s=None)
@@ -62,7 +62,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
     from swarm_tui.engine.bus.readiness import connect_worker
     from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.memory import RamGuard
-    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.prices import price_book
     from swarm_tui.engine.guards.protocols import PriceSourceP
     from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
     from swarm_tui.engine.swarm.build import build_pool
@@ -81,7 +81,7 @@ async def _worker(cfg: Config, concurrency: int | None, demo: bool) -> int:
 
             endpoint = DemoEndpoint(cfg.demo)
             parts.append(endpoint)
-        prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths)
+        prices: PriceSourceP = DemoPrices(cfg.demo) if demo else price_book(cfg)
         spend = SpendGuard(SpendSettings.of(cfg), bus, None, prices)
         ram = RamGuard(cfg.ram, cfg.ollama)
         pool = build_pool(cfg, bus, endpoint=endpoint, spend=spend, ram=ram, concurrency=concurrency)

@@ -62,7 +62,7 @@ class StatusData(TypedDict):
 
 
 async def status_data(cfg: Config) -> StatusData:
-    async with connected(cfg) as bus:
+    async with connected(cfg, read_only=True) as bus:
         state = await load_state(bus)
         info: EngineInfo = await engine_info(bus) or {}
         ledger = None
@@ -134,11 +134,14 @@ def assemble(
     if attention is not None:
         needs_now = list(attention.get("needs", []))
     else:  # no engine tracks it: what the log tells, and the ceiling as the log and the ledger tell it
-        from swarm_tui.engine.attention.needs import needs, spend_reached
+        from swarm_tui.engine.attention.needs import alert_level, needs, spend_reached
 
         now = state.clock()
         since: dict[NeedKind, float] = {"ceiling": now} if spend_reached(usable(spend)) else {}
-        needs_now = needs(state, {"spend": spend}, since=since, now=now)  # type: ignore[typeddict-item]
+        if alert_level(usable(spend), cfg.budget.alerts) is not None:
+            since["spend"] = now
+        told: EngineInfo = {"spend": spend}  # type: ignore[typeddict-item]
+        needs_now = needs(state, told, since=since, now=now, levels=cfg.budget.alerts)
     return {
         "version": __version__,
         "bus": bus_info,
@@ -282,6 +285,9 @@ def format_status(d: StatusData) -> str:
                 "key limit left: "
                 + (_fmt_usd(left) if left is not None else "none (no limit on the key, or not checked)")
             )
+        cap = sp.get("provider_cap")  # only with openrouter.management_key
+        if cap:
+            lines.append(plain(str(cap)))
         if sp.get("blocked_reason"):
             lines.append(f"cloud dispatch stopped: {plain(str(sp['blocked_reason']))}")
     if "max_bytes" in d["log"]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from swarm_tui.cli.commands import connected
 from swarm_tui.cli.status import StatusData, assemble, format_status
+from swarm_tui.engine.bus.timefmt import local_text
 from swarm_tui.engine.bus.topology import describe
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.errors import SwarmError
@@ -28,36 +29,47 @@ NOT_RECORDED = "not recorded in the log"
 
 
 def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return local_text(t, "%Y-%m-%d %H:%M:%S")
 
 
 async def status_at_data(cfg: Config, at: str, *, now: float | None = None) -> tuple[StatusData, dict[str, Any]]:
     """``status``'s data at the point ``at`` (as typed), and the ``at`` part of its JSON (with a ``note`` when the
-    point is after the log's end). A point before the log's first event is a ``SwarmError``."""
+    point is after the log's end, or before its first event: the empty state, seq 0). A point before the log's
+    first event when older events aged out is a ``SwarmError`` (what was then is no longer known).
+
+    A time typed to the second is all of that second (``Point.span``): typing back a time this command printed
+    lands on the event it was printed for."""
     point = parse_point(at, now=time.time() if now is None else now)
-    async with connected(cfg) as bus:
+    async with connected(cfg, read_only=True) as bus:
         log = BusLog(bus)
         b = await log.bounds()
         if b.empty:
             raise SwarmError(f"--at {at}: the event log is empty: there is no past to show yet")
-        before = point.seq < b.first_seq if point.kind == "seq" else point.value < b.first_time
-        if before:
-            why = "older events aged out" if b.first_seq > 1 else "nothing was logged before it"
-            raise SwarmError(
-                f"--at {at}: before the log starts at event {b.first_seq:,} ({_when(b.first_time)}): {why}"
-            )
         if point.kind == "seq":
-            end = point.seq
-        else:  # the last event stored at or before that time
-            # (seq_at reads "at or after" with two microseconds of slack for the stored times' rounding: past it)
-            end = await log.seq_at(point.value + 5e-6) - 1
+            before = point.seq < b.first_seq
+        else:  # a time to the second: before the log when that whole second is
+            before = point.value + point.span <= b.first_time if point.span else point.value < b.first_time
+        if before and b.first_seq > 1:
+            raise SwarmError(
+                f"--at {at}: before the log starts at event {b.first_seq:,} ({_when(b.first_time)}): "
+                "older events aged out"
+            )
         note = ""
-        if end > b.last_seq or (point.kind == "time" and point.value > b.last_time):
-            note = f"--at {at} is after the log's last event: this is the latest state"
-            end = b.last_seq
-        store = await log_checkpoints(log, max_scale=cfg.swarm.max_scale, data=data_dir(cfg.paths.data_dir))
-        with paused_gc(freeze=True):  # a one-shot command: nothing it folds is let go of before it ends
-            fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
+        if before:  # nothing was logged before it: the state before event 1 is the empty one
+            note = f"--at {at} is before the log's first event ({_when(b.first_time)}): nothing had happened yet"
+            fold = Fold(max_scale=cfg.swarm.max_scale, time=point.value)
+        else:
+            if point.kind == "seq":
+                end = point.seq
+            else:  # the last event stored at or before that time (to the end of its second when typed so)
+                # (seq_at reads "at or after" with two microseconds of slack for the stored times' rounding: past it)
+                end = await log.seq_at(point.value + (point.span or 5e-6)) - 1
+            if end > b.last_seq or (point.kind == "time" and point.value > b.last_time):
+                note = f"--at {at} is after the log's last event: this is the latest state"
+                end = b.last_seq
+            store = await log_checkpoints(log, max_scale=cfg.swarm.max_scale, data=data_dir(cfg.paths.data_dir))
+            with paused_gc(freeze=True):  # a one-shot command: nothing it folds is let go of before it ends
+                fold = await fold_to(log, end, max_scale=cfg.swarm.max_scale, checkpoints=store)
         bus_info: StatusBus = {
             "kind": bus.kind,
             "state": bus.state,
@@ -86,7 +98,8 @@ def _data(cfg: Config, fold: Fold, bus_info: StatusBus) -> StatusData:
 
 
 def format_at(data: StatusData, at: dict[str, Any]) -> str:
-    first = f"as of {_when(at['time'])} (event {at['seq']:,} of {at['last_seq']:,})"
+    where = f"event {at['seq']:,}" if at["seq"] else "before event 1"
+    first = f"as of {_when(at['time'])} ({where} of {at['last_seq']:,})"
     lines = [first] + ([f"note: {at['note']}"] if at["note"] else [])
     text = format_status(data | {"conductor": None}).splitlines()
     # the engine line speaks of now; the past's engine parts are not in the log

@@ -25,14 +25,30 @@ def assemble(
     from swarm_tui.engine.guards.demo_prices import DemoPrices
     from swarm_tui.engine.guards.local_lane import LocalLane
     from swarm_tui.engine.guards.memory import RamGuard
-    from swarm_tui.engine.guards.prices import PriceBook
+    from swarm_tui.engine.guards.prices import price_book
     from swarm_tui.engine.guards.protocols import PriceSourceP
     from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 
-    prices: PriceSourceP = DemoPrices(cfg.demo) if demo else PriceBook(cfg.openrouter, cfg.paths, clock=clock)
+    prices: PriceSourceP = DemoPrices(cfg.demo) if demo else price_book(cfg, clock=clock)
     spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices, clock=clock))
     ram = engine.add(RamGuard(cfg.ram, cfg.ollama, clock=clock))
     lane = engine.add(LocalLane())  # one local lane per engine: the conductor and local workers share it
+    key = None  # the workers' key: openrouter.api_key, unless a management key makes a capped one
+    if cfg.openrouter.management_key and not demo:
+        from swarm_tui.engine.guards.provider_cap import ProviderCap
+
+        cap = engine.add(
+            ProviderCap(
+                cfg.openrouter,
+                cfg.paths,
+                ceiling=spend.ceiling,
+                host=engine.host,
+                on_key=spend.recheck_key,
+                clock=clock,
+            )
+        )
+        key = cap.worker_key
+        spend.use_key(key, lambda: cap.info()["line"])
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
     from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 
@@ -59,6 +75,7 @@ def assemble(
                 clock=clock,
                 host=engine.host,
                 warm_on_start=False,
+                key=key,
             )
         )
     if conductor:
@@ -69,7 +86,11 @@ def assemble(
         engine.add(
             Conductor(
                 # no OpenRouter key (and no demo): a fully local swarm, the heart plans local roles only
-                ConductorSettings.of(cfg, demo=demo, local_only=not demo and not cfg.openrouter.api_key),
+                ConductorSettings.of(
+                    cfg,
+                    demo=demo,
+                    local_only=not demo and not (cfg.openrouter.api_key or cfg.openrouter.management_key),
+                ),
                 bus,
                 engine.state,
                 guards=ConductorGuards(spend=spend, ram=ram, rate_limits=workers, lane=lane),
@@ -80,5 +101,16 @@ def assemble(
     # the needs-you alerts last: they read the log and the spend guard, and run notify.command
     from swarm_tui.engine.attention.notifier import Notifier
 
-    engine.add(Notifier(cfg.notify, bus, engine.state, spend=spend, clock=clock, host=engine.host, demo=demo))
+    engine.add(
+        Notifier(
+            cfg.notify,
+            bus,
+            engine.state,
+            spend=spend,
+            clock=clock,
+            host=engine.host,
+            demo=demo,
+            levels=cfg.budget.alerts,
+        )
+    )
     return engine

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
-from swarm_tui.engine.states import BusKind, BusState, ConductorState, NeedKind, TopologyKind
+from swarm_tui.engine.states import BusKind, BusState, CapState, ConductorState, NeedKind, TopologyKind
 
 
 class InfoError(TypedDict):
@@ -130,6 +130,7 @@ class CreditInfo(TypedDict):
     out_of_credit: bool  # a 402 or the key's limit used up (not a rejected key)
     key_rejected: bool  # the key endpoint answered 401/403: cloud work stops until it answers 200
     blocked_reason: str  # why no cloud job may start, "" when they may
+    provider_cap: str  # with openrouter.management_key: "provider cap $X/day", or why it is not set; else ""
 
 
 class SpendTotals(TypedDict):
@@ -302,6 +303,16 @@ class AttentionInfo(TypedDict):
     command_errors: int  # failed, timed out, or dropped (more than 20 waiting)
 
 
+class ProviderCapInfo(TypedDict):
+    """``Engine.info()["provider_cap"]`` (guards/provider_cap.py), only with a management key: never a key."""
+
+    state: CapState
+    limit_usd: float | None  # the runtime key's limit as OpenRouter last confirmed it; None: no limit, or not set
+    key_name: str
+    reason: str  # why it failed, "" otherwise
+    line: str  # what status and the Spend panel print ("" when off)
+
+
 # ------------------------------------------------------------------------------------------ the whole snapshot
 class EngineInfo(TypedDict, total=False):
     """``Engine.info()``: the engine, its bus, and each component's info under the component's name.
@@ -323,6 +334,7 @@ class EngineInfo(TypedDict, total=False):
     conductor: ConductorInfo | InfoError
     reconcile: ReconcileInfo | InfoError  # only for a Reconciler added on its own: assemble() gives it to the pool
     attention: AttentionInfo | InfoError
+    provider_cap: ProviderCapInfo | InfoError  # only with openrouter.management_key
 
 
 _Part = TypeVar("_Part", bound=Mapping[str, object])

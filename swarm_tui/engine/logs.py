@@ -12,8 +12,14 @@ from pathlib import Path
 from swarm_tui.engine.paths import ensure_private_dir, open_private
 
 # API keys, and the embedded NATS server's token (bus/embedded.py's TOKEN_PREFIX): every process of a data dir
-# may hold it, also one whose configured secrets do not list it
-_KEYLIKE = re.compile(r"\b(sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|swarm-nats-[A-Za-z0-9_-]{16,})")
+# may hold it, also one whose configured secrets do not list it; and NATS nkey seeds ("S" + the key's type + 56
+# base32 characters: the secret half of a .creds or seed file, which are paths in the config, not values). A key
+# starts a word, or follows an escape quoted as text ("\nsk-or-…" in quoted JSON, "%3Dsk-or-…" in a URL), where
+# a letter or digit touches it.
+_KEYSTART = r"(?:\b|(?<=\\[nrtbf])|(?<=%[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))"
+_KEYLIKE = re.compile(
+    _KEYSTART + r"(sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|swarm-nats-[A-Za-z0-9_-]{16,}|S[UAONCX][A-Z2-7]{56}\b)"
+)
 
 
 class Redactor(logging.Filter):

@@ -37,9 +37,14 @@ BusKind: TypeAlias = Literal["embedded", "embedded-shared", "remote"]
 # What the server is part of.
 TopologyKind: TypeAlias = Literal["single server", "cluster", "leaf"]
 
-# What needs a person (the header's "needs you", ``status --json``'s ``needs_attention``), in the order shown.
-NeedKind: TypeAlias = Literal["approval", "failed", "ceiling", "credit", "key", "bus"]
-NEED_KINDS: Final[tuple[NeedKind, ...]] = ("approval", "failed", "ceiling", "credit", "key", "bus")
+# What needs a person (the header's "needs you", ``status --json``'s ``needs_attention``), in the order shown;
+# "spend": spend passed one of ``budget.alerts`` below the ceiling (the ceiling itself is "ceiling").
+NeedKind: TypeAlias = Literal["approval", "failed", "spend", "ceiling", "credit", "key", "bus"]
+NEED_KINDS: Final[tuple[NeedKind, ...]] = ("approval", "failed", "spend", "ceiling", "credit", "key", "bus")
 
 # Whether a decision waits for a person or is approved by the engine.
 ApprovalMode: TypeAlias = Literal["manual", "auto"]
+
+# The provider-side cap (guards/provider_cap.py): off (no management key), being set, on, failed (the engine's own
+# ceiling still holds)
+CapState: TypeAlias = Literal["off", "pending", "on", "failed"]

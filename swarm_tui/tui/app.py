@@ -96,6 +96,7 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
             shown_key=lambda: self.shown_key("attention"),
             on_badge=lambda: self.room.show_header(),
             send_control=self.control,
+            levels=self.cfg.budget.alerts,
         )
         self._room: ControlRoom | None = None
         self._shutting_down = False

@@ -155,7 +155,7 @@ class LocalLink(Link):
         assert self.bus is not None
         self.bus.on_state(self._bus_state)
         if self._connect and self.bus.nc is None:
-            await self.bus.connect()
+            await self.bus.connect(log_limits=True)  # the engine's start: it sets the log's limits
         self.engine.on_event(self._event)
         await self.engine.start()
         self._started = True

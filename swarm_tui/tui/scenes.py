@@ -136,6 +136,7 @@ def _spend(
         "out_of_credit": False,
         "key_rejected": False,
         "blocked_reason": "",
+        "provider_cap": "",
         "demo": True,
         "counts": {},
     }

@@ -180,6 +180,33 @@ async def test_setup_is_idempotent(bus: Bus) -> None:
     assert {S.EVENTS_STREAM, S.JOBS_STREAM, S.DEAD_STREAM} <= names
 
 
+async def test_setup_replaces_the_old_single_job_consumer_and_keeps_its_jobs(bus: Bus) -> None:
+    """Before issue 28's fix every pool shared one consumer, ``pool``, over ``swarm.jobs.>``; it overlaps the lanes'
+    own (a work queue refuses that), so set-up removes it. A job it had delivered and not acked stays in the
+    stream and comes from its lane's consumer."""
+    from nats.js import api as jsapi
+
+    js = bus.jetstream
+    for lane in S.JOB_LANES:
+        await js.delete_consumer(S.JOBS_STREAM, S.jobs_consumer(lane))
+    await js.add_consumer(
+        S.JOBS_STREAM,
+        jsapi.ConsumerConfig(
+            durable_name=S.JOBS_OLD_CONSUMER, ack_policy=jsapi.AckPolicy.EXPLICIT, filter_subject=S.JOBS_ALL
+        ),
+    )
+    await bus.publish(S.job("local", "j1"), b"job", msg_id="j1")
+    old = await js.pull_subscribe_bind(durable=S.JOBS_OLD_CONSUMER, stream=S.JOBS_STREAM)
+    (m,) = await old.fetch(1, timeout=5)  # taken by an old pool, not acked
+    assert m.subject == S.job("local", "j1")
+    await bus.setup()
+    names = {c.name for c in await js.consumers_info(S.JOBS_STREAM)}
+    assert names == {S.jobs_consumer("cloud"), S.jobs_consumer("local")}
+    sub = await bus.jobs.bind_pull("local")
+    (m,) = await sub.fetch(1, timeout=5)
+    assert m.subject == S.job("local", "j1") and m.data == b"job"
+
+
 async def test_follower_sees_events_after_a_server_restart(tmp_path: Path) -> None:
     srv = EmbeddedServer(tmp_path / "store").run()
     cfg = make_config(tmp_path, srv.url)

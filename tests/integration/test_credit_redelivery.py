@@ -103,9 +103,9 @@ def test_a_call_sent_after_the_block_clears_it(cfg: Config) -> None:
 
 
 async def _burn(bus: Bus, n: int, *, ask_again: bool = False) -> None:
-    """Take the job from the pool's consumer n times without finishing it (each a delivery); with
+    """Take the job from the cloud lane's consumer n times without finishing it (each a delivery); with
     ``ask_again`` pull once more: JetStream then finds it has no delivery left (and says so)."""
-    sub = await bus.jetstream.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
+    sub = await bus.jetstream.pull_subscribe_bind(durable=S.jobs_consumer("cloud"), stream=S.JOBS_STREAM)
     for _ in range(n):
         (m,) = await sub.fetch(1, timeout=5)
         await m.nak()

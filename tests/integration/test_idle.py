@@ -100,7 +100,7 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
         await engine.start()
         pool = engine.get(pool_mod.Pool)
         assert pool is not None
-        await until(lambda: pool.fetch.pending is not None, 5, "the idle pull request")
+        await until(lambda: pool.fetches["cloud"].pending is not None, 5, "the idle pull request")
         await asyncio.sleep(0.3)
 
         def running(d_id: str) -> bool:
@@ -113,12 +113,14 @@ async def test_an_idle_pool_takes_a_job_at_once_and_pulls_again_right_after_a_re
         )
         await until(lambda: len(engine.state.results) == 1, 20, "the result")
         # a cluster's failover: the consumer's new leader does not have our pull request; its advisory re-pulls
-        pending = await until(lambda: pool.fetch.pending, 5, "the next pull request")
+        pending = await until(lambda: pool.fetches["cloud"].pending, 5, "the next pull request")
         assert bus.nc is not None
-        await bus.nc.publish(pool_mod.LEADER_ELECTED, b"{}")
+        await bus.nc.publish(pool_mod.leader_elected("cloud"), b"{}")
         await until(lambda: pending.cancelled(), 3, "the pull request dropped on the advisory")
         await until(
-            lambda: pool.fetch.pending is not None and pool.fetch.pending is not pending, 3, "a new pull request"
+            lambda: pool.fetches["cloud"].pending is not None and pool.fetches["cloud"].pending is not pending,
+            3,
+            "a new pull request",
         )
         srv.kill()
         await until(lambda: bus.state != "connected", 10, "the loss")
@@ -160,10 +162,10 @@ async def test_jobs_beyond_the_free_slots_of_a_long_pull_are_held(cfg: Config) -
             return ["a", "b", "c"]
 
     p.scale = 3
-    p.fetch.psub = Psub()  # type: ignore[assignment]  # a pull subscription that only fetches
+    p.fetches["cloud"].psub = Psub()  # type: ignore[assignment]  # a pull subscription that only fetches
     p._accept = accept  # type: ignore[method-assign]
-    p.fetch.hold = hold  # type: ignore[method-assign]  # seen, not heartbeated
-    task = asyncio.create_task(p._fetch_loop())
+    p.fetches["cloud"].hold = hold  # type: ignore[method-assign]  # seen, not heartbeated
+    task = asyncio.create_task(p._fetch_loop("cloud"))
     try:
         await until(lambda: accepted and held, 3, "the split")
         assert accepted == ["a"] and held == ["b", "c"]

@@ -1,6 +1,7 @@
 """The event log's limits come from ``log.max_age_days`` and ``log.max_bytes``; an existing stream is brought to
-them when a process sets the bus up (``ensure_stream`` updates it); ``doctor`` and ``status`` show the log's size
-and oldest event against them."""
+them when the engine starts (``connect(log_limits=True)``: ``ensure_stream`` updates it), never by another
+process that sets the bus up (a one-shot command keeps the limits the stream has); ``doctor`` and ``status``
+show the log's size and oldest event against them."""
 
 from __future__ import annotations
 
@@ -27,8 +28,15 @@ async def test_a_stream_made_with_one_limit_is_updated_to_the_new_one(cfg: Confi
         assert (made.max_age, made.max_bytes) == (30 * 86400.0, 64 * 1024 * 1024)
     finally:
         await first.close()
+    other = Bus(cfg.replace(log__max_age_days=2, log__max_bytes=20_000_000))
+    await other.connect()  # a command, a worker: creates what is missing, keeps the log's limits
+    try:
+        kept = (await other.jetstream.stream_info(S.EVENTS_STREAM)).config
+        assert (kept.max_age, kept.max_bytes) == (30 * 86400.0, 64 * 1024 * 1024)
+    finally:
+        await other.close()
     second = Bus(cfg.replace(log__max_age_days=2, log__max_bytes=20_000_000))
-    await second.connect()
+    await second.connect(log_limits=True)  # the engine's start
     try:
         now = (await second.jetstream.stream_info(S.EVENTS_STREAM)).config
         assert (now.max_age, now.max_bytes) == (2 * 86400.0, 20_000_000)

@@ -365,6 +365,7 @@ PALETTE_EFFECTS: dict[str, tuple[str, Callable[[SwarmApp], object], Callable[[Sw
     "expand": ("needs_you", lambda app: None, lambda app, _d: isinstance(app.screen, TextScreen)),
     "filter": ("needs_you", lambda app: None, lambda app, _d: app.room.filter_box.has_focus),
     "history": ("needs_you", lambda app: None, lambda app, _d: type(app.screen).__name__ == "HistoryScreen"),
+    "spend": ("needs_you", lambda app: None, lambda app, _d: type(app.screen).__name__ == "SpendScreen"),
     "attention": ("needs_you", lambda app: None, lambda app, _d: [v for v, _a in asked(app)] == ["seen"]),
     # a scene has no log to read: it says so (test_tui_replay.py opens it on a real one)
     "timeline": (

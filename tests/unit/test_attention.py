@@ -96,7 +96,7 @@ def test_ceiling_credit_and_bus_hold_since_they_began() -> None:
     clock = Clock()
     att = Attention(clock=clock, bus_grace_s=3, ring_on_start=True)
     st = fold([])
-    assert att.update(st, spend(0.5), "connected") == []
+    assert att.update(st, spend(0.4), "connected") == []
     clock.t += 1
     assert kinds(att.update(st, spend(1.0), "connected")) == ["ceiling"]
     since = att.current[0]["since"]

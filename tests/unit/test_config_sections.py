@@ -32,6 +32,8 @@ def test_sections_and_options_name_the_same_keys_with_the_same_types() -> None:
             values = typing.get_args(hint)
             assert o.check is not None and all(o.check(v) for v in values) and not o.check("?"), o.key
             declared[o.key] = type(values[0])
+        elif typing.get_origin(hint) is tuple:  # a list of numbers (budget.alerts): read into a tuple
+            declared[o.key] = tuple
     assert declared == {o.key: o.type for o in OPTIONS}
 
 

@@ -54,7 +54,7 @@ def controls() -> Controls:
             "seen",
             {"kinds": ["nothing"]},
             "invalid",
-            "kinds must be some of approval, failed, ceiling, credit, key, bus",
+            "kinds must be some of approval, failed, spend, ceiling, credit, key, bus",
         ),
     ],
 )

@@ -106,3 +106,14 @@ def test_pruned_by_count_bytes_and_the_logs_first_event(tmp_path: Path) -> None:
     small = CheckpointStore(max_scale=50, identity="log-1", directory=d, every=20, max_bytes=1, first_seq=seqs[1])
     small.prune()
     assert [int(p.stem.split("-")[-1]) for p in d.iterdir()] == [seqs[-1]]
+
+
+def test_a_sparse_log_is_checkpointed_by_the_events_folded_not_by_its_seqs() -> None:
+    from dataclasses import replace
+
+    events = stored_log(2, garbage=False)
+    sparse = [replace(st, seq=i * 1_000) for i, st in enumerate(events, 1)]  # one event every 1,000 seqs
+    store = CheckpointStore(max_scale=50, every=10)
+    fold = asyncio.run(fold_to(MemoryLog(sparse), sparse[-1].seq, max_scale=50, checkpoints=store))
+    assert store.written == len(events) // 10  # one per 10 events folded, not one per event (each a new bucket)
+    assert fold.seq == sparse[-1].seq

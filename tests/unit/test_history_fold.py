@@ -46,3 +46,21 @@ def test_an_event_at_or_before_the_position_is_not_applied_twice() -> None:
     st = Stored(1, T0, S.evt("task", "t-1"), Task(id="t-1", text="x", created_at=T0).to_bytes())
     assert f.apply(st) is True and f.apply(st) is False
     assert f.state.events == 1
+
+
+def test_times_long_before_their_storing_and_absurd_costs_are_refused() -> None:
+    """trust.refusal: a time before 1970 or ten years before its storing, and a cost no daily ceiling allows
+    (CEILING_LIMIT_USD), are refused as the live reader refuses them; a real late spend entry is not."""
+    from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
+    from swarm_tui.engine.bus.trust import PAST_S, refusal
+    from swarm_tui.engine.bus.wire import SpendEntry
+
+    def spend(cost: float, at: float) -> SpendEntry:
+        return SpendEntry(id="j-1", model="m", worker_id="w-1", decision_id="d-1", task_id="t-1", cost_usd=cost, at=at)
+
+    subject = S.evt("spend", "j-1")
+    assert refusal(subject, spend(0.25, T0 - 86400), T0, max_scale=50) is None  # a day late: kept
+    assert "before it was stored" in str(refusal(subject, spend(0.25, T0 - PAST_S - 1), T0, max_scale=50))
+    assert "before 1970" in str(refusal(subject, spend(0.25, -1e13), None, max_scale=50))
+    assert "costing" in str(refusal(subject, spend(CEILING_LIMIT_USD, T0), T0, max_scale=50))
+    assert refusal(subject, spend(CEILING_LIMIT_USD / 2, T0), T0, max_scale=50) is None

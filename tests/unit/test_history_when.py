@@ -52,3 +52,10 @@ def test_anything_else_is_one_line_naming_what_is_accepted(text: str, says: str)
         parse_point(text, now=NOW)
     msg = str(err.value)
     assert says in msg and "\n" not in msg and "\x1b" not in msg
+
+
+def test_a_time_typed_to_the_second_lasts_that_second() -> None:
+    """What status --at prints (to the second) typed back covers that whole second; a fraction typed is exact."""
+    assert parse_point("2026-12-04 18:30:05", now=NOW).span == 1.0
+    assert parse_point("2026-12-04 18:30:05.250", now=NOW).span == 0.0
+    assert parse_point("-15m", now=NOW).span == 0.0 and parse_point("12", now=NOW).span == 0.0

@@ -50,6 +50,7 @@ def test_subscriptions_have_what_compat_reads() -> None:
     assert missing(pull, compat.PULL_SUBSCRIPTION_ATTRS) == []
     push = JetStreamContext.PushSubscription(js, sub, "S", "c")
     assert missing(push, compat.PUSH_SUBSCRIPTION_ATTRS) == []
+    assert missing(js, compat.JETSTREAM_ATTRS) == []  # the raw STREAM.INFO (first_ts, last_ts)
 
 
 async def test_the_flow_control_state_has_what_compat_reads_and_is_replaced() -> None:

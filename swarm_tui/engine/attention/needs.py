@@ -1,7 +1,9 @@
 """What needs a person now, and when that changed: the one source of the bell, the desktop notification, the
 header badge, ``status --json``'s ``needs_attention`` and ``notify.command``.
 
-Six kinds: a decision waits for approval, a job failed, spend reached the daily ceiling, OpenRouter says the
+Seven kinds: a decision waits for approval, a job failed, spend passed an alert level (``budget.alerts``, 50% and
+80% of the ceiling by default: the highest passed is the need, and passing a higher one rings again), spend
+reached the daily ceiling, OpenRouter says the
 key is out of credit (a 402, or the key's own limit used up), OpenRouter rejects the key (401/403: "key", its own
 kind, not "credit": buying credit does not help; it alerts when ``notify.credit`` is on), the bus is lost.
 ``needs()`` reads them from the projection (approvals, failures) and from the engine's info (spend, credit, key)
@@ -25,19 +27,39 @@ from swarm_tui.textsafe import plain
 
 FAILED_WINDOW_S = 24 * 3600.0  # a failure older than a day no longer needs anyone, seen or not
 CEILING_SLACK_USD = 1e-4  # within this of the ceiling no job can start: the cheapest call costs more
+DEFAULT_ALERTS: tuple[float, ...] = (0.5, 0.8, 1.0)
 
 
 def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
 
+def _usd(v: float) -> str:
+    return f"${v:.4f}" if 0 < v < 0.01 else f"${v:.2f}"  # a demo's or a test's tiny ceiling still reads
+
+
+def spent_of(spend: SpendSummary) -> tuple[float, float]:
+    """Today's spend (the log's or the ledger's, whichever knows more) and the ceiling."""
+    spent = max(float(spend.get("today_usd") or 0.0), float(spend.get("ledger_spent_usd", 0.0) or 0.0))  # type: ignore[arg-type]
+    return spent, float(spend.get("ceiling_usd") or 0.0)
+
+
 def spend_reached(spend: SpendSummary | None) -> bool:
     """Spend is at the daily ceiling (a ceiling of 0 is a choice, not news)."""
     if spend is None:
         return False
-    ceiling = float(spend.get("ceiling_usd") or 0.0)
-    spent = max(float(spend.get("today_usd") or 0.0), float(spend.get("ledger_spent_usd", 0.0) or 0.0))  # type: ignore[arg-type]
+    spent, ceiling = spent_of(spend)
     return ceiling > 0 and spent >= ceiling - CEILING_SLACK_USD
+
+
+def alert_level(spend: SpendSummary | None, levels: Iterable[float] = DEFAULT_ALERTS) -> float | None:
+    """The highest alert level below the ceiling that today's spend has passed; None below them all and at the
+    ceiling (that is the "ceiling" need). Midnight (UTC) and a raised ceiling lower it, so it rings again."""
+    if spend is None or spend_reached(spend):
+        return None
+    spent, ceiling = spent_of(spend)
+    passed = [a for a in levels if a < 1 and ceiling > 0 and spent >= a * ceiling - CEILING_SLACK_USD]
+    return max(passed) if passed else None
 
 
 def needs(
@@ -47,6 +69,7 @@ def needs(
     since: Mapping[NeedKind, float],
     now: float,
     seen: dict[str, float] | None = None,
+    levels: Iterable[float] = DEFAULT_ALERTS,
 ) -> list[Need]:
     """What needs a person now. ``since``: when each info-derived kind (ceiling, credit, key, bus) began, as
     ``Attention`` tracks it; the log's kinds carry their own times. ``seen`` defaults to the log's marks."""
@@ -81,6 +104,11 @@ def needs(
         what = f"{n} {_plural(n, 'job', 'jobs')} failed (last {last.job_id}, {last.model}{why})"
         add("failed", what, min(r.ended_at for r in failed), last.ended_at, n)
     spend = usable(info.get("spend"))
+    level = alert_level(spend, levels)
+    if "spend" in since and level is not None and spend is not None:
+        spent, ceiling = spent_of(spend)
+        what = f"spend passed {level:.0%} of the daily ceiling ({_usd(spent)} of {_usd(ceiling)})"
+        add("spend", what, since["spend"], since["spend"])
     if "ceiling" in since:
         amount = f" (${float(spend.get('ceiling_usd') or 0):.2f})" if spend is not None else ""
         what = f"spend reached the daily ceiling{amount}: no new cloud work today"
@@ -126,10 +154,13 @@ class Attention:
         bus_grace_s: float = 3.0,
         clock: Callable[[], float] = time.time,
         ring_on_start: bool = False,
+        levels: Iterable[float] = DEFAULT_ALERTS,
     ) -> None:
         kinds = frozenset(kinds)
         self.kinds = kinds | {"key"} if "credit" in kinds else kinds  # a rejected key stops cloud work as credit does
         self.bus_grace_s = bus_grace_s
+        self.levels = tuple(levels)
+        self._level: float | None = None  # the spend alert level passed now
         self.clock = clock
         self.since: dict[NeedKind, float] = {}  # info-derived kinds that hold now -> since when
         self._bus_down: float | None = None
@@ -150,6 +181,7 @@ class Attention:
         spend = usable(info.get("spend"))
         if spend is not None:  # no spend info (an engine not answering): keep what was known
             self._hold("ceiling", spend_reached(spend), now)
+            self._spend_level(alert_level(spend, self.levels), now)
             rejected = spend.get("key_rejected") is True
             self._hold("credit", bool(spend.get("out_of_credit")) and not rejected, now)
             self._hold("key", rejected, now)
@@ -162,6 +194,17 @@ class Attention:
             self.since.setdefault("bus", self._bus_down)
         elif not down:
             self.since.pop("bus", None)
+
+    def _spend_level(self, level: float | None, now: float) -> None:
+        """A higher level is news: it starts anew (unseen, and rings even if the lower one still rang). A lower
+        one (the ceiling raised) keeps the need as it was; none (midnight, a ceiling raised well above) clears it,
+        so the next pass rings again."""
+        if level is None:
+            self.since.pop("spend", None)
+        elif self._level is None or level > self._level:
+            self.since["spend"] = now
+            self._ringing.discard("spend")
+        self._level = level
 
     def seen_marks(self, state: SwarmState) -> dict[str, float]:
         marks = dict(state.seen)
@@ -181,7 +224,8 @@ class Attention:
     def update(self, state: SwarmState, info: EngineInfo, bus_state: str) -> list[Need]:
         now = self.clock()
         self.observe(info, bus_state, now)
-        self.current = needs(state, info, since=self.since, now=now, seen=self.seen_marks(state))
+        marks = self.seen_marks(state)
+        self.current = needs(state, info, since=self.since, now=now, seen=marks, levels=self.levels)
         ringing = {n["kind"] for n in self.current if not n["seen"] and n["kind"] in self.kinds}
         new = ringing - self._ringing
         self._ringing = ringing

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from swarm_tui.engine.attention.needs import Attention
+from swarm_tui.engine.attention.needs import DEFAULT_ALERTS, Attention
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
 from swarm_tui.engine.config.sections import NotifySection
@@ -61,13 +61,14 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         host: str | None = None,
         demo: bool = False,
+        levels: tuple[float, ...] = DEFAULT_ALERTS,
     ) -> None:
         self.bus = bus
         self.state = state
         self.spend = spend
         self.clock = clock
         self.demo = demo
-        self.attention = Attention(notify.kinds(), bus_grace_s=notify.bus_grace_s, clock=clock)
+        self.attention = Attention(notify.kinds(), bus_grace_s=notify.bus_grace_s, clock=clock, levels=levels)
         self.argv = shlex.split(notify.command) if notify.command else []
         self.commands_run = 0
         self.command_errors = 0

@@ -6,6 +6,7 @@ JetStream is the source of truth. Everything here is plain asyncio and nats-py; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 
 MSG_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size)
+NO_STORAGE = 10047  # JetStream: "insufficient storage resources available" (max_bytes over what the store holds)
 
 
 class Bus(Connection):
@@ -44,8 +46,14 @@ class Bus(Connection):
         self._kv: dict[str, KeyValue] = {}
         self._fast: JetStreamContext | None = None
         self._fast_nc: NATS | None = None
+        # Whether setup brings an existing event stream to log.max_age_days/max_bytes: only the engine's start
+        # does; any other process creates a missing stream with them but leaves an existing one's limits alone
+        # (a one-shot command from a laptop with the defaults must not cut a hub's log: JetStream drops at once).
+        self.log_limits = False
 
-    async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0) -> Bus:
+    async def connect(self, *, setup: bool = True, connect_timeout: float = 5.0, log_limits: bool = False) -> Bus:
+        """Connect; with ``setup``, create what is missing (``log_limits``: the engine's start, see above)."""
+        self.log_limits = log_limits
         await self.open(connect_timeout)
         if self.leaf:  # the hub's engine owns the streams; wait for the link that reaches them
             await self._await_hub(connect_timeout * 2)
@@ -65,10 +73,25 @@ class Bus(Connection):
         denied = len(self.denied)
         try:
             await self._create_all()
-        except Exception:  # re-raised: as Denied when the server refused this login, else as it came
+        except Exception as exc:  # re-raised: as Denied when the server refused this login, else as it came
             if len(self.denied) > denied:  # a login without the rights to create: no use asking again
                 raise Denied(f"NATS refused to set up the swarm's streams: {self.denied[-1]}") from None
+            if isinstance(exc, APIError) and exc.err_code == NO_STORAGE:  # asking again cannot make room
+                raise BusError(self._no_room(), code=2) from None
             raise
+
+    def _no_room(self) -> str:
+        """One line for a store too small for the streams: what the event log asks, what else is reserved."""
+        log_mib = self.cfg.log.max_bytes / 2**20
+        others = 64 + 16 + 16 * len(S.BUCKETS)  # the jobs and dead-letter streams and the buckets (MiB)
+        head = f"NATS has no room for the swarm's streams: log.max_bytes = {self.cfg.log.max_bytes} ({log_mib:.0f} MiB)"
+        if self.kind == "embedded":
+            disk = self.cfg.nats.embedded_disk_mb
+            return (
+                f"{head} and {others} MiB for the other streams do not fit the embedded server's "
+                f"nats.embedded_disk_mb = {disk}: lower log.max_bytes or raise nats.embedded_disk_mb"
+            )
+        return f"{head}: the server's JetStream store (max_file_store) cannot reserve it: lower log.max_bytes"
 
     async def _create_all(self) -> None:
         js = self.jetstream
@@ -110,24 +133,31 @@ class Bus(Connection):
                 duplicate_window=120.0,
             )
         )
-        await js.add_consumer(
-            S.JOBS_STREAM,
-            jsapi.ConsumerConfig(
-                durable_name=S.JOBS_CONSUMER,
-                ack_policy=jsapi.AckPolicy.EXPLICIT,
-                ack_wait=self.cfg.swarm.ack_wait_s,
-                max_deliver=5,
-                max_ack_pending=1000,
-                filter_subject=S.JOBS_ALL,
-                deliver_policy=jsapi.DeliverPolicy.ALL,
-                # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
-            ),
-        )
+        # the old consumer of every lane overlaps the lanes' own (refused on a work queue): removed; its jobs stay
+        # in the stream (a work queue drops a message only when acked) and the lane consumers deliver them
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(S.JOBS_STREAM, S.JOBS_OLD_CONSUMER)
+            log.info("work queue: consumer %r replaced by one per lane", S.JOBS_OLD_CONSUMER)
+        for lane in S.JOB_LANES:
+            await js.add_consumer(
+                S.JOBS_STREAM,
+                jsapi.ConsumerConfig(
+                    durable_name=S.jobs_consumer(lane),
+                    ack_policy=jsapi.AckPolicy.EXPLICIT,
+                    ack_wait=self.cfg.swarm.ack_wait_s,
+                    max_deliver=5,
+                    max_ack_pending=1000,
+                    filter_subject=S.jobs_of(lane),
+                    deliver_policy=jsapi.DeliverPolicy.ALL,
+                    # replicas 0: the consumer follows its stream's (a work queue led by the stream's leader)
+                ),
+            )
         for bucket, ttl in S.BUCKETS.items():
             self._kv[bucket] = await ensure_kv(js, bucket, ttl, self.cfg.nats.replicas)
 
     async def _ensure_stream(self, cfg: jsapi.StreamConfig) -> None:
-        await ensure_stream(self.jetstream, cfg, self.cfg.nats.replicas)
+        keep = not self.log_limits and cfg.name == S.EVENTS_STREAM
+        await ensure_stream(self.jetstream, cfg, self.cfg.nats.replicas, keep_limits=keep)
 
     async def kv(self, bucket: str) -> KeyValue:
         if bucket not in self._kv:

@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
 
 class JobQueue:
-    """``SWARM_JOBS`` and its durable ``pool`` consumer, over a JetStream context the bus hands in per call."""
+    """``SWARM_JOBS`` and its durable consumers (one per lane), over a JetStream context the bus hands in per call."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
 
-    async def bind_pull(self) -> JetStreamContext.PullSubscription:
-        """Bind to the durable pull consumer every pool shares (the bus creates it in ``setup``)."""
-        return await self._js.pull_subscribe_bind(durable=S.JOBS_CONSUMER, stream=S.JOBS_STREAM)
+    async def bind_pull(self, lane: str) -> JetStreamContext.PullSubscription:
+        """Bind to one lane's durable pull consumer, shared by every pool (the bus creates it in ``setup``)."""
+        return await self._js.pull_subscribe_bind(durable=S.jobs_consumer(lane), stream=S.JOBS_STREAM)
 
     async def get(self, seq: int) -> RawStreamMsg:
         """The job stored at ``seq``; NotFoundError when it is gone (another pool handled it)."""

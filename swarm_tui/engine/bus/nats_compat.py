@@ -26,6 +26,7 @@ SUBSCRIPTION_ATTRS: Final = ("_pending_queue", "_pending_size", "_jsi")
 PULL_SUBSCRIPTION_ATTRS: Final = ("_sub",)
 PUSH_SUBSCRIPTION_ATTRS: Final = ("_sub", "_pending_queue")
 JSI_ATTRS: Final = ("_fcr", "_fcd", "_fciseq", "_conn", "_fctask", "schedule_flow_control_response")
+JETSTREAM_ATTRS: Final = ("_prefix", "_timeout", "_api_request")
 
 
 # ---------------------------------------------------------------------------------------------- the connection
@@ -52,6 +53,14 @@ def socket_writer(nc: NATS | None) -> asyncio.StreamWriter | None:
     """The stream writer of the connection's TCP socket (None before a connect, or on a websocket)."""
     writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
     return writer if isinstance(writer, asyncio.StreamWriter) else None
+
+
+# ---------------------------------------------------------------------------------------------- JetStream's API
+async def stream_info_doc(js: JetStreamContext, name: str) -> dict[str, Any]:
+    """The server's STREAM.INFO answer as JSON: its state keeps ``first_ts`` and ``last_ts``, which nats-py's
+    ``StreamState`` drops. An error answer raises as ``stream_info`` does (``NotFoundError`` for no stream)."""
+    doc: dict[str, Any] = await js._api_request(f"{js._prefix}.STREAM.INFO.{name}", b"", timeout=js._timeout)
+    return doc
 
 
 # ---------------------------------------------------------------------------------------------- pull subscriptions

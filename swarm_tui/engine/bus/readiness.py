@@ -28,10 +28,11 @@ async def missing_parts(bus: Bus) -> list[str]:
         except (NatsError, TimeoutError):  # not found (or not answered): counted as missing, setup decides
             missing.append(name)
     if S.JOBS_STREAM not in missing:
-        try:
-            await js.consumer_info(S.JOBS_STREAM, S.JOBS_CONSUMER)
-        except (NatsError, TimeoutError):  # as a stream: missing, setup decides
-            missing.append(f"{S.JOBS_STREAM}/{S.JOBS_CONSUMER}")
+        for lane in S.JOB_LANES:
+            try:
+                await js.consumer_info(S.JOBS_STREAM, S.jobs_consumer(lane))
+            except (NatsError, TimeoutError):  # as a stream: missing, setup decides
+                missing.append(f"{S.JOBS_STREAM}/{S.jobs_consumer(lane)}")
     return missing
 
 

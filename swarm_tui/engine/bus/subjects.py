@@ -13,15 +13,28 @@ def evt(kind: str, ident: str) -> str:
     return f"{PREFIX}.evt.{kind}.{ident}"
 
 
-# The job work queue: one message per worker job, removed when acked.
+# The job work queue: one message per worker job, removed when acked. One durable consumer per lane (a work queue
+# allows several only with disjoint subjects), so a pool that may not run cloud jobs (no key, a dead key, no
+# credit) pulls only local ones, and a cloud job stays on the queue for a pool that can run it.
 JOBS_STREAM = "SWARM_JOBS"
 JOBS_ALL = f"{PREFIX}.jobs.>"
-JOBS_CONSUMER = "pool"
+JOB_LANES = ("cloud", "local")
+JOBS_OLD_CONSUMER = "pool"  # the one consumer of every lane before issue 28's fix: set-up removes it
 
 
 def job(lane: str, job_id: str) -> str:
     """lane: "cloud" or "local"."""
     return f"{PREFIX}.jobs.{lane}.{job_id}"
+
+
+def jobs_of(lane: str) -> str:
+    """The subjects of one lane's jobs (its consumer's filter)."""
+    return f"{PREFIX}.jobs.{lane}.>"
+
+
+def jobs_consumer(lane: str) -> str:
+    """The durable consumer of one lane's jobs: ``pool-cloud``, ``pool-local``."""
+    return f"pool-{lane}"
 
 
 # Messages that did not decode, set aside with the reason in a header.

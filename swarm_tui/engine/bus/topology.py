@@ -60,8 +60,11 @@ def _replica_error(exc: ServerError | BadRequestError, want: int, what: str) -> 
     return BusError(f"NATS refused {what} with {want} replicas: {desc}", code=2)
 
 
-async def ensure_stream(js: JetStreamContext, cfg: jsapi.StreamConfig, replicas: int) -> None:
-    """Create the stream, or bring an existing one to ``cfg``, keeping a higher replica count it already has."""
+async def ensure_stream(
+    js: JetStreamContext, cfg: jsapi.StreamConfig, replicas: int, *, keep_limits: bool = False
+) -> None:
+    """Create the stream, or bring an existing one to ``cfg``, keeping a higher replica count it already has
+    (and, with ``keep_limits``, the max_age and max_bytes it has: only the engine's start sets the log's)."""
     cfg.num_replicas = replicas
     try:
         await js.add_stream(cfg)
@@ -77,6 +80,8 @@ async def ensure_stream(js: JetStreamContext, cfg: jsapi.StreamConfig, replicas:
     if have > replicas:
         log.info("stream %s keeps its %d replicas (nats.replicas is %d: never scaled down)", cfg.name, have, replicas)
     cfg.num_replicas = max(have, replicas)
+    if keep_limits:
+        cfg.max_age, cfg.max_bytes = info.config.max_age, info.config.max_bytes
     try:
         await js.update_stream(cfg)
     except (ServerError, BadRequestError) as exc:
@@ -134,7 +139,7 @@ async def describe(bus: DescribedBus) -> Topology:
         for p in ((cl.replicas or []) if cl else [])
     ]
     try:
-        ci = await js.consumer_info(S.JOBS_STREAM, S.JOBS_CONSUMER)
+        ci = await js.consumer_info(S.JOBS_STREAM, S.jobs_consumer("cloud"))
         out["work_queue_leader"] = str(ci.cluster.leader or "") if ci.cluster else ""
     except Exception:  # noqa: BLE001 - no work queue yet (a UI on a bus no engine set up)
         out["work_queue_leader"] = ""

@@ -10,6 +10,10 @@ So an event is applied only when
 - no time in it is later than when JetStream stored it plus ``CLOCK_SKEW_S``: a far-future ``at`` would win
   every "newest wins" comparison for good (a ceiling, a ``seen`` mark). The storage time, not the reader's
   clock, so a replay of an old log decides exactly as it did live;
+- no time in it is negative or more than ``PAST_S`` (ten years) before its storing: no clock of this swarm
+  gave it (-1e13 is the year -315,000);
+- no cost in it (``cost_usd``) is ``CEILING_LIMIT_USD`` or more: no one job can cost what no daily ceiling may
+  allow, and two entries of 1e308 would make every total after them infinite;
 - a ceiling or a scale is in the range the control verbs allow (``engine/control_requests.py``).
 
 Anything else is set aside as a dead letter with the reason (``swarm.dead.<kind>``, headers ``Swarm-Reason`` and
@@ -38,6 +42,12 @@ log = logging.getLogger(__name__)
 # minutes is the skew Kerberos tolerates by default and the events stream's duplicate window: a worker on a
 # clock that far off is refused (and says so in the dead letters) rather than let a date decide the ceiling.
 CLOCK_SKEW_S = 300.0
+# How far a time in an event may be before when JetStream stored it. Every time the swarm publishes is its
+# clock's now (a result's start: when its job began running; a spend entry reconciled late: when it was
+# reconciled), so a real one is at most days old. The bound is far wider: it is there for dates no clock of
+# this swarm gave (-1e13, a 1970 clock of a board without RTC), not to judge a slow clock; a date it lets through
+# is harmless (it loses every "newest wins" comparison; times are shown clamped, ``engine/bus/timefmt.py``).
+PAST_S = 3650 * 86400.0
 
 
 # The field that names a log event on its subject: swarm.evt.<type>.<this field's value>
@@ -86,13 +96,20 @@ def refusal(subject: str, ev: Event, stored_at: float | None, *, max_scale: int)
         return Refusal(f"{an} is not a log event ({subject})")
     if own != subject:
         return Refusal(f"{an} on {subject} (its subject is {own})")
-    if stored_at is not None:
-        for name, t in ev.times().items():
-            if t > stored_at + CLOCK_SKEW_S:
-                ahead = t - stored_at
-                return Refusal(
-                    f"{an} whose {name} is {ahead:.0f} s after it was stored (allowed: {CLOCK_SKEW_S:.0f} s)"
-                )
+    for name, t in ev.times().items():
+        if t < 0:
+            return Refusal(f"{an} whose {name} is before 1970 ({t:g})")
+        if stored_at is None:
+            continue
+        if t > stored_at + CLOCK_SKEW_S:
+            ahead = t - stored_at
+            return Refusal(f"{an} whose {name} is {ahead:.0f} s after it was stored (allowed: {CLOCK_SKEW_S:.0f} s)")
+        if t < stored_at - PAST_S:
+            days = (stored_at - t) / 86400
+            return Refusal(f"{an} whose {name} is {days:.4g} days before it was stored (allowed: {PAST_S / 86400:.0f})")
+    cost = getattr(ev, "cost_usd", None)
+    if cost is not None and not cost < CEILING_LIMIT_USD:
+        return Refusal(f"{an} costing {cost:g} USD (allowed: < {CEILING_LIMIT_USD:.0e}, the largest daily ceiling)")
     what = getattr(ev, "what", None)
     value = getattr(ev, "value", None)
     if what == "ceiling" and (value is None or not 0 <= value < CEILING_LIMIT_USD):

@@ -32,6 +32,7 @@ ROOM_KEYS: Final[dict[str, str]] = {
     "timeline": "t",
     "filter": "slash",
     "history": "h",
+    "spend": "dollar_sign",
     "help": "question_mark",
     "quit": "q",
     "tab_decisions": "1",

@@ -220,6 +220,11 @@ def _coerce(opt: Option, raw: Any, where: str) -> Any:
             val = float(raw)
             if val != val or val in (float("inf"), float("-inf")):
                 raise bad()
+        elif opt.type is tuple:  # a list of numbers: TOML's array, or "0.5,0.8" from the environment
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or any(isinstance(x, bool) for x in items):
+                raise bad()
+            val = tuple(sorted(float(x) for x in items))
         else:
             if not isinstance(raw, str):
                 raise bad()

@@ -45,5 +45,10 @@ def splits(v: str) -> bool:
     return True
 
 
+def alert_levels(v: Any) -> bool:
+    """``budget.alerts``: parts of the ceiling, sorted and distinct (``_coerce`` built the tuple)."""
+    return 0 < len(v) <= 8 and all(0 < a <= 1 for a in v) and list(v) == sorted(set(v))
+
+
 def one_of(*choices: str) -> Check:
     return lambda v: v in choices

@@ -92,6 +92,15 @@ SERVICE_OPTIONS: list[Option] = [
     # --- OpenRouter
     Option("openrouter.api_key", str, "", "OpenRouter API key", env="OPENROUTER_API_KEY", secret=True),
     Option(
+        "openrouter.management_key",
+        str,
+        "",
+        "OpenRouter management key: the engine makes a runtime key limited to the daily ceiling (reset daily) "
+        "and gives it to the workers, a second stop on OpenRouter's side; empty: off",
+        env="OPENROUTER_MANAGEMENT_KEY",
+        secret=True,
+    ),
+    Option(
         "openrouter.api_base",
         str,
         "https://openrouter.ai/api/v1",

@@ -5,7 +5,7 @@ Part of the one table of options (``options.OPTIONS`` puts the parts together, a
 
 from __future__ import annotations
 
-from swarm_tui.engine.config.option import Option, in_range, nonneg, one_of, positive, splits
+from swarm_tui.engine.config.option import Option, alert_levels, in_range, nonneg, one_of, positive, splits
 
 SCALE_LIMIT = 200  # swarm.max_scale's own upper bound
 # log.max_bytes: a plain byte count (default 256 MiB); JetStream's max_bytes is an int64, a file store at least 16 MiB
@@ -111,6 +111,15 @@ SWARM_OPTIONS: list[Option] = [
         env="SWARM_BUDGET_USD",
         allowed="a number >= 0",
         check=nonneg,
+    ),
+    Option(
+        "budget.alerts",
+        tuple,
+        (0.5, 0.8, 1.0),
+        "spend alerts, as parts of the daily ceiling (1.0: the ceiling itself, always shown)",
+        env="SWARM_BUDGET_ALERTS",
+        allowed="a list of up to 8 numbers above 0 and at most 1, e.g. [0.5, 0.8, 1.0]",
+        check=alert_levels,
     ),
     Option(
         "budget.per_decision_usd",
@@ -253,6 +262,7 @@ SWARM_OPTIONS: list[Option] = [
     ),
     Option("notify.approval", bool, True, "alert when a decision waits for approval"),
     Option("notify.failed", bool, True, "alert when a job fails"),
+    Option("notify.spend", bool, True, "alert when spend passes one of budget.alerts below the ceiling"),
     Option("notify.ceiling", bool, True, "alert when spend reaches the daily ceiling"),
     Option("notify.credit", bool, True, "alert when OpenRouter says the key is out of credit"),
     Option("notify.bus", bool, True, "alert when the bus is lost"),

@@ -94,6 +94,7 @@ class NatsSection(Section):
 class OpenRouterSection(Section):
     name: ClassVar[str] = "openrouter"
     api_key: str
+    management_key: str
     api_base: str
     via_litellm: bool
     price_cache_hours: float
@@ -135,6 +136,7 @@ class ApprovalSection(Section):
 class BudgetSection(Section):
     name: ClassVar[str] = "budget"
     daily_usd: float
+    alerts: tuple[float, ...]  # sorted, each 0 < a <= 1
     per_decision_usd: float
     task_max_usd: float
     task_max_followups: int
@@ -172,6 +174,7 @@ class NotifySection(Section):
     command: str
     approval: bool
     failed: bool
+    spend: bool
     ceiling: bool
     credit: bool
     bus: bool
@@ -180,7 +183,7 @@ class NotifySection(Section):
     def kinds(self) -> frozenset[NeedKind]:
         """The attention kinds whose alerts are on."""
         on: dict[NeedKind, bool] = {"approval": self.approval, "failed": self.failed, "ceiling": self.ceiling}
-        on |= {"credit": self.credit, "bus": self.bus}
+        on |= {"spend": self.spend, "credit": self.credit, "bus": self.bus}
         return frozenset(k for k, v in on.items() if v)
 
 

@@ -79,7 +79,9 @@ class CreditWatch:
         self.hold_s = min(CREDIT_HOLD_S, self.cooldown_s)
         self.counts = counts  # shared with the spend guard, shown in its info()
         self.credits_left: float | None = None
-        self.key_status = "no key" if not openrouter.api_key else "not checked yet"
+        self.key: Callable[[], str] = lambda: openrouter.api_key  # the workers' key (guards/provider_cap.py)
+        self.cap_line: Callable[[], str] | None = None  # "provider cap $X/day", with a management key
+        self.key_status = "no key" if not (openrouter.api_key or openrouter.management_key) else "not checked yet"
         self._key_blocked = ""
         self._key_rejected = False
         self._credit_reason = ""
@@ -120,8 +122,8 @@ class CreditWatch:
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
-        key = self.openrouter.api_key
-        if not key:
+        key = self.key()
+        if not key:  # none yet: the provider cap is still making the workers' key
             return
         if any(c in key for c in "\r\n\0"):  # a header cannot carry it (aiohttp refuses): never sent
             self.key_status = "unusable: the key holds a line break or NUL (check OPENROUTER_API_KEY)"
@@ -205,4 +207,5 @@ class CreditWatch:
             "out_of_credit": bool(blocked) and not self._key_rejected,  # a rejected key is not a lack of credit
             "key_rejected": self._key_rejected,
             "blocked_reason": str(blocked) if blocked else "",
+            "provider_cap": self.cap_line() if self.cap_line is not None else "",
         }

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -30,11 +31,21 @@ from swarm_tui.engine.info import PriceInfo
 from swarm_tui.engine.models import is_local
 from swarm_tui.engine.paths import data_dir, ensure_private_dir, open_private
 
+if TYPE_CHECKING:
+    from swarm_tui.engine.config.load import Config
+
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "prices.json"
 CACHE_VERSION = 2  # every price part per model (version 1 held (prompt, completion) only: not read)
 ONLINE = ":online"
+
+
+def price_book(cfg: Config, *, clock: Callable[[], float] = time.time) -> PriceBook:
+    """The price list for an engine or a worker. With no key and every role local (a fully local swarm, issue 28)
+    nothing is priced from OpenRouter and nothing is asked of it: no ``GET /models`` at all."""
+    local_only = not cfg.openrouter.api_key and all(is_local(r.model) for r in cfg.roles.values())
+    return PriceBook(cfg.openrouter, cfg.paths, clock=clock, fetch=False if local_only else None)
 
 
 def list_id(model: str) -> str:

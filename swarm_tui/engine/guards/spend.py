@@ -357,6 +357,9 @@ class SpendGuard:
     def recheck_key(self) -> None:
         self._credit.recheck()
 
+    def use_key(self, key: Callable[[], str], cap_line: Callable[[], str]) -> None:  # the provider cap's key
+        self._credit.key, self._credit.cap_line = key, cap_line
+
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""
         await self._credit.poll_key()
@@ -374,7 +377,7 @@ class SpendGuard:
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="spend-refresh"))
         if self.prices.fetch_enabled:
             self._tasks.append(asyncio.create_task(self._price_loop(), name="spend-prices"))
-        if self.settings.openrouter.api_key and not self.demo:
+        if (self.settings.openrouter.api_key or self.settings.openrouter.management_key) and not self.demo:
             self._tasks.append(asyncio.create_task(self._credit.run(), name="spend-key"))
 
     async def stop(self) -> None:

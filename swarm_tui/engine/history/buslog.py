@@ -1,7 +1,8 @@
 """The bus's event log as a ``LogSource``: JetStream's ``SWARM_EVENTS`` stream, read, never written.
 
-``read`` runs an ordered push consumer from the first sequence wanted and stops at the last (or where the log
-ends); ``bounds`` is the stream's state with the first and last events' stored times; ``seq_at`` finds the first
+``read`` runs an ordered push consumer from the first event stored at or after the first sequence wanted (none
+when there is none in the range: a deleted tail) and stops at the last (or where the log ends); ``bounds`` is the
+stream's state with the first event's stored time and the stream's last time; ``seq_at`` finds the first
 event at or after a time by a binary search over direct reads of single messages (about 17 reads for 100,000).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from nats.errors import Error as NatsError
@@ -17,6 +19,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from swarm_tui.engine.bus import subjects as S
+from swarm_tui.engine.bus.nats_compat import stream_info_doc
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.history.source import Bounds, Stored
 
@@ -41,15 +44,21 @@ class BusLog:
         self.bus = bus
 
     async def bounds(self) -> Bounds:
-        js = self.bus.jetstream
-        st = (await js.stream_info(S.EVENTS_STREAM)).state
-        if not st.messages:
-            return Bounds(0, 0, 0.0, 0.0, 0, st.bytes or 0)
-        first = await self._at_or_after(st.first_seq)
-        last = await self._get(st.last_seq)
-        first_time = first.time if first is not None else 0.0
-        last_time = last.time if last is not None else first_time
-        return Bounds(st.first_seq, st.last_seq, first_time, last_time, st.messages, st.bytes)
+        """The stream's extent. Its last time is the stream's own ``last_ts`` (JetStream keeps it, as it keeps
+        ``last_seq``, when the newest message is deleted); the first time is the first stored event's."""
+        doc = await stream_info_doc(self.bus.jetstream, S.EVENTS_STREAM)
+        st = doc.get("state") or {}
+        messages, size = int(st.get("messages") or 0), int(st.get("bytes") or 0)
+        if not messages:
+            return Bounds(0, 0, 0.0, 0.0, 0, size)
+        first_seq, last_seq = int(st.get("first_seq") or 0), int(st.get("last_seq") or 0)
+        first = await self._at_or_after(first_seq)
+        first_time = first.time if first is not None else rfc3339(st.get("first_ts"))
+        last_time = rfc3339(st.get("last_ts"))
+        if not last_time:  # a server that does not say: the newest stored event's
+            last = await self._get(last_seq)
+            last_time = last.time if last is not None else first_time
+        return Bounds(first_seq, last_seq, first_time, max(first_time, last_time), messages, size)
 
     async def identity(self) -> str:
         """What tells this stream from another one of the same name (its creation time): checkpoints are kept
@@ -66,6 +75,10 @@ class BusLog:
         if not st.messages or start_seq > st.last_seq:
             return
         end_seq = min(end_seq, st.last_seq)
+        first = await self._at_or_after(start_seq)  # none stored from there (deleted to the end): no consumer waits
+        if first is None or first.seq > end_seq:
+            return
+        start_seq = first.seq
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def on_msg(msg: Any) -> None:
@@ -129,6 +142,20 @@ class BusLog:
         except NotFoundError:
             return None
         return _stored(raw)
+
+
+def rfc3339(text: object) -> float:
+    """A JetStream time (``2026-12-05T11:09:51.123456789Z``) as UNIX time, cut to the microsecond as a direct
+    read's is; 0.0 when absent or not such a time (JetStream's zero time, ``0001-01-01T00:00:00Z``, included)."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return 0.0
+    head, _, frac = text[:-1].partition(".")
+    try:
+        t = datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()
+    except (ValueError, OverflowError):
+        return 0.0
+    digits = (frac + "000000")[:6]
+    return max(0.0, t + int(digits) / 1e6) if digits.isdigit() else 0.0
 
 
 def _stored(raw: jsapi.RawStreamMsg) -> Stored:

@@ -4,8 +4,10 @@ from the nearest one instead of from the start (``fold.Checkpoints``).
 A checkpoint is one document: a header line (format, the layout of the state it was written from, the log's
 identity, the sequence, the body's length and CRC-32), then the fold as JSON. ``CheckpointStore`` keeps them in
 memory and, given a directory, in files there (``<data dir>/history/``), keyed by the log's identity (the
-stream's creation time) so another log's file is never used. A file that is truncated, corrupt, of another
-format or layout, or of another log is ignored (one log line) and the point is folded from the log instead.
+stream's creation time) so another log's file is never used, and by the ``swarm.max_scale`` it was folded under
+(the fold refuses a scale control above it, so another value folds another state). A file that is truncated,
+corrupt, of another format or layout, or of another log is ignored (one log line) and the point is folded from
+the log instead.
 
 Loading builds the models WITHOUT validating them again: the file is our own, written from events that were
 decoded and checked when they were folded, into the user's private data dir, and only the read-only views of the
@@ -45,7 +47,7 @@ from swarm_tui.engine.projection.state import DecisionView, SpendTotals, SwarmSt
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the fold's clock kept, the key holds max_scale
 EVERY = 10_000  # events between two checkpoints (docs/performance.md, "history": what folding N costs)
 KEEP = 12  # checkpoints kept for one log (the newest)
 MAX_BYTES = 512 * 1024 * 1024  # and at most this much of them on disk
@@ -91,6 +93,7 @@ def fold_doc(fold: Fold) -> dict[str, Any]:
     return {
         "seq": fold.seq,
         "time": fold.time,
+        "clock": fold.clock.now,  # the latest stored time seen: stored times may go back, so not always ``time``
         "skipped": fold.skipped,
         "session_start": s.session_start,
         "tasks": [_view(t, task=t.task.__dict__) for t in s.tasks.values()],
@@ -136,14 +139,15 @@ def encode(fold: Fold, identity: str, *, sliced: bool = False) -> bytes:
     doc = fold_doc(fold)
     body = (_sliced(doc) if sliced else _ENCODE(doc)).encode()
     head = b" ".join(
-        [_MAGIC, str(FORMAT).encode(), LAYOUT.encode(), _token(identity), str(fold.seq).encode()]
+        [_MAGIC, str(FORMAT).encode(), LAYOUT.encode(), _token(identity, fold.max_scale), str(fold.seq).encode()]
         + [str(len(body)).encode(), f"{zlib.crc32(body):08x}".encode()]
     )
     return head + b"\n" + body
 
 
-def _token(identity: str) -> bytes:
-    return (identity or "-").replace(" ", "_").encode()
+def _token(identity: str, max_scale: int) -> bytes:
+    """The key of a log's checkpoints: its identity and the max_scale they were folded under."""
+    return f"{identity or '-'}@{max_scale}".replace(" ", "_").replace("/", "_").encode()
 
 
 class BadCheckpoint(ValueError):
@@ -158,8 +162,8 @@ def decode(data: bytes, *, identity: str, max_scale: int) -> Fold:
         raise BadCheckpoint("not a checkpoint")
     if parts[1] != str(FORMAT).encode() or parts[2] != LAYOUT.encode():
         raise BadCheckpoint("written by another version")
-    if parts[3] != _token(identity):
-        raise BadCheckpoint("of another log")
+    if parts[3] != _token(identity, max_scale):
+        raise BadCheckpoint("of another log or swarm.max_scale")
     if parts[5] != str(len(body)).encode() or parts[6] != f"{zlib.crc32(body):08x}".encode():
         raise BadCheckpoint("truncated or corrupt (its checksum does not match)")
     try:
@@ -241,6 +245,7 @@ def _build(doc: dict[str, Any], max_scale: int) -> Fold:
     s.refused_controls = Counter(doc["refused_controls"])
     fold = Fold(max_scale=max_scale, state=s, seq=int(doc["seq"]), time=float(doc["time"]))
     fold.skipped = int(doc["skipped"])
+    fold.clock.now = float(doc["clock"])
     return fold
 
 
@@ -269,6 +274,7 @@ class CheckpointStore:
         self._mem: dict[int, bytes] = {}
         self._seqs: list[int] = []  # every kept sequence, memory and files, sorted
         self._buckets: set[int] = set()
+        self._folded: dict[int, int] = {}  # events folded up to a checkpoint this store made (a file's: unknown)
         self.written = 0  # checkpoints encoded by this store (the bench and tests read it)
         for seq in self._files():
             self._note(seq)
@@ -280,13 +286,13 @@ class CheckpointStore:
 
     def _path(self, seq: int) -> Path:
         assert self.directory is not None
-        return self.directory / f"{_token(self.identity).decode()}-{seq:012d}.ckpt"
+        return self.directory / f"{_token(self.identity, self.max_scale).decode()}-{seq:012d}.ckpt"
 
     def _files(self) -> list[int]:
         """The sequences of this log's files (none without a directory)."""
         if self.directory is None or not self.directory.is_dir():
             return []
-        prefix = _token(self.identity).decode() + "-"
+        prefix = _token(self.identity, self.max_scale).decode() + "-"
         out = []
         for p in self.directory.glob("*.ckpt"):
             if p.name.startswith(prefix) and p.stem[len(prefix) :].isdigit():
@@ -297,9 +303,26 @@ class CheckpointStore:
         return seq >= self.every and seq // self.every not in self._buckets
 
     def offer(self, fold: Fold) -> None:
-        if not self.due(fold.seq):
+        if not self.due(fold.seq) or self._sparse(fold):
             return
-        self.put(encode(fold, self.identity), fold.seq)
+        try:
+            data = encode(fold, self.identity)
+        except (ValueError, TypeError, RecursionError) as exc:  # a total gone to inf (allow_nan=False): fold on
+            log.warning("history: no checkpoint at event %d (%s): it is folded from the log", fold.seq, exc)
+            self._buckets.add(fold.seq // self.every)  # once a bucket, not again at every event of it
+            return
+        self.put(data, fold.seq)
+
+    def _sparse(self, fold: Fold) -> bool:
+        """Fewer than ``every`` events folded since the checkpoint before: a sparse log (a file of one task of a
+        long log, seqs far apart) would otherwise be encoded, all of the state, at nearly every event."""
+        folded = fold.state.events + fold.skipped
+        i = bisect_right(self._seqs, fold.seq - 1)
+        before = self._folded.get(self._seqs[i - 1], -1) if i else 0
+        if before >= 0 and folded - before < self.every:
+            return True
+        self._folded[fold.seq] = folded
+        return False
 
     def put(self, data: bytes, seq: int) -> None:
         """Keep an encoded checkpoint (``encode``): in memory, and in a file when the store has a directory."""
@@ -307,17 +330,21 @@ class CheckpointStore:
         self._note(seq)
         if self.directory is None:
             self._mem[seq] = data
+            self.prune()
             return
+        tmp = self._path(seq).with_suffix(".tmp")
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self._path(seq).with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, self._path(seq))
         except OSError as exc:  # a full or read-only disk: keep it in memory, fold as before
             log.warning("history: cannot write a checkpoint in %s: %s", self.directory, exc.strerror or exc)
+            with contextlib.suppress(OSError):  # a partial file would keep a full disk full
+                tmp.unlink()
             self._mem[seq] = data
+            self.prune()
             return
         self.prune()
 
@@ -342,6 +369,7 @@ class CheckpointStore:
 
     def _forget(self, seq: int) -> None:
         self._mem.pop(seq, None)
+        self._folded.pop(seq, None)
         if seq in self._seqs:
             self._seqs.remove(seq)
         self._buckets = {s // self.every for s in self._seqs}
@@ -350,22 +378,27 @@ class CheckpointStore:
                 self._path(seq).unlink()
 
     def prune(self) -> None:
-        """Remove what is useless or too much: other logs' files, those before the log's first event, the oldest
-        beyond ``keep`` or beyond ``max_bytes``."""
-        if self.directory is None:
-            return
-        mine = {self._path(s).name for s in self._seqs}
-        for p in self.directory.glob("*.ckpt"):
-            if p.name not in mine:
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        """Remove what is useless or too much: other logs' (or max_scales') files, those before the log's first
+        event, the oldest beyond ``keep`` or beyond ``max_bytes``; in memory as on disk (a file's replay keeps
+        them all in memory: a sparse file would keep a copy of the state for every event)."""
+        if self.directory is not None:
+            mine = {self._path(s).name for s in self._seqs}
+            for p in self.directory.glob("*.ckpt"):
+                if p.name not in mine:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
         for s in [s for s in self._seqs if s < self.first_seq]:
             self._forget(s)
         while len(self._seqs) > self.keep:
             self._forget(self._seqs[0])
-        sizes = {s: _size(self._path(s)) for s in self._seqs}
+        sizes = {s: self._size(s) for s in self._seqs}
         while len(self._seqs) > 1 and sum(sizes[s] for s in self._seqs) > self.max_bytes:
             self._forget(self._seqs[0])
+
+    def _size(self, seq: int) -> int:
+        if seq in self._mem:
+            return len(self._mem[seq])
+        return _size(self._path(seq)) if self.directory is not None else 0
 
 
 def _size(p: Path) -> int:

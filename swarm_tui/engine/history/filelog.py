@@ -7,16 +7,17 @@ written), mode 0600 (the events say what the tasks were about).
 
 A reader treats the file as untrusted input. It is read whole into memory, so it is bounded: at most
 ``MAX_FILE_BYTES`` (512 MiB, twice the event log's default cap) and ``MAX_LINE_BYTES`` a line. A line that is not
-an event of this format (not JSON, binary junk, a missing or mistyped field, a time that is not a finite
-number), a sequence number repeated or going back: a one-line ``UsageError`` naming the line, nothing read.
-An event that parses but is forged (a wrong subject, a bad field, a time ahead of its storing) is kept here and
-refused when it is folded, as the live reader refuses it (``fold.Fold``: decode, then ``trust.refusal``).
+an event of this format (not JSON, binary junk, a missing or mistyped field, a time that is not a number from 1970
+to the year 9999), a sequence number repeated or going back: a one-line ``UsageError`` naming the line, nothing
+read. Stored times may go back (a server's clock stepped back does that to a bus log too): the timeline's jumps
+never move against their direction (docs/bus.md). An event that parses but is forged (a wrong subject, a bad
+field, a time ahead of its storing) is kept here and refused when it is folded, as the live reader refuses it
+(``fold.Fold``: decode, then ``trust.refusal``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from collections.abc import Iterable
@@ -30,6 +31,9 @@ from swarm_tui.engine.history.source import MemoryLog, Stored
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_LINE_BYTES = 4 * MAX_MSG_BYTES  # an event of the largest size, with every character escaped in the worst case
 MAX_SEQ = 2**63 - 1  # JetStream's sequence numbers are uint64; no log reaches this
+# A stored time is a clock's (from 1970): at most the last day of the year 9999 less one, so it is a date in every
+# time zone (datetime's range ends with that year)
+MAX_TIME = 253_402_214_400 - 86_400
 PRIVATE_FILE = 0o600
 
 
@@ -150,7 +154,8 @@ def _event_of(line: bytes) -> Stored | None:
     except (ValueError, KeyError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     ok_seq = isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= MAX_SEQ
-    ok_time = isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
+    # compared, never converted: a JSON integer of 400 digits does not fit a float (OverflowError); NaN compares False
+    ok_time = isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= MAX_TIME
     if not (ok_seq and ok_time and isinstance(subject, str) and isinstance(event, dict)):
         return None
     return Stored(seq, float(t), subject, data)

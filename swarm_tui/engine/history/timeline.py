@@ -4,15 +4,18 @@ The position is the last event folded (``seq``) and the log's time there (``now`
 playing, the stored time of the event after a step). Playing moves ``now`` by the real seconds that passed times
 the speed and folds the events stored up to it; an idle gap in the log longer than ``GAP_REAL_S`` seconds at the
 speed passes in ``GAP_REAL_S`` real seconds (a night without events is not a night of waiting). A step back folds
-again from the nearest checkpoint (with none, from the start). Reading the past publishes nothing: the fold only
-reads its ``LogSource``.
+again from a copy of the fold kept up to ``BACK`` events behind the position (``fork``); only when the position
+is far from it (a jump back, a long play), from the nearest checkpoint (with none, from the start). Reading the
+past publishes nothing: the fold only reads its ``LogSource``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
-from swarm_tui.engine.history.fold import NO_CHECKPOINTS, Checkpoints, Fold, fold_to
+from swarm_tui.engine.history.fold import NO_CHECKPOINTS, YIELD_EVERY, Checkpoints, Fold, fold_to
+from swarm_tui.engine.history.fork import fork
 from swarm_tui.engine.history.source import Bounds, LogSource, Stored
 from swarm_tui.engine.history.when import Point
 from swarm_tui.engine.projection.state import SwarmState
@@ -21,6 +24,8 @@ SPEEDS: Final[tuple[int, ...]] = (1, 2, 5, 10, 20, 50)  # the ladder of + and -
 GAP_REAL_S: Final = 2.0  # the longest an idle gap in the log takes to pass while playing, at any speed
 JUMP_S: Final = 60.0  # [ and ]: a minute of log time
 _AHEAD: Final = 256  # events read ahead of the position at a time
+BACK: Final = 500  # the kept fold stays up to this many events behind the position a step back goes to
+_FAR: Final = 5_000  # further than this ahead of the kept fold: from a checkpoint (at most EVERY events to fold)
 _AFTER: Final = 3e-6  # "at or before t": the first event after t, less one (a bus log's times allow 2 µs)
 
 
@@ -37,6 +42,7 @@ class Timeline:
         self.speed: float = SPEEDS[0]
         self.playing = False
         self._ahead: list[Stored] = []  # the next events after the position, read ahead
+        self._base: Fold | None = None  # a fold behind the position, never applied to: a step back forks it
 
     # ------------------------------------------------------------------ where
     @property
@@ -88,7 +94,7 @@ class Timeline:
             async for st in self.source.read(self.fold.seq + 1, seq):
                 self._apply(st)
         else:
-            self.fold = await fold_to(self.source, seq, max_scale=self.max_scale, checkpoints=self.checkpoints)
+            self.fold = await self._refold(seq)
         self._ahead = []
         self.now = self.fold.time
 
@@ -114,7 +120,11 @@ class Timeline:
         b = self.bounds
         t = min(max(self.now + seconds, b.first_time), b.last_time)
         seq = max(b.first_seq, await self.source.seq_at(t + _AFTER) - 1)
-        await self.goto(seq)
+        # never against the jump's direction: where times are equal (a burst) the last event at or before t is
+        # ahead of the position, and where they go back (a clock stepped back, a hand-made file) behind it
+        seq = min(seq, self.fold.seq) if seconds < 0 else max(seq, self.fold.seq)
+        if seq != self.fold.seq:
+            await self.goto(seq)
         self.now = max(self.fold.time, t)
 
     async def tick(self, real_s: float) -> bool:
@@ -165,6 +175,30 @@ class Timeline:
         self.speed = next((s for s in reversed(SPEEDS) if s < self.speed), SPEEDS[0])
         return self.speed
 
+    async def _refold(self, seq: int) -> Fold:
+        """The fold at ``seq`` behind the position: a copy of the kept fold moved on to it; from the nearest
+        checkpoint when the kept one is past ``seq`` or far behind it (a new one kept on the way, ``BACK`` before)."""
+        mark = max(0, seq - BACK)
+        base = self._base
+        if base is None or base.seq > seq or seq - base.seq > _FAR:
+            base = await fold_to(self.source, mark, max_scale=self.max_scale, checkpoints=self.checkpoints)
+        elif seq - base.seq > 2 * BACK:  # stepping back after a long way on: keep one nearer
+            base = await fork(base)
+            await self._fold_on(base, mark)
+        self._base = base
+        fold = await fork(base)
+        await self._fold_on(fold, seq)
+        return fold
+
+    async def _fold_on(self, fold: Fold, seq: int) -> None:
+        n = 0
+        async for st in self.source.read(fold.seq + 1, seq):
+            fold.apply(st)
+            self.checkpoints.offer(fold)
+            n += 1
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
     # ------------------------------------------------------------------ the log ahead
     def _apply(self, st: Stored) -> None:
         self.fold.apply(st)
@@ -177,7 +211,27 @@ class Timeline:
         start = self.fold.seq + 1
         if start > self.bounds.last_seq:
             await self.refresh_bounds()
-        while start <= self.bounds.last_seq and not self._ahead:  # a gap of deleted events is skipped
-            self._ahead = [st async for st in self.source.read(start, start + _AHEAD - 1)]
-            start += _AHEAD
+        end = self.bounds.last_seq
+        if start <= end:
+            self._ahead = await _first(self.source, start, min(end, start + _AHEAD - 1))
+        if not self._ahead and start + _AHEAD <= end:
+            # a gap of deleted events (or a file's seqs far apart): the source skips it itself (a file bisects, the
+            # bus's consumer delivers only what is stored), never counted through 256 at a time (2**62 wide: hours)
+            self._ahead = await _first(self.source, start + _AHEAD, end)
         return self._ahead[0] if self._ahead else None
+
+
+async def _first(source: LogSource, start: int, end: int) -> list[Stored]:
+    """The first ``_AHEAD`` events stored from ``start`` to ``end`` (the read closed after them)."""
+    out: list[Stored] = []
+    reading = source.read(start, end)
+    try:
+        async for st in reading:
+            out.append(st)
+            if len(out) >= _AHEAD:
+                break
+    finally:
+        aclose = getattr(reading, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return out

@@ -23,10 +23,12 @@ _PART = re.compile(r"(\d{1,6})([smhdw])")
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """A sequence number (``kind == "seq"``) or a UNIX time (``kind == "time"``)."""
+    """A sequence number (``kind == "seq"``) or a UNIX time (``kind == "time"``). ``span``: how long the time as
+    typed lasts (1.0 for a time to the second, as the tools print them: ``11:09:51`` is all of that second)."""
 
     kind: Literal["seq", "time"]
     value: float
+    span: float = 0.0
 
     @property
     def seq(self) -> int:
@@ -52,7 +54,11 @@ def parse_point(text: str, *, now: float, what: str = "--at") -> Point:
         dt = datetime.fromisoformat(s)
     except ValueError:
         raise UsageError(f"{what} {_shown(s)}: not understood; give {ACCEPTED}") from None
-    return Point("time", dt.timestamp())  # a naive time is local time, as ``date`` prints it
+    try:
+        t = dt.timestamp()  # a naive time is local time, as ``date`` prints it
+    except (ValueError, OverflowError, OSError):  # 0001-01-01 east of UTC is in the year 0
+        raise UsageError(f"{what} {_shown(s)}: out of the range of times; give {ACCEPTED}") from None
+    return Point("time", t, 0.0 if dt.microsecond else 1.0)
 
 
 def _shown(s: str) -> str:

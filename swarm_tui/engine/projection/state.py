@@ -10,10 +10,10 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from swarm_tui.engine.bus.ids import CEILING_LIMIT_USD
+from swarm_tui.engine.bus.timefmt import utc_text
 from swarm_tui.engine.projection.derive import derive_task
 from swarm_tui.engine.projection.figures import ScaleFigure, decision_estimate, scale_figure, task_counts
 from swarm_tui.engine.states import FINAL_STATES, DecisionStatus, TaskState, WorkerState
@@ -56,7 +56,7 @@ def _whole(v: float, limit: int) -> bool:
 
 
 def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return utc_text(ts, "%Y-%m-%d")  # any finite time (a date from the log is the publisher's word)
 
 
 @dataclass

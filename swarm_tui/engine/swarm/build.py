@@ -29,8 +29,9 @@ def build_pool(
     host: str | None = None,
     concurrency: int | None = None,
     warm_on_start: bool = True,
+    key: Callable[[], str] | None = None,
 ) -> Pool:
-    ep: Endpoint = endpoint if endpoint is not None else OpenRouterEndpoint(cfg.openrouter)
+    ep: Endpoint = endpoint if endpoint is not None else OpenRouterEndpoint(cfg.openrouter, key)
     reconciler = (
         Reconciler(
             cfg.openrouter, bus, spend=spend, api_base=lambda: ep.api_base, api_key=lambda: ep.api_key, clock=clock

@@ -110,7 +110,11 @@ class ControllerSettings:
 
     @classmethod
     def of(cls, cfg: Config, *, demo: bool = False) -> ControllerSettings:
-        return cls(context_max_chars=cfg.swarm.context_max_chars, has_api_key=bool(cfg.openrouter.api_key), demo=demo)
+        return cls(
+            context_max_chars=cfg.swarm.context_max_chars,
+            has_api_key=bool(cfg.openrouter.api_key or cfg.openrouter.management_key),
+            demo=demo,
+        )
 
 
 class Controller:

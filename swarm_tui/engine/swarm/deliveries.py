@@ -24,7 +24,10 @@ from swarm_tui.engine.swarm.run import MAX_DELIVER, Run
 
 log = logging.getLogger(__name__)
 
-ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
+
+def advisory(lane: str) -> str:
+    """The max-deliveries advisory of one lane's consumer (subscribed one by one: a worker's login allows these)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{S.JOBS_STREAM}.{S.jobs_consumer(lane)}"
 
 
 async def on_max_deliveries(runner: JobRun, runs: Mapping[str, Run], msg: NatsMsg) -> None:

@@ -8,6 +8,7 @@ GET /generation, and the HTTP session its direct calls share.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from swarm_tui.engine.models import is_local_chat
@@ -95,13 +96,14 @@ class OpenRouterEndpoint:
     seeds_answers = False
     reconciles = True
 
-    def __init__(self, openrouter: OpenRouterSection) -> None:
+    def __init__(self, openrouter: OpenRouterSection, key: Callable[[], str] | None = None) -> None:
         self.openrouter = openrouter
+        self.key = key  # the provider cap's runtime key when a management key is set (guards/provider_cap.py)
         self._http = HttpSession()
 
     @property
     def api_key(self) -> str:
-        return self.openrouter.api_key
+        return self.key() if self.key is not None else self.openrouter.api_key
 
     @property
     def api_base(self) -> str:

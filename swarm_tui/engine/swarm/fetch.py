@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from nats.aio.msg import Msg as NatsMsg
 from nats.js.client import JetStreamContext
@@ -30,14 +30,17 @@ IDLE_AFTER_S = 10.0
 
 
 class JobFetch:
-    def __init__(self, counts: Counter[str]) -> None:
+    """One lane's pull subscription (``cloud`` or ``local``: bus/subjects.py), its pull and its held jobs."""
+
+    def __init__(self, counts: Counter[str], lane: str = "cloud") -> None:
         self.counts = counts
+        self.lane = lane
         self.psub: JetStreamContext.PullSubscription | None = None
         self.pending: asyncio.Task[list[NatsMsg]] | None = None  # the pull waited on now (a reconnect cancels it)
         self.held: list[NatsMsg] = []  # jobs delivered beyond our free slots: heartbeated, started first
 
     async def bind(self, jobs: JobQueue) -> None:
-        self.psub = await jobs.bind_pull()
+        self.psub = await jobs.bind_pull(self.lane)
 
     async def unbind(self) -> None:
         if self.psub is not None:
@@ -81,17 +84,18 @@ class JobFetch:
             with contextlib.suppress(Exception):  # as above: redelivered after ack_wait
                 await m.nak(delay=delay)
 
-    async def heartbeat_loop(self, runs: Mapping[str, Run], ack_wait_s: float) -> None:
-        """Say every running job (not acked yet) and every held one is in progress, well within ack_wait."""
-        every = max(0.5, min(10.0, ack_wait_s / 3))
-        while True:
-            await asyncio.sleep(every)
-            for m in [r.msg for r in runs.values() if not r.acked] + list(self.held):
-                with contextlib.suppress(Exception):  # the bus is away: the next beat says it again
-                    await m.in_progress()
-
     async def hold(self, m: NatsMsg) -> None:
         """A job with no free slot: heartbeated (``in_progress``) and started first when a slot frees."""
         with contextlib.suppress(Exception):  # the bus is away: the heartbeat loop says it again
             await m.in_progress()
         self.held.append(m)
+
+
+async def heartbeat_loop(runs: Mapping[str, Run], fetches: Iterable[JobFetch], ack_wait_s: float) -> None:
+    """Say every running job (not acked yet) and every held one is in progress, well within ack_wait."""
+    every = max(0.5, min(10.0, ack_wait_s / 3))
+    while True:
+        await asyncio.sleep(every)
+        for m in [r.msg for r in runs.values() if not r.acked] + [m for f in fetches for m in f.held]:
+            with contextlib.suppress(Exception):  # the bus is away: the next beat says it again
+                await m.in_progress()

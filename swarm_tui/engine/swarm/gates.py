@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # a refused reservation that is not the budget's: the provider's credit, or no ceiling known yet (spend.py)
 WAIT_REASONS = ("out of credit", "key limit", "no ceiling")
+LOW_RAM = "RAM headroom is low: local worker waits"
 MISSING_KEY = "OPENROUTER_API_KEY is not set: set it, or start with --demo"  # what to do, where the work waits
 
 
@@ -54,7 +55,7 @@ def closed(p: PoolContext, run: Run) -> tuple[Refusal | None, float]:
         wait = max(0.05, min(1.0, lim.backoff_until - now)) if lim.backoff_until > now else 0.2
         return Refusal(f"rate limited: {job.model} at {lim.limit} concurrent"), wait
     if local and p.ram is not None and not p.ram.headroom_ok():
-        return Refusal("RAM headroom is low: local worker waits"), 1.0
+        return Refusal(LOW_RAM), 1.0
     return None, 0.0
 
 
@@ -124,9 +125,13 @@ async def wait_for_turn(jr: RunSteps, run: Run) -> bool:
     return False
 
 
-async def hold_after_lane(jr: RunSteps, run: Run) -> None:
-    """Once a local call has the local lane (which it may have waited for as long as other calls took):
-    the reservation asserted again, or ``NotHeld``."""
-    refused = await hold(jr, run)
+async def hold_after_lane(jr: RunSteps, run: Run, waited: bool) -> None:
+    """Once a local call has the local lane: the RAM headroom looked at again (the heart may still hold its model,
+    kept loaded after its turn) and, when it waited for the lane as long as other calls took, the reservation
+    asserted again; else ``NotHeld``: no call, the job goes back to its gates (which say the RAM is low)."""
+    ram = jr.ctx.ram
+    if ram is not None and not ram.headroom_ok():
+        raise NotHeld(LOW_RAM)
+    refused = await hold(jr, run) if waited else None
     if refused:
         raise NotHeld(refused)

@@ -121,13 +121,7 @@ class JobCall:
         outcome: BaseException | None = None
         try:
             if is_local_chat(model):
-                waited = p.lane.busy
-                if waited:
-                    await steps.event(run, "waiting", f"waiting for the local lane: {p.lane.held_by()} holds it")
-                async with p.lane.turn(job.worker_id, job.model.removeprefix("ollama_chat/")):
-                    if waited:
-                        await hold_after_lane(steps, run)
-                    await self._inner(run, go)
+                await self._local(run, go)
             else:
                 await self._inner(run, go)
         except BaseException as exc:  # re-raised: kept to tell a stop from a failed call below
@@ -141,6 +135,34 @@ class JobCall:
                 run.attempt = ""
             else:
                 await self.attempts.account(run, outcome)
+
+    async def _local(self, run: Run, go: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A local call in its turn on the local lane. The wait for the lane is ``run.call`` until the turn comes,
+        so a cancel ends it at once (the caller finishes the job as cancelled) and the turn goes to the next."""
+        steps, p, job = self.steps, self.steps.ctx, run.job
+        waited = p.lane.busy
+        if waited:
+            await steps.event(run, "waiting", f"waiting for the local lane: {p.lane.held_by()} holds it")
+
+        async def in_turn() -> None:
+            async with p.lane.turn(job.worker_id, job.model.removeprefix("ollama_chat/")):
+                run.call = None
+                await hold_after_lane(steps, run, waited)
+                await self._inner(run, go)
+
+        if run.cancel_reason:
+            return
+        turn = run.call = asyncio.create_task(in_turn(), name=f"lane-{job.id}")
+        try:
+            await turn
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the pool is stopping
+            # a cancel request while it waited for the lane: no call was made
+        finally:
+            if run.call is turn:
+                run.call = None
 
     async def _inner(self, run: Run, go: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if run.cancel_reason:

@@ -5,11 +5,13 @@ by ``--concurrency`` in a standalone worker. The pool fetches only as many jobs 
 several pools share the queue fairly. A job is acked only after its Result, SpendEntry and final WorkerEvent
 are stored; held jobs are kept alive with ``in_progress`` so only a crashed pool's jobs are redelivered, and a
 redelivered job whose result exists is acked without a call. What a job passes through before its call (the
-gates): a cancel mark, no OpenRouter key or out of credit (cloud jobs only), the spend reservation, the model's
-rate limit, RAM headroom and the local lane for ``ollama_chat/`` models. With no key the pool still takes jobs:
-local ones run, a cloud one waits at its gate saying why (a fully local swarm needs no key). The job's run is
-in ``job.py`` (it sees the pool as ``PoolContext``), the pull subscription and held jobs in ``fetch.py``, each
-model's concurrency in ``limits.py``.
+gates): a cancel mark, out of credit (cloud jobs only), the spend reservation, the model's rate limit, RAM
+headroom and the local lane for ``ollama_chat/`` models. Each lane of the queue has its own consumer and fetch
+loop: with no key, a rejected key or no credit the pool pulls no cloud job (it stays on the queue for a pool that
+can run it, its deliveries unspent) and keeps running local ones (a fully local swarm needs no key). The two
+loops share the free slots; one may deliver beyond them while the other took them: those jobs are held. The
+job's run is in ``job.py`` (it sees the pool as ``PoolContext``), the pull subscriptions and held jobs in
+``fetch.py``, each model's concurrency in ``limits.py``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from swarm_tui.engine.info import PoolInfo
 from swarm_tui.engine.lifecycle import within
 from swarm_tui.engine.swarm.call_errors import KEY_REFUSED
 from swarm_tui.engine.swarm.context import PoolSettings
-from swarm_tui.engine.swarm.deliveries import ADVISORY, on_max_deliveries
+from swarm_tui.engine.swarm.deliveries import advisory, on_max_deliveries
 from swarm_tui.engine.swarm.endpoint import Endpoint
-from swarm_tui.engine.swarm.fetch import FETCH_WAIT_S, IDLE_AFTER_S, JobFetch
+from swarm_tui.engine.swarm.fetch import FETCH_WAIT_S, IDLE_AFTER_S, JobFetch, heartbeat_loop
 from swarm_tui.engine.swarm.gates import MISSING_KEY as MISSING_KEY  # where callers have read it
 from swarm_tui.engine.swarm.job import JobRun
 from swarm_tui.engine.swarm.limits import ModelLimit, ModelLimits
@@ -49,7 +51,11 @@ from swarm_tui.engine.swarm.run import MAX_DELIVER, Run, cancel_scope
 
 log = logging.getLogger(__name__)
 
-LEADER_ELECTED = f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.JOBS_CONSUMER}"
+
+def leader_elected(lane: str) -> str:
+    return f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{S.JOBS_STREAM}.{S.jobs_consumer(lane)}"
+
+
 BLOCKED_WAIT_S = 5.0  # the longest a pool with no free slot (or no key) sleeps without a slot freed or a rescale
 # A job handed back on stop is redelivered after this delay, not at once: at once, JetStream would deliver it to
 # this pool's own last pull request (alive for FETCH_WAIT_S after the fetch loop stopped), where nobody reads
@@ -107,7 +113,7 @@ class Pool:
         self._busy = asyncio.Event()  # set while jobs run: the chunk flush loop sleeps on it when idle
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Subscription] = []
-        self.fetch = JobFetch(self.counts)
+        self.fetches = {lane: JobFetch(self.counts, lane) for lane in S.JOB_LANES}
         self._stopping = False
         self.runner = JobRun(self)
         # OpenRouter attempts without usage.cost are reconciled with GET /generation (build.py makes it when the
@@ -123,6 +129,10 @@ class Pool:
         """Why the pool takes no job from the queue at all, else None (a missing key stops only cloud jobs:
         ``key_missing``)."""
         return None
+
+    def lane_shut(self, lane: str) -> Refusal | None:
+        """Why the pool pulls no job of this lane now: the cloud's with no key, a rejected one or no credit."""
+        return (self.key_missing() or self.cloud_blocked()) if lane == "cloud" else None
 
     def key_missing(self) -> Refusal | None:
         """Why no cloud job runs in this pool (no OpenRouter key), else None; local jobs run without one."""
@@ -180,9 +190,10 @@ class Pool:
         assert nc is not None
         self._subs.append(await nc.subscribe(S.BCAST_SCALE, cb=self._on_scale))
         self._subs.append(await nc.subscribe(S.BCAST_CANCEL, cb=self._on_cancel))
-        self._subs.append(await nc.subscribe(ADVISORY, cb=self._on_max_deliveries))
-        self._subs.append(await nc.subscribe(LEADER_ELECTED, cb=self._on_leader_elected))
-        await self.fetch.bind(self.bus.jobs)
+        for lane, fetch in self.fetches.items():
+            self._subs.append(await nc.subscribe(advisory(lane), cb=self._on_max_deliveries))
+            self._subs.append(await nc.subscribe(leader_elected(lane), cb=self._on_leader_elected))
+            await fetch.bind(self.bus.jobs)
         self.bus.on_state(self._on_bus_state)
         if self.key_missing():
             log.warning("the worker pool runs local jobs only: %s", self.key_missing())
@@ -191,8 +202,9 @@ class Pool:
         if self.reconciler is not None:
             await self.reconciler.start()
         for coro, name in (
-            (self._fetch_loop(), "pool-fetch"),
-            (self.fetch.heartbeat_loop(self.runs, self.settings.swarm.ack_wait_s), "pool-heartbeat"),
+            (self._fetch_loop("cloud"), "pool-fetch-cloud"),
+            (self._fetch_loop("local"), "pool-fetch-local"),
+            (heartbeat_loop(self.runs, self.fetches.values(), self.settings.swarm.ack_wait_s), "pool-heartbeat"),
             (self.runner.flush_loop(self.runs, self._busy), "pool-flush"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=name))
@@ -209,12 +221,14 @@ class Pool:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.fetch.hand_back(NAK_DELAY_S)
+        for fetch in self.fetches.values():
+            await fetch.hand_back(NAK_DELAY_S)
         for sub in self._subs:
             with contextlib.suppress(Exception):  # the bus is gone: the interest went with the connection
                 await sub.unsubscribe()
         self._subs.clear()
-        await self.fetch.unbind()
+        for fetch in self.fetches.values():
+            await fetch.unbind()
         if self.reconciler is not None:
             await self.reconciler.stop()
         await self.endpoint.close_session()  # the connections of the direct OpenRouter calls
@@ -230,7 +244,7 @@ class Pool:
             "concurrency": self.concurrency,
             "capacity": self.capacity,
             "running": len(self.runs),
-            "held": len(self.fetch.held),
+            "held": sum(len(f.held) for f in self.fetches.values()),
             "states": dict(states),
             "tokens": {r.job.worker_id: r.progress.tokens for r in self.runs.values()},
             "host": self.host,
@@ -286,7 +300,8 @@ class Pool:
     def _repull(self) -> None:
         """The pull request waited on is gone on the server's side: pull again now, not at its expiry."""
         if not self._stopping:
-            self.fetch.repull()
+            for fetch in self.fetches.values():
+                fetch.repull()
 
     async def _on_bus_state(self, state: str) -> None:
         if state == "connected" and not self._stopping:
@@ -321,24 +336,26 @@ class Pool:
         return cancel_scope(self.runs.values(), scope, workers, at)
 
     # ------------------------------------------------------------------ loops
-    async def _fetch_loop(self) -> None:
+    async def _fetch_loop(self, lane: str) -> None:
+        """Jobs of one lane (``cloud``, ``local``) into the free slots, as long as the pool runs."""
+        fetch = self.fetches[lane]
         while not self._stopping:
-            await self.fetch.drain_late()
+            await fetch.drain_late()
             free = self._free()
-            while self.fetch.held and free > 0:
-                await self._accept(self.fetch.held.pop(0))
+            while fetch.held and free > 0:
+                await self._accept(fetch.held.pop(0))
                 free -= 1
-            if free <= 0 or self.blocked() or self.cloud_blocked():
+            if free <= 0 or self.blocked() or self.lane_shut(lane):
                 # a freed slot or a new scale sets _slot; out of credit ends with time (a cooldown), so look
                 # again every 0.5 s then; no key or no free slot only every BLOCKED_WAIT_S (idle CPU)
                 self._slot.clear()
-                wait = 0.5 if self.cloud_blocked() else BLOCKED_WAIT_S
+                wait = 0.5 if lane == "cloud" and self.cloud_blocked() else BLOCKED_WAIT_S
                 with contextlib.suppress(asyncio.TimeoutError):
                     await within(self._slot.wait(), wait)
                 continue
             idle = not self.runs and time.monotonic() - self._last_accept > IDLE_AFTER_S
             try:
-                msgs = await self.fetch.pull(free, idle=idle)
+                msgs = await fetch.pull(free, idle=idle)
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
@@ -355,15 +372,11 @@ class Pool:
                 if i < free:
                     await self._accept(m)
                 else:
-                    await self.fetch.hold(m)
+                    await fetch.hold(m)
 
     def _free(self) -> int:
-        """Slots free for jobs. With no key a cloud job waits at its gate for as long as this pool runs: it takes
-        no slot, so local jobs behind it still run (a fully local swarm), and at most ``max_scale`` jobs are held."""
-        if not self.key_missing():
-            return self.capacity - len(self.runs)
-        local = sum(1 for r in self.runs.values() if self.endpoint.runs_locally(r.job.model))
-        return min(self.capacity - local, self.settings.swarm.max_scale - len(self.runs))
+        """Slots free for jobs (both lanes' loops fill them)."""
+        return self.capacity - len(self.runs)
 
     async def _accept(self, m: NatsMsg) -> None:
         try:

@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 
 from textual.notifications import SeverityLevel
 
-from swarm_tui.engine.attention.needs import Attention
+from swarm_tui.engine.attention.needs import DEFAULT_ALERTS, Attention
 from swarm_tui.engine.info import EngineInfo, Need
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import NeedKind
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PLACE: Final[dict[NeedKind, str]] = {
     "approval": "decisions",
     "failed": "tasks",
+    "spend": "guards",
     "ceiling": "guards",
     "credit": "guards",
     "key": "guards",
@@ -94,9 +95,10 @@ class AttentionWatch:
         shown_key: Callable[[], str],
         on_badge: Callable[[], None],
         send_control: Callable[[str, dict[str, Any]], object],
+        levels: tuple[float, ...] = DEFAULT_ALERTS,
     ) -> None:
         self.cfg = cfg
-        self.attention = Attention(cfg.kinds(), bus_grace_s=cfg.bus_grace_s, clock=clock)
+        self.attention = Attention(cfg.kinds(), bus_grace_s=cfg.bus_grace_s, clock=clock, levels=levels)
         self.look = look
         self.write = write  # bytes to the terminal as they are (driver.write_raw)
         self.notify = notify

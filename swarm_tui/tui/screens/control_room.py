@@ -332,11 +332,15 @@ class ControlRoom(RoomActions):
             needs=tuple(self.attention.badge()),
             needs_key=shown_key("attention", self.keymap),
             configured_scale=self.link.cfg.swarm.scale,
-            has_key=bool(link.cfg.openrouter.api_key) or link.kind == "remote engine",  # its engine's key: its info
-            local_roles=any(is_local_chat(r.model) for r in link.cfg.roles.values()),
+            has_key=bool(link.cfg.openrouter.api_key or link.cfg.openrouter.management_key)
+            or link.kind == "remote engine",  # its engine's key: its info
+            local_roles=self._local_roles(),
             pause_key=shown_key("pause", self.keymap),
             replay=link.where if isinstance(link, ReplayLink) else "",
         )
+
+    def _local_roles(self) -> bool:
+        return any(is_local_chat(r.model) for r in self.link.cfg.roles.values())
 
     def spend_info(self) -> AnySpend | None:
         spend = usable(self.info.get("spend"))
@@ -367,6 +371,7 @@ class ControlRoom(RoomActions):
         self.ram_panel.reading = RamReading(ram, tuple(self.ram_history))
         self.ram_panel.set_class(bool(ram and ram_low(ram)), "-alert")
         spend = self.spend_info()
+        self.spend_panel.local_only = self._local_roles() and not self.link.cfg.openrouter.api_key
         self.spend_panel.spend = spend
         self.spend_panel.set_class(spend_frac(spend) >= 0.9, "-alert")
         self.show_titles()

@@ -259,6 +259,17 @@ class RoomActions(Screen[None]):
 
         self.app.push_screen(HistoryScreen(state_now, export_dir(self.link.cfg), self.keymap, self.controls))
 
+    def action_spend(self) -> None:
+        """Where the money went, read off the state this room shows now (a replay's and the live app's timeline's:
+        the past's at its position)."""
+        from swarm_tui.tui.screens.spend import SpendScreen
+
+        def look() -> tuple[SwarmState, AnySpend | None, float]:
+            state = self.link.state
+            return state, self.spend_info(), state.clock()
+
+        self.app.push_screen(SpendScreen(look))
+
     # ------------------------------------------------------------------ the selected task's answers (the palette)
     def action_copy_answer(self) -> None:
         """The selected task's newest answer."""

@@ -21,6 +21,7 @@ from swarm_tui.textsafe import plain
 NEED_WORDS: Final[dict[NeedKind, str]] = {
     "approval": "approval",
     "failed": "failed job",
+    "spend": "spend",
     "ceiling": "ceiling",
     "credit": "credit",
     "key": "key rejected",
@@ -83,7 +84,7 @@ class HeaderBar(Static):
         )
         if not blocking(view):  # nothing stops work: the short words at once, as ever
             tries = tuple(kw for kw in tries if "blocking_short" not in kw)
-        if not key_blocks(view):  # the fewest words are the key's
+        if not key_blocks(view) and not key_always(view):  # the fewest words are the key's (or "local only")
             tries = tuple(kw for kw in tries if "key_tiny" not in kw)
         for kw in tries if not view.compact else tuple(kw for kw in tries if kw.get("compact")):
             line = self.build(view, **kw)
@@ -149,7 +150,7 @@ class HeaderBar(Static):
             if state.paused:
                 t.append(f"paused ({view.pause_key} to resume)", style="bold yellow")
         else:
-            cstate = plain(str(cond.get("state", "-")))[:20] if cond else "-"
+            cstate = plain(str(cond.get("state", "-"))[:80])[:20] if cond else "-"
             t.append(f"{'' if compact else 'conductor '}{conductor_source(cond)}")
             if cstate not in ("idle", "paused"):  # idle is the usual: only the other states are news
                 t.append(f" · {cstate}")
@@ -162,7 +163,7 @@ class HeaderBar(Static):
                     t.append(f" · {'' if compact else 'next beat '}{countdown(nxt)}")
         t.append(" │ ", style="dim")
         # the conductor's policy ("auto (<= $x)" says the limit); this app's configuration while none answers
-        mode = plain(str((cond.get("approval") if cond else None) or view.approval))[:12]
+        mode = plain(str((cond.get("approval") if cond else None) or view.approval)[:80])[:12]
         pending = len(state.pending_decisions())
         t.append((mode if compact else f"approval {mode}") + (" " if pending else ""))
         if pending:
@@ -183,13 +184,13 @@ class HeaderBar(Static):
         if lane and (lane.get("holder") or lane.get("waiting")):
             waiting = lane.get("waiting", [])
             t.append(" │ ", style="dim")
-            t.append(f"{'lane' if compact else 'local lane'}: {plain(str(lane.get('holder') or 'free'))[:24]}")
+            t.append(f"{'lane' if compact else 'local lane'}: {plain(str(lane.get('holder') or 'free')[:100])[:24]}")
             if waiting:
                 t.append(f" (+{len(waiting)} waiting)", style="yellow")
         if view.link_kind == "remote engine":
             t.append(" │ ", style="dim")
             t.append(
-                f"attached to {plain(str(eng.get('host', '?')))[:20]}" if eng else "attached: no engine answers",
+                f"attached to {plain(str(eng.get('host', '?'))[:80])[:20]}" if eng else "attached: no engine answers",
                 style="" if eng else "bold red",
             )
         return t
@@ -202,6 +203,15 @@ def key_blocks(view: HeaderView) -> bool:
         return False
     key = key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
     return bool(key and key.blocks)
+
+
+def key_always(view: HeaderView) -> bool:
+    """Whether the header says the key's state in every form of the line ("local only": the fewest words too)."""
+    eng = usable(view.info.get("engine"))
+    if view.demo or view.replay or (eng and eng.get("demo")):
+        return False
+    key = key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
+    return bool(key and key.always)
 
 
 def blocking(view: HeaderView) -> bool:
@@ -268,7 +278,7 @@ def conductor_source(cond: ConductorInfo | None) -> str:
     """What decides, as far as is known: the rules when Ollama did not answer, the model only once it did."""
     if not cond:
         return "-"
-    source = plain(str(cond.get("source", "-")))[:28]
+    source = plain(str(cond.get("source", "-"))[:100])[:28]
     if not cond.get("ollama_model"):  # the conductor does not ask Ollama
         return source
     reachable = cond.get("ollama_reachable")

@@ -23,15 +23,17 @@ class SpendPanel(TextPanel):
     # The spend guard's summary. Set every second, often the same dict changed in place: every assignment
     # builds the text (always_update), which is repainted only when it changed.
     spend: var[AnySpend | None] = var(None, init=False, always_update=True)
+    # No key and a local role configured: the swarm runs local only, the missing key is no fault (set before spend)
+    local_only = False
 
     def watch_spend(self, spend: AnySpend | None) -> None:
-        self.shown = self.build(spend, self.content_size.width or 40)
+        self.shown = self.build(spend, self.content_size.width or 40, local_only=self.local_only)
 
     def render(self) -> Text:
-        return self.build(self.spend, self.content_size.width or 40)
+        return self.build(self.spend, self.content_size.width or 40, local_only=self.local_only)
 
     @staticmethod
-    def build(spend: AnySpend | None, width: int) -> Text:
+    def build(spend: AnySpend | None, width: int, *, local_only: bool = False) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if not spend:
             t.append("no spend information" + "\n" * (PLACEHOLDER_LINES - 1), style="dim")  # the settled height
@@ -63,8 +65,13 @@ class SpendPanel(TextPanel):
         n_rc, rc_usd = spend.get("reconciling") or 0, spend.get("reconciling_usd") or 0.0
         if n_rc:  # attempts whose cost OpenRouter has not told yet: their worst case stays reserved
             t.append(f"\nreconciling {n_rc} attempt{'s' if n_rc != 1 else ''}, {fmt_usd(rc_usd)} held", style="yellow")
-        key, style = key_line(spend)
+        key, style = key_line(spend, local_only=local_only)
         t.append(f"\n{key}", style=style)
+        cap = str(spend.get("provider_cap") or "")  # only with openrouter.management_key
+        if cap.startswith("provider cap not set"):  # the panel is narrow: why is in status and doctor
+            t.append("\nprovider cap not set: own ceiling holds", style="yellow")
+        elif cap:
+            t.append(f"\n{one_line(cap, 60)}")
         t.append("\nprices: ", style="dim")
         t.append(one_line(str(spend.get("price_source", "-")), 80), style="dim")
         items = sorted(spend.get("by_model", {}).items(), key=lambda kv: -kv[1])
@@ -75,9 +82,9 @@ class SpendPanel(TextPanel):
         return t
 
 
-def key_line(spend: AnySpend) -> tuple[str, str]:
+def key_line(spend: AnySpend, *, local_only: bool = False) -> tuple[str, str]:
     """The key's own limit (``credits_left_usd``: null when it has none, or before a check), not the account's
-    credit; a key OpenRouter rejects, or none, says so instead."""
+    credit; a key OpenRouter rejects, or none, says so instead (no fault when the swarm runs local only)."""
     status = str(spend.get("key_status", ""))  # none in the log's figures (no spend guard reporting)
     left = spend.get("credits_left_usd")
     if status.startswith("rejected"):
@@ -89,6 +96,8 @@ def key_line(spend: AnySpend) -> tuple[str, str]:
         return f"key limit left {fmt_usd(n, 2)}", "bold red" if n is not None and n <= 0 else ""
     if spend.get("demo"):  # the demo's workers use no key
         return "no key used (demo)", "dim"
+    if status == "no key" and local_only:  # issue 28: the local roles need no key (the header says the same)
+        return "no OpenRouter key: local roles only", "yellow"
     if status == "no key":
         return "no OpenRouter key (set OPENROUTER_API_KEY)", "bold red"
     if status == "ok":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
+
+from swarm_tui.engine.bus.timefmt import local_text
 
 BAR_CELLS = 24
 
@@ -30,7 +31,7 @@ def timeline_line(v: TimelineView, *, note: bool = True) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" ▶ playing " if v.playing else " ⏸ paused ", style="bold reverse green" if v.playing else "bold reverse")
     t.append(f" {v.speed:g}x │ ")
-    when = datetime.fromtimestamp(v.time).strftime("%Y-%m-%d %H:%M:%S") if v.time else "-"
+    when = local_text(v.time, "%Y-%m-%d %H:%M:%S") if v.time else "-"
     t.append(when, style="bold")
     t.append(f" │ event {v.seq} of {v.last_seq} │ ")
     done = round(v.fraction * (BAR_CELLS - 1))

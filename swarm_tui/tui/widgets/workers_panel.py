@@ -85,11 +85,11 @@ class PoolFacts:
 def lane_words(info: EngineInfo) -> str:
     """The local lane for the Workers title: which model holds it (the heart's or an ant's) and who waits."""
     lane = usable(info.get("lane"))
-    holder = plain(str(lane.get("holder") or ""))[:40] if lane else ""
+    holder = plain(str(lane.get("holder") or "")[:160])[:40] if lane else ""
     if not lane or not holder:
         return ""
     who = "the heart" if holder == "conductor" else holder
-    model = plain(str(lane.get("model") or ""))[:40]
+    model = plain(str(lane.get("model") or "")[:160])[:40]
     waiting = lane.get("waiting")
     n = len(waiting) if isinstance(waiting, list) else 0
     held = f"lane: {model} ({who})" if model else f"lane: {who}"
