@@ -169,10 +169,9 @@ class SwarmCommands(Provider):
 
 def nearest_room(stack: Sequence[Screen[Any]]) -> Screen[Any]:
     """The control room a dialog on top of ``stack`` was opened from: the topmost room (the live app's timeline is
-    a room pushed over the live one), else the bottom screen."""
-    from swarm_tui.tui.screens.room_actions import RoomActions  # the room's module imports this one
-
-    return next((s for s in reversed(stack) if isinstance(s, RoomActions)), stack[0])
+    a room pushed over the live one), else the bottom screen. A room says so (``palette_home``): its module
+    imports this one."""
+    return next((s for s in reversed(stack) if getattr(s, "palette_home", False)), stack[0])
 
 
 @runtime_checkable

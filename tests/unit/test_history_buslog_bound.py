@@ -19,6 +19,9 @@ class _Silent:
     async def stream_info(self, _: str) -> Any:
         return SimpleNamespace(state=SimpleNamespace(messages=3, first_seq=1, last_seq=3, bytes=30))
 
+    async def get_msg(self, _: str, *, seq: int, **__: Any) -> Any:  # the first event is there to read
+        return SimpleNamespace(seq=seq, time=None, subject="swarm.evt.task.t-1", data=b"{}")
+
     async def subscribe(self, *_: Any, **__: Any) -> Any:
         async def unsubscribe() -> None:
             pass

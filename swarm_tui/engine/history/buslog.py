@@ -22,6 +22,7 @@ from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.nats_compat import stream_info_doc
 from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.history.source import Bounds, Stored
+from swarm_tui.engine.lifecycle import within
 
 _END = object()
 # A direct read's stored time is cut to the microsecond, a consumer's rounded to it: the same event's two times may
@@ -94,7 +95,7 @@ class BusLog:
         try:
             while True:
                 try:  # a bus that stops answering mid-read (the server gone) ends the read, never hangs it
-                    item = await asyncio.wait_for(queue.get(), READ_IDLE_S)
+                    item = await within(queue.get(), READ_IDLE_S)
                 except TimeoutError:
                     raise SwarmError(f"the bus's log stopped sending events (none for {READ_IDLE_S:.0f} s)") from None
                 if item is _END:

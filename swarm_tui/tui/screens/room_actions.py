@@ -8,7 +8,7 @@ drawing are ``control_room.py``'s; ``ControlRoom`` is this screen with its panel
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from textual import on
 from textual.screen import Screen
@@ -48,6 +48,7 @@ class RoomActions(Screen[None]):
     """The control room's selection and actions; its parts and panels are set by ``ControlRoom``."""
 
     BINDINGS = ROOM_BINDINGS
+    palette_home: ClassVar[bool] = True  # a palette entry a dialog above lacks runs on the nearest room (commands)
 
     link: Link
     controls: ControlClient
