@@ -45,7 +45,9 @@ from swarm_tui.tui.screens.help import HelpScreen
 from swarm_tui.tui.terminal import install_stop_signals, real_terminal_driver
 
 if TYPE_CHECKING:  # pydantic: imported with the engine, after the first frame
+    from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.wire import Chunk
+    from swarm_tui.engine.history.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,10 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         return self._room
 
     def on_resize(self, event: Resize) -> None:
-        if self._room is not None:
-            self._room.terminal_resized(event.size)
+        """Every room hears of it: the live one and the timeline's pushed over it (each lays out its panels)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, ControlRoom):
+                screen.terminal_resized(event.size)
 
     # ------------------------------------------------------------------ start-up
     def on_room_ready(self, _: RoomReady) -> None:
@@ -359,28 +363,46 @@ class SwarmApp(PlainToastApp, CrashSafeApp[int]):
         """The key a binding answers to here (the config's remap, else its default)."""
         return shown_key(binding_id, self.keymap)
 
-    async def action_timeline(self) -> None:
+    def action_timeline(self) -> None:
         """The log's past on the timeline ``swarm-tui replay`` uses, at the live end and paused; ``t`` or escape
-        comes back. The live state keeps following the log meanwhile: no event is lost."""
+        comes back. The live state keeps following the log meanwhile: no event is lost. Read in a worker: the
+        keys stay live while the log answers, and a bus that does not answer is a toast, not the app's end."""
         bus = self.link.bus
         if not self.ready or bus is None or bus.nc is None:
             self.notify("the timeline opens once the log is read", severity="warning", timeout=4, markup=False)
             return
+        if self.link.bus_state != "connected":
+            self.notify("the timeline opens once the bus is back", severity="warning", timeout=4, markup=False)
+            return
+        self.run_worker(self._open_timeline(bus), group="timeline", exclusive=True, exit_on_error=False)
+
+    async def _open_timeline(self, bus: Bus) -> None:
+        try:
+            timeline = await self._read_timeline(bus)
+        except Exception as err:  # noqa: BLE001 - the bus went away meanwhile (a timeout, the connection closed)
+            log.warning("opening the timeline failed: %s", err)
+            why = plain(str(err) or type(err).__name__)[:200]
+            self.notify(f"the timeline could not read the log: {why}", severity="error", timeout=8, markup=False)
+            return
+        from swarm_tui.tui.replay_room import live_timeline
+
+        self.push_screen(live_timeline(self, timeline, cfg=self.cfg, keymap=self.keymap, attention=self.needs_you))
+
+    async def _read_timeline(self, bus: Bus) -> Timeline:
         from swarm_tui.engine.history.buslog import BusLog
         from swarm_tui.engine.history.checkpoint import log_checkpoints
         from swarm_tui.engine.history.timeline import Timeline
         from swarm_tui.engine.history.when import Point
         from swarm_tui.engine.paths import data_dir
-        from swarm_tui.tui.replay_room import live_timeline
 
-        log, scale = BusLog(bus), self.cfg.swarm.max_scale
+        source, scale = BusLog(bus), self.cfg.swarm.max_scale
         timeline = Timeline(
-            log,
+            source,
             max_scale=scale,
-            checkpoints=await log_checkpoints(log, max_scale=scale, data=data_dir(self.cfg.paths.data_dir)),
+            checkpoints=await log_checkpoints(source, max_scale=scale, data=data_dir(self.cfg.paths.data_dir)),
         )
         await timeline.open(Point("seq", 1 << 62))  # the live end
-        self.push_screen(live_timeline(self, timeline, cfg=self.cfg, keymap=self.keymap, attention=self.needs_you))
+        return timeline
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_rows(self.keymap), help_notes(int(self.refresh_s * 1000))))

@@ -6,12 +6,13 @@ the key bar, the help screen, the palette's hints and the decision detail's hint
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
 # The control room's keys, its screen's bindings. Help and quit are the App's actions (``app.``) but bound here
 # with the rest: Textual appends a key remapped by [keys] to its namespace's bindings, and the key bar shows them
@@ -142,11 +143,12 @@ PALETTE: list[tuple[str, str, str]] = [
 class SwarmCommands(Provider):
     async def _run(self, action: str) -> None:
         """Run in the namespace of the screen the palette was opened on (the results screen's copy copies its
-        answer). An action that screen does not have runs on the control room, the bottom screen (approve over
-        the results screen approves there, as the key would with the dialog closed), else on the App (help,
+        answer). An action that screen does not have runs on the nearest control room under it (approve over the
+        results screen approves there, as the key would with the dialog closed; over a dialog opened from the
+        live app's timeline that room is the timeline's, which publishes nothing), else on the App (help,
         quit)."""
         app = self.app
-        for namespace in dict.fromkeys((self.screen, app.screen_stack[0], app)):
+        for namespace in dict.fromkeys((self.screen, nearest_room(app.screen_stack), app)):
             if await app.run_action(action, namespace):
                 return
 
@@ -163,6 +165,13 @@ class SwarmCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), partial(self._run, action), help=self._hit_help(binding_id))
+
+
+def nearest_room(stack: Sequence[Screen[Any]]) -> Screen[Any]:
+    """The control room a dialog on top of ``stack`` was opened from: the topmost room (the live app's timeline is
+    a room pushed over the live one), else the bottom screen. A room says so (``palette_home``): its module
+    imports this one."""
+    return next((s for s in reversed(stack) if getattr(s, "palette_home", False)), stack[0])
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,8 @@ from textual.events import Key
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.history.timeline import GAP_REAL_S, JUMP_S, Timeline
 from swarm_tui.engine.info import AnySpend
-from swarm_tui.tui.commands import ROOM_BINDINGS
+from swarm_tui.textsafe import plain
+from swarm_tui.tui.commands import HELP_ACTION, ROOM_BINDINGS, shown_key
 from swarm_tui.tui.control_client import ControlClient
 from swarm_tui.tui.link import READ_ONLY, ReplayLink
 from swarm_tui.tui.model import OutputRing
@@ -33,8 +35,11 @@ from swarm_tui.tui.widgets.spend_panel import NOT_RECORDED
 from swarm_tui.tui.widgets.timeline_bar import TimelineBar, TimelineView
 
 PLAY_TICK_S = 0.1
+FOLLOW_S = 2.0  # the live app's timeline reads the log's bounds again this often (its line's "of M")
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+# the key bar's order: moving the position first, then the way back to live, the room's lists, help, quit
+BAR_ORDER = ("play", "step(-1)", "step(1)", "jump(-1)", "jump(1)", "speed(1)", "speed(-1)", "timeline", "history")
 # the room's keys that would publish: still bound here (each says "replay is read-only"), kept off the key bar so it
 # shows what works in a replay (same ids: a key remapped in [keys] stays remapped)
 PUBLISHING = frozenset({"approve", "reject", "edit", "cancel", "cancel_all", "pause", "new_task"})
@@ -63,7 +68,7 @@ def live_timeline(
 class ReplayRoom(ControlRoom):
     BINDINGS = [
         *(replace(b, show=False) for b in ROOM_BINDINGS if isinstance(b, Binding) and b.id in PUBLISHING),
-        Binding("space", "play", "Play/pause", priority=True),
+        Binding("space", "play", "Play", priority=True),
         Binding("left", "step(-1)", "Back", key_display="←", priority=True),
         Binding("right", "step(1)", "Step", key_display="→", priority=True),
         Binding("left_square_bracket", "jump(-1)", "-1 min", key_display="[", priority=True),
@@ -81,6 +86,11 @@ class ReplayRoom(ControlRoom):
         self.back = back  # opened from the live app: t or escape goes back to it
         self.timeline = link.timeline
         self.timeline_bar = TimelineBar(id="timeline")
+        # a pending decision of the past: nothing to approve here (the live app's decision is the one to act on)
+        expand = shown_key("expand", self.keymap)
+        self.detail_view.hint = f"\nwaiting at this point of the log · replay is read-only · {expand} details"
+        self.footer.order = BAR_ORDER  # the replay's own keys first; play, back to live, help and quit always
+        self.footer.keep = ("play", "timeline", HELP_ACTION, "replay_quit")
         self._moving = asyncio.Lock()  # one move of the position at a time (a key while playing)
         self._ring_marks: dict[str, str] = {}  # worker -> the result job its ring shows ("": not stored)
         self._last_play = 0.0
@@ -91,7 +101,8 @@ class ReplayRoom(ControlRoom):
 
     def on_mount(self) -> None:
         self._play_timer = self.set_interval(PLAY_TICK_S, self._play_tick, pause=True, name="replay")
-        if self.back:  # opened on a log already read: no link to start
+        if self.back:  # opened on a log already read: no link to start; the log grows meanwhile
+            self.set_interval(FOLLOW_S, self._follow_log, name="follow")
             self.ready = True
             self.call_after_refresh(self.refresh_state)
 
@@ -105,6 +116,8 @@ class ReplayRoom(ControlRoom):
             self.app.notify("this replay has no live app to go back to: q quits", timeout=4, markup=False)
             return
         self._play_timer.stop()
+        while self.app.screen is not self and len(self.app.screen_stack) > 1:  # the palette over a dialog here
+            self.app.pop_screen()
         self.dismiss()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -124,6 +137,8 @@ class ReplayRoom(ControlRoom):
 
     # ------------------------------------------------------------------ the keys
     async def action_play(self) -> None:
+        if not self.timeline.playing and not await self._read_log(self.timeline.refresh_bounds):
+            return  # a live log grows: play reaches what arrived since the last look
         if self.timeline.toggle():
             self._last_play = time.monotonic()
             self._play_timer.resume()
@@ -135,14 +150,37 @@ class ReplayRoom(ControlRoom):
 
     async def action_step(self, delta: int) -> None:
         self._play_timer.pause()
-        async with self._moving:
-            await self.timeline.step(delta)
+        await self._read_log(lambda: self.timeline.step(delta))
         self.moved()
 
     async def action_jump(self, minutes: int) -> None:
-        async with self._moving:
-            await self.timeline.jump(minutes * JUMP_S)
+        await self._read_log(lambda: self.timeline.jump(minutes * JUMP_S))
         self.moved()
+
+    async def _read_log(self, read: Callable[[], Awaitable[object]], *, quiet: bool = False) -> bool:
+        """One read of the log at a time (a key while playing waits its turn). A read that fails (the bus gone:
+        a request's timeout, the connection closed) pauses and says so once, the position where the read left
+        it; it never ends the app. False when it failed."""
+        async with self._moving:
+            try:
+                await read()
+            except Exception as err:  # noqa: BLE001 - the bus may be down: say so, stay up
+                self.timeline.pause()
+                self._play_timer.pause()
+                if not quiet:
+                    why = plain(str(err) or type(err).__name__)[:200]
+                    self.app.notify(f"the log could not be read: {why}", severity="error", timeout=6, markup=False)
+                return False
+        return True
+
+    async def _follow_log(self) -> None:
+        """The live app's timeline: the log grows behind it, the line's "of M" follows (quiet when the bus is
+        down: the header says so)."""
+        if self._moving.locked() or self.app.screen is not self:
+            return
+        last = self.timeline.bounds.last_seq
+        if await self._read_log(self.timeline.refresh_bounds, quiet=True) and self.timeline.bounds.last_seq != last:
+            self.show_timeline()
 
     def action_speed(self, delta: int) -> None:
         if delta > 0:
@@ -160,8 +198,13 @@ class ReplayRoom(ControlRoom):
             return
         now = time.monotonic()
         real, self._last_play = now - self._last_play, now
-        async with self._moving:
+        moved = False
+
+        async def tick() -> None:
+            nonlocal moved
             moved = await self.timeline.tick(min(real, 1.0))
+
+        await self._read_log(tick)
         if not self.timeline.playing:
             self._play_timer.pause()
         if moved or not self.timeline.playing:
@@ -218,6 +261,7 @@ class ReplayRoom(ControlRoom):
 
     def show_timeline(self) -> None:
         tl = self.timeline
+        self.footer.labels = {"play": "Pause"} if tl.playing else {}  # space says what it does now
         self.timeline_bar.view = TimelineView(
             tl.now, tl.seq, tl.bounds.last_seq, tl.speed, tl.playing, tl.fraction(), GAP_REAL_S
         )

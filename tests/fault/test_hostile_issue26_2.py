@@ -8,6 +8,7 @@ question, a real nats-server is used and ``swarm.>`` (and ``$JS.API.>``) are lis
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import time
@@ -332,12 +333,28 @@ async def test_history_search_as_you_type_freezes_on_a_long_log() -> None:
         await until(lambda: isinstance(app.screen, HistoryScreen))
         await pilot.press("slash")
         await pilot.pause()
-        start = time.perf_counter()
+        # the longest the loop is held in one piece while typing (fixer 26c: the wall time of 4 presses was the
+        # measure, but pilot's own presses and redraws take ~0.5 s on a loaded 2-core machine with 10 tasks)
+        worst, stop = 0.0, False
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.perf_counter()
+            while not stop:
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                worst, last = max(worst, now - last), now
+
+        gc.collect()  # an earlier test's garbage is not this screen's cost
+        tk = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        worst = 0.0
         for ch in "queu":
             await pilot.press(ch)
         await pilot.pause()
-        took = time.perf_counter() - start
-        assert took < 0.5, f"typing 4 letters in History's search took {took:.2f} s"
+        stop = True
+        await tk
+        assert worst < 0.25, f"a letter typed in History's search held the app {worst:.2f} s in one piece"
 
 
 # ------------------------------------------------------------------------------------------ the bus goes away

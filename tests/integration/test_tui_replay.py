@@ -135,7 +135,11 @@ async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: 
         await until(lambda: room.timeline.seq < room.timeline.bounds.last_seq)
         late = Task(id="t-3", text="while looking back", created_at=time.time())
         await observer.publish_event(late, msg_id=late.id)
+        before = room.timeline.bounds.last_seq
         await until(lambda: "t-3" in engine.state.tasks)  # the live state follows the log meanwhile
+        # the timeline's line follows the log's end as it grows ("event N of M"), the position stays
+        await until(lambda: room.timeline.bounds.last_seq > before, 5, "the timeline's bounds follow the log")
+        await until(lambda: f"of {room.timeline.bounds.last_seq} " in _line(room))
         await asyncio.sleep(0.3)
         await sub.unsubscribe()
         assert published == [S.evt("task", "t-3")]  # only ours: replaying published nothing

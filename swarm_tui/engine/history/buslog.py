@@ -20,12 +20,15 @@ from nats.js.errors import NotFoundError
 
 from swarm_tui.engine.bus import subjects as S
 from swarm_tui.engine.bus.nats_compat import stream_info_doc
+from swarm_tui.engine.errors import SwarmError
 from swarm_tui.engine.history.source import Bounds, Stored
+from swarm_tui.engine.lifecycle import within
 
 _END = object()
 # A direct read's stored time is cut to the microsecond, a consumer's rounded to it: the same event's two times may
 # differ by one microsecond, so "at or after t" allows two.
 _TIME_SLACK = 2e-6
+READ_IDLE_S = 10.0  # a read that waits this long for its next event gives up (JetStream's own requests: 5 s)
 
 
 class StreamBus(Protocol):
@@ -91,7 +94,10 @@ class BusLog:
         )
         try:
             while True:
-                item = await queue.get()
+                try:  # a bus that stops answering mid-read (the server gone) ends the read, never hangs it
+                    item = await within(queue.get(), READ_IDLE_S)
+                except TimeoutError:
+                    raise SwarmError(f"the bus's log stopped sending events (none for {READ_IDLE_S:.0f} s)") from None
                 if item is _END:
                     return
                 if item.seq > end_seq:

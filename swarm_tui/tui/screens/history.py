@@ -1,8 +1,9 @@
 """The History screen: the swarm's past tasks, newest first, searched as you type over their text and answers;
 enter opens a task's results.
 
-The rows are ``engine/history/tasks.py``'s, read off the state the app shows now (``state_of``: the app's link's
-state, live or replayed), so in a replay the list is the past's. The screen redraws when that state moves.
+The rows are ``engine/history/tasks.py``'s, found by ``task_search.py`` (a keystroke folds no text twice), read
+off the state the room shows now (``state_of``: the room's link's state, live or replayed), so in a replay and in
+the live app's timeline the list is the past's. The screen redraws when that state moves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from swarm_tui.engine.history.tasks import HistoryRow, history_rows
+from swarm_tui.engine.history.task_search import TaskSearch
+from swarm_tui.engine.history.tasks import HistoryRow, task_row
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.control_client import ControlClient
@@ -92,6 +94,8 @@ class HistoryScreen(ModalScreen[None]):
         self.table: DataTable[Any] = DataTable(id="history-table", cursor_type="row", zebra_stripes=False)
         self.note = Static(id="history-note")
         self.shown: tuple[int, int, str] | None = None  # (state, version, search) last drawn
+        self.search = TaskSearch()  # the folded texts, while the screen is open
+        self.rows_shown: tuple[int, int, list[str]] | None = None  # (state, version, task ids) in the table
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="history"):
@@ -114,21 +118,27 @@ class HistoryScreen(ModalScreen[None]):
         if key == self.shown and not force:
             return
         self.shown = key
-        rows = history_rows(state, search=self.search_text or None)
-        width = room_of(self.table) or max(40, self.app.size.width - 12)
-        cells = fit_rows(history_cells(rows[:SHOWN_ROWS], state.clock()), TEXT_COLUMN, width, widths_of(self.table))
-        sync_table(self.table, cells, fit=TEXT_COLUMN)
+        matching = self.search.matching(state, self.search_text or None)
+        shown = matching[:SHOWN_ROWS]  # only the rows shown are built, and only when they are other rows
+        rows_key = (id(state), state.version, [tv.id for tv in shown])
+        if rows_key != self.rows_shown or force:
+            self.rows_shown = rows_key
+            now = state.clock()
+            rows = [task_row(state, tv, now) for tv in shown]
+            width = room_of(self.table) or max(40, self.app.size.width - 12)
+            cells = fit_rows(history_cells(rows, now), TEXT_COLUMN, width, widths_of(self.table))
+            sync_table(self.table, cells, fit=TEXT_COLUMN)
         total = len(state.tasks)
         title = f"History · {plural(total, 'task')}"
         if self.search_text:
-            title += f" · {len(rows)} matching “{plain(self.search_text)[:60]}”"
-        if len(rows) > SHOWN_ROWS:
+            title += f" · {len(matching)} matching “{plain(self.search_text)[:60]}”"
+        if len(matching) > SHOWN_ROWS:
             title += f" · the newest {SHOWN_ROWS} shown (search narrows them)"
         self.title_label.update(Text(title, style="bold"))
-        if not rows:
+        if not shown:
             why = f"no task matches “{plain(self.search_text)[:60]}” (escape clears it)" if self.search_text else ""
             self.note.update(Text(why or "no task in the log yet", style="dim italic"))
-        self.note.display = not rows
+        self.note.display = not shown
 
     def selected_task(self) -> str | None:
         if not self.table.row_count:

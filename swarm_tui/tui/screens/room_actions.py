@@ -8,7 +8,7 @@ drawing are ``control_room.py``'s; ``ControlRoom`` is this screen with its panel
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol
 
 from textual import on
 from textual.screen import Screen
@@ -44,17 +44,11 @@ class RoomAttention(Protocol):
         """To the newest thing that needs you, everything shown marked seen."""
 
 
-@runtime_checkable
-class Linked(Protocol):
-    """An App that holds its link (the one whose state every panel shows)."""
-
-    link: Link
-
-
 class RoomActions(Screen[None]):
     """The control room's selection and actions; its parts and panels are set by ``ControlRoom``."""
 
     BINDINGS = ROOM_BINDINGS
+    palette_home: ClassVar[bool] = True  # a palette entry a dialog above lacks runs on the nearest room (commands)
 
     link: Link
     controls: ControlClient
@@ -256,23 +250,23 @@ class RoomActions(Screen[None]):
         self.app.push_screen(TextScreen(f"decision {dv.id}", decision_full_text(dv)))
 
     def action_history(self) -> None:
-        """The past tasks, read off the state the app shows now (a replay swaps it: then they are the past's)."""
+        """The past tasks, read off the state this room shows now (a replay's room, the live app's timeline too,
+        shows the state at its position: then they are the past's)."""
         from swarm_tui.tui.exports import export_dir
         from swarm_tui.tui.screens.history import HistoryScreen
 
         def state_now() -> SwarmState:
-            app = self.app
-            return (app.link if isinstance(app, Linked) else self.link).state
+            return self.link.state
 
         self.app.push_screen(HistoryScreen(state_now, export_dir(self.link.cfg), self.keymap, self.controls))
 
     def action_spend(self) -> None:
-        """Where the money went, read off the state the app shows now (a replay's, in a replay)."""
+        """Where the money went, read off the state this room shows now (a replay's and the live app's timeline's:
+        the past's at its position)."""
         from swarm_tui.tui.screens.spend import SpendScreen
 
         def look() -> tuple[SwarmState, AnySpend | None, float]:
-            app = self.app
-            state = (app.link if isinstance(app, Linked) else self.link).state
+            state = self.link.state
             return state, self.spend_info(), state.clock()
 
         self.app.push_screen(SpendScreen(look))

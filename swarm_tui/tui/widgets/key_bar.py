@@ -62,10 +62,14 @@ class KeyBar(Widget, can_focus=False):
     # what a key says now where its binding's word would be wrong (``{"pause": "Resume"}`` while paused)
     labels: reactive[dict[str, str]] = reactive(dict)
 
-    def __init__(self, *, keep: tuple[str, ...] = ("help",), id: str | None = None) -> None:
-        """``keep``: actions whose key stays on the line when not every key fits (the way to the rest)."""
+    def __init__(
+        self, *, keep: tuple[str, ...] = ("help",), order: tuple[str, ...] = (), id: str | None = None
+    ) -> None:
+        """``keep``: actions whose key stays on the line when not every key fits (the way to the rest);
+        ``order``: actions shown first, in this order (the rest follow in the bindings' order)."""
         super().__init__(id=id)
         self.keep = keep
+        self.order = order
         self._keys: list[_Key] = []
         self._hover: str | None = None  # the action of the key under the mouse
 
@@ -85,6 +89,9 @@ class KeyBar(Widget, can_focus=False):
             if binding.show and binding.action not in seen:
                 seen.add(binding.action)
                 shown.append((binding, enabled, tooltip or binding.tooltip or binding.description))
+        if self.order:  # a stable sort: the ordered actions first, the rest as they were
+            rank = {action: i for i, action in enumerate(self.order)}
+            shown.sort(key=lambda x: rank.get(x[0].action, len(rank)))
         palette = None
         if self.app.ENABLE_COMMAND_PALETTE and self.app.COMMAND_PALETTE_BINDING in active:
             _node, binding, enabled, tooltip = active[self.app.COMMAND_PALETTE_BINDING]

@@ -26,7 +26,8 @@ class TimelineView:
     gap_s: float  # an idle gap in the log passes in at most this much real time
 
 
-def timeline_line(v: TimelineView, *, keys: bool = True) -> Text:
+def timeline_line(v: TimelineView, *, note: bool = True) -> Text:
+    """The line; ``note``: how idle gaps pass, at its end (its keys are on the key bar)."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" ▶ playing " if v.playing else " ⏸ paused ", style="bold reverse green" if v.playing else "bold reverse")
     t.append(f" {v.speed:g}x │ ")
@@ -37,8 +38,8 @@ def timeline_line(v: TimelineView, *, keys: bool = True) -> Text:
     t.append("━" * done, style="cyan")
     t.append("●", style="bold cyan")
     t.append("─" * (BAR_CELLS - 1 - done), style="dim")
-    if keys:
-        t.append(f" │ space ▶/⏸ · ←/→ event · [ ] ±1 min · +/- speed · idle gaps ≤{v.gap_s:g}s", style="dim")
+    if note:
+        t.append(f" │ idle gaps pass in ≤{v.gap_s:g}s", style="dim")
     return t
 
 
@@ -53,4 +54,5 @@ class TimelineBar(Static):
 
     def watch_view(self, view: TimelineView | None) -> None:
         if view is not None:
-            self.update(timeline_line(view))
+            line = timeline_line(view)
+            self.update(line if line.cell_len <= self.size.width else timeline_line(view, note=False))
