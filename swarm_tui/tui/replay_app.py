@@ -3,10 +3,13 @@ log's time at the position, no needs-you alerts (a past approval rings no bell n
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import ReplayLink
+from swarm_tui.tui.messages import LinkReady
 from swarm_tui.tui.replay_room import ReplayRoom
 
 
@@ -16,3 +19,14 @@ class ReplayApp(SwarmApp):
     def __init__(self, link: ReplayLink, **kw: Any) -> None:
         super().__init__(link, clock=link.timeline.clock, **kw)
         self.needs_you.look = lambda: None  # nothing of the past needs anyone now
+
+    def on_link_ready(self, _: LinkReady) -> None:
+        """After SwarmApp's own (Textual calls each class's handler in turn)."""
+        shown = os.environ.get("SWARM_BENCH_READY_FILE", "")  # bench only: when the position is first on screen
+        if shown:
+            self.call_after_refresh(lambda: _note_time(shown))
+
+
+def _note_time(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{time.time()}\n")
