@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-MISSING_EXTRA = "traces are off: an OTLP endpoint is set but the otel extra is not installed (pip install 'swarm-tui[otel]')"
+MISSING_EXTRA = (
+    "traces are off: an OTLP endpoint is set but the otel extra is not installed (pip install 'swarm-tui[otel]')"
+)
 
 
 def wanted(endpoint: str, env: Mapping[str, str] = os.environ) -> bool:
