@@ -22,10 +22,10 @@ def assemble(
     engine = Engine(cfg, bus, clock=clock, demo=demo)
     from swarm_tui.engine.telemetry import seam as telemetry
 
-    if telemetry.wanted(cfg.otel.endpoint):  # traces, opt-in: nothing of OpenTelemetry imported otherwise
+    # traces, opt-in: nothing of OpenTelemetry imported otherwise (nor without the extra: a warning, no traces)
+    if telemetry.wanted(cfg.otel.endpoint) and (tracing := telemetry.enable(cfg.otel.endpoint)).on:
         from swarm_tui.engine.telemetry.otel import Tracer
 
-        tracing = telemetry.enable(cfg.otel.endpoint)
         assert isinstance(tracing, Tracer)
         tracing.state = engine.state
         engine.add(tracing)

@@ -101,3 +101,14 @@ async def test_doctor_names_the_roles_models_with_unknown_or_partial_prices(tmp_
     check = await check_prices(cfg)
     assert not check.ok and f"{models[0]} unknown" in check.detail and f"{models[-1]} partial" in check.detail
     assert check.line().startswith("warn prices")
+
+
+def test_the_screen_makes_its_view_again_only_when_the_state_moved() -> None:
+    from swarm_tui.tui.screens.spend import view_of
+
+    st = fold([task(at=NOW - 600), spend("d-a", 0, 0.25, at=NOW - 60)])
+    first = view_of(st, None, NOW)
+    assert view_of(st, None, NOW + 1) is first  # nothing moved: the same view, not a new pass over the log
+    st.apply(spend("d-a", 1, 0.5, at=NOW - 30))
+    assert view_of(st, None, NOW + 2)["total_usd"] == 0.75
+    assert view_of(st, None, NOW + DAY)["days"][-1]["usd"] == 0.0  # a new day: the window moved

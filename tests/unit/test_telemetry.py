@@ -58,6 +58,23 @@ def test_wanted_follows_the_config_and_the_standard_variables() -> None:
     assert telemetry.wanted("http://collector:4318", {})
     assert telemetry.wanted("", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})
     assert not telemetry.wanted("http://collector:4318", {"OTEL_SDK_DISABLED": "TRUE"})
+    # OTEL_TRACES_EXPORTER: a list; we ship the OTLP exporter only, so traces go out only when it names otlp
+    assert telemetry.wanted("http://collector:4318", {"OTEL_TRACES_EXPORTER": "console, otlp"})
+    assert not telemetry.wanted("http://collector:4318", {"OTEL_TRACES_EXPORTER": "None"})
+    assert not telemetry.wanted("http://collector:4318", {"OTEL_TRACES_EXPORTER": "console"})
+
+
+def test_an_endpoint_without_the_extra_is_one_warning_and_no_traces(monkeypatch: Any, caplog: Any) -> None:
+    for m in list(sys.modules):
+        if m.startswith("opentelemetry") or m == "swarm_tui.engine.telemetry.otel":
+            monkeypatch.delitem(sys.modules, m)
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # the default install
+    monkeypatch.setattr(telemetry, "_tracer", telemetry.Noop())
+    monkeypatch.setattr(telemetry, "_warned", False)
+    with caplog.at_level("WARNING"):
+        assert not telemetry.enable("http://127.0.0.1:4318").on
+        assert not telemetry.enable("http://127.0.0.1:4318").on  # the pool's call after the engine's
+    assert [r.getMessage() for r in caplog.records] == [telemetry.MISSING_EXTRA]
 
 
 def test_a_bad_endpoint_is_one_line_naming_the_key(tmp_path: Path) -> None:

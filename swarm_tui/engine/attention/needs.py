@@ -27,6 +27,7 @@ from swarm_tui.textsafe import plain
 
 FAILED_WINDOW_S = 24 * 3600.0  # a failure older than a day no longer needs anyone, seen or not
 CEILING_SLACK_USD = 1e-4  # within this of the ceiling no job can start: the cheapest call costs more
+SUM_SLACK_USD = 1e-9  # a sum of float costs may land a hair under a level it reached
 DEFAULT_ALERTS: tuple[float, ...] = (0.5, 0.8, 1.0)
 
 
@@ -58,7 +59,8 @@ def alert_level(spend: SpendSummary | None, levels: Iterable[float] = DEFAULT_AL
     if spend is None or spend_reached(spend):
         return None
     spent, ceiling = spent_of(spend)
-    passed = [a for a in levels if a < 1 and ceiling > 0 and spent >= a * ceiling - CEILING_SLACK_USD]
+    # not the ceiling's slack (no call is that cheap): taken from a level of a tiny ceiling it rang at $0 spent
+    passed = [a for a in levels if a < 1 and ceiling > 0 and spent > 0 and spent >= a * ceiling - SUM_SLACK_USD]
     return max(passed) if passed else None
 
 

@@ -22,7 +22,7 @@ from typing import Protocol, TypedDict
 from swarm_tui.engine.bus.wire import SpendEntry
 from swarm_tui.engine.guards.price_parts import ModelPrice
 from swarm_tui.engine.models import is_local
-from swarm_tui.engine.projection.state import SwarmState, utc_day
+from swarm_tui.engine.projection.state import SwarmState
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
@@ -68,6 +68,13 @@ def days_back(now: float, days: int) -> list[str]:
     """The UTC days of the window, oldest first, today last."""
     today = datetime.fromtimestamp(now, UTC).date()
     return [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+
+
+def window_bounds(window: list[str]) -> tuple[float, float]:
+    """The window's first midnight and the one after its last day (UTC): an entry counts where a day holds it."""
+    lo = datetime.fromisoformat(window[0]).replace(tzinfo=UTC)
+    hi = datetime.fromisoformat(window[-1]).replace(tzinfo=UTC) + timedelta(days=1)
+    return lo.timestamp(), hi.timestamp()
 
 
 def sparkline(values: list[float]) -> str:
@@ -165,15 +172,21 @@ def spend_view(
     problem: Callable[[str], tuple[str, str] | None] | None = None,
 ) -> SpendView:
     window = days_back(now, days)
-    first = window[0]
-    entries = [e for e in state.spend_entries.values() if utc_day(e.at) >= first]
+    # both ends: an entry stamped past today's midnight (a clock ahead, within the bus's skew) is in no day of the
+    # window, so it is in no total either, or the total would not be the sum of the days
+    lo, hi = window_bounds(window)
+    entries = [e for e in state.spend_entries.values() if lo <= e.at < hi]
     by_model: dict[str, list[SpendEntry]] = defaultdict(list)
     by_role: dict[str, list[SpendEntry]] = defaultdict(list)
     by_task: dict[str, list[SpendEntry]] = defaultdict(list)
+    names: dict[str, str] = {}  # task id -> its row's name, made once per task
     for e in entries:
         by_model[e.model].append(e)
         by_role[_role(state, e)].append(e)
-        by_task[_task(state, e.task_id)].append(e)
+        name = names.get(e.task_id)
+        if name is None:
+            name = names[e.task_id] = _task(state, e.task_id)
+        by_task[name].append(e)
     per_day = [round(state.spend_days.get(d, 0.0), 6) for d in window]  # the fold's own sums: the panel's today
     billed = [e for e in entries if not e.estimated]
     return {

@@ -252,13 +252,16 @@ class Tracer:
             self._decision_span(ev)
         elif isinstance(ev, Approval):
             self._approval(ev)
-        elif isinstance(ev, SpendEntry) and ev.id in self.to_come:
-            task = self.tasks.get(self.to_come.pop(ev.id))
+        touched = self._touched(ev)
+        if isinstance(ev, SpendEntry) and ev.id in self.to_come:
+            tid = self.to_come.pop(ev.id)
+            touched.append(tid)
+            task = self.tasks.get(tid)
             if task is not None:
                 attrs = {**cost_attributes(ev.cost_usd, "estimate" if ev.estimated else "reconciled")}
                 attrs |= {"swarm.attempt.id": ev.id, "swarm.worker.id": ev.worker_id}
                 task.add_event("gen_ai.usage.cost.reconciled", attrs, timestamp=ns(ev.at))
-        self._end_tasks()
+        self._end_tasks(touched)
 
     def _task_span(self, t: Task) -> None:
         attrs: dict[str, Any] = {
@@ -321,13 +324,27 @@ class Tracer:
             span.end(end_time=ns(a.at))
             del self.decisions[a.decision_id]
 
-    def _end_tasks(self) -> None:
+    def _touched(self, ev: Any) -> list[str]:
+        """The tasks whose state an event may have moved (the fold's: state.py), or whose last cost it told:
+        only those can have ended, so the cost of an event does not grow with the open tasks."""
+        if isinstance(ev, Task):
+            return [ev.id]
+        if isinstance(ev, Decision):
+            return list(ev.task_ids)
+        if isinstance(ev, Approval):
+            dv = self.state.decisions.get(ev.decision_id) if self.state is not None else None
+            return list(dv.decision.task_ids) if dv is not None else []
+        tid = getattr(ev, "task_id", None)
+        return [tid] if isinstance(tid, str) else []
+
+    def _end_tasks(self, touched: list[str]) -> None:
         if self.state is None or not self.tasks:
             return
-        waiting = set(self.to_come.values())
-        for tid in list(self.tasks):
+        for tid in touched:
             view = self.state.tasks.get(tid)
-            if view is None or view.state not in ENDED or tid in waiting:
+            if tid not in self.tasks or view is None or view.state not in ENDED:
+                continue
+            if any(t == tid for t in self.to_come.values()):  # a cost still to come: its event ends it
                 continue
             span = self.tasks.pop(tid)
             span.set_attribute("swarm.task.state", view.state)

@@ -3,23 +3,34 @@
 ``seam`` is what the engine's hooks call: ``tracer()`` is a ``Noop`` (every method does nothing) until
 ``enable`` installs the real one (``telemetry/otel.py``). Nothing of OpenTelemetry is imported here: a swarm
 without an endpoint never loads it (tests/unit/test_telemetry_off.py). Tracing is on when ``[otel] endpoint`` or
-the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, and
-``OTEL_SDK_DISABLED`` is not ``true``; the other ``OTEL_*`` variables are the SDK's own.
+the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set,
+``OTEL_SDK_DISABLED`` is not ``true`` and ``OTEL_TRACES_EXPORTER`` (if set) names ``otlp`` (``none``: off); the
+other ``OTEL_*`` variables are the SDK's own. Without the ``otel`` extra installed an endpoint is one warning line
+and no traces, never a failed start (the variable is often set for a whole shell).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+log = logging.getLogger(__name__)
 ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+MISSING_EXTRA = (
+    "traces are off: an OTLP endpoint is set but the otel extra is not installed (pip install 'swarm-tui[otel]')"
+)
 
 
 def wanted(endpoint: str, env: Mapping[str, str] = os.environ) -> bool:
-    """Whether traces are exported: an endpoint configured, and the SDK not disabled."""
+    """Whether traces are exported: an endpoint configured, the SDK not disabled, and the trace exporters
+    (``OTEL_TRACES_EXPORTER``, a comma-separated list; unset means ``otlp``) include ``otlp``, the only one we have."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = {e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
+    if exporters and "otlp" not in exporters:  # "none" (or only exporters we do not ship): off for this program
         return False
     return bool(endpoint.strip() or any(env.get(k, "").strip() for k in ENDPOINT_ENV))
 
@@ -81,6 +92,7 @@ class Noop:
 
 
 _tracer: TracerP = Noop()
+_warned = False  # the missing extra is said once per process
 
 
 def tracer() -> TracerP:
@@ -89,11 +101,18 @@ def tracer() -> TracerP:
 
 
 def enable(endpoint: str) -> TracerP:
-    """Install the OpenTelemetry tracer (once per process) and return it; the caller checked ``wanted``."""
-    global _tracer
+    """Install the OpenTelemetry tracer (once per process) and return it; the caller checked ``wanted``.
+    Without the otel extra: the ``Noop`` (``on`` false) and one warning line."""
+    global _tracer, _warned
     if not _tracer.on or _tracer.closed:  # closed: an engine of this process stopped, another starts
-        from swarm_tui.engine.telemetry.otel import Tracer
-
+        try:
+            from swarm_tui.engine.telemetry.otel import Tracer
+        except ImportError:
+            if not _warned:
+                _warned = True
+                log.warning(MISSING_EXTRA)
+            _tracer = Noop()
+            return _tracer
         _tracer = Tracer.create(endpoint, env_endpoint=any(os.environ.get(k, "").strip() for k in ENDPOINT_ENV))
     return _tracer
 

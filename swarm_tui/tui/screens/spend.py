@@ -4,7 +4,9 @@ their cost come from the engine's spend info, as the Spend panel's do."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,17 +17,29 @@ from textual.widgets import Label, Static
 
 from swarm_tui.engine.guards.spend_view import DEFAULT_DAYS, SpendView, info_problem, spend_lines, spend_view
 from swarm_tui.engine.info import AnySpend
-from swarm_tui.engine.projection.state import SwarmState
+from swarm_tui.engine.projection.state import SwarmState, utc_day
 from swarm_tui.textsafe import plain
 from swarm_tui.tui.widgets.key_bar import KeyBar
 
 REDRAW_S = 2.0  # spend moves when a job ends: every few seconds is soon enough, and nothing while it does not
 
 
+# the last view, what it was made of and (weakly: a closed app's state may go) the state it was made from
+_last: list[Any] = [lambda: None, None, None]
+
+
 def view_of(state: SwarmState, spend: AnySpend | None, now: float, days: int = DEFAULT_DAYS) -> SpendView:
-    """The spend view as the screen shows it: the state's entries, the engine's price gaps and pending attempts."""
+    """The spend view as the screen shows it: the state's entries, the engine's price gaps and pending attempts.
+
+    Made again only when something it is made of moved (the state's version, the day, the engine's pending
+    attempts or price gaps): a long log's view takes a while to build, on the app's loop, every REDRAW_S."""
     pending = (int(spend.get("reconciling") or 0), float(spend.get("reconciling_usd") or 0.0)) if spend else (-1, 0.0)
-    return spend_view(state, now, days, pending=pending, problem=info_problem(spend))
+    gaps = repr((spend.get("fallback_models"), spend.get("unpriced_models"))) if spend else ""
+    key = (state.version, days, utc_day(now), pending, gaps)
+    if _last[0]() is not state or _last[1] != key:
+        _last[:] = [weakref.ref(state), key, spend_view(state, now, days, pending=pending, problem=info_problem(spend))]
+    view: SpendView = _last[2]
+    return view
 
 
 def spend_text(view: SpendView) -> Text:
@@ -66,7 +80,7 @@ class SpendScreen(ModalScreen[None]):
         self.set_interval(REDRAW_S, self.redraw)
 
     def redraw(self) -> None:
-        text = spend_text(view_of(*self.look()))
+        text = spend_text(view_of(*self.look()))  # the same view while nothing moved (view_of)
         if text.plain != self._shown:
             self._shown = text.plain
             self.query_one("#spend-body", Static).update(text)
