@@ -92,7 +92,7 @@ class ProviderCap:
         *,
         ceiling: Callable[[], float],
         host: str,
-        on_key: Callable[[], None] = lambda: None,
+        on_key: Callable[[], object] = lambda: None,
         spent_today: Callable[[], float] = lambda: 0.0,
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
@@ -293,7 +293,7 @@ class ProviderCap:
 
     def _write_file(self, key: str, hash_: str) -> None:
         ensure_private_dir(self.path.parent)
-        doc = {"name": self.key_name, "hash": hash_, "key": key, "api_base": self._base()}
+        doc: dict[str, Any] = {"name": self.key_name, "hash": hash_, "key": key, "api_base": self._base()}
         doc |= {"carry": self.carry, "carry_day": self.carry_day}
         tmp = self.path.with_name(self.path.name + ".tmp")
         with os.fdopen(open_private(tmp), "w", encoding="utf-8") as f:
