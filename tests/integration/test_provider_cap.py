@@ -286,3 +286,51 @@ async def test_a_key_disabled_while_running_is_replaced(tmp_path: Path) -> None:
             assert old is k and cap.worker_key() == new["secret"] and cap.info()["line"] == "provider cap $1.00/day"
         finally:
             await cap.stop()
+
+
+async def test_a_key_revoked_mid_run_is_replaced_at_once_with_what_is_left_of_the_day(
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Money: the runtime key is disabled by hand after some spend; the next call's 401 makes the cap sync at once,
+    the job waits and is done with the new key, whose limit is the ceiling less today's spend (rounded down to the
+    cent): recorded spend equals what the provider billed both keys, and the keys together allow no more than the
+    ceiling today."""
+    from swarm_tui.engine.assemble import assemble
+
+    monkeypatch.setattr(credit, "RECHECK_GAP_S", 0.2)
+    async with FakeOpenRouterKeys() as fo:
+        fo.default = Answer(tokens=30, cost=0.0002)
+        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
+        bus = await Bus(cfg).connect()
+        engine = assemble(cfg, bus, conductor=False)
+        await engine.start()
+        state = engine.state
+        try:
+            (old,) = fo.by_name(f"swarm-tui {engine.host}")
+            for i in range(5):
+                j = job(i)
+                await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+            await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
+            spend = lambda: dict(usable(engine.info().get("spend")) or {})  # noqa: E731
+            await until(lambda: spend().get("today_usd") == pytest.approx(0.001), 5, "the ledger")
+            old["disabled"] = True  # by hand, on openrouter.ai
+            j = job(7)
+            await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+            await until(lambda: j.id in state.results and state.spend.entries == 6, 15, "the job done, new key")
+            assert state.results[j.id].state == "done"
+            _, new = fo.by_name(old["name"])
+            assert new["limit"] == 0.04 and not new["disabled"]  # $0.05 less $0.001 spent, rounded down
+            assert state.today_spend() == pytest.approx(fo.billed)
+            assert fo.billed == pytest.approx(old["usage_daily"] + new["usage_daily"]) and fo.billed <= 0.05
+            assert old["usage_daily"] + new["limit"] <= 0.05  # the provider's stop is the day's ceiling, not twice
+        finally:
+            await engine.stop()
+            await bus.close()
+
+
+def test_the_limit_rounds_down_and_a_ceiling_under_a_cent_says_the_provider_refuses() -> None:
+    from swarm_tui.engine.guards.provider_cap import cap_line, cents_down
+
+    assert [cents_down(x) for x in (0.016, 0.29, 0.57, 0.004, 5.0)] == [0.01, 0.29, 0.57, 0.0, 5.0]
+    assert cap_line("on", 0.0, "") == "provider cap $0.00/day: nothing left today, the provider refuses every call"
+    assert cap_line("failed", 5.0, "x", capped=True, daily=False).startswith("provider cap $5.00 (not daily), ")

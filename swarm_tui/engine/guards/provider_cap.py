@@ -63,18 +63,20 @@ class CapError(Exception):
     """One line fit to show (never holds a key)."""
 
 
-def cap_line(state: CapState, limit: float | None, reason: str, *, capped: bool = False) -> str:
+def cap_line(state: CapState, limit: float | None, reason: str, *, capped: bool = False, daily: bool = True) -> str:
     """What status and the Spend panel print; ``capped``: a runtime key is in use (a failed update left it at its
-    last limit)."""
+    last limit); ``daily``: its limit is known to reset daily."""
     match state:
         case "off":
             return ""
         case "pending":
             return "provider cap: being set"
+        case "on" if limit == 0:  # a ceiling under a cent, or today's all spent: OpenRouter refuses every call
+            return "provider cap $0.00/day: nothing left today, the provider refuses every call"
         case "on":
             return f"provider cap ${limit:.2f}/day" if limit is not None else "provider cap: none (no ceiling)"
         case "failed" if capped:
-            at = f"${limit:.2f}/day" if limit is not None else "with no limit"
+            at = "with no limit" if limit is None else f"${limit:.2f}" + ("/day" if daily else " (not daily)")
             return f"provider cap {at}, not updated ({reason}): the engine's own ceiling still holds"
         case "failed":
             return f"provider cap not set ({reason}): the engine's own ceiling still holds"
@@ -161,7 +163,7 @@ class ProviderCap:
             "limit_usd": self.limit,
             "key_name": self.key_name if self.state != "off" else "",
             "reason": self.reason,
-            "line": cap_line(self.state, self.limit, self.reason, capped=bool(self._key)),
+            "line": cap_line(self.state, self.limit, self.reason, capped=bool(self._key), daily=not self._stale),
         }
 
     # ------------------------------------------------------------------ the flow
