@@ -311,8 +311,11 @@ async def test_a_key_revoked_mid_run_is_replaced_at_once_with_what_is_left_of_th
                 j = job(i)
                 await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
             await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
-            spend = lambda: dict(usable(engine.info().get("spend")) or {})  # noqa: E731
-            await until(lambda: spend().get("today_usd") == pytest.approx(0.001), 5, "the ledger")
+
+            def today() -> Any:
+                return dict(usable(engine.info().get("spend")) or {}).get("today_usd")
+
+            await until(lambda: today() == pytest.approx(0.001), 5, "the ledger")
             old["disabled"] = True  # by hand, on openrouter.ai
             j = job(7)
             await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
