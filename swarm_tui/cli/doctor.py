@@ -175,6 +175,8 @@ async def check_provider_cap(cfg: Config, session: aiohttp.ClientSession) -> lis
     name = f"swarm-tui {socket.gethostname()}"[:100]
     url = cfg.openrouter.api_base.rstrip("/") + "/keys"
     own = "the engine's own ceiling still holds"
+    if any(c in mkey for c in "\r\n\0"):  # a .env saved with CRLF: the key is wrong, not the network
+        return [Check("provider", False, f"OPENROUTER_MANAGEMENT_KEY holds a line break or NUL: remove it; {own}")]
     try:
         status, body = await _get_json(session, url, headers={"Authorization": f"Bearer {mkey}"})
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:

@@ -53,11 +53,12 @@ def assemble(
                 ceiling=spend.ceiling,
                 host=engine.host,
                 on_key=spend.recheck_key,
+                spent_today=lambda: float(spend.ledger()["spent"]),
                 clock=clock,
             )
         )
         key = cap.worker_key
-        spend.use_key(key, lambda: cap.info()["line"])
+        spend.use_key(key, lambda: cap.info()["line"], cap.key_refused)
     # The swarm: the demo endpoint (before the pool that streams from it), the controller, the pool.
     from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 

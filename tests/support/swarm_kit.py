@@ -175,8 +175,8 @@ class FakeSpend:
     def mark_out_of_credit(self, reason: str) -> None:
         self.blocked = reason
 
-    def recheck_key(self) -> None:
-        pass
+    def recheck_key(self, refused: bool = False) -> bool:
+        return False
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens + completion_tokens) * 1e-6

@@ -4,7 +4,9 @@ reports it in ``Engine.info()["attention"]`` (so ``status`` and an attached app 
 
 The command runs without a shell (``shlex.split``), one at a time, at most ``COMMAND_TIMEOUT_S`` each (then it is
 killed with every process it started: its own process group), its output discarded; a command that fails is
-counted and logged by its program name only (its arguments may hold a token).
+counted and logged by its program name only (its arguments may hold a token). Its environment is the app's without
+the variable of any secret option (``secret_free_env``: the OpenRouter keys, the NATS token and password, the leaf
+URL, ``SWARM_NOTIFY_COMMAND`` itself); everything else (``PATH``, ``HOME``, the locale, ...) is kept.
 The headless engine (``swarm-tui run --headless``) runs this too: that is how a phone hears from a daemon.
 """
 
@@ -25,6 +27,7 @@ from typing import Protocol
 from swarm_tui.engine.attention.needs import DEFAULT_ALERTS, Attention
 from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import ControlEvent, Decision, Event, Result
+from swarm_tui.engine.config.options import OPTIONS
 from swarm_tui.engine.config.sections import NotifySection
 from swarm_tui.engine.info import AttentionInfo, EngineInfo, Need, SpendInfo
 from swarm_tui.engine.lifecycle import within
@@ -157,6 +160,7 @@ class Notifier:
                 # its own session and process group (its id is the command's pid): a ^C in the app's terminal is
                 # not the command's, and a kill reaches whatever the command started too
                 start_new_session=True,
+                env=secret_free_env(),
             )
         except OSError as exc:
             self.command_errors += 1
@@ -195,3 +199,10 @@ def kill_group(pgid: int) -> None:
     backgrounded helper) would otherwise leave it running after the script itself was killed."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def secret_free_env() -> dict[str, str]:
+    """The app's environment less every secret option's variable: a notification hook needs the need (on its
+    standard input), never the keys that spend or make keys."""
+    secret = {o.env for o in OPTIONS if o.secret and o.env}
+    return {k: v for k, v in os.environ.items() if k not in secret}

@@ -81,6 +81,7 @@ class CreditWatch:
         self.credits_left: float | None = None
         self.key: Callable[[], str] = lambda: openrouter.api_key  # the workers' key (guards/provider_cap.py)
         self.cap_line: Callable[[], str] | None = None  # "provider cap $X/day", with a management key
+        self.on_refused: Callable[[], None] | None = None  # a 401 on the provider cap's key: it makes a new one
         self.key_status = "no key" if not (openrouter.api_key or openrouter.management_key) else "not checked yet"
         self._key_blocked = ""
         self._key_rejected = False
@@ -116,9 +117,14 @@ class CreditWatch:
         if recheck:  # the key's limit may be what ran out: the header says which soon
             self.recheck()
 
-    def recheck(self) -> None:
-        """Check the key soon: a call of this process was refused. Coalesced and spaced (``RECHECK_GAP_S``)."""
+    def recheck(self, *, refused: bool = False) -> bool:
+        """Check the key soon: a call of this process was refused. Coalesced and spaced (``RECHECK_GAP_S``).
+        ``refused`` (a 401): with the provider cap, it syncs at once, and True says a new key is on its way."""
         self._recheck.set()
+        if refused and self.on_refused is not None:
+            self.on_refused()
+            return True
+        return False
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""

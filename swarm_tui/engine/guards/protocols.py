@@ -103,8 +103,9 @@ class SpendGuardP(EnvelopeSpendP, AttemptLedgerP, Protocol):
         """A call sent at ``since``, after the account ran out of credit, went through: dispatch resumes."""
         ...
 
-    def recheck_key(self) -> None:
-        """A call was refused for its key (401): look at the key now, not at the next poll."""
+    def recheck_key(self, refused: bool = False) -> bool:
+        """A call was refused for its key (401): look at the key now, not at the next poll. With ``refused``: True
+        when a new key is on its way (the provider cap makes one at once): the job waits for it."""
         ...
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:

@@ -9,11 +9,21 @@ tricked into spending. The engine's own ceiling stays the first stop; this is th
 
 - The runtime key is named ``swarm-tui <host>``. Its secret is returned once, at creation (``POST /keys``), so it is
   kept where secrets live: ``provider_key.json`` in the data dir (0600), with its ``hash`` (the id the management
-  API knows it by). At start the stored key is reused when ``GET /key`` with it answers 200 and its name is ours;
-  else (lost, disabled, another account) a new one is made, and the old one, when its hash is known, is disabled
-  (``PATCH /keys/{hash}`` ``{"disabled": true}``).
+  API knows it by). A stored key is used only when ``GET /key`` with it answers 200 AND the key list (``GET /keys``)
+  holds its hash under our name with the same label: a file naming another key of the account is never adopted.
+  Else (lost, disabled, tampered, another account) a new one is made, and every enabled key of the list named ours
+  that is not the one in use is disabled (``PATCH /keys/{hash}`` ``{"disabled": true}``): a key made by a create
+  whose answer was lost (a timeout, no ``key`` in it, the file not stored) is found by name and never left live.
+  Two engines sharing one host name would disable each other's keys: one engine per host and account.
+- A NEW key's limit is what is left of today's ceiling (UTC day, OpenRouter's reset): the ceiling less the larger of
+  the engine's spend today (``spent_today``, the ledger) and the ``usage_daily`` of our name's other keys (what
+  today already went through a lost or revoked key). That carry is kept with the key (in its file) for the day, so
+  a lost file or a revoked key never gives a second full day's limit.
 - Its ``limit`` follows the ceiling: at start, on a ceiling control event (``swarm-tui budget USD``) and every
-  ``openrouter.key_poll_s`` (``PATCH /keys/{hash}`` ``{"limit", "limit_reset": "daily"}``).
+  ``openrouter.key_poll_s`` (``PATCH /keys/{hash}`` ``{"limit", "limit_reset": "daily"}``); the answer must read
+  back that limit and ``daily`` (a lifetime limit is not called a daily cap). The limit is rounded DOWN to the cent
+  (never looser than the ceiling): a ceiling under a cent is a $0.00 limit, and OpenRouter refuses every call.
+- A 401 on the runtime key (``key_refused``) syncs at once: the job in hand waits for the new key.
 - A management API failure is a state (``info()``: ``failed`` and why), never an exception: the workers keep
   ``openrouter.api_key`` (none: cloud work waits) under the engine's own ceiling, and the cap is tried again.
 
@@ -53,18 +63,20 @@ class CapError(Exception):
     """One line fit to show (never holds a key)."""
 
 
-def cap_line(state: CapState, limit: float | None, reason: str, *, capped: bool = False) -> str:
+def cap_line(state: CapState, limit: float | None, reason: str, *, capped: bool = False, daily: bool = True) -> str:
     """What status and the Spend panel print; ``capped``: a runtime key is in use (a failed update left it at its
-    last limit)."""
+    last limit); ``daily``: its limit is known to reset daily."""
     match state:
         case "off":
             return ""
         case "pending":
             return "provider cap: being set"
+        case "on" if limit == 0:  # a ceiling under a cent, or today's all spent: OpenRouter refuses every call
+            return "provider cap $0.00/day: nothing left today, the provider refuses every call"
         case "on":
             return f"provider cap ${limit:.2f}/day" if limit is not None else "provider cap: none (no ceiling)"
         case "failed" if capped:
-            at = f"${limit:.2f}/day" if limit is not None else "with no limit"
+            at = "with no limit" if limit is None else f"${limit:.2f}" + ("/day" if daily else " (not daily)")
             return f"provider cap {at}, not updated ({reason}): the engine's own ceiling still holds"
         case "failed":
             return f"provider cap not set ({reason}): the engine's own ceiling still holds"
@@ -82,7 +94,8 @@ class ProviderCap:
         *,
         ceiling: Callable[[], float],
         host: str,
-        on_key: Callable[[], None] = lambda: None,
+        on_key: Callable[[], object] = lambda: None,
+        spent_today: Callable[[], float] = lambda: 0.0,
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +103,9 @@ class ProviderCap:
         self.ceiling = ceiling
         self.key_name = f"swarm-tui {host}"[:100]
         self.on_key = on_key  # the runtime key or its limit changed: the credit watch looks at it at once
+        self.spent_today = spent_today  # the engine's spend today (UTC), the ledger's
+        self.carry = 0.0  # today's spend the runtime key did not see (through an earlier key), on ``carry_day``
+        self.carry_day = ""
         self.path = path if path is not None else data_dir(paths.data_dir) / KEY_FILE
         self.clock = clock
         self.state: CapState = "pending" if openrouter.management_key else "off"
@@ -126,6 +142,10 @@ class ProviderCap:
             await self._http.close()
             self._http = None
 
+    def key_refused(self) -> None:
+        """A worker's call was refused 401: the runtime key is disabled or deleted; sync now, not at the next poll."""
+        self._moved.set()
+
     def on_event(self, ev: Event) -> None:
         if isinstance(ev, ControlEvent) and ev.what == "ceiling":
             self._moved.set()  # the spend guard (an earlier listener) already took the new ceiling
@@ -143,14 +163,19 @@ class ProviderCap:
             "limit_usd": self.limit,
             "key_name": self.key_name if self.state != "off" else "",
             "reason": self.reason,
-            "line": cap_line(self.state, self.limit, self.reason, capped=bool(self._key)),
+            "line": cap_line(self.state, self.limit, self.reason, capped=bool(self._key), daily=not self._stale),
         }
 
     # ------------------------------------------------------------------ the flow
     def wanted(self) -> float | None:
-        """The limit the runtime key should have: the daily ceiling (None, no limit, when there is none)."""
+        """The limit the runtime key should have: the daily ceiling less today's carry (None, no limit, when there
+        is no ceiling), rounded down to the cent."""
         c = self.ceiling()
-        return round(c, 2) if math.isfinite(c) and c >= 0 else None
+        if not (math.isfinite(c) and c >= 0):
+            return None
+        if self.carry_day != _utc_day(self.clock()):
+            self.carry, self.carry_day = 0.0, _utc_day(self.clock())
+        return cents_down(max(0.0, c - self.carry))
 
     async def sync(self) -> None:
         """Make sure a runtime key of ours exists with the ceiling as its daily limit; a failure is a state."""
@@ -167,6 +192,9 @@ class ProviderCap:
                 self.limit, self._stale = _limit_of(data.get("data")), False
                 if self.limit != want:
                     raise CapError(f"the key's limit reads {self.limit} after setting it to {want}")
+                if data["data"].get("limit_reset") != "daily":
+                    self._stale = True
+                    raise CapError(f"the key's limit resets {data['data'].get('limit_reset')!r}, not daily")
                 log.info("provider cap: key %r limited to %s USD a day", self.key_name, want)
             if self.state != "on":
                 log.info("provider cap on: the workers use the runtime key %r", self.key_name)
@@ -188,45 +216,87 @@ class ProviderCap:
         self.state, self.reason = "failed", reason[:200]
 
     async def _load_or_create(self) -> None:
+        """Use the stored key when it is ours, else make one; every other live key of our name is disabled."""
+        ours = [k for k in await self._list() if k.get("name") == self.key_name and isinstance(k.get("hash"), str)]
         stored = self._read_file()
         if stored is not None:
-            key, hash_ = stored
-            status, now = await self._get_key(key)
-            if status == 200:
-                data = now.get("data") if isinstance(now, dict) else None
+            key, hash_, carry = stored
+            listed = next((k for k in ours if k["hash"] == hash_ and not k.get("disabled")), None)
+            status, now = await self._get_key(key) if listed is not None else (0, None)
+            data = now.get("data") if isinstance(now, dict) else None
+            if (
+                status == 200
+                and isinstance(data, dict)
+                and listed is not None
+                and data.get("label") == listed.get("label")
+            ):
                 self._key, self._hash = key, hash_
+                self.carry, self.carry_day = carry
                 self.limit = _limit_of(data)
-                self._stale = not isinstance(data, dict) or data.get("limit_reset") != "daily"
+                self._stale = data.get("limit_reset") != "daily"
+                await self._disable_others(ours)
                 return
-            log.info("provider cap: the stored runtime key is not usable (HTTP %s): a new one is made", status)
-            with contextlib.suppress(CapError, TimeoutError, aiohttp.ClientError, OSError):  # best effort
-                await self._send("PATCH", f"/keys/{hash_}", {"disabled": True})
+            log.info("provider cap: the stored runtime key is not ours or not usable: a new one is made")
+        self._key = self._hash = ""
+        await self._disable_others(ours)
+        spent = sum(_usage_daily(k) for k in ours)  # what went through our earlier keys today
+        self.carry, self.carry_day = max(self.spent_today(), spent), _utc_day(self.clock())
         body = {"name": self.key_name, "limit": self.wanted(), "limit_reset": "daily"}
         made = await self._send("POST", "/keys", body)
         new, data = made.get("key"), made.get("data")
         new_hash = data.get("hash") if isinstance(data, dict) else None
-        if not isinstance(new, str) or not new or not isinstance(new_hash, str) or not new_hash:
-            raise CapError("the created key's answer has no key or hash")
-        self._write_file(new, new_hash)
+        try:
+            if not isinstance(new, str) or not new or not isinstance(new_hash, str) or not new_hash:
+                raise CapError("the created key's answer has no key or hash")
+            self._write_file(new, new_hash)
+        except (CapError, OSError):  # a key made and not usable: never left live at the provider
+            if isinstance(new_hash, str) and new_hash:
+                with contextlib.suppress(CapError, TimeoutError, aiohttp.ClientError, OSError, ValueError):
+                    await self._send("PATCH", f"/keys/{new_hash}", {"disabled": True})
+            raise
         self._key, self._hash = new, new_hash
         self.limit = _limit_of(data)
         self._stale = not isinstance(data, dict) or data.get("limit_reset") != "daily"
         log.info("provider cap: runtime key %r created", self.key_name)
 
+    async def _list(self) -> list[dict[str, Any]]:
+        """Every key of the account (``GET /keys``, disabled ones too, a page of up to 100 at a time)."""
+        out: list[dict[str, Any]] = []
+        for _ in range(50):
+            page = (await self._send("GET", f"/keys?include_disabled=true&offset={len(out)}", None)).get("data")
+            if not isinstance(page, list):
+                raise CapError("the key list has no data")
+            out += [k for k in page if isinstance(k, dict)]
+            if len(page) < 100:
+                break
+        return out
+
+    async def _disable_others(self, ours: list[dict[str, Any]]) -> None:
+        """Disable every live key of our name but the one in use (a create whose answer was lost made it)."""
+        for k in ours:
+            if k["hash"] != self._hash and not k.get("disabled"):
+                log.info("provider cap: an earlier runtime key %r not in use is disabled", self.key_name)
+                await self._send("PATCH", f"/keys/{k['hash']}", {"disabled": True})
+
     # ------------------------------------------------------------------ the stored key (0600, the data dir)
-    def _read_file(self) -> tuple[str, str] | None:
+    def _read_file(self) -> tuple[str, str, tuple[float, str]] | None:
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(doc, dict) or doc.get("name") != self.key_name or doc.get("api_base") != self._base():
             return None
-        key, hash_ = doc.get("key"), doc.get("hash")
-        return (key, hash_) if isinstance(key, str) and key and isinstance(hash_, str) and hash_ else None
+        key, hash_, carry, day = doc.get("key"), doc.get("hash"), doc.get("carry", 0.0), doc.get("carry_day", "")
+        if not isinstance(carry, int | float) or isinstance(carry, bool) or not math.isfinite(carry) or carry < 0:
+            return None
+        if not (isinstance(key, str) and key and isinstance(hash_, str) and hash_ and isinstance(day, str)):
+            return None
+        return key, hash_, (float(carry), day)
 
     def _write_file(self, key: str, hash_: str) -> None:
         ensure_private_dir(self.path.parent)
-        doc = {"name": self.key_name, "hash": hash_, "key": key, "api_base": self._base()}
+        doc: dict[str, Any] = {"name": self.key_name, "hash": hash_, "key": key, "api_base": self._base()}
+        doc |= {"carry": self.carry, "carry_day": self.carry_day}
         tmp = self.path.with_name(self.path.name + ".tmp")
         with os.fdopen(open_private(tmp), "w", encoding="utf-8") as f:
             json.dump(doc, f)
@@ -245,7 +315,7 @@ class ProviderCap:
         """GET /key with the runtime key: 200 while it works (401: deleted or disabled)."""
         return await self._request("GET", "/key", None, key)
 
-    async def _send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         """A management request; its JSON answer, or ``CapError`` naming the status."""
         status, data = await self._request(method, path, body, self.openrouter.management_key)
         if status == 401 or status == 403:
@@ -285,3 +355,17 @@ def _limit_of(data: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise CapError("the key's limit is not a number")
     return round(float(v), 2)
+
+
+def cents_down(usd: float) -> float:
+    """``usd`` rounded down to the cent (the 1e-6 absorbs binary noise: 0.29 * 100 is 28.999999999999996)."""
+    return math.floor(usd * 100 + 1e-6) / 100
+
+
+def _usage_daily(k: dict[str, Any]) -> float:
+    v = k.get("usage_daily")
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 else 0.0
+
+
+def _utc_day(t: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(t))

@@ -354,11 +354,11 @@ class SpendGuard:
     def mark_out_of_credit(self, reason: str) -> None:
         self._credit.mark_out_of_credit(reason)
 
-    def recheck_key(self) -> None:
-        self._credit.recheck()
+    def recheck_key(self, refused: bool = False) -> bool:
+        return self._credit.recheck(refused=refused)
 
-    def use_key(self, key: Callable[[], str], cap_line: Callable[[], str]) -> None:  # the provider cap's key
-        self._credit.key, self._credit.cap_line = key, cap_line
+    def use_key(self, key: Callable[[], str], cap_line: Callable[[], str], on_refused: Callable[[], None]) -> None:
+        self._credit.key, self._credit.cap_line, self._credit.on_refused = key, cap_line, on_refused  # the cap's
 
     async def poll_key(self) -> None:
         """GET {api_base}/key once; reads data.limit_remaining (null: the key has no limit)."""

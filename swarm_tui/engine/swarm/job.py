@@ -33,6 +33,7 @@ from swarm_tui.engine.telemetry.seam import tracer
 log = logging.getLogger(__name__)
 
 MAX_RATE_LIMITED = 20  # 429s in a row before a job fails
+MAX_KEY_WAITS = 3  # 401s a job waits out while the provider cap replaces its runtime key (1 s, 2 s, 3 s)
 CHUNK_PIECE = 40_000  # characters of one chunk message: 240 KB of JSON at worst (6 bytes a control character)
 
 
@@ -116,7 +117,7 @@ class JobRun:
             run.cancel_reason = mark
             await self.finish(run, "cancelled", mark)
             return
-        retries = rate_limited = shrinks = 0
+        retries = rate_limited = shrinks = key_waits = 0
         max_retries = p.settings.swarm.max_retries
         while True:
             if not await wait_for_turn(self, run):  # the gates, then the money (swarm/gates.py)
@@ -138,6 +139,11 @@ class JobRun:
                         await self.finish(run, "failed", e.reason)
                         return
                     await self.event(run, "retrying", e.reason)
+                    continue
+                if e.status == 401 and key_waits < MAX_KEY_WAITS and p.key_refused():  # a new key comes at once
+                    key_waits += 1
+                    await self.event(run, "waiting", f"{e.reason}: a new runtime key is being made")
+                    await self.pause(run, float(key_waits))
                     continue
                 if e.kind == "out_of_credit":
                     p.mark_out_of_credit(e.reason)

@@ -147,6 +147,9 @@ class Pool:
             self.out_of_credit = ""  # try again: a 402 will set it again
         return Refusal(self.out_of_credit) if self.out_of_credit else None
 
+    def key_refused(self) -> bool:
+        return self.spend is not None and self.spend.recheck_key(refused=True)
+
     def mark_out_of_credit(self, reason: str) -> None:
         if self.spend is not None:
             self.spend.mark_out_of_credit(reason)
