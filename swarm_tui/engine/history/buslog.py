@@ -94,10 +94,17 @@ class BusLog:
         )
         try:
             while True:
-                try:  # a bus that stops answering mid-read (the server gone) ends the read, never hangs it
-                    item = await within(queue.get(), READ_IDLE_S)
-                except TimeoutError:
-                    raise SwarmError(f"the bus's log stopped sending events (none for {READ_IDLE_S:.0f} s)") from None
+                if (
+                    not queue.empty()
+                ):  # what has arrived is taken at once (a timer per event cost 28 µs: 0.28 s a 10k fold)
+                    item = queue.get_nowait()
+                else:
+                    try:  # a bus that stops answering mid-read (the server gone) ends the read, never hangs it
+                        item = await within(queue.get(), READ_IDLE_S)
+                    except TimeoutError:
+                        raise SwarmError(
+                            f"the bus's log stopped sending events (none for {READ_IDLE_S:.0f} s)"
+                        ) from None
                 if item is _END:
                     return
                 if item.seq > end_seq:

@@ -48,8 +48,8 @@ from swarm_tui.engine.projection.state import DecisionView, SpendTotals, SwarmSt
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: the fold's clock kept, the key holds max_scale
-EVERY = 10_000  # events between two checkpoints (docs/performance.md, "history": what folding N costs)
-KEEP = 12  # checkpoints kept for one log (the newest)
+EVERY = 5_000  # events between two checkpoints: a point folds at most EVERY - 1 events past one (docs/performance.md)
+KEEP = 24  # checkpoints kept for one log (the newest): 120,000 events of them
 MAX_BYTES = 512 * 1024 * 1024  # and at most this much of them on disk
 _MAGIC = b"swarm-tui-checkpoint"
 _MODELS: tuple[type[BaseModel], ...] = (
