@@ -12,7 +12,6 @@ import gc
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.trust import event_subject
 from swarm_tui.engine.bus.wire import Result, Task
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.history.checkpoint import CheckpointStore
 from swarm_tui.engine.history.source import MemoryLog, Stored
@@ -43,23 +41,6 @@ from tests.support.polling import until
 from tests.support.tui import SIZE, make_app, started
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-async def engine(cfg: Config) -> AsyncIterator[Engine]:
-    bus = Bus(cfg)
-    await bus.connect()
-    eng = Engine(cfg, bus)  # no conductor or pool: the test publishes what they would
-    yield eng
-    await eng.stop()
-
-
-@pytest.fixture
-async def observer(cfg: Config) -> AsyncIterator[Bus]:
-    b = Bus(cfg)
-    await b.connect(setup=False)
-    yield b
-    await b.close()
 
 
 async def _listen(observer: Bus) -> tuple[list[str], Any]:
