@@ -29,4 +29,4 @@ class ReplayApp(SwarmApp):
 
 def _note_time(path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{time.time()}\n")
+        f.write(str(time.time()) + "\n")

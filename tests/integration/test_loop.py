@@ -47,6 +47,8 @@ from tests.support.swarm_kit import KEY, MODEL, swarm_config
 
 OLLAMA_MODEL = "gemma2:2b"
 
+PAST = time.time() - 3600  # stored results' times: the bus refuses a time years before it stores it
+
 
 def role_of(body: dict[str, Any]) -> str:
     system = str(body["messages"][0]["content"])
@@ -273,8 +275,8 @@ async def test_a_restart_releases_a_step_that_was_due(tmp_path: Path, nats_serve
             model=MODEL,
             state="done",
             text="FOUND-IT",
-            started_at=1.0,
-            ended_at=2.0,
+            started_at=PAST + 1.0,
+            ended_at=PAST + 2.0,
         ),
         msg_id=f"result-{job_id(d.id, 0)}",
     )
@@ -588,8 +590,8 @@ async def test_result_prints_what_was_stored(tmp_path: Path, nats_server: Embedd
                 state="done",
                 text=text,
                 cost_usd=0.0002,
-                started_at=1.0 + i,
-                ended_at=2.0 + i,
+                started_at=PAST + 1.0 + i,
+                ended_at=PAST + 2.0 + i,
             )
         )
     await bus.close()
@@ -634,8 +636,8 @@ async def test_enter_on_a_task_opens_its_results_in_order(cfg: Config) -> None:
                         step=i,
                         state="done",
                         text=text,
-                        started_at=1.0,
-                        ended_at=2.0 + i,
+                        started_at=PAST + 1.0,
+                        ended_at=PAST + 2.0 + i,
                     )
                 )
             await until(lambda: len(engine.state.task_results(tid)) == 2, 5, "results")
