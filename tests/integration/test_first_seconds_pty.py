@@ -22,7 +22,9 @@ def test_after_the_first_frame_only_what_changed_is_written(tmp_path: Path) -> N
     try:
         # the first frame, laid out as the settled one: the header and the panels' titles are drawn with it (a
         # frame reaches the pty in pieces: read until all of it is there, not only its footer)
-        whole = (FOOTER, b"DEMO", b"Tasks 0", b"Workers 0 live")
+        # (the titles' counts may come a frame later, as changed cells only: under load the engine's first state
+        # arrives after the first frame, and a frame writes only the cells that changed)
+        whole = (FOOTER, b"DEMO", b"Tasks", b"Workers")
         assert pty.read_until(lambda t: all(w in ANSI.sub(b"", t) for w in whole), 30), "no first frame"
         first = len(pty.out)
         assert pty.read_until(lambda t: SETTLED in (x := ANSI.sub(b"", t)) and b"today $" in x, 30), (
