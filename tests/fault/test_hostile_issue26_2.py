@@ -38,7 +38,7 @@ from swarm_tui.tui.widgets.key_bar import KeyBar
 from tests.support.env import ROOT
 from tests.support.history_log import history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, make_app, started
+from tests.support.tui import SIZE, live_timeline_with_two_tasks, make_app, started
 
 pytestmark = pytest.mark.fault
 
@@ -94,16 +94,8 @@ async def test_palette_over_history_in_the_live_timeline_publishes(engine: Engin
 
 # ------------------------------------------------------------------------------------------ the live app's timeline
 async def _two_tasks_then_timeline(app: Any, pilot: Any, engine: Engine, observer: Bus) -> ReplayRoom:
-    await started(app, pilot)
-    for n in (1, 2):
-        task = Task(id=f"t-{n}", text=f"task {n}", created_at=time.time())
-        await observer.publish_event(task, msg_id=task.id)
-    await until(lambda: len(engine.state.tasks) == 2)
-    await pilot.press("t")
-    await until(lambda: isinstance(app.screen, ReplayRoom))
-    room = app.screen
+    room = await live_timeline_with_two_tasks(app, pilot, engine, observer)
     assert isinstance(room, ReplayRoom)
-    await until(lambda: "t-2" in room.task_table.rows)
     return room
 
 

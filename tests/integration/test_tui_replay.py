@@ -21,7 +21,7 @@ from swarm_tui.tui.replay_room import NOT_STORED, ReplayRoom
 from swarm_tui.tui.scenes import scene_config
 from tests.support.history_log import ANSWER, T0, history_events, history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, make_app, screen_lines, started
+from tests.support.tui import SIZE, live_timeline_with_two_tasks, make_app, screen_lines, started
 
 
 def _app(point: Point | None = None, log: object = None) -> ReplayApp:
@@ -111,16 +111,8 @@ async def test_a_replay_of_an_exported_file(tmp_path: Path) -> None:
 async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: Engine, observer: Bus) -> None:
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await started(app, pilot)
-        for n in (1, 2):
-            task = Task(id=f"t-{n}", text=f"task {n}", created_at=time.time())
-            await observer.publish_event(task, msg_id=task.id)
-        await until(lambda: len(engine.state.tasks) == 2)
-        await pilot.press("t")
-        await until(lambda: isinstance(app.screen, ReplayRoom))
-        room = app.screen
+        room = await live_timeline_with_two_tasks(app, pilot, engine, observer)
         assert isinstance(room, ReplayRoom)
-        await until(lambda: "t-2" in room.task_table.rows)
         assert room.timeline.seq == room.timeline.bounds.last_seq and not room.timeline.playing  # the live end
         assert "REPLAY" in room.header_bar.line.plain
         published: list[str] = []

@@ -39,3 +39,23 @@ def screen_lines(app: App[Any]) -> list[str]:
     console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text().splitlines()
+
+
+async def live_timeline_with_two_tasks(app: Any, pilot: Any, engine: Any, observer: Any) -> Any:
+    """The live app started, two tasks published through ``observer``, then ``t``: the timeline's room, live end."""
+    import time
+
+    from swarm_tui.engine.bus.wire import Task
+    from swarm_tui.tui.replay_room import ReplayRoom
+
+    await started(app, pilot)
+    for n in (1, 2):
+        task = Task(id=f"t-{n}", text=f"task {n}", created_at=time.time())
+        await observer.publish_event(task, msg_id=task.id)
+    await until(lambda: len(engine.state.tasks) == 2)
+    await pilot.press("t")
+    await until(lambda: isinstance(app.screen, ReplayRoom))
+    room = app.screen
+    assert isinstance(room, ReplayRoom)
+    await until(lambda: "t-2" in room.task_table.rows)
+    return room
