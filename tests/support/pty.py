@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyte
+
 from tests.support.env import ROOT, base_env
 
 # escape sequences (CSI, OSC, charset and keypad selections), to read the text a terminal shows
@@ -41,6 +43,10 @@ class DemoPty:
         os.close(slave)
         self.master = master
         self.out = b""
+        # a terminal emulator fed the same bytes: a frame writes only the cells that changed, so a word on screen
+        # need not be contiguous in the bytes (the header's "next beat" may reuse cells of what it replaced)
+        self.term = pyte.Screen(*size)
+        self._feed = pyte.ByteStream(self.term)
 
     def read_until(self, pred: Callable[[bytes], bool], timeout: float) -> bool:
         """Read until ``pred(everything read so far)`` holds (True) or ``timeout`` passes (False)."""
@@ -48,12 +54,22 @@ class DemoPty:
         while time.monotonic() < deadline:
             if select.select([self.master], [], [], 0.05)[0]:
                 try:
-                    self.out += os.read(self.master, 65536)
+                    chunk = os.read(self.master, 65536)
                 except OSError:
                     return False
+                self.out += chunk
+                self._feed.feed(chunk)
             if pred(self.out):
                 return True
         return False
+
+    def screen(self) -> str:
+        """The terminal's screen now, one line per row."""
+        return "\n".join(self.term.display)
+
+    def read_screen_until(self, pred: Callable[[str], bool], timeout: float) -> bool:
+        """Read until ``pred(the screen now)`` holds (True) or ``timeout`` passes (False)."""
+        return self.read_until(lambda _: pred(self.screen()), timeout)
 
     def stop(self) -> None:
         """``q``, as a person quits; then SIGTERM, then SIGKILL, each after a wait."""
