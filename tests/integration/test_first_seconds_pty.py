@@ -29,7 +29,7 @@ def test_after_the_first_frame_only_what_changed_is_written(tmp_path: Path) -> N
         first = len(pty.out)
         # read as the terminal shows it: a frame writes only the changed cells, so "next beat" may reuse cells
         assert pty.read_screen_until(lambda s: SETTLED in s and "today $" in s, 30), (
-            f"the engine's info never showed:\n{pty.screen()}"
+            f"the engine's info never showed ({pty.facts()}):\n{pty.screen()}"
         )
         pty.read_until(lambda t: False, 2)  # what the settled screen writes on its own (a countdown tick)
         after = len(pty.out) - first

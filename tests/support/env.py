@@ -17,6 +17,10 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "OPENROUTER_", "OLLAMA_", "XDG_", "OTEL_"))
     }
+    # a terminal's size comes from its pty, never the test process's environment: a pytest-xdist worker's holds
+    # COLUMNS=80 LINES=24, which shutil (so Textual) reads before the pty, and the 120x36 app drew at 80x24
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
     env.update(
         {
             "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),

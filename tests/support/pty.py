@@ -63,6 +63,19 @@ class DemoPty:
                 return True
         return False
 
+    def facts(self) -> str:
+        """What the app was started with, for a failure's message: the pty's size and the size-related env."""
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(self.master, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        env = {k: v for k, v in self.env.items() if k in ("COLUMNS", "LINES", "TERM") or k.startswith("TEXTUAL")}
+        try:
+            with open(f"/proc/{self.proc.pid}/environ", "rb") as f:
+                child = [
+                    e.decode(errors="replace") for e in f.read().split(b"\0") if e.startswith((b"COLUMNS", b"LINES"))
+                ]
+        except OSError:
+            child = []
+        return f"pty {cols}x{rows}, env {env}, child {child}, exit {self.proc.poll()}"
+
     def screen(self) -> str:
         """The terminal's screen now, one line per row."""
         return "\n".join(self.term.display)
