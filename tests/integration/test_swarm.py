@@ -282,7 +282,11 @@ async def test_no_key_at_all_a_local_job_runs_to_its_answer_and_spends_nothing(
             await until(lambda: worker_id(cloud.id, 0) in engine.state.workers, 5, "cloud queued")
             local = await approve(bus, 1, model="ollama_chat/qwen2.5:0.5b")
             await until(lambda: job_id(local.id, 0) in engine.state.results, 15, "the local result")
-            assert engine.state.workers[worker_id(cloud.id, 0)].state == "queued" and not pool.runs
+            # the bus brings the result before the pool's run has ended (its ack, its slot given back): wait for
+            # that, then nothing runs, the cloud job never having started
+            assert job_id(cloud.id, 0) not in pool.runs
+            await until(lambda: not pool.runs, 5, "the local run's end")
+            assert engine.state.workers[worker_id(cloud.id, 0)].state == "queued"
             shown = format_status(await status_data(cfg))
         finally:
             await engine.stop()
