@@ -266,6 +266,8 @@ class _Room:
         """Room for additions (role, workers, a later step?) beyond the floor: "" and taken, else why not."""
         slots = sum(n for _, n, _ in steps)
         usd = sum(n * self.worst(t, r, later) for r, n, later in steps)
+        if 1 + slots > self.env.max_per_task:  # the task's first worker and these: the clamp would cut the rest
+            return f"at most {self.env.max_per_task} worker(s) per task"
         if slots > self.spare_slots:
             return f"the envelope has room for {max(0, self.spare_slots)} more worker(s) beyond one per task"
         if self.spare_usd is not None and usd > self.spare_usd + 1e-12:
