@@ -16,9 +16,15 @@ from swarm_tui.tui.replay_room import ReplayRoom
 class ReplayApp(SwarmApp):
     ROOM = ReplayRoom
 
+    link: ReplayLink
+
     def __init__(self, link: ReplayLink, **kw: Any) -> None:
         super().__init__(link, clock=link.timeline.clock, **kw)
         self.needs_you.look = lambda: None  # nothing of the past needs anyone now
+
+    def on_unmount(self) -> None:
+        """However the app ends (q, a signal, a test's pilot), nothing it froze stays frozen."""
+        self.link.thaw()
 
     def on_link_ready(self, _: LinkReady) -> None:
         """After SwarmApp's own (Textual calls each class's handler in turn)."""

@@ -165,3 +165,55 @@ async def test_the_key_bar_shows_the_replays_keys_and_the_spend_panel_follows_th
             await pilot.press("left")
         await until(lambda: room.timeline.seq == 1)
         await until(lambda: room.spend_panel.spend is not None and room.spend_panel.spend["today_usd"] == 0)
+
+
+async def test_only_the_shown_cards_have_a_ring_and_a_filter_fills_the_one_it_brings_into_sight() -> None:
+    """A long log's position has thousands of workers: the replay fills the rings of the cards the panel shows
+    (60 at most), not one per worker (13,000 rings took 0.36 s of opening a 100,000-event log); a worker a
+    filter brings into sight gets its stored result, and rings of cards no longer shown are let go."""
+    from swarm_tui.engine.bus.trust import event_subject
+    from swarm_tui.engine.history.source import MemoryLog, Stored
+    from tests.support.past import round_events
+
+    events: list[Stored] = []
+    for i in range(100):  # 200 workers, every one finished within the cards' linger of the log's end
+        t = T0 + i * 0.1
+        for ev in round_events(i, t, answer_chars=20):
+            events.append(Stored(len(events) + 1, t + 6, event_subject(ev), ev.to_bytes()))
+    app = _app(Point("seq", len(events)), MemoryLog(events))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        room = _room(app)
+        state = room.link.state
+        panel = room.workers_panel
+        await until(lambda: len(panel.cards) == panel.tuning.max_cards)
+        assert len(state.workers) == 200 and set(room.rings) == set(panel.cards)
+        for wid in panel.cards:
+            assert room.rings[wid].text() == state.results[state.workers[wid].job_id].text
+        hidden = next(w for w in sorted(state.workers) if w not in panel.cards)
+        await pilot.press("slash")
+        await pilot.press(*hidden)
+        await until(lambda: set(panel.cards) == {hidden})
+        assert set(room.rings) == {hidden}
+        assert room.rings[hidden].text() == state.results[state.workers[hidden].job_id].text
+        assert room.rings[hidden].text().startswith("answer ")
+
+
+async def test_the_opening_is_frozen_from_the_collector_until_the_position_moves() -> None:
+    """The fold at the position is long-lived: the opening keeps it out of the cycle collector's walks (~0.5 s of
+    opening a 100,000-event log) until the first move, when a fold let go of must be collectable again; a replay
+    quit without a move thaws it too (a frozen object is never collected)."""
+    import gc
+
+    app = _app(Point("seq", 2))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert gc.get_freeze_count() > 0
+        await pilot.press("right")
+        await until(lambda: _room(app).timeline.seq == 3)
+        assert gc.get_freeze_count() == 0
+    app = _app(Point("seq", 2))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

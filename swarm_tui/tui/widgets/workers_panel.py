@@ -137,9 +137,9 @@ class WorkersPanel(VerticalScroll):
         batch: int | None,
     ) -> bool:
         """Bring the cards to the state. Returns True when more new cards wait for the next frame."""
-        shown = self._shown_workers(state, now, flt.lower())
-        hidden = max(0, len(shown) - self.tuning.max_cards)
-        shown = shown[: self.tuning.max_cards]
+        every = self._shown_workers(state, now, flt.lower())
+        hidden = max(0, len(every) - self.tuning.max_cards)
+        shown = every[: self.tuning.max_cards]
         want = {w.worker_id for w in shown}
         gone = [self.cards.pop(wid) for wid in list(self.cards) if wid not in want]
         if gone:
@@ -189,6 +189,10 @@ class WorkersPanel(VerticalScroll):
             self._grid.sort_children(
                 key=lambda c: rank.get(c.worker_id, len(rank)) if isinstance(c, WorkerCard) else len(rank)
             )
+
+    def shown(self, state: SwarmState, now: float, flt: str) -> list[WorkerEvent]:
+        """The workers ``sync`` gives a card, in their order (a replay fills only their rings)."""
+        return self._shown_workers(state, now, flt.lower())[: self.tuning.max_cards]
 
     def _shown_workers(self, state: SwarmState, now: float, flt: str) -> list[WorkerEvent]:
         shown = []
