@@ -180,6 +180,9 @@ def run_replay(
     import time
     from pathlib import Path
 
+    from swarm_tui.engine.bus.lean_import import nats_without_websockets
+
+    nats_without_websockets(cfg.nats.url)  # before anything imports nats: nothing of a replay talks HTTP
     from swarm_tui.engine.errors import SwarmError, UsageError
     from swarm_tui.engine.history.source import Bounds, LogSource
     from swarm_tui.engine.history.timeline import Timeline

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from swarm_tui.engine.config.options import OPTION_BY_KEY
 from swarm_tui.engine.config.sections import OpenRouterSection, PathsSection
 from swarm_tui.engine.errors import Refusal
@@ -32,6 +30,8 @@ from swarm_tui.engine.models import is_local
 from swarm_tui.engine.paths import data_dir, ensure_private_dir, open_private
 
 if TYPE_CHECKING:
+    import aiohttp  # imported by ``refresh``: the offline spend figures (a replay's panel) need no HTTP client
+
     from swarm_tui.engine.config.load import Config
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,8 @@ class PriceBook:
 
     async def refresh(self, session: aiohttp.ClientSession | None = None) -> bool:
         """GET {api_base}/models; on success replace the prices and write the cache."""
+        import aiohttp
+
         url = f"{self.base}/models"
         own = session is None
         sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))

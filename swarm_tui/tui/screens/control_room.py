@@ -349,7 +349,7 @@ class ControlRoom(RoomActions):
         if not self.ready:  # the engine is starting (engine.spend imports nats-py: not before the first frame)
             return None
         with contextlib.suppress(Exception):  # the log's figures are a best effort: without them, no panel figures
-            from swarm_tui.engine.guards.spend import offline_spend_summary
+            from swarm_tui.engine.guards.spend_status import offline_spend_summary
 
             out = offline_spend_summary(self.link.cfg, self.link.state)
             out["price_source"] = "the event log (no spend guard reporting)"
