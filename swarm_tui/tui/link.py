@@ -369,6 +369,7 @@ class ReplayLink(Link):
         self.bus = bus
         self.state = timeline.state
         self._frozen = False  # the objects of the opening are in the permanent generation (``start``)
+        self._ended = False  # the app is gone (``end``)
 
     @property
     def bus_state(self) -> str:
@@ -389,10 +390,14 @@ class ReplayLink(Link):
 
         # the fold at the position is a heap of long-lived objects (~3 million at 100,000 events): collected as
         # they are made, the young generations walked them twice and the first full collection once more, ~0.5 s
-        # of the opening; frozen instead until the position first moves (``thaw``), as the first frame needs none
-        with paused_gc(freeze=True):
+        # of the opening; frozen instead until the position first moves (``thaw``), as the first frame needs none.
+        # Only an opening that ended well freezes, and only while the app is still there: a failed or cancelled
+        # one (the bus gone, q meanwhile) leaves nothing frozen for nobody to thaw
+        with paused_gc():
             await self.timeline.open(self.start_at)
-        self._frozen = True
+        if not self._ended:
+            gc.freeze()
+            self._frozen = True
         self.state = self.timeline.state
 
     def thaw(self) -> None:
@@ -401,8 +406,13 @@ class ReplayLink(Link):
             self._frozen = False
             gc.unfreeze()
 
-    async def stop(self) -> None:
+    def end(self) -> None:
+        """The app goes: nothing stays frozen, and an opening still under way freezes nothing when it ends."""
+        self._ended = True
         self.thaw()
+
+    async def stop(self) -> None:
+        self.end()
         if self.bus is not None:
             await self.bus.close()
 

@@ -24,10 +24,11 @@ class ReplayApp(SwarmApp):
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a test's pilot), nothing it froze stays frozen."""
-        self.link.thaw()
+        self.link.end()
 
     def on_link_ready(self, _: LinkReady) -> None:
         """After SwarmApp's own (Textual calls each class's handler in turn)."""
+        self.room.refresh_bindings()  # the moves wait for the opening (ReplayRoom.check_action): now they work
         shown = os.environ.get("SWARM_BENCH_READY_FILE", "")  # bench only: when the position is first on screen
         if shown:
             self.call_after_refresh(lambda: _note_time(shown))

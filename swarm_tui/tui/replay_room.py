@@ -38,6 +38,7 @@ PLAY_TICK_S = 0.1
 FOLLOW_S = 2.0  # the live app's timeline reads the log's bounds again this often (its line's "of M")
 NOT_STORED = "(output streams live and is not stored: the result's text shows here when it ends)"
 REPLAY_ACTIONS = frozenset({"play", "step", "jump", "speed", "replay_quit", "timeline"})
+MOVES = frozenset({"play", "step", "jump"})  # the keys that move the position
 # the key bar's order: moving the position first, then the way back to live, the room's lists, help, quit
 BAR_ORDER = ("play", "step(-1)", "step(1)", "jump(-1)", "jump(1)", "speed(1)", "speed(-1)", "timeline", "history")
 # the room's keys that would publish: still bound here (each says "replay is read-only"), kept off the key bar so it
@@ -123,6 +124,8 @@ class ReplayRoom(ControlRoom):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in REPLAY_ACTIONS and self.filter_box.has_focus:
             return False  # the key types into the filter
+        if action in MOVES and not self.ready:
+            return False  # the opening still folds to the position: a move now would race it (its own read-ahead)
         if action == "timeline" and not self.back:
             return False  # `swarm-tui replay` has no live app to go back to: t is off the key bar
         return True

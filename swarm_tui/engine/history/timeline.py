@@ -206,19 +206,27 @@ class Timeline:
 
     async def _next(self) -> Stored | None:
         """The first event after the position, or None at the end of the log (its bounds read again first)."""
-        if self._ahead:
-            return self._ahead[0]
-        start = self.fold.seq + 1
+        while not self._ahead:
+            at = self.fold.seq
+            await self._read_ahead(at + 1)
+            if self.fold.seq == at:  # else the position moved while the read waited: read again from there
+                break
+        return self._ahead[0] if self._ahead else None
+
+    async def _read_ahead(self, start: int) -> None:
         if start > self.bounds.last_seq:
             await self.refresh_bounds()
         end = self.bounds.last_seq
         if start <= end:
-            self._ahead = await _first(self.source, start, min(end, start + _AHEAD - 1))
+            self._ahead = self._after(await _first(self.source, start, min(end, start + _AHEAD - 1)))
         if not self._ahead and start + _AHEAD <= end:
             # a gap of deleted events (or a file's seqs far apart): the source skips it itself (a file bisects, the
             # bus's consumer delivers only what is stored), never counted through 256 at a time (2**62 wide: hours)
-            self._ahead = await _first(self.source, start + _AHEAD, end)
-        return self._ahead[0] if self._ahead else None
+            self._ahead = self._after(await _first(self.source, start + _AHEAD, end))
+
+    def _after(self, read: list[Stored]) -> list[Stored]:
+        """What a read ahead brought that is still ahead: the position may have moved while it waited."""
+        return [st for st in read if st.seq > self.fold.seq]
 
 
 async def _first(source: LogSource, start: int, end: int) -> list[Stored]:
