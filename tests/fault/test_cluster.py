@@ -26,9 +26,8 @@ from tests.fault.test_faults import (
     stored,
     tag_of,
 )
-from tests.integration.test_workers_proc import _spawn
 from tests.support.cluster import Cluster
-from tests.support.env import base_env, make_config, run_cli
+from tests.support.env import base_env, make_config, run_cli, spawn_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
 from tests.support.swarm_kit import KEY, events
@@ -63,7 +62,7 @@ async def test_cluster_leader_killed_and_a_node_restarted_mid_swarm_loses_nothin
             engine = await _spawn_engine(env)
             res = await asyncio.to_thread(run_cli, ["budget", str(ceiling)], env)
             assert res.returncode == 0, res.stderr
-            procs = [await _spawn(env, "worker", "--concurrency", "2") for _ in range(2)]
+            procs = [await spawn_cli(env, "worker", "--concurrency", "2") for _ in range(2)]
             for p in procs:
                 line = await asyncio.wait_for(p.stdout.readline(), 30)  # type: ignore[union-attr]
                 assert b"worker running" in line, line

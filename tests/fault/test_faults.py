@@ -14,7 +14,6 @@ import asyncio
 import json
 import signal
 import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from swarm_tui.engine.guards.local_lane import LocalLane
 from swarm_tui.engine.guards.spend import SpendGuard
 from swarm_tui.engine.heartbeat.conductor import Conductor
 from swarm_tui.engine.heartbeat.settings import Clocks, ConductorGuards, ConductorSettings
-from tests.support.env import ROOT, base_env, make_config, run_cli
+from tests.support.env import base_env, make_config, run_cli, spawn_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
 from tests.support.swarm_kit import KEY, MODEL, events, swarm_config
@@ -208,17 +207,7 @@ async def test_nats_server_killed_three_times_mid_swarm_loses_nothing(tmp_path: 
 
 # ---------------------------------------------------------------------------------------------- 2. engine kill -9
 async def _spawn_engine(env: dict[str, str]) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "swarm_tui",
-        "run",
-        "--headless",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_cli(env, "run", "--headless")
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     assert b"engine running" in line, line

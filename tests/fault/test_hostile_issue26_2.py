@@ -38,7 +38,7 @@ from swarm_tui.tui.widgets.key_bar import KeyBar
 from tests.support.env import ROOT
 from tests.support.history_log import history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, live_timeline_with_two_tasks, make_app, started
+from tests.support.tui import SIZE, live_app_with_tasks, live_timeline, live_timeline_with_tasks, make_app, started
 
 pytestmark = pytest.mark.fault
 
@@ -75,12 +75,8 @@ async def test_palette_over_history_in_the_live_timeline_publishes(engine: Engin
     app.screen_stack[0], app) skips the ReplayRoom the dialog was opened from."""
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await started(app, pilot)
-        task = Task(id="t-1", text="task 1", created_at=time.time())
-        await observer.publish_event(task, msg_id=task.id)
-        await until(lambda: "t-1" in engine.state.tasks)
-        await pilot.press("t")
-        await until(lambda: isinstance(app.screen, ReplayRoom))
+        await live_app_with_tasks(app, pilot, engine, observer)
+        await live_timeline(app, pilot)
         heard, subs = await _listen(observer)
         await pilot.press("h")
         await until(lambda: isinstance(app.screen, HistoryScreen))
@@ -94,7 +90,7 @@ async def test_palette_over_history_in_the_live_timeline_publishes(engine: Engin
 
 # ------------------------------------------------------------------------------------------ the live app's timeline
 async def _two_tasks_then_timeline(app: Any, pilot: Any, engine: Engine, observer: Bus) -> ReplayRoom:
-    room = await live_timeline_with_two_tasks(app, pilot, engine, observer)
+    room = await live_timeline_with_tasks(app, pilot, engine, observer)
     assert isinstance(room, ReplayRoom)
     return room
 
@@ -345,13 +341,9 @@ async def test_a_timeline_key_while_the_bus_is_down_takes_the_live_app_down(
     engine/history/buslog.py raises (or waits) as the connection does."""
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await started(app, pilot)
-        task = Task(id="t-1", text="task 1", created_at=time.time())
-        await observer.publish_event(task, msg_id=task.id)
-        await until(lambda: "t-1" in engine.state.tasks)
+        await live_app_with_tasks(app, pilot, engine, observer)
         if key != "t":
-            await pilot.press("t")
-            await until(lambda: isinstance(app.screen, ReplayRoom))
+            await live_timeline(app, pilot)
         nats_server.stop()
         await pilot.press(key)
         await asyncio.sleep(7)  # the JetStream request's own timeout is 5 s
@@ -387,14 +379,9 @@ async def test_resizing_while_the_live_timeline_is_open_leaves_its_layout_at_the
     ``terminal_resized``; the ReplayRoom pushed by action_timeline is a ControlRoom that is never told."""
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await started(app, pilot)
-        task = Task(id="t-1", text="task 1", created_at=time.time())
-        await observer.publish_event(task, msg_id=task.id)
-        await until(lambda: "t-1" in engine.state.tasks)
-        await pilot.press("t")
-        await until(lambda: isinstance(app.screen, ReplayRoom))
-        room = app.screen
-        assert isinstance(room, ReplayRoom) and not room.compact
+        await live_app_with_tasks(app, pilot, engine, observer)
+        room = await live_timeline(app, pilot)
+        assert not room.compact
         await pilot.resize_terminal(40, 12)
         await pilot.pause(0.3)
         assert app.room.compact, "the live room followed the resize"
@@ -411,14 +398,8 @@ async def test_new_task_from_the_palette_over_a_timeline_results_screen_publishe
     falls back to ``app.screen_stack[0]`` (the live ControlRoom), not to the ReplayRoom under the dialog."""
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await started(app, pilot)
-        task = Task(id="t-1", text="task 1", created_at=time.time())
-        await observer.publish_event(task, msg_id=task.id)
-        await until(lambda: "t-1" in engine.state.tasks)
-        await pilot.press("t")
-        await until(lambda: isinstance(app.screen, ReplayRoom))
-        room = app.screen
-        assert isinstance(room, ReplayRoom)
+        await live_app_with_tasks(app, pilot, engine, observer)
+        room = await live_timeline(app, pilot)
         await until(lambda: "t-1" in room.task_table.rows)
         room.task_table.focus()
         await pilot.press("enter")

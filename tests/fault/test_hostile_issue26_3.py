@@ -259,11 +259,10 @@ async def test_a_fully_local_swarm_with_no_key_still_calls_openrouter(tmp_path: 
     role and no key, telling openrouter.ai this machine runs swarm-tui (and failing slowly offline). Here
     OPENROUTER_API_BASE points at a loopback server that records every request."""
     import signal
-    import sys
 
     from aiohttp import web
 
-    from tests.support.env import ROOT, base_env, run_cli
+    from tests.support.env import base_env, run_cli, spawn_cli
 
     seen: list[str] = []
 
@@ -282,17 +281,7 @@ async def test_a_fully_local_swarm_with_no_key_still_calls_openrouter(tmp_path: 
     try:
         made = await asyncio.to_thread(run_cli, ["init", "--local"], env)
         assert made.returncode == 0, made.stderr
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "swarm_tui",
-            "run",
-            "--headless",
-            env=env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await spawn_cli(env, "run", "--headless", stderr=asyncio.subprocess.STDOUT)
         try:
             await until(lambda: bool(seen), 8, "a request to OpenRouter")
         except AssertionError:

@@ -6,23 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
-from tests.support.env import ROOT, base_env, run_cli
-
-
-async def _spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "swarm_tui",
-        *args,
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+from tests.support.env import base_env, run_cli, spawn_cli
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> int:
@@ -44,7 +30,7 @@ def _tasks(env: dict[str, str], *flags: str) -> dict[str, dict[str, object]]:
 
 async def test_submit_beside_a_running_demo_says_where_the_task_went(tmp_path: Path) -> None:
     env = base_env(tmp_path)  # embedded NATS per store: the demo's under <data>/demo, the real one in <data>
-    proc = await _spawn(env, "run", "--headless", "--demo")
+    proc = await spawn_cli(env, "run", "--headless", "--demo")
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
         assert b"DEMO" in line, line
@@ -79,7 +65,7 @@ async def test_submit_beside_a_running_demo_says_where_the_task_went(tmp_path: P
 
 async def test_submit_beside_a_running_real_engine_with_demo_says_drop_it(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    proc = await _spawn(env, "run", "--headless")
+    proc = await spawn_cli(env, "run", "--headless")
     try:
         await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
         res = await asyncio.to_thread(run_cli, ["submit", "--demo", "x"], env)

@@ -19,7 +19,7 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result
 from swarm_tui.tui.app import SwarmApp
 from swarm_tui.tui.link import LocalLink
-from tests.support.env import ROOT, base_env, make_config, run_cli
+from tests.support.env import ROOT, base_env, make_config, run_cli, spawn_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
 from tests.support.swarm_kit import approve, events
@@ -81,17 +81,7 @@ async def test_headless_start_provider_errors_and_commands_never_show_the_key(
         fo.default = Answer(tokens=3)
         env = _env(tmp_path, token_server, fo.base, SWARM_MAX_RETRIES="2")
         cfg = make_config(tmp_path, token_server.url, SWARM_NATS_TOKEN=TOKEN, OPENROUTER_API_KEY=CANARY)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "swarm_tui",
-            "run",
-            "--headless",
-            env=env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_cli(env, "run", "--headless")
         bus = await Bus(cfg).connect()
         outputs: list[tuple[str, str]] = []
         try:

@@ -21,7 +21,7 @@ from swarm_tui.tui.replay_room import NOT_STORED, ReplayRoom
 from swarm_tui.tui.scenes import scene_config
 from tests.support.history_log import ANSWER, T0, history_events, history_log
 from tests.support.polling import until
-from tests.support.tui import SIZE, live_timeline_with_two_tasks, make_app, screen_lines, started
+from tests.support.tui import SIZE, live_timeline_with_tasks, make_app, screen_lines, started
 
 
 def _app(point: Point | None = None, log: object = None) -> ReplayApp:
@@ -111,7 +111,7 @@ async def test_a_replay_of_an_exported_file(tmp_path: Path) -> None:
 async def test_t_opens_the_live_logs_past_read_only_and_returns_to_live(engine: Engine, observer: Bus) -> None:
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        room = await live_timeline_with_two_tasks(app, pilot, engine, observer)
+        room = await live_timeline_with_tasks(app, pilot, engine, observer)
         assert isinstance(room, ReplayRoom)
         assert room.timeline.seq == room.timeline.bounds.last_seq and not room.timeline.playing  # the live end
         assert "REPLAY" in room.header_bar.line.plain

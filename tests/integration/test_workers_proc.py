@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,23 +13,10 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import Result, WorkerEvent, new_id
 from swarm_tui.engine.guards.ceiling_kv import publish_base
-from tests.support.env import ROOT, base_env, make_config
+from tests.support.env import base_env, make_config, spawn_cli
 from tests.support.fake_openrouter import Answer, FakeOpenRouter
 from tests.support.polling import until
 from tests.support.swarm_kit import KEY, approve, events, make_job
-
-
-async def _spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "swarm_tui",
-        *args,
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -73,7 +59,7 @@ async def test_a_worker_killed_mid_stream_its_job_is_redelivered_and_stored_once
         cfg = make_config(tmp_path, nats_server.url, SWARM_ACK_WAIT_S="3")
         bus = await Bus(cfg).connect()
         [jid] = await _queue_jobs(bus, 1)
-        first = await _spawn(env, "worker")
+        first = await spawn_cli(env, "worker")
         second = None
         try:
             await fo.wait_open(1, 30)
@@ -81,7 +67,7 @@ async def test_a_worker_killed_mid_stream_its_job_is_redelivered_and_stored_once
             first.kill()  # SIGKILL: no goodbye, no nak
             await first.wait()
             t_kill = time.monotonic()
-            second = await _spawn(env, "worker")
+            second = await spawn_cli(env, "worker")
             await until(lambda: len(fo.requests) == 2 and fo.requests[1]["t_end"] is not None, 30, "redelivery")
             redelivered_after = fo.requests[1]["t_start"] - t_kill
             await asyncio.sleep(0.5)
@@ -109,7 +95,7 @@ async def test_two_worker_processes_share_the_queue_and_no_job_runs_twice(
         cfg = make_config(tmp_path, nats_server.url, SWARM_ACK_WAIT_S="3")
         bus = await Bus(cfg).connect()
         ids = await _queue_jobs(bus, 12)
-        procs = [await _spawn(env, "worker", "--concurrency", "3") for _ in range(2)]
+        procs = [await spawn_cli(env, "worker", "--concurrency", "3") for _ in range(2)]
         try:
             await until(lambda: len([r for r in fo.requests if r["t_end"]]) == 12, 40, "12 calls")
             t0 = time.monotonic()
@@ -154,7 +140,7 @@ async def test_headless_demo_runs_offline_end_to_end(tmp_path: Path, nats_server
     env = base_env(tmp_path, SWARM_NATS_URL=nats_server.url, SWARM_DEMO_TPS="100")
     cfg = make_config(tmp_path, nats_server.url)
     bus = await Bus(cfg).connect()
-    proc = await _spawn(env, "run", "--headless", "--demo")
+    proc = await spawn_cli(env, "run", "--headless", "--demo")
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
         assert b"DEMO" in line, line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -50,4 +51,20 @@ def run_cli(
     )
     return subprocess.CompletedProcess(
         res.args, res.returncode, res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
+    )
+
+
+async def spawn_cli(
+    env: dict[str, str], *args: str, stderr: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """``swarm-tui ARGS`` started as a user starts it, its output piped (``stderr=STDOUT``: both in one)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "swarm_tui",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
     )

@@ -72,7 +72,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -200,12 +200,15 @@ class FakeOpenRouter:
                 pass
 
     # ------------------------------------------------------------------ server
-    async def __aenter__(self) -> FakeOpenRouter:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/chat/completions", self._chat)
         app.router.add_get("/api/v1/models", self._models)
         app.router.add_get("/api/v1/key", self._key)
         app.router.add_get("/api/v1/generation", self._generation)
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -52,8 +52,7 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         self.calls_by_key: dict[str, int] = {}  # hash -> calls made with the key
         self.key_limit_refusals = 0  # calls refused with 402: the key's limit was reached
 
-    async def __aenter__(self) -> FakeOpenRouterKeys:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/chat/completions", self._chat_keyed)
         app.router.add_get("/api/v1/models", self._models)
         app.router.add_get("/api/v1/key", self._key_keyed)
@@ -61,12 +60,6 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         app.router.add_post("/api/v1/keys", self._create)
         app.router.add_get("/api/v1/keys", self._list)
         app.router.add_patch("/api/v1/keys/{hash}", self._update)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

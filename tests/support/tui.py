@@ -41,21 +41,33 @@ def screen_lines(app: App[Any]) -> list[str]:
     return console.export_text().splitlines()
 
 
-async def live_timeline_with_two_tasks(app: Any, pilot: Any, engine: Any, observer: Any) -> Any:
-    """The live app started, two tasks published through ``observer``, then ``t``: the timeline's room, live end."""
+async def live_app_with_tasks(app: Any, pilot: Any, engine: Any, observer: Any, n: int = 1) -> None:
+    """The live app started and tasks ``t-1``..``t-n`` published through ``observer``, in the engine's state."""
     import time
 
     from swarm_tui.engine.bus.wire import Task
-    from swarm_tui.tui.replay_room import ReplayRoom
 
     await started(app, pilot)
-    for n in (1, 2):
-        task = Task(id=f"t-{n}", text=f"task {n}", created_at=time.time())
+    for k in range(1, n + 1):
+        task = Task(id=f"t-{k}", text=f"task {k}", created_at=time.time())
         await observer.publish_event(task, msg_id=task.id)
-    await until(lambda: len(engine.state.tasks) == 2)
+    await until(lambda: len(engine.state.tasks) >= n)
+
+
+async def live_timeline(app: Any, pilot: Any) -> Any:
+    """``t`` in the live app: the timeline's room."""
+    from swarm_tui.tui.replay_room import ReplayRoom
+
     await pilot.press("t")
     await until(lambda: isinstance(app.screen, ReplayRoom))
     room = app.screen
     assert isinstance(room, ReplayRoom)
-    await until(lambda: "t-2" in room.task_table.rows)
+    return room
+
+
+async def live_timeline_with_tasks(app: Any, pilot: Any, engine: Any, observer: Any, n: int = 2) -> Any:
+    """The live app with ``n`` tasks, then ``t``: the timeline's room at the live end, the last task in its table."""
+    await live_app_with_tasks(app, pilot, engine, observer, n)
+    room = await live_timeline(app, pilot)
+    await until(lambda: f"t-{n}" in room.task_table.rows)
     return room

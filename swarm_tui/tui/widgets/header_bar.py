@@ -110,7 +110,7 @@ class HeaderBar(Static):
         eng = usable(info.get("engine"))  # None until an engine answers (or a forged one is no dict)
         cond = usable(info.get("conductor"))
         demo = view.demo or bool(eng and eng.get("demo"))
-        key = None if demo or view.replay else key_state(usable(info.get("spend")), view.has_key, view.local_roles)
+        key = _key(view)
         short = compact if blocking_short is None else blocking_short  # what stops work or needs you: cut last
         if view.replay:  # the past, read-only: said before anything else on the line
             t.append(" REPLAY ", style="bold reverse cyan")
@@ -196,21 +196,23 @@ class HeaderBar(Static):
         return t
 
 
-def key_blocks(view: HeaderView) -> bool:
-    """Whether the header says the key stops cloud work (none in demo mode)."""
+def _key(view: HeaderView) -> KeyState | None:
+    """What the header says of the key (None in demo mode or a replay: no key is used)."""
     eng = usable(view.info.get("engine"))
     if view.demo or view.replay or (eng and eng.get("demo")):
-        return False
-    key = key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
+        return None
+    return key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
+
+
+def key_blocks(view: HeaderView) -> bool:
+    """Whether the header says the key stops cloud work (none in demo mode)."""
+    key = _key(view)
     return bool(key and key.blocks)
 
 
 def key_always(view: HeaderView) -> bool:
     """Whether the header says the key's state in every form of the line ("local only": the fewest words too)."""
-    eng = usable(view.info.get("engine"))
-    if view.demo or view.replay or (eng and eng.get("demo")):
-        return False
-    key = key_state(usable(view.info.get("spend")), view.has_key, view.local_roles)
+    key = _key(view)
     return bool(key and key.always)
 
 
