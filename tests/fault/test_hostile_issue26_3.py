@@ -367,10 +367,7 @@ async def test_a_dead_openrouter_key_stops_every_local_job(
     user with no cloud budget the fully local swarm is for), stops every local ant as well: the local task sits
     'running' forever with a free lane, the issue's own symptom, only with a key set instead of none. (The first
     local job may slip through a pull already waiting when the key was found dead; the next one never runs.)"""
-    from swarm_tui.engine.guards.prices import PriceBook
-    from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
-    from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
-    from tests.support.swarm_kit import KEY
+    from tests.support.swarm_kit import KEY, build_engine_with_spend
 
     async with FakeOllama() as ol, FakeOpenRouter() as fo:
         ol.default = "an ant's answer"
@@ -383,10 +380,7 @@ async def test_a_dead_openrouter_key_stops_every_local_job(
             tmp_path, nats_server.url, OPENROUTER_API_BASE=fo.base, OPENROUTER_API_KEY=KEY, OLLAMA_HOST=ol.url
         )
         bus = await Bus(cfg).connect()
-        engine = Engine(cfg, bus)
-        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths)))
-        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
-        pool = engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+        engine, spend, pool = build_engine_with_spend(cfg, bus)
         await engine.start()
         try:
             await until(lambda: pool.cloud_blocked() is not None, 10, f"the key is {why}")

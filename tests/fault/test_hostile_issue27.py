@@ -11,21 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from swarm_tui.engine.config.load import Config
-from swarm_tui.engine.guards.provider_cap import KEY_FILE, ProviderCap
+from swarm_tui.engine.guards.provider_cap import KEY_FILE
 from tests.support.env import make_config
-from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys
+from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys, cap_config, capped_engine, new_cap
 
 pytestmark = pytest.mark.fault
-
-
-def cap_config(tmp_path: Path, fo: FakeOpenRouterKeys, **extra: str) -> Config:
-    env = {"OPENROUTER_API_BASE": fo.base, "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY} | extra
-    return make_config(tmp_path, **env)
-
-
-def new_cap(cfg: Config, ceiling: list[float], host: str = "h1") -> ProviderCap:
-    return ProviderCap(cfg.openrouter, cfg.paths, ceiling=lambda: ceiling[0], host=host)
 
 
 def live_keys(fo: FakeOpenRouterKeys, name: str = "swarm-tui h1") -> list[dict[str, Any]]:
@@ -296,41 +286,29 @@ async def test_a_runtime_key_revoked_mid_run_fails_work_until_the_next_poll(
     could make a new key at once. A 401 on the runtime key should make the cap sync now (and the job wait for it)."""
     import time as _time
 
-    from swarm_tui.engine.assemble import assemble
     from swarm_tui.engine.bus import subjects as S
-    from swarm_tui.engine.bus.client import Bus
     from swarm_tui.engine.bus.wire import ChatMessage, Job
     from swarm_tui.engine.guards import credit
-    from tests.support.fake_openrouter import Answer
     from tests.support.polling import until
 
     monkeypatch.setattr(credit, "RECHECK_GAP_S", 0.2)
-    async with FakeOpenRouterKeys() as fo:
-        fo.default = Answer(tokens=30, cost=0.0002)
-        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
-        bus = await Bus(cfg).connect()
-        engine = assemble(cfg, bus, conductor=False)
-        await engine.start()
-        try:
-            (k,) = fo.by_name(f"swarm-tui {engine.host}")
-            k["disabled"] = True  # revoked by hand at openrouter.ai
-            j = Job(
-                id="d-1-j0", worker_id="d-1-w0", decision_id="d-1", task_id="t-1", role="research",
-                model="openrouter/google/gemini-2.5-flash-lite", max_tokens=800,
-                messages=[ChatMessage(role="user", content="x" * 300)], created_at=_time.time(),
-            )  # fmt: skip
-            await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
-            state = engine.state
-            await until(lambda: j.id in state.results or len(fo.by_name(k["name"])) > 1, 15, "an answer or a new key")
-            await _sleep(3.0)
-            res = state.results.get(j.id)
-            assert res is not None and res.state == "done", (
-                f"the job: {res.state if res else 'no result'} ({res.reason if res else ''}); "
-                f"runtime keys made: {len(fo.by_name(k['name']))}"
-            )
-        finally:
-            await engine.stop()
-            await bus.close()
+    async with capped_engine(tmp_path, nats_server.url) as (fo, bus, engine):
+        (k,) = fo.by_name(f"swarm-tui {engine.host}")
+        k["disabled"] = True  # revoked by hand at openrouter.ai
+        j = Job(
+            id="d-1-j0", worker_id="d-1-w0", decision_id="d-1", task_id="t-1", role="research",
+            model="openrouter/google/gemini-2.5-flash-lite", max_tokens=800,
+            messages=[ChatMessage(role="user", content="x" * 300)], created_at=_time.time(),
+        )  # fmt: skip
+        await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+        state = engine.state
+        await until(lambda: j.id in state.results or len(fo.by_name(k["name"])) > 1, 15, "an answer or a new key")
+        await _sleep(3.0)
+        res = state.results.get(j.id)
+        assert res is not None and res.state == "done", (
+            f"the job: {res.state if res else 'no result'} ({res.reason if res else ''}); "
+            f"runtime keys made: {len(fo.by_name(k['name']))}"
+        )
 
 
 async def _sleep(s: float) -> None:

@@ -176,21 +176,14 @@ async def engine_402(tmp_path: Path, nats_server: EmbeddedServer) -> AsyncIterat
     """An engine (spend guard, controller, pool) whose OpenRouter account is empty: every call answers 402
     "Insufficient credits", while GET /key says the key's own limit still has $10 left (a key limit is not the
     account's balance, credit.py's docstring)."""
-    from swarm_tui.engine.engine import Engine
-    from swarm_tui.engine.guards.prices import PriceBook
-    from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
-    from swarm_tui.engine.swarm.build import build_pool
-    from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
     from tests.support.fake_openrouter import Answer
+    from tests.support.swarm_kit import build_engine_with_spend
 
     async with FakeOpenRouter() as fo:
         fo.default = Answer(status=402)
         cfg = make_config(tmp_path, nats_server.url, OPENROUTER_API_BASE=fo.base, OPENROUTER_API_KEY=KEY)
         bus = await Bus(cfg).connect()
-        engine = Engine(cfg, bus)
-        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths)))
-        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
-        engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+        engine, spend, _pool = build_engine_with_spend(cfg, bus)
         quiet = logging.getLogger("swarm_tui")
         level = quiet.level
         quiet.setLevel(logging.ERROR)

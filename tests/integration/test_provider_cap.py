@@ -15,16 +15,13 @@ import pytest
 
 from swarm_tui.cli.status import format_status, status_data
 from swarm_tui.engine.bus import subjects as S
-from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import ChatMessage, Job
-from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.guards import credit
 from swarm_tui.engine.guards.provider_cap import KEY_FILE, ProviderCap
 from swarm_tui.engine.info import SpendInfo, usable
 from tests.support.env import base_env, make_config, run_cli
-from tests.support.fake_openrouter import Answer
-from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys
+from tests.support.fake_openrouter_keys import MANAGEMENT_KEY, FakeOpenRouterKeys, cap_config, capped_engine, new_cap
 from tests.support.polling import until
 
 API_KEY = "sk-or-v1-plain-test-key-0123456789abcdef"
@@ -43,15 +40,6 @@ def job(i: int) -> Job:
         messages=[ChatMessage(role="user", content="x" * 300)],
         created_at=time.time(),
     )
-
-
-def cap_config(tmp_path: Path, fo: FakeOpenRouterKeys, **extra: str) -> Config:
-    env = {"OPENROUTER_API_BASE": fo.base, "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY} | extra
-    return make_config(tmp_path, **env)
-
-
-def new_cap(cfg: Config, ceiling: list[float], host: str = "h1") -> ProviderCap:
-    return ProviderCap(cfg.openrouter, cfg.paths, ceiling=lambda: ceiling[0], host=host)
 
 
 def masked(fo: FakeOpenRouterKeys) -> list[tuple[str, str, Any, int]]:
@@ -167,57 +155,44 @@ async def test_the_engine_spends_through_the_capped_key(
 ) -> None:
     """Money: the workers call with the runtime key; what is recorded equals what the provider billed the key and
     stays under the ceiling; the key's limit follows `budget`; a key refused past its limit stops cloud work."""
-    from swarm_tui.engine.assemble import assemble
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(credit, "RECHECK_GAP_S", 0.2)  # the key checks the cap and a 402 ask for, without the wait
-    async with FakeOpenRouterKeys() as fo:
-        fo.default = Answer(tokens=30, cost=0.0002)
-        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
-        bus = await Bus(cfg).connect()
-        engine = assemble(cfg, bus, conductor=False)
-        await engine.start()
+    async with capped_engine(tmp_path, nats_server.url) as (fo, bus, engine):
         state = engine.state
-        try:
-            (k,) = fo.by_name(f"swarm-tui {engine.host}")
-            assert (k["limit"], k["limit_reset"]) == (0.05, "daily")
+        (k,) = fo.by_name(f"swarm-tui {engine.host}")
+        assert (k["limit"], k["limit_reset"]) == (0.05, "daily")
 
-            def spend() -> dict[str, Any]:
-                return dict(usable(engine.info().get("spend")) or {})
+        def spend() -> dict[str, Any]:
+            return dict(usable(engine.info().get("spend")) or {})
 
-            await until(lambda: spend().get("key_status") == "ok", 10, "the runtime key checked")
-            assert spend()["provider_cap"] == "provider cap $0.05/day"
-            assert spend()["credits_left_usd"] == 0.05  # GET /key answered for the runtime key
-            for i in range(5):
-                j = job(i)
-                await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
-            await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
-            assert fo.calls_by_key == {k["hash"]: 5} and len(fo.chats()) == 5
-            assert (
-                state.today_spend()
-                == pytest.approx(fo.billed)
-                == pytest.approx(k["usage_daily"])
-                == pytest.approx(0.001)
-            )
-            assert state.today_spend() <= 0.05
-            text = format_status(await status_data(cfg))
-            assert "provider cap $0.05/day" in text and MANAGEMENT_KEY not in text and k["secret"] not in text
-
-            await engine.controls.handle("ceiling", {"usd": 0.04})  # `swarm-tui budget 0.04`
-            await until(lambda: k["limit"] == 0.04, 10, "the key's limit follows the ceiling")
-            await until(lambda: spend()["provider_cap"] == "provider cap $0.04/day", 5, "the line")
-            # the key is checked again at once: its limit left is the new limit less what it was billed
-            await until(lambda: spend()["credits_left_usd"] == pytest.approx(0.039), 10, "the key checked again")
-
-            k["usage_daily"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
-            billed = fo.billed
-            j = job(9)
+        await until(lambda: spend().get("key_status") == "ok", 10, "the runtime key checked")
+        assert spend()["provider_cap"] == "provider cap $0.05/day"
+        assert spend()["credits_left_usd"] == 0.05  # GET /key answered for the runtime key
+        for i in range(5):
+            j = job(i)
             await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
-            await until(lambda: "key limit reached" in spend()["blocked_reason"], 15, "the key limit seen")
-            assert fo.key_limit_refusals >= 1 and fo.billed == billed and state.today_spend() <= 0.04
-        finally:
-            await engine.stop()
-            await bus.close()
+        await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
+        assert fo.calls_by_key == {k["hash"]: 5} and len(fo.chats()) == 5
+        assert (
+            state.today_spend() == pytest.approx(fo.billed) == pytest.approx(k["usage_daily"]) == pytest.approx(0.001)
+        )
+        assert state.today_spend() <= 0.05
+        text = format_status(await status_data(engine.cfg))
+        assert "provider cap $0.05/day" in text and MANAGEMENT_KEY not in text and k["secret"] not in text
+
+        await engine.controls.handle("ceiling", {"usd": 0.04})  # `swarm-tui budget 0.04`
+        await until(lambda: k["limit"] == 0.04, 10, "the key's limit follows the ceiling")
+        await until(lambda: spend()["provider_cap"] == "provider cap $0.04/day", 5, "the line")
+        # the key is checked again at once: its limit left is the new limit less what it was billed
+        await until(lambda: spend()["credits_left_usd"] == pytest.approx(0.039), 10, "the key checked again")
+
+        k["usage_daily"] = k["limit"]  # spent today through the same key elsewhere: OpenRouter refuses (402)
+        billed = fo.billed
+        j = job(9)
+        await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+        await until(lambda: "key limit reached" in spend()["blocked_reason"], 15, "the key limit seen")
+        assert fo.key_limit_refusals >= 1 and fo.billed == billed and state.today_spend() <= 0.04
     for secret in (MANAGEMENT_KEY, k["secret"]):
         assert secret not in caplog.text
         for p in (tmp_path / "nats-store").rglob("*"):  # never on the bus
@@ -295,40 +270,30 @@ async def test_a_key_revoked_mid_run_is_replaced_at_once_with_what_is_left_of_th
     the job waits and is done with the new key, whose limit is the ceiling less today's spend (rounded down to the
     cent): recorded spend equals what the provider billed both keys, and the keys together allow no more than the
     ceiling today."""
-    from swarm_tui.engine.assemble import assemble
 
     monkeypatch.setattr(credit, "RECHECK_GAP_S", 0.2)
-    async with FakeOpenRouterKeys() as fo:
-        fo.default = Answer(tokens=30, cost=0.0002)
-        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_server.url).replace(budget__daily_usd=0.05)
-        bus = await Bus(cfg).connect()
-        engine = assemble(cfg, bus, conductor=False)
-        await engine.start()
+    async with capped_engine(tmp_path, nats_server.url) as (fo, bus, engine):
         state = engine.state
-        try:
-            (old,) = fo.by_name(f"swarm-tui {engine.host}")
-            for i in range(5):
-                j = job(i)
-                await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
-            await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
-
-            def today() -> Any:
-                return dict(usable(engine.info().get("spend")) or {}).get("today_usd")
-
-            await until(lambda: today() == pytest.approx(0.001), 5, "the ledger")
-            old["disabled"] = True  # by hand, on openrouter.ai
-            j = job(7)
+        (old,) = fo.by_name(f"swarm-tui {engine.host}")
+        for i in range(5):
+            j = job(i)
             await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
-            await until(lambda: j.id in state.results and state.spend.entries == 6, 15, "the job done, new key")
-            assert state.results[j.id].state == "done"
-            _, new = fo.by_name(old["name"])
-            assert new["limit"] == 0.04 and not new["disabled"]  # $0.05 less $0.001 spent, rounded down
-            assert state.today_spend() == pytest.approx(fo.billed)
-            assert fo.billed == pytest.approx(old["usage_daily"] + new["usage_daily"]) and fo.billed <= 0.05
-            assert old["usage_daily"] + new["limit"] <= 0.05  # the provider's stop is the day's ceiling, not twice
-        finally:
-            await engine.stop()
-            await bus.close()
+        await until(lambda: len(state.results) == 5 and state.spend.entries == 5, 15, "five results")
+
+        def today() -> Any:
+            return dict(usable(engine.info().get("spend")) or {}).get("today_usd")
+
+        await until(lambda: today() == pytest.approx(0.001), 5, "the ledger")
+        old["disabled"] = True  # by hand, on openrouter.ai
+        j = job(7)
+        await bus.publish(S.job("cloud", j.id), j.to_bytes(), msg_id=j.id)
+        await until(lambda: j.id in state.results and state.spend.entries == 6, 15, "the job done, new key")
+        assert state.results[j.id].state == "done"
+        _, new = fo.by_name(old["name"])
+        assert new["limit"] == 0.04 and not new["disabled"]  # $0.05 less $0.001 spent, rounded down
+        assert state.today_spend() == pytest.approx(fo.billed)
+        assert fo.billed == pytest.approx(old["usage_daily"] + new["usage_daily"]) and fo.billed <= 0.05
+        assert old["usage_daily"] + new["limit"] <= 0.05  # the provider's stop is the day's ceiling, not twice
 
 
 def test_the_limit_rounds_down_and_a_ceiling_under_a_cent_says_the_provider_refuses() -> None:

@@ -19,13 +19,9 @@ from swarm_tui.engine.bus.embedded import EmbeddedServer
 from swarm_tui.engine.bus.wire import WorkerEvent
 from swarm_tui.engine.engine import Engine
 from swarm_tui.engine.guards.credit import CreditWatch
-from swarm_tui.engine.guards.prices import PriceBook
-from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.info import EngineInfo, SpendInfo
 from swarm_tui.engine.projection.state import SwarmState
 from swarm_tui.engine.states import WorkerState
-from swarm_tui.engine.swarm.build import build_pool
-from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.tui.model import OutputRing, wrap_tail
 from swarm_tui.tui.screens.text import TextScreen
 from swarm_tui.tui.widgets.header_bar import LOCAL_ONLY, NO_KEY, NO_KEY_SHORT, HeaderBar, HeaderView
@@ -37,7 +33,7 @@ from tests.integration.test_tui_first_look import _conductor
 from tests.support.env import make_config
 from tests.support.fake_openrouter import FakeOpenRouter
 from tests.support.polling import until
-from tests.support.swarm_kit import KEY, approve
+from tests.support.swarm_kit import KEY, approve, build_engine_with_spend
 from tests.support.tui import SIZE, make_app, started
 
 WIDE = (120, 36)
@@ -143,11 +139,7 @@ async def rejected(tmp_path: Path, nats_server: EmbeddedServer) -> AsyncIterator
         cfg = make_config(tmp_path, nats_server.url, OPENROUTER_API_BASE=fo.base, OPENROUTER_API_KEY=KEY)
         cfg = cfg.replace(openrouter__key_poll_s=3600.0)  # only the poll at start counts
         bus = await Bus(cfg).connect()
-        engine = Engine(cfg, bus)
-        prices = PriceBook(cfg.openrouter, cfg.paths)
-        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, prices))
-        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
-        engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+        engine, spend, _pool = build_engine_with_spend(cfg, bus)
         observer = await Bus(cfg).connect(setup=False)
         try:
             yield engine, observer, fo
@@ -216,10 +208,7 @@ async def test_a_call_refused_for_its_key_has_the_key_checked_at_once_and_later_
         cfg = make_config(tmp_path, nats_server.url, OPENROUTER_API_BASE=fo.base, OPENROUTER_API_KEY=KEY)
         cfg = cfg.replace(openrouter__key_poll_s=3600.0)
         bus = await Bus(cfg).connect()
-        engine = Engine(cfg, bus)
-        spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths)))
-        engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
-        pool = engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+        engine, spend, pool = build_engine_with_spend(cfg, bus)
         await engine.start()
         try:
             await until(lambda: spend.key_status == "ok")

@@ -27,13 +27,21 @@ The daily reset (midnight UTC) is not modelled: a test sets ``usage`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import secrets
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from swarm_tui.engine.bus.client import Bus
+from swarm_tui.engine.config.load import Config
+from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.provider_cap import ProviderCap
+from tests.support.env import make_config
 from tests.support.fake_openrouter import FakeOpenRouter
 
 MANAGEMENT_KEY = "sk-or-v1-mgmt-test-secret-0123456789abcdef"
@@ -201,3 +209,34 @@ class FakeOpenRouterKeys(FakeOpenRouter):
         if k is not None:
             for u in USAGES:
                 k[u] = round(k[u] + cost, 9)
+
+
+def cap_config(tmp_path: Path, fo: FakeOpenRouterKeys, **extra: str) -> Config:
+    """A config for the provider cap against ``fo``: its base, the management key (``extra`` overrides)."""
+    env = {"OPENROUTER_API_BASE": fo.base, "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY} | extra
+    return make_config(tmp_path, **env)
+
+
+def new_cap(cfg: Config, ceiling: list[float], host: str = "h1") -> ProviderCap:
+    """A provider cap whose ceiling is ``ceiling[0]`` (a test changes it in place)."""
+    return ProviderCap(cfg.openrouter, cfg.paths, ceiling=lambda: ceiling[0], host=host)
+
+
+@contextlib.asynccontextmanager
+async def capped_engine(tmp_path: Path, nats_url: str) -> AsyncIterator[tuple[FakeOpenRouterKeys, Bus, Engine]]:
+    """An engine (no conductor) with the provider cap against a stand-in that bills $0.0002 an answer, under a
+    $0.05 ceiling: the stand-in, the engine's bus and the engine, stopped on the way out."""
+    from swarm_tui.engine.assemble import assemble
+    from tests.support.fake_openrouter import Answer
+
+    async with FakeOpenRouterKeys() as fo:
+        fo.default = Answer(tokens=30, cost=0.0002)
+        cfg = cap_config(tmp_path, fo, SWARM_NATS_URL=nats_url).replace(budget__daily_usd=0.05)
+        bus = await Bus(cfg).connect()
+        engine = assemble(cfg, bus, conductor=False)
+        await engine.start()
+        try:
+            yield fo, bus, engine
+        finally:
+            await engine.stop()
+            await bus.close()

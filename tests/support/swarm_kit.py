@@ -12,7 +12,9 @@ from swarm_tui.engine.bus.client import Bus
 from swarm_tui.engine.bus.wire import Approval, Chunk, Decision, Job, PlanItem, Task, decode, new_id
 from swarm_tui.engine.config.load import Config
 from swarm_tui.engine.engine import Engine
+from swarm_tui.engine.guards.prices import PriceBook
 from swarm_tui.engine.guards.protocols import Reservation
+from swarm_tui.engine.guards.spend import SpendGuard, SpendSettings
 from swarm_tui.engine.swarm.build import build_pool
 from swarm_tui.engine.swarm.controller import Controller, ControllerSettings
 from swarm_tui.engine.swarm.endpoint import Endpoint
@@ -42,6 +44,15 @@ def build_engine(
     engine.add(Controller(ControllerSettings.of(cfg, demo=demo), bus, engine.state, spend=spend, host="test"))
     pool = engine.add(build_pool(cfg, bus, endpoint=endpoint, spend=spend, ram=ram, host="test"))
     return engine, pool
+
+
+def build_engine_with_spend(cfg: Config, bus: Bus) -> tuple[Engine, SpendGuard, Pool]:
+    """An engine with its spend guard (the key's state, the ceiling), the controller and the pool."""
+    engine = Engine(cfg, bus)
+    spend = engine.add(SpendGuard(SpendSettings.of(cfg), bus, engine.state, PriceBook(cfg.openrouter, cfg.paths)))
+    engine.add(Controller(ControllerSettings.of(cfg), bus, engine.state, spend=spend, host="test"))
+    pool = engine.add(build_pool(cfg, bus, spend=spend, host="test"))
+    return engine, spend, pool
 
 
 async def approve(
