@@ -37,7 +37,7 @@ from swarm_tui.tui.screens.history import HistoryScreen
 from swarm_tui.tui.widgets.key_bar import KeyBar
 from tests.support.env import ROOT
 from tests.support.history_log import history_log
-from tests.support.polling import until
+from tests.support.polling import LoopHeld, until
 from tests.support.tui import SIZE, live_app_with_tasks, live_timeline, live_timeline_with_tasks, make_app, started
 
 pytestmark = pytest.mark.fault
@@ -223,25 +223,10 @@ async def test_one_step_back_on_a_long_log_holds_the_loop() -> None:
     times = [T0 + n for n in range(1, 50_001)]
     tl = Timeline(MemoryLog(_tasks(times)), max_scale=50, checkpoints=CheckpointStore(max_scale=50))
     await tl.open(Point("seq", 49_999))
-    worst = 0.0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal worst
-        last = time.perf_counter()
-        while not stop:
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            worst, last = max(worst, now - last), now
-
-    tk = asyncio.create_task(ticker())
-    await asyncio.sleep(0.05)
-    worst = 0.0
-    await tl.step(-1)
-    stop = True
-    await tk
+    async with LoopHeld() as held:
+        await tl.step(-1)
     assert tl.seq == 49_998
-    assert worst < 0.25, f"one step back held the event loop {worst:.2f} s in one piece"
+    assert held.worst < 0.25, f"one step back held the event loop {held.worst:.2f} s in one piece"
 
 
 # ------------------------------------------------------------------------------------------ what the screen says
@@ -304,26 +289,12 @@ async def test_history_search_as_you_type_freezes_on_a_long_log() -> None:
         await pilot.pause()
         # the longest the loop is held in one piece while typing (fixer 26c: the wall time of 4 presses was the
         # measure, but pilot's own presses and redraws take ~0.5 s on a loaded 2-core machine with 10 tasks)
-        worst, stop = 0.0, False
-
-        async def ticker() -> None:
-            nonlocal worst
-            last = time.perf_counter()
-            while not stop:
-                await asyncio.sleep(0.005)
-                now = time.perf_counter()
-                worst, last = max(worst, now - last), now
-
         gc.collect()  # an earlier test's garbage is not this screen's cost
-        tk = asyncio.create_task(ticker())
-        await asyncio.sleep(0.02)
-        worst = 0.0
-        for ch in "queu":
-            await pilot.press(ch)
-        await pilot.pause()
-        stop = True
-        await tk
-        assert worst < 0.25, f"a letter typed in History's search held the app {worst:.2f} s in one piece"
+        async with LoopHeld() as held:
+            for ch in "queu":
+                await pilot.press(ch)
+            await pilot.pause()
+        assert held.worst < 0.25, f"a letter typed in History's search held the app {held.worst:.2f} s in one piece"
 
 
 # ------------------------------------------------------------------------------------------ the bus goes away

@@ -48,3 +48,31 @@ async def until_async(fn: Callable[[], Awaitable[Any]], timeout: float = 15.0, w
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class LoopHeld:
+    """``async with LoopHeld() as held``: ``held.worst`` is the longest the event loop was held in one piece while
+    the block ran (a ticker every 5 ms, started and settled before the block)."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._stop:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            self.worst, last = max(self.worst, now - last), now
+
+    async def __aenter__(self) -> LoopHeld:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0.02)
+        self.worst = 0.0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop = True
+        assert self._task is not None
+        await self._task
